@@ -1,0 +1,117 @@
+"""API-wide pieces: one error shape, pagination."""
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.response import Response
+from rest_framework.routers import SimpleRouter
+from rest_framework.views import exception_handler as drf_exception_handler
+
+CODES = {
+    400: "validation_error",
+    401: "not_authenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+    422: "unprocessable",
+    429: "rate_limited",
+    503: "unavailable",
+}
+
+
+class Pagination(PageNumberPagination):
+    """Page-number pagination with a client-chosen page size (capped)."""
+
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+    def __init__(self) -> None:
+        from django.conf import settings
+
+        self.page_size = settings.API_PAGE_SIZE
+
+
+def error_body(status_code: int, message: str, fields: Any = None, code: str | None = None) -> dict:
+    """Return the one error shape the whole API uses."""
+    body: dict[str, Any] = {"code": code or CODES.get(status_code, "error"), "message": message}
+    if fields:
+        body["fields"] = fields
+    return {"error": body}
+
+
+class ApiError(exceptions.APIException):
+    """An API error with an explicit status, code and optional field messages."""
+
+    def __init__(self, status_code: int, message: str, code: str | None = None,
+                 fields: Any = None, headers: dict | None = None) -> None:
+        super().__init__(detail=message)
+        self.status_code = status_code
+        self.error_code = code
+        self.fields = fields
+        self.headers = headers or {}
+
+
+def _message_for(exc: exceptions.APIException) -> str:
+    detail = exc.detail
+    if isinstance(detail, str):
+        return str(detail)
+    if isinstance(exc, exceptions.ValidationError):
+        return "Invalid input."
+    return str(getattr(exc, "default_detail", "Error"))
+
+
+def exception_handler(exc: Exception, context: dict) -> Response | None:
+    """Turn every API exception into {"error": {"code", "message", "fields"}}."""
+    if isinstance(exc, RequestDataTooBig):
+        return Response(error_body(400, "Request body is too large.", code="request_too_large"),
+                        status=400)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, ApiError):
+        body = error_body(exc.status_code, str(exc.detail), exc.fields, exc.error_code)
+        response.data = body
+        for key, value in exc.headers.items():
+            response[key] = value
+        return response
+    fields = None
+    if isinstance(exc, exceptions.ValidationError):
+        fields = exc.detail if not isinstance(exc.detail, str) else None
+        if isinstance(fields, dict) and set(fields) == {"non_field_errors"}:
+            message = str(fields["non_field_errors"][0])
+            fields = None
+            response.data = error_body(400, message)
+            return response
+    response.data = error_body(response.status_code, _message_for(exc), fields)
+    return response
+
+
+def json_404(request, exception=None) -> JsonResponse:  # noqa: ARG001
+    """Answer unknown URLs with the API's error shape."""
+    return JsonResponse(error_body(404, "Not found."), status=status.HTTP_404_NOT_FOUND)
+
+
+def json_500(request) -> JsonResponse:  # noqa: ARG001
+    """Answer unhandled errors with the API's error shape (details go to the log)."""
+    return JsonResponse(error_body(500, "Internal server error.", code="server_error"),
+                        status=500)
+
+
+class Router(SimpleRouter):
+    """A router whose routes match with or without a trailing slash (no POST redirects)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trailing_slash = "/?"

@@ -1,0 +1,12 @@
+"""The Celery app: created here, configured from Django settings, tasks autodiscovered."""
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+app = Celery("relay")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()

@@ -1,0 +1,45 @@
+"""Typed helpers that read settings from the environment."""
+from __future__ import annotations
+
+import os
+
+TRUE_VALUES = {"1", "true", "yes", "on"}
+
+
+def env_str(name: str, default: str = "") -> str:
+    """Return the variable, or the default when it is unset or empty."""
+    value = os.environ.get(name, "")
+    return value if value != "" else default
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    """Return True for 1/true/yes/on (any case)."""
+    value = os.environ.get(name, "")
+    return default if value == "" else value.strip().lower() in TRUE_VALUES
+
+
+def env_int(name: str, default: int) -> int:
+    """Return the variable as an int."""
+    value = os.environ.get(name, "")
+    return default if value == "" else int(value)
+
+
+def env_float(name: str, default: float) -> float:
+    """Return the variable as a float."""
+    value = os.environ.get(name, "")
+    return default if value == "" else float(value)
+
+
+def env_list(name: str, default: list[str] | None = None) -> list[str]:
+    """Return a comma-separated variable as a list of stripped, non-empty items."""
+    value = os.environ.get(name, "")
+    if value == "":
+        return list(default or [])
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def redis_url_for_kombu(url: str) -> str:
+    """Return a broker URL for kombu: redis-py's unix:// sockets are redis+socket:// there."""
+    if url.startswith("unix://"):
+        return "redis+socket://" + url[len("unix://"):]
+    return url

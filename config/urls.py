@@ -1,0 +1,21 @@
+"""URL map: API v1, compatible endpoints, health, docs, admin."""
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from monitoring import health
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("health", health.health, name="health"),
+    path("health/live", health.live, name="health-live"),
+    path("health/ready", health.ready, name="health-ready"),
+    path("api/schema/", SpectacularAPIView.as_view(permission_classes=[],
+                                                   authentication_classes=[]), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema", permission_classes=[],
+                                                     authentication_classes=[]), name="docs"),
+    path("api/v1/", include("messaging.api.urls")),
+]
+
+handler404 = "config.api.json_404"
+handler500 = "config.api.json_500"

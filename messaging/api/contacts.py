@@ -1,0 +1,122 @@
+"""Contacts REST API: list/filter/search, CRUD and upsert by external_id."""
+from __future__ import annotations
+
+import django_filters
+from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from messaging.auth import workspace_of
+from messaging.models import Contact, validate_timezone
+from messaging.phones import normalize_phone
+from messaging.services import contact_upsert
+
+
+class ContactSerializer(serializers.ModelSerializer):
+    phone = serializers.CharField(required=False, allow_blank=True, max_length=32)
+    timezone = serializers.CharField(required=False, allow_blank=True, max_length=64)
+    external_id = serializers.CharField(required=False, allow_null=True, max_length=200)
+
+    class Meta:
+        model = Contact
+        fields = [
+            "id", "external_id", "first_name", "last_name", "phone", "email", "timezone",
+            "attributes", "sms_subscribed", "email_subscribed", "created_at", "updated_at",
+        ]
+        read_only_fields = ["id", "created_at", "updated_at"]
+
+    def validate_phone(self, value: str) -> str:
+        if not value:
+            return ""
+        try:
+            return normalize_phone(value)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages[0]) from exc
+
+    def validate_timezone(self, value: str) -> str:
+        if value:
+            try:
+                validate_timezone(value)
+            except DjangoValidationError as exc:
+                raise serializers.ValidationError(exc.messages[0]) from exc
+        return value
+
+    def validate_attributes(self, value: object) -> dict:
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("Must be a JSON object.")
+        return value
+
+    def validate_external_id(self, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        workspace = self.context["workspace"]
+        taken = Contact.objects.filter(workspace=workspace, external_id=value)
+        if self.instance is not None:
+            taken = taken.exclude(pk=self.instance.pk)
+        if taken.exists():
+            raise serializers.ValidationError("A contact with this external_id already exists.")
+        return value
+
+
+class ContactUpsertSerializer(ContactSerializer):
+    external_id = serializers.CharField(max_length=200)
+
+    def validate_external_id(self, value: str) -> str:
+        return value  # upsert targets the existing contact by design
+
+
+class ContactFilter(django_filters.FilterSet):
+    external_id = django_filters.CharFilter()
+    email = django_filters.CharFilter(lookup_expr="iexact")
+    phone = django_filters.CharFilter(method="filter_phone")
+    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = Contact
+        fields = ["external_id", "email", "phone", "sms_subscribed", "email_subscribed"]
+
+    def filter_phone(self, queryset, name: str, value: str):
+        try:
+            value = normalize_phone(value)
+        except DjangoValidationError:
+            return queryset.none()
+        return queryset.filter(phone=value)
+
+
+class ContactViewSet(viewsets.ModelViewSet):
+    """Contacts of the key's workspace."""
+
+    serializer_class = ContactSerializer
+    filterset_class = ContactFilter
+    search_fields = ["first_name", "last_name", "email", "phone", "external_id"]
+    ordering_fields = ["created_at", "updated_at", "last_name"]
+
+    def get_queryset(self):
+        return Contact.objects.filter(workspace=workspace_of(self.request))
+
+    def get_serializer_context(self) -> dict:
+        context = super().get_serializer_context()
+        if getattr(self.request, "auth", None) is not None:
+            context["workspace"] = workspace_of(self.request)
+        return context
+
+    def perform_create(self, serializer: ContactSerializer) -> None:
+        serializer.save(workspace=workspace_of(self.request))
+
+    @extend_schema(request=ContactUpsertSerializer, responses=ContactSerializer)
+    @action(detail=False, methods=["post"], url_path="upsert")
+    def upsert(self, request: Request) -> Response:
+        """Create the contact with this external_id, or update the existing one."""
+        serializer = ContactUpsertSerializer(data=request.data,
+                                             context=self.get_serializer_context())
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        external_id = data.pop("external_id")
+        contact, created = contact_upsert(workspace=workspace_of(request),
+                                          external_id=external_id, data=data)
+        return Response(ContactSerializer(contact).data,
+                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import secrets
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+
+from messaging.models import Workspace
+from messaging.services import api_key_create, workspace_create
+
+
+class Command(BaseCommand):
+    help = "First run only: create a demo workspace with an API key and an admin user."
+
+    def handle(self, *args, **options) -> None:
+        if Workspace.objects.filter(slug="demo").exists():
+            self.stdout.write("Demo workspace exists already (keys are shown only once; "
+                              "make another with: python manage.py create_api_key demo).")
+            return
+        workspace = workspace_create(name="Demo", slug="demo")
+        _, secret = api_key_create(workspace=workspace, name="demo")
+        user_model = get_user_model()
+        password = secrets.token_urlsafe(12)
+        if not user_model.objects.filter(username="admin").exists():
+            user_model.objects.create_superuser("admin", "admin@example.com", password)
+            login = f"admin / {password}"
+        else:
+            login = "admin (existing user, password unchanged)"
+        self.stdout.write("=" * 72)
+        self.stdout.write("Demo workspace created.")
+        self.stdout.write(f"  Admin login (http://localhost:8000/admin/): {login}")
+        self.stdout.write(f"  API key (shown once): {secret}")
+        self.stdout.write('  Try: curl -H "Authorization: Bearer <key>" '
+                          "localhost:8000/api/v1/contacts")
+        self.stdout.write("=" * 72)

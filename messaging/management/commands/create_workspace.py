@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+from messaging.services import api_key_create, workspace_create
+
+
+class Command(BaseCommand):
+    help = "Create a workspace and print a new API key alone on the last line."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("name")
+        parser.add_argument("--timezone", default="UTC")
+        parser.add_argument("--slug", default=None)
+
+    def handle(self, *args, **options) -> None:
+        try:
+            workspace = workspace_create(name=options["name"], slug=options["slug"],
+                                         timezone_name=options["timezone"])
+        except ValidationError as exc:
+            raise CommandError("; ".join(exc.messages)) from exc
+        _, secret = api_key_create(workspace=workspace)
+        self.stdout.write(f"Created workspace {workspace.slug} ({workspace.id}).")
+        self.stdout.write("API key (shown once):")
+        self.stdout.write(secret)

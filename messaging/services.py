@@ -1,0 +1,102 @@
+"""Writes for workspaces, API keys and contacts."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.text import slugify
+
+from messaging.models import ApiKey, Contact, Workspace
+
+KEY_PREFIX = "rk_"
+
+
+def _hash_key(secret: str) -> str:
+    # Keys carry 256 random bits, so a fast hash is safe (a slow KDF only matters for
+    # guessable secrets such as passwords) and keeps authentication cheap per request.
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def workspace_create(*, name: str, timezone_name: str = "UTC", slug: str | None = None,
+                     settings_: dict | None = None) -> Workspace:
+    """Create a workspace with a unique slug derived from its name."""
+    base = slugify(slug or name)[:90] or "workspace"
+    candidate = base
+    for attempt in range(2, 1000):
+        if not Workspace.objects.filter(slug=candidate).exists():
+            break
+        candidate = f"{base}-{attempt}"
+    workspace = Workspace(name=name, slug=candidate, timezone=timezone_name,
+                          settings=settings_ or {})
+    workspace.full_clean()
+    workspace.save()
+    return workspace
+
+
+def api_key_create(*, workspace: Workspace, name: str = "default") -> tuple[ApiKey, str]:
+    """Create a key and return it with its secret, which is never stored or shown again."""
+    for _ in range(5):
+        prefix = secrets.token_hex(4)
+        secret = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
+        try:
+            with transaction.atomic():
+                key = ApiKey.objects.create(workspace=workspace, name=name, prefix=prefix,
+                                            hashed_key=_hash_key(secret))
+            return key, secret
+        except IntegrityError:
+            continue  # prefix collision: 1 in 4 billion, try another
+    raise RuntimeError("could not allocate a unique API key prefix")
+
+
+def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
+    """Revoke a key; requests with it answer 401 from now on."""
+    if api_key.revoked_at is None:
+        api_key.revoked_at = timezone.now()
+        api_key.save(update_fields=["revoked_at"])
+    return api_key
+
+
+def api_key_authenticate(*, secret: str) -> ApiKey | None:
+    """Return the active key matching the secret, refreshing its last-used time."""
+    parts = secret.split("_")
+    if len(parts) < 3 or not secret.startswith(KEY_PREFIX):
+        return None
+    key = (ApiKey.objects.select_related("workspace")
+           .filter(prefix=parts[1], revoked_at__isnull=True, workspace__is_active=True).first())
+    if key is None or not hmac.compare_digest(key.hashed_key, _hash_key(secret)):
+        return None
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.API_KEY_TOUCH_SECONDS)
+    if key.last_used_at is None or key.last_used_at < stale:
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        key.last_used_at = now
+    return key
+
+
+def contact_upsert(*, workspace: Workspace, external_id: str, data: dict) -> tuple[Contact, bool]:
+    """Create or update the contact with this external id; return it and whether it was new."""
+    with transaction.atomic():
+        contact = (Contact.objects.select_for_update()
+                   .filter(workspace=workspace, external_id=external_id).first())
+        created = contact is None
+        if created:
+            contact = Contact(workspace=workspace, external_id=external_id)
+        for field, value in data.items():
+            setattr(contact, field, value)
+        try:
+            with transaction.atomic():
+                contact.save()
+        except IntegrityError:
+            # A concurrent upsert created it first: update that row instead.
+            contact = Contact.objects.select_for_update().get(
+                workspace=workspace, external_id=external_id)
+            for field, value in data.items():
+                setattr(contact, field, value)
+            contact.save()
+            created = False
+    return contact, created

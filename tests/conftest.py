@@ -1,0 +1,80 @@
+"""Shared fixtures: embedded Redis when none is configured, API clients, a live Celery
+worker on the real broker, and a local HTTP server standing in for providers."""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from rest_framework.test import APIClient
+
+from config import embedded_redis
+from tests.factories import WorkspaceFactory
+from tests.support.stub_server import StubServer
+
+_started_redis = False
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _started_redis
+    if not os.environ.get("REDIS_URL") and not os.environ.get("CELERY_BROKER_URL"):
+        _started_redis = embedded_redis.start()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _started_redis:
+        embedded_redis.stop()
+
+
+@pytest.fixture
+def workspace(db):
+    return WorkspaceFactory()
+
+
+@pytest.fixture
+def api_key(workspace) -> str:
+    from messaging.services import api_key_create
+
+    _, secret = api_key_create(workspace=workspace)
+    return secret
+
+
+@pytest.fixture
+def api(api_key) -> APIClient:
+    """An API client authenticated as `workspace`."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key}")
+    return client
+
+
+@pytest.fixture
+def other_api(db) -> APIClient:
+    """An API client of a second, unrelated workspace."""
+    from messaging.services import api_key_create
+
+    _, secret = api_key_create(workspace=WorkspaceFactory())
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    return client
+
+
+@pytest.fixture
+def stub_server() -> Iterator[StubServer]:
+    """A real HTTP server on 127.0.0.1 that records requests and replies as scripted."""
+    server = StubServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def live_worker(transactional_db) -> Iterator[object]:
+    """A Celery worker consuming every queue of the real broker, in this process."""
+    from celery.contrib.testing.worker import start_worker
+
+    from config.celery import app
+
+    app.control.purge()
+    with start_worker(app, pool="threads", concurrency=4, perform_ping_check=False,
+                      queues=["default", "sms", "email", "ai", "webhook", "flows"],
+                      shutdown_timeout=30) as worker:
+        yield worker
