@@ -165,6 +165,8 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "config.api.exception_handler",
+    # Per API key, atomic in Redis (API_RATE_LIMIT); answers 429 with Retry-After.
+    "DEFAULT_THROTTLE_CLASSES": ["messaging.ratelimit.ApiKeyRateThrottle"],
     "UNAUTHENTICATED_USER": None,
 }
 SPECTACULAR_SETTINGS = {
@@ -201,3 +203,84 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
+
+# --- Providers ------------------------------------------------------------------------
+# Each channel picks a provider here; a workspace may override it (and its credentials)
+# in its settings: {"providers": {"sms": {"name": "twilio", "account_sid": ...}}}.
+SMS_PROVIDER = env_str("SMS_PROVIDER", "console")  # twilio | http | console
+SMS_API_URL = env_str("SMS_API_URL")  # generic HTTP SMS API base (POST <base>/send-sms)
+SMS_API_KEY = env_str("SMS_API_KEY")
+TWILIO_ACCOUNT_SID = env_str("TWILIO_ACCOUNT_SID")
+TWILIO_AUTH_TOKEN = env_str("TWILIO_AUTH_TOKEN")
+TWILIO_FROM_NUMBER = env_str("TWILIO_FROM_NUMBER")
+TWILIO_MESSAGING_SERVICE_SID = env_str("TWILIO_MESSAGING_SERVICE_SID")
+TWILIO_API_BASE = env_str("TWILIO_API_BASE", "https://api.twilio.com")
+# Public base URL of this service, for provider status callbacks (empty: none requested).
+PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL")
+EMAIL_PROVIDER = env_str("EMAIL_PROVIDER", "console")  # smtp | http | console
+EMAIL_API_URL = env_str("EMAIL_API_URL")  # generic HTTP email API base (<base>/api/email/send)
+EMAIL_API_KEY = env_str("EMAIL_API_KEY")
+EMAIL_FROM = env_str("EMAIL_FROM", "noreply@localhost")
+DEFAULT_FROM_EMAIL = EMAIL_FROM
+EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 15)
+AI_PROVIDER = env_str("AI_PROVIDER", "console")  # openai | console
+AI_API_BASE = env_str("AI_API_BASE", "https://api.openai.com/v1")
+AI_API_KEY = env_str("AI_API_KEY")
+AI_MODEL = env_str("AI_MODEL", "gpt-4o-mini")
+# Connect and read timeouts of every provider call, in seconds.
+PROVIDER_CONNECT_TIMEOUT_SECONDS = env_float("PROVIDER_CONNECT_TIMEOUT_SECONDS", 5.0)
+PROVIDER_TIMEOUT_SECONDS = env_float("PROVIDER_TIMEOUT_SECONDS", 15.0)
+# CIDRs that user-supplied URLs may reach although private (development and tests only).
+SSRF_ALLOWED_NETWORKS = env_list("SSRF_ALLOWED_NETWORKS", [])
+
+# --- Delivery pipeline ------------------------------------------------------------------
+# Attempts and backoff per channel: transient errors retry after a full-jitter exponential
+# delay (random between 0 and min(cap, base * 2^(attempt-1))), never before Retry-After.
+RETRY_BASE_SECONDS = env_float("RETRY_BASE_SECONDS", 2.0)
+RETRY_CAP_SECONDS = env_float("RETRY_CAP_SECONDS", 600.0)
+MAX_ATTEMPTS = {
+    "sms": env_int("MAX_ATTEMPTS_SMS", 3),
+    "mms": env_int("MAX_ATTEMPTS_SMS", 3),
+    "email": env_int("MAX_ATTEMPTS_EMAIL", 5),  # as the older email queue had
+    "ai": env_int("MAX_ATTEMPTS_AI", 3),
+    "webhook": env_int("MAX_ATTEMPTS_WEBHOOK", 5),
+}
+# Default rate limits per workspace and channel ("5/s", "20/min"; empty = none). A workspace
+# overrides them in its settings: {"rate_limits": {"sms": "5/s"}}.
+RATE_LIMITS = {
+    "sms": env_str("RATE_LIMIT_SMS"),
+    "email": env_str("RATE_LIMIT_EMAIL"),
+    "ai": env_str("RATE_LIMIT_AI"),
+    "webhook": env_str("RATE_LIMIT_WEBHOOK"),
+}
+# Per API key request limit (429 with Retry-After beyond it); empty disables.
+API_RATE_LIMIT = env_str("API_RATE_LIMIT", "50/s burst 100")
+# How long a worker owns a claimed message; after that the sweeper takes it back. Longer
+# than the slowest provider call (connect + read timeout) by a wide margin.
+DELIVERY_LEASE_SECONDS = env_int("DELIVERY_LEASE_SECONDS", 90)
+# A `queued` message not claimed after this long is published again (a lost broker message).
+REQUEUE_AFTER_SECONDS = env_int("REQUEUE_AFTER_SECONDS", 120)
+# The dispatcher publishes timers due within this window, with a countdown to the instant.
+DISPATCH_LOOKAHEAD_SECONDS = env_float("DISPATCH_LOOKAHEAD_SECONDS", 1.0)
+DISPATCH_POLL_SECONDS = env_float("DISPATCH_POLL_SECONDS", 0.2)
+# `send_at` may be this far in the past (clock skew, slow clients) before it is refused.
+SEND_AT_PAST_TOLERANCE_SECONDS = env_int("SEND_AT_PAST_TOLERANCE_SECONDS", 60)
+IDEMPOTENCY_TTL_SECONDS = 24 * 3600
+MESSAGE_BATCH_LIMIT = 1000
+
+CELERY_BEAT_SCHEDULE.update({
+    # Repairs what the broker lost: expired leases (killed workers) and queued rows whose
+    # task vanished. Every 15 s keeps recovery well under a minute at trivial cost.
+    "sweep-messages": {"task": "messaging.tasks.sweep_messages", "schedule": 15.0},
+})
+# Redis has no native priorities; kombu emulates them with one list per step.
+CELERY_BROKER_TRANSPORT_OPTIONS.update({
+    "priority_steps": [0, 3, 6], "sep": ":", "queue_order_strategy": "priority",
+})

@@ -1,10 +1,13 @@
 """Workspaces, API keys and contacts: the tenancy spine every other row hangs from."""
 from __future__ import annotations
 
+import base64
+import secrets
 import uuid
 import zoneinfo
 
 from django.core.exceptions import ValidationError
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import Q
 
@@ -13,6 +16,11 @@ def validate_timezone(value: str) -> None:
     """Refuse names that are not IANA time zones."""
     if value not in zoneinfo.available_timezones():
         raise ValidationError(f"'{value}' is not a valid IANA time zone.")
+
+
+def new_webhook_secret() -> str:
+    """Return a fresh Standard Webhooks secret: whsec_ + base64 of 32 random bytes."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 class Workspace(models.Model):
@@ -25,6 +33,11 @@ class Workspace(models.Model):
     # Per-workspace overrides: {"rate_limits": {"sms": {"per_second": 5}}, "providers": {...}}
     settings = models.JSONField(default=dict, blank=True)
     is_active = models.BooleanField(default=True)
+    # Standard Webhooks signing secret ("whsec_<base64>"); during a rotation the previous
+    # one signs too, so receivers can switch over without dropping deliveries.
+    webhook_secret = models.CharField(max_length=100, default=new_webhook_secret)
+    webhook_secret_previous = models.CharField(max_length=100, blank=True, default="")
+    webhook_secret_rotated_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -89,3 +102,137 @@ class Contact(models.Model):
 
     def __str__(self) -> str:
         return self.external_id or self.phone or self.email or str(self.id)
+
+
+class Channel(models.TextChoices):
+    SMS = "sms"
+    MMS = "mms"
+    EMAIL = "email"
+    AI = "ai"
+    WEBHOOK = "webhook"
+
+
+class MessageStatus(models.TextChoices):
+    SCHEDULED = "scheduled"
+    QUEUED = "queued"
+    SENDING = "sending"
+    RETRYING = "retrying"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    UNDELIVERED = "undelivered"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class Priority(models.TextChoices):
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+
+# Statuses a durable timer (due_at) governs: the dispatcher turns them into `queued`.
+TIMER_STATUSES = (MessageStatus.SCHEDULED, MessageStatus.RETRYING)
+CANCELLABLE_STATUSES = (MessageStatus.SCHEDULED, MessageStatus.QUEUED, MessageStatus.RETRYING)
+FINAL_STATUSES = (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.UNDELIVERED,
+                  MessageStatus.FAILED, MessageStatus.CANCELLED)
+
+
+class Message(models.Model):
+    """One outbound message; this row, not the broker, is the truth about it."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="messages")
+    contact = models.ForeignKey(Contact, on_delete=models.SET_NULL, null=True, blank=True,
+                                related_name="messages")
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    to = models.CharField(max_length=2048, blank=True, default="")
+    status = models.CharField(max_length=12, choices=MessageStatus.choices,
+                              default=MessageStatus.QUEUED)
+    priority = models.CharField(max_length=6, choices=Priority.choices, default=Priority.NORMAL)
+    content = models.JSONField(default=dict)  # as submitted (templates unrendered)
+    rendered = models.JSONField(null=True, blank=True)  # as sent
+    metadata = models.JSONField(default=dict, blank=True)
+    source = models.CharField(max_length=20, default="api")  # api | compat | flow | alert | ai
+    parent = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True,
+                               related_name="children")  # e.g. the AI message of a callback
+    scheduled_for = models.DateTimeField(null=True, blank=True)
+    # The durable timer: when a scheduled/retrying/deferred message is next due.
+    due_at = models.DateTimeField(null=True, blank=True)
+    # A rate-limit slot booked for this message: when reached, it goes without re-booking.
+    rate_slot_at = models.DateTimeField(null=True, blank=True)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveIntegerField(default=3)
+    provider = models.CharField(max_length=30, blank=True, default="")
+    provider_message_id = models.CharField(max_length=200, blank=True, default="",
+                                           db_index=True)
+    response = models.JSONField(null=True, blank=True)  # e.g. the AI reply
+    last_error = models.TextField(blank=True, default="")
+    error_code = models.CharField(max_length=50, blank=True, default="")
+    possible_duplicate = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["workspace", "-created_at"]),
+            models.Index(fields=["workspace", "status"]),
+            # The dispatcher's and sweeper's scans touch only live rows.
+            models.Index(fields=["status", "due_at"], name="message_timer_idx",
+                         condition=Q(status__in=["scheduled", "retrying"])),
+            models.Index(fields=["status", "enqueued_at"], name="message_live_idx",
+                         condition=Q(status__in=["queued", "sending"])),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel} {self.id} ({self.status})"
+
+
+class DeliveryAttempt(models.Model):
+    """One provider call for a message, with its outcome."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="delivery_attempts")
+    number = models.PositiveIntegerField()
+    provider = models.CharField(max_length=30, blank=True, default="")
+    task_id = models.CharField(max_length=64, blank=True, default="")
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=16, blank=True, default="")  # sent|retry|failed|lost
+    status_code = models.IntegerField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    error_code = models.CharField(max_length=50, blank=True, default="")
+    response = models.JSONField(null=True, blank=True)
+    possible_duplicate = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["message", "number"]
+        constraints = [models.UniqueConstraint(fields=["message", "number"],
+                                               name="attempt_number_unique")]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of {self.message_id} ({self.outcome or 'running'})"
+
+
+class IdempotencyRecord(models.Model):
+    """The stored answer to a POST made with an Idempotency-Key (24 h)."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE)
+    key = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64)
+    in_flight = models.BooleanField(default=True)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["workspace", "key"],
+                                               name="idempotency_key_unique")]
+
+    def __str__(self) -> str:
+        return self.key

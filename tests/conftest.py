@@ -78,3 +78,37 @@ def live_worker(transactional_db) -> Iterator[object]:
                       queues=["default", "sms", "email", "ai", "webhook", "flows"],
                       shutdown_timeout=30) as worker:
         yield worker
+
+
+@pytest.fixture
+def dispatcher(transactional_db) -> Iterator[None]:
+    """The dispatcher loop (run_dispatcher's pass) running in a background thread."""
+    import threading
+    import time
+
+    from django.db import connection
+
+    from messaging.pipeline import dispatch_due
+
+    stop = threading.Event()
+
+    def loop() -> None:
+        try:
+            while not stop.is_set():
+                if dispatch_due() == 0:
+                    time.sleep(0.05)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    yield
+    stop.set()
+    thread.join(10)
+
+
+@pytest.fixture
+def allow_local(settings) -> None:
+    """Let user-supplied URLs reach the local stand-in servers (the SSRF allow-list)."""
+    settings.SSRF_ALLOWED_NETWORKS = ["127.0.0.0/8", "::1/128"]
+

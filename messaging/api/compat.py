@@ -1,0 +1,180 @@
+"""Endpoints in the shape of the older queue service, for its existing clients.
+
+POST /api/schedule-sms, /api/schedule-email, /api/schedule-job and GET /api/job-status/{id}
+answer `{"success": true, "jobId", "scheduledTime"}` and run through the same pipeline as
+/api/v1/messages. A `workspaceId` that is not the API key's answers 403.
+"""
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.api import ApiError
+from messaging import pipeline
+from messaging.api.idempotency import idempotent
+from messaging.api.messages import MessageCreateSerializer
+from messaging.auth import workspace_of
+from messaging.models import Contact, Message, MessageStatus
+
+# The older service's job states (BullMQ) for each message status.
+JOB_STATES = {
+    MessageStatus.SCHEDULED: "delayed", MessageStatus.RETRYING: "delayed",
+    MessageStatus.QUEUED: "waiting", MessageStatus.SENDING: "active",
+    MessageStatus.SENT: "completed", MessageStatus.DELIVERED: "completed",
+    MessageStatus.UNDELIVERED: "failed", MessageStatus.FAILED: "failed",
+    MessageStatus.CANCELLED: "cancelled",
+}
+# Old field names for the v1 ones, to report errors in the client's own words.
+OLD_NAMES = {"body": "message", "delay_seconds": "delay", "media_urls": "mediaUrl",
+             "contact_id": "contactId", "url": "callbackEndpoint", "payload": "data"}
+
+
+def _check_workspace(request: Request, workspace_id: Any) -> None:
+    workspace = workspace_of(request)
+    if workspace_id in (None, ""):
+        return
+    if str(workspace_id) not in (str(workspace.id), workspace.slug):
+        raise ApiError(403, "workspaceId does not match the API key's workspace.",
+                       code="workspace_mismatch")
+
+
+def _delay_ms(data: dict) -> float:
+    delay = data.get("delay", 0) or 0
+    if isinstance(delay, bool) or not isinstance(delay, (int, float)) or delay < 0:
+        raise ApiError(400, "Invalid input.", fields={"delay": ["Must be a number of "
+                                                                "milliseconds >= 0."]})
+    return float(delay)
+
+
+def _contact_ref(request: Request, contact_id: Any) -> dict:
+    """Link our contact when the old contactId is one; otherwise keep it in metadata."""
+    if not contact_id:
+        return {}
+    try:
+        uuid.UUID(str(contact_id))
+    except ValueError:
+        return {}
+    exists = Contact.objects.filter(workspace=workspace_of(request), pk=contact_id).exists()
+    return {"contact_id": str(contact_id)} if exists else {}
+
+
+def _metadata(data: dict) -> dict:
+    metadata = data.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise ApiError(400, "Invalid input.", fields={"metadata": ["Must be an object."]})
+    if data.get("contactId"):
+        metadata = {**metadata, "contactId": data["contactId"]}
+    return metadata
+
+
+def _schedule(request: Request, v1: dict, delay_ms: float) -> Response:
+    """Validate the translated payload like /api/v1/messages and create the message."""
+    if delay_ms:
+        v1["send_at"] = (timezone.now() + timedelta(milliseconds=delay_ms)).isoformat()
+    serializer = MessageCreateSerializer(data=v1, context={
+        "workspace": workspace_of(request), "request": request, "source": "compat"})
+    if not serializer.is_valid():
+        fields = {OLD_NAMES.get(k, k): v for k, v in serializer.errors.items()}
+        raise ApiError(400, "Invalid input.", fields=fields)
+    message = pipeline.message_create_many(messages=[serializer.build()])[0]
+    scheduled = message.scheduled_for or message.created_at
+    return Response({"success": True, "jobId": str(message.id),
+                     "scheduledTime": scheduled.isoformat().replace("+00:00", "Z"),
+                     "status": JOB_STATES[message.status]}, status=201)
+
+
+def _body(request: Request) -> dict:
+    if not isinstance(request.data, dict):
+        raise ApiError(400, "Expected a JSON object.")
+    return request.data
+
+
+class CompatResponse(serializers.Serializer):
+    success = serializers.BooleanField()
+    jobId = serializers.CharField()  # noqa: N815 (the older service's field name)
+    scheduledTime = serializers.DateTimeField()  # noqa: N815
+
+
+class ScheduleSmsView(APIView):
+    @extend_schema(request=None, responses={201: CompatResponse, 403: OpenApiResponse()})
+    def post(self, request: Request) -> Response:
+        """Schedule an SMS (MMS with mediaUrl): to, message, contactId, workspaceId, delay."""
+        def handler() -> Response:
+            data = _body(request)
+            _check_workspace(request, data.get("workspaceId"))
+            media = data.get("mediaUrl")
+            media_urls = [media] if isinstance(media, str) else media
+            v1 = {"channel": "mms" if media_urls else "sms", "body": data.get("message"),
+                  "metadata": _metadata(data), **_contact_ref(request, data.get("contactId"))}
+            if data.get("to"):
+                v1["to"] = data["to"]
+            if media_urls:
+                v1["media_urls"] = media_urls
+            return _schedule(request, v1, _delay_ms(data))
+        return idempotent(request, handler)
+
+
+class ScheduleEmailView(APIView):
+    @extend_schema(request=None, responses={201: CompatResponse})
+    def post(self, request: Request) -> Response:
+        """Schedule an email: to, subject, html, contactId, workspaceId, delay, metadata."""
+        def handler() -> Response:
+            data = _body(request)
+            _check_workspace(request, data.get("workspaceId"))
+            v1 = {"channel": "email", "subject": data.get("subject"),
+                  "html": data.get("html"), "metadata": _metadata(data),
+                  **_contact_ref(request, data.get("contactId"))}
+            if data.get("text"):
+                v1["text"] = data["text"]
+            if data.get("to"):
+                v1["to"] = data["to"]
+            return _schedule(request, v1, _delay_ms(data))
+        return idempotent(request, handler)
+
+
+class ScheduleJobView(APIView):
+    @extend_schema(request=None, responses={201: CompatResponse})
+    def post(self, request: Request) -> Response:
+        """Schedule a generic job: when due, POST {jobId, type, data} to callbackEndpoint
+        (an absolute URL, signed like every webhook)."""
+        def handler() -> Response:
+            data = _body(request)
+            job_data = data.get("data")
+            if not isinstance(job_data, dict) or not data.get("type"):
+                raise ApiError(400, "Invalid input.", fields={
+                    **({} if data.get("type") else {"type": ["This field is required."]}),
+                    **({} if isinstance(job_data, dict) else {"data": ["Must be an object."]})})
+            _check_workspace(request, job_data.get("workspaceId"))
+            v1 = {"channel": "webhook", "url": data.get("callbackEndpoint"),
+                  "payload": {"type": data["type"], "data": job_data},
+                  "metadata": {"jobType": str(data["type"])[:100]}}
+            return _schedule(request, v1, _delay_ms(data))
+        return idempotent(request, handler)
+
+
+class JobStatusView(APIView):
+    @extend_schema(responses={200: OpenApiResponse(description='{"success", "status", '
+                                                               '"result"}')})
+    def get(self, request: Request, job_id: str) -> Response:
+        """Return a job's state in the older service's words, with the message's details."""
+        try:
+            uuid.UUID(job_id)
+        except ValueError:
+            raise ApiError(404, "No such job.") from None
+        message = Message.objects.filter(workspace=workspace_of(request), pk=job_id).first()
+        if message is None:
+            raise ApiError(404, "No such job.")
+        result = {"messageStatus": message.status, "attempts": message.attempts,
+                  "providerMessageId": message.provider_message_id or None,
+                  "error": message.last_error or None, "response": message.response,
+                  "sentAt": message.sent_at.isoformat() if message.sent_at else None}
+        return Response({"success": True, "status": JOB_STATES[message.status],
+                         "result": result})

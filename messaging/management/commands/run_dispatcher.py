@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import signal
+import time
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+from django.db import DatabaseError, close_old_connections
+
+from messaging.pipeline import DISPATCH_BATCH, dispatch_due
+
+
+class Command(BaseCommand):
+    help = ("Publish due timers continuously (scheduled sends, retries, rate-limit slots). "
+            "Run one per machine or more; they share the work with SKIP LOCKED.")
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--once", action="store_true", help="one pass, then exit")
+
+    def handle(self, *args, **options) -> None:
+        self.running = True
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        self.stdout.write("dispatcher started")
+        while self.running:
+            count = self._pass()
+            if options["once"]:
+                break
+            if count < DISPATCH_BATCH:
+                time.sleep(settings.DISPATCH_POLL_SECONDS)
+        self.stdout.write("dispatcher stopped")
+
+    def _pass(self) -> int:
+        try:
+            return dispatch_due()
+        except DatabaseError as exc:  # database restarting: wait and reconnect
+            self.stderr.write(f"dispatcher: database error, retrying: {exc}")
+            close_old_connections()
+            time.sleep(1)
+            return 0
+
+    def _stop(self, *args) -> None:
+        self.running = False

@@ -1,0 +1,403 @@
+"""The delivery pipeline: create, publish, claim, send, record, retry, dead-letter, sweep.
+
+The Message row is the truth; the broker only wakes workers (see DESIGN.md). Every step that
+changes a message's status is a conditional UPDATE, so a duplicated or late task does
+nothing, and a provider is never called inside an open transaction.
+"""
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from messaging import ratelimit
+from messaging.models import (
+    CANCELLABLE_STATUSES,
+    TIMER_STATUSES,
+    Contact,
+    DeliveryAttempt,
+    Message,
+    MessageStatus,
+    Workspace,
+)
+from messaging.providers.base import Outbound, ProviderError, Receipt
+from messaging.providers.registry import provider_for
+from messaging.templating import render, render_data
+from monitoring.models import DeadLetter
+
+logger = logging.getLogger(__name__)
+
+PRIORITY_STEPS = {"high": 0, "normal": 3, "low": 6}
+# One dispatcher pass claims at most this many due rows: one SELECT + one UPDATE + N
+# publishes, a few milliseconds per hundred rows, short enough to hold row locks.
+DISPATCH_BATCH = 500
+# One sweeper pass repairs at most this many rows per kind; the next pass takes the rest.
+SWEEP_BATCH = 1000
+
+
+class NotCancellable(Exception):
+    """The message is past the point where it can be cancelled."""
+
+
+def queue_for(channel: str) -> str:
+    """Return the Celery queue of a channel (MMS shares the SMS providers and queue)."""
+    return "sms" if channel == "mms" else channel
+
+
+# --- creation -----------------------------------------------------------------------------
+
+def message_build(*, workspace: Workspace, channel: str, to: str, content: dict[str, Any],
+                  contact: Contact | None = None, send_at: datetime | None = None,
+                  metadata: dict | None = None, priority: str = "normal",
+                  source: str = "api", parent: Message | None = None) -> Message:
+    """Return an unsaved Message, `scheduled` when send_at is more than a moment away."""
+    now = timezone.now()
+    scheduled = send_at is not None and send_at > now
+    return Message(
+        workspace=workspace, contact=contact, channel=channel, to=to, content=content,
+        metadata=metadata or {}, priority=priority, source=source, parent=parent,
+        status=MessageStatus.SCHEDULED if scheduled else MessageStatus.QUEUED,
+        scheduled_for=send_at, due_at=send_at if scheduled else now,
+        enqueued_at=None if scheduled else now,
+        max_attempts=settings.MAX_ATTEMPTS.get(channel, 3),
+    )
+
+
+def message_create_many(*, messages: list[Message]) -> list[Message]:
+    """Insert the messages in one transaction and publish the queued ones after commit."""
+    with transaction.atomic():
+        Message.objects.bulk_create(messages, batch_size=500)
+        queued = [m for m in messages if m.status == MessageStatus.QUEUED]
+        if queued:
+            transaction.on_commit(lambda: publish(queued))
+    return messages
+
+
+def message_create(**kwargs: Any) -> Message:
+    """Create one message (see message_build for the arguments)."""
+    return message_create_many(messages=[message_build(**kwargs)])[0]
+
+
+def publish(messages: Iterable[Message], *, now: datetime | None = None) -> int:
+    """Publish a delivery task per message; a broker failure is logged, never raised.
+
+    The rows stay `queued`, so the sweeper publishes them again if this fails.
+    """
+    from messaging.tasks import deliver_message
+
+    now = now or timezone.now()
+    count = 0
+    try:
+        for message in messages:
+            countdown = 0.0
+            if message.due_at is not None:
+                countdown = max(0.0, (message.due_at - now).total_seconds())
+            deliver_message.apply_async(
+                args=[str(message.id)], queue=queue_for(message.channel),
+                countdown=countdown or None,
+                priority=PRIORITY_STEPS.get(message.priority, 3))
+            count += 1
+    except Exception:  # the broker is down: the sweeper republishes from the database
+        logger.exception("publish failed after %d of the messages; the sweeper will retry",
+                         count)
+    return count
+
+
+def message_cancel(*, message: Message) -> Message:
+    """Cancel a message that has not been handed to a provider yet."""
+    now = timezone.now()
+    changed = Message.objects.filter(pk=message.pk, status__in=CANCELLABLE_STATUSES).update(
+        status=MessageStatus.CANCELLED, cancelled_at=now, due_at=None, updated_at=now)
+    message.refresh_from_db()
+    if not changed:
+        raise NotCancellable(f"A message that is '{message.status}' cannot be cancelled.")
+    return message
+
+
+# --- the durable timer --------------------------------------------------------------------
+
+def dispatch_due(*, now: datetime | None = None, batch: int = DISPATCH_BATCH) -> int:
+    """Move timers due within the lookahead to `queued` and publish them with a countdown.
+
+    SKIP LOCKED lets several dispatchers (one per machine) share the work.
+    """
+    now = now or timezone.now()
+    horizon = now + timedelta(seconds=settings.DISPATCH_LOOKAHEAD_SECONDS)
+    with transaction.atomic():
+        due = list(Message.objects.select_for_update(skip_locked=True)
+                   .filter(status__in=TIMER_STATUSES, due_at__lte=horizon)
+                   .order_by("due_at")
+                   .only("id", "channel", "due_at", "priority")[:batch])
+        if not due:
+            return 0
+        Message.objects.filter(pk__in=[m.pk for m in due], status__in=TIMER_STATUSES).update(
+            status=MessageStatus.QUEUED, enqueued_at=now, updated_at=now)
+        transaction.on_commit(lambda: publish(due))
+    return len(due)
+
+
+def sweep(*, now: datetime | None = None) -> dict[str, int]:
+    """Repair what the broker lost; return how many rows of each kind were repaired.
+
+    - `sending` past its lease: the worker died mid-call. The attempt is closed as `lost`
+      and flagged a possible duplicate (the provider may have acted); the message is queued
+      again, or fails if it has no attempts left.
+    - `queued` for longer than REQUEUE_AFTER_SECONDS: its task was lost; publish again.
+    """
+    now = now or timezone.now()
+    return {"expired_leases": _recover_expired_leases(now), "requeued": _republish_stale(now)}
+
+
+def _recover_expired_leases(now: datetime) -> int:
+    with transaction.atomic():
+        expired = list(Message.objects.select_for_update(skip_locked=True)
+                       .filter(status=MessageStatus.SENDING, lease_until__lt=now)
+                       .select_related("workspace")[:SWEEP_BATCH])
+        for message in expired:
+            DeliveryAttempt.objects.filter(message=message, finished_at__isnull=True).update(
+                finished_at=now, outcome="lost", possible_duplicate=True,
+                error="worker lost during the provider call (lease expired)")
+            if message.attempts >= message.max_attempts:
+                _fail(message, now, "worker lost during the last attempt", "lost")
+                continue
+            Message.objects.filter(pk=message.pk, status=MessageStatus.SENDING).update(
+                status=MessageStatus.QUEUED, lease_until=None, enqueued_at=now,
+                possible_duplicate=True, due_at=now, updated_at=now)
+        requeue = [m for m in expired if m.attempts < m.max_attempts]
+        transaction.on_commit(lambda: publish(requeue, now=now))
+    if expired:
+        logger.warning("sweeper recovered %d messages from expired leases", len(expired))
+    return len(expired)
+
+
+def _republish_stale(now: datetime) -> int:
+    cutoff = now - timedelta(seconds=settings.REQUEUE_AFTER_SECONDS)
+    with transaction.atomic():
+        stale = list(Message.objects.select_for_update(skip_locked=True)
+                     .filter(status=MessageStatus.QUEUED)
+                     .filter(Q(enqueued_at__lt=cutoff) | Q(enqueued_at__isnull=True))
+                     .only("id", "channel", "priority")[:SWEEP_BATCH])
+        Message.objects.filter(pk__in=[m.pk for m in stale]).update(enqueued_at=now)
+        for message in stale:
+            message.due_at = None
+        transaction.on_commit(lambda: publish(stale, now=now))
+    if stale:
+        logger.warning("sweeper republished %d queued messages", len(stale))
+    return len(stale)
+
+
+# --- delivery -----------------------------------------------------------------------------
+
+def message_deliver(*, message_id: str, task_id: str = "") -> str:
+    """Claim the message, respect its rate limit, call the provider, record the outcome.
+
+    Return what happened: skipped (not ours), deferred, sent, retrying or failed.
+    """
+    now = timezone.now()
+    lease_until = now + timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)
+    claimed = Message.objects.filter(pk=message_id, status=MessageStatus.QUEUED).update(
+        status=MessageStatus.SENDING, lease_until=lease_until, updated_at=now)
+    if claimed != 1:
+        return "skipped"
+    message = Message.objects.select_related("workspace", "contact").get(pk=message_id)
+    if _defer_for_rate_limit(message, now):
+        return "deferred"
+    try:
+        provider, config = provider_for(message.workspace, message.channel)
+        outbound = _outbound(message, config)
+    except (ValueError, KeyError) as exc:
+        return _record(message, _start_attempt(message, "", task_id, now),
+                       ProviderError(str(exc), permanent=True, code="invalid"))
+    attempt = _start_attempt(message, provider.name, task_id, now, rendered=outbound.content)
+    try:
+        result: Receipt | ProviderError = provider.send(outbound)
+    except ProviderError as exc:
+        result = exc
+    except Exception as exc:  # a provider bug must not strand the message in `sending`
+        logger.exception("provider %s raised unexpectedly", provider.name)
+        result = ProviderError(f"{type(exc).__name__}: {exc}", permanent=False,
+                               outcome_unknown=True, code="exception")
+    return _record(message, attempt, result)
+
+
+def _rate_for(workspace: Workspace, channel: str) -> ratelimit.Rate | None:
+    key = queue_for(channel)
+    text = (workspace.settings.get("rate_limits") or {}).get(key, settings.RATE_LIMITS.get(key))
+    return ratelimit.Rate.parse(text) if text else None
+
+
+def _defer_for_rate_limit(message: Message, now: datetime) -> bool:
+    """Book a rate-limit slot; if it is in the future, put the message back on its timer."""
+    if message.rate_slot_at is not None and message.rate_slot_at <= now + timedelta(
+            milliseconds=50):
+        return False  # this message already holds the slot it is due at
+    rate = _rate_for(message.workspace, message.channel)
+    if rate is None:
+        return False
+    delay = ratelimit.reserve(ratelimit.channel_key(str(message.workspace_id),
+                                                    queue_for(message.channel)), rate)
+    if delay <= 0.001:
+        return False
+    slot = now + timedelta(seconds=delay)
+    Message.objects.filter(pk=message.pk, status=MessageStatus.SENDING).update(
+        status=MessageStatus.SCHEDULED, due_at=slot, rate_slot_at=slot, lease_until=None,
+        updated_at=now)
+    ratelimit.record_deferral(workspace_id=str(message.workspace_id),
+                              channel=queue_for(message.channel), delay=delay)
+    return True
+
+
+def render_context(message: Message) -> dict[str, Any]:
+    """Return what templates may use: contact fields and attributes, metadata, extras."""
+    contact = message.contact
+    context: dict[str, Any] = {"metadata": message.metadata or {}}
+    if contact is not None:
+        context["contact"] = {
+            "id": str(contact.id), "external_id": contact.external_id or "",
+            "first_name": contact.first_name, "last_name": contact.last_name,
+            "phone": contact.phone, "email": contact.email, "timezone": contact.timezone,
+            "attributes": contact.attributes or {},
+        }
+    context.update((message.metadata or {}).get("_context") or {})
+    return context
+
+
+def render_content(message: Message) -> dict[str, Any]:
+    """Return the content with every template rendered (HTML escaped in email HTML)."""
+    context = render_context(message)
+    content = dict(message.content)
+    for key in ("body", "subject", "text", "prompt", "system"):
+        if isinstance(content.get(key), str):
+            content[key] = render(content[key], context)
+    if isinstance(content.get("html"), str):
+        content["html"] = render(content["html"], context, escape_html=True)
+    if "payload" in content:
+        content["payload"] = render_data(content["payload"], context)
+    return content
+
+
+def _outbound(message: Message, config: dict[str, Any]) -> Outbound:
+    return Outbound(
+        message_id=str(message.id), workspace_id=str(message.workspace_id),
+        channel=message.channel, to=message.to, content=render_content(message),
+        config=config, contact_id=str(message.contact_id) if message.contact_id else None,
+        metadata={k: v for k, v in (message.metadata or {}).items() if k != "_context"},
+        attempt=message.attempts + 1,
+    )
+
+
+def _start_attempt(message: Message, provider: str, task_id: str, now: datetime,
+                   rendered: dict | None = None) -> DeliveryAttempt:
+    number = message.attempts + 1
+    with transaction.atomic():
+        Message.objects.filter(pk=message.pk).update(
+            attempts=number, provider=provider, rendered=rendered, updated_at=now)
+        attempt = DeliveryAttempt.objects.create(
+            message=message, number=number, provider=provider, task_id=task_id or "",
+            started_at=now)
+    message.attempts, message.provider, message.rendered = number, provider, rendered
+    return attempt
+
+
+def backoff_seconds(attempt: int, retry_after: float | None = None) -> float:
+    """Return the full-jitter exponential delay before the next attempt (>= Retry-After)."""
+    ceiling = min(settings.RETRY_CAP_SECONDS, settings.RETRY_BASE_SECONDS * 2 ** (attempt - 1))
+    delay = random.uniform(0, ceiling)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return delay
+
+
+def _record(message: Message, attempt: DeliveryAttempt,
+            result: Receipt | ProviderError) -> str:
+    """Write the outcome, fenced on (status=sending, attempts=this attempt's number)."""
+    now = timezone.now()
+    current = Message.objects.filter(pk=message.pk, status=MessageStatus.SENDING,
+                                     attempts=attempt.number)
+    with transaction.atomic():
+        if isinstance(result, Receipt):
+            outcome = _record_success(message, current, result, now)
+            attempt_fields = {"outcome": "sent", "status_code": result.status_code,
+                              "response": _jsonable(result.response)}
+        else:
+            outcome = _record_failure(message, current, result, now)
+            attempt_fields = {"outcome": "failed" if outcome == "failed" else "retry",
+                              "status_code": result.status_code, "error": result.message[:2000],
+                              "error_code": result.code, "response": _jsonable(result.response),
+                              "possible_duplicate": result.outcome_unknown}
+        DeliveryAttempt.objects.filter(pk=attempt.pk).update(finished_at=now, **attempt_fields)
+    if outcome in ("sent", "failed"):
+        _notify_final(message.pk)
+    return outcome
+
+
+def _record_success(message: Message, current, receipt: Receipt, now: datetime) -> str:
+    changed = current.update(
+        status=MessageStatus.SENT, sent_at=now, lease_until=None, due_at=None,
+        provider_message_id=receipt.provider_message_id[:200],
+        response=receipt.output or None, last_error="", error_code="", updated_at=now)
+    if not changed:
+        return "stale"  # the sweeper took the message back meanwhile; its rerun decides
+    callback = (message.content or {}).get("callback_url")
+    if message.channel == "ai" and callback:
+        _create_ai_callback(message, callback, receipt)
+    return "sent"
+
+
+def _create_ai_callback(message: Message, url: str, receipt: Receipt) -> None:
+    """Send the AI reply to the callback URL as a signed webhook, through this pipeline."""
+    payload = {"workspace_id": str(message.workspace_id), "message_id": str(message.id),
+               "contact_id": str(message.contact_id) if message.contact_id else None,
+               "response_text": receipt.output.get("response_text", "")}
+    child = message_build(workspace=message.workspace, channel="webhook", to=url,
+                          content={"url": url, "payload": payload}, contact=message.contact,
+                          metadata=message.metadata, source="ai", parent=message)
+    message_create_many(messages=[child])
+
+
+def _record_failure(message: Message, current, error: ProviderError, now: datetime) -> str:
+    flags = {"possible_duplicate": True} if error.outcome_unknown else {}
+    if not error.permanent and message.attempts < message.max_attempts:
+        due = now + timedelta(seconds=backoff_seconds(message.attempts, error.retry_after))
+        changed = current.update(status=MessageStatus.RETRYING, due_at=due, lease_until=None,
+                                 last_error=error.message[:2000], error_code=error.code,
+                                 updated_at=now, **flags)
+        return "retrying" if changed else "stale"
+    if current.select_for_update().values_list("pk", flat=True).first() is None:
+        return "stale"
+    _fail(message, now, error.message, error.code, **flags)
+    return "failed"
+
+
+def _fail(message: Message, now: datetime, error: str, code: str, **fields: Any) -> None:
+    """Mark the message failed and file its dead letter (in the caller's transaction)."""
+    Message.objects.filter(pk=message.pk).update(
+        status=MessageStatus.FAILED, failed_at=now, lease_until=None, due_at=None,
+        last_error=error[:2000], error_code=code, updated_at=now, **fields)
+    DeadLetter.objects.create(
+        workspace_id=message.workspace_id, kind=DeadLetter.Kind.MESSAGE,
+        source_id=str(message.pk), channel=message.channel, error=error[:2000],
+        error_code=code, attempts=message.attempts,
+        payload={"message_id": str(message.pk), "channel": message.channel, "to": message.to,
+                 "content": message.content, "metadata": message.metadata},
+    )
+
+
+def _notify_final(message_id: Any) -> None:
+    """Tell interested parts (flow steps) that a message reached sent or failed."""
+    from messaging.signals import message_finished
+
+    message_finished.send(sender=Message, message_id=message_id)
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, (dict, list, str, int, float, bool)):
+        return value
+    return str(value)

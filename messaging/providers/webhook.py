@@ -1,0 +1,116 @@
+"""Outbound webhooks signed per Standard Webhooks (https://www.standardwebhooks.com/).
+
+Config: secrets (the workspace's current and, while rotating, previous "whsec_" secret).
+Content: {"url", "payload", "headers" (optional user headers)}.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from typing import Any
+
+import requests
+
+from messaging.providers import http
+from messaging.providers.base import Outbound, ProviderError, Receipt
+from messaging.ssrf import UnsafeURL
+
+# Headers the signature and the body depend on: a user header must never replace them.
+RESERVED_HEADERS = {"content-type", "content-length", "host", "transfer-encoding",
+                    "idempotency-key"}
+RESPONSE_EXCERPT_BYTES = 2000
+# Request mistakes that fail the same way on every attempt.
+INVALID_REQUEST = (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+                   requests.exceptions.InvalidSchema, requests.exceptions.InvalidHeader)
+
+
+def secret_key(secret: str) -> bytes:
+    """Return the HMAC key of a "whsec_<base64>" secret."""
+    return base64.b64decode(secret.removeprefix("whsec_"))
+
+
+def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    """Return "v1,<base64 HMAC-SHA256 of '{msg_id}.{timestamp}.' + body>"."""
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    digest = hmac.new(secret_key(secret), signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def signature_header(secrets: list[str], msg_id: str, timestamp: int, body: bytes) -> str:
+    """Return the webhook-signature value: one space-separated signature per secret."""
+    unique = dict.fromkeys(secret for secret in secrets if secret)
+    return " ".join(sign(secret, msg_id, timestamp, body) for secret in unique)
+
+
+def user_headers(headers: Any) -> dict[str, str]:
+    """Return the user's headers minus those the signature or body depend on."""
+    if not isinstance(headers, dict):
+        return {}
+    return {str(name): str(value) for name, value in headers.items()
+            if str(name).lower() not in RESERVED_HEADERS
+            and not str(name).lower().startswith("webhook-")}
+
+
+def short_excerpt(response: requests.Response) -> Any:
+    """Return the receiver's answer when short, else its truncated text (receivers are
+    untrusted; their answers are not worth storing in full)."""
+    if len(response.content) <= RESPONSE_EXCERPT_BYTES:
+        return http.excerpt(response)
+    return response.text[:RESPONSE_EXCERPT_BYTES]
+
+
+def post(url: str, body: bytes, headers: dict[str, str]) -> requests.Response:
+    """POST through the SSRF guard; a refused or malformed URL is a permanent failure."""
+    try:
+        return http.request("POST", url, guarded=True, data=body, headers=headers)
+    except UnsafeURL as exc:
+        raise ProviderError(f"webhook: unsafe url: {exc}", permanent=True, code="ssrf") from exc
+    except INVALID_REQUEST as exc:
+        raise ProviderError(f"webhook: invalid request: {exc}", permanent=True,
+                            code="invalid_request") from exc
+
+
+class WebhookProvider:
+    """POST a signed JSON payload to a workspace's URL, through the SSRF guard."""
+
+    name = "webhook"
+
+    def send(self, outbound: Outbound) -> Receipt:
+        """Deliver the webhook; 2xx is success, anything else raises ProviderError."""
+        url = str(outbound.content.get("url") or "")
+        if not url:
+            raise ProviderError("webhook: no url", permanent=True, code="invalid_request")
+        # Serialise once and sign exactly the bytes that are sent.
+        body = json.dumps(outbound.content.get("payload"), separators=(",", ":"),
+                          ensure_ascii=False).encode()
+        try:
+            headers = self.headers(outbound, body)
+        except ValueError as exc:  # binascii.Error: a secret that is not base64
+            raise ProviderError(f"webhook: bad signing secret: {exc}", permanent=True,
+                                code="config") from exc
+        response = post(url, body, headers)
+        http.raise_for_response(response)
+        return Receipt(provider_message_id=outbound.message_id,
+                       status_code=response.status_code, response=short_excerpt(response))
+
+    @staticmethod
+    def headers(outbound: Outbound, body: bytes) -> dict[str, str]:
+        """Return the user's headers plus the Standard Webhooks and idempotency headers."""
+        timestamp = int(time.time())
+        secrets = [secret for secret in outbound.config.get("secrets") or [] if secret]
+        if not secrets:
+            # Fail closed: receivers must be able to trust every delivery is signed.
+            raise ProviderError("webhook: no signing secret", permanent=True, code="config")
+        headers = user_headers(outbound.content.get("headers"))
+        headers.update({
+            "Content-Type": "application/json",
+            "webhook-id": outbound.message_id,
+            "webhook-timestamp": str(timestamp),
+            "Idempotency-Key": outbound.message_id,
+        })
+        headers["webhook-signature"] = signature_header(secrets, outbound.message_id,
+                                                        timestamp, body)
+        return headers

@@ -1,0 +1,25 @@
+"""Celery tasks: thin wrappers that take ids and call one service."""
+from __future__ import annotations
+
+from celery import shared_task
+
+from messaging import pipeline
+
+
+@shared_task(name="messaging.tasks.deliver_message", acks_late=True)
+def deliver_message(message_id: str) -> str:
+    """Deliver one message; a duplicate or late task finds nothing to claim and returns."""
+    return pipeline.message_deliver(message_id=message_id,
+                                    task_id=deliver_message.request.id or "")
+
+
+@shared_task(name="messaging.tasks.sweep_messages")
+def sweep_messages() -> dict[str, int]:
+    """Republish lost tasks and recover messages from dead workers."""
+    return pipeline.sweep()
+
+
+@shared_task(name="messaging.tasks.dispatch_due")
+def dispatch_due() -> int:
+    """Publish due timers (the dispatcher process does this continuously)."""
+    return pipeline.dispatch_due()

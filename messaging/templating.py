@@ -1,0 +1,61 @@
+"""A small, safe template renderer for message content: `{{ contact.first_name }}`.
+
+Only dotted lookups into plain data are supported (no tags, filters or attribute access on
+Python objects), so user templates cannot reach anything but the context they are given.
+A missing variable renders as an empty string.
+"""
+from __future__ import annotations
+
+import html
+import json
+import re
+from typing import Any
+
+VARIABLE = re.compile(r"{{\s*([A-Za-z_][\w]*(?:\.[\w-]+)*)\s*}}")
+_MISSING = object()
+
+
+def lookup(context: dict[str, Any], path: str) -> Any:
+    """Return the value at a dotted path (dict keys or list indexes), or a sentinel."""
+    value: Any = context
+    for part in path.split("."):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return _MISSING
+    return value
+
+
+def _to_text(value: Any) -> str:
+    if value is _MISSING or value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+def render(template: str, context: dict[str, Any], *, escape_html: bool = False) -> str:
+    """Replace each {{ path }} with its value from the context (HTML-escaped if asked)."""
+    if "{{" not in template:
+        return template
+
+    def replace(match: re.Match) -> str:
+        text = _to_text(lookup(context, match.group(1)))
+        return html.escape(text) if escape_html else text
+
+    return VARIABLE.sub(replace, template)
+
+
+def render_data(value: Any, context: dict[str, Any]) -> Any:
+    """Render every string inside a JSON value (for webhook payloads and headers)."""
+    if isinstance(value, str):
+        return render(value, context)
+    if isinstance(value, list):
+        return [render_data(item, context) for item in value]
+    if isinstance(value, dict):
+        return {key: render_data(item, context) for key, item in value.items()}
+    return value
