@@ -75,13 +75,19 @@ def build_message(outbound: Outbound, message_id: str) -> EmailMultiAlternatives
 
 def connect(config: dict[str, Any]) -> EmailBackend:
     """Open an SMTP connection from the config; failures here sent nothing (transient)."""
-    backend = get_connection(
-        backend=BACKEND, host=config.get("host") or "localhost",
-        port=int(config.get("port") or 25), username=config.get("username") or "",
-        password=config.get("password") or "", use_tls=bool(config.get("use_tls")),
-        use_ssl=bool(config.get("use_ssl")), timeout=config.get("timeout"),
-        fail_silently=False,
-    )
+    try:
+        backend = get_connection(
+            backend=BACKEND, host=config.get("host") or "localhost",
+            port=int(config.get("port") or 25), username=config.get("username") or "",
+            password=config.get("password") or "", use_tls=bool(config.get("use_tls")),
+            use_ssl=bool(config.get("use_ssl")),
+            # No timeout would let a silent server hold the worker forever.
+            timeout=config.get("timeout") or settings.PROVIDER_TIMEOUT_SECONDS,
+            fail_silently=False,
+        )
+    except (TypeError, ValueError) as exc:  # e.g. use_tls with use_ssl, a non-numeric port
+        raise ProviderError(f"smtp: bad configuration: {exc}", permanent=True,
+                            code="config") from exc
     try:
         backend.open()
     except OSError as exc:
@@ -128,7 +134,7 @@ def classify(exc: Exception, *, data_started: bool) -> ProviderError:
                              permanent=exc.smtp_code >= 500, status_code=exc.smtp_code,
                              code=type(exc).__name__)
     if isinstance(exc, ValueError):
-        return ProviderError(f"smtp: {exc}", permanent=True, code="invalid_address")
+        return ProviderError(f"smtp: {exc}", permanent=True, code="invalid_message")
     if isinstance(exc, smtplib.SMTPServerDisconnected | TimeoutError) and data_started:
         return ProviderError(f"smtp disconnected after DATA: {exc}", permanent=False,
                              outcome_unknown=True, code="disconnected")

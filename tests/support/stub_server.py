@@ -45,7 +45,10 @@ class StubServer:
         self.default = Reply()
         self._lock = threading.Lock()
         self._seen_keys: dict[str, dict] = {}
+        # When set, a repeated value of this header is answered from memory, as a provider
+        # honouring idempotency keys would; `deduplicated` counts such repeats.
         self.dedupe_header: str | None = None
+        self.deduplicated = 0
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -97,6 +100,7 @@ class StubServer:
             if self.dedupe_header:
                 key = record.header(self.dedupe_header)
                 if key and key in self._seen_keys:
+                    self.deduplicated += 1
                     return Reply(200, self._seen_keys[key])
             self.requests.append(record)
             reply = self.default

@@ -142,3 +142,26 @@ def test_connection_refused_is_transient_and_nothing_was_sent(
 
     assert caught.value.permanent is False
     assert caught.value.outcome_unknown is False
+
+
+def test_header_injection_in_the_subject_is_permanent(
+        smtp_server: tuple[Handler, int], make_outbound: Callable[..., Outbound]) -> None:
+    handler, port = smtp_server
+
+    with pytest.raises(ProviderError) as caught:
+        SmtpProvider().send(email_outbound(make_outbound, port, "ann@example.com",
+                                           subject="Hi\nBcc: eve@example.com", text="x"))
+
+    assert caught.value.permanent is True
+    assert handler.received == []
+
+
+def test_tls_with_ssl_is_a_permanent_configuration_error(
+        make_outbound: Callable[..., Outbound]) -> None:
+    outbound = email_outbound(make_outbound, 25, "ann@example.com")
+    outbound.config.update(use_tls=True, use_ssl=True)
+
+    with pytest.raises(ProviderError) as caught:
+        SmtpProvider().send(outbound)
+
+    assert (caught.value.permanent, caught.value.code) == (True, "config")

@@ -146,3 +146,13 @@ def test_sign_matches_the_reference_library() -> None:
     assert signature_header([SECRET, "", PREVIOUS], "msg_1", 1700000000, body) == (
         f"{reference} {sign(PREVIOUS, 'msg_1', 1700000000, body)}")
 
+
+
+@local_allowed
+def test_header_value_with_newline_is_permanent(
+        stub_server: StubServer, make_outbound: Callable[..., Outbound]) -> None:
+    with pytest.raises(ProviderError) as caught:
+        WebhookProvider().send(hook(make_outbound, stub_server, headers={"X-A": "a\r\nX-B: b"}))
+
+    assert (caught.value.permanent, caught.value.code) == (True, "invalid_request")
+    assert stub_server.requests == []

@@ -1,0 +1,101 @@
+"""Zero loss and no duplicates when workers die and the broker forgets (real processes)."""
+from __future__ import annotations
+
+import signal
+import time
+from datetime import timedelta
+
+import pytest
+import redis
+from django.conf import settings
+from django.utils import timezone
+
+from messaging import pipeline
+from messaging.models import DeliveryAttempt, Message
+from tests.support import processes
+from tests.support.stub_server import Reply
+from tests.support.waiting import wait_until
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
+
+
+def sms_workspace(workspace, stub_server):
+    workspace.settings = {"providers": {"sms": {"name": "http", "api_url": stub_server.url}}}
+    workspace.save()
+    return workspace
+
+
+@pytest.fixture
+def worker_processes():
+    started = []
+
+    def start(**env):
+        process = processes.start_worker(**env)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            processes.kill(process, signal.SIGTERM)
+
+
+def test_a_worker_killed_during_the_provider_call_sends_once_after_recovery(
+        workspace, stub_server, worker_processes, dispatcher):
+    sms_workspace(workspace, stub_server)
+    stub_server.dedupe_header = "Idempotency-Key"
+    stub_server.script("/send-sms", Reply(200, {"id": "p-1"}, delay=30))
+    worker = worker_processes(DELIVERY_LEASE_SECONDS="2")
+    message = pipeline.message_create(workspace=workspace, channel="sms", to="+14155552671",
+                                      content={"body": "once"})
+    stub_server.wait_for(1, timeout=30)  # the provider has the request: now kill the worker
+    processes.kill(worker)
+    assert Message.objects.get(pk=message.pk).status == "sending"
+    worker_processes()
+    time.sleep(2.5)  # let the lease expire
+    assert pipeline.sweep()["expired_leases"] == 1
+    wait_until(lambda: Message.objects.get(pk=message.pk).status == "sent", timeout=60)
+    message.refresh_from_db()
+    keys = {r.header("Idempotency-Key") for r in stub_server.requests}
+    assert keys == {str(message.id)}
+    assert len(stub_server.requests) == 1 and stub_server.deduplicated == 1
+    assert message.possible_duplicate is True
+    outcomes = list(DeliveryAttempt.objects.filter(message=message)
+                    .order_by("number").values_list("outcome", "possible_duplicate"))
+    assert outcomes == [("lost", True), ("sent", False)]
+
+
+def test_a_message_due_in_two_hours_survives_flushall_and_a_worker_restart(
+        workspace, stub_server, worker_processes, dispatcher):
+    sms_workspace(workspace, stub_server)
+    worker = worker_processes()
+    message = pipeline.message_create(workspace=workspace, channel="sms", to="+14155552671",
+                                      content={"body": "later"},
+                                      send_at=timezone.now() + timedelta(hours=2))
+    redis.Redis.from_url(settings.REDIS_URL).flushall()
+    processes.kill(worker)
+    worker_processes()
+    message.refresh_from_db()
+    assert message.status == "scheduled"
+    # Two hours pass (the timer is a database column, so moving it is moving time).
+    Message.objects.filter(pk=message.pk).update(due_at=timezone.now())
+    wait_until(lambda: Message.objects.get(pk=message.pk).status == "sent", timeout=60)
+    assert [r.json()["message"] for r in stub_server.requests] == ["later"]
+
+
+def test_queued_messages_lost_by_a_flushall_are_republished_by_the_sweeper(
+        workspace, stub_server, worker_processes, settings):
+    sms_workspace(workspace, stub_server)
+    messages = [pipeline.message_build(workspace=workspace, channel="sms", to="+14155552671",
+                                       content={"body": f"m{i}"}) for i in range(20)]
+    pipeline.message_create_many(messages=messages)
+    redis.Redis.from_url(settings.REDIS_URL).flushall()  # every task is gone
+    worker_processes()
+    time.sleep(1)
+    assert stub_server.requests == []
+    settings.REQUEUE_AFTER_SECONDS = 0
+    assert pipeline.sweep()["requeued"] == 20
+    stub_server.wait_for(20, timeout=60)
+    time.sleep(0.5)
+    assert sorted(r.json()["message"] for r in stub_server.requests) == sorted(
+        f"m{i}" for i in range(20))
