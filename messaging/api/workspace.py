@@ -1,6 +1,8 @@
 """The key's own workspace."""
 from __future__ import annotations
 
+from typing import Any
+
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -11,10 +13,28 @@ from messaging.auth import workspace_of
 from messaging.models import Workspace
 
 
+SECRET_WORDS = ("token", "key", "password", "secret")
+
+
+def mask_secrets(value: Any) -> Any:
+    """Return settings with credentials replaced by "***" (API keys must not read them)."""
+    if isinstance(value, dict):
+        return {k: "***" if isinstance(k, str) and any(w in k.lower() for w in SECRET_WORDS)
+                and v else mask_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_secrets(item) for item in value]
+    return value
+
+
 class WorkspaceSerializer(serializers.ModelSerializer):
+    settings = serializers.SerializerMethodField()
+
     class Meta:
         model = Workspace
         fields = ["id", "name", "slug", "timezone", "settings", "created_at"]
+
+    def get_settings(self, workspace: Workspace) -> dict:
+        return mask_secrets(workspace.settings or {})
 
 
 class WorkspaceView(APIView):

@@ -43,11 +43,13 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 def excerpt(response: requests.Response, limit: int = 2000) -> Any:
-    """Return the response body as JSON when it is, else as truncated text."""
-    try:
-        return response.json()
-    except ValueError:
-        return response.text[:limit]
+    """Return the response body as JSON when it is small and JSON, else as truncated text."""
+    if len(response.content) <= limit:
+        try:
+            return response.json()
+        except ValueError:
+            pass
+    return response.text[:limit]
 
 
 def raise_for_response(response: requests.Response) -> None:

@@ -73,3 +73,15 @@ def test_admin_requires_a_staff_login(client):
     response = client.get("/admin/messaging/contact/")
     assert response.status_code == 302
     assert "/admin/login/" in response["Location"]
+
+
+def test_the_workspace_endpoint_hides_provider_credentials(api, workspace):
+    workspace.settings = {"providers": {"sms": {"name": "twilio", "auth_token": "s3cret",
+                                                "account_sid": "AC1", "api_key": "k"}},
+                          "rate_limits": {"sms": "5/s"}}
+    workspace.save()
+    body = api.get("/api/v1/workspace").json()
+    assert "s3cret" not in str(body)
+    assert body["settings"]["providers"]["sms"]["auth_token"] == "***"
+    assert body["settings"]["providers"]["sms"]["account_sid"] == "AC1"
+    assert body["settings"]["rate_limits"] == {"sms": "5/s"}
