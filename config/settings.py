@@ -284,3 +284,12 @@ CELERY_BEAT_SCHEDULE.update({
 CELERY_BROKER_TRANSPORT_OPTIONS.update({
     "priority_steps": [0, 3, 6], "sep": ":", "queue_order_strategy": "priority",
 })
+
+# --- Flows ----------------------------------------------------------------------------------
+# How long one worker owns an execution while advancing it (light nodes are milliseconds).
+FLOW_LEASE_SECONDS = env_int("FLOW_LEASE_SECONDS", 60)
+CELERY_BEAT_SCHEDULE.update({
+    # Republishes executions whose advance task was lost and finishes steps whose message
+    # finished while the notification was lost; 30 s bounds that recovery time.
+    "sweep-flows": {"task": "flows.tasks.sweep_flows", "schedule": 30.0},
+})

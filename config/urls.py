@@ -15,6 +15,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema", permission_classes=[],
                                                      authentication_classes=[]), name="docs"),
     path("api/v1/", include("messaging.api.urls")),
+    path("api/v1/", include("flows.api.urls")),
     path("api/", include("messaging.api.compat_urls")),
 ]
 

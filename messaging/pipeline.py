@@ -270,9 +270,13 @@ def render_context(message: Message) -> dict[str, Any]:
 
 
 def render_content(message: Message) -> dict[str, Any]:
+    """Return the message's content rendered with its context."""
+    return render_fields(message.content, render_context(message))
+
+
+def render_fields(content: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
     """Return the content with every template rendered (HTML escaped in email HTML)."""
-    context = render_context(message)
-    content = dict(message.content)
+    content = dict(content)
     for key in ("body", "subject", "text", "prompt", "system"):
         if isinstance(content.get(key), str):
             content[key] = render(content[key], context)

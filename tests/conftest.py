@@ -82,12 +82,13 @@ def live_worker(transactional_db) -> Iterator[object]:
 
 @pytest.fixture
 def dispatcher(transactional_db) -> Iterator[None]:
-    """The dispatcher loop (run_dispatcher's pass) running in a background thread."""
+    """The dispatcher loop (run_dispatcher's pass: messages and flow timers) in a thread."""
     import threading
     import time
 
     from django.db import connection
 
+    from flows.engine import dispatch_timers
     from messaging.pipeline import dispatch_due
 
     stop = threading.Event()
@@ -95,7 +96,7 @@ def dispatcher(transactional_db) -> Iterator[None]:
     def loop() -> None:
         try:
             while not stop.is_set():
-                if dispatch_due() == 0:
+                if dispatch_due() + dispatch_timers() == 0:
                     time.sleep(0.05)
         finally:
             connection.close()

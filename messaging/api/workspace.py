@@ -12,7 +12,6 @@ from rest_framework.views import APIView
 from messaging.auth import workspace_of
 from messaging.models import Workspace
 
-
 SECRET_WORDS = ("token", "key", "password", "secret")
 
 

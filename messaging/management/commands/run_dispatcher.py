@@ -7,11 +7,13 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import DatabaseError, close_old_connections
 
+from flows.engine import dispatch_timers
 from messaging.pipeline import DISPATCH_BATCH, dispatch_due
 
 
 class Command(BaseCommand):
-    help = ("Publish due timers continuously (scheduled sends, retries, rate-limit slots). "
+    help = ("Publish due timers continuously (scheduled sends, retries, rate-limit slots, "
+            "flow delays and wait timeouts). "
             "Run one per machine or more; they share the work with SKIP LOCKED.")
 
     def add_arguments(self, parser) -> None:
@@ -32,7 +34,7 @@ class Command(BaseCommand):
 
     def _pass(self) -> int:
         try:
-            return dispatch_due()
+            return dispatch_due() + dispatch_timers()
         except DatabaseError as exc:  # database restarting: wait and reconnect
             self.stderr.write(f"dispatcher: database error, retrying: {exc}")
             close_old_connections()

@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+
+from flows import engine, services
+from flows.graph import validate
+from flows.models import BulkStart, Execution, Flow, FlowVersion, Step
+
+
+class FlowForm(forms.ModelForm):
+    class Meta:
+        model = Flow
+        fields = ["workspace", "name", "description", "status", "trigger", "nodes", "edges",
+                  "settings"]
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        errors = validate(cleaned.get("nodes"), cleaned.get("edges"))
+        if errors:
+            raise forms.ValidationError([
+                f"{e.get('node') or e.get('edge') or 'graph'}: {e['message']}" for e in errors])
+        return cleaned
+
+
+class FlowVersionInline(admin.TabularInline):
+    model = FlowVersion
+    extra = 0
+    fields = ["number", "created_at"]
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Flow)
+class FlowAdmin(admin.ModelAdmin):
+    form = FlowForm
+    list_display = ["name", "workspace", "status", "created_at", "updated_at"]
+    list_filter = ["status", "workspace"]
+    search_fields = ["name", "description"]
+    readonly_fields = ["id", "created_at", "updated_at"]
+    inlines = [FlowVersionInline]
+    actions = ["publish", "activate", "pause"]
+
+    @admin.action(description="Publish a new version")
+    def publish(self, request, queryset) -> None:
+        for flow in queryset:
+            services.flow_publish(flow=flow)
+        self.message_user(request, f"Published {queryset.count()} flow(s).")
+
+    @admin.action(description="Activate")
+    def activate(self, request, queryset) -> None:
+        for flow in queryset:
+            services.flow_set_status(flow=flow, status=Flow.Status.ACTIVE)
+
+    @admin.action(description="Pause")
+    def pause(self, request, queryset) -> None:
+        for flow in queryset:
+            services.flow_set_status(flow=flow, status=Flow.Status.PAUSED)
+
+
+class StepInline(admin.TabularInline):
+    model = Step
+    extra = 0
+    can_delete = False
+    ordering = ["started_at", "id"]
+    fields = ["node_id", "node_type", "visit", "status", "started_at", "completed_at",
+              "input", "output", "error", "message", "retry_count"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Execution)
+class ExecutionAdmin(admin.ModelAdmin):
+    list_display = ["id", "flow", "contact", "status", "source", "current_node", "started_at",
+                    "completed_at"]
+    list_filter = ["status", "source", "workspace", "flow"]
+    search_fields = ["id", "contact__external_id", "contact__phone", "contact__email"]
+    date_hierarchy = "started_at"
+    list_select_related = ["flow", "contact"]
+    readonly_fields = [f.name for f in Execution._meta.fields]
+    inlines = [StepInline]
+    actions = ["cancel", "retry_failed_step"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    @admin.action(description="Cancel selected executions")
+    def cancel(self, request, queryset) -> None:
+        for execution in queryset:
+            engine.execution_cancel(execution=execution)
+        self.message_user(request, "Cancelled the running and waiting ones.")
+
+    @admin.action(description="Retry the failed step of selected executions")
+    def retry_failed_step(self, request, queryset) -> None:
+        retried = 0
+        for execution in queryset.filter(status=Execution.Status.FAILED):
+            step = execution.steps.filter(status=Step.Status.FAILED).order_by("-id").first()
+            if step is not None:
+                engine.step_retry(step=step)
+                retried += 1
+        self.message_user(request, f"Retried {retried} execution(s).", messages.INFO)
+
+
+@admin.register(BulkStart)
+class BulkStartAdmin(admin.ModelAdmin):
+    list_display = ["id", "flow", "status", "total", "started", "skipped", "created_at"]
+    list_filter = ["status"]
+    readonly_fields = [f.name for f in BulkStart._meta.fields]

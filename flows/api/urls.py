@@ -1,0 +1,13 @@
+from django.urls import path
+
+from config.api import Router
+from flows.api.views import EventView, ExecutionViewSet, FlowViewSet
+
+router = Router()
+router.register("flows", FlowViewSet, basename="flow")
+router.register("executions", ExecutionViewSet, basename="execution")
+
+urlpatterns = [
+    path("events", EventView.as_view(), name="events"),
+    *router.urls,
+]

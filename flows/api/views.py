@@ -1,0 +1,409 @@
+"""Flows REST API: flows, publish/activate/pause, starts, bulk starts, events, dry runs,
+executions and step retries."""
+from __future__ import annotations
+
+import django_filters
+from django.db.models import Prefetch
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.api import ApiError, StrictCharField
+from flows import dry_run, engine, services
+from flows.graph import GraphError
+from flows.models import BulkStart, Execution, Flow, FlowVersion, Step
+from flows.rules import validate_rules
+from messaging.api.idempotency import idempotent
+from messaging.auth import workspace_of
+from messaging.models import Contact
+
+TRIGGER_TYPES = ("manual", "event", "schedule")
+
+
+def graph_error(exc: GraphError) -> ApiError:
+    return ApiError(400, f"The flow graph has {len(exc.errors)} problem(s).",
+                    code="invalid_graph", fields={"graph": exc.errors})
+
+
+class FlowSerializer(serializers.ModelSerializer):
+    name = StrictCharField(max_length=200)
+    nodes = serializers.JSONField()
+    edges = serializers.JSONField()
+    trigger = serializers.JSONField(required=False)
+    settings = serializers.JSONField(required=False)
+    version = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Flow
+        fields = ["id", "name", "description", "status", "trigger", "nodes", "edges",
+                  "settings", "version", "created_at", "updated_at"]
+        read_only_fields = ["id", "status", "version", "created_at", "updated_at"]
+
+    def get_version(self, flow: Flow) -> int | None:
+        version = flow.live_version
+        return version.number if version else None
+
+    def validate_trigger(self, value: object) -> dict:
+        if not isinstance(value, dict) or value.get("type") not in TRIGGER_TYPES:
+            raise serializers.ValidationError(
+                'Give {"type": "manual"}, {"type": "event", "event": name, "filter": rules} '
+                'or {"type": "schedule"}.')
+        if value["type"] == "event":
+            if not isinstance(value.get("event"), str) or not value["event"]:
+                raise serializers.ValidationError("An event trigger needs an event name.")
+            if value.get("filter") is not None:
+                errors = validate_rules(value["filter"], "filter")
+                if errors:
+                    raise serializers.ValidationError(errors)
+        return value
+
+    def validate_settings(self, value: object) -> dict:
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("Must be an object.")
+        if not isinstance(value.get("allow_reentry", False), bool):
+            raise serializers.ValidationError({"allow_reentry": "Must be true or false."})
+        concurrent = value.get("max_concurrent_per_contact", 1)
+        if isinstance(concurrent, bool) or not isinstance(concurrent, int) or concurrent < 1:
+            raise serializers.ValidationError(
+                {"max_concurrent_per_contact": "Must be an integer >= 1."})
+        return value
+
+    def validate(self, attrs: dict) -> dict:
+        nodes = attrs.get("nodes", self.instance.nodes if self.instance else None)
+        edges = attrs.get("edges", self.instance.edges if self.instance else None)
+        try:
+            services.flow_check_graph(nodes=nodes, edges=edges)
+        except GraphError as exc:
+            raise graph_error(exc) from exc
+        return attrs
+
+
+class FlowVersionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = FlowVersion
+        fields = ["number", "nodes", "edges", "trigger", "settings", "created_at"]
+
+
+class StepSerializer(serializers.ModelSerializer):
+    duration_ms = serializers.FloatField(read_only=True)
+    message_id = serializers.UUIDField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = Step
+        fields = ["id", "node_id", "node_type", "visit", "status", "input", "output", "error",
+                  "message_id", "retry_count", "started_at", "completed_at", "duration_ms"]
+
+
+class ExecutionSerializer(serializers.ModelSerializer):
+    flow_id = serializers.UUIDField(read_only=True)
+    contact_id = serializers.UUIDField(read_only=True)
+    version = serializers.IntegerField(source="version.number", read_only=True)
+    duration_seconds = serializers.FloatField(read_only=True)
+
+    class Meta:
+        model = Execution
+        fields = ["id", "flow_id", "version", "contact_id", "status", "source", "data",
+                  "current_node", "wake_at", "waiting_event", "error", "started_at",
+                  "completed_at", "duration_seconds"]
+
+
+class ExecutionDetailSerializer(ExecutionSerializer):
+    steps = StepSerializer(many=True, read_only=True)
+
+    class Meta(ExecutionSerializer.Meta):
+        fields = [*ExecutionSerializer.Meta.fields, "steps"]
+
+
+class StartSerializer(serializers.Serializer):
+    contact_id = serializers.UUIDField(required=False)
+    contact_external_id = StrictCharField(required=False, max_length=200)
+    data = serializers.DictField(required=False, default=dict)
+
+    def validate(self, attrs: dict) -> dict:
+        attrs["contact"] = find_contact(self.context["workspace"], attrs)
+        return attrs
+
+
+class BulkSerializer(serializers.Serializer):
+    contact_ids = serializers.ListField(child=serializers.UUIDField(), required=False,
+                                        max_length=100_000)
+    filter = serializers.JSONField(required=False)
+    data = serializers.DictField(required=False, default=dict)
+
+    def validate(self, attrs: dict) -> dict:
+        if ("contact_ids" in attrs) == ("filter" in attrs):
+            raise serializers.ValidationError("Give contact_ids or filter (attribute rules).")
+        if "filter" in attrs:
+            errors = validate_rules(attrs["filter"], "filter")
+            if errors:
+                raise serializers.ValidationError({"filter": errors})
+        return attrs
+
+
+class BulkStartSerializer(serializers.ModelSerializer):
+    flow_id = serializers.UUIDField(read_only=True)
+
+    class Meta:
+        model = BulkStart
+        fields = ["id", "flow_id", "status", "total", "started", "skipped", "error",
+                  "created_at", "finished_at"]
+
+
+class DryRunSerializer(serializers.Serializer):
+    contact = serializers.DictField(required=False, default=dict)
+    contact_id = serializers.UUIDField(required=False)
+    data = serializers.DictField(required=False, default=dict)
+    events = serializers.ListField(child=StrictCharField(), required=False, default=list)
+
+
+class EventSerializer(serializers.Serializer):
+    name = StrictCharField(max_length=100)
+    contact_id = serializers.UUIDField(required=False)
+    contact_external_id = StrictCharField(required=False, max_length=200)
+    properties = serializers.DictField(required=False, default=dict)
+
+    def validate(self, attrs: dict) -> dict:
+        attrs["contact"] = find_contact(self.context["workspace"], attrs)
+        return attrs
+
+
+def find_contact(workspace, attrs: dict) -> Contact:
+    """Return the contact named by contact_id or contact_external_id (400 if none)."""
+    for field, lookup in (("contact_id", "pk"), ("contact_external_id", "external_id")):
+        if field in attrs:
+            contact = Contact.objects.filter(workspace=workspace,
+                                             **{lookup: attrs[field]}).first()
+            if contact is None:
+                raise serializers.ValidationError({field: ["No such contact."]})
+            return contact
+    raise serializers.ValidationError({"contact_id": ["Give contact_id or "
+                                                      "contact_external_id."]})
+
+
+class FlowFilter(django_filters.FilterSet):
+    class Meta:
+        model = Flow
+        fields = ["status"]
+
+
+class FlowViewSet(viewsets.ModelViewSet):
+    """Flows of the key's workspace."""
+
+    serializer_class = FlowSerializer
+    filterset_class = FlowFilter
+    search_fields = ["name", "description"]
+    ordering_fields = ["created_at", "updated_at", "name"]
+
+    def get_queryset(self):
+        return Flow.objects.filter(workspace=workspace_of(self.request))
+
+    def _context(self) -> dict:
+        return {"workspace": workspace_of(self.request), "request": self.request}
+
+    def create(self, request: Request, *args, **kwargs) -> Response:
+        return idempotent(request, lambda: super(FlowViewSet, self).create(request))
+
+    def perform_create(self, serializer: FlowSerializer) -> None:
+        serializer.save(workspace=workspace_of(self.request))
+
+    def perform_destroy(self, flow: Flow) -> None:
+        if flow.executions.filter(status__in=services.ACTIVE_STATUSES).exists():
+            raise ApiError(409, "The flow has running executions; archive it instead.",
+                           code="flow_in_use")
+        if flow.executions.exists():
+            services.flow_set_status(flow=flow, status=Flow.Status.ARCHIVED)
+            return
+        flow.delete()
+
+    @extend_schema(request=None, responses={201: FlowVersionSerializer})
+    @action(detail=True, methods=["post"])
+    def publish(self, request: Request, pk: str | None = None) -> Response:
+        """Freeze the current graph as a new version (running executions keep theirs)."""
+        try:
+            version = services.flow_publish(flow=self.get_object())
+        except GraphError as exc:
+            raise graph_error(exc) from exc
+        return Response(FlowVersionSerializer(version).data, status=status.HTTP_201_CREATED)
+
+    def _set_status(self, status_: str) -> Response:
+        flow = self.get_object()
+        if flow.status == Flow.Status.ARCHIVED and status_ != Flow.Status.ARCHIVED:
+            raise ApiError(409, "An archived flow cannot change status.", code="archived")
+        try:
+            flow = services.flow_set_status(flow=flow, status=status_)
+        except GraphError as exc:
+            raise graph_error(exc) from exc
+        return Response(FlowSerializer(flow).data)
+
+    @extend_schema(request=None, responses=FlowSerializer)
+    @action(detail=True, methods=["post"])
+    def activate(self, request: Request, pk: str | None = None) -> Response:
+        """Let triggers and API calls start the flow (publishes a first version if needed)."""
+        return self._set_status(Flow.Status.ACTIVE)
+
+    @extend_schema(request=None, responses=FlowSerializer)
+    @action(detail=True, methods=["post"])
+    def pause(self, request: Request, pk: str | None = None) -> Response:
+        """Stop new starts; running executions go on."""
+        return self._set_status(Flow.Status.PAUSED)
+
+    @extend_schema(request=StartSerializer, responses={201: ExecutionSerializer})
+    @action(detail=True, methods=["post"], url_path="executions")
+    def start(self, request: Request, pk: str | None = None) -> Response:
+        """Start the flow for one contact."""
+        flow = self.get_object()
+
+        def handler() -> Response:
+            serializer = StartSerializer(data=request.data, context=self._context())
+            serializer.is_valid(raise_exception=True)
+            try:
+                execution = services.execution_start(
+                    flow=flow, contact=serializer.validated_data["contact"],
+                    data=serializer.validated_data["data"], source=Execution.Source.API)
+            except services.StartRefused as exc:
+                raise ApiError(409, str(exc), code="start_refused") from exc
+            return Response(ExecutionSerializer(execution).data, status=201)
+        return idempotent(request, handler)
+
+    @extend_schema(request=BulkSerializer, responses={202: BulkStartSerializer})
+    @action(detail=True, methods=["post"], url_path="executions/bulk")
+    def bulk(self, request: Request, pk: str | None = None) -> Response:
+        """Start the flow for many contacts in batches; poll the job for progress."""
+        flow = self.get_object()
+
+        def handler() -> Response:
+            serializer = BulkSerializer(data=request.data)
+            serializer.is_valid(raise_exception=True)
+            data = serializer.validated_data
+            ids = [str(i) for i in data["contact_ids"]] if "contact_ids" in data else None
+            try:
+                job = services.bulk_start_create(flow=flow, contact_ids=ids,
+                                                 rules=data.get("filter"), data=data["data"])
+            except services.StartRefused as exc:
+                raise ApiError(409, str(exc), code="start_refused") from exc
+            return Response(BulkStartSerializer(job).data, status=202)
+        return idempotent(request, handler)
+
+    @extend_schema(responses=BulkStartSerializer)
+    @action(detail=True, methods=["get"], url_path=r"executions/bulk/(?P<job_id>[^/.]+)")
+    def bulk_status(self, request: Request, pk: str | None = None,
+                    job_id: str | None = None) -> Response:
+        """Return a bulk start's progress."""
+        flow = self.get_object()
+        job = BulkStart.objects.filter(flow=flow, pk=_uuid_or_404(job_id)).first()
+        if job is None:
+            raise ApiError(404, "No such bulk start.")
+        return Response(BulkStartSerializer(job).data)
+
+    @extend_schema(request=DryRunSerializer, responses={200: None})
+    @action(detail=True, methods=["post"])
+    def test(self, request: Request, pk: str | None = None) -> Response:
+        """Dry run: walk the graph for a sample contact, sending nothing."""
+        flow = self.get_object()
+        serializer = DryRunSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        contact = data["contact"]
+        if "contact_id" in data:
+            found = find_contact(workspace_of(request), {"contact_id": data["contact_id"]})
+            contact = {**engine.contact_context(found), **contact}
+        try:
+            result = dry_run.walk(flow=flow, contact=contact, data=data["data"],
+                                  events=data["events"])
+        except GraphError as exc:
+            raise graph_error(exc) from exc
+        return Response(result)
+
+    @extend_schema(responses=FlowVersionSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def versions(self, request: Request, pk: str | None = None) -> Response:
+        """List the flow's published versions, newest first."""
+        flow = self.get_object()
+        return Response(FlowVersionSerializer(flow.versions.all(), many=True).data)
+
+
+def _uuid_or_404(value: str | None) -> str:
+    import uuid
+
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        raise ApiError(404, "Not found.") from None
+
+
+class ExecutionFilter(django_filters.FilterSet):
+    flow = django_filters.UUIDFilter(field_name="flow_id")
+    contact = django_filters.UUIDFilter(field_name="contact_id")
+    status = django_filters.MultipleChoiceFilter(choices=Execution.Status.choices)
+    started_after = django_filters.IsoDateTimeFilter(field_name="started_at",
+                                                     lookup_expr="gte")
+    started_before = django_filters.IsoDateTimeFilter(field_name="started_at",
+                                                      lookup_expr="lt")
+
+    class Meta:
+        model = Execution
+        fields = ["flow", "contact", "status", "source"]
+
+
+class ExecutionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                       viewsets.GenericViewSet):
+    """Executions of the key's workspace, with their steps."""
+
+    filterset_class = ExecutionFilter
+    ordering_fields = ["started_at", "completed_at"]
+
+    def get_queryset(self):
+        queryset = Execution.objects.filter(workspace=workspace_of(self.request)
+                                            ).select_related("version")
+        if self.action == "retrieve":
+            queryset = queryset.prefetch_related(
+                Prefetch("steps", Step.objects.order_by("started_at", "id")))
+        return queryset
+
+    def get_serializer_class(self):
+        return ExecutionDetailSerializer if self.action == "retrieve" else ExecutionSerializer
+
+    @extend_schema(request=None, responses=ExecutionSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str | None = None) -> Response:
+        """Cancel a running or waiting execution and its pending messages and timers."""
+        execution = self.get_object()
+        if execution.status not in services.ACTIVE_STATUSES:
+            raise ApiError(409, f"A {execution.status} execution cannot be cancelled.",
+                           code="not_cancellable")
+        return Response(ExecutionSerializer(engine.execution_cancel(execution=execution)).data)
+
+    @extend_schema(request=None, responses=StepSerializer)
+    @action(detail=True, methods=["post"], url_path=r"steps/(?P<step_id>\d+)/retry")
+    def retry_step(self, request: Request, pk: str | None = None,
+                   step_id: str | None = None) -> Response:
+        """Retry a failed step; its execution resumes from there."""
+        execution = self.get_object()
+        step = Step.objects.filter(execution=execution, pk=step_id).first()
+        if step is None:
+            raise ApiError(404, "No such step.")
+        try:
+            step = engine.step_retry(step=step)
+        except engine.NotRetryable as exc:
+            raise ApiError(409, str(exc), code="not_retryable") from exc
+        return Response(StepSerializer(step).data)
+
+
+class EventView(APIView):
+    @extend_schema(request=EventSerializer, responses={202: None})
+    def post(self, request: Request) -> Response:
+        """Record a contact's event: start matching flows and wake waiting executions."""
+        def handler() -> Response:
+            serializer = EventSerializer(data=request.data,
+                                         context={"workspace": workspace_of(request)})
+            serializer.is_valid(raise_exception=True)
+            data = serializer.validated_data
+            started, woken = services.event_ingest(
+                workspace=workspace_of(request), contact=data["contact"], name=data["name"],
+                properties=data["properties"])
+            return Response({"executions": ExecutionSerializer(started, many=True).data,
+                             "started": len(started), "woken": woken}, status=202)
+        return idempotent(request, handler)

@@ -1,0 +1,384 @@
+"""The flow engine: advance an execution node by node.
+
+Light nodes (condition, update_contact, end) run inline, many in one task. Heavy nodes stop
+the walk: a send creates a Message through the messaging pipeline and its step completes
+when the message is final; delay and wait_for_event set a durable timer (Execution.wake_at)
+that the dispatcher fires. Every node visit is a Step unique on (execution, node, visit) and
+every move of the cursor is a conditional UPDATE, so a duplicated task never runs a node
+twice, and a worker that dies leaves the execution where its last completed step put it.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from flows import nodes
+from flows.graph import Graph, parse
+from flows.models import Execution, FlowVersion, Step
+from messaging.models import Contact, Message, MessageStatus
+from monitoring.models import DeadLetter
+
+logger = logging.getLogger(__name__)
+
+ExecStatus = Execution.Status
+StepStatus = Step.Status
+# Light nodes run back to back in one task; past this many the task re-queues itself so a
+# long chain of conditions cannot hold a worker (and a cycle through a delay still yields).
+MAX_INLINE_NODES = 200
+
+
+class Stop(Exception):
+    """The walk cannot continue in this task (lost a race, or waiting)."""
+
+
+@functools.lru_cache(maxsize=512)
+def graph_of(version_id: int) -> Graph:
+    """Return the parsed graph of a frozen version (versions never change: cache them)."""
+    version = FlowVersion.objects.get(pk=version_id)
+    return parse(version.nodes, version.edges)
+
+
+def lease_seconds() -> int:
+    return settings.FLOW_LEASE_SECONDS
+
+
+# --- context ------------------------------------------------------------------------------
+
+def contact_context(contact: Contact) -> dict[str, Any]:
+    return {"id": str(contact.id), "external_id": contact.external_id or "",
+            "first_name": contact.first_name, "last_name": contact.last_name,
+            "phone": contact.phone, "email": contact.email, "timezone": contact.timezone,
+            "attributes": contact.attributes or {}}
+
+
+def execution_context(execution: Execution) -> dict[str, Any]:
+    """Return what conditions and templates see: contact, trigger data, earlier steps."""
+    steps: dict[str, Any] = {}
+    for step in execution.steps.order_by("started_at", "id"):
+        steps[step.node_id] = {"status": step.status, "output": step.output or {},
+                               "error": step.error}
+    return {"contact": contact_context(execution.contact), "trigger": execution.data or {},
+            "steps": steps, "execution": {"id": str(execution.id)}}
+
+
+# --- publishing ---------------------------------------------------------------------------
+
+def publish(execution_ids: list[Any]) -> None:
+    """Queue advance tasks; a broker failure is left to the flows sweeper."""
+    from flows.tasks import advance_execution
+
+    try:
+        for execution_id in execution_ids:
+            advance_execution.apply_async(args=[str(execution_id)], queue="flows")
+    except Exception:
+        logger.exception("could not publish flow advances; the sweeper will retry")
+
+
+def schedule_advance(execution_id: Any) -> None:
+    """Publish an advance after the current transaction commits."""
+    transaction.on_commit(lambda: publish([execution_id]))
+
+
+# --- advancing ----------------------------------------------------------------------------
+
+def advance(*, execution_id: str) -> str:
+    """Run the execution from its cursor until it waits, ends or fails."""
+    now = timezone.now()
+    claimed = (Execution.objects.filter(pk=execution_id, status=ExecStatus.RUNNING)
+               .exclude(lease_until__gt=now)
+               .update(lease_until=now + timedelta(seconds=lease_seconds())))
+    if not claimed:
+        return "skipped"
+    try:
+        for _ in range(MAX_INLINE_NODES):
+            execution = Execution.objects.select_related("contact", "workspace", "version").get(
+                pk=execution_id)
+            if execution.status != ExecStatus.RUNNING:
+                return execution.status
+            try:
+                _run_node(execution, graph_of(execution.version_id))
+            except Stop:
+                return "stopped"
+        schedule_advance(execution_id)  # yield the worker; continue in a new task
+        return "yielded"
+    finally:
+        Execution.objects.filter(pk=execution_id).update(lease_until=None)
+
+
+def _claim_step(execution: Execution, node: dict) -> Step:
+    """Create this visit's step, or take over a pending one (a retry); else Stop."""
+    try:
+        with transaction.atomic():
+            return Step.objects.create(execution=execution, node_id=node["id"],
+                                       node_type=node["type"], visit=execution.current_visit,
+                                       status=StepStatus.RUNNING)
+    except IntegrityError:
+        step = Step.objects.get(execution=execution, node_id=node["id"],
+                                visit=execution.current_visit)
+        if Step.objects.filter(pk=step.pk, status=StepStatus.PENDING).update(
+                status=StepStatus.RUNNING, error=""):
+            step.status = StepStatus.RUNNING
+            return step
+        raise Stop from None  # a duplicate task: this visit ran already
+
+
+def _run_node(execution: Execution, graph: Graph) -> None:
+    node = graph.node(execution.current_node) if execution.current_node else None
+    if node is None:
+        _finish_execution(execution, ExecStatus.COMPLETED)
+        raise Stop
+    step = _claim_step(execution, node)
+    context = execution_context(execution)
+    result = nodes.run(node, context, execution=execution, step=step)
+    if result.wait:
+        _wait(execution, step, result)
+        raise Stop
+    if result.failed:
+        _fail_step(execution, step, result.error, node)
+        raise Stop
+    _complete_step(execution, step, result.output, graph.next(node["id"], result.handle),
+                   ended=node["type"] == "end")
+
+
+def _move(execution: Execution, next_node: str | None, now: datetime, **fields: Any) -> int:
+    """Move the cursor from the current visit to next_node (fenced on the current visit)."""
+    visits = dict(execution.visits or {})
+    update: dict[str, Any] = {"updated_at": now, **fields}
+    if next_node is None:
+        update.update(status=ExecStatus.COMPLETED, completed_at=now, current_node="",
+                      wake_at=None, waiting_event="")
+    else:
+        visits[next_node] = visits.get(next_node, 0) + 1
+        update.update(current_node=next_node, current_visit=visits[next_node], visits=visits,
+                      wake_at=None, waiting_event="")
+    return Execution.objects.filter(
+        pk=execution.pk, current_node=execution.current_node,
+        current_visit=execution.current_visit,
+        status__in=[ExecStatus.RUNNING, ExecStatus.WAITING]).update(**update)
+
+
+def _complete_step(execution: Execution, step: Step, output: dict, next_node: str | None,
+                   *, ended: bool = False, status: str = StepStatus.COMPLETED,
+                   error: str = "") -> None:
+    now = timezone.now()
+    with transaction.atomic():
+        moved = _move(execution, None if ended else next_node, now, status=(
+            ExecStatus.COMPLETED if ended or next_node is None else ExecStatus.RUNNING))
+        if not moved:
+            transaction.set_rollback(True)
+            raise Stop
+        Step.objects.filter(pk=step.pk).update(status=status, output=output or {},
+                                               error=error, completed_at=now)
+
+
+def _wait(execution: Execution, step: Step, result: nodes.Result) -> None:
+    now = timezone.now()
+    with transaction.atomic():
+        changed = Execution.objects.filter(
+            pk=execution.pk, status=ExecStatus.RUNNING, current_node=execution.current_node,
+            current_visit=execution.current_visit).update(
+            status=ExecStatus.WAITING, wake_at=result.wake_at,
+            waiting_event=result.event or "", updated_at=now)
+        if not changed:
+            transaction.set_rollback(True)
+            raise Stop
+        if result.message is not None:
+            from messaging import pipeline
+
+            pipeline.message_create_many(messages=[result.message])
+        Step.objects.filter(pk=step.pk).update(status=StepStatus.WAITING,
+                                               output=result.output or {},
+                                               message=result.message, input=result.input or {})
+
+
+def _fail_step(execution: Execution, step: Step, error: str, node: dict) -> None:
+    """Fail the step; continue past it when the node says so, else fail the execution."""
+    if (node.get("data") or {}).get("on_failure") == "continue":
+        graph = graph_of(execution.version_id)
+        _complete_step(execution, step, {"error": error}, graph.next(node["id"]),
+                       status=StepStatus.FAILED, error=error)
+        schedule_advance(execution.pk)  # when resumed from outside the advance loop
+        return
+    now = timezone.now()
+    with transaction.atomic():
+        Step.objects.filter(pk=step.pk).update(status=StepStatus.FAILED, error=error[:4000],
+                                               completed_at=now)
+        changed = Execution.objects.filter(
+            pk=execution.pk, status__in=[ExecStatus.RUNNING, ExecStatus.WAITING]).update(
+            status=ExecStatus.FAILED, error=f"{node['id']}: {error}"[:4000], completed_at=now,
+            wake_at=None, waiting_event="", updated_at=now)
+        if changed:
+            DeadLetter.objects.create(
+                workspace_id=execution.workspace_id, kind=DeadLetter.Kind.STEP,
+                source_id=str(step.pk), flow_id=str(execution.flow_id), error=error[:2000],
+                attempts=step.retry_count + 1, channel=nodes.channel_of(node) or "",
+                payload={"execution_id": str(execution.pk), "step_id": step.pk,
+                         "node_id": node["id"], "node_type": node["type"],
+                         "visit": step.visit, "flow_id": str(execution.flow_id)})
+
+
+def _finish_execution(execution: Execution, status: str, error: str = "") -> None:
+    now = timezone.now()
+    Execution.objects.filter(pk=execution.pk, status__in=[ExecStatus.RUNNING,
+                                                          ExecStatus.WAITING]).update(
+        status=status, completed_at=now, error=error, wake_at=None, updated_at=now)
+
+
+# --- resuming waiting steps ---------------------------------------------------------------
+
+def resume_step(*, step: Step, outcome: str, output: dict, handle: str | None = None,
+                error: str = "") -> bool:
+    """Finish a waiting step (message final, timer fired, event arrived) and move on.
+
+    Return False when the step was no longer waiting (another path finished it first).
+    """
+    execution = Execution.objects.select_related("version").get(pk=step.execution_id)
+    graph = graph_of(execution.version_id)
+    node = graph.node(step.node_id)
+    with transaction.atomic():
+        now = timezone.now()
+        if not Step.objects.filter(pk=step.pk, status=StepStatus.WAITING).update(
+                status=StepStatus.RUNNING):
+            return False
+        if execution.current_node != step.node_id or execution.current_visit != step.visit:
+            Step.objects.filter(pk=step.pk).update(status=StepStatus.SKIPPED, completed_at=now)
+            return False
+        if outcome == "failed":
+            try:
+                _fail_step(execution, step, error, node)
+            except Stop:
+                return False
+            return True
+        next_node = graph.next(step.node_id, handle)
+        if not _move(execution, next_node, now, status=ExecStatus.RUNNING):
+            transaction.set_rollback(True)
+            return False
+        Step.objects.filter(pk=step.pk).update(status=StepStatus.COMPLETED, completed_at=now,
+                                               output={**(step.output or {}), **output})
+        if next_node is not None:
+            schedule_advance(execution.pk)
+    return True
+
+
+def on_message_finished(*, message_id: Any) -> None:
+    """Complete (or fail) the flow step waiting for this message."""
+    step = Step.objects.filter(message_id=message_id, status=StepStatus.WAITING).first()
+    if step is None:
+        return
+    message = Message.objects.get(pk=message_id)
+    if message.status == MessageStatus.FAILED:
+        resume_step(step=step, outcome="failed", output={},
+                    error=f"message {message.pk} failed: {message.last_error}")
+        return
+    resume_step(step=step, outcome="completed", output={
+        "message_id": str(message.pk), "status": message.status,
+        "provider_message_id": message.provider_message_id, "response": message.response})
+
+
+def dispatch_timers(*, now: datetime | None = None, batch: int = 500) -> int:
+    """Fire due delay / wait_for_event timers (the timeout exit for waits).
+
+    Each is resumed inside the locking transaction, so a second dispatcher skips it, and a
+    crash rolls the whole batch back to waiting with its timer intact.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        due = list(Execution.objects.select_for_update(skip_locked=True)
+                   .filter(status=ExecStatus.WAITING, wake_at__lte=now)
+                   .order_by("wake_at")[:batch])
+        for execution in due:
+            step = Step.objects.filter(execution=execution, node_id=execution.current_node,
+                                       visit=execution.current_visit,
+                                       status=StepStatus.WAITING).first()
+            if step is None:
+                continue
+            if execution.waiting_event:
+                resume_step(step=step, outcome="completed", output={"timed_out": True},
+                            handle="timeout")
+            else:
+                resume_step(step=step, outcome="completed",
+                            output={"waited_until": now.isoformat()})
+    return len(due)
+
+
+def deliver_event(*, workspace_id: Any, contact_id: Any, name: str,
+                  properties: dict) -> int:
+    """Wake the executions of this contact waiting for this event; return how many."""
+    woken = 0
+    waiting = Execution.objects.filter(workspace_id=workspace_id, contact_id=contact_id,
+                                       status=ExecStatus.WAITING, waiting_event=name)
+    for execution in waiting:
+        step = Step.objects.filter(execution=execution, node_id=execution.current_node,
+                                   visit=execution.current_visit,
+                                   status=StepStatus.WAITING).first()
+        if step and resume_step(step=step, outcome="completed", handle="event",
+                                output={"event": name, "properties": properties}):
+            woken += 1
+    return woken
+
+
+# --- operator actions ---------------------------------------------------------------------
+
+def execution_cancel(*, execution: Execution) -> Execution:
+    """Cancel a running or waiting execution and the messages its steps still wait for."""
+    from messaging.pipeline import NotCancellable, message_cancel
+
+    now = timezone.now()
+    changed = Execution.objects.filter(
+        pk=execution.pk, status__in=[ExecStatus.RUNNING, ExecStatus.WAITING]).update(
+        status=ExecStatus.CANCELLED, completed_at=now, wake_at=None, waiting_event="",
+        updated_at=now)
+    if changed:
+        for step in execution.steps.filter(status=StepStatus.WAITING).select_related("message"):
+            Step.objects.filter(pk=step.pk).update(status=StepStatus.SKIPPED, completed_at=now)
+            if step.message is not None:
+                with contextlib.suppress(NotCancellable):  # already with the provider
+                    message_cancel(message=step.message)
+    execution.refresh_from_db()
+    return execution
+
+
+class NotRetryable(Exception):
+    """Only a failed step of a failed execution can be retried."""
+
+
+def step_retry(*, step: Step) -> Step:
+    """Run a failed step again: its execution resumes at that node."""
+    with transaction.atomic():
+        execution = Execution.objects.select_for_update().get(pk=step.execution_id)
+        if step.status != StepStatus.FAILED or execution.status != ExecStatus.FAILED:
+            raise NotRetryable("Only a failed step of a failed execution can be retried.")
+        Step.objects.filter(pk=step.pk).update(status=StepStatus.PENDING,
+                                               retry_count=F("retry_count") + 1,
+                                               completed_at=None)
+        Execution.objects.filter(pk=execution.pk).update(
+            status=ExecStatus.RUNNING, current_node=step.node_id, current_visit=step.visit,
+            error="", completed_at=None, updated_at=timezone.now(), enqueued_at=timezone.now())
+        schedule_advance(execution.pk)
+    step.refresh_from_db()
+    return step
+
+
+def sweep(*, now: datetime | None = None) -> dict[str, int]:
+    """Repair lost work: running executions nobody advances, steps whose message finished."""
+    now = now or timezone.now()
+    stale = now - timedelta(seconds=settings.REQUEUE_AFTER_SECONDS)
+    stuck = list(Execution.objects.filter(status=ExecStatus.RUNNING, updated_at__lt=stale)
+                 .exclude(lease_until__gt=now).values_list("pk", flat=True)[:1000])
+    publish(stuck)
+    finished = 0
+    orphans = Step.objects.filter(status=StepStatus.WAITING, message__status__in=[
+        MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.UNDELIVERED,
+        MessageStatus.FAILED]).values_list("message_id", flat=True)[:1000]
+    for message_id in list(orphans):
+        on_message_finished(message_id=message_id)
+        finished += 1
+    return {"republished": len(stuck), "steps_finished": finished}

@@ -1,0 +1,541 @@
+"""Validate and navigate the flow graphs saved by the visual builder.
+
+A graph is `{"nodes": [{"id", "type", "data", ...}], "edges": [{"id", "source", "target",
+"sourceHandle", ...}]}`; keys the builder adds for itself (position, label, styling) are kept
+and ignored. The start is the one node no edge points to. `condition` nodes leave through the
+handles "true"/"false", `wait_for_event` nodes through "event"/"timeout"; every other node has
+at most one outgoing edge (its handle is ignored). An execution ends where no edge leads on.
+
+Drafts are saved as sent, so `validate` reports problems for any JSON input and never raises;
+`parse` is for graphs about to run.
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cached_property
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
+
+from flows.rules import validate_rules
+
+NODE_TYPES = frozenset({
+    "send_sms", "send_email", "send_webhook", "ai_reply", "delay", "condition",
+    "update_contact", "wait_for_event", "end",
+})
+# Run inline by the engine (no I/O worth a task of its own).
+LIGHT_TYPES = frozenset({"condition", "update_contact", "end"})
+# Node type -> message channel.
+SEND_TYPES = {"send_sms": "sms", "send_email": "email", "send_webhook": "webhook", "ai_reply": "ai"}
+# Exits of branching nodes: sourceHandle -> (fewest, most) edges allowed with that handle.
+BRANCH_EXITS: dict[str, dict[str, tuple[int, int]]] = {
+    "condition": {"true": (1, 1), "false": (1, 1)},
+    "wait_for_event": {"event": (1, 1), "timeout": (0, 1)},
+}
+# Nodes that pause an execution: a cycle through one of them cannot spin without end.
+PAUSING_TYPES = frozenset({"delay", "wait_for_event"})
+ON_FAILURE_CHOICES = ("continue", "stop")
+MAX_DELAY_SECONDS = 366 * 24 * 3600
+MAX_MEDIA_URLS = 10
+DELAY_KEYS = ("seconds", "until", "until_local_time")
+
+_LOCAL_TIME = re.compile(r"(?:[01]\d|2[0-3]):[0-5]\d", re.ASCII)
+# Whitespace and control characters make URL parsers disagree about the host.
+_URL_UNSAFE = re.compile(r"[\x00-\x20\x7f\\]")
+
+
+class GraphError(Exception):
+    """Raised by `parse` with every problem found in a graph."""
+
+    def __init__(self, errors: list[dict]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(str(error["message"]) for error in errors) or "invalid flow")
+
+
+@dataclass(frozen=True)
+class Graph:
+    """A validated flow graph; node and edge dicts are the very objects that were parsed."""
+
+    nodes: dict[str, dict]
+    edges: list[dict]
+    start: str
+
+    def node(self, node_id: str) -> dict:
+        """Return the node dict with this id (KeyError if there is none)."""
+        return self.nodes[node_id]
+
+    def next(self, node_id: str, handle: str | None = None) -> str | None:
+        """Return the target of the node's outgoing edge (for condition: handle "true"/"false";
+        for wait_for_event: "event"/"timeout"); None when there is none (the execution ends)."""
+        exits = BRANCH_EXITS.get(self.nodes[node_id].get("type"))
+        if exits is None:
+            handle = None
+        elif handle not in exits:
+            raise ValueError(f"node {node_id} leaves through {sorted(exits)}, not {handle!r}")
+        return self._targets.get((node_id, handle))
+
+    @cached_property
+    def _targets(self) -> dict[tuple[str, str | None], str]:
+        targets: dict[tuple[str, str | None], str] = {}
+        for edge in self.edges:
+            source = edge["source"]
+            branching = self.nodes[source].get("type") in BRANCH_EXITS
+            targets[(source, edge.get("sourceHandle") if branching else None)] = edge["target"]
+        return targets
+
+
+def parse(nodes: Any, edges: Any) -> Graph:
+    """Validate the graph and raise GraphError(errors) if it has problems, else return it."""
+    errors = validate(nodes, edges)
+    if errors:
+        raise GraphError(errors)
+    targets = {edge["target"] for edge in edges}
+    start = next(node["id"] for node in nodes if node["id"] not in targets)
+    return Graph(nodes={node["id"]: node for node in nodes}, edges=list(edges), start=start)
+
+
+def validate(nodes: Any, edges: Any) -> list[dict]:
+    """Return every problem as {"node", "edge", "message"} (empty list if the graph is valid)."""
+    errors: list[dict] = []
+    node_list = _as_list(nodes, "nodes", errors)
+    if isinstance(nodes, list) and not nodes:
+        errors.append(_error("a flow needs at least one node"))
+    edge_list = _as_list(edges, "edges", errors)
+    by_id = _check_nodes(node_list, errors)
+    links = _check_edges(edge_list, by_id, errors)
+    _check_exits(by_id, links, errors)
+    _check_start(by_id, links, errors)
+    _check_cycles(by_id, links, errors)
+    return errors
+
+
+def _error(message: str, node: str | None = None, edge: str | None = None) -> dict:
+    return {"node": node, "edge": edge, "message": message}
+
+
+def _as_list(value: Any, name: str, errors: list[dict]) -> list:
+    if isinstance(value, list):
+        return value
+    errors.append(_error(f"{name} must be a list"))
+    return []
+
+
+def _short(value: Any) -> str:
+    """Return a value for a message: strings as they are, anything else as a short repr."""
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _node_type(node: dict) -> str | None:
+    node_type = node.get("type")
+    return node_type if isinstance(node_type, str) else None
+
+
+# Nodes -----------------------------------------------------------------------------------------
+
+
+def _check_nodes(node_list: list, errors: list[dict]) -> dict[str, dict]:
+    """Report per-node problems; return the nodes that have a usable, unique id."""
+    by_id: dict[str, dict] = {}
+    for index, node in enumerate(node_list):
+        if not isinstance(node, dict):
+            errors.append(_error(f"nodes[{index}] must be an object"))
+            continue
+        node_id = node.get("id")
+        if not isinstance(node_id, str) or not node_id:
+            errors.append(_error(f"nodes[{index}] needs a non-empty string id"))
+        elif node_id in by_id:
+            errors.append(_error(f"duplicate node id {node_id}", node=node_id))
+        else:
+            by_id[node_id] = node
+            errors.extend(_error(problem, node=node_id) for problem in _node_problems(node))
+    return by_id
+
+
+def _node_problems(node: dict) -> list[str]:
+    if "type" not in node:
+        return ["node has no type"]
+    node_type = _node_type(node)
+    if node_type not in NODE_TYPES:
+        return [f"unknown node type '{_short(node.get('type'))}'"]
+    # Only `end` needs no configuration, so a missing data object is taken as empty.
+    data = node.get("data", {})
+    if not isinstance(data, dict):
+        return [f"{node_type} data must be an object"]
+    problems = _CONFIG_CHECKS[node_type](data)
+    if node_type in SEND_TYPES and data.get("on_failure", "stop") not in ON_FAILURE_CHOICES:
+        problems.append(f"{node_type} data.on_failure must be 'continue' or 'stop'")
+    return problems
+
+
+def _is_str(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def _is_url(value: Any, schemes: tuple[str, ...] = ("http", "https")) -> bool:
+    if not isinstance(value, str) or _URL_UNSAFE.search(value):
+        return False
+    try:
+        parts = urlsplit(value)
+        return parts.scheme in schemes and bool(parts.hostname)
+    except ValueError:  # e.g. an unbalanced "[" in the host
+        return False
+
+
+def _optional(data: dict, key: str, check: Callable[[Any], bool], message: str) -> list[str]:
+    """Return [message] when the optional key is present with a value failing the check."""
+    return [message] if key in data and not check(data[key]) else []
+
+
+def _check_send_sms(data: dict) -> list[str]:
+    problems = [] if _is_text(data.get("body")) else ["send_sms needs data.body"]
+    problems += _optional(
+        data, "media_urls", _is_media_urls,
+        f"send_sms data.media_urls must be a list of 1 to {MAX_MEDIA_URLS} https URLs",
+    )
+    return problems + _optional(data, "to", _is_text, "send_sms data.to must be a non-empty string")
+
+
+def _is_media_urls(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and 1 <= len(value) <= MAX_MEDIA_URLS
+        and all(_is_url(url, ("https",)) for url in value)
+    )
+
+
+def _check_send_email(data: dict) -> list[str]:
+    problems = [] if _is_text(data.get("subject")) else ["send_email needs data.subject"]
+    for key in ("html", "text"):
+        problems += _optional(data, key, _is_str, f"send_email data.{key} must be a string")
+    if not (_is_text(data.get("html")) or _is_text(data.get("text"))):
+        problems.append("send_email needs data.html or data.text")
+    return problems + _optional(
+        data, "to", _is_text, "send_email data.to must be a non-empty string"
+    )
+
+
+def _check_send_webhook(data: dict) -> list[str]:
+    problems = []
+    if not _is_url(data.get("url")):
+        problems.append("send_webhook needs data.url (an http:// or https:// URL)")
+    if "payload" not in data:
+        problems.append("send_webhook needs data.payload")
+    return problems + _optional(
+        data, "headers", _is_string_map, "send_webhook data.headers must map strings to strings"
+    )
+
+
+def _is_string_map(value: Any) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(key, str) and isinstance(item, str) for key, item in value.items()
+    )
+
+
+def _check_ai_reply(data: dict) -> list[str]:
+    problems = [] if _is_text(data.get("prompt")) else ["ai_reply needs data.prompt"]
+    for key in ("system", "model"):
+        message = f"ai_reply data.{key} must be a non-empty string"
+        problems += _optional(data, key, _is_text, message)
+    return problems + _optional(
+        data, "callback_url", _is_url,
+        "ai_reply data.callback_url must be an http:// or https:// URL",
+    )
+
+
+def _check_delay(data: dict) -> list[str]:
+    given = [key for key in DELAY_KEYS if key in data]
+    if len(given) != 1:
+        return ["delay needs exactly one of data.seconds, data.until, data.until_local_time"]
+    key = given[0]
+    check, message = _DELAY_CHECKS[key]
+    return [] if check(data[key]) else [f"delay data.{key} {message}"]
+
+
+def _is_delay_seconds(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return math.isfinite(value) and 0 < value <= MAX_DELAY_SECONDS
+
+
+def _is_aware_datetime(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        return datetime.fromisoformat(value).tzinfo is not None
+    except ValueError:
+        return False
+
+
+def _is_local_time(value: Any) -> bool:
+    return isinstance(value, str) and _LOCAL_TIME.fullmatch(value) is not None
+
+
+_DELAY_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "seconds": (_is_delay_seconds, f"must be a number above 0 and at most {MAX_DELAY_SECONDS}"),
+    "until": (_is_aware_datetime, "must be an ISO 8601 datetime with a UTC offset"),
+    "until_local_time": (_is_local_time, "must be a 24-hour time as HH:MM"),
+}
+
+
+def _check_condition(data: dict) -> list[str]:
+    if "rules" not in data:
+        return ["condition needs data.rules"]
+    return validate_rules(data["rules"], "data.rules")
+
+
+def _check_update_contact(data: dict) -> list[str]:
+    attributes = data.get("attributes")
+    problems = []
+    if not isinstance(attributes, dict) or not attributes:
+        problems.append("update_contact needs data.attributes (a non-empty object)")
+    # Contact fields are not settable from a flow; saying so beats silently ignoring them.
+    problems += [
+        f"update_contact sets only data.attributes, not data.{key}"
+        for key in ("first_name", "last_name", "email") if key in data
+    ]
+    return problems
+
+
+def _check_wait_for_event(data: dict) -> list[str]:
+    problems = [] if _is_text(data.get("event")) else ["wait_for_event needs data.event"]
+    timeout = data.get("timeout_seconds")
+    if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout <= 0:
+        problems.append("wait_for_event needs data.timeout_seconds (a whole number above 0)")
+    return problems
+
+
+_CONFIG_CHECKS: dict[str, Callable[[dict], list[str]]] = {
+    "send_sms": _check_send_sms,
+    "send_email": _check_send_email,
+    "send_webhook": _check_send_webhook,
+    "ai_reply": _check_ai_reply,
+    "delay": _check_delay,
+    "condition": _check_condition,
+    "update_contact": _check_update_contact,
+    "wait_for_event": _check_wait_for_event,
+    "end": lambda data: [],
+}
+
+
+# Edges -----------------------------------------------------------------------------------------
+
+
+class _Link(NamedTuple):
+    """An edge between two existing nodes."""
+
+    edge_id: str | None
+    label: str
+    source: str
+    target: str
+    handle: Any
+
+
+def _check_edges(edge_list: list, by_id: dict[str, dict], errors: list[dict]) -> list[_Link]:
+    """Report per-edge problems; return the edges that join two existing nodes."""
+    links: list[_Link] = []
+    seen: set[str] = set()
+    for index, edge in enumerate(edge_list):
+        if not isinstance(edge, dict):
+            errors.append(_error(f"edges[{index}] must be an object"))
+            continue
+        edge_id = _edge_id(edge, index, seen, errors)
+        label = edge_id or f"{_short(edge.get('source'))}->{_short(edge.get('target'))}"
+        problems = _endpoint_problems(edge, label, by_id)
+        errors.extend(_error(problem, edge=edge_id) for problem in problems)
+        if not problems:
+            links.append(_Link(edge_id, label, edge["source"], edge["target"],
+                               edge.get("sourceHandle")))
+    return links
+
+
+def _edge_id(edge: dict, index: int, seen: set[str], errors: list[dict]) -> str | None:
+    """Return the edge's given id (None when absent), reporting invalid and duplicate ids."""
+    if "id" not in edge:
+        return None
+    edge_id = edge["id"]
+    if not isinstance(edge_id, str) or not edge_id:
+        errors.append(_error(f"edges[{index}] id must be a non-empty string"))
+        return None
+    if edge_id in seen:
+        errors.append(_error(f"duplicate edge id {edge_id}", edge=edge_id))
+    seen.add(edge_id)
+    return edge_id
+
+
+def _endpoint_problems(edge: dict, label: str, by_id: dict[str, dict]) -> list[str]:
+    problems = []
+    for key, verb in (("source", "comes from"), ("target", "targets")):
+        value = edge.get(key)
+        if value is None:
+            problems.append(f"edge {label} has no {key}")
+        elif not isinstance(value, str) or value not in by_id:
+            problems.append(f"edge {label} {verb} unknown node {_short(value)}")
+    if problems or edge["source"] != edge["target"]:
+        return problems
+    if _node_type(by_id[edge["source"]]) not in PAUSING_TYPES:
+        return [f"edge {label} loops node {edge['source']} back to itself without a delay"]
+    return []
+
+
+def _check_exits(by_id: dict[str, dict], links: list[_Link], errors: list[dict]) -> None:
+    outgoing: dict[str, list[_Link]] = defaultdict(list)
+    for link in links:
+        outgoing[link.source].append(link)
+    for node_id, node in by_id.items():
+        node_type, exits = _node_type(node), outgoing.get(node_id, [])
+        if node_type in BRANCH_EXITS:
+            errors.extend(_branch_problems(node_id, node_type, exits))
+        elif node_type == "end" and exits:
+            errors.append(_error(f"end node {node_id} cannot have outgoing edges", node=node_id))
+        elif node_type in NODE_TYPES and len(exits) > 1:
+            message = f"{node_type} node {node_id} has {len(exits)} outgoing edges (at most one)"
+            errors.append(_error(message, node=node_id))
+
+
+def _branch_problems(node_id: str, node_type: str, exits: list[_Link]) -> list[dict]:
+    allowed = BRANCH_EXITS[node_type]
+    names = " or ".join(f"'{handle}'" for handle in allowed)
+    # The isinstance check keeps junk handles (lists, objects) out of the dict lookups.
+    valid = [link for link in exits if isinstance(link.handle, str) and link.handle in allowed]
+    problems = [
+        _error(f"edge {link.label} from {node_type} node {node_id} needs sourceHandle {names}",
+               edge=link.edge_id)
+        for link in exits if link not in valid
+    ]
+    counts = Counter(link.handle for link in valid)
+    for handle, (fewest, most) in allowed.items():
+        if counts[handle] < fewest:
+            message = f"{node_type} node {node_id} needs a '{handle}' exit"
+        elif counts[handle] > most:
+            count = counts[handle]
+            message = f"{node_type} node {node_id} has {count} '{handle}' exits (one allowed)"
+        else:
+            continue
+        problems.append(_error(message, node=node_id))
+    return problems
+
+
+# Whole graph -----------------------------------------------------------------------------------
+
+
+def _check_start(by_id: dict[str, dict], links: list[_Link], errors: list[dict]) -> None:
+    """Require exactly one start node and report nodes it cannot reach."""
+    if not by_id:
+        return
+    targets = {link.target for link in links}
+    starts = [node_id for node_id in by_id if node_id not in targets]
+    if not starts:
+        errors.append(_error("no start node (every node has an incoming edge)"))
+        return
+    if len(starts) > 1:
+        names = ", ".join(starts)
+        errors.append(_error(f"more than one start node (nodes without incoming edges): {names}"))
+        return
+    reached = _reachable(starts[0], links)
+    errors.extend(
+        _error(f"node {node_id} is not reachable from the start node {starts[0]}", node=node_id)
+        for node_id in by_id if node_id not in reached
+    )
+
+
+def _reachable(start: str, links: list[_Link]) -> set[str]:
+    successors: dict[str, list[str]] = defaultdict(list)
+    for link in links:
+        successors[link.source].append(link.target)
+    reached, queue = {start}, deque([start])
+    while queue:
+        for target in successors[queue.popleft()]:
+            if target not in reached:
+                reached.add(target)
+                queue.append(target)
+    return reached
+
+
+def _check_cycles(by_id: dict[str, dict], links: list[_Link], errors: list[dict]) -> None:
+    """Report each cycle that no delay or wait_for_event node interrupts (an instant loop)."""
+    moving = [node_id for node_id, node in by_id.items() if _node_type(node) not in PAUSING_TYPES]
+    successors: dict[str, list[str]] = {node_id: [] for node_id in moving}
+    for link in links:
+        # Self-loops are reported (and dropped) with the edges.
+        if link.source in successors and link.target in successors and link.source != link.target:
+            successors[link.source].append(link.target)
+    order = {node_id: index for index, node_id in enumerate(moving)}
+    for component in _strongly_connected(successors):
+        if len(component) > 1:
+            cycle = _cycle_through(min(component, key=order.__getitem__), successors)
+            message = "cycle without a delay: " + " -> ".join(cycle)
+            errors.append(_error(message, node=cycle[0]))
+
+
+def _strongly_connected(successors: dict[str, list[str]]) -> list[list[str]]:
+    """Return the strongly connected components (Tarjan's algorithm, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    components: list[list[str]] = []
+    work: list[tuple[str, Any]] = []  # the DFS path, each node with its unvisited successors
+
+    def enter(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        work.append((node, iter(successors[node])))
+
+    for root in successors:
+        if root in index:
+            continue
+        enter(root)
+        while work:
+            node, pending = work[-1]
+            for target in pending:
+                if target not in index:
+                    enter(target)
+                    break
+                if target in on_stack:
+                    low[node] = min(low[node], index[target])
+            else:
+                work.pop()
+                if work:
+                    parent = work[-1][0]
+                    low[parent] = min(low[parent], low[node])
+                if low[node] == index[node]:
+                    components.append(_pop_component(node, stack, on_stack))
+    return components
+
+
+def _pop_component(root: str, stack: list[str], on_stack: set[str]) -> list[str]:
+    component: list[str] = []
+    while True:
+        node = stack.pop()
+        on_stack.discard(node)
+        component.append(node)
+        if node == root:
+            return component
+
+
+def _cycle_through(start: str, successors: dict[str, list[str]]) -> list[str]:
+    """Return a shortest cycle start -> ... -> start (start must lie on a cycle)."""
+    parents: dict[str, str] = {}
+    queue = deque([start])
+    while queue:
+        node = queue.popleft()
+        for target in successors[node]:
+            if target == start:
+                path = [node]
+                while path[-1] != start:
+                    path.append(parents[path[-1]])
+                return [*reversed(path), start]
+            if target not in parents:
+                parents[target] = node
+                queue.append(target)
+    return [start, start]

@@ -1,0 +1,207 @@
+"""Flows, their frozen versions, executions and steps."""
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+
+
+class Flow(models.Model):
+    """A flow as the builder edits it: nodes + edges JSON, a trigger, settings."""
+
+    class Status(models.TextChoices):
+        DRAFT = "draft"
+        ACTIVE = "active"
+        PAUSED = "paused"
+        ARCHIVED = "archived"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    workspace = models.ForeignKey("messaging.Workspace", on_delete=models.CASCADE,
+                                  related_name="flows")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True, default="")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
+    # {"type": "manual"} | {"type": "event", "event": "signup", "filter": {rules}}
+    # | {"type": "schedule"}
+    trigger = models.JSONField(default=dict)
+    nodes = models.JSONField(default=list)
+    edges = models.JSONField(default=list)
+    # {"allow_reentry": false, "max_concurrent_per_contact": 1}
+    settings = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["workspace", "status"])]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def event_name(self) -> str:
+        return (self.trigger or {}).get("event", "") if (self.trigger or {}).get(
+            "type") == "event" else ""
+
+    @property
+    def live_version(self) -> FlowVersion | None:
+        return self.versions.order_by("-number").first()
+
+
+class FlowVersion(models.Model):
+    """A published, frozen copy of a flow's graph; executions run one version."""
+
+    flow = models.ForeignKey(Flow, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    nodes = models.JSONField()
+    edges = models.JSONField()
+    trigger = models.JSONField(default=dict)
+    settings = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["flow", "-number"]
+        constraints = [models.UniqueConstraint(fields=["flow", "number"],
+                                               name="flow_version_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.flow} v{self.number}"
+
+
+class Execution(models.Model):
+    """One run of a flow version for one contact."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        WAITING = "waiting"
+        COMPLETED = "completed"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    class Source(models.TextChoices):
+        MANUAL = "manual"
+        EVENT = "event"
+        SCHEDULE = "schedule"
+        API = "api"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    workspace = models.ForeignKey("messaging.Workspace", on_delete=models.CASCADE,
+                                  related_name="executions")
+    flow = models.ForeignKey(Flow, on_delete=models.CASCADE, related_name="executions")
+    version = models.ForeignKey(FlowVersion, on_delete=models.PROTECT,
+                                related_name="executions")
+    contact = models.ForeignKey("messaging.Contact", on_delete=models.CASCADE,
+                                related_name="executions")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.API)
+    data = models.JSONField(default=dict, blank=True)  # trigger input
+    # Where the execution stands: the node to run next (or the one it waits in) and the
+    # visit number that node's step will have.
+    current_node = models.CharField(max_length=100, blank=True, default="")
+    current_visit = models.PositiveIntegerField(default=1)
+    visits = models.JSONField(default=dict, blank=True)  # node id -> visits so far
+    # The durable timer of a waiting delay or wait_for_event step.
+    wake_at = models.DateTimeField(null=True, blank=True)
+    waiting_event = models.CharField(max_length=100, blank=True, default="")
+    # A worker owns the execution while it advances it; expired leases are taken over.
+    lease_until = models.DateTimeField(null=True, blank=True)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    started_at = models.DateTimeField(auto_now_add=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [
+            models.Index(fields=["workspace", "-started_at"]),
+            models.Index(fields=["flow", "contact", "status"]),
+            models.Index(fields=["wake_at"], name="execution_timer_idx",
+                         condition=Q(status="waiting", wake_at__isnull=False)),
+            models.Index(fields=["contact", "waiting_event"], name="execution_event_idx",
+                         condition=Q(status="waiting") & ~Q(waiting_event="")),
+            models.Index(fields=["status", "enqueued_at"], name="execution_running_idx",
+                         condition=Q(status="running")),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.flow} for {self.contact_id} ({self.status})"
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.completed_at is None:
+            return None
+        return (self.completed_at - self.started_at).total_seconds()
+
+
+class Step(models.Model):
+    """One visit of one node; unique per (execution, node, visit) so no node runs twice."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        WAITING = "waiting"
+        COMPLETED = "completed"
+        FAILED = "failed"
+        SKIPPED = "skipped"
+
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="steps")
+    node_id = models.CharField(max_length=100)
+    node_type = models.CharField(max_length=30)
+    visit = models.PositiveIntegerField(default=1)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    input = models.JSONField(default=dict, blank=True)
+    output = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True, default="")
+    message = models.ForeignKey("messaging.Message", on_delete=models.SET_NULL, null=True,
+                                blank=True, related_name="flow_steps")
+    retry_count = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField(auto_now_add=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["execution", "started_at", "id"]
+        constraints = [models.UniqueConstraint(fields=["execution", "node_id", "visit"],
+                                               name="step_visit_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.node_id}#{self.visit} ({self.status})"
+
+    @property
+    def duration_ms(self) -> float | None:
+        if self.completed_at is None:
+            return None
+        return round((self.completed_at - self.started_at).total_seconds() * 1000, 2)
+
+
+class BulkStart(models.Model):
+    """A job starting one execution per contact of an audience, in batches."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        COMPLETED = "completed"
+        FAILED = "failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    workspace = models.ForeignKey("messaging.Workspace", on_delete=models.CASCADE)
+    flow = models.ForeignKey(Flow, on_delete=models.CASCADE, related_name="bulk_starts")
+    source = models.CharField(max_length=10, default="api")
+    contact_ids = models.JSONField(null=True, blank=True)
+    filter = models.JSONField(null=True, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    total = models.PositiveIntegerField(default=0)
+    started = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)
+    cursor = models.CharField(max_length=64, blank=True, default="")  # last contact id done
+    error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"bulk start {self.id} ({self.status})"

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import pytest
+
+from tests.support.stub_server import StubServer
+
+GRAPH = {
+    "nodes": [
+        {"id": "n1", "type": "send_sms", "data": {"body": "Hi {{ contact.first_name }}"},
+         "position": {"x": 0, "y": 0}},
+        {"id": "n2", "type": "delay", "data": {"seconds": 2}},
+        {"id": "n3", "type": "condition", "data": {"rules": {"all": [
+            {"field": "contact.attributes.vip", "op": "eq", "value": True}]}}},
+        {"id": "n4", "type": "send_email", "data": {
+            "subject": "Welcome {{ contact.first_name }}",
+            "html": "<p>Hi {{ contact.first_name }}, code {{ trigger.code }}</p>"}},
+        {"id": "n5", "type": "send_webhook", "data": {
+            "url": "WEBHOOK_URL", "payload": {"sms": "{{ steps.n1.output.message_id }}",
+                                              "who": "{{ contact.external_id }}"}}},
+    ],
+    "edges": [
+        {"id": "e1", "source": "n1", "target": "n2"},
+        {"id": "e2", "source": "n2", "target": "n3"},
+        {"id": "e3", "source": "n3", "target": "n4", "sourceHandle": "true"},
+        {"id": "e4", "source": "n3", "target": "n5", "sourceHandle": "false"},
+    ],
+}
+
+
+def graph_for(stub: StubServer) -> dict:
+    """Return the example graph with its webhook pointing at the stand-in server."""
+    import copy
+
+    graph = copy.deepcopy(GRAPH)
+    graph["nodes"][4]["data"]["url"] = f"{stub.url}/hook"
+    return graph
+
+
+@pytest.fixture
+def providers(workspace, stub_server, allow_local):
+    """Point the workspace's SMS and email at the stand-in server."""
+    workspace.settings = {"providers": {
+        "sms": {"name": "http", "api_url": stub_server.url},
+        "email": {"name": "http", "api_url": stub_server.url}}}
+    workspace.save()
+    return stub_server
