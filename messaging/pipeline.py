@@ -156,6 +156,7 @@ def sweep(*, now: datetime | None = None) -> dict[str, int]:
 
 
 def _recover_expired_leases(now: datetime) -> int:
+    failed: list[Any] = []
     with transaction.atomic():
         expired = list(Message.objects.select_for_update(skip_locked=True)
                        .filter(status=MessageStatus.SENDING, lease_until__lt=now)
@@ -165,13 +166,17 @@ def _recover_expired_leases(now: datetime) -> int:
                 finished_at=now, outcome="lost", possible_duplicate=True,
                 error="worker lost during the provider call (lease expired)")
             if message.attempts >= message.max_attempts:
-                _fail(message, now, "worker lost during the last attempt", "lost")
+                # The provider may have acted on the lost call: flag it like any unknown.
+                _fail(message, now, "worker lost during the last attempt", "lost",
+                      possible_duplicate=True)
+                failed.append(message.pk)
                 continue
             Message.objects.filter(pk=message.pk, status=MessageStatus.SENDING).update(
                 status=MessageStatus.QUEUED, lease_until=None, enqueued_at=now,
                 possible_duplicate=True, due_at=now, updated_at=now)
         requeue = [m for m in expired if m.attempts < m.max_attempts]
         transaction.on_commit(lambda: publish(requeue, now=now))
+        transaction.on_commit(lambda: [_notify_final(pk) for pk in failed])
     if expired:
         logger.warning("sweeper recovered %d messages from expired leases", len(expired))
     return len(expired)
@@ -270,11 +275,16 @@ def render_context(message: Message) -> dict[str, Any]:
 
 
 def render_content(message: Message) -> dict[str, Any]:
-    """Return the message's content rendered with its context."""
-    return render_fields(message.content, render_context(message))
+    """Return the message's content rendered with its context.
+
+    Jobs of the older API carry opaque data: their payload is delivered verbatim.
+    """
+    return render_fields(message.content, render_context(message),
+                         payload=message.source != "compat")
 
 
-def render_fields(content: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+def render_fields(content: dict[str, Any], context: dict[str, Any], *,
+                  payload: bool = True) -> dict[str, Any]:
     """Return the content with every template rendered (HTML escaped in email HTML)."""
     content = dict(content)
     for key in ("body", "subject", "text", "prompt", "system"):
@@ -282,7 +292,7 @@ def render_fields(content: dict[str, Any], context: dict[str, Any]) -> dict[str,
             content[key] = render(content[key], context)
     if isinstance(content.get("html"), str):
         content["html"] = render(content["html"], context, escape_html=True)
-    if "payload" in content:
+    if payload and "payload" in content:
         content["payload"] = render_data(content["payload"], context)
     return content
 

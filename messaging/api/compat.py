@@ -20,7 +20,7 @@ from rest_framework.views import APIView
 from config.api import ApiError
 from messaging import pipeline
 from messaging.api.idempotency import idempotent
-from messaging.api.messages import MessageCreateSerializer
+from messaging.api.messages import MAX_DELAY_SECONDS, MessageCreateSerializer
 from messaging.auth import workspace_of
 from messaging.models import Contact, Message, MessageStatus
 
@@ -48,9 +48,10 @@ def _check_workspace(request: Request, workspace_id: Any) -> None:
 
 def _delay_ms(data: dict) -> float:
     delay = data.get("delay", 0) or 0
-    if isinstance(delay, bool) or not isinstance(delay, (int, float)) or delay < 0:
-        raise ApiError(400, "Invalid input.", fields={"delay": ["Must be a number of "
-                                                                "milliseconds >= 0."]})
+    if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not (
+            0 <= delay <= MAX_DELAY_SECONDS * 1000):
+        raise ApiError(400, "Invalid input.", fields={"delay": [
+            f"Must be a number of milliseconds from 0 to {MAX_DELAY_SECONDS * 1000}."]})
     return float(delay)
 
 
@@ -67,7 +68,8 @@ def _contact_ref(request: Request, contact_id: Any) -> dict:
 
 
 def _metadata(data: dict) -> dict:
-    metadata = data.get("metadata") or {}
+    metadata = data.get("metadata")
+    metadata = {} if metadata is None else metadata
     if not isinstance(metadata, dict):
         raise ApiError(400, "Invalid input.", fields={"metadata": ["Must be an object."]})
     if data.get("contactId"):
@@ -75,8 +77,11 @@ def _metadata(data: dict) -> dict:
     return metadata
 
 
-def _schedule(request: Request, v1: dict, delay_ms: float) -> Response:
-    """Validate the translated payload like /api/v1/messages and create the message."""
+def _schedule(request: Request, v1: dict, delay_ms: float, *, job: bool = False) -> Response:
+    """Validate the translated payload like /api/v1/messages and create the message.
+
+    A job's callback carries its id ({jobId, type, data}) like the older service's did.
+    """
     if delay_ms:
         v1["send_at"] = (timezone.now() + timedelta(milliseconds=delay_ms)).isoformat()
     serializer = MessageCreateSerializer(data=v1, context={
@@ -84,7 +89,10 @@ def _schedule(request: Request, v1: dict, delay_ms: float) -> Response:
     if not serializer.is_valid():
         fields = {OLD_NAMES.get(k, k): v for k, v in serializer.errors.items()}
         raise ApiError(400, "Invalid input.", fields=fields)
-    message = pipeline.message_create_many(messages=[serializer.build()])[0]
+    message = serializer.build()
+    if job:
+        message.content["payload"] = {"jobId": str(message.id), **message.content["payload"]}
+    pipeline.message_create_many(messages=[message])
     scheduled = message.scheduled_for or message.created_at
     return Response({"success": True, "jobId": str(message.id),
                      "scheduledTime": scheduled.isoformat().replace("+00:00", "Z"),
@@ -130,10 +138,10 @@ class ScheduleEmailView(APIView):
             data = _body(request)
             _check_workspace(request, data.get("workspaceId"))
             v1 = {"channel": "email", "subject": data.get("subject"),
-                  "html": data.get("html"), "metadata": _metadata(data),
-                  **_contact_ref(request, data.get("contactId"))}
-            if data.get("text"):
-                v1["text"] = data["text"]
+                  "metadata": _metadata(data), **_contact_ref(request, data.get("contactId"))}
+            for field in ("html", "text"):
+                if data.get(field) is not None:
+                    v1[field] = data[field]
             if data.get("to"):
                 v1["to"] = data["to"]
             return _schedule(request, v1, _delay_ms(data))
@@ -156,7 +164,7 @@ class ScheduleJobView(APIView):
             v1 = {"channel": "webhook", "url": data.get("callbackEndpoint"),
                   "payload": {"type": data["type"], "data": job_data},
                   "metadata": {"jobType": str(data["type"])[:100]}}
-            return _schedule(request, v1, _delay_ms(data))
+            return _schedule(request, v1, _delay_ms(data), job=True)
         return idempotent(request, handler)
 
 

@@ -15,7 +15,7 @@ GRAPH = {
             "subject": "Welcome {{ contact.first_name }}",
             "html": "<p>Hi {{ contact.first_name }}, code {{ trigger.code }}</p>"}},
         {"id": "n5", "type": "send_webhook", "data": {
-            "url": "WEBHOOK_URL", "payload": {"sms": "{{ steps.n1.output.message_id }}",
+            "url": "https://example.com/hook", "payload": {"sms": "{{ steps.n1.output.message_id }}",
                                               "who": "{{ contact.external_id }}"}}},
     ],
     "edges": [

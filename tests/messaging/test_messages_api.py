@@ -221,3 +221,13 @@ def test_list_filters_and_isolation(api, other_api, workspace):
     assert other_api.post(f"/api/v1/messages/{some_id}/cancel").status_code == 404
     detail = api.get(f"/api/v1/messages/{some_id}").json()
     assert detail["attempts_log"] == []
+
+
+def test_the_api_rate_limit_answers_429_with_retry_after(api, settings):
+    settings.API_RATE_LIMIT = "3/s"
+    codes = [api.get("/api/v1/messages").status_code for _ in range(5)]
+    assert codes[:3] == [200, 200, 200] and 429 in codes[3:]
+    limited = api.get("/api/v1/messages")
+    assert limited.status_code == 429
+    assert int(limited["Retry-After"]) >= 1
+    assert limited.json()["error"]["code"] == "rate_limited"

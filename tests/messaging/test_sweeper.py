@@ -164,9 +164,6 @@ def test_a_lost_lease_on_the_last_attempt_fails_into_the_dead_letters(workspace,
     assert stub_server.requests == []
 
 
-@pytest.mark.xfail(strict=True, reason="pipeline._recover_expired_leases calls _fail without "
-                                       "possible_duplicate=True although the provider may "
-                                       "have acted on the lost last attempt")
 def test_a_message_failed_by_a_lost_last_attempt_is_flagged_possible_duplicate(workspace):
     message = stuck_in_sending(workspace, attempts=3, max_attempts=3)
     pipeline.sweep()
@@ -174,9 +171,6 @@ def test_a_message_failed_by_a_lost_last_attempt_is_flagged_possible_duplicate(w
     assert fetch(message).possible_duplicate is True
 
 
-@pytest.mark.xfail(strict=True, reason="pipeline._recover_expired_leases fails the message "
-                                       "without _notify_final, so message_finished is never "
-                                       "sent for it")
 def test_a_message_failed_by_the_sweeper_sends_message_finished(workspace):
     message = stuck_in_sending(workspace, attempts=3, max_attempts=3)
     finished: list[Any] = []

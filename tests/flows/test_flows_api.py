@@ -1,0 +1,172 @@
+from __future__ import annotations
+
+import pytest
+
+from flows.models import Execution, Flow, FlowVersion
+from messaging.models import Message
+from tests.factories import ContactFactory
+from tests.flows.conftest import GRAPH
+
+pytestmark = pytest.mark.django_db
+
+
+def create(api, **extra):
+    body = {"name": "Welcome", "description": "d", "trigger": {"type": "manual"},
+            "nodes": GRAPH["nodes"], "edges": GRAPH["edges"], **extra}
+    return api.post("/api/v1/flows", body, format="json")
+
+
+def test_it_creates_a_draft_flow_keeping_builder_keys(api, workspace):
+    response = create(api)
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["status"] == "draft" and body["version"] is None
+    assert body["nodes"][0]["position"] == {"x": 0, "y": 0}
+    assert Flow.objects.get(pk=body["id"]).workspace == workspace
+
+
+@pytest.mark.parametrize("nodes,edges,fragment", [
+    ([{"id": "a", "type": "teleport", "data": {}}], [], "unknown node type"),
+    ([{"id": "a", "type": "send_sms", "data": {}}], [], "body"),
+    ([{"id": "a", "type": "end"}, {"id": "b", "type": "end"}], [], "start"),
+    ([{"id": "a", "type": "condition", "data": {"rules": {"all": [
+        {"field": "x", "op": "eq", "value": 1}]}}},
+      {"id": "b", "type": "end"}], [{"id": "e", "source": "a", "target": "b",
+                                     "sourceHandle": "true"}], "false"),
+    ([{"id": "a", "type": "end"}], [{"id": "e", "source": "a", "target": "zz"}], "zz"),
+    ([{"id": "a", "type": "update_contact", "data": {"attributes": {"x": 1}}},
+      {"id": "b", "type": "update_contact", "data": {"attributes": {"x": 2}}},
+      {"id": "s", "type": "end"}],
+     [{"id": "e1", "source": "s", "target": "a"}, {"id": "e2", "source": "a", "target": "b"},
+      {"id": "e3", "source": "b", "target": "a"}], "cycle"),
+])
+def test_invalid_graphs_are_refused_with_node_level_errors(api, nodes, edges, fragment):
+    response = api.post("/api/v1/flows", {"name": "x", "trigger": {"type": "manual"},
+                                          "nodes": nodes, "edges": edges}, format="json")
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "invalid_graph"
+    assert fragment in str(error["fields"]["graph"])
+    assert Flow.objects.count() == 0
+
+
+@pytest.mark.parametrize("trigger", [
+    {"type": "cron"}, {"type": "event"}, {"type": "event", "event": "x",
+                                          "filter": {"all": [{"op": "like"}]}}, "manual"])
+def test_bad_triggers_are_refused(api, trigger):
+    assert create(api, trigger=trigger).status_code == 400
+
+
+def test_publish_activate_pause_and_versions(api):
+    flow = create(api).json()
+    first = api.post(f"/api/v1/flows/{flow['id']}/publish")
+    assert first.status_code == 201 and first.json()["number"] == 1
+    assert api.post(f"/api/v1/flows/{flow['id']}/activate").json()["status"] == "active"
+    assert api.post(f"/api/v1/flows/{flow['id']}/pause").json()["status"] == "paused"
+    assert api.post(f"/api/v1/flows/{flow['id']}/publish").json()["number"] == 2
+    versions = api.get(f"/api/v1/flows/{flow['id']}/versions").json()
+    assert [v["number"] for v in versions] == [2, 1]
+
+
+def test_activate_publishes_the_first_version(api):
+    flow = create(api).json()
+    assert api.post(f"/api/v1/flows/{flow['id']}/activate").json()["version"] == 1
+    assert FlowVersion.objects.filter(flow_id=flow["id"]).count() == 1
+
+
+def test_a_paused_flow_refuses_starts_and_reentry_is_off_by_default(api, workspace):
+    flow = create(api).json()
+    contact = ContactFactory(workspace=workspace)
+    url = f"/api/v1/flows/{flow['id']}/executions"
+    assert api.post(url, {"contact_id": str(contact.id)}, format="json").status_code == 409
+    api.post(f"/api/v1/flows/{flow['id']}/activate")
+    assert api.post(url, {"contact_id": str(contact.id)}, format="json").status_code == 201
+    again = api.post(url, {"contact_id": str(contact.id)}, format="json")
+    assert again.status_code == 409 and again.json()["error"]["code"] == "start_refused"
+    assert api.post(url, {"contact_external_id": "nope"}, format="json").status_code == 400
+    assert Execution.objects.count() == 1
+
+
+def test_reentry_can_be_allowed(api, workspace):
+    flow = create(api, settings={"allow_reentry": True,
+                                 "max_concurrent_per_contact": 2}).json()
+    api.post(f"/api/v1/flows/{flow['id']}/activate")
+    contact = ContactFactory(workspace=workspace)
+    url = f"/api/v1/flows/{flow['id']}/executions"
+    codes = [api.post(url, {"contact_id": str(contact.id)}, format="json").status_code
+             for _ in range(3)]
+    assert codes == [201, 201, 409]
+
+
+def test_dry_run_walks_renders_and_sends_nothing(api, workspace):
+    flow = create(api).json()
+    response = api.post(f"/api/v1/flows/{flow['id']}/test", {
+        "contact": {"first_name": "Ada", "email": "ada@example.com",
+                    "attributes": {"vip": True}}, "data": {"code": "Z9"}}, format="json")
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert [step["node_id"] for step in body["path"]] == ["n1", "n2", "n3", "n4"]
+    assert body["path"][2]["exit"] == "true"
+    assert [m["content"].get("body") or m["content"].get("subject")
+            for m in body["messages"]] == ["Hi Ada", "Welcome Ada"]
+    assert body["messages"][1]["content"]["html"] == "<p>Hi Ada, code Z9</p>"
+    assert body["sent"] == 0 and body["completed"] is True
+    not_vip = api.post(f"/api/v1/flows/{flow['id']}/test", {
+        "contact": {"attributes": {"vip": False}}}, format="json").json()
+    assert not_vip["path"][-1]["node_id"] == "n5"
+    assert Message.objects.count() == 0 and Execution.objects.count() == 0
+
+
+def test_every_flow_endpoint_is_isolated_per_workspace(api, other_api, workspace):
+    flow = create(api).json()
+    api.post(f"/api/v1/flows/{flow['id']}/activate")
+    contact = ContactFactory(workspace=workspace)
+    execution = api.post(f"/api/v1/flows/{flow['id']}/executions",
+                         {"contact_id": str(contact.id)}, format="json").json()
+    base = f"/api/v1/flows/{flow['id']}"
+    assert other_api.get("/api/v1/flows").json()["count"] == 0
+    assert other_api.get("/api/v1/executions").json()["count"] == 0
+    for method, url in [("get", base), ("patch", base), ("delete", base),
+                        ("post", f"{base}/publish"), ("post", f"{base}/activate"),
+                        ("post", f"{base}/pause"), ("post", f"{base}/test"),
+                        ("post", f"{base}/executions"), ("post", f"{base}/executions/bulk"),
+                        ("get", f"{base}/versions"),
+                        ("get", f"/api/v1/executions/{execution['id']}"),
+                        ("post", f"/api/v1/executions/{execution['id']}/cancel")]:
+        assert getattr(other_api, method)(url, {}, format="json").status_code == 404, url
+    own_flow = other_api.post("/api/v1/flows", {"name": "o", "trigger": {"type": "manual"},
+                                                "nodes": GRAPH["nodes"],
+                                                "edges": GRAPH["edges"]}, format="json").json()
+    other_api.post(f"/api/v1/flows/{own_flow['id']}/activate")
+    foreign = other_api.post(f"/api/v1/flows/{own_flow['id']}/executions",
+                             {"contact_id": str(contact.id)}, format="json")
+    assert foreign.status_code == 400
+    event = other_api.post("/api/v1/events", {"name": "x", "contact_id": str(contact.id)},
+                           format="json")
+    assert event.status_code == 400
+
+
+def test_execution_list_filters(api, workspace):
+    flow = create(api).json()
+    api.post(f"/api/v1/flows/{flow['id']}/activate")
+    contacts = ContactFactory.create_batch(3, workspace=workspace)
+    for contact in contacts:
+        api.post(f"/api/v1/flows/{flow['id']}/executions", {"contact_id": str(contact.id)},
+                 format="json")
+    assert api.get(f"/api/v1/executions?flow={flow['id']}").json()["count"] == 3
+    assert api.get(f"/api/v1/executions?contact={contacts[0].id}").json()["count"] == 1
+    assert api.get("/api/v1/executions?status=completed").json()["count"] == 0
+
+
+def test_deleting_a_flow_with_history_archives_it(api, workspace):
+    flow = create(api).json()
+    assert api.delete(f"/api/v1/flows/{flow['id']}").status_code == 204
+    assert not Flow.objects.filter(pk=flow["id"]).exists()
+    flow = create(api).json()
+    api.post(f"/api/v1/flows/{flow['id']}/activate")
+    contact = ContactFactory(workspace=workspace)
+    api.post(f"/api/v1/flows/{flow['id']}/executions", {"contact_id": str(contact.id)},
+             format="json")
+    Execution.objects.update(status="completed")
+    assert api.delete(f"/api/v1/flows/{flow['id']}").status_code == 204
+    assert Flow.objects.get(pk=flow["id"]).status == "archived"
