@@ -15,8 +15,9 @@ GRAPH = {
             "subject": "Welcome {{ contact.first_name }}",
             "html": "<p>Hi {{ contact.first_name }}, code {{ trigger.code }}</p>"}},
         {"id": "n5", "type": "send_webhook", "data": {
-            "url": "https://example.com/hook", "payload": {"sms": "{{ steps.n1.output.message_id }}",
-                                              "who": "{{ contact.external_id }}"}}},
+            "url": "https://example.com/hook",
+            "payload": {"sms": "{{ steps.n1.output.message_id }}",
+                        "who": "{{ contact.external_id }}"}}},
     ],
     "edges": [
         {"id": "e1", "source": "n1", "target": "n2"},

@@ -245,7 +245,8 @@ def test_it_schedules_a_job_as_a_webhook_to_the_callback(api, workspace):
     assert message.channel == "webhook"
     assert message.to == "https://hooks.example.com/jobs"
     assert message.content == {"url": "https://hooks.example.com/jobs", "payload": {
-        "jobId": str(message.id), "type": "follow_up", "data": {"workspaceId": str(workspace.id), "step": 2}}}
+        "jobId": str(message.id), "type": "follow_up",
+        "data": {"workspaceId": str(workspace.id), "step": 2}}}
     assert message.metadata == {"jobType": "follow_up"}
 
 
