@@ -16,6 +16,9 @@ urlpatterns = [
                                                      authentication_classes=[]), name="docs"),
     path("api/v1/", include("messaging.api.urls")),
     path("api/v1/", include("flows.api.urls")),
+    path("api/v1/", include("flows.schedule_urls")),
+    path("", include("monitoring.api.urls")),
+    path("dashboard/", include("monitoring.dashboard.urls")),
     path("api/", include("messaging.api.compat_urls")),
 ]
 
