@@ -14,7 +14,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from messaging import ratelimit
@@ -156,30 +156,40 @@ def sweep(*, now: datetime | None = None) -> dict[str, int]:
 
 
 def _recover_expired_leases(now: datetime) -> int:
-    failed: list[Any] = []
+    failed: list[tuple[Any, str]] = []
     with transaction.atomic():
         expired = list(Message.objects.select_for_update(skip_locked=True)
                        .filter(status=MessageStatus.SENDING, lease_until__lt=now)
                        .select_related("workspace")[:SWEEP_BATCH])
         for message in expired:
-            DeliveryAttempt.objects.filter(message=message, finished_at__isnull=True).update(
-                finished_at=now, outcome="lost", possible_duplicate=True,
-                error="worker lost during the provider call (lease expired)")
+            _close_lost_attempt(message, now)
             if message.attempts >= message.max_attempts:
                 # The provider may have acted on the lost call: flag it like any unknown.
                 _fail(message, now, "worker lost during the last attempt", "lost",
                       possible_duplicate=True)
-                failed.append(message.pk)
+                failed.append((message.pk, message.source))
                 continue
             Message.objects.filter(pk=message.pk, status=MessageStatus.SENDING).update(
                 status=MessageStatus.QUEUED, lease_until=None, enqueued_at=now,
                 possible_duplicate=True, due_at=now, updated_at=now)
         requeue = [m for m in expired if m.attempts < m.max_attempts]
         transaction.on_commit(lambda: publish(requeue, now=now))
-        transaction.on_commit(lambda: [_notify_final(pk) for pk in failed])
+        transaction.on_commit(lambda: [_notify_final(pk, src) for pk, src in failed])
     if expired:
         logger.warning("sweeper recovered %d messages from expired leases", len(expired))
     return len(expired)
+
+
+def _close_lost_attempt(message: Message, now: datetime) -> None:
+    """Record the attempt whose worker vanished: the provider may or may not have acted."""
+    lost = {"finished_at": now, "outcome": "lost", "possible_duplicate": True,
+            "error": "worker lost during the provider call (lease expired)"}
+    if not DeliveryAttempt.objects.filter(message=message, number=message.attempts).update(
+            **lost):
+        started = (message.lease_until or now) - timedelta(
+            seconds=settings.DELIVERY_LEASE_SECONDS)
+        DeliveryAttempt.objects.create(message=message, number=message.attempts,
+                                       provider=message.provider, started_at=started, **lost)
 
 
 def _republish_stale(now: datetime) -> int:
@@ -204,23 +214,28 @@ def message_deliver(*, message_id: str, task_id: str = "") -> str:
     """Claim the message, respect its rate limit, call the provider, record the outcome.
 
     Return what happened: skipped (not ours), deferred, sent, retrying or failed.
+    Database round trips per message: the claim, one read, and one transaction writing
+    the outcome and its attempt together.
     """
     now = timezone.now()
     lease_until = now + timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)
     claimed = Message.objects.filter(pk=message_id, status=MessageStatus.QUEUED).update(
-        status=MessageStatus.SENDING, lease_until=lease_until, updated_at=now)
+        status=MessageStatus.SENDING, lease_until=lease_until, attempts=F("attempts") + 1,
+        updated_at=now)
     if claimed != 1:
         return "skipped"
     message = Message.objects.select_related("workspace", "contact").get(pk=message_id)
     if _defer_for_rate_limit(message, now):
         return "deferred"
+    attempt = DeliveryAttempt(message=message, number=message.attempts, task_id=task_id or "",
+                              started_at=now)
     try:
         provider, config = provider_for(message.workspace, message.channel)
         outbound = _outbound(message, config)
     except (ValueError, KeyError) as exc:
-        return _record(message, _start_attempt(message, "", task_id, now),
-                       ProviderError(str(exc), permanent=True, code="invalid"))
-    attempt = _start_attempt(message, provider.name, task_id, now, rendered=outbound.content)
+        return _record(message, attempt, ProviderError(str(exc), permanent=True,
+                                                       code="invalid"))
+    attempt.provider = provider.name
     try:
         result: Receipt | ProviderError = provider.send(outbound)
     except ProviderError as exc:
@@ -229,7 +244,7 @@ def message_deliver(*, message_id: str, task_id: str = "") -> str:
         logger.exception("provider %s raised unexpectedly", provider.name)
         result = ProviderError(f"{type(exc).__name__}: {exc}", permanent=False,
                                outcome_unknown=True, code="exception")
-    return _record(message, attempt, result)
+    return _record(message, attempt, result, rendered=outbound.content)
 
 
 def _rate_for(workspace: Workspace, channel: str) -> ratelimit.Rate | None:
@@ -251,9 +266,10 @@ def _defer_for_rate_limit(message: Message, now: datetime) -> bool:
     if delay <= 0.001:
         return False
     slot = now + timedelta(seconds=delay)
+    # A deferral is not an attempt: give back the one the claim counted.
     Message.objects.filter(pk=message.pk, status=MessageStatus.SENDING).update(
         status=MessageStatus.SCHEDULED, due_at=slot, rate_slot_at=slot, lease_until=None,
-        updated_at=now)
+        attempts=F("attempts") - 1, updated_at=now)
     ratelimit.record_deferral(workspace_id=str(message.workspace_id),
                               channel=queue_for(message.channel), delay=delay)
     return True
@@ -303,21 +319,8 @@ def _outbound(message: Message, config: dict[str, Any]) -> Outbound:
         channel=message.channel, to=message.to, content=render_content(message),
         config=config, contact_id=str(message.contact_id) if message.contact_id else None,
         metadata={k: v for k, v in (message.metadata or {}).items() if k != "_context"},
-        attempt=message.attempts + 1,
+        attempt=message.attempts,
     )
-
-
-def _start_attempt(message: Message, provider: str, task_id: str, now: datetime,
-                   rendered: dict | None = None) -> DeliveryAttempt:
-    number = message.attempts + 1
-    with transaction.atomic():
-        Message.objects.filter(pk=message.pk).update(
-            attempts=number, provider=provider, rendered=rendered, updated_at=now)
-        attempt = DeliveryAttempt.objects.create(
-            message=message, number=number, provider=provider, task_id=task_id or "",
-            started_at=now)
-    message.attempts, message.provider, message.rendered = number, provider, rendered
-    return attempt
 
 
 def backoff_seconds(attempt: int, retry_after: float | None = None) -> float:
@@ -329,32 +332,47 @@ def backoff_seconds(attempt: int, retry_after: float | None = None) -> float:
     return delay
 
 
-def _record(message: Message, attempt: DeliveryAttempt,
-            result: Receipt | ProviderError) -> str:
-    """Write the outcome, fenced on (status=sending, attempts=this attempt's number)."""
+def _record(message: Message, attempt: DeliveryAttempt, result: Receipt | ProviderError,
+            rendered: dict | None = None) -> str:
+    """Write the outcome and its attempt in one transaction, fenced on (status=sending,
+    attempts=this attempt's number) so a worker that outlived its lease changes nothing."""
     now = timezone.now()
+    if isinstance(result, Receipt):
+        attempt_fields = {"outcome": "sent", "status_code": result.status_code,
+                          "response": _jsonable(result.response)}
+    else:
+        attempt_fields = {"status_code": result.status_code, "error": result.message[:2000],
+                          "error_code": result.code, "response": _jsonable(result.response),
+                          "possible_duplicate": result.outcome_unknown}
     current = Message.objects.filter(pk=message.pk, status=MessageStatus.SENDING,
                                      attempts=attempt.number)
+    written = {"rendered": rendered, "provider": attempt.provider}
     with transaction.atomic():
         if isinstance(result, Receipt):
-            outcome = _record_success(message, current, result, now)
-            attempt_fields = {"outcome": "sent", "status_code": result.status_code,
-                              "response": _jsonable(result.response)}
+            outcome = _record_success(message, current, result, now, written)
         else:
-            outcome = _record_failure(message, current, result, now)
-            attempt_fields = {"outcome": "failed" if outcome == "failed" else "retry",
-                              "status_code": result.status_code, "error": result.message[:2000],
-                              "error_code": result.code, "response": _jsonable(result.response),
-                              "possible_duplicate": result.outcome_unknown}
-        DeliveryAttempt.objects.filter(pk=attempt.pk).update(finished_at=now, **attempt_fields)
+            outcome = _record_failure(message, current, result, now, written)
+            attempt_fields["outcome"] = "failed" if outcome == "failed" else "retry"
+        if outcome == "stale":
+            # The sweeper closed this attempt as lost; say what really happened.
+            DeliveryAttempt.objects.filter(message=message, number=attempt.number).update(
+                error=f"finished after its lease expired: {attempt_fields.get('outcome', '')}"
+                      f" {attempt_fields.get('error', '')}".strip()[:2000],
+                status_code=attempt_fields.get("status_code"))
+        else:
+            for field, value in attempt_fields.items():
+                setattr(attempt, field, value)
+            attempt.finished_at = now
+            attempt.save(force_insert=True)
     if outcome in ("sent", "failed"):
-        _notify_final(message.pk)
+        _notify_final(message.pk, message.source)
     return outcome
 
 
-def _record_success(message: Message, current, receipt: Receipt, now: datetime) -> str:
+def _record_success(message: Message, current, receipt: Receipt, now: datetime,
+                    written: dict[str, Any]) -> str:
     changed = current.update(
-        status=MessageStatus.SENT, sent_at=now, lease_until=None, due_at=None,
+        status=MessageStatus.SENT, sent_at=now, lease_until=None, due_at=None, **written,
         provider_message_id=receipt.provider_message_id[:200],
         response=receipt.output or None, last_error="", error_code="", updated_at=now)
     if not changed:
@@ -376,8 +394,11 @@ def _create_ai_callback(message: Message, url: str, receipt: Receipt) -> None:
     message_create_many(messages=[child])
 
 
-def _record_failure(message: Message, current, error: ProviderError, now: datetime) -> str:
-    flags = {"possible_duplicate": True} if error.outcome_unknown else {}
+def _record_failure(message: Message, current, error: ProviderError, now: datetime,
+                    written: dict[str, Any]) -> str:
+    flags = dict(written)
+    if error.outcome_unknown:
+        flags["possible_duplicate"] = True
     if not error.permanent and message.attempts < message.max_attempts:
         due = now + timedelta(seconds=backoff_seconds(message.attempts, error.retry_after))
         changed = current.update(status=MessageStatus.RETRYING, due_at=due, lease_until=None,
@@ -404,11 +425,11 @@ def _fail(message: Message, now: datetime, error: str, code: str, **fields: Any)
     )
 
 
-def _notify_final(message_id: Any) -> None:
+def _notify_final(message_id: Any, source: str) -> None:
     """Tell interested parts (flow steps) that a message reached sent or failed."""
     from messaging.signals import message_finished
 
-    message_finished.send(sender=Message, message_id=message_id)
+    message_finished.send(sender=Message, message_id=message_id, source=source)
 
 
 def _jsonable(value: Any) -> Any:

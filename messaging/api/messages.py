@@ -277,6 +277,14 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
             return Response(MessageSerializer(message).data, status=status.HTTP_201_CREATED)
         return idempotent(request, handler)
 
+    @extend_schema(request=MessageCreateSerializer, responses={200: MessageSerializer})
+    @action(detail=False, methods=["post"])
+    def validate(self, request: Request) -> Response:
+        """Check a message exactly as POST /messages would, creating nothing (200 or 400)."""
+        serializer = MessageCreateSerializer(data=request.data, context=self._context())
+        serializer.is_valid(raise_exception=True)
+        return Response({"valid": True, "message": MessageSerializer(serializer.build()).data})
+
     @extend_schema(request=BatchSerializer, responses={201: MessageSerializer(many=True)})
     @action(detail=False, methods=["post"])
     def batch(self, request: Request) -> Response:

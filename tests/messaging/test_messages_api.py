@@ -231,3 +231,12 @@ def test_the_api_rate_limit_answers_429_with_retry_after(api, settings):
     assert limited.status_code == 429
     assert int(limited["Retry-After"]) >= 1
     assert limited.json()["error"]["code"] == "rate_limited"
+
+
+def test_validate_checks_like_create_and_writes_nothing(api):
+    ok = api.post("/api/v1/messages/validate", SMS, format="json")
+    assert ok.status_code == 200 and ok.json()["valid"] is True
+    assert ok.json()["message"]["status"] == "queued"
+    bad = api.post("/api/v1/messages/validate", {**SMS, "to": "1"}, format="json")
+    assert bad.status_code == 400 and "to" in bad.json()["error"]["fields"]
+    assert Message.objects.count() == 0

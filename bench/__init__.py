@@ -1,0 +1,1 @@
+"""Benchmarks and fault injection (make bench, make chaos)."""
