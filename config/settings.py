@@ -148,6 +148,9 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # A hard ceiling so a hung provider call cannot hold a worker forever.
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 300)
 CELERY_TASK_ALWAYS_EAGER = False
+# Celery's Django fixup closes the database connection after every task unless told to
+# reuse it; a fresh connection per task cost more than the task. Close every 2×N tasks.
+CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 500)
 # Periodic tasks, declared in one place; each says why it runs at its interval.
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {}
 
@@ -292,4 +295,47 @@ CELERY_BEAT_SCHEDULE.update({
     # Republishes executions whose advance task was lost and finishes steps whose message
     # finished while the notification was lost; 30 s bounds that recovery time.
     "sweep-flows": {"task": "flows.tasks.sweep_flows", "schedule": 30.0},
+})
+
+# --- Monitoring -----------------------------------------------------------------------------
+# GET /metrics answers a bearer token holder or an address inside these CIDRs; with neither
+# set it answers 403 (behind a proxy every client looks local, so no network is trusted by
+# default).
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS", [])
+# Beat sends a heartbeat task to every queue this often; the worker consuming it stores the
+# time in Redis, so liveness is measured by consumption.
+WORKER_HEARTBEAT_SECONDS = env_int("WORKER_HEARTBEAT_SECONDS", 30)
+# /health/ready fails when the default queue's last consumed heartbeat is older than this
+# (four missed heartbeats); 0 removes the check. Never-seen heartbeats report "unknown".
+HEALTH_WORKER_MAX_AGE_SECONDS = env_int("HEALTH_WORKER_MAX_AGE_SECONDS", 120)
+# /api/v1/queues/health calls a queue degraded when its oldest waiting row or heartbeat is
+# older than this.
+HEALTH_QUEUE_STALE_SECONDS = env_int("HEALTH_QUEUE_STALE_SECONDS", 300)
+CELERY_BEAT_SCHEDULE.update({
+    # Alert windows are minutes long; once a minute bounds detection delay to a minute for a
+    # few aggregate queries per enabled rule.
+    "evaluate-alerts": {"task": "monitoring.tasks.evaluate_alerts", "schedule": 60.0},
+    # One heartbeat per queue at top priority (it measures consumption, not the backlog);
+    # one that waited a whole interval expires unconsumed, so its age keeps growing.
+    **{f"heartbeat-{queue}": {
+        "task": "monitoring.tasks.heartbeat", "schedule": float(WORKER_HEARTBEAT_SECONDS),
+        "args": [queue], "options": {"queue": queue, "priority": 0,
+                                     "expire_seconds": WORKER_HEARTBEAT_SECONDS}}
+       for queue in ("default", "sms", "email", "ai", "webhook", "flows")},
+})
+
+# --- Flow schedules -------------------------------------------------------------------------
+# A wake-up fires occurrences at most this old; older missed ones follow the schedule's
+# catch_up ("skip" records them as skipped, "run_once" starts the latest once).
+SCHEDULE_CATCH_UP_GRACE_SECONDS = env_int("SCHEDULE_CATCH_UP_GRACE_SECONDS", 300)
+# A running schedule run idle this long had its batch task lost: the sweep requeues it.
+SCHEDULE_RUN_REQUEUE_SECONDS = env_int("SCHEDULE_RUN_REQUEUE_SECONDS", 120)
+# A run still unfinished this long after firing is failed (and its counters say so).
+SCHEDULE_RUN_TIMEOUT_SECONDS = env_int("SCHEDULE_RUN_TIMEOUT_SECONDS", 3600)
+CELERY_BEAT_SCHEDULE.update({
+    # Beat's per-schedule crontab task is only the fast path: this fires schedules whose
+    # next_run_at passed unfired (a lost message, beat's own DST or crontab quirks) and
+    # requeues stalled runs. Every 15 s keeps a missed occurrence well inside the grace.
+    "sweep-schedules": {"task": "flows.schedule_tasks.sweep_schedules", "schedule": 15.0},
 })

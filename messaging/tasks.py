@@ -2,8 +2,22 @@
 from __future__ import annotations
 
 from celery import shared_task
+from celery.signals import task_prerun
+from django.db import connections
 
 from messaging import pipeline
+
+
+@task_prerun.connect
+def _drop_broken_connections(**kwargs) -> None:
+    """Reopen a database connection a previous task broke (e.g. PostgreSQL restarted).
+
+    Connections are reused across tasks (CELERY_DB_REUSE_MAX); one that raised is checked
+    and replaced here, so a database restart costs one failed task, not a stuck worker.
+    """
+    for conn in connections.all(initialized_only=True):
+        if conn.errors_occurred:
+            conn.close_if_unusable_or_obsolete()
 
 
 @shared_task(name="messaging.tasks.deliver_message", acks_late=True)
