@@ -46,7 +46,8 @@ def http_json(url: str, body: Any = None, headers: dict | None = None,
 class Cluster:
     """Everything one run needs; stop() (or the context manager) tears it all down."""
 
-    def __init__(self, *, name: str = "relay_bench", workers: int = 2, env: dict | None = None):
+    def __init__(self, *, name: str = "relay_bench", workers: int | None = None,
+                 env: dict | None = None):
         VAR.mkdir(parents=True, exist_ok=True)
         base = os.environ.get("BENCH_DATABASE_URL") or os.environ.get(
             "DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -57,7 +58,8 @@ class Cluster:
         self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
         self.stub_port = free_port()
         self.web_port = free_port()
-        self.workers = workers
+        # The Procfile's worker concurrency, for us and for the plain Celery baseline alike.
+        self.workers = workers or int(os.environ.get("WORKER_CONCURRENCY", "2"))
         self.extra_env = env or {}
         self.procs: dict[str, subprocess.Popen] = {}
 

@@ -240,6 +240,8 @@ AI_MODEL = env_str("AI_MODEL", "gpt-4o-mini")
 # Connect and read timeouts of every provider call, in seconds.
 PROVIDER_CONNECT_TIMEOUT_SECONDS = env_float("PROVIDER_CONNECT_TIMEOUT_SECONDS", 5.0)
 PROVIDER_TIMEOUT_SECONDS = env_float("PROVIDER_TIMEOUT_SECONDS", 15.0)
+# Provider calls of one delivery batch run on this many threads at once (I/O bound).
+PROVIDER_CONCURRENCY = env_int("PROVIDER_CONCURRENCY", 8)
 # CIDRs that user-supplied URLs may reach although private (development and tests only).
 SSRF_ALLOWED_NETWORKS = env_list("SSRF_ALLOWED_NETWORKS", [])
 

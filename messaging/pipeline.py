@@ -9,11 +9,12 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -40,6 +41,10 @@ PRIORITY_STEPS = {"high": 0, "normal": 3, "low": 6}
 DISPATCH_BATCH = 500
 # One sweeper pass repairs at most this many rows per kind; the next pass takes the rest.
 SWEEP_BATCH = 1000
+# Message ids per delivery task: one claim, one read and one outcome transaction serve the
+# whole batch, and its provider calls run concurrently; 50 keeps a task under a second
+# with a healthy provider while cutting database commits per message by ~50x.
+PUBLISH_BATCH = 50
 
 
 class NotCancellable(Exception):
@@ -86,27 +91,30 @@ def message_create(**kwargs: Any) -> Message:
 
 
 def publish(messages: Iterable[Message], *, now: datetime | None = None) -> int:
-    """Publish a delivery task per message; a broker failure is logged, never raised.
-
-    The rows stay `queued`, so the sweeper publishes them again if this fails.
-    """
-    from messaging.tasks import deliver_message
+    """Publish delivery tasks, one per batch of messages due together; return how many
+    messages were published. A broker failure is logged, never raised: the rows stay
+    `queued`, so the sweeper publishes them again."""
+    from messaging.tasks import deliver_messages
 
     now = now or timezone.now()
+    groups: dict[tuple[str, int, float], list[str]] = {}
+    for message in messages:
+        countdown = 0.0
+        if message.due_at is not None:
+            # Messages due within the same 50 ms share a task; each still waits its turn.
+            countdown = round(max(0.0, (message.due_at - now).total_seconds()) * 20) / 20
+        key = (queue_for(message.channel), PRIORITY_STEPS.get(message.priority, 3), countdown)
+        groups.setdefault(key, []).append(str(message.id))
     count = 0
     try:
-        for message in messages:
-            countdown = 0.0
-            if message.due_at is not None:
-                countdown = max(0.0, (message.due_at - now).total_seconds())
-            deliver_message.apply_async(
-                args=[str(message.id)], queue=queue_for(message.channel),
-                countdown=countdown or None,
-                priority=PRIORITY_STEPS.get(message.priority, 3))
-            count += 1
+        for (queue, priority, countdown), ids in groups.items():
+            for offset in range(0, len(ids), PUBLISH_BATCH):
+                chunk = ids[offset:offset + PUBLISH_BATCH]
+                deliver_messages.apply_async(args=[chunk], queue=queue, priority=priority,
+                                             countdown=countdown or None)
+                count += len(chunk)
     except Exception:  # the broker is down: the sweeper republishes from the database
-        logger.exception("publish failed after %d of the messages; the sweeper will retry",
-                         count)
+        logger.exception("publish failed after %d messages; the sweeper will retry", count)
     return count
 
 
@@ -211,40 +219,98 @@ def _republish_stale(now: datetime) -> int:
 # --- delivery -----------------------------------------------------------------------------
 
 def message_deliver(*, message_id: str, task_id: str = "") -> str:
-    """Claim the message, respect its rate limit, call the provider, record the outcome.
+    """Deliver one message (see messages_deliver); return what happened to it."""
+    return messages_deliver(message_ids=[message_id], task_id=task_id).get(
+        str(message_id), "skipped")
 
-    Return what happened: skipped (not ours), deferred, sent, retrying or failed.
-    Database round trips per message: the claim, one read, and one transaction writing
-    the outcome and its attempt together.
+
+def messages_deliver(*, message_ids: list[str], task_id: str = "") -> dict[str, str]:
+    """Claim the messages, respect rate limits, call providers, record the outcomes.
+
+    Return {message id: skipped (not ours) | deferred | sent | retrying | failed | stale}.
+    Round trips per batch: one claim, one read, one transaction for all outcomes; provider
+    calls run concurrently outside any transaction.
     """
     now = timezone.now()
+    claimed = _claim(message_ids, now)
+    outcomes = {str(mid): "skipped" for mid in message_ids}
+    if not claimed:
+        return outcomes
+    messages = list(Message.objects.select_related("workspace", "contact")
+                    .filter(pk__in=claimed))
+    ready = []
+    for message in messages:
+        if _defer_for_rate_limit(message, now):
+            outcomes[str(message.pk)] = "deferred"
+        else:
+            ready.append(message)
+    results = _send_all(ready, task_id, now)
+    outcomes.update(_record_all(results))
+    return outcomes
+
+
+def _claim(message_ids: list[str], now: datetime) -> list[Any]:
+    """Move queued messages to sending with a lease and count the attempt; return the ids
+    this call claimed (UPDATE ... RETURNING: one round trip, atomic per row)."""
+    from uuid import UUID
+
+    ids = [UUID(str(mid)) for mid in message_ids]
     lease_until = now + timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)
-    claimed = Message.objects.filter(pk=message_id, status=MessageStatus.QUEUED).update(
-        status=MessageStatus.SENDING, lease_until=lease_until, attempts=F("attempts") + 1,
-        updated_at=now)
-    if claimed != 1:
-        return "skipped"
-    message = Message.objects.select_related("workspace", "contact").get(pk=message_id)
-    if _defer_for_rate_limit(message, now):
-        return "deferred"
-    attempt = DeliveryAttempt(message=message, number=message.attempts, task_id=task_id or "",
-                              started_at=now)
+    table = Message._meta.db_table
+    placeholders = ", ".join(["%s"] * len(ids))
+    params: list[Any] = [MessageStatus.SENDING, lease_until, now]
+    if connection.vendor == "sqlite":
+        params += [mid.hex for mid in ids]  # Django stores UUIDs as 32-char hex there
+    else:
+        params += ids
+    params.append(MessageStatus.QUEUED)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET status = %s, lease_until = %s, updated_at = %s, "
+            f"attempts = attempts + 1 WHERE id IN ({placeholders}) AND status = %s "
+            f"RETURNING id", params)
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _send_all(messages: list[Message], task_id: str,
+              now: datetime) -> list[tuple[Message, DeliveryAttempt, Any, dict | None]]:
+    """Call each message's provider, concurrently; return (message, attempt, result,
+    rendered content) for each."""
+    results: list[tuple[Message, DeliveryAttempt, Any, dict | None]] = []
+    calls: list[tuple[Any, Outbound]] = []
+    for message in messages:
+        attempt = DeliveryAttempt(message=message, number=message.attempts,
+                                  task_id=task_id or "", started_at=now)
+        try:
+            provider, config = provider_for(message.workspace, message.channel)
+            outbound = _outbound(message, config)
+        except (ValueError, KeyError) as exc:
+            results.append((message, attempt, ProviderError(str(exc), permanent=True,
+                                                            code="invalid"), None))
+            continue
+        attempt.provider = provider.name
+        calls.append((provider, outbound))
+        results.append((message, attempt, len(calls) - 1, outbound.content))
+    if len(calls) > 1:
+        workers = min(len(calls), settings.PROVIDER_CONCURRENCY)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="provider") as pool:
+            answers = list(pool.map(lambda call: _call(*call), calls))
+    else:
+        answers = [_call(*call) for call in calls]
+    return [(message, attempt, answers[result] if isinstance(result, int) else result,
+             rendered) for message, attempt, result, rendered in results]
+
+
+def _call(provider: Any, outbound: Outbound) -> Receipt | ProviderError:
+    """Send through the provider, turning every failure into a ProviderError."""
     try:
-        provider, config = provider_for(message.workspace, message.channel)
-        outbound = _outbound(message, config)
-    except (ValueError, KeyError) as exc:
-        return _record(message, attempt, ProviderError(str(exc), permanent=True,
-                                                       code="invalid"))
-    attempt.provider = provider.name
-    try:
-        result: Receipt | ProviderError = provider.send(outbound)
+        return provider.send(outbound)
     except ProviderError as exc:
-        result = exc
+        return exc
     except Exception as exc:  # a provider bug must not strand the message in `sending`
         logger.exception("provider %s raised unexpectedly", provider.name)
-        result = ProviderError(f"{type(exc).__name__}: {exc}", permanent=False,
-                               outcome_unknown=True, code="exception")
-    return _record(message, attempt, result, rendered=outbound.content)
+        return ProviderError(f"{type(exc).__name__}: {exc}", permanent=False,
+                             outcome_unknown=True, code="exception")
 
 
 def _rate_for(workspace: Workspace, channel: str) -> ratelimit.Rate | None:
@@ -332,10 +398,31 @@ def backoff_seconds(attempt: int, retry_after: float | None = None) -> float:
     return delay
 
 
+def _record_all(results: list[tuple[Message, DeliveryAttempt, Any, dict | None]]
+                ) -> dict[str, str]:
+    """Write every outcome and its attempt in one transaction; notify after commit."""
+    outcomes: dict[str, str] = {}
+    finals: list[tuple[Any, str]] = []
+    with transaction.atomic():
+        attempts = []
+        for message, attempt, result, rendered in results:
+            outcome = _record(message, attempt, result, rendered)
+            outcomes[str(message.pk)] = outcome
+            if outcome != "stale":
+                attempts.append(attempt)
+            if outcome in ("sent", "failed"):
+                finals.append((message.pk, message.source))
+        DeliveryAttempt.objects.bulk_create(attempts)
+        if finals:
+            transaction.on_commit(lambda: [_notify_final(pk, src) for pk, src in finals])
+    return outcomes
+
+
 def _record(message: Message, attempt: DeliveryAttempt, result: Receipt | ProviderError,
             rendered: dict | None = None) -> str:
-    """Write the outcome and its attempt in one transaction, fenced on (status=sending,
-    attempts=this attempt's number) so a worker that outlived its lease changes nothing."""
+    """Write one outcome, fenced on (status=sending, attempts=this attempt's number) so a
+    worker that outlived its lease changes nothing; fill in the attempt (saved by the
+    caller). Runs inside the caller's transaction."""
     now = timezone.now()
     if isinstance(result, Receipt):
         attempt_fields = {"outcome": "sent", "status_code": result.status_code,
@@ -347,25 +434,21 @@ def _record(message: Message, attempt: DeliveryAttempt, result: Receipt | Provid
     current = Message.objects.filter(pk=message.pk, status=MessageStatus.SENDING,
                                      attempts=attempt.number)
     written = {"rendered": rendered, "provider": attempt.provider}
-    with transaction.atomic():
-        if isinstance(result, Receipt):
-            outcome = _record_success(message, current, result, now, written)
-        else:
-            outcome = _record_failure(message, current, result, now, written)
-            attempt_fields["outcome"] = "failed" if outcome == "failed" else "retry"
-        if outcome == "stale":
-            # The sweeper closed this attempt as lost; say what really happened.
-            DeliveryAttempt.objects.filter(message=message, number=attempt.number).update(
-                error=f"finished after its lease expired: {attempt_fields.get('outcome', '')}"
-                      f" {attempt_fields.get('error', '')}".strip()[:2000],
-                status_code=attempt_fields.get("status_code"))
-        else:
-            for field, value in attempt_fields.items():
-                setattr(attempt, field, value)
-            attempt.finished_at = now
-            attempt.save(force_insert=True)
-    if outcome in ("sent", "failed"):
-        _notify_final(message.pk, message.source)
+    if isinstance(result, Receipt):
+        outcome = _record_success(message, current, result, now, written)
+    else:
+        outcome = _record_failure(message, current, result, now, written)
+        attempt_fields["outcome"] = "failed" if outcome == "failed" else "retry"
+    if outcome == "stale":
+        # The sweeper closed this attempt as lost; say what really happened.
+        DeliveryAttempt.objects.filter(message=message, number=attempt.number).update(
+            error=f"finished after its lease expired: {attempt_fields.get('outcome', '')}"
+                  f" {attempt_fields.get('error', '')}".strip()[:2000],
+            status_code=attempt_fields.get("status_code"))
+        return outcome
+    for field, value in attempt_fields.items():
+        setattr(attempt, field, value)
+    attempt.finished_at = now
     return outcome
 
 

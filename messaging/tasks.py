@@ -20,6 +20,13 @@ def _drop_broken_connections(**kwargs) -> None:
             conn.close_if_unusable_or_obsolete()
 
 
+@shared_task(name="messaging.tasks.deliver_messages", acks_late=True)
+def deliver_messages(message_ids: list[str]) -> dict[str, str]:
+    """Deliver a batch of messages; ids another task already claimed are skipped."""
+    return pipeline.messages_deliver(message_ids=message_ids,
+                                     task_id=deliver_messages.request.id or "")
+
+
 @shared_task(name="messaging.tasks.deliver_message", acks_late=True)
 def deliver_message(message_id: str) -> str:
     """Deliver one message; a duplicate or late task finds nothing to claim and returns."""
