@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install lint bench clean
+.PHONY: run test install lint bench chaos clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,14 @@ run: $(STAMP)
 
 test: $(STAMP)
 	SECRET_KEY=$${SECRET_KEY:-test-only-secret} $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# make bench [SCENARIO=ingest,e2e,...] [N=size]: prints a table, writes var/bench/latest.json
+bench: $(STAMP)
+	$(BIN)/python -m bench.run $(if $(SCENARIO),--scenario $(SCENARIO)) $(if $(N),--n $(N))
+
+# make chaos [SCENARIO=kill,redis,...] [N=size]: lost/duplicated counts per fault
+chaos: $(STAMP)
+	$(BIN)/python -m bench.chaos $(if $(SCENARIO),--scenario $(SCENARIO)) $(if $(N),--n $(N))
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -77,6 +77,10 @@ class Cluster:
                              "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
         wait_port(self.redis_port)
 
+    def start_redis_on_same_port(self) -> None:
+        """Start Redis again after stop("redis") (a restart: its memory is gone)."""
+        self.start_redis()
+
     def reset_database(self) -> None:
         import psycopg
 
@@ -90,7 +94,8 @@ class Cluster:
         """Point this process's Django at the run's database and broker, then set up."""
         os.environ.update({k: v for k, v in self.env().items()
                            if k in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL",
-                                    "SECRET_KEY", "DEBUG", "DJANGO_SETTINGS_MODULE")})
+                                    "SECRET_KEY", "DEBUG", "DJANGO_SETTINGS_MODULE")
+                           or k in self.extra_env})
         import django
 
         django.setup()

@@ -16,11 +16,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from flows import nodes
+from flows import nodes, walker
 from flows.graph import Graph, parse
 from flows.models import Execution, FlowVersion, Step
 from messaging.models import Contact, Message, MessageStatus
@@ -33,6 +33,9 @@ StepStatus = Step.Status
 # Light nodes run back to back in one task; past this many the task re-queues itself so a
 # long chain of conditions cannot hold a worker (and a cycle through a delay still yields).
 MAX_INLINE_NODES = 200
+# Executions advanced by one task: a bulk start of 10,000 is 500 tasks, not 10,000, and a
+# batch of light walks still finishes in well under a second.
+ADVANCE_BATCH = 20
 
 
 class Stop(Exception):
@@ -59,25 +62,18 @@ def contact_context(contact: Contact) -> dict[str, Any]:
             "attributes": contact.attributes or {}}
 
 
-def execution_context(execution: Execution) -> dict[str, Any]:
-    """Return what conditions and templates see: contact, trigger data, earlier steps."""
-    steps: dict[str, Any] = {}
-    for step in execution.steps.order_by("started_at", "id"):
-        steps[step.node_id] = {"status": step.status, "output": step.output or {},
-                               "error": step.error}
-    return {"contact": contact_context(execution.contact), "trigger": execution.data or {},
-            "steps": steps, "execution": {"id": str(execution.id)}}
-
-
 # --- publishing ---------------------------------------------------------------------------
 
 def publish(execution_ids: list[Any]) -> None:
-    """Queue advance tasks; a broker failure is left to the flows sweeper."""
-    from flows.tasks import advance_execution
+    """Queue advance tasks, ADVANCE_BATCH executions per task; a broker failure is left
+    to the flows sweeper."""
+    from flows.tasks import advance_executions
 
+    ids = [str(execution_id) for execution_id in execution_ids]
     try:
-        for execution_id in execution_ids:
-            advance_execution.apply_async(args=[str(execution_id)], queue="flows")
+        for offset in range(0, len(ids), ADVANCE_BATCH):
+            advance_executions.apply_async(args=[ids[offset:offset + ADVANCE_BATCH]],
+                                           queue="flows")
     except Exception:
         logger.exception("could not publish flow advances; the sweeper will retry")
 
@@ -90,7 +86,11 @@ def schedule_advance(execution_id: Any) -> None:
 # --- advancing ----------------------------------------------------------------------------
 
 def advance(*, execution_id: str) -> str:
-    """Run the execution from its cursor until it waits, ends or fails."""
+    """Run the execution from its cursor until it waits, ends or fails.
+
+    Returns what the walk did: skipped (leased or not running), stale (lost a race),
+    waiting, completed, failed, or yielded (node limit reached; continues in a new task).
+    """
     now = timezone.now()
     claimed = (Execution.objects.filter(pk=execution_id, status=ExecStatus.RUNNING)
                .exclude(lease_until__gt=now)
@@ -98,54 +98,32 @@ def advance(*, execution_id: str) -> str:
     if not claimed:
         return "skipped"
     try:
-        for _ in range(MAX_INLINE_NODES):
-            execution = Execution.objects.select_related("contact", "workspace", "version").get(
-                pk=execution_id)
-            if execution.status != ExecStatus.RUNNING:
-                return execution.status
-            try:
-                _run_node(execution, graph_of(execution.version_id))
-            except Stop:
-                return "stopped"
-        schedule_advance(execution_id)  # yield the worker; continue in a new task
-        return "yielded"
+        execution = Execution.objects.select_related("contact", "workspace").get(
+            pk=execution_id)
+        existing = list(execution.steps.order_by("started_at", "id"))
+        context = _context(execution, existing)
+        try:
+            state = walker.walk(execution, graph_of(execution.version_id), context, existing,
+                                MAX_INLINE_NODES)
+        except walker.Conflict:
+            return "stale"
+        origin = (execution.current_node, execution.current_visit)
+        if not walker.persist(state, origin=origin):
+            return "stale"
+        if state.more:
+            schedule_advance(execution_id)  # yield the worker; continue in a new task
+            return "yielded"
+        return state.status
     finally:
         Execution.objects.filter(pk=execution_id).update(lease_until=None)
 
 
-def _claim_step(execution: Execution, node: dict) -> Step:
-    """Create this visit's step, or take over a pending one (a retry); else Stop."""
-    try:
-        with transaction.atomic():
-            return Step.objects.create(execution=execution, node_id=node["id"],
-                                       node_type=node["type"], visit=execution.current_visit,
-                                       status=StepStatus.RUNNING)
-    except IntegrityError:
-        step = Step.objects.get(execution=execution, node_id=node["id"],
-                                visit=execution.current_visit)
-        if Step.objects.filter(pk=step.pk, status=StepStatus.PENDING).update(
-                status=StepStatus.RUNNING, error=""):
-            step.status = StepStatus.RUNNING
-            return step
-        raise Stop from None  # a duplicate task: this visit ran already
-
-
-def _run_node(execution: Execution, graph: Graph) -> None:
-    node = graph.node(execution.current_node) if execution.current_node else None
-    if node is None:
-        _finish_execution(execution, ExecStatus.COMPLETED)
-        raise Stop
-    step = _claim_step(execution, node)
-    context = execution_context(execution)
-    result = nodes.run(node, context, execution=execution, step=step)
-    if result.wait:
-        _wait(execution, step, result)
-        raise Stop
-    if result.failed:
-        _fail_step(execution, step, result.error, node)
-        raise Stop
-    _complete_step(execution, step, result.output, graph.next(node["id"], result.handle),
-                   ended=node["type"] == "end")
+def _context(execution: Execution, steps: list[Step]) -> dict[str, Any]:
+    """Return what conditions and templates see, from already loaded steps."""
+    return {"contact": contact_context(execution.contact), "trigger": execution.data or {},
+            "steps": {s.node_id: {"status": s.status, "output": s.output or {},
+                                  "error": s.error} for s in steps},
+            "execution": {"id": str(execution.id)}}
 
 
 def _move(execution: Execution, next_node: str | None, now: datetime, **fields: Any) -> int:
@@ -179,26 +157,6 @@ def _complete_step(execution: Execution, step: Step, output: dict, next_node: st
                                                error=error, completed_at=now)
 
 
-def _wait(execution: Execution, step: Step, result: nodes.Result) -> None:
-    now = timezone.now()
-    with transaction.atomic():
-        changed = Execution.objects.filter(
-            pk=execution.pk, status=ExecStatus.RUNNING, current_node=execution.current_node,
-            current_visit=execution.current_visit).update(
-            status=ExecStatus.WAITING, wake_at=result.wake_at,
-            waiting_event=result.event or "", updated_at=now)
-        if not changed:
-            transaction.set_rollback(True)
-            raise Stop
-        if result.message is not None:
-            from messaging import pipeline
-
-            pipeline.message_create_many(messages=[result.message])
-        Step.objects.filter(pk=step.pk).update(status=StepStatus.WAITING,
-                                               output=result.output or {},
-                                               message=result.message, input=result.input or {})
-
-
 def _fail_step(execution: Execution, step: Step, error: str, node: dict) -> None:
     """Fail the step; continue past it when the node says so, else fail the execution."""
     if (node.get("data") or {}).get("on_failure") == "continue":
@@ -223,13 +181,6 @@ def _fail_step(execution: Execution, step: Step, error: str, node: dict) -> None
                 payload={"execution_id": str(execution.pk), "step_id": step.pk,
                          "node_id": node["id"], "node_type": node["type"],
                          "visit": step.visit, "flow_id": str(execution.flow_id)})
-
-
-def _finish_execution(execution: Execution, status: str, error: str = "") -> None:
-    now = timezone.now()
-    Execution.objects.filter(pk=execution.pk, status__in=[ExecStatus.RUNNING,
-                                                          ExecStatus.WAITING]).update(
-        status=status, completed_at=now, error=error, wake_at=None, updated_at=now)
 
 
 # --- resuming waiting steps ---------------------------------------------------------------

@@ -5,6 +5,7 @@ import uuid
 
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 
 class Flow(models.Model):
@@ -157,7 +158,8 @@ class Step(models.Model):
     message = models.ForeignKey("messaging.Message", on_delete=models.SET_NULL, null=True,
                                 blank=True, related_name="flow_steps")
     retry_count = models.PositiveIntegerField(default=0)
-    started_at = models.DateTimeField(auto_now_add=True)
+    # Set by the engine to when the node began (a walk persists many steps at once).
+    started_at = models.DateTimeField(default=timezone.now)
     completed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -205,3 +207,100 @@ class BulkStart(models.Model):
 
     def __str__(self) -> str:
         return f"bulk start {self.id} ({self.status})"
+
+
+class FlowSchedule(models.Model):
+    """A cron schedule that starts a flow for an audience; owns one beat PeriodicTask."""
+
+    class CatchUp(models.TextChoices):
+        SKIP = "skip"
+        RUN_ONCE = "run_once"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    workspace = models.ForeignKey("messaging.Workspace", on_delete=models.CASCADE,
+                                  related_name="flow_schedules")
+    flow = models.ForeignKey(Flow, on_delete=models.CASCADE, related_name="schedules")
+    cron = models.CharField(max_length=120)  # as given: 5 fields or an alias like @daily
+    timezone = models.CharField(max_length=64, default="UTC")
+    enabled = models.BooleanField(default=True)
+    # {"contact_id": id} | {"contact_ids": [id, ...]} | {"filter": {rules}}
+    audience = models.JSONField(default=dict)
+    data = models.JSONField(default=dict, blank=True)
+    catch_up = models.CharField(max_length=10, choices=CatchUp.choices, default=CatchUp.SKIP)
+    # Beat's copy of the schedule; SET_NULL so deleting it in admin leaves a mismatch that
+    # sync_schedules repairs instead of silently deleting the schedule.
+    periodic_task = models.OneToOneField("django_celery_beat.PeriodicTask",
+                                         on_delete=models.SET_NULL, null=True, blank=True,
+                                         related_name="flow_schedule")
+    # Occurrences before this instant never fire: creating, re-enabling or re-timing a
+    # schedule at 09:03 must not start the 09:00 run.
+    active_since = models.DateTimeField()
+    runs = models.PositiveIntegerField(default=0)
+    successes = models.PositiveIntegerField(default=0)
+    failures = models.PositiveIntegerField(default=0)
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    last_run_status = models.CharField(max_length=10, blank=True, default="")
+    next_run_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        indexes = [
+            models.Index(fields=["workspace", "flow"]),
+            models.Index(fields=["next_run_at"], name="schedule_due_idx",
+                         condition=Q(enabled=True)),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.flow} at {self.cron} ({self.timezone})"
+
+
+class ScheduleRun(models.Model):
+    """One occurrence of a schedule; unique per (schedule, occurrence) so it fires once."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        SKIPPED = "skipped"  # missed while down, older than the grace, catch_up "skip"
+
+    schedule = models.ForeignKey(FlowSchedule, on_delete=models.CASCADE,
+                                 related_name="schedule_runs")
+    occurrence_at = models.DateTimeField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    bulk_start = models.ForeignKey(BulkStart, on_delete=models.SET_NULL, null=True,
+                                   blank=True, related_name="schedule_runs")
+    total = models.PositiveIntegerField(default=0)
+    started = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)
+    missing = models.PositiveIntegerField(default=0)  # audience contacts deleted since
+    error = models.TextField(blank=True, default="")
+    fired_at = models.DateTimeField()  # when a wake-up inserted it (occurrence_at + latency)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-occurrence_at"]
+        constraints = [models.UniqueConstraint(fields=["schedule", "occurrence_at"],
+                                               name="schedule_run_unique")]
+        indexes = [models.Index(fields=["status", "updated_at"], name="schedule_run_open_idx",
+                                condition=Q(status="running"))]
+
+    def __str__(self) -> str:
+        return f"{self.schedule_id} @ {self.occurrence_at:%Y-%m-%d %H:%M}Z ({self.status})"
+
+
+def _delete_periodic_task(sender: type, instance: FlowSchedule, **kwargs: object) -> None:
+    """Delete the schedule's beat task with it, whatever deleted it (API, admin, a flow's
+    cascade), in the same transaction, and tell running beats the table changed."""
+    from django_celery_beat.models import PeriodicTask, PeriodicTasks
+
+    if instance.periodic_task_id and PeriodicTask.objects.filter(
+            pk=instance.periodic_task_id).delete()[0]:
+        PeriodicTasks.update_changed()
+
+
+# models.signals rather than a new import: this module's head belongs to the existing models.
+models.signals.post_delete.connect(_delete_periodic_task, sender=FlowSchedule,
+                                   dispatch_uid="flows.schedule.delete_periodic_task")

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from flows.graph import SEND_TYPES
 from flows.rules import evaluate
-from messaging.models import Contact, Message
+from messaging.models import Message
 from messaging.templating import render_data
 
 
@@ -25,6 +25,7 @@ class Result:
     input: dict[str, Any] = field(default_factory=dict)
     failed: bool = False
     error: str = ""
+    contact_update: dict[str, Any] = field(default_factory=dict)  # attributes to write
 
 
 def channel_of(node: dict) -> str | None:
@@ -51,12 +52,12 @@ def condition(data: dict, context: dict, execution: Any) -> Result:
 
 
 def update_contact(data: dict, context: dict, execution: Any) -> Result:
-    """Merge attributes (templates rendered) into the contact; re-running is harmless."""
+    """Merge attributes (templates rendered) into the contact; the engine writes them when
+    it persists the step, and later nodes of the same walk already see them."""
     values = render_data(data.get("attributes") or {}, context)
-    contact = Contact.objects.get(pk=execution.contact_id)
-    contact.attributes = {**(contact.attributes or {}), **values}
-    contact.save(update_fields=["attributes", "updated_at"])
-    return Result(output={"attributes": values})
+    contact = context["contact"]
+    contact["attributes"] = {**(contact.get("attributes") or {}), **values}
+    return Result(output={"attributes": values}, contact_update=values)
 
 
 def end(data: dict, context: dict, execution: Any) -> Result:

@@ -1,10 +1,15 @@
 """Celery tasks of the flow engine (thin: ids in, one service call)."""
 from __future__ import annotations
 
+import time
+
 from celery import shared_task
 
 from flows import engine, services
 from flows.models import BulkStart
+
+# One bulk-start task works this long before handing the rest to a fresh task.
+BULK_TASK_SECONDS = 20
 
 
 @shared_task(name="flows.tasks.advance_execution", acks_late=True)
@@ -13,17 +18,34 @@ def advance_execution(execution_id: str) -> str:
     return engine.advance(execution_id=execution_id)
 
 
+@shared_task(name="flows.tasks.advance_executions", acks_late=True)
+def advance_executions(execution_ids: list[str]) -> dict[str, str]:
+    """Advance a batch of executions, one after the other."""
+    return {execution_id: engine.advance(execution_id=execution_id)
+            for execution_id in execution_ids}
+
+
 @shared_task(name="flows.tasks.run_bulk_start", acks_late=True)
 def run_bulk_start(job_id: str) -> None:
-    """Start one batch of a bulk start, then queue the next until done."""
-    job = BulkStart.objects.select_related("flow", "workspace").get(pk=job_id)
-    if job.status in (BulkStart.Status.COMPLETED, BulkStart.Status.FAILED):
-        return
-    if services.bulk_start_run_batch(job=job):
-        run_bulk_start.apply_async(args=[job_id], queue="flows")
+    """Start batches of a bulk start for up to BULK_TASK_SECONDS, then queue the rest.
+
+    Looping here (instead of one task per batch) keeps the next batch from waiting behind
+    the advance tasks the previous batch just queued on the same queue.
+    """
+    deadline = time.monotonic() + BULK_TASK_SECONDS
+    while time.monotonic() < deadline:
+        job = BulkStart.objects.select_related("flow", "workspace").get(pk=job_id)
+        if job.status in (BulkStart.Status.COMPLETED, BulkStart.Status.FAILED):
+            return
+        if not services.bulk_start_run_batch(job=job):
+            return
+    run_bulk_start.apply_async(args=[job_id], queue="flows")
 
 
 @shared_task(name="flows.tasks.sweep_flows")
 def sweep_flows() -> dict[str, int]:
     """Republish stuck executions; finish steps whose message finished unnoticed."""
     return engine.sweep()
+
+
+import flows.schedule_tasks  # noqa: E402, F401  (autodiscovery imports only tasks.py)

@@ -7,6 +7,7 @@ nothing, and a provider is never called inside an open transaction.
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -101,8 +102,8 @@ def publish(messages: Iterable[Message], *, now: datetime | None = None) -> int:
     for message in messages:
         countdown = 0.0
         if message.due_at is not None:
-            # Messages due within the same 50 ms share a task; each still waits its turn.
-            countdown = round(max(0.0, (message.due_at - now).total_seconds()) * 20) / 20
+            # Messages due within the same 50 ms share a task; rounding up, never early.
+            countdown = math.ceil(max(0.0, (message.due_at - now).total_seconds()) * 20) / 20
         key = (queue_for(message.channel), PRIORITY_STEPS.get(message.priority, 3), countdown)
         groups.setdefault(key, []).append(str(message.id))
     count = 0

@@ -28,6 +28,8 @@ class DeadLetter(models.Model):
     replay_count = models.PositiveIntegerField(default=0)
     replay_result = models.TextField(blank=True, default="")
     replayed_at = models.DateTimeField(null=True, blank=True)
+    # Who replayed or discarded it: "api:<key prefix>", "admin:<username>", "command".
+    replayed_by = models.CharField(max_length=100, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -36,3 +38,85 @@ class DeadLetter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.source_id} ({self.status})"
+
+
+class AlertRule(models.Model):
+    """A condition on a workspace's numbers that notifies someone when it holds."""
+
+    class Type(models.TextChoices):
+        FAILURE_RATE = "failure_rate"  # % of outcomes in the window that failed
+        DEAD_LETTERS = "dead_letters"  # dead letters filed in the window
+        QUEUE_BACKLOG = "queue_backlog"  # messages waiting to be sent right now
+        AVG_EXECUTION_TIME = "avg_execution_time"  # seconds, executions finished in window
+        RATE_LIMIT_EVENTS = "rate_limit_events"  # rate-limit deferrals in the window
+        SCHEDULE_NO_SUCCESS = "schedule_no_success"  # successful schedule runs in window
+
+    class Channel(models.TextChoices):
+        EMAIL = "email"
+        WEBHOOK = "webhook"
+        SLACK = "slack"
+
+    workspace = models.ForeignKey("messaging.Workspace", on_delete=models.CASCADE,
+                                  related_name="alert_rules")
+    flow = models.ForeignKey("flows.Flow", on_delete=models.CASCADE, null=True, blank=True,
+                             related_name="alert_rules")
+    name = models.CharField(max_length=200)
+    type = models.CharField(max_length=24, choices=Type.choices)
+    # Fires when the value reaches the threshold (schedule_no_success: falls below it).
+    threshold = models.FloatField()
+    window_seconds = models.PositiveIntegerField(default=300)
+    # Narrows message-based types to one message channel (sms, email, ...); blank = all.
+    message_channel = models.CharField(max_length=10, blank=True, default="")
+    schedule_id = models.CharField(max_length=64, blank=True, default="")
+    # A failure rate over fewer outcomes than this is not judged (1 failure of 1 is 100 %).
+    min_samples = models.PositiveIntegerField(default=1)
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    recipients = models.JSONField(default=list)  # email addresses or webhook URLs
+    enabled = models.BooleanField(default=True)
+    # Minimum time between two notifications of this rule, so a flapping value cannot page
+    # every minute.
+    cooldown_seconds = models.PositiveIntegerField(default=3600)
+    last_value = models.FloatField(null=True, blank=True)
+    last_evaluated_at = models.DateTimeField(null=True, blank=True)
+    last_notified_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        indexes = [models.Index(fields=["enabled", "workspace"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.type})"
+
+
+class AlertEvent(models.Model):
+    """One incident of a rule: triggered, maybe notified, later resolved."""
+
+    rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="events")
+    workspace = models.ForeignKey("messaging.Workspace", on_delete=models.CASCADE,
+                                  related_name="alert_events")
+    value = models.FloatField()
+    threshold = models.FloatField()
+    summary = models.TextField(blank=True, default="")
+    triggered_at = models.DateTimeField()
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_value = models.FloatField(null=True, blank=True)
+    # False when the rule was still cooling down: recorded, nobody notified.
+    notified = models.BooleanField(default=False)
+    # The messages (ids) carrying the notification and, later, the resolution notice.
+    message_ids = models.JSONField(default=list, blank=True)
+    resolve_message_ids = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["-triggered_at", "-id"]
+        indexes = [models.Index(fields=["workspace", "-triggered_at"])]
+        constraints = [
+            # At most one open incident per rule, even with two evaluators racing.
+            models.UniqueConstraint(fields=["rule"], condition=models.Q(resolved_at__isnull=True),
+                                    name="alert_event_one_open_per_rule"),
+        ]
+
+    def __str__(self) -> str:
+        state = "resolved" if self.resolved_at else "firing"
+        return f"{self.rule} {state} at {self.triggered_at:%Y-%m-%d %H:%M}"

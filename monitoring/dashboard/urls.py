@@ -1,3 +1,29 @@
-from django.urls import path  # noqa: F401
+"""Dashboard pages under /dashboard/ (staff only; ?workspace=<id> picks the workspace)."""
+from __future__ import annotations
 
-urlpatterns: list = []
+from django.urls import path
+
+from monitoring.dashboard import views
+
+app_name = "dashboard"
+
+urlpatterns = [
+    path("", views.overview, name="overview"),
+    path("executions/", views.executions, name="executions"),
+    path("executions/<uuid:pk>/", views.execution_detail, name="execution-detail"),
+    path("executions/<uuid:pk>/cancel/", views.execution_cancel, name="execution-cancel"),
+    path("steps/<int:pk>/retry/", views.step_retry, name="step-retry"),
+    path("messages/", views.messages, name="messages"),
+    path("messages/<uuid:pk>/", views.message_detail, name="message-detail"),
+    path("dead-letters/", views.dead_letters, name="dead-letters"),
+    path("dead-letters/export/", views.dead_letters_export, name="dead-letters-export"),
+    path("dead-letters/retry/", views.dead_letters_retry, name="dead-letters-retry"),
+    path("dead-letters/<int:pk>/retry/", views.dead_letter_retry, name="dead-letter-retry"),
+    path("dead-letters/<int:pk>/discard/", views.dead_letter_discard,
+         name="dead-letter-discard"),
+    path("schedules/", views.schedules, name="schedules"),
+    path("schedules/<str:pk>/toggle/", views.schedule_toggle, name="schedule-toggle"),
+    path("alerts/", views.alerts, name="alerts"),
+    path("rate-limits/", views.rate_limits, name="rate-limits"),
+    path("rate-limits/reset/", views.rate_limits_reset, name="rate-limits-reset"),
+]

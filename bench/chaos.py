@@ -1,0 +1,353 @@
+"""make chaos: inject faults while messages flow; count lost and duplicated (Jepsen-style).
+
+    python -m bench.chaos [--scenario kill,redis,postgres,publish,provider,visibility]
+                          [--n 10000] [--out var/bench/chaos.json]
+
+Every scenario sends N SMS through the API to the recording stand-in provider (which
+deduplicates by Idempotency-Key, as the contract requires), injects its fault, waits for
+recovery and a full drain, then reports attempted, accepted (201), sent, lost (accepted
+but never received), duplicate requests (a key received more than once: absorbed by the
+provider's dedupe), and the recovery time (last fault -> everything delivered).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.harness import ROOT, Cluster
+from bench.load import Client
+
+# Short recovery knobs so a run takes minutes, not hours; the logic is the production one.
+CHAOS_ENV = {
+    "DELIVERY_LEASE_SECONDS": "10", "REQUEUE_AFTER_SECONDS": "10",
+    "PROVIDER_TIMEOUT_SECONDS": "2", "PROVIDER_CONNECT_TIMEOUT_SECONDS": "1",
+    "RETRY_BASE_SECONDS": "1", "RETRY_CAP_SECONDS": "8", "MAX_ATTEMPTS_SMS": "12",
+}
+SWEEP_EVERY = 2.0  # the driver runs the sweepers this often (beat does it every 15 s)
+
+
+class Run:
+    """One scenario: a cluster, a sender, a sweeper loop and the counters."""
+
+    def __init__(self, name: str, n: int, env: dict[str, str] | None = None,
+                 web_config: str | None = None):
+        self.name, self.n = name, n
+        self.cluster = Cluster(name=f"relay_chaos_{name}", env={**CHAOS_ENV, **(env or {})})
+        self.web_config = web_config
+        self.accepted: list[str] = []
+        self.attempted = 0
+        self.errors: dict[str, int] = {}
+        self.last_fault = 0.0
+        self.restarts: dict[str, int] = {}
+        self.stop = threading.Event()
+
+    def start(self) -> None:
+        c = self.cluster
+        c.start_redis()
+        c.reset_database()
+        c.setup_django()
+        c.start_stub()
+        if self.web_config:
+            c.spawn("web", [sys.executable, "-m", "gunicorn", "config.wsgi", "--bind",
+                            f"127.0.0.1:{c.web_port}", "--workers", "2", "-c",
+                            str(ROOT / self.web_config)])
+            from bench.harness import wait_port
+
+            wait_port(c.web_port)
+        else:
+            c.start_web()
+        c.workers = 2
+        c.start_worker("worker-a")
+        c.start_worker("worker-b")
+        c.start_dispatcher()
+        _, self.key = c.workspace(self.name)
+        threading.Thread(target=self._sweep_loop, daemon=True).start()
+        threading.Thread(target=self._supervise, daemon=True).start()
+        time.sleep(2)
+
+    def _supervise(self) -> None:
+        """Restart a worker or dispatcher that exited, as systemd or Kubernetes would: a
+        Celery worker can exit on a broker outage ("Unrecoverable error") instead of
+        reconnecting, and production runs every process under such a supervisor."""
+        restart = {"worker-a": lambda: self.cluster.start_worker("worker-a"),
+                   "worker-b": lambda: self.cluster.start_worker("worker-b"),
+                   "dispatcher": self.cluster.start_dispatcher}
+        while not self.stop.is_set():
+            for name, start in restart.items():
+                proc = self.cluster.procs.get(name)
+                if proc is not None and proc.poll() is not None:
+                    self.restarts[name] = self.restarts.get(name, 0) + 1
+                    start()
+            time.sleep(1)
+
+    def _sweep_loop(self) -> None:
+        from django.db import close_old_connections
+
+        from flows import engine
+        from messaging import pipeline
+
+        while not self.stop.is_set():
+            try:
+                pipeline.sweep()
+                engine.sweep()
+            except Exception:  # the database or broker is down mid-fault: try again
+                close_old_connections()
+            time.sleep(SWEEP_EVERY)
+
+    def send(self, batch: int = 50, on_progress: Callable[[int], None] | None = None,
+             seconds: float = 0.0) -> None:
+        """Send N messages in batches of `batch` (spread over `seconds` if given); keep the
+        ids of every 201."""
+        client = Client(self.cluster.web_url, {"Authorization": f"Bearer {self.key}"})
+        batch = max(1, min(batch, int(self.n / seconds))) if seconds else batch
+        started = time.monotonic()
+        for offset in range(0, self.n, batch):
+            if seconds:
+                time.sleep(max(0.0, started + seconds * offset / self.n - time.monotonic()))
+            items = [{"channel": "sms", "to": "+14155552671", "body": f"chaos {i}"}
+                     for i in range(offset, min(self.n, offset + batch))]
+            self.attempted += len(items)
+            try:
+                status, answer = client.post("/api/v1/messages/batch", {"messages": items})
+            except Exception as exc:  # connection refused/reset while web or db is down
+                self.errors[type(exc).__name__] = self.errors.get(type(exc).__name__, 0) + 1
+                time.sleep(0.2)
+                continue
+            if status == 201:
+                self.accepted.extend(m["id"] for m in answer["messages"])
+            else:
+                self.errors[str(status)] = self.errors.get(str(status), 0) + 1
+            if on_progress:
+                on_progress(offset + len(items))
+
+    def drain(self, timeout: float = 600) -> dict[str, Any]:
+        """Wait until every accepted message reached the provider (or time runs out)."""
+        wanted = set(self.accepted)
+        deadline = time.monotonic() + timeout
+        received: set[str] = set()
+        while time.monotonic() < deadline:
+            received = {r["key"] for r in self.cluster.stub_records()}
+            if wanted <= received:
+                break
+            time.sleep(1)
+        done = time.time()
+        self.stop.set()
+        stats = self.cluster.stub_stats()
+        from messaging.models import Message
+
+        persisted = set(map(str, Message.objects.filter(pk__in=self.accepted)
+                            .values_list("pk", flat=True)))
+        sent = Message.objects.filter(pk__in=self.accepted, status="sent").count()
+        return {"scenario": self.name, "attempted": self.attempted,
+                "accepted": len(self.accepted), "accepted_not_persisted": len(
+                    wanted - persisted), "sent": sent, "received": len(wanted & received),
+                "lost": len(wanted - received), "duplicate_requests": stats["deduplicated"],
+                "recovery_seconds": round(done - self.last_fault, 1) if self.last_fault
+                else None, "client_errors": self.errors,
+                "supervisor_restarts": self.restarts}
+
+    def close(self) -> None:
+        self.stop.set()
+        self.cluster.stop_all()
+
+
+def in_background(fn: Callable[[], None]) -> threading.Thread:
+    thread = threading.Thread(target=fn, daemon=True)
+    thread.start()
+    return thread
+
+
+# --- the scenarios --------------------------------------------------------------------------
+
+def kill(run: Run) -> None:
+    """SIGKILL a random worker (its whole process group) every 2 s while sending; restart."""
+    import signal
+
+    sender = in_background(lambda: run.send(seconds=max(10.0, run.n / 100)))
+    while sender.is_alive():
+        time.sleep(2)
+        name = random.choice(["worker-a", "worker-b"])
+        run.cluster.stop(name, sig=signal.SIGKILL)
+        run.cluster.start_worker(name)
+        run.last_fault = time.time()
+
+
+def redis(run: Run) -> None:
+    """FLUSHALL mid-run, then restart Redis mid-run."""
+    import redis as redis_lib
+
+    client = redis_lib.Redis.from_url(run.cluster.redis_url)
+    half = run.n // 3
+
+    def faults(done: int) -> None:
+        if done >= half and not getattr(run, "flushed", False):
+            run.flushed = True
+            client.flushall()
+            run.last_fault = time.time()
+        if done >= 2 * half and not getattr(run, "restarted", False):
+            run.restarted = True
+            run.cluster.stop("redis")
+            time.sleep(2)
+            run.cluster.start_redis_on_same_port()
+            run.last_fault = time.time()
+
+    run.send(on_progress=faults)
+
+
+def postgres(run: Run) -> None:
+    """Restart PostgreSQL mid-run: clients may get errors, never a 201 without a row."""
+    cluster_dirs = sorted(Path("/etc/postgresql").glob("*/main"))
+    if not shutil.which("pg_ctlcluster") or not cluster_dirs:
+        raise SystemExit("postgres scenario needs a local cluster managed by pg_ctlcluster")
+    version = cluster_dirs[-1].parent.name
+
+    def faults(done: int) -> None:
+        if done >= run.n // 2 and not getattr(run, "restarted", False):
+            run.restarted = True
+            subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main",
+                            "restart"], check=False)
+            run.last_fault = time.time()
+
+    run.send(on_progress=faults)
+
+
+def publish(run: Run) -> None:
+    """Every on-commit publish is lost (web "killed" after commit): the sweeper sends all."""
+    run.send()
+    run.last_fault = time.time()
+
+
+def provider(run: Run) -> None:
+    """The provider answers 503 for 30 s, then hangs past the timeout, then drops
+    connections; everything is sent after it recovers."""
+    c = run.cluster
+    sender = in_background(run.send)
+    time.sleep(1)
+    c.stub_mode(mode="error", status=503)
+    time.sleep(30)
+    c.stub_mode(mode="slow", delay=5)
+    time.sleep(10)
+    c.stub_mode(mode="drop")
+    time.sleep(10)
+    c.stub_mode(mode="ok")
+    run.last_fault = time.time()
+    sender.join()
+
+
+def visibility(run: Run) -> None:
+    """Messages scheduled 2 h ahead with a 60 s visibility timeout: sent exactly once.
+
+    Time is accelerated by moving the durable timer (due_at) once the visibility timeout
+    has passed twice, which is when a broker holding ETA tasks would redeliver them.
+    """
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from messaging.models import Message
+
+    client = Client(run.cluster.web_url, {"Authorization": f"Bearer {run.key}"})
+    send_at = (timezone.now() + timedelta(hours=2)).isoformat()
+    for offset in range(0, run.n, 50):
+        items = [{"channel": "sms", "to": "+14155552671", "body": f"later {i}",
+                  "send_at": send_at} for i in range(offset, min(run.n, offset + 50))]
+        run.attempted += len(items)
+        status, answer = client.post("/api/v1/messages/batch", {"messages": items})
+        if status == 201:
+            run.accepted.extend(m["id"] for m in answer["messages"])
+    time.sleep(125)
+    Message.objects.filter(pk__in=run.accepted).update(due_at=timezone.now())
+    run.last_fault = time.time()
+
+
+SCENARIOS: dict[str, tuple[Callable[[Run], None], dict]] = {
+    "kill": (kill, {}),
+    "redis": (redis, {}),
+    "postgres": (postgres, {}),
+    "publish": (publish, {"web_config": "bench/drop_publish.py"}),
+    "provider": (provider, {}),
+    "visibility": (visibility, {"env": {"CELERY_VISIBILITY_TIMEOUT": "60"}}),
+}
+
+
+def run_scenario(name: str, n: int) -> dict[str, Any]:
+    """Run one scenario end to end and return its report."""
+    fn, options = SCENARIOS[name]
+    run = Run(name, n, **options)
+    try:
+        run.start()
+        started = time.time()
+        fn(run)
+        if not run.last_fault:
+            run.last_fault = started
+        return run.drain()
+    finally:
+        run.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--scenario", default=",".join(SCENARIOS))
+    parser.add_argument("--n", type=int, default=10_000)
+    parser.add_argument("--out", default=str(ROOT / "var" / "bench" / "chaos.json"))
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # run one scenario in this process
+    args = parser.parse_args()
+    if args.one:
+        Path(args.out).write_text(json.dumps(run_scenario(args.one, args.n)))
+        return
+    reports = []
+    for name in [s.strip() for s in args.scenario.split(",") if s.strip()]:
+        if name not in SCENARIOS:
+            sys.exit(f"unknown scenario {name}; choose from {', '.join(SCENARIOS)}")
+        print(f"chaos: {name} with {args.n} messages", flush=True)
+        reports.append(run_isolated(name, args.n))
+        print(f"  {reports[-1]}", flush=True)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(reports, indent=2))
+    print(table(reports))
+    if any(failed(r) for r in reports):
+        sys.exit(1)
+
+
+def run_isolated(name: str, n: int) -> dict[str, Any]:
+    """Run a scenario in a fresh process (each has its own database and Django setup)."""
+    out = ROOT / "var" / "bench" / f"chaos-{name}.json"
+    out.unlink(missing_ok=True)
+    subprocess.run([sys.executable, "-m", "bench.chaos", "--one", name, "--n", str(n),
+                    "--out", str(out)], cwd=ROOT, check=False)
+    if not out.exists():
+        return {"scenario": name, "attempted": n, "accepted": 0, "accepted_not_persisted": 0,
+                "sent": 0, "received": 0, "lost": None, "duplicate_requests": None,
+                "recovery_seconds": None, "client_errors": {"scenario crashed": 1}}
+    return json.loads(out.read_text())
+
+
+def failed(report: dict[str, Any]) -> bool:
+    """A scenario fails when it lost a message, answered 201 without a row, or accepted
+    nothing at all (then it proved nothing)."""
+    return bool(report["lost"] is None or report["lost"] or report["accepted_not_persisted"]
+                or not report["accepted"])
+
+
+def table(reports: list[dict[str, Any]]) -> str:
+    lines = ["", "| scenario | attempted | accepted | sent | lost | duplicate requests "
+                 "(absorbed by provider dedupe) | recovery s | client errors | "
+                 "supervisor restarts |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in reports:
+        lines.append(f"| {r['scenario']} | {r['attempted']} | {r['accepted']} | {r['sent']} |"
+                     f" {r['lost']} | {r['duplicate_requests']} | {r['recovery_seconds']} | "
+                     f"{r['client_errors'] or ''} | {r.get('supervisor_restarts') or ''} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,642 @@
+"""Cron schedules of flows: expressions, the DST rule, beat's periodic tasks, firing.
+
+Beat (django-celery-beat's DatabaseScheduler) holds one PeriodicTask per schedule and only
+wakes `fire_schedule(schedule_id)`; it decides nothing. What fires is decided here: the
+occurrences are computed in the schedule's time zone with croniter plus the DST rule below,
+and each firing inserts a ScheduleRun unique on (schedule, occurrence), so a second beat, a
+restart, a retried task, the sweeper or a late delivery cannot start an occurrence twice.
+
+DST rule: cron fields name wall-clock times. A wall-clock time that does not exist (spring
+forward) fires once, at the next minute that exists (02:30 -> 03:00); one that happens twice
+(fall back) fires once, at its first occurrence. Every wall-clock time maps to one instant,
+so a schedule's occurrences are a plain set of instants.
+"""
+from __future__ import annotations
+
+import functools
+import itertools
+import json
+import logging
+import re
+import zoneinfo
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cron_descriptor import (
+    ExpressionDescriptor,
+    FormatException,
+    MissingFieldException,
+    Options,
+    WrongArgumentException,
+)
+from croniter import CroniterBadDateError, croniter
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils.timezone import now as timezone_now
+from django_celery_beat.models import CrontabSchedule, PeriodicTask
+
+from flows import services
+from flows.models import BulkStart, Execution, Flow, FlowSchedule, ScheduleRun
+from messaging.models import Contact, Workspace
+
+logger = logging.getLogger(__name__)
+
+FIRE_TASK = "flows.schedule_tasks.fire_schedule"
+TASK_PREFIX = "flow-schedule:"
+# A sweep fires at most this many due schedules; each costs a few queries (~5 ms), so one
+# sweep stays well under a second and the next sweep takes the rest.
+SWEEP_BATCH = 200
+# The longest wall-clock gap on record is a whole day (Samoa, 30 December 2011).
+MAX_GAP_MINUTES = 48 * 60
+# Walking back over more matches than this means the expression never matched.
+MAX_BACK_STEPS = 10_000
+
+ALIASES = {
+    "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+PRESETS = [
+    ("every_minute", "Every minute", "* * * * *"),
+    ("every_5_minutes", "Every 5 minutes", "*/5 * * * *"),
+    ("every_15_minutes", "Every 15 minutes", "*/15 * * * *"),
+    ("every_30_minutes", "Every 30 minutes", "*/30 * * * *"),
+    ("hourly", "Every hour", "0 * * * *"),
+    ("every_6_hours", "Every 6 hours", "0 */6 * * *"),
+    ("daily_midnight", "Daily at midnight", "0 0 * * *"),
+    ("daily_9am", "Daily at 09:00", "0 9 * * *"),
+    ("weekdays_9am", "Weekdays at 09:00", "0 9 * * 1-5"),
+    ("weekly_monday_9am", "Weekly on Monday at 09:00", "0 9 * * 1"),
+    ("monthly_first_9am", "Monthly on the 1st at 09:00", "0 9 1 * *"),
+    ("yearly", "Yearly on 1 January at midnight", "0 0 1 1 *"),
+]
+
+
+class CronError(ValueError):
+    """An expression or time zone that cannot be scheduled; the message says why."""
+
+    def __init__(self, message: str, field: str = "expression") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class RunRefused(Exception):
+    """This occurrence cannot start the flow (flow not active, audience gone)."""
+
+
+# --- cron expressions -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Field:
+    name: str
+    low: int
+    high: int
+    names: dict[str, int] = field(default_factory=dict)
+
+
+_MONTHS = {m: i for i, m in enumerate(["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug",
+                                       "sep", "oct", "nov", "dec"], start=1)}
+_DAYS = {d: i for i, d in enumerate(["sun", "mon", "tue", "wed", "thu", "fri", "sat"])}
+FIELDS = (_Field("minute", 0, 59), _Field("hour", 0, 23), _Field("day of month", 1, 31),
+          _Field("month", 1, 12, _MONTHS), _Field("day of week", 0, 7, _DAYS))
+_ITEM = re.compile(r"^(?:(\*)|([0-9a-z]+)(?:-([0-9a-z]+))?)(?:/([0-9]+))?$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Cron:
+    """A checked expression: its five fields, and the same fields as Celery's crontab
+    parses them (day of week 7 written as 0, `a/n` as `a-max/n`)."""
+
+    expression: str
+    minute: str
+    hour: str
+    day_of_month: str
+    month_of_year: str
+    day_of_week: str
+
+
+def _value(token: str, spec: _Field) -> int:
+    if token.isdigit():
+        number = int(token)
+    elif token.lower() in spec.names:
+        number = spec.names[token.lower()]
+    else:
+        raise CronError(f"{spec.name}: '{token}' is not a number"
+                        + (" or a name" if spec.names else "") + ".")
+    if not spec.low <= number <= spec.high:
+        raise CronError(f"{spec.name}: {number} is out of range {spec.low}-{spec.high}.")
+    return number
+
+
+def _item(item: str, spec: _Field) -> str:
+    """Check one comma-separated item and return it in the form Celery's crontab reads."""
+    match = _ITEM.match(item)
+    if match is None:
+        raise CronError(f"{spec.name}: '{item}' is not a value, range (a-b) or step (*/n).")
+    star, first, last, step = match.groups()
+    if step is not None and int(step) < 1:
+        raise CronError(f"{spec.name}: the step in '{item}' must be at least 1.")
+    if star:
+        return item
+    low = _value(first, spec)
+    high = _value(last, spec) if last else (spec.high if step else low)
+    if low > high:
+        raise CronError(f"{spec.name}: the range '{item}' runs backwards.")
+    if spec.high == 7 and high == 7:  # Sunday is 7 or 0 in cron; Celery knows only 0
+        return ",".join(str(d % 7) for d in range(low, high + 1, int(step or 1)))
+    return f"{low}-{high}/{step}" if step else (f"{low}-{high}" if last else str(low))
+
+
+def cron_parse(expression: object) -> Cron:
+    """Check a 5-field expression or alias; raise CronError saying what is wrong."""
+    if not isinstance(expression, str) or not expression.strip():
+        raise CronError("Give a cron expression such as '0 9 * * 1-5' or an alias like "
+                        "@daily.")
+    return _cron_parse(" ".join(expression.split()))
+
+
+@functools.lru_cache(maxsize=1024)  # every wake-up parses its schedule's expression
+def _cron_parse(text: str) -> Cron:
+    text = ALIASES.get(text.lower(), text)
+    if text.startswith("@"):
+        raise CronError(f"Unknown alias '{text}'; use one of {', '.join(ALIASES)}.")
+    parts = text.split(" ")
+    if len(parts) != 5:
+        raise CronError("Give 5 fields (minute hour day-of-month month day-of-week) or an "
+                        f"alias such as @daily; got {len(parts)}.")
+    beat = [",".join(_item(item, spec) for item in part.split(","))
+            for part, spec in zip(parts, FIELDS, strict=True)]
+    if not croniter.is_valid(text):  # our grammar is a subset of croniter's; belt and braces
+        raise CronError(f"'{text}' is not a valid cron expression.")
+    try:
+        croniter(text, datetime(2000, 1, 1)).get_next(datetime)
+    except CroniterBadDateError:
+        raise CronError(f"'{text}' never matches a date (such as 30 February).") from None
+    return Cron(text, *beat)
+
+
+def cron_describe(expression: str) -> str:
+    """Return a sentence such as 'At 09:00, Monday through Friday'."""
+    text = cron_parse(expression).expression
+    options = Options()
+    options.use_24hour_time_format = True
+    try:
+        return ExpressionDescriptor(text, options).get_description()
+    except (FormatException, MissingFieldException, WrongArgumentException):
+        return text
+
+
+@functools.lru_cache(maxsize=1)
+def _zone_names() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def zone_get(name: object) -> zoneinfo.ZoneInfo:
+    """Return the IANA time zone of that name; raise CronError if there is none."""
+    if not isinstance(name, str) or name not in _zone_names():
+        raise CronError(f"'{name}' is not an IANA time zone such as Europe/Berlin.",
+                        field="timezone")
+    return zoneinfo.ZoneInfo(name)
+
+
+# --- occurrences: the DST rule --------------------------------------------------------------
+
+def local_to_instant(local: datetime, zone: zoneinfo.ZoneInfo) -> datetime:
+    """Return the UTC instant a wall-clock time names: the first of two (fall back), or the
+    next minute that exists (spring forward)."""
+    probe = local
+    for _ in range(MAX_GAP_MINUTES):
+        instant = probe.replace(tzinfo=zone, fold=0).astimezone(UTC)
+        if instant.astimezone(zone).replace(tzinfo=None) == probe:
+            return instant
+        probe = probe.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    raise CronError(f"{local} has no valid minute in {zone.key} within two days.")
+
+
+def occurrences_after(*, cron: str, zone: zoneinfo.ZoneInfo,
+                      after: datetime) -> Iterator[datetime]:
+    """Yield the schedule's instants later than `after`, ascending, each once."""
+    # Mapping wall-clock times to instants never goes backwards, so walking the wall clock
+    # forward from `after` (rounded down) meets the instants in order.
+    start = after.astimezone(zone).replace(tzinfo=None, second=0, microsecond=0)
+    walk = croniter(cron_parse(cron).expression, start)
+    last = after
+    while True:
+        try:
+            instant = local_to_instant(walk.get_next(datetime), zone)
+        except CroniterBadDateError:
+            return
+        if instant > last:  # several missing times collapse onto one instant
+            last = instant
+            yield instant
+
+
+def occurrence_next(*, cron: str, zone: zoneinfo.ZoneInfo, after: datetime) -> datetime | None:
+    """Return the first instant of the schedule later than `after`."""
+    return next(occurrences_after(cron=cron, zone=zone, after=after), None)
+
+
+def occurrences_between(*, cron: str, zone: zoneinfo.ZoneInfo, start: datetime,
+                        end: datetime) -> list[datetime]:
+    """Return the schedule's instants in [start, end], ascending."""
+    instants = occurrences_after(cron=cron, zone=zone, after=start - timedelta(microseconds=1))
+    return list(itertools.takewhile(lambda instant: instant <= end, instants))
+
+
+def occurrence_latest(*, cron: str, zone: zoneinfo.ZoneInfo, now: datetime) -> datetime | None:
+    """Return the latest instant of the schedule at or before `now`."""
+    local = now.astimezone(zone)
+    # In the second pass of a repeated hour, first-pass times up to one shift later on the
+    # wall clock already happened: start the backward walk that much later.
+    shift = local.replace(fold=0).utcoffset() - local.utcoffset() if local.fold else timedelta()
+    start = local.replace(tzinfo=None, second=0, microsecond=0) + timedelta(minutes=1) + shift
+    walk = croniter(cron_parse(cron).expression, start)
+    try:
+        for _ in range(MAX_BACK_STEPS):
+            instant = local_to_instant(walk.get_prev(datetime), zone)
+            if instant <= now:
+                return instant
+    except CroniterBadDateError:
+        pass
+    return None
+
+
+def next_runs(*, cron: str, zone: zoneinfo.ZoneInfo, count: int = 5,
+              now: datetime | None = None) -> list[dict[str, str]]:
+    """Return the next runs, each in the schedule's time zone and in UTC."""
+    instants = itertools.islice(
+        occurrences_after(cron=cron, zone=zone, after=now or timezone_now()), count)
+    return [{"local": instant.astimezone(zone).isoformat(),
+             "utc": instant.isoformat().replace("+00:00", "Z")} for instant in instants]
+
+
+def cron_check(*, expression: object, timezone: object,
+               now: datetime | None = None) -> dict[str, Any]:
+    """Return an expression's description and next runs in a time zone; raise CronError
+    with the reason if either is invalid."""
+    zone = zone_get(timezone)
+    cron = cron_parse(expression)
+    return {"valid": True, "error": None, "expression": cron.expression, "timezone": zone.key,
+            "description": cron_describe(cron.expression),
+            "next_runs": next_runs(cron=cron.expression, zone=zone, now=now)}
+
+
+def presets() -> list[dict[str, str]]:
+    """Return the common schedules with their expression and description."""
+    return [{"id": key, "name": name, "cron": cron, "description": cron_describe(cron)}
+            for key, name, cron in PRESETS]
+
+
+# --- schedules and their periodic tasks -----------------------------------------------------
+
+EDITABLE = frozenset({"flow", "cron", "timezone", "enabled", "audience", "data", "catch_up"})
+
+
+def _next_run(schedule: FlowSchedule, now: datetime) -> datetime | None:
+    if not schedule.enabled:
+        return None
+    return occurrence_next(cron=schedule.cron, zone=zone_get(schedule.timezone),
+                           after=max(now, schedule.active_since))
+
+
+def schedule_create(*, workspace: Workspace, flow: Flow, cron: str, timezone: str,
+                    audience: dict, data: dict | None = None, enabled: bool = True,
+                    catch_up: str = FlowSchedule.CatchUp.SKIP,
+                    now: datetime | None = None) -> FlowSchedule:
+    """Create a schedule and its beat task in one transaction."""
+    cron_parse(cron)
+    zone_get(timezone)
+    now = now or timezone_now()
+    schedule = FlowSchedule(workspace=workspace, flow=flow, cron=cron, timezone=timezone,
+                            enabled=enabled, audience=audience, data=data or {},
+                            catch_up=catch_up, active_since=now)
+    schedule.next_run_at = _next_run(schedule, now)
+    with transaction.atomic():
+        schedule.save()
+        _periodic_task_sync(schedule)
+    return schedule
+
+
+def schedule_update(*, schedule: FlowSchedule, now: datetime | None = None,
+                    **changes: Any) -> FlowSchedule:
+    """Change a schedule and its beat task together; beat notices without a restart."""
+    unknown = set(changes) - EDITABLE
+    if unknown:
+        raise TypeError(f"not editable: {', '.join(sorted(unknown))}")
+    now = now or timezone_now()
+    retimed = any(key in changes and changes[key] != getattr(schedule, key)
+                  for key in ("cron", "timezone")) or (
+        changes.get("enabled") is True and not schedule.enabled)
+    toggled = "enabled" in changes and changes["enabled"] != schedule.enabled
+    for key, value in changes.items():
+        setattr(schedule, key, value)
+    cron_parse(schedule.cron)
+    zone_get(schedule.timezone)
+    fields = [*changes, "updated_at"]
+    if retimed:
+        schedule.active_since = now
+        fields.append("active_since")
+    if retimed or toggled:
+        # Left alone otherwise: moving it on could hide a due occurrence from the sweeper.
+        schedule.next_run_at = _next_run(schedule, now)
+        fields.append("next_run_at")
+    with transaction.atomic():
+        # Only these columns: counters are written concurrently by firing runs.
+        schedule.save(update_fields=fields)
+        _periodic_task_sync(schedule)
+    return schedule
+
+
+def schedule_delete(*, schedule: FlowSchedule) -> None:
+    """Delete a schedule, its runs and (through the model's post_delete) its beat task."""
+    with transaction.atomic():
+        schedule.delete()
+
+
+def _task_fields(schedule: FlowSchedule) -> dict[str, Any]:
+    cron = cron_parse(schedule.cron)
+    return {
+        "task": FIRE_TASK, "args": [], "kwargs": {"schedule_id": str(schedule.pk)},
+        "queue": "flows", "enabled": schedule.enabled, "one_off": False, "expires": None,
+        "start_time": None, "interval_id": None, "solar_id": None, "clocked_id": None,
+        "description": f"Starts flow {schedule.flow_id} ({schedule.cron}, {schedule.timezone})",
+        "crontab": {"minute": cron.minute, "hour": cron.hour,
+                    "day_of_month": cron.day_of_month, "month_of_year": cron.month_of_year,
+                    "day_of_week": cron.day_of_week, "timezone": schedule.timezone},
+    }
+
+
+def _task_value(task: PeriodicTask, key: str) -> Any:
+    if key in ("args", "kwargs"):
+        try:
+            return json.loads(getattr(task, key) or "null")
+        except ValueError:
+            return None
+    if key == "crontab":
+        crontab = task.crontab
+        return None if crontab is None else {
+            "minute": crontab.minute, "hour": crontab.hour,
+            "day_of_month": crontab.day_of_month, "month_of_year": crontab.month_of_year,
+            "day_of_week": crontab.day_of_week, "timezone": str(crontab.timezone)}
+    return getattr(task, key)
+
+
+def _crontab(fields: dict[str, str]) -> CrontabSchedule:
+    # Crontab rows are shared: every schedule at "0 9 * * 1-5" in Berlin uses one row.
+    return (CrontabSchedule.objects.filter(**fields).first()
+            or CrontabSchedule.objects.create(**fields))
+
+
+def _periodic_task_sync(schedule: FlowSchedule, *, apply: bool = True) -> list[str]:
+    """Make the schedule's beat task match the schedule; return what differed."""
+    name = f"{TASK_PREFIX}{schedule.pk}"
+    task = (PeriodicTask.objects.select_related("crontab")
+            .filter(Q(pk=schedule.periodic_task_id) | Q(name=name)).order_by("-pk").first())
+    wanted = _task_fields(schedule)
+    if task is None:
+        differs = ["missing"]
+        task = PeriodicTask(name=name)
+    else:
+        differs = [key for key, value in wanted.items() if _task_value(task, key) != value]
+        differs += ["name"] if task.name != name else []
+        differs += ["link"] if schedule.periodic_task_id != task.pk else []
+    if not apply or not differs:
+        return differs
+    for key, value in wanted.items():
+        value = json.dumps(value) if key in ("args", "kwargs") else value
+        setattr(task, key, _crontab(value) if key == "crontab" else value)
+    task.name = name
+    task.save()  # PeriodicTask.save() bumps PeriodicTasks, which running beats poll
+    if schedule.periodic_task_id != task.pk:
+        FlowSchedule.objects.filter(pk=schedule.pk).update(periodic_task=task)
+        schedule.periodic_task = task
+    return differs
+
+
+@dataclass
+class SyncReport:
+    """What sync_schedules found and (unless a dry run) repaired."""
+
+    dry_run: bool = False
+    checked: int = 0
+    repaired: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.repaired or self.removed) and not self.dry_run
+
+    def lines(self) -> list[str]:
+        verb = "would repair" if self.dry_run else "repaired"
+        gone = "would remove" if self.dry_run else "removed"
+        return [*(f"{verb} {item}" for item in self.repaired),
+                *(f"{gone} orphaned periodic task {item}" for item in self.removed),
+                f"{self.checked} schedule(s) checked, {len(self.repaired)} {verb}, "
+                f"{len(self.removed)} orphaned periodic task(s) {gone}."]
+
+
+def schedules_sync(*, dry_run: bool = False, now: datetime | None = None) -> SyncReport:
+    """Repair every mismatch between schedules and beat's periodic tasks: missing, wrong
+    crontab, time zone, enabled flag or arguments, and tasks whose schedule is gone."""
+    now = now or timezone_now()
+    report = SyncReport(dry_run=dry_run)
+    with transaction.atomic():
+        for schedule in FlowSchedule.objects.order_by("created_at"):
+            report.checked += 1
+            differs = _periodic_task_sync(schedule, apply=not dry_run)
+            if schedule.enabled and schedule.next_run_at is None:
+                differs.append("next_run_at")
+                if not dry_run:
+                    FlowSchedule.objects.filter(pk=schedule.pk).update(
+                        next_run_at=_next_run(schedule, now))
+            if differs:
+                report.repaired.append(f"schedule {schedule.pk}: {', '.join(differs)}")
+        # One statement, so a schedule committed meanwhile cannot make its task look orphaned.
+        orphans = PeriodicTask.objects.filter(
+            Q(task=FIRE_TASK) | Q(name__startswith=TASK_PREFIX), flow_schedule__isnull=True)
+        for task in orphans:
+            report.removed.append(task.name)
+            if not dry_run:
+                task.delete()
+    return report
+
+
+# --- firing ---------------------------------------------------------------------------------
+
+def _grace() -> timedelta:
+    return timedelta(seconds=settings.SCHEDULE_CATCH_UP_GRACE_SECONDS)
+
+
+def schedule_fire(*, schedule_id: Any, now: datetime | None = None) -> list[ScheduleRun]:
+    """Start every due occurrence not started yet; return the runs this call inserted.
+
+    Due: occurrences since the schedule became active and within the grace. If none is due
+    but an older one was missed (everything was down), catch_up decides: "skip" records it
+    as skipped, "run_once" starts it. A disabled or deleted schedule starts nothing, so a
+    stale beat's wake-up is harmless.
+    """
+    now = now or timezone_now()
+    with transaction.atomic():
+        # Locked so a concurrent disable either waits for this firing or is seen by it.
+        schedule = (FlowSchedule.objects.select_for_update(of=("self",))
+                    .select_related("flow", "workspace").filter(pk=schedule_id).first())
+        if schedule is None or not schedule.enabled:
+            return []
+        zone = zone_get(schedule.timezone)
+        due = occurrences_between(cron=schedule.cron, zone=zone, end=now,
+                                  start=max(schedule.active_since, now - _grace()))
+        skip = False
+        if not due:
+            latest = occurrence_latest(cron=schedule.cron, zone=zone, now=now)
+            if latest is not None and latest >= schedule.active_since:
+                due, skip = [latest], schedule.catch_up == FlowSchedule.CatchUp.SKIP
+        # Read first: most wake-ups are duplicates, and a refused INSERT is an error line
+        # in PostgreSQL's log. The unique constraint still settles any race.
+        fired = set(ScheduleRun.objects.filter(schedule=schedule, occurrence_at__in=due)
+                    .values_list("occurrence_at", flat=True))
+        runs = [_run_open(schedule, occurrence, now, skip=skip)
+                for occurrence in due if occurrence not in fired]
+        FlowSchedule.objects.filter(pk=schedule.pk).update(
+            next_run_at=occurrence_next(cron=schedule.cron, zone=zone, after=now))
+    return [run for run in runs if run is not None]
+
+
+def _run_open(schedule: FlowSchedule, occurrence: datetime, now: datetime,
+              skip: bool = False) -> ScheduleRun | None:
+    """Insert the occurrence's run and start it; None if it already has one."""
+    try:
+        with transaction.atomic():
+            run = ScheduleRun.objects.create(
+                schedule=schedule, occurrence_at=occurrence, fired_at=now,
+                status=ScheduleRun.Status.SKIPPED if skip else ScheduleRun.Status.RUNNING,
+                finished_at=now if skip else None,
+                error=f"Missed by {now - occurrence}; catch_up is skip." if skip else "")
+    except IntegrityError:
+        return None  # fired already: another beat, a retry or the sweeper got there first
+    if not skip:
+        _run_begin(schedule, run, now)
+    return run
+
+
+def _audience(schedule: FlowSchedule) -> tuple[list[str] | None, dict | None, int]:
+    """Return (contact ids, rules, missing count) for the bulk start of one run."""
+    audience = schedule.audience or {}
+    if "filter" in audience:
+        return None, audience["filter"], 0
+    named = [audience["contact_id"]] if "contact_id" in audience else audience.get(
+        "contact_ids") or []
+    ids = list(dict.fromkeys(str(pk) for pk in named))
+    found = {str(pk) for pk in Contact.objects.filter(
+        workspace_id=schedule.workspace_id, pk__in=ids).values_list("pk", flat=True)}
+    if not found:
+        raise RunRefused("The audience's contact no longer exists." if len(ids) == 1
+                         else "None of the audience's contacts exist any more.")
+    return [pk for pk in ids if pk in found], None, len(ids) - len(found)
+
+
+def _run_begin(schedule: FlowSchedule, run: ScheduleRun, now: datetime) -> None:
+    """Count the run and queue its first batch, or fail it at once if it cannot start."""
+    FlowSchedule.objects.filter(pk=schedule.pk).update(
+        runs=F("runs") + 1, last_run_at=now, last_run_status=ScheduleRun.Status.RUNNING)
+    try:
+        # services' own test of "can this flow start", so schedules and the API agree.
+        services._startable(schedule.flow)
+        contact_ids, rules, missing = _audience(schedule)
+    except (services.StartRefused, RunRefused) as exc:
+        _run_close(run, ScheduleRun.Status.FAILED, str(exc), now=now)
+        return
+    job = BulkStart.objects.create(
+        workspace_id=schedule.workspace_id, flow=schedule.flow,
+        source=Execution.Source.SCHEDULE, contact_ids=contact_ids, filter=rules,
+        data=schedule.data or {})
+    ScheduleRun.objects.filter(pk=run.pk).update(bulk_start=job, missing=missing)
+    from flows.schedule_tasks import run_schedule_batch
+
+    transaction.on_commit(lambda: run_schedule_batch.apply_async(args=[run.pk],
+                                                                 queue="flows"))
+
+
+def _run_close(run: ScheduleRun, status: str, error: str, now: datetime,
+               job: BulkStart | None = None) -> bool:
+    """Finish a running run once: its counts, then the schedule's counters and status."""
+    counts = {"total": job.total, "started": job.started, "skipped": job.skipped} if job else {}
+    closed = ScheduleRun.objects.filter(pk=run.pk, status=ScheduleRun.Status.RUNNING).update(
+        status=status, error=error, finished_at=now, updated_at=now, **counts)
+    if not closed:
+        return False
+    counter = "successes" if status == ScheduleRun.Status.SUCCEEDED else "failures"
+    FlowSchedule.objects.filter(pk=run.schedule_id).update(**{counter: F(counter) + 1})
+    # A newer run may have started meanwhile; its status is the schedule's last status.
+    FlowSchedule.objects.filter(pk=run.schedule_id, last_run_at__lte=run.fired_at).update(
+        last_run_status=status)
+    return True
+
+
+def schedule_run_advance(*, run_id: int) -> bool:
+    """Start the next batch of a run's audience; return True while batches remain."""
+    now = timezone_now()
+    with transaction.atomic():
+        # The lock makes a duplicated batch task wait, then start the following batch.
+        run = (ScheduleRun.objects.select_for_update(of=("self",))
+               .filter(pk=run_id, status=ScheduleRun.Status.RUNNING).first())
+        if run is None or run.bulk_start_id is None:
+            return False
+        job = BulkStart.objects.select_related("flow", "workspace").get(pk=run.bulk_start_id)
+        try:
+            more = services.bulk_start_run_batch(job=job)
+        except services.StartRefused as exc:  # paused or archived mid-run
+            BulkStart.objects.filter(pk=job.pk).update(
+                status=BulkStart.Status.FAILED, error=str(exc), finished_at=now)
+            job.refresh_from_db()
+            _run_close(run, ScheduleRun.Status.FAILED, str(exc), now=now, job=job)
+            return False
+        job.refresh_from_db()
+        if more:
+            ScheduleRun.objects.filter(pk=run.pk).update(updated_at=now)
+            return True
+        _run_close(run, ScheduleRun.Status.SUCCEEDED, "", now=now, job=job)
+    return False
+
+
+def schedules_sweep(*, now: datetime | None = None) -> dict[str, int]:
+    """Fire schedules whose next run is due (beat's wake-up is only the fast path) and
+    repair runs whose batch task was lost."""
+    now = now or timezone_now()
+    due = list(FlowSchedule.objects.filter(enabled=True, next_run_at__lte=now)
+               .order_by("next_run_at").values_list("pk", flat=True)[:SWEEP_BATCH])
+    fired = 0
+    for pk in due:
+        try:
+            fired += len(schedule_fire(schedule_id=pk, now=now))
+        except Exception:  # one broken schedule must not stop the others from firing
+            logger.exception("firing schedule %s failed", pk)
+    requeued, timed_out = _runs_repair(now)
+    return {"due": len(due), "fired": fired, "requeued": requeued, "timed_out": timed_out}
+
+
+def _runs_repair(now: datetime) -> tuple[int, int]:
+    """Requeue runs idle too long; fail those running past the timeout."""
+    from flows.schedule_tasks import run_schedule_batch
+
+    idle = now - timedelta(seconds=settings.SCHEDULE_RUN_REQUEUE_SECONDS)
+    too_old = now - timedelta(seconds=settings.SCHEDULE_RUN_TIMEOUT_SECONDS)
+    requeued = timed_out = 0
+    stale = ScheduleRun.objects.filter(status=ScheduleRun.Status.RUNNING, updated_at__lt=idle)
+    for run in stale.select_related("bulk_start")[:SWEEP_BATCH]:
+        with transaction.atomic():
+            if run.fired_at < too_old:
+                error = "The run did not finish in time."
+                if run.bulk_start_id:
+                    BulkStart.objects.filter(pk=run.bulk_start_id).update(
+                        status=BulkStart.Status.FAILED, error=error, finished_at=now)
+                timed_out += _run_close(run, ScheduleRun.Status.FAILED, error, now=now,
+                                        job=run.bulk_start)
+                continue
+            ScheduleRun.objects.filter(pk=run.pk).update(updated_at=now)
+            transaction.on_commit(functools.partial(
+                run_schedule_batch.apply_async, args=[run.pk], queue="flows"))
+            requeued += 1
+    return requeued, timed_out

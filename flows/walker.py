@@ -1,0 +1,179 @@
+"""One advance of an execution: walk nodes in memory, persist the walk in one transaction.
+
+Light nodes (condition, update_contact, end, an elapsed delay) are evaluated in memory one
+after another; the walk stops at a node that waits (send, delay, wait_for_event), fails,
+or ends the flow. Then one transaction moves the cursor (fenced on where the walk
+started), inserts every step, writes contact attributes and creates the waiting node's
+message. If any of it conflicts (another worker moved the execution, a step exists), the
+whole walk rolls back and changes nothing: a rerun walks the same nodes again.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from flows import nodes
+from flows.graph import Graph
+from flows.models import Execution, Step
+from messaging.models import Contact, Message
+from monitoring.models import DeadLetter
+
+ExecStatus = Execution.Status
+StepStatus = Step.Status
+
+
+class Conflict(Exception):
+    """The execution moved or the step exists: this walk must not be persisted."""
+
+
+@dataclass
+class Walk:
+    execution: Execution
+    node: str | None
+    visit: int
+    visits: dict[str, int]
+    steps: list[Step] = field(default_factory=list)
+    retry_rows: dict[tuple[str, int], Step] = field(default_factory=dict)
+    attributes: dict[str, Any] = field(default_factory=dict)
+    status: str = ExecStatus.RUNNING
+    wake_at: datetime | None = None
+    waiting_event: str = ""
+    message: Message | None = None
+    error: str = ""
+    failed_step: Step | None = None
+    failed_node: dict | None = None
+    more: bool = False  # stopped at the node limit; continue in a new task
+
+    def move(self, next_node: str | None) -> None:
+        """Advance the cursor to next_node (None ends the execution)."""
+        if next_node is None:
+            self.node, self.status = None, ExecStatus.COMPLETED
+            return
+        self.visits[next_node] = self.visits.get(next_node, 0) + 1
+        self.node, self.visit = next_node, self.visits[next_node]
+
+    def step(self, node: dict, status: str, started: datetime, result: nodes.Result,
+             error: str = "") -> Step:
+        """Record this visit's step (reusing a pending row left by a step retry)."""
+        row = self.retry_rows.get((node["id"], self.visit)) or Step(
+            execution=self.execution, node_id=node["id"], node_type=node["type"],
+            visit=self.visit)
+        row.status, row.output, row.input = status, result.output or {}, result.input or {}
+        row.error, row.started_at = error[:4000], started
+        row.message = result.message
+        self.steps.append(row)
+        return row
+
+
+def walk(execution: Execution, graph: Graph, context: dict, existing: list[Step],
+         limit: int) -> Walk:
+    """Evaluate nodes from the cursor until something must wait; return the walk."""
+    state = Walk(execution=execution, node=execution.current_node or None,
+                 visit=execution.current_visit, visits=dict(execution.visits or {}))
+    done = {(s.node_id, s.visit): s for s in existing}
+    for _ in range(limit):
+        if state.node is None:
+            state.status = ExecStatus.COMPLETED
+            return state
+        row = done.get((state.node, state.visit))
+        if row is not None:
+            if row.status != StepStatus.PENDING:
+                raise Conflict(f"step {state.node}#{state.visit} exists")
+            state.retry_rows[(state.node, state.visit)] = row
+        node = graph.node(state.node)
+        started = timezone.now()
+        result = nodes.run(node, context, execution=execution, step=None)
+        if _settle(state, graph, node, result, started, context):
+            return state
+    state.more = True
+    return state
+
+
+def _settle(state: Walk, graph: Graph, node: dict, result: nodes.Result, started: datetime,
+            context: dict) -> bool:
+    """Apply one node's result to the walk; return True when the walk stops here."""
+    if result.failed:
+        if (node.get("data") or {}).get("on_failure") == "continue":
+            state.step(node, StepStatus.FAILED, started, result, result.error)
+            state.move(graph.next(node["id"]))
+            return state.node is None
+        state.failed_step = state.step(node, StepStatus.FAILED, started, result, result.error)
+        state.failed_node = node
+        state.status, state.error = ExecStatus.FAILED, f"{node['id']}: {result.error}"
+        return True
+    if result.wait:
+        state.step(node, StepStatus.WAITING, started, result)
+        state.status, state.wake_at = ExecStatus.WAITING, result.wake_at
+        state.waiting_event, state.message = result.event or "", result.message
+        return True
+    state.step(node, StepStatus.COMPLETED, started, result)
+    state.attributes.update(result.contact_update)
+    context["steps"][node["id"]] = {"status": "completed", "output": result.output or {},
+                                    "error": ""}
+    if node["type"] == "end":
+        state.node, state.status = None, ExecStatus.COMPLETED
+        return True
+    state.move(graph.next(node["id"], result.handle))
+    return state.node is None
+
+
+def persist(state: Walk, *, origin: tuple[str, int]) -> bool:
+    """Write the walk in one transaction; return False (nothing written) on a conflict."""
+    now = timezone.now()
+    execution = state.execution
+    final = state.status in (ExecStatus.COMPLETED, ExecStatus.FAILED)
+    try:
+        with transaction.atomic():
+            moved = Execution.objects.filter(
+                pk=execution.pk, status=ExecStatus.RUNNING, current_node=origin[0],
+                current_visit=origin[1]).update(
+                status=state.status, current_node=state.node or "", current_visit=state.visit,
+                visits=state.visits, wake_at=state.wake_at, waiting_event=state.waiting_event,
+                error=state.error[:4000], completed_at=now if final else None, updated_at=now)
+            if not moved:
+                raise Conflict("the execution moved")
+            if state.message is not None:
+                from messaging import pipeline
+
+                pipeline.message_create_many(messages=[state.message])
+            _write_steps(state, now)
+            _write_attributes(execution.contact_id, state.attributes)
+            if state.failed_step is not None:
+                _dead_letter(execution, state.failed_step, state.failed_node or {})
+    except (Conflict, IntegrityError):
+        return False
+    return True
+
+
+def _write_steps(state: Walk, now: datetime) -> None:
+    new = []
+    for row in state.steps:
+        if row.status in (StepStatus.COMPLETED, StepStatus.FAILED):
+            row.completed_at = now
+        if row.pk is None:
+            new.append(row)
+        else:
+            row.save()
+    Step.objects.bulk_create(new)
+
+
+def _write_attributes(contact_id: Any, values: dict[str, Any]) -> None:
+    if not values:
+        return
+    contact = Contact.objects.select_for_update().get(pk=contact_id)
+    contact.attributes = {**(contact.attributes or {}), **values}
+    contact.save(update_fields=["attributes", "updated_at"])
+
+
+def _dead_letter(execution: Execution, step: Step, node: dict) -> None:
+    DeadLetter.objects.create(
+        workspace_id=execution.workspace_id, kind=DeadLetter.Kind.STEP, source_id=str(step.pk),
+        flow_id=str(execution.flow_id), error=step.error[:2000],
+        attempts=step.retry_count + 1, channel=nodes.channel_of(node) or "",
+        payload={"execution_id": str(execution.pk), "step_id": step.pk, "node_id": node["id"],
+                 "node_type": node["type"], "visit": step.visit,
+                 "flow_id": str(execution.flow_id)})

@@ -1,0 +1,158 @@
+"""Alert rules (CRUD) and their event history."""
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import QuerySet
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from rest_framework import mixins, serializers, viewsets
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from flows.models import Flow
+from messaging.auth import workspace_of
+from messaging.models import Channel
+from monitoring import alerts
+from monitoring.models import AlertEvent, AlertRule
+
+
+class AlertRuleSerializer(serializers.ModelSerializer):
+    flow = serializers.PrimaryKeyRelatedField(queryset=Flow.objects.none(), required=False,
+                                              allow_null=True)
+    message_channel = serializers.ChoiceField(choices=[("", "all"), *Channel.choices],
+                                              required=False)
+    recipients = serializers.ListField(child=serializers.CharField(max_length=2048),
+                                       min_length=1, max_length=alerts.MAX_RECIPIENTS)
+    state = serializers.SerializerMethodField()
+
+    class Meta:
+        model = AlertRule
+        fields = ["id", "name", "type", "flow", "threshold", "window_seconds",
+                  "message_channel", "schedule_id", "min_samples", "channel", "recipients",
+                  "enabled", "cooldown_seconds", "state", "last_value", "last_evaluated_at",
+                  "last_notified_at", "created_at", "updated_at"]
+        read_only_fields = ["id", "state", "last_value", "last_evaluated_at",
+                            "last_notified_at", "created_at", "updated_at"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        workspace = self.context.get("workspace")
+        if workspace is not None:
+            self.fields["flow"].queryset = Flow.objects.filter(workspace=workspace)
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_state(self, rule: AlertRule) -> str:
+        """Say whether the rule has an open incident: firing, or ok."""
+        open_ids = self.context.get("firing")
+        if open_ids is None:
+            open_ids = set(AlertEvent.objects.filter(rule=rule, resolved_at__isnull=True)
+                           .values_list("rule_id", flat=True))
+        return "firing" if rule.pk in open_ids else "ok"
+
+    def validate(self, attrs: dict) -> dict:
+        rule = AlertRule(workspace=self.context["workspace"])
+        for name, value in ({**self._current(), **attrs}).items():
+            setattr(rule, name, value)
+        try:
+            alerts.alert_rule_validate(rule=rule)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict) from exc
+        return attrs
+
+    def _current(self) -> dict[str, Any]:
+        if self.instance is None:
+            return {}
+        return {name: getattr(self.instance, name) for name in (
+            "name", "type", "flow", "threshold", "window_seconds", "message_channel",
+            "schedule_id", "min_samples", "channel", "recipients", "enabled",
+            "cooldown_seconds")}
+
+
+class AlertRuleViewSet(viewsets.ModelViewSet):
+    """The workspace's alert rules; beat evaluates the enabled ones every minute."""
+
+    serializer_class = AlertRuleSerializer
+    lookup_value_regex = r"\d+"
+    filterset_fields = ["type", "channel", "enabled"]
+
+    def get_queryset(self) -> QuerySet[AlertRule]:
+        if getattr(self, "swagger_fake_view", False):  # schema generation: no request key
+            return AlertRule.objects.none()
+        return AlertRule.objects.filter(workspace=workspace_of(self.request))
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        context = super().get_serializer_context()
+        if getattr(self.request, "auth", None) is not None:
+            workspace = workspace_of(self.request)
+            context["workspace"] = workspace
+            context["firing"] = set(AlertEvent.objects.filter(
+                workspace=workspace, resolved_at__isnull=True).values_list("rule_id",
+                                                                           flat=True))
+        return context
+
+    def perform_create(self, serializer: AlertRuleSerializer) -> None:
+        serializer.save(workspace=workspace_of(self.request))
+
+
+class AlertEventSerializer(serializers.ModelSerializer):
+    rule_name = serializers.CharField(source="rule.name", read_only=True)
+    rule_type = serializers.CharField(source="rule.type", read_only=True)
+    state = serializers.SerializerMethodField()
+    delivery = serializers.SerializerMethodField()
+
+    class Meta:
+        model = AlertEvent
+        fields = ["id", "rule", "rule_name", "rule_type", "state", "value", "threshold",
+                  "summary", "triggered_at", "resolved_at", "resolved_value", "notified",
+                  "delivery", "message_ids", "resolve_message_ids"]
+        read_only_fields = fields
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_state(self, event: AlertEvent) -> str:
+        """Say firing or resolved."""
+        return "resolved" if event.resolved_at else "firing"
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_delivery(self, event: AlertEvent) -> dict[str, Any]:
+        """Return the notification outcome counts and whether all were delivered."""
+        known = self.context.get("delivery") or {}
+        if event.pk not in known:
+            known = alerts.alert_event_delivery(events=[event])
+        return known[event.pk]
+
+
+class AlertEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                        viewsets.GenericViewSet):
+    """The workspace's alert history, newest first."""
+
+    serializer_class = AlertEventSerializer
+    lookup_value_regex = r"\d+"
+    filter_backends: list = []
+
+    def get_queryset(self) -> QuerySet[AlertEvent]:
+        if getattr(self, "swagger_fake_view", False):  # schema generation: no request key
+            return AlertEvent.objects.none()
+        queryset = AlertEvent.objects.filter(workspace=workspace_of(self.request)) \
+            .select_related("rule")
+        params = self.request.query_params
+        if params.get("rule", "").isdigit():
+            queryset = queryset.filter(rule_id=int(params["rule"]))
+        if params.get("state") == "firing":
+            queryset = queryset.filter(resolved_at__isnull=True)
+        elif params.get("state") == "resolved":
+            queryset = queryset.filter(resolved_at__isnull=False)
+        return queryset
+
+    @extend_schema(parameters=[OpenApiParameter("rule", OpenApiTypes.INT),
+                               OpenApiParameter("state", OpenApiTypes.STR,
+                                                enum=["firing", "resolved"])])
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """List alert events (filter by rule and state), with delivery outcomes."""
+        page = self.paginate_queryset(self.get_queryset())
+        events = list(page if page is not None else self.get_queryset())
+        context = {**self.get_serializer_context(),
+                   "delivery": alerts.alert_event_delivery(events=events)}
+        data = AlertEventSerializer(events, many=True, context=context).data
+        return self.get_paginated_response(data) if page is not None else Response(data)

@@ -1,0 +1,112 @@
+"""Operator actions behind the dashboard's buttons: thin adapters onto the owning services.
+
+The dashboard never changes state by itself: each action calls the service that owns the
+rows (flows.engine, monitoring.services, messaging.ratelimit, flows schedules) and turns
+its answer or its refusal into one line for the operator.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import redis
+from django.db.models import Model, QuerySet
+
+from flows import engine
+from flows.models import Execution, Step
+from messaging import ratelimit
+from messaging.models import Workspace
+from monitoring import services
+from monitoring.models import DeadLetter
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ok: bool
+    text: str
+
+
+def execution_cancel(*, execution: Execution) -> Outcome:
+    """Cancel a running or waiting execution through the flow engine."""
+    before = execution.status
+    execution = engine.execution_cancel(execution=execution)
+    if execution.status == Execution.Status.CANCELLED and before != execution.status:
+        return Outcome(True, "Execution cancelled.")
+    return Outcome(False, f"An execution that is '{execution.status}' cannot be cancelled.")
+
+
+def step_retry(*, step: Step, actor: str) -> Outcome:
+    """Run a failed step again; through its dead letter when it has one, so that is closed."""
+    letter = DeadLetter.objects.filter(kind=DeadLetter.Kind.STEP, source_id=str(step.pk),
+                                       status=DeadLetter.Status.OPEN).order_by("-pk").first()
+    if letter is not None:
+        # The replay service retries the step and marks the letter (and a superseded message
+        # letter) replayed; retrying behind its back would leave them open.
+        return dead_letter_retry(letter=letter, actor=actor)
+    try:
+        engine.step_retry(step=step)
+    except engine.NotRetryable as exc:
+        return Outcome(False, str(exc))
+    return Outcome(True, f"Step {step.node_id} queued to run again.")
+
+
+def rate_limits_reset(*, workspace: Workspace) -> Outcome:
+    """Clear the workspace's deferral counters, events and reservations in Redis."""
+    try:
+        ratelimit.reset(str(workspace.pk))
+    except redis.RedisError as exc:
+        logger.warning("rate-limit reset failed for %s", workspace.pk, exc_info=True)
+        return Outcome(False, f"Redis is unavailable: {exc}")
+    return Outcome(True, "Rate-limit counters and events reset.")
+
+
+def dead_letter_retry(*, letter: DeadLetter, actor: str) -> Outcome:
+    """Replay a dead letter once through monitoring.services (a second replay is refused)."""
+    outcome = services.dead_letter_replay(letter_id=letter.pk, actor=actor)
+    if outcome.replayed:
+        return Outcome(True, f"Replayed: {outcome.reason}")
+    return Outcome(False, f"Not replayed: {outcome.reason}")
+
+
+def dead_letter_discard(*, letter: DeadLetter, actor: str) -> Outcome:
+    """Discard an open dead letter through monitoring.services."""
+    if services.dead_letter_discard(letter_id=letter.pk, actor=actor):
+        return Outcome(True, "Dead letter discarded.")
+    letter.refresh_from_db(fields=["status"])
+    return Outcome(False, f"Not discarded: the entry is {letter.status}, not open.")
+
+
+def dead_letters_retry(*, queryset: QuerySet[DeadLetter], actor: str) -> Outcome:
+    """Replay every open dead letter of the (filtered) queryset, up to the bulk limit."""
+    report = services.dead_letters_replay(queryset=queryset.filter(status=DeadLetter.Status.OPEN),
+                                          actor=actor, limit=services.BULK_REPLAY_LIMIT)
+    text = f"Replayed {report.replayed} of {report.matched}; {report.refused} refused"
+    if report.remaining:
+        text += f"; {report.remaining} left (press again)"
+    if report.refusals:
+        text += f". First refusal: {report.refusals[0]['reason']}"
+    return Outcome(report.refused == 0, text + ".")
+
+
+def dashboard_actor(username: str) -> str:
+    """Return who acted, as recorded on dead letters ("dashboard:<username>")."""
+    return services.actor_for("dashboard", username)
+
+
+def schedule_toggle(*, schedule: Model, enabled: bool) -> Outcome:
+    """Enable or disable a flow schedule through the schedules service when there is one."""
+    try:
+        from flows.schedules import schedule_update  # type: ignore[attr-defined]
+    except ImportError:
+        schedule_update = None
+    if schedule_update is not None:
+        try:
+            schedule_update(schedule=schedule, enabled=enabled)
+        except ValueError as exc:  # CronError: a stored expression no longer parses
+            return Outcome(False, f"Not changed: {exc}")
+    else:
+        # No schedules service yet: flip the flag only (beat reads it from the row).
+        type(schedule).objects.filter(pk=schedule.pk).update(enabled=enabled)
+    return Outcome(True, f"Schedule {'enabled' if enabled else 'disabled'}.")

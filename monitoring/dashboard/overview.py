@@ -1,0 +1,81 @@
+"""The overview page's panels: KPIs, charts and recent failures for one workspace and range."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.utils.safestring import SafeString
+
+from flows.models import Execution
+from messaging.models import Message, Workspace
+from monitoring.dashboard import charts, selectors
+from monitoring.dashboard.selectors import EXECUTION_COLORS, MESSAGE_COLORS, Window
+
+FALLBACK_COLOR = "#a1a1aa"
+
+
+@dataclass(frozen=True)
+class LegendItem:
+    label: str
+    count: int
+    share: str
+    color: str
+
+
+def _pie(counts: list[tuple[str, int]], colors: dict[str, str],
+         label: str) -> tuple[SafeString, list[LegendItem]]:
+    total = sum(n for _, n in counts)
+    slices = [charts.Slice(status, n, colors.get(status, FALLBACK_COLOR))
+              for status, n in counts]
+    legend = [LegendItem(s.label, int(s.value), f"{s.value / total * 100:.0f}%", s.color)
+              for s in slices] if total else []
+    return charts.pie_svg(slices, label=label, center=f"{total:,}"), legend
+
+
+def _count(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def _seconds(value: float) -> str:
+    return selectors.format_seconds(value)
+
+
+def overview_context(workspace: Workspace, window: Window) -> dict[str, Any]:
+    """Return everything the overview template draws."""
+    message_counts = selectors.status_counts(Message, workspace, window, "created_at")
+    execution_counts = selectors.status_counts(Execution, workspace, window, "started_at")
+    message_pie, message_legend = _pie(message_counts, MESSAGE_COLORS, "Messages by status")
+    execution_pie, execution_legend = _pie(execution_counts, EXECUTION_COLORS,
+                                           "Executions by status")
+    messages = selectors.message_series(workspace, window)
+    executions = selectors.execution_series(workspace, window)
+    # No rows at all reads better as "No data" than as a flat line at zero.
+    has_messages = bool(message_counts)
+    volume = [
+        charts.Series("all", "#60a5fa", messages.values["total"], area=True),
+        charts.Series("sent", "#16a34a", messages.values["sent"]),
+        charts.Series("failed", "#dc2626", messages.values["failed"]),
+    ] if has_messages else []
+    return {
+        "kpis": selectors.overview_kpis(workspace, window),
+        "message_pie": message_pie,
+        "message_legend": message_legend,
+        "execution_pie": execution_pie,
+        "execution_legend": execution_legend,
+        "volume_chart": charts.line_svg(messages.labels, volume, label="Message volume",
+                                        y_format=_count, integer=True),
+        "executions_chart": charts.line_svg(
+            executions.labels,
+            [charts.Series("started", "#0891b2", executions.values["started"], area=True)]
+            if execution_counts else [], label="Executions started", y_format=_count,
+            integer=True),
+        "latency_chart": charts.line_svg(
+            messages.labels, [charts.Series("avg latency", "#7c3aed",
+                                            messages.values["latency"], connect=True)],
+            label="Average delivery latency", y_format=_seconds),
+        "execution_time_chart": charts.line_svg(
+            executions.labels, [charts.Series("avg execution time", "#0e7490",
+                                              executions.values["duration"], connect=True)],
+            label="Average execution time", y_format=_seconds),
+        "failures": selectors.recent_failures(workspace, window),
+    }

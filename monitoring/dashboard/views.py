@@ -1,0 +1,396 @@
+"""Server-rendered operator dashboard: staff only, one workspace at a time.
+
+Views stay thin: they resolve the workspace, read through selectors, act through
+monitoring.dashboard.actions, and render. Times show in the workspace's time zone.
+"""
+from __future__ import annotations
+
+import functools
+import uuid
+from collections.abc import Callable
+from datetime import UTC
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.contrib import messages as flash
+from django.contrib.admin.views.decorators import staff_member_required
+from django.core.paginator import Page, Paginator
+from django.db.models import Model, QuerySet
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    HttpResponseRedirect,
+    StreamingHttpResponse,
+)
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_POST
+
+from flows.models import Execution, Step
+from messaging import ratelimit
+from messaging.models import Message, Workspace
+from monitoring import selectors as monitoring_selectors
+from monitoring import services
+from monitoring.dashboard import actions, selectors
+from monitoring.dashboard.forms import (
+    DeadLetterFilterForm,
+    ExecutionFilterForm,
+    MessageFilterForm,
+    OverviewForm,
+)
+from monitoring.dashboard.overview import overview_context
+from monitoring.dashboard.selectors import REFRESH_CHOICES, workspace_tz
+from monitoring.models import DeadLetter
+
+PAGE_SIZE = 25
+RATE_LIMIT_EVENTS = 100
+
+View = Callable[..., HttpResponse]
+
+
+# --- workspace resolution and rendering ----------------------------------------------------
+
+def _requested_workspace(request: HttpRequest) -> Workspace | None:
+    """Return the ?workspace= one (404 when unknown), else the first; None when none exist."""
+    wanted = request.GET.get("workspace") or request.POST.get("workspace")
+    if wanted:
+        pk = selectors.as_uuid(wanted)
+        workspace = Workspace.objects.filter(pk=pk).first() if pk else None
+        if workspace is None:
+            raise Http404("No such workspace.")
+        return workspace
+    return Workspace.objects.order_by("name", "pk").first()
+
+
+def dashboard_page(view: View) -> View:
+    """Require staff, resolve the workspace, and hand it to the view (or say there is none)."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        workspace = _requested_workspace(request)
+        if workspace is None:
+            return _render(request, "dashboard/no_workspace.html", None, {})
+        return view(request, workspace, *args, **kwargs)
+
+    return staff_member_required(wrapper)
+
+
+def _owned(request: HttpRequest, queryset: QuerySet, pk: Any) -> Any:
+    """Return the object; 404 when ?workspace= names another workspace than its own."""
+    obj = get_object_or_404(queryset, pk=pk)
+    wanted = request.GET.get("workspace")
+    if wanted and selectors.as_uuid(wanted) != obj.workspace_id:
+        raise Http404("Not in this workspace.")
+    return obj
+
+
+
+def _render(request: HttpRequest, template: str, workspace: Workspace | None,
+            context: dict[str, Any], *, section: str = "") -> HttpResponse:
+    context = {
+        "workspace": workspace,
+        "workspaces": Workspace.objects.order_by("name", "pk").only("id", "name", "slug"),
+        "section": section,
+        "section_url": reverse(f"dashboard:{section or 'overview'}"),
+        "rendered_at": timezone.now(),
+        **context,
+    }
+    # Everything is stored in UTC; operators read times in the workspace's own zone.
+    with timezone.override(workspace_tz(workspace) if workspace else UTC):
+        return render(request, template, context)
+
+
+def _page_of(request: HttpRequest, queryset: QuerySet) -> Page:
+    return Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
+
+
+def _back(request: HttpRequest, fallback: str) -> HttpResponseRedirect:
+    """Redirect to the form's `next` when it is a local URL, else to the fallback."""
+    target = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()},
+                                           require_https=request.is_secure()):
+        target = fallback
+    return HttpResponseRedirect(target)
+
+
+def _report(request: HttpRequest, outcome: actions.Outcome) -> None:
+    (flash.success if outcome.ok else flash.error)(request, outcome.text)
+
+
+def _with_workspace(url: str, workspace_id: Any) -> str:
+    return f"{url}?workspace={workspace_id}"
+
+
+# --- overview -------------------------------------------------------------------------------
+
+@require_GET
+@dashboard_page
+def overview(request: HttpRequest, workspace: Workspace) -> HttpResponse:
+    """Show KPIs with trends, status pies, volume/latency/execution-time charts, failures."""
+    form = OverviewForm(request.GET)
+    values = form.values()
+    window = selectors.window_for(workspace, values["range"])
+    context = {
+        "form": form,
+        "window": window,
+        "refresh": values["refresh"],
+        "refresh_seconds": REFRESH_CHOICES.get(values["refresh"], ("", 0))[1],
+        **overview_context(workspace, window),
+    }
+    return _render(request, "dashboard/overview.html", workspace, context)
+
+
+# --- executions -----------------------------------------------------------------------------
+
+@require_GET
+@dashboard_page
+def executions(request: HttpRequest, workspace: Workspace) -> HttpResponse:
+    """List executions with flow/status/contact filters, paginated."""
+    form = ExecutionFilterForm(request.GET, workspace=workspace)
+    values = form.values()
+    queryset = selectors.executions_list(workspace, flow=values["flow"] or None,
+                                         status=values["status"], contact=values["contact"])
+    return _render(request, "dashboard/executions.html", workspace,
+                   {"form": form, "page": _page_of(request, queryset)}, section="executions")
+
+
+@require_GET
+@staff_member_required
+def execution_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
+    """Show one execution with its step timeline (inputs, outputs, errors) and actions."""
+    execution = _owned(request, Execution.objects.select_related(
+        "workspace", "flow", "contact", "version"), pk)
+    context = {
+        "execution": execution,
+        "timeline": selectors.execution_timeline(execution),
+        "data": selectors.pretty_json(execution.data),
+        "duration": selectors.format_seconds(execution.duration_seconds),
+        "can_cancel": execution.status in (Execution.Status.RUNNING, Execution.Status.WAITING),
+    }
+    return _render(request, "dashboard/execution_detail.html", execution.workspace, context,
+                   section="executions")
+
+
+@require_POST
+@staff_member_required
+def execution_cancel(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
+    """Cancel a running or waiting execution."""
+    execution = get_object_or_404(Execution, pk=pk)
+    _report(request, actions.execution_cancel(execution=execution))
+    return _back(request, _with_workspace(
+        reverse("dashboard:execution-detail", args=[pk]), execution.workspace_id))
+
+
+@require_POST
+@staff_member_required
+def step_retry(request: HttpRequest, pk: int) -> HttpResponse:
+    """Run a failed step of a failed execution again."""
+    step = get_object_or_404(Step.objects.select_related("execution"), pk=pk)
+    _report(request, actions.step_retry(step=step, actor=_actor(request)))
+    return _back(request, _with_workspace(
+        reverse("dashboard:execution-detail", args=[step.execution_id]),
+        step.execution.workspace_id))
+
+
+# --- messages -------------------------------------------------------------------------------
+
+@require_GET
+@dashboard_page
+def messages(request: HttpRequest, workspace: Workspace) -> HttpResponse:
+    """List messages with status/channel/search filters, paginated."""
+    form = MessageFilterForm(request.GET)
+    values = form.values()
+    queryset = selectors.messages_list(workspace, status=values["status"],
+                                       channel=values["channel"], search=values["q"])
+    return _render(request, "dashboard/messages.html", workspace,
+                   {"form": form, "page": _page_of(request, queryset)}, section="messages")
+
+
+@require_GET
+@staff_member_required
+def message_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
+    """Show one message with its delivery attempts, flow steps and dead letters."""
+    message = _owned(request, Message.objects.select_related("workspace", "contact", "parent"),
+                     pk)
+    context = {
+        "message": message,
+        "attempts": message.delivery_attempts.order_by("number"),
+        "steps": message.flow_steps.select_related("execution__flow"),
+        "dead_letters": DeadLetter.objects.filter(kind=DeadLetter.Kind.MESSAGE,
+                                                  source_id=str(message.pk)),
+        "content": selectors.pretty_json(message.content),
+        "rendered": selectors.pretty_json(message.rendered),
+        "metadata": selectors.pretty_json(message.metadata),
+        "response": selectors.pretty_json(message.response),
+        "latency": selectors.format_seconds(_latency(message)),
+    }
+    return _render(request, "dashboard/message_detail.html", message.workspace, context,
+                   section="messages")
+
+
+def _latency(message: Message) -> float | None:
+    if message.sent_at is None:
+        return None
+    return (message.sent_at - (message.scheduled_for or message.created_at)).total_seconds()
+
+
+# --- dead letters ---------------------------------------------------------------------------
+
+def _dead_letters(request: HttpRequest, workspace: Workspace) -> tuple[DeadLetterFilterForm,
+                                                                        QuerySet[DeadLetter]]:
+    """Return the filter form and the workspace's dead letters matching it, newest first."""
+    form = DeadLetterFilterForm(request.GET if request.method == "GET" else request.POST)
+    values = form.values()
+    queryset = services.dead_letters_filter(
+        workspace=workspace, status="" if values["status"] == "all" else values["status"],
+        kind=values["kind"], channel=values["channel"], error_contains=values["error"],
+        flow_id=values["flow"])
+    return form, queryset.order_by("-created_at", "-id")
+
+
+@require_GET
+@dashboard_page
+def dead_letters(request: HttpRequest, workspace: Workspace) -> HttpResponse:
+    """List dead letters with filters, retry/discard buttons and export links."""
+    form, queryset = _dead_letters(request, workspace)
+    page = _page_of(request, queryset)
+    rows = [(letter, selectors.dead_letter_link(letter)) for letter in page]
+    return _render(request, "dashboard/dead_letters.html", workspace,
+                   {"form": form, "page": page, "rows": rows}, section="dead-letters")
+
+
+@require_GET
+@dashboard_page
+def dead_letters_export(request: HttpRequest, workspace: Workspace) -> HttpResponse:
+    """Download the filtered dead letters as CSV or JSON (streamed)."""
+    fmt = request.GET.get("format", "csv")
+    if fmt not in ("csv", "json"):
+        return HttpResponseBadRequest("format must be csv or json")
+    _, queryset = _dead_letters(request, workspace)
+    response = StreamingHttpResponse(
+        services.dead_letters_export(queryset=queryset, fmt=fmt),
+        content_type="text/csv" if fmt == "csv" else "application/json")
+    stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+    response["Content-Disposition"] = (
+        f'attachment; filename="dead-letters-{workspace.slug}-{stamp}.{fmt}"')
+    return response
+
+
+@require_POST
+@staff_member_required
+def dead_letter_retry(request: HttpRequest, pk: int) -> HttpResponse:
+    """Replay one dead letter: its message or step runs again, at most once."""
+    letter = get_object_or_404(DeadLetter, pk=pk)
+    _report(request, actions.dead_letter_retry(letter=letter, actor=_actor(request)))
+    return _back(request, _with_workspace(reverse("dashboard:dead-letters"),
+                                          letter.workspace_id))
+
+
+@require_POST
+@dashboard_page
+def dead_letters_retry(request: HttpRequest, workspace: Workspace) -> HttpResponse:
+    """Replay every open dead letter matching the page's filters."""
+    if not request.POST.get("workspace"):
+        # A bulk action never falls back to "the first workspace".
+        return HttpResponseBadRequest("workspace is required")
+    _, queryset = _dead_letters(request, workspace)
+    _report(request, actions.dead_letters_retry(queryset=queryset, actor=_actor(request)))
+    return _back(request, _with_workspace(reverse("dashboard:dead-letters"), workspace.pk))
+
+
+@require_POST
+@staff_member_required
+def dead_letter_discard(request: HttpRequest, pk: int) -> HttpResponse:
+    """Discard one dead letter (it stays listed under "discarded")."""
+    letter = get_object_or_404(DeadLetter, pk=pk)
+    _report(request, actions.dead_letter_discard(letter=letter, actor=_actor(request)))
+    return _back(request, _with_workspace(reverse("dashboard:dead-letters"),
+                                          letter.workspace_id))
+
+
+def _actor(request: HttpRequest) -> str:
+    return actions.dashboard_actor(request.user.get_username())
+
+
+# --- schedules, alerts, rate limits -----------------------------------------------------------
+
+@require_GET
+@dashboard_page
+def schedules(request: HttpRequest, workspace: Workspace) -> HttpResponse:
+    """List the workspace's flow schedules with next runs and counters."""
+    model = selectors.optional_model("flows", "FlowSchedule")
+    rows = selectors.schedule_rows(model, workspace) if model else []
+    runs = selectors.schedule_runs(workspace) if model else []
+    return _render(request, "dashboard/schedules.html", workspace,
+                   {"available": model is not None, "rows": rows, "runs": runs},
+                   section="schedules")
+
+
+@require_POST
+@staff_member_required
+def schedule_toggle(request: HttpRequest, pk: Any) -> HttpResponse:
+    """Enable or disable a schedule."""
+    model = selectors.optional_model("flows", "FlowSchedule")
+    if model is None:
+        raise Http404("Schedules are not available.")
+    schedule = get_object_or_404(model, pk=pk)
+    enabled = request.POST.get("enabled") == "1"
+    _report(request, actions.schedule_toggle(schedule=schedule, enabled=enabled))
+    workspace_id = _schedule_workspace_id(schedule)
+    return _back(request, _with_workspace(reverse("dashboard:schedules"), workspace_id))
+
+
+def _schedule_workspace_id(schedule: Model) -> Any:
+    if getattr(schedule, "workspace_id", None):
+        return schedule.workspace_id
+    flow = getattr(schedule, "flow", None)
+    return getattr(flow, "workspace_id", "")
+
+
+@require_GET
+@dashboard_page
+def alerts(request: HttpRequest, workspace: Workspace) -> HttpResponse:
+    """List the workspace's alert rules and recent alert events."""
+    return _render(request, "dashboard/alerts.html", workspace,
+                   selectors.alerts_context(workspace), section="alerts")
+
+
+@require_GET
+@dashboard_page
+def rate_limits(request: HttpRequest, workspace: Workspace) -> HttpResponse:
+    """Show the workspace's rate-limit deferrals per channel and recent events."""
+    context: dict[str, Any] = {"limits": _configured_limits(workspace), "error": ""}
+    try:
+        counts = ratelimit.deferral_counts(str(workspace.pk))
+        events = ratelimit.deferral_events(str(workspace.pk), limit=RATE_LIMIT_EVENTS)
+    except redis.RedisError as exc:
+        counts, events, context["error"] = {}, [], str(exc)
+    context.update(selectors.rate_limit_panels(counts, events))
+    return _render(request, "dashboard/rate_limits.html", workspace, context,
+                   section="rate-limits")
+
+
+def _configured_limits(workspace: Workspace) -> list[tuple[str, str, str]]:
+    """Return (channel queue, rate in force, "workspace" override or "default")."""
+    rates = monitoring_selectors.configured_rates(workspace)
+    overrides = (workspace.settings or {}).get("rate_limits") or {}
+    return [(queue, rates.get(queue, "unlimited"),
+             "workspace" if overrides.get(queue) else "default")
+            for queue in settings.RATE_LIMITS]
+
+
+@require_POST
+@staff_member_required
+def rate_limits_reset(request: HttpRequest) -> HttpResponse:
+    """Reset the workspace's rate-limit counters, events and reservations."""
+    workspace = _requested_workspace(request)
+    if workspace is None:
+        raise Http404("No such workspace.")
+    _report(request, actions.rate_limits_reset(workspace=workspace))
+    return _back(request, _with_workspace(reverse("dashboard:rate-limits"), workspace.pk))
+

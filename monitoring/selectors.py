@@ -1,0 +1,314 @@
+"""Reads for operators: queue statistics, rate-limit events, dispatcher lag.
+
+Broker depth comes from the broker (Redis LLEN of each queue's priority lists); everything
+else comes from PostgreSQL, which is the truth about every message and execution. Numbers
+from the database may be scoped to one workspace; broker depth is shared by all workspaces
+(the queues are), so it is always global.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.db.models import Count, Min, Q, QuerySet
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from flows.models import Execution
+from messaging import ratelimit
+from messaging.models import TIMER_STATUSES, Message, MessageStatus, Workspace
+from monitoring import health
+
+logger = logging.getLogger(__name__)
+
+# The Celery queues, in the order reports list them.
+QUEUES = ("sms", "email", "ai", "webhook", "flows", "default")
+# Which message channels each queue carries (MMS shares the SMS workers).
+QUEUE_CHANNELS = {"sms": ("sms", "mms"), "email": ("email",), "ai": ("ai",),
+                  "webhook": ("webhook",)}
+SENT_STATUSES = (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.UNDELIVERED)
+
+
+# --- broker -------------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=4)
+def _redis_broker(url: str) -> redis.Redis | None:
+    if url.startswith("redis+socket://"):
+        url = "unix://" + url[len("redis+socket://"):]
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        return None
+    timeout = settings.HEALTH_CHECK_TIMEOUT_SECONDS
+    return redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+
+
+def broker_list_names(queue: str) -> list[str]:
+    """Return the Redis lists kombu keeps a queue in: one per priority step (`q`, `q:3`, ...)."""
+    options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
+    sep = options.get("sep", "\x06\x16")
+    return [f"{queue}{sep}{step}" if step else queue
+            for step in options.get("priority_steps", [0])]
+
+
+def broker_depths() -> dict[str, int | None]:
+    """Return the messages waiting in the broker per queue (None when it cannot be read)."""
+    client = _redis_broker(settings.CELERY_BROKER_URL)
+    if client is None:
+        return _depths_via_kombu()
+    try:
+        pipe = client.pipeline(transaction=False)
+        for queue in QUEUES:
+            for name in broker_list_names(queue):
+                pipe.llen(name)
+        sizes = iter(pipe.execute())
+    except redis.RedisError:
+        logger.warning("could not read broker queue depths", exc_info=True)
+        return dict.fromkeys(QUEUES)
+    steps = len(broker_list_names("x"))
+    return {queue: sum(next(sizes) for _ in range(steps)) for queue in QUEUES}
+
+
+def _depths_via_kombu() -> dict[str, int | None]:
+    """Ask a non-Redis broker (AMQP) for each queue's message count."""
+    from config.celery import app
+
+    depths: dict[str, int | None] = dict.fromkeys(QUEUES)
+    try:
+        with app.connection_for_read() as connection:
+            for queue in QUEUES:
+                channel = connection.channel()
+                try:
+                    depths[queue] = channel.queue_declare(queue=queue, passive=True).message_count
+                except Exception:  # a queue no worker declared yet: unknown, not an error
+                    depths[queue] = None
+                finally:
+                    channel.close()
+    except Exception:
+        logger.warning("could not read broker queue depths", exc_info=True)
+    return depths
+
+
+# --- database -----------------------------------------------------------------------------
+
+def _messages(workspace: Workspace | None) -> QuerySet[Message]:
+    queryset = Message.objects.all()
+    return queryset if workspace is None else queryset.filter(workspace=workspace)
+
+
+def _executions(workspace: Workspace | None) -> QuerySet[Execution]:
+    queryset = Execution.objects.all()
+    return queryset if workspace is None else queryset.filter(workspace=workspace)
+
+
+def _message_numbers(workspace: Workspace | None, since: datetime) -> dict[str, dict]:
+    """Return per channel: waiting, oldest waiting time, active, scheduled, completed, failed."""
+    live = Q(status__in=[MessageStatus.QUEUED, MessageStatus.SENDING, *TIMER_STATUSES])
+    recent = Q(sent_at__gte=since) | Q(failed_at__gte=since)
+    rows = _messages(workspace).filter(live | recent).values("channel").annotate(
+        waiting=Count("pk", filter=Q(status=MessageStatus.QUEUED)),
+        oldest=Min(Coalesce("enqueued_at", "created_at"), filter=Q(status=MessageStatus.QUEUED)),
+        active=Count("pk", filter=Q(status=MessageStatus.SENDING)),
+        scheduled=Count("pk", filter=Q(status__in=TIMER_STATUSES)),
+        completed=Count("pk", filter=Q(status__in=SENT_STATUSES, sent_at__gte=since)),
+        failed=Count("pk", filter=Q(status=MessageStatus.FAILED, failed_at__gte=since)),
+    )
+    return {row.pop("channel"): row for row in rows}
+
+
+def _execution_numbers(workspace: Workspace | None, since: datetime,
+                       now: datetime) -> dict[str, Any]:
+    """Return the flows queue's numbers: executions waiting for, or in, an advance task."""
+    running = Q(status=Execution.Status.RUNNING)
+    leased = Q(lease_until__gt=now)
+    return _executions(workspace).aggregate(
+        waiting=Count("pk", filter=running & ~leased),
+        oldest=Min(Coalesce("enqueued_at", "updated_at"), filter=running & ~leased),
+        active=Count("pk", filter=running & leased),
+        scheduled=Count("pk", filter=Q(status=Execution.Status.WAITING,
+                                       wake_at__isnull=False)),
+        completed=Count("pk", filter=Q(status=Execution.Status.COMPLETED,
+                                       completed_at__gte=since)),
+        failed=Count("pk", filter=Q(status=Execution.Status.FAILED, completed_at__gte=since)),
+    )
+
+
+def _combine(rows: list[dict]) -> dict[str, Any]:
+    total: dict[str, Any] = {"waiting": 0, "active": 0, "scheduled": 0, "completed": 0,
+                             "failed": 0, "oldest": None}
+    for row in rows:
+        for key in ("waiting", "active", "scheduled", "completed", "failed"):
+            total[key] += row.get(key) or 0
+        if row.get("oldest") and (total["oldest"] is None or row["oldest"] < total["oldest"]):
+            total["oldest"] = row["oldest"]
+    return total
+
+
+def success_rate(completed: int, failed: int) -> float | None:
+    """Return completed / (completed + failed) in percent, or None without outcomes."""
+    finished = completed + failed
+    return round(100.0 * completed / finished, 2) if finished else None
+
+
+def _heartbeat_ages() -> dict[str, float | None]:
+    try:
+        return health.heartbeat_ages()
+    except redis.RedisError:
+        return {}
+
+
+def queue_stats(*, workspace: Workspace | None = None, window: timedelta = timedelta(hours=1),
+                now: datetime | None = None) -> dict[str, dict[str, Any]]:
+    """Return per queue: broker depth, waiting/active/scheduled rows, the oldest waiting
+    age, completed/failed counts and success rate over the window, paused, heartbeat age.
+
+    Database numbers are scoped to the workspace when one is given; `depth` is global.
+    """
+    now = now or timezone.now()
+    since = now - window
+    depths = broker_depths()
+    messages = _message_numbers(workspace, since)
+    ages = _heartbeat_ages()
+    stats: dict[str, dict[str, Any]] = {}
+    for queue in QUEUES:
+        if queue == "flows":
+            numbers = _execution_numbers(workspace, since, now)
+        else:
+            numbers = _combine([messages.get(channel, {})
+                                for channel in QUEUE_CHANNELS.get(queue, ())])
+        oldest = numbers.pop("oldest")
+        stats[queue] = {
+            "queue": queue, "depth": depths.get(queue), **numbers,
+            "oldest_waiting_seconds": round((now - oldest).total_seconds(), 1) if oldest
+            else None,
+            "success_rate": success_rate(numbers["completed"], numbers["failed"]),
+            # Pausing is not offered: operators stop a queue by stopping its workers.
+            "paused": False,
+            "heartbeat_age_seconds": ages.get(queue),
+        }
+    return stats
+
+
+def queue_health(*, workspace: Workspace | None = None,
+                 now: datetime | None = None) -> dict[str, Any]:
+    """Return overall queue health: unhealthy when the broker is unreadable, degraded when a
+    queue's oldest waiting row or heartbeat is older than HEALTH_QUEUE_STALE_SECONDS."""
+    stats = queue_stats(workspace=workspace, now=now)
+    stale_after = settings.HEALTH_QUEUE_STALE_SECONDS
+    queues: dict[str, dict[str, Any]] = {}
+    for name, item in stats.items():
+        problems = []
+        if item["depth"] is None:
+            problems.append("broker depth unreadable")
+        if (item["oldest_waiting_seconds"] or 0) > stale_after:
+            problems.append(f"oldest waiting {item['oldest_waiting_seconds']:.0f} s")
+        if (item["heartbeat_age_seconds"] or 0) > stale_after:
+            problems.append(f"heartbeat {item['heartbeat_age_seconds']:.0f} s old")
+        queues[name] = {"status": "degraded" if problems else "healthy", "problems": problems,
+                        "waiting": item["depth"], "active": item["active"],
+                        "paused": item["paused"]}
+    broker_down = all(item["depth"] is None for item in stats.values())
+    status = "unhealthy" if broker_down else (
+        "degraded" if any(q["status"] != "healthy" for q in queues.values()) else "healthy")
+    totals = {key: sum(item[key] or 0 for item in stats.values())
+              for key in ("depth", "waiting", "active", "scheduled")}
+    return {"status": status, "broker": {"connected": not broker_down}, "queues": queues,
+            "totals": totals, "timestamp": (now or timezone.now()).isoformat()}
+
+
+def queue_statistics(*, workspace: Workspace | None = None,
+                     window: timedelta = timedelta(hours=1),
+                     now: datetime | None = None) -> dict[str, Any]:
+    """Return a summary across queues: totals, success rate and throughput per minute."""
+    stats = queue_stats(workspace=workspace, window=window, now=now)
+    completed = sum(item["completed"] for item in stats.values())
+    failed = sum(item["failed"] for item in stats.values())
+    minutes = max(window.total_seconds() / 60, 1 / 60)
+    return {
+        "window_seconds": int(window.total_seconds()),
+        "totals": {"completed": completed, "failed": failed,
+                   "waiting": sum(item["waiting"] for item in stats.values()),
+                   "active": sum(item["active"] for item in stats.values()),
+                   "scheduled": sum(item["scheduled"] for item in stats.values()),
+                   "depth": sum(item["depth"] or 0 for item in stats.values())},
+        "success_rate": success_rate(completed, failed),
+        "throughput_per_minute": round((completed + failed) / minutes, 2),
+        "queues": {name: {"completed": item["completed"], "failed": item["failed"],
+                          "success_rate": item["success_rate"]}
+                   for name, item in stats.items()},
+        "dispatcher_lag_seconds": dispatcher_lag_seconds(now=now),
+    }
+
+
+def dispatcher_lag_seconds(*, now: datetime | None = None) -> float:
+    """Return how late the oldest due-but-not-dispatched timer is (0 when none is late).
+
+    Timers are messages waiting on due_at (scheduled, retrying) and executions waiting on
+    wake_at; the dispatcher should move each within a second of its time.
+    """
+    now = now or timezone.now()
+    oldest_message = Message.objects.filter(status__in=TIMER_STATUSES, due_at__lte=now) \
+        .aggregate(oldest=Min("due_at"))["oldest"]
+    oldest_execution = Execution.objects.filter(status=Execution.Status.WAITING,
+                                                wake_at__lte=now) \
+        .aggregate(oldest=Min("wake_at"))["oldest"]
+    candidates = [when for when in (oldest_message, oldest_execution) if when is not None]
+    return round((now - min(candidates)).total_seconds(), 3) if candidates else 0.0
+
+
+def parse_window(text: str | None, default: timedelta = timedelta(hours=1)) -> timedelta:
+    """Parse a window such as "15m", "1h", "7d" or plain seconds (ValueError otherwise)."""
+    from monitoring.services import parse_age
+
+    if not text:
+        return default
+    window = timedelta(seconds=int(text)) if text.isdigit() else parse_age(text)
+    if window <= timedelta(0) or window > timedelta(days=366):
+        raise ValueError("window must be between 1 second and 366 days")
+    return window
+
+
+# --- rate limits --------------------------------------------------------------------------
+
+def configured_rates(workspace: Workspace) -> dict[str, str]:
+    """Return the rate limit in force per channel queue (workspace override or default)."""
+    overrides = (workspace.settings or {}).get("rate_limits") or {}
+    rates = {}
+    for queue in QUEUE_CHANNELS:
+        value = overrides.get(queue, settings.RATE_LIMITS.get(queue))
+        if value:
+            rates[queue] = str(value)
+    return rates
+
+
+def rate_limit_report(*, workspace: Workspace, limit: int = 100,
+                      since: datetime | None = None) -> dict[str, Any]:
+    """Return a workspace's rate limits, deferral totals per channel and recent events."""
+    workspace_id = str(workspace.pk)
+    counts = ratelimit.deferral_counts(workspace_id)
+    events = []
+    for event in ratelimit.deferral_events(workspace_id, limit):
+        at = datetime.fromtimestamp(float(event.get("ts", 0)), tz=UTC)
+        if since is not None and at < since:
+            break  # events are newest first
+        events.append({"at": at.isoformat(), "channel": event.get("channel", ""),
+                       "delay_seconds": round(float(event.get("delay", 0)), 3)})
+    return {"workspace_id": workspace_id, "workspace": workspace.slug,
+            "limits": configured_rates(workspace), "deferrals": counts,
+            "total": sum(counts.values()), "events": events,
+            "last_event_at": events[0]["at"] if events else None}
+
+
+def rate_limit_events_since(*, workspace: Workspace, since: datetime,
+                            channel: str = "") -> int:
+    """Return how many deferrals of the workspace (optionally one channel) since a time."""
+    cutoff = since.timestamp()
+    count = 0
+    for event in ratelimit.deferral_events(str(workspace.pk), ratelimit.EVENTS_KEEP):
+        if float(event.get("ts", 0)) < cutoff:
+            break
+        if not channel or event.get("channel") == channel:
+            count += 1
+    return count

@@ -1,0 +1,397 @@
+"""Operator actions: replay, discard and export dead letters; requeue stuck work; purge history.
+
+Replaying can never send twice. A dead letter is locked while it is replayed and replays
+only while `open`; its message goes back to `queued` only through a conditional UPDATE
+from `failed` (same row, same id, so the provider sees the same idempotency key), and its
+step is retried only if the step and its execution are still `failed`. Everything happens
+in one transaction and the message is published after commit.
+
+The dashboard calls these functions directly; the REST API, the admin actions and the
+management commands are thin layers over them.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.apps import apps
+from django.conf import settings
+from django.core.exceptions import FieldDoesNotExist, ValidationError
+from django.db import transaction
+from django.db.models import F, Q, QuerySet
+from django.utils import timezone
+
+from flows import engine
+from flows.models import Execution, Step
+from messaging import pipeline
+from messaging.models import FINAL_STATUSES, Message, MessageStatus, Workspace
+from monitoring.models import AlertEvent, DeadLetter
+
+logger = logging.getLogger(__name__)
+
+# One purge batch deletes this many parent rows (and their children: ~3 attempts per
+# message, ~5 steps per execution): one SELECT of ids plus a few DELETE ... WHERE id IN,
+# tens of milliseconds on PostgreSQL, short enough not to hold locks that block senders.
+PURGE_BATCH = 1000
+# A bulk replay through the API handles at most this many entries per request (each is its
+# own small transaction, ~5 ms); the answer says how many remain, so callers repeat.
+BULK_REPLAY_LIMIT = 1000
+EXPORT_FIELDS = ["id", "workspace_id", "kind", "source_id", "channel", "flow_id", "error",
+                 "error_code", "attempts", "status", "replay_count", "replay_result",
+                 "replayed_at", "replayed_by", "created_at", "payload"]
+FINISHED_EXECUTION = (Execution.Status.COMPLETED, Execution.Status.FAILED,
+                      Execution.Status.CANCELLED)
+
+Letter = DeadLetter.Status
+
+
+@dataclass(frozen=True)
+class ReplayOutcome:
+    """What replaying one dead letter did: replayed, or refused with the reason."""
+
+    letter_id: int
+    replayed: bool
+    reason: str
+
+
+@dataclass
+class BulkReplayReport:
+    """Counts of a bulk replay, with the first refusals and their reasons."""
+
+    matched: int = 0
+    replayed: int = 0
+    refused: int = 0
+    remaining: int = 0
+    refusals: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the report as the API answers it."""
+        return {"matched": self.matched, "replayed": self.replayed, "refused": self.refused,
+                "remaining": self.remaining, "refusals": self.refusals}
+
+
+class _Refused(Exception):
+    """Internal: the source cannot be replayed (the reason is the message)."""
+
+
+# --- selecting ------------------------------------------------------------------------------
+
+def dead_letters_filter(*, workspace: Workspace | None = None, kind: str = "",
+                        channel: str = "", status: str = "", error_contains: str = "",
+                        since: datetime | None = None, until: datetime | None = None,
+                        flow_id: str = "", source_id: str = "") -> QuerySet[DeadLetter]:
+    """Return the dead letters matching every given filter (empty filters match all)."""
+    queryset = DeadLetter.objects.select_related("workspace")
+    if workspace is not None:
+        queryset = queryset.filter(workspace=workspace)
+    exact = {"kind": kind, "channel": channel, "status": status, "flow_id": flow_id,
+             "source_id": source_id}
+    queryset = queryset.filter(**{name: value for name, value in exact.items() if value})
+    if error_contains:
+        queryset = queryset.filter(Q(error__icontains=error_contains)
+                                   | Q(error_code__icontains=error_contains))
+    if since is not None:
+        queryset = queryset.filter(created_at__gte=since)
+    if until is not None:
+        queryset = queryset.filter(created_at__lt=until)
+    return queryset
+
+
+# --- replay ---------------------------------------------------------------------------------
+
+def dead_letter_replay(*, letter_id: int, actor: str = "") -> ReplayOutcome:
+    """Replay one dead letter once: re-queue its failed message or retry its failed step.
+
+    A letter that is not `open` (already replayed, or discarded) is refused, as is one whose
+    source is no longer failed; the refusal reason is returned and stored in replay_result.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        letter = DeadLetter.objects.select_for_update().filter(pk=letter_id).first()
+        if letter is None:
+            return ReplayOutcome(letter_id, False, "No such dead letter.")
+        if letter.status == Letter.REPLAYED:
+            return ReplayOutcome(letter_id, False, _already_replayed(letter))
+        if letter.status == Letter.DISCARDED:
+            return ReplayOutcome(letter_id, False, "Discarded; a discarded entry is not "
+                                                   "replayed.")
+        try:
+            result = (_replay_message(letter, now) if letter.kind == DeadLetter.Kind.MESSAGE
+                      else _replay_step(letter, now, actor))
+        except _Refused as exc:
+            DeadLetter.objects.filter(pk=letter.pk).update(replay_result=f"refused: {exc}")
+            return ReplayOutcome(letter_id, False, str(exc))
+        DeadLetter.objects.filter(pk=letter.pk).update(
+            status=Letter.REPLAYED, replay_count=F("replay_count") + 1, replay_result=result,
+            replayed_at=now, replayed_by=actor[:100])
+    logger.info("dead letter %s replayed by %s: %s", letter_id, actor or "?", result)
+    return ReplayOutcome(letter_id, True, result)
+
+
+def _already_replayed(letter: DeadLetter) -> str:
+    when = letter.replayed_at.isoformat(timespec="seconds") if letter.replayed_at else "?"
+    who = f" by {letter.replayed_by}" if letter.replayed_by else ""
+    return f"Already replayed at {when}{who}: {letter.replay_result}"
+
+
+def _replay_message(letter: DeadLetter, now: datetime) -> str:
+    try:
+        message = Message.objects.select_for_update().filter(pk=letter.source_id).first()
+    except ValidationError:
+        message = None
+    if message is None:
+        raise _Refused("The message no longer exists (purged?).")
+    step = Step.objects.filter(message_id=message.pk).only("pk").first()
+    if step is not None and DeadLetter.objects.filter(kind=DeadLetter.Kind.STEP,
+                                                      source_id=str(step.pk)).exists():
+        # Re-sending the message would not resume the flow, and retrying the step sends a
+        # new message: replaying both would deliver twice.
+        raise _Refused(f"The message belongs to flow step {step.pk}, which failed its "
+                       f"execution; replay that step's dead letter so the flow continues.")
+    budget = settings.MAX_ATTEMPTS.get(message.channel, 3)
+    changed = Message.objects.filter(pk=message.pk, status=MessageStatus.FAILED).update(
+        status=MessageStatus.QUEUED, max_attempts=message.attempts + budget, enqueued_at=now,
+        due_at=now, lease_until=None, rate_slot_at=None, failed_at=None, updated_at=now)
+    if not changed:
+        raise _Refused(f"The message is {message.status}, not failed.")
+    message.status, message.due_at = MessageStatus.QUEUED, now
+    transaction.on_commit(lambda: pipeline.publish([message]))
+    return (f"message {message.pk} queued again (attempt {message.attempts + 1}, "
+            f"{budget} more allowed)")
+
+
+def _replay_step(letter: DeadLetter, now: datetime, actor: str) -> str:
+    try:
+        step = Step.objects.select_for_update().filter(pk=int(letter.source_id)).first()
+    except ValueError:
+        step = None
+    if step is None:
+        raise _Refused("The step no longer exists (purged?).")
+    failed_message_id = step.message_id
+    try:
+        engine.step_retry(step=step)
+    except engine.NotRetryable as exc:
+        raise _Refused(f"The step is {step.status}: {exc}") from exc
+    if failed_message_id is not None:
+        DeadLetter.objects.filter(kind=DeadLetter.Kind.MESSAGE, source_id=str(failed_message_id),
+                                  status=Letter.OPEN).update(
+            status=Letter.REPLAYED, replayed_at=now, replayed_by=actor[:100],
+            replay_result=f"superseded: step {step.pk} was retried (it sends a new message)")
+    return f"step {step.pk} retried; execution {step.execution_id} resumes at {step.node_id}"
+
+
+def dead_letters_replay(*, queryset: QuerySet[DeadLetter], actor: str = "",
+                        limit: int | None = None,
+                        on_progress: Callable[[int, int, ReplayOutcome], None] | None = None,
+                        ) -> BulkReplayReport:
+    """Replay each dead letter of the queryset, oldest first, each in its own transaction.
+
+    Only `open` entries are replayed (others are counted as refused by the per-entry rule).
+    `on_progress(done, total, outcome)` is called after each entry.
+    """
+    ids = list(queryset.order_by("created_at", "id").values_list("pk", flat=True))
+    report = BulkReplayReport(matched=len(ids))
+    chosen = ids if limit is None else ids[:limit]
+    report.remaining = len(ids) - len(chosen)
+    for done, letter_id in enumerate(chosen, start=1):
+        outcome = dead_letter_replay(letter_id=letter_id, actor=actor)
+        if outcome.replayed:
+            report.replayed += 1
+        else:
+            report.refused += 1
+            if len(report.refusals) < 100:
+                report.refusals.append({"id": letter_id, "reason": outcome.reason})
+        if on_progress is not None:
+            on_progress(done, len(chosen), outcome)
+    return report
+
+
+def dead_letter_discard(*, letter_id: int, actor: str = "") -> bool:
+    """Mark an open dead letter discarded (kept for history, never replayed); False if not open."""
+    return bool(DeadLetter.objects.filter(pk=letter_id, status=Letter.OPEN).update(
+        status=Letter.DISCARDED, replay_result="discarded", replayed_at=timezone.now(),
+        replayed_by=actor[:100]))
+
+
+def dead_letters_discard(*, queryset: QuerySet[DeadLetter], actor: str = "") -> int:
+    """Discard every open dead letter of the queryset; return how many."""
+    return queryset.filter(status=Letter.OPEN).update(
+        status=Letter.DISCARDED, replay_result="discarded", replayed_at=timezone.now(),
+        replayed_by=actor[:100])
+
+
+# --- export ---------------------------------------------------------------------------------
+
+def _export_row(letter: DeadLetter) -> dict[str, Any]:
+    row = {name: getattr(letter, name) for name in EXPORT_FIELDS}
+    for name in ("replayed_at", "created_at"):
+        row[name] = row[name].isoformat() if row[name] else None
+    row["workspace_id"] = str(row["workspace_id"])
+    return row
+
+
+def dead_letters_export(*, queryset: QuerySet[DeadLetter], fmt: str) -> Iterator[str]:
+    """Yield the dead letters as CSV (payload as JSON text) or as one JSON array, in chunks.
+
+    Rows are read with a server-side cursor, so exports of any size use constant memory.
+    """
+    if fmt not in ("csv", "json"):
+        raise ValueError("format must be csv or json")
+    rows = queryset.order_by("created_at", "id").iterator(chunk_size=500)
+    if fmt == "json":
+        yield "["
+        for index, letter in enumerate(rows):
+            yield ("," if index else "") + json.dumps(_export_row(letter), default=str)
+        yield "]\n"
+        return
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=EXPORT_FIELDS)
+    writer.writeheader()
+    for letter in rows:
+        row = _export_row(letter)
+        row["payload"] = json.dumps(row["payload"], default=str)
+        writer.writerow({name: _spreadsheet_safe(value) for name, value in row.items()})
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+    yield buffer.getvalue()
+
+
+def _spreadsheet_safe(value: Any) -> Any:
+    """Quote text a spreadsheet would run as a formula (provider errors are untrusted).
+
+    https://owasp.org/www-community/attacks/CSV_Injection
+    """
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+# --- stuck work -------------------------------------------------------------------------------
+
+def stuck_report(*, now: datetime | None = None) -> dict[str, int]:
+    """Count what the sweepers would repair right now (nothing is changed)."""
+    now = now or timezone.now()
+    stale = now - timedelta(seconds=settings.REQUEUE_AFTER_SECONDS)
+    messages = Message.objects
+    return {
+        "expired_leases": messages.filter(status=MessageStatus.SENDING,
+                                          lease_until__lt=now).count(),
+        "stale_queued": messages.filter(status=MessageStatus.QUEUED).filter(
+            Q(enqueued_at__lt=stale) | Q(enqueued_at__isnull=True)).count(),
+        "stuck_executions": Execution.objects.filter(
+            status=Execution.Status.RUNNING, updated_at__lt=stale).exclude(
+            lease_until__gt=now).count(),
+        "orphan_steps": Step.objects.filter(status=Step.Status.WAITING, message__status__in=[
+            MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.UNDELIVERED,
+            MessageStatus.FAILED]).count(),
+    }
+
+
+def stuck_requeue(*, now: datetime | None = None) -> dict[str, dict[str, int]]:
+    """Run the message and flow sweepers once, now; return what was found and repaired."""
+    found = stuck_report(now=now)
+    return {"found": found, "messages": pipeline.sweep(now=now),
+            "flows": engine.sweep(now=now)}
+
+
+# --- retention ------------------------------------------------------------------------------
+
+def _schedule_runs(cutoff: datetime) -> QuerySet | None:
+    """Return the schedule runs older than the cutoff, or None where runs are not recorded."""
+    try:
+        model = apps.get_model("flows", "ScheduleRun")
+        model._meta.get_field("occurrence_at")
+    except (LookupError, FieldDoesNotExist):
+        return None
+    return model.objects.filter(occurrence_at__lt=cutoff)
+
+
+def _purgeable(cutoff: datetime) -> dict[str, QuerySet]:
+    """Return, per kind, the rows past retention (entries still open for replay are kept)."""
+    open_letters = DeadLetter.objects.filter(status=Letter.OPEN)
+    open_messages = [source for source in open_letters.filter(
+        kind=DeadLetter.Kind.MESSAGE).values_list("source_id", flat=True) if _is_uuid(source)]
+    open_steps = [int(source) for source in open_letters.filter(
+        kind=DeadLetter.Kind.STEP).values_list("source_id", flat=True) if source.isdigit()]
+    kept_executions = Step.objects.filter(pk__in=open_steps).values("execution_id")
+    querysets: dict[str, QuerySet] = {
+        "messages": Message.objects.filter(status__in=FINAL_STATUSES, updated_at__lt=cutoff)
+        .exclude(pk__in=open_messages),
+        "executions": Execution.objects.filter(status__in=FINISHED_EXECUTION,
+                                               updated_at__lt=cutoff)
+        .exclude(pk__in=kept_executions),
+        "dead_letters": DeadLetter.objects.exclude(status=Letter.OPEN)
+        .filter(created_at__lt=cutoff),
+        "alert_events": AlertEvent.objects.filter(resolved_at__lt=cutoff),
+    }
+    runs = _schedule_runs(cutoff)
+    if runs is not None:
+        querysets["schedule_runs"] = runs
+    return querysets
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
+
+
+def history_purge(*, older_than: timedelta, now: datetime | None = None,
+                  dry_run: bool = False,
+                  on_batch: Callable[[str, int], None] | None = None) -> dict[str, int]:
+    """Delete finished history older than `older_than`, PURGE_BATCH parents at a time.
+
+    Final messages (with their delivery attempts), finished executions (with their steps),
+    schedule runs (when flows records them), replayed/discarded dead letters and resolved
+    alert events. Messages and steps of open dead letters are kept so they stay replayable.
+    Return the deleted (or, with dry_run, deletable) rows per model label.
+    """
+    cutoff = (now or timezone.now()) - older_than
+    totals: dict[str, int] = {}
+    for kind, queryset in _purgeable(cutoff).items():
+        if dry_run:
+            totals[queryset.model._meta.label] = queryset.count()
+            continue
+        for label, count in _delete_in_batches(queryset, kind, on_batch).items():
+            totals[label] = totals.get(label, 0) + count
+    return totals
+
+
+def _delete_in_batches(queryset: QuerySet, kind: str,
+                       on_batch: Callable[[str, int], None] | None) -> dict[str, int]:
+    totals: dict[str, int] = {queryset.model._meta.label: 0}
+    while True:
+        ids = list(queryset.values_list("pk", flat=True)[:PURGE_BATCH])
+        if not ids:
+            return totals
+        with transaction.atomic():
+            _, per_model = queryset.model.objects.filter(pk__in=ids).delete()
+        for label, count in per_model.items():
+            totals[label] = totals.get(label, 0) + count
+        if on_batch is not None:
+            on_batch(kind, len(ids))
+
+
+def parse_age(text: str) -> timedelta:
+    """Parse "30d", "12h", "90m", "45s" or "2w" into a timedelta (ValueError otherwise)."""
+    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+    text = (text or "").strip().lower()
+    if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
+        raise ValueError(f"expected a duration such as 30d, 12h or 90m, got {text!r}")
+    return timedelta(**{units[text[-1]]: int(text[:-1])})
+
+
+def actor_for(kind: str, name: Any) -> str:
+    """Return the replayed_by text for an actor: "api:<prefix>", "admin:<user>", "command"."""
+    return f"{kind}:{name}" if name else kind
+

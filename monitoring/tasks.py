@@ -1,0 +1,18 @@
+"""Celery tasks of monitoring (thin: call one service)."""
+from __future__ import annotations
+
+from celery import shared_task
+
+from monitoring import alerts, health
+
+
+@shared_task(name="monitoring.tasks.evaluate_alerts")
+def evaluate_alerts() -> dict[str, int]:
+    """Evaluate every enabled alert rule once (beat runs this every minute)."""
+    return alerts.alerts_evaluate()
+
+
+@shared_task(name="monitoring.tasks.heartbeat", acks_late=False)
+def heartbeat(queue: str = "default") -> None:
+    """Record that a worker consumed this queue's heartbeat (see monitoring.health)."""
+    health.heartbeat_record(queue=queue)
