@@ -1,6 +1,7 @@
 """Settings for the whole service, read from the environment (see .env.example)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -266,7 +267,8 @@ RATE_LIMITS = {
     "webhook": env_str("RATE_LIMIT_WEBHOOK"),
 }
 # Per API key request limit (429 with Retry-After beyond it); empty disables.
-API_RATE_LIMIT = env_str("API_RATE_LIMIT", "50/s burst 100")
+# (Read directly: set but empty means "no limit", which env_str would turn into the default.)
+API_RATE_LIMIT = os.environ.get("API_RATE_LIMIT", "50/s burst 100")
 # How long a worker owns a claimed message; after that the sweeper takes it back. Longer
 # than the slowest provider call (connect + read timeout) by a wide margin.
 DELIVERY_LEASE_SECONDS = env_int("DELIVERY_LEASE_SECONDS", 90)

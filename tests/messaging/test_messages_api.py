@@ -240,3 +240,8 @@ def test_validate_checks_like_create_and_writes_nothing(api):
     bad = api.post("/api/v1/messages/validate", {**SMS, "to": "1"}, format="json")
     assert bad.status_code == 400 and "to" in bad.json()["error"]["fields"]
     assert Message.objects.count() == 0
+
+
+def test_an_empty_api_rate_limit_disables_the_throttle(api, settings):
+    settings.API_RATE_LIMIT = ""
+    assert {api.get("/api/v1/messages").status_code for _ in range(120)} == {200}

@@ -8,12 +8,13 @@ from django.core.management.base import BaseCommand
 from django.db import DatabaseError, close_old_connections
 
 from flows.engine import dispatch_timers
+from flows.schedules import schedules_fire_due
 from messaging.pipeline import DISPATCH_BATCH, dispatch_due
 
 
 class Command(BaseCommand):
     help = ("Publish due timers continuously (scheduled sends, retries, rate-limit slots, "
-            "flow delays and wait timeouts). "
+            "flow delays and wait timeouts, cron schedules). "
             "Run one per machine or more; they share the work with SKIP LOCKED.")
 
     def add_arguments(self, parser) -> None:
@@ -34,7 +35,7 @@ class Command(BaseCommand):
 
     def _pass(self) -> int:
         try:
-            return dispatch_due() + dispatch_timers()
+            return dispatch_due() + dispatch_timers() + schedules_fire_due()[1]
         except DatabaseError as exc:  # database restarting: wait and reconnect
             self.stderr.write(f"dispatcher: database error, retrying: {exc}")
             close_old_connections()
