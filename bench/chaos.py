@@ -130,20 +130,23 @@ class Run:
                 on_progress(offset + len(items))
 
     def drain(self, timeout: float = 600) -> dict[str, Any]:
-        """Wait until every accepted message reached the provider (or time runs out)."""
+        """Wait until every accepted message reached the provider and is recorded `sent`
+        (a worker killed after the call leaves it `sending` until the sweeper takes it back
+        and it is sent again, deduplicated), or until time runs out."""
+        from messaging.models import Message
+
         wanted = set(self.accepted)
         deadline = time.monotonic() + timeout
         received: set[str] = set()
         while time.monotonic() < deadline:
             received = {r["key"] for r in self.cluster.stub_records()}
-            if wanted <= received:
+            if wanted <= received and Message.objects.filter(
+                    pk__in=self.accepted, status="sent").count() == len(wanted):
                 break
             time.sleep(1)
         done = time.time()
         self.stop.set()
         stats = self.cluster.stub_stats()
-        from messaging.models import Message
-
         persisted = set(map(str, Message.objects.filter(pk__in=self.accepted)
                             .values_list("pk", flat=True)))
         sent = Message.objects.filter(pk__in=self.accepted, status="sent").count()
