@@ -30,7 +30,7 @@ from bench.load import Client
 CHAOS_ENV = {
     "DELIVERY_LEASE_SECONDS": "10", "REQUEUE_AFTER_SECONDS": "10",
     "PROVIDER_TIMEOUT_SECONDS": "2", "PROVIDER_CONNECT_TIMEOUT_SECONDS": "1",
-    "RETRY_BASE_SECONDS": "1", "RETRY_CAP_SECONDS": "8", "MAX_ATTEMPTS_SMS": "12",
+    "RETRY_BASE_SECONDS": "1", "RETRY_CAP_SECONDS": "20", "MAX_ATTEMPTS_SMS": "15",
 }
 SWEEP_EVERY = 2.0  # the driver runs the sweepers this often (beat does it every 15 s)
 
