@@ -23,7 +23,8 @@ from django.utils import timezone
 from flows import nodes, walker
 from flows.graph import Graph, parse
 from flows.models import Execution, FlowVersion, Step
-from messaging.models import Contact, Message, MessageStatus
+from messaging.models import Message, MessageStatus
+from messaging.templating import contact_context
 from monitoring.models import DeadLetter
 
 logger = logging.getLogger(__name__)
@@ -54,13 +55,6 @@ def lease_seconds() -> int:
 
 
 # --- context ------------------------------------------------------------------------------
-
-def contact_context(contact: Contact) -> dict[str, Any]:
-    return {"id": str(contact.id), "external_id": contact.external_id or "",
-            "first_name": contact.first_name, "last_name": contact.last_name,
-            "phone": contact.phone, "email": contact.email, "timezone": contact.timezone,
-            "attributes": contact.attributes or {}}
-
 
 # --- publishing ---------------------------------------------------------------------------
 

@@ -31,7 +31,7 @@ from messaging.models import (
 )
 from messaging.providers.base import Outbound, ProviderError, Receipt
 from messaging.providers.registry import provider_for
-from messaging.templating import render, render_data
+from messaging.templating import contact_context, render, render_data
 from monitoring.models import DeadLetter
 
 logger = logging.getLogger(__name__)
@@ -347,12 +347,7 @@ def render_context(message: Message) -> dict[str, Any]:
     contact = message.contact
     context: dict[str, Any] = {"metadata": message.metadata or {}}
     if contact is not None:
-        context["contact"] = {
-            "id": str(contact.id), "external_id": contact.external_id or "",
-            "first_name": contact.first_name, "last_name": contact.last_name,
-            "phone": contact.phone, "email": contact.email, "timezone": contact.timezone,
-            "attributes": contact.attributes or {},
-        }
+        context["contact"] = contact_context(contact)
     context.update((message.metadata or {}).get("_context") or {})
     return context
 

@@ -15,6 +15,14 @@ VARIABLE = re.compile(r"{{\s*([A-Za-z_][\w]*(?:\.[\w-]+)*)\s*}}")
 _MISSING = object()
 
 
+def contact_context(contact: Any) -> dict[str, Any]:
+    """Return what templates and flow conditions see of a contact."""
+    return {"id": str(contact.id), "external_id": contact.external_id or "",
+            "first_name": contact.first_name, "last_name": contact.last_name,
+            "phone": contact.phone, "email": contact.email, "timezone": contact.timezone,
+            "attributes": contact.attributes or {}}
+
+
 def lookup(context: dict[str, Any], path: str) -> Any:
     """Return the value at a dotted path (dict keys or list indexes), or a sentinel."""
     value: Any = context
