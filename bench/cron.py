@@ -14,9 +14,9 @@ from bench.harness import Cluster
 def cron(cluster: Cluster, n: int, row: Callable[..., None]) -> None:
     from django.utils import timezone
 
+    from core.models import Contact
     from flows import schedules, services
     from flows.models import Execution, Flow, ScheduleRun
-    from messaging.models import Contact
 
     print(f"cron: {n} schedules due in the same minute, two beat processes", flush=True)
     workspace, _ = cluster.workspace("cron")

@@ -173,7 +173,7 @@ class Cluster:
 
     def workspace(self, name: str = "bench", rate_limits: dict | None = None) -> tuple[Any, str]:
         """Create a workspace sending SMS/email to the stub; return it and an API key."""
-        from messaging.services import api_key_create, workspace_create
+        from core.services import api_key_create, workspace_create
 
         workspace = workspace_create(name=name, settings_={"providers": {
             "sms": {"name": "http", "api_url": self.stub_url},

@@ -296,9 +296,9 @@ def flows(cluster: Cluster, n: int) -> None:
 
     from django.db.models import F, Max, Min
 
+    from core.models import Contact
     from flows import services
     from flows.models import BulkStart, Execution, Flow, Step
-    from messaging.models import Contact
 
     print(f"flows: light and send flows for {n} contacts; bulk start of {2 * n}", flush=True)
     workspace, _ = cluster.workspace("flows")

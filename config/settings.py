@@ -40,9 +40,12 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "django_celery_beat",
+    # The apps in layers, bottom first: each imports only those listed above it.
+    "core",
     "messaging",
     "flows",
     "monitoring",
+    "processes",
 ]
 
 MIDDLEWARE = [
@@ -157,18 +160,18 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {}
 
 # --- REST API -------------------------------------------------------------------------
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["messaging.auth.ApiKeyAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["messaging.auth.HasWorkspace"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["core.auth.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["core.auth.HasWorkspace"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "DEFAULT_PAGINATION_CLASS": "config.api.Pagination",
+    "DEFAULT_PAGINATION_CLASS": "core.api.Pagination",
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.SearchFilter",
         "rest_framework.filters.OrderingFilter",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "config.api.exception_handler",
+    "EXCEPTION_HANDLER": "core.api.exception_handler",
     # Per API key, atomic in Redis (API_RATE_LIMIT); answers 429 with Retry-After.
     "DEFAULT_THROTTLE_CLASSES": ["messaging.ratelimit.ApiKeyRateThrottle"],
     "UNAUTHENTICATED_USER": None,

@@ -22,5 +22,5 @@ urlpatterns = [
     path("api/", include("messaging.api.compat_urls")),
 ]
 
-handler404 = "config.api.json_404"
-handler500 = "config.api.json_500"
+handler404 = "core.api.json_404"
+handler500 = "core.api.json_500"

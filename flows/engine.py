@@ -20,12 +20,12 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from core.models import DeadLetter
 from flows import nodes, walker
 from flows.graph import Graph, parse
 from flows.models import Execution, FlowVersion, Step
 from messaging.models import Message, MessageStatus
 from messaging.templating import contact_context
-from monitoring.models import DeadLetter
 
 logger = logging.getLogger(__name__)
 

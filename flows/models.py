@@ -18,7 +18,7 @@ class Flow(models.Model):
         ARCHIVED = "archived"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    workspace = models.ForeignKey("messaging.Workspace", on_delete=models.CASCADE,
+    workspace = models.ForeignKey("core.Workspace", on_delete=models.CASCADE,
                                   related_name="flows")
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True, default="")
@@ -87,12 +87,12 @@ class Execution(models.Model):
         API = "api"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    workspace = models.ForeignKey("messaging.Workspace", on_delete=models.CASCADE,
+    workspace = models.ForeignKey("core.Workspace", on_delete=models.CASCADE,
                                   related_name="executions")
     flow = models.ForeignKey(Flow, on_delete=models.CASCADE, related_name="executions")
     version = models.ForeignKey(FlowVersion, on_delete=models.PROTECT,
                                 related_name="executions")
-    contact = models.ForeignKey("messaging.Contact", on_delete=models.CASCADE,
+    contact = models.ForeignKey("core.Contact", on_delete=models.CASCADE,
                                 related_name="executions")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
     source = models.CharField(max_length=10, choices=Source.choices, default=Source.API)
@@ -187,7 +187,7 @@ class BulkStart(models.Model):
         FAILED = "failed"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    workspace = models.ForeignKey("messaging.Workspace", on_delete=models.CASCADE)
+    workspace = models.ForeignKey("core.Workspace", on_delete=models.CASCADE)
     flow = models.ForeignKey(Flow, on_delete=models.CASCADE, related_name="bulk_starts")
     source = models.CharField(max_length=10, default="api")
     contact_ids = models.JSONField(null=True, blank=True)
@@ -217,7 +217,7 @@ class FlowSchedule(models.Model):
         RUN_ONCE = "run_once"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    workspace = models.ForeignKey("messaging.Workspace", on_delete=models.CASCADE,
+    workspace = models.ForeignKey("core.Workspace", on_delete=models.CASCADE,
                                   related_name="flow_schedules")
     flow = models.ForeignKey(Flow, on_delete=models.CASCADE, related_name="schedules")
     cron = models.CharField(max_length=120)  # as given: 5 fields or an alias like @daily

@@ -14,13 +14,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import ApiError, StrictCharField, error_body
+from core.api import ApiError, StrictCharField, error_body
+from core.auth import workspace_of
+from core.models import Contact, Workspace
 from flows import schedules
 from flows.models import Flow, FlowSchedule, ScheduleRun
 from flows.rules import validate_rules
 from messaging.api.idempotency import idempotent
-from messaging.auth import workspace_of
-from messaging.models import Contact, Workspace
 
 MAX_AUDIENCE_IDS = 100_000
 AUDIENCE_HELP = ('Give {"contact_id": id}, {"contact_ids": [id, ...]} or '

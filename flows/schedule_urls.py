@@ -1,7 +1,7 @@
 """Routes of the schedules API (included under /api/v1/ after flows.api.urls)."""
 from django.urls import re_path
 
-from config.api import Router
+from core.api import Router
 from flows.schedule_api import FlowScheduleView, ScheduleViewSet, ValidateCronView
 
 router = Router()

@@ -38,9 +38,9 @@ from django.db.models import F, Q
 from django.utils.timezone import now as timezone_now
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
+from core.models import Contact, Workspace
 from flows import services
 from flows.models import BulkStart, Execution, Flow, FlowSchedule, ScheduleRun
-from messaging.models import Contact, Workspace
 
 logger = logging.getLogger(__name__)
 

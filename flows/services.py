@@ -7,11 +7,11 @@ from django.db import transaction
 from django.db.models import Count, Max, Q, QuerySet
 from django.utils import timezone
 
+from core.models import Contact, Workspace
 from flows import engine
 from flows.graph import GraphError, parse, validate
 from flows.models import BulkStart, Execution, Flow, FlowVersion
 from flows.rules import evaluate
-from messaging.models import Contact, Workspace
 
 # One bulk-start batch: one query for the contacts, one for their live executions, one
 # bulk INSERT and N publishes; ~50 ms per 500 contacts on PostgreSQL.

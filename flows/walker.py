@@ -16,11 +16,11 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from core.models import Contact, DeadLetter
 from flows import nodes
 from flows.graph import Graph
 from flows.models import Execution, Step
-from messaging.models import Contact, Message
-from monitoring.models import DeadLetter
+from messaging.models import Message
 
 ExecStatus = Execution.Status
 StepStatus = Step.Status

@@ -1,107 +1,13 @@
-"""Workspaces, API keys and contacts: the tenancy spine every other row hangs from."""
+"""Messages, their delivery attempts and stored idempotent answers."""
 from __future__ import annotations
 
-import base64
-import secrets
 import uuid
-import zoneinfo
 
-from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import Q
 
-
-def validate_timezone(value: str) -> None:
-    """Refuse names that are not IANA time zones."""
-    if value not in zoneinfo.available_timezones():
-        raise ValidationError(f"'{value}' is not a valid IANA time zone.")
-
-
-def new_webhook_secret() -> str:
-    """Return a fresh Standard Webhooks secret: whsec_ + base64 of 32 random bytes."""
-    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
-
-
-class Workspace(models.Model):
-    """A tenant: every row in the service belongs to exactly one workspace."""
-
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    name = models.CharField(max_length=200)
-    slug = models.SlugField(max_length=100, unique=True)
-    timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
-    # Per-workspace overrides: {"rate_limits": {"sms": {"per_second": 5}}, "providers": {...}}
-    settings = models.JSONField(default=dict, blank=True)
-    is_active = models.BooleanField(default=True)
-    # Standard Webhooks signing secret ("whsec_<base64>"); during a rotation the previous
-    # one signs too, so receivers can switch over without dropping deliveries.
-    webhook_secret = models.CharField(max_length=100, default=new_webhook_secret)
-    webhook_secret_previous = models.CharField(max_length=100, blank=True, default="")
-    webhook_secret_rotated_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        ordering = ["name"]
-
-    def __str__(self) -> str:
-        return f"{self.name} ({self.slug})"
-
-
-class ApiKey(models.Model):
-    """A workspace API key; only its SHA-256 is stored, the secret is shown once."""
-
-    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="api_keys")
-    name = models.CharField(max_length=100, default="default")
-    prefix = models.CharField(max_length=16, unique=True)
-    hashed_key = models.CharField(max_length=64)
-    created_at = models.DateTimeField(auto_now_add=True)
-    last_used_at = models.DateTimeField(null=True, blank=True)
-    revoked_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at"]
-        verbose_name = "API key"
-
-    def __str__(self) -> str:
-        return f"{self.prefix}… ({self.name})"
-
-    @property
-    def is_active(self) -> bool:
-        return self.revoked_at is None
-
-
-class Contact(models.Model):
-    """A person a workspace sends to; phone is stored in E.164."""
-
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="contacts")
-    external_id = models.CharField(max_length=200, null=True, blank=True)
-    first_name = models.CharField(max_length=100, blank=True, default="")
-    last_name = models.CharField(max_length=100, blank=True, default="")
-    phone = models.CharField(max_length=20, blank=True, default="", db_index=True)
-    email = models.EmailField(blank=True, default="", db_index=True)
-    timezone = models.CharField(max_length=64, blank=True, default="",
-                                validators=[validate_timezone])
-    attributes = models.JSONField(default=dict, blank=True)
-    sms_subscribed = models.BooleanField(default=True)
-    email_subscribed = models.BooleanField(default=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        ordering = ["-created_at"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["workspace", "external_id"],
-                condition=Q(external_id__isnull=False),
-                name="contact_external_id_unique_per_workspace",
-            )
-        ]
-        indexes = [models.Index(fields=["workspace", "-created_at"])]
-
-    def __str__(self) -> str:
-        return self.external_id or self.phone or self.email or str(self.id)
+from core.models import Contact, Workspace
 
 
 class Channel(models.TextChoices):

@@ -19,20 +19,18 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from core.models import Contact, DeadLetter, Workspace
 from messaging import ratelimit
 from messaging.models import (
     CANCELLABLE_STATUSES,
     TIMER_STATUSES,
-    Contact,
     DeliveryAttempt,
     Message,
     MessageStatus,
-    Workspace,
 )
 from messaging.providers.base import Outbound, ProviderError, Receipt
 from messaging.providers.registry import provider_for
 from messaging.templating import contact_context, render, render_data
-from monitoring.models import DeadLetter
 
 logger = logging.getLogger(__name__)
 

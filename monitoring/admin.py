@@ -6,8 +6,9 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, StreamingHttpResponse
 
+from core.models import DeadLetter
 from monitoring import alerts, services
-from monitoring.models import AlertEvent, AlertRule, DeadLetter
+from monitoring.models import AlertEvent, AlertRule
 
 
 def _actor(request: HttpRequest) -> str:

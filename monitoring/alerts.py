@@ -28,11 +28,12 @@ from django.db import transaction
 from django.db.models import Avg, Count, F, Q
 from django.utils import timezone
 
+from core.models import DeadLetter
 from flows.models import Execution
 from messaging import pipeline
 from messaging.models import TIMER_STATUSES, Message, MessageStatus
 from messaging.ssrf import UnsafeURL, check_url_literal
-from monitoring.models import AlertEvent, AlertRule, DeadLetter
+from monitoring.models import AlertEvent, AlertRule
 from monitoring.selectors import rate_limit_events_since
 
 logger = logging.getLogger(__name__)

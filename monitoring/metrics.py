@@ -40,11 +40,12 @@ from prometheus_client.core import (
     Metric,
 )
 
+from core.models import DeadLetter, Workspace
 from flows.models import Execution, Step
 from messaging import ratelimit
-from messaging.models import DeliveryAttempt, Message, Workspace
+from messaging.models import DeliveryAttempt, Message
 from monitoring import health, selectors
-from monitoring.models import AlertEvent, DeadLetter
+from monitoring.models import AlertEvent
 
 logger = logging.getLogger(__name__)
 

@@ -1,43 +1,7 @@
-"""Dead letters: what failed for good, with enough to replay it."""
+"""Alert rules and the incidents they raise."""
 from __future__ import annotations
 
 from django.db import models
-
-
-class DeadLetter(models.Model):
-    class Kind(models.TextChoices):
-        MESSAGE = "message"
-        STEP = "step"
-
-    class Status(models.TextChoices):
-        OPEN = "open"
-        REPLAYED = "replayed"
-        DISCARDED = "discarded"
-
-    workspace = models.ForeignKey("messaging.Workspace", on_delete=models.CASCADE,
-                                  related_name="dead_letters")
-    kind = models.CharField(max_length=10, choices=Kind.choices)
-    source_id = models.CharField(max_length=64, db_index=True)  # message or step id
-    channel = models.CharField(max_length=10, blank=True, default="")
-    flow_id = models.CharField(max_length=64, blank=True, default="")
-    error = models.TextField(blank=True, default="")
-    error_code = models.CharField(max_length=50, blank=True, default="")
-    attempts = models.PositiveIntegerField(default=0)
-    payload = models.JSONField(default=dict)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
-    replay_count = models.PositiveIntegerField(default=0)
-    replay_result = models.TextField(blank=True, default="")
-    replayed_at = models.DateTimeField(null=True, blank=True)
-    # Who replayed or discarded it: "api:<key prefix>", "admin:<username>", "command".
-    replayed_by = models.CharField(max_length=100, blank=True, default="")
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["-created_at"]
-        indexes = [models.Index(fields=["workspace", "status", "-created_at"])]
-
-    def __str__(self) -> str:
-        return f"{self.kind} {self.source_id} ({self.status})"
 
 
 class AlertRule(models.Model):
@@ -56,7 +20,7 @@ class AlertRule(models.Model):
         WEBHOOK = "webhook"
         SLACK = "slack"
 
-    workspace = models.ForeignKey("messaging.Workspace", on_delete=models.CASCADE,
+    workspace = models.ForeignKey("core.Workspace", on_delete=models.CASCADE,
                                   related_name="alert_rules")
     flow = models.ForeignKey("flows.Flow", on_delete=models.CASCADE, null=True, blank=True,
                              related_name="alert_rules")
@@ -94,7 +58,7 @@ class AlertEvent(models.Model):
     """One incident of a rule: triggered, maybe notified, later resolved."""
 
     rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="events")
-    workspace = models.ForeignKey("messaging.Workspace", on_delete=models.CASCADE,
+    workspace = models.ForeignKey("core.Workspace", on_delete=models.CASCADE,
                                   related_name="alert_events")
     value = models.FloatField()
     threshold = models.FloatField()

@@ -18,9 +18,10 @@ from django.db.models import Count, Min, Q, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from core.models import Workspace
 from flows.models import Execution
 from messaging import ratelimit
-from messaging.models import TIMER_STATUSES, Message, MessageStatus, Workspace
+from messaging.models import TIMER_STATUSES, Message, MessageStatus
 from monitoring import health
 
 logger = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ def broker_depths() -> dict[str, int | None]:
 
 def _depths_via_kombu() -> dict[str, int | None]:
     """Ask a non-Redis broker (AMQP) for each queue's message count."""
-    from config.celery import app
+    from celery import current_app as app
 
     depths: dict[str, int | None] = dict.fromkeys(QUEUES)
     try:

@@ -28,11 +28,12 @@ from django.db import transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
+from core.models import DeadLetter, Workspace
 from flows import engine
 from flows.models import Execution, Step
 from messaging import pipeline
-from messaging.models import FINAL_STATUSES, Message, MessageStatus, Workspace
-from monitoring.models import AlertEvent, DeadLetter
+from messaging.models import FINAL_STATUSES, Message, MessageStatus
+from monitoring.models import AlertEvent
 
 logger = logging.getLogger(__name__)
 

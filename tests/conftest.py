@@ -33,7 +33,7 @@ def workspace(db):
 
 @pytest.fixture
 def api_key(workspace) -> str:
-    from messaging.services import api_key_create
+    from core.services import api_key_create
 
     _, secret = api_key_create(workspace=workspace)
     return secret
@@ -50,7 +50,7 @@ def api(api_key) -> APIClient:
 @pytest.fixture
 def other_api(db) -> APIClient:
     """An API client of a second, unrelated workspace."""
-    from messaging.services import api_key_create
+    from core.services import api_key_create
 
     _, secret = api_key_create(workspace=WorkspaceFactory())
     client = APIClient()

@@ -11,10 +11,11 @@ import factory
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
+from core.models import Contact, DeadLetter, Workspace
 from flows import schedules, services
 from flows.models import Execution, Flow, FlowSchedule, FlowVersion, Step
-from messaging.models import Contact, DeliveryAttempt, Message, MessageStatus, Workspace
-from monitoring.models import AlertEvent, AlertRule, DeadLetter
+from messaging.models import DeliveryAttempt, Message, MessageStatus
+from monitoring.models import AlertEvent, AlertRule
 
 PASSWORD = "dashboard-test-password"
 

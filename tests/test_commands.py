@@ -6,7 +6,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
-from messaging.models import Workspace
+from core.models import Workspace
 
 pytestmark = pytest.mark.django_db
 

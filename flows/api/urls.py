@@ -1,6 +1,6 @@
 from django.urls import path
 
-from config.api import Router
+from core.api import Router
 from flows.api.views import EventView, ExecutionViewSet, FlowViewSet
 
 router = Router()

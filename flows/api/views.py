@@ -11,14 +11,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import ApiError, StrictCharField
+from core.api import ApiError, StrictCharField
+from core.auth import workspace_of
+from core.models import Contact
 from flows import dry_run, engine, services
 from flows.graph import GraphError
 from flows.models import BulkStart, Execution, Flow, FlowVersion, Step
 from flows.rules import validate_rules
 from messaging.api.idempotency import idempotent
-from messaging.auth import workspace_of
-from messaging.models import Contact
 
 TRIGGER_TYPES = ("manual", "event", "schedule")
 

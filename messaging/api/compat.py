@@ -17,12 +17,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import ApiError
+from core.api import ApiError
+from core.auth import workspace_of
+from core.models import Contact
 from messaging import pipeline
 from messaging.api.idempotency import idempotent
 from messaging.api.messages import MAX_DELAY_SECONDS, MessageCreateSerializer
-from messaging.auth import workspace_of
-from messaging.models import Contact, Message, MessageStatus
+from messaging.models import Message, MessageStatus
 
 # The older service's job states (BullMQ) for each message status.
 JOB_STATES = {

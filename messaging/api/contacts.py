@@ -9,10 +9,10 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from messaging.auth import workspace_of
-from messaging.models import Contact, validate_timezone
-from messaging.phones import normalize_phone
-from messaging.services import contact_upsert
+from core.auth import workspace_of
+from core.models import Contact, validate_timezone
+from core.phones import normalize_phone
+from core.services import contact_upsert
 
 
 class ContactSerializer(serializers.ModelSerializer):

@@ -18,7 +18,7 @@ from django.utils import timezone
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from config.api import ApiError
+from core.api import ApiError
 from messaging.models import IdempotencyRecord
 
 # An in-flight record older than this belongs to a request that died; it may be taken over.

@@ -16,12 +16,13 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from config.api import ApiError, StrictCharField
+from core.api import ApiError, StrictCharField
+from core.auth import workspace_of
+from core.models import Contact
+from core.phones import normalize_phone
 from messaging import pipeline
 from messaging.api.idempotency import idempotent
-from messaging.auth import workspace_of
-from messaging.models import Channel, Contact, DeliveryAttempt, Message, Priority
-from messaging.phones import normalize_phone
+from messaging.models import Channel, DeliveryAttempt, Message, Priority
 from messaging.ssrf import UnsafeURL, check_url_literal
 
 # Which content fields each channel takes; anything else is refused, not ignored.

@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import ApiError
+from core.api import ApiError
 from messaging.models import Message, MessageStatus
 from messaging.providers import twilio
 from messaging.providers.registry import provider_for

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from config.api import Router
+from core.api import Router
 from messaging.api.contacts import ContactViewSet
 from messaging.api.messages import MessageViewSet
 from messaging.api.provider_callbacks import TwilioStatusView

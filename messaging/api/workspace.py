@@ -9,8 +9,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from messaging.auth import workspace_of
-from messaging.models import Workspace
+from core.auth import workspace_of
+from core.models import Workspace
 
 SECRET_WORDS = ("token", "key", "password", "secret")
 

@@ -2,7 +2,7 @@
 
 import django.core.serializers.json
 import django.db.models.deletion
-import messaging.models
+import core.models
 import uuid
 from django.db import migrations, models
 
@@ -24,7 +24,7 @@ class Migration(migrations.Migration):
                 ('last_name', models.CharField(blank=True, default='', max_length=100)),
                 ('phone', models.CharField(blank=True, db_index=True, default='', max_length=20)),
                 ('email', models.EmailField(blank=True, db_index=True, default='', max_length=254)),
-                ('timezone', models.CharField(blank=True, default='', max_length=64, validators=[messaging.models.validate_timezone])),
+                ('timezone', models.CharField(blank=True, default='', max_length=64, validators=[core.models.validate_timezone])),
                 ('attributes', models.JSONField(blank=True, default=dict)),
                 ('sms_subscribed', models.BooleanField(default=True)),
                 ('email_subscribed', models.BooleanField(default=True)),
@@ -41,10 +41,10 @@ class Migration(migrations.Migration):
                 ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
                 ('name', models.CharField(max_length=200)),
                 ('slug', models.SlugField(max_length=100, unique=True)),
-                ('timezone', models.CharField(default='UTC', max_length=64, validators=[messaging.models.validate_timezone])),
+                ('timezone', models.CharField(default='UTC', max_length=64, validators=[core.models.validate_timezone])),
                 ('settings', models.JSONField(blank=True, default=dict)),
                 ('is_active', models.BooleanField(default=True)),
-                ('webhook_secret', models.CharField(default=messaging.models.new_webhook_secret, max_length=100)),
+                ('webhook_secret', models.CharField(default=core.models.new_webhook_secret, max_length=100)),
                 ('webhook_secret_previous', models.CharField(blank=True, default='', max_length=100)),
                 ('webhook_secret_rotated_at', models.DateTimeField(blank=True, null=True)),
                 ('created_at', models.DateTimeField(auto_now_add=True)),

@@ -15,7 +15,7 @@ from django.utils.module_loading import import_string
 from messaging.providers.base import Provider
 
 if TYPE_CHECKING:
-    from messaging.models import Workspace
+    from core.models import Workspace
 
 _SMS = {
     "console": "messaging.providers.console.ConsoleProvider",

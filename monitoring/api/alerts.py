@@ -11,8 +11,8 @@ from rest_framework import mixins, serializers, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from core.auth import workspace_of
 from flows.models import Flow
-from messaging.auth import workspace_of
 from messaging.models import Channel
 from monitoring import alerts
 from monitoring.models import AlertEvent, AlertRule

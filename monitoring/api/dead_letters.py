@@ -13,11 +13,11 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from config.api import ApiError
-from messaging.auth import workspace_of
+from core.api import ApiError
+from core.auth import workspace_of
+from core.models import DeadLetter
 from messaging.models import Channel
 from monitoring import services
-from monitoring.models import DeadLetter
 
 
 class DeadLetterSerializer(serializers.ModelSerializer):

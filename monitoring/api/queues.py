@@ -21,10 +21,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import ApiError
+from core.api import ApiError
+from core.auth import ApiKeyAuthentication
+from core.models import ApiKey, Workspace
 from messaging import ratelimit
-from messaging.auth import ApiKeyAuthentication
-from messaging.models import ApiKey, Workspace
 from monitoring import selectors
 
 WINDOW = OpenApiParameter("window", OpenApiTypes.STR,

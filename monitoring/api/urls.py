@@ -1,7 +1,7 @@
 """Monitoring URLs; included at the root, so each path is given in full."""
 from django.urls import path
 
-from config.api import Router
+from core.api import Router
 from monitoring.api.alerts import AlertEventViewSet, AlertRuleViewSet
 from monitoring.api.dead_letters import DeadLetterViewSet
 from monitoring.api.queues import (

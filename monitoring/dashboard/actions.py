@@ -12,12 +12,11 @@ from dataclasses import dataclass
 import redis
 from django.db.models import Model, QuerySet
 
+from core.models import DeadLetter, Workspace
 from flows import engine
 from flows.models import Execution, Step
 from messaging import ratelimit
-from messaging.models import Workspace
 from monitoring import services
-from monitoring.models import DeadLetter
 
 logger = logging.getLogger(__name__)
 

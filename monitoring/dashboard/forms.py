@@ -5,10 +5,10 @@ from typing import Any
 
 from django import forms
 
+from core.models import DeadLetter, Workspace
 from flows.models import Execution, Flow
-from messaging.models import Channel, MessageStatus, Workspace
+from messaging.models import Channel, MessageStatus
 from monitoring.dashboard.selectors import DEFAULT_RANGE, RANGES, REFRESH_CHOICES
-from monitoring.models import DeadLetter
 
 ANY = [("", "any")]
 

@@ -6,8 +6,9 @@ from typing import Any
 
 from django.utils.safestring import SafeString
 
+from core.models import Workspace
 from flows.models import Execution
-from messaging.models import Message, Workspace
+from messaging.models import Message
 from monitoring.dashboard import charts, selectors
 from monitoring.dashboard.selectors import EXECUTION_COLORS, MESSAGE_COLORS, Window
 

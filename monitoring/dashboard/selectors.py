@@ -30,11 +30,12 @@ from django.db.models.functions import Coalesce, Trunc
 from django.urls import reverse
 from django.utils import timezone
 
+from core.models import DeadLetter, Workspace
 from flows.models import Execution, Step
-from messaging.models import Message, MessageStatus, Workspace
+from messaging.models import Message, MessageStatus
 from monitoring import alerts
 from monitoring.dashboard import charts
-from monitoring.models import AlertEvent, AlertRule, DeadLetter
+from monitoring.models import AlertEvent, AlertRule
 
 RANGES: dict[str, tuple[str, timedelta | None]] = {
     "1h": ("Last hour", timedelta(hours=1)),

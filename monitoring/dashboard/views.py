@@ -31,9 +31,10 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
+from core.models import DeadLetter, Workspace
 from flows.models import Execution, Step
 from messaging import ratelimit
-from messaging.models import Message, Workspace
+from messaging.models import Message
 from monitoring import selectors as monitoring_selectors
 from monitoring import services
 from monitoring.dashboard import actions, selectors
@@ -45,7 +46,6 @@ from monitoring.dashboard.forms import (
 )
 from monitoring.dashboard.overview import overview_context
 from monitoring.dashboard.selectors import REFRESH_CHOICES, workspace_tz
-from monitoring.models import DeadLetter
 
 PAGE_SIZE = 25
 RATE_LIMIT_EVENTS = 100

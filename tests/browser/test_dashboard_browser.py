@@ -11,9 +11,9 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
+from core.models import DeadLetter
 from flows.models import Execution
 from messaging.models import MessageStatus
-from monitoring.models import DeadLetter
 from tests.factories import (
     PASSWORD,
     AlertEventFactory,

@@ -5,9 +5,9 @@ import time
 
 import pytest
 
+from core.models import DeadLetter
 from flows.models import Execution, Flow, Step
 from messaging.models import Message
-from monitoring.models import DeadLetter
 from tests.factories import ContactFactory
 from tests.flows.conftest import graph_for
 from tests.support.stub_server import Reply

@@ -15,11 +15,11 @@ from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 from django_celery_beat.schedulers import DatabaseScheduler
 
+from core.models import Contact
 from flows import schedules, services
 from flows.models import BulkStart, Execution, Flow, FlowSchedule, ScheduleRun
 from flows.schedule_tasks import fire_schedule
 from flows.schedules import schedule_fire, schedule_run_advance, schedule_update
-from messaging.models import Contact
 from tests.factories import ContactFactory, FlowFactory, FlowScheduleFactory, WorkspaceFactory
 from tests.support.waiting import wait_until
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth import get_user_model
 
+from core.models import ApiKey, DeadLetter
+from core.services import api_key_create
 from messaging import pipeline
-from messaging.models import ApiKey, Message
-from messaging.services import api_key_create
-from monitoring.models import DeadLetter
+from messaging.models import Message
 
 pytestmark = pytest.mark.django_db
 
@@ -23,16 +23,16 @@ def test_admin_pages_render(staff, workspace):
                                       content={"body": "x"})
     DeadLetter.objects.create(workspace=workspace, kind="message", source_id=str(message.id),
                               error="boom")
-    for url in ["/admin/messaging/workspace/", f"/admin/messaging/workspace/{workspace.id}/change/",
-                "/admin/messaging/apikey/", "/admin/messaging/contact/",
+    for url in ["/admin/core/workspace/", f"/admin/core/workspace/{workspace.id}/change/",
+                "/admin/core/apikey/", "/admin/core/contact/",
                 "/admin/messaging/message/", f"/admin/messaging/message/{message.id}/change/",
-                "/admin/monitoring/deadletter/", "/admin/messaging/idempotencyrecord/"]:
+                "/admin/core/deadletter/", "/admin/messaging/idempotencyrecord/"]:
         assert staff.get(url).status_code == 200, url
 
 
 def test_admin_revokes_keys_and_cancels_messages(staff, workspace):
     key, _ = api_key_create(workspace=workspace)
-    staff.post("/admin/messaging/apikey/", {"action": "revoke", "_selected_action": [key.pk]})
+    staff.post("/admin/core/apikey/", {"action": "revoke", "_selected_action": [key.pk]})
     assert ApiKey.objects.get(pk=key.pk).revoked_at is not None
     message = pipeline.message_create(workspace=workspace, channel="sms", to="+14155552671",
                                       content={"body": "x"})

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 from rest_framework.test import APIClient
 
-from messaging.models import ApiKey
-from messaging.services import api_key_create, api_key_revoke
+from core.models import ApiKey
+from core.services import api_key_create, api_key_revoke
 from tests.factories import ContactFactory
 
 pytestmark = pytest.mark.django_db
@@ -70,7 +70,7 @@ def test_another_workspaces_contact_answers_404(api, other_api, workspace):
 
 
 def test_admin_requires_a_staff_login(client):
-    response = client.get("/admin/messaging/contact/")
+    response = client.get("/admin/core/contact/")
     assert response.status_code == 302
     assert "/admin/login/" in response["Location"]
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from messaging.models import Contact
+from core.models import Contact
 from tests.factories import ContactFactory
 
 pytestmark = pytest.mark.django_db

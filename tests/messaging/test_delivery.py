@@ -8,9 +8,9 @@ import pytest
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
+from core.models import DeadLetter
 from messaging import pipeline
 from messaging.models import DeliveryAttempt, Message
-from monitoring.models import DeadLetter
 from tests.factories import ContactFactory, WorkspaceFactory
 from tests.support.stub_server import Reply
 from tests.support.waiting import wait_until

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
+from core.models import DeadLetter
 from messaging import pipeline
 from messaging.models import DeliveryAttempt, Message, MessageStatus
 from messaging.signals import message_finished
-from monitoring.models import DeadLetter
 from tests.support.stub_server import Reply, StubServer
 from tests.support.waiting import wait_until
 

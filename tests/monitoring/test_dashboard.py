@@ -12,11 +12,11 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from core.models import DeadLetter
 from flows.models import Execution, Step
 from messaging import ratelimit
 from messaging.models import MessageStatus
 from monitoring.dashboard import selectors
-from monitoring.models import DeadLetter
 from tests.factories import (
     PASSWORD,
     AlertEventFactory,

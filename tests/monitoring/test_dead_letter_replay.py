@@ -10,10 +10,10 @@ import pytest
 from django.core.management import call_command
 from django.test import Client
 
+from core.models import DeadLetter
 from flows.models import Execution, Step
 from flows.services import execution_start, flow_set_status
 from messaging.models import Message
-from monitoring.models import DeadLetter
 from tests.factories import ContactFactory, FlowFactory, StaffUserFactory
 from tests.support.stub_server import Reply, StubServer
 from tests.support.waiting import wait_until
@@ -53,7 +53,7 @@ def replay(api, staff) -> Callable[[str], Replayer]:
         return "ok" if "replayed 1," in out.getvalue() else out.getvalue()
 
     def via_admin(letter: DeadLetter) -> str:
-        response = staff.post("/admin/monitoring/deadletter/",
+        response = staff.post("/admin/core/deadletter/",
                               {"action": "retry", "_selected_action": [letter.pk]}, follow=True)
         notes = [str(note) for note in response.context["messages"]]
         return "ok" if "Replayed 1 of 1." in notes else " ".join(notes)

@@ -9,8 +9,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from core.models import DeadLetter
 from messaging.models import Message
-from monitoring.models import DeadLetter
 from tests.factories import DeadLetterFactory, MessageFactory, WorkspaceFactory
 
 pytestmark = pytest.mark.django_db

@@ -8,10 +8,10 @@ import pytest
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
+from core.models import DeadLetter
 from flows.models import Execution
 from messaging import ratelimit
 from messaging.models import DeliveryAttempt, Message
-from monitoring.models import DeadLetter
 from tests.factories import (
     DeadLetterFactory,
     DeliveryAttemptFactory,

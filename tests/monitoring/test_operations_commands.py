@@ -8,10 +8,11 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
+from core.models import DeadLetter
 from flows.models import Execution, Step
 from messaging.models import DeliveryAttempt, Message
 from monitoring import alerts, services
-from monitoring.models import AlertEvent, DeadLetter
+from monitoring.models import AlertEvent
 from tests.factories import (
     AlertRuleFactory,
     DeadLetterFactory,

@@ -9,9 +9,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from messaging.models import Channel, Workspace
+from core.models import DeadLetter, Workspace
+from messaging.models import Channel
 from monitoring import services
-from monitoring.models import DeadLetter
 
 BAR_WIDTH = 30
 

@@ -11,7 +11,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from messaging.models import ApiKey, Contact, Workspace
+from core.models import ApiKey, Contact, Workspace
 
 KEY_PREFIX = "rk_"
 

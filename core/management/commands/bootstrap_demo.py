@@ -5,8 +5,8 @@ import secrets
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
-from messaging.models import Workspace
-from messaging.services import api_key_create, workspace_create
+from core.models import Workspace
+from core.services import api_key_create, workspace_create
 
 
 class Command(BaseCommand):

@@ -4,8 +4,8 @@ from __future__ import annotations
 from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
-from messaging.models import ApiKey
-from messaging.services import api_key_authenticate
+from core.models import ApiKey
+from core.services import api_key_authenticate
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):

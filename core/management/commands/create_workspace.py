@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from messaging.services import api_key_create, workspace_create
+from core.services import api_key_create, workspace_create
 
 
 class Command(BaseCommand):

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from messaging.models import Workspace
-from messaging.services import api_key_create
+from core.models import Workspace
+from core.services import api_key_create
 
 
 class Command(BaseCommand):
