@@ -28,8 +28,12 @@ bench: $(STAMP)
 chaos: $(STAMP)
 	$(BIN)/python -m bench.chaos $(if $(SCENARIO),--scenario $(SCENARIO)) $(if $(N),--n $(N))
 
+# ruff (style and bugs), mypy (types, with the Django and DRF plugins), lint-imports (the
+# app layers declared in pyproject.toml: lower layers never import higher ones, no circles).
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	SECRET_KEY=$${SECRET_KEY:-lint-only-secret} $(BIN)/mypy
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf var .pytest_cache

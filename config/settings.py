@@ -135,7 +135,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Redis redelivers unacked messages after this many seconds. The code never uses a
 # countdown over a few seconds (long waits are database timers), so an hour is ample.
 CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 3600)
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
+    "visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # One queue per channel so a slow provider cannot starve the others.
 CELERY_TASK_QUEUES = [

@@ -6,12 +6,14 @@ from django.contrib import admin, messages
 from core.models import ApiKey, Contact, Workspace
 from core.services import api_key_create, api_key_revoke
 
+_KEY_FIELDS = ("name", "prefix", "created_at", "last_used_at", "revoked_at")
+
 
 class ApiKeyInline(admin.TabularInline):
     model = ApiKey
     extra = 0
-    fields = ["name", "prefix", "created_at", "last_used_at", "revoked_at"]
-    readonly_fields = fields
+    fields = _KEY_FIELDS
+    readonly_fields = _KEY_FIELDS
     can_delete = False
     show_change_link = True
 

@@ -59,8 +59,8 @@ class ApiError(exceptions.APIException):
         self.headers = headers or {}
 
 
-def _message_for(exc: exceptions.APIException) -> str:
-    detail = exc.detail
+def _message_for(exc: Exception) -> str:
+    detail = getattr(exc, "detail", None)
     if isinstance(detail, str):
         return str(detail)
     if isinstance(exc, exceptions.ValidationError):
@@ -90,7 +90,8 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, exceptions.ValidationError):
         fields = exc.detail if not isinstance(exc.detail, str) else None
         if isinstance(fields, dict) and set(fields) == {"non_field_errors"}:
-            message = str(fields["non_field_errors"][0])
+            errors = fields["non_field_errors"]
+            message = str(errors[0] if isinstance(errors, list) else errors)
             fields = None
             response.data = error_body(400, message)
             return response

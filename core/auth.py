@@ -4,7 +4,7 @@ from __future__ import annotations
 from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
-from core.models import ApiKey
+from core.models import ApiKey, Workspace
 from core.services import api_key_authenticate
 
 
@@ -22,7 +22,6 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         key = api_key_authenticate(secret=secret)
         if key is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
-        request.workspace = key.workspace
         return (None, key)
 
     def authenticate_header(self, request: Request) -> str:
@@ -36,6 +35,9 @@ class HasWorkspace(permissions.BasePermission):
         return isinstance(request.auth, ApiKey)
 
 
-def workspace_of(request: Request):
+def workspace_of(request: Request) -> Workspace:
     """Return the workspace of the key that authenticated the request."""
-    return request.auth.workspace
+    key = request.auth
+    if not isinstance(key, ApiKey):  # HasWorkspace lets no such request reach a view
+        raise exceptions.NotAuthenticated()
+    return key.workspace

@@ -84,7 +84,7 @@ def contact_upsert(*, workspace: Workspace, external_id: str, data: dict) -> tup
         contact = (Contact.objects.select_for_update()
                    .filter(workspace=workspace, external_id=external_id).first())
         created = contact is None
-        if created:
+        if contact is None:
             contact = Contact(workspace=workspace, external_id=external_id)
         for field, value in data.items():
             setattr(contact, field, value)
