@@ -30,10 +30,16 @@ from django.utils import timezone
 
 from flows.models import Execution
 from messaging import pipeline
-from messaging.models import TIMER_STATUSES, Message, MessageStatus
+from messaging.models import (
+    FAILURE_STATUSES,
+    SUCCESS_STATUSES,
+    TIMER_STATUSES,
+    Message,
+    MessageStatus,
+)
 from messaging.ssrf import UnsafeURL, check_url_literal
 from monitoring.models import AlertEvent, AlertRule, DeadLetter
-from monitoring.selectors import rate_limit_events_since
+from monitoring.selectors import outcome_filters, rate_limit_events_since
 
 logger = logging.getLogger(__name__)
 
@@ -71,11 +77,9 @@ def _failure_rate(rule: AlertRule, since: datetime) -> float | None:
             source="alert")
         if rule.message_channel:
             messages = messages.filter(channel=rule.message_channel)
-        counts = messages.aggregate(
-            bad=Count("pk", filter=Q(status=MessageStatus.FAILED, failed_at__gte=since)
-                      | Q(status=MessageStatus.UNDELIVERED, sent_at__gte=since)),
-            good=Count("pk", filter=Q(status__in=[MessageStatus.SENT, MessageStatus.DELIVERED],
-                                      sent_at__gte=since)))
+        succeeded, failed = outcome_filters(since)
+        counts = messages.aggregate(bad=Count("pk", filter=failed),
+                                    good=Count("pk", filter=succeeded))
     total = counts["bad"] + counts["good"]
     if total == 0 or total < rule.min_samples:
         return None
@@ -398,16 +402,14 @@ def alert_event_delivery(*, events: list[AlertEvent]) -> dict[int, dict[str, Any
     wanted = {message_id for event in events for message_id in event.message_ids}
     statuses = {str(pk): status for pk, status in
                 Message.objects.filter(pk__in=wanted).values_list("pk", "status")}
-    sent = {MessageStatus.SENT, MessageStatus.DELIVERED}
     report: dict[int, dict[str, Any]] = {}
     for event in events:
         counts = {"sent": 0, "failed": 0, "pending": 0}
         for message_id in event.message_ids:
             found = statuses.get(message_id)
-            if found in sent:
+            if found in SUCCESS_STATUSES:
                 counts["sent"] += 1
-            elif found in (MessageStatus.FAILED, MessageStatus.UNDELIVERED,
-                           MessageStatus.CANCELLED, None):
+            elif found in FAILURE_STATUSES or found in (MessageStatus.CANCELLED, None):
                 counts["failed"] += 1
             else:
                 counts["pending"] += 1

@@ -31,7 +31,14 @@ from django.utils import timezone
 from flows import engine
 from flows.models import Execution, Step
 from messaging import pipeline
-from messaging.models import FINAL_STATUSES, Message, MessageStatus, Workspace
+from messaging.models import (
+    FAILURE_STATUSES,
+    FINAL_STATUSES,
+    SUCCESS_STATUSES,
+    Message,
+    MessageStatus,
+    Workspace,
+)
 from monitoring.models import AlertEvent, DeadLetter
 
 logger = logging.getLogger(__name__)
@@ -289,9 +296,9 @@ def stuck_report(*, now: datetime | None = None) -> dict[str, int]:
         "stuck_executions": Execution.objects.filter(
             status=Execution.Status.RUNNING, updated_at__lt=stale).exclude(
             lease_until__gt=now).count(),
-        "orphan_steps": Step.objects.filter(status=Step.Status.WAITING, message__status__in=[
-            MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.UNDELIVERED,
-            MessageStatus.FAILED]).count(),
+        "orphan_steps": Step.objects.filter(
+            status=Step.Status.WAITING,
+            message__status__in=SUCCESS_STATUSES | FAILURE_STATUSES).count(),
     }
 
 

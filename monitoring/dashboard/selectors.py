@@ -31,7 +31,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from flows.models import Execution, Step
-from messaging.models import Message, MessageStatus, Workspace
+from messaging.models import FAILURE_STATUSES, SUCCESS_STATUSES, Message, Workspace
 from monitoring import alerts
 from monitoring.dashboard import charts
 from monitoring.models import AlertEvent, AlertRule, DeadLetter
@@ -52,12 +52,9 @@ REFRESH_CHOICES: dict[str, tuple[str, int]] = {
 }
 RECENT_FAILURES = 10
 
-# "Sent" means the provider accepted it; undelivered ones were accepted but then bounced, so
-# they count with the failures for the success rate.
-SENT_STATUSES = (MessageStatus.SENT, MessageStatus.DELIVERED)
-FAILED_STATUSES = (MessageStatus.FAILED, MessageStatus.UNDELIVERED)
-SENT_Q = Q(status__in=SENT_STATUSES)
-FAILED_Q = Q(status__in=FAILED_STATUSES)
+# The dashboard counts by creation time, so only the status decides (the same sets as the API).
+SENT_Q = Q(status__in=SUCCESS_STATUSES)
+FAILED_Q = Q(status__in=FAILURE_STATUSES)
 # Latency counts from when the message was meant to go: its schedule, else its creation.
 DELIVERY_LATENCY = ExpressionWrapper(
     F("sent_at") - Coalesce("scheduled_for", "created_at"), output_field=DurationField())
