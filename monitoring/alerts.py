@@ -21,14 +21,13 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.apps import apps
-from django.core.exceptions import FieldDoesNotExist, ValidationError
+from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
 from django.db import transaction
 from django.db.models import Avg, Count, F, Q
 from django.utils import timezone
 
-from flows.models import Execution
+from flows.models import Execution, FlowSchedule, ScheduleRun
 from messaging import pipeline
 from messaging.models import (
     FAILURE_STATUSES,
@@ -119,30 +118,11 @@ def _avg_execution_time(rule: AlertRule, since: datetime) -> float | None:
     return None if average is None else round(average.total_seconds(), 3)
 
 
-def schedule_run_model() -> Any | None:
-    """Return flows.ScheduleRun when this installation records schedule runs, else None."""
-    try:
-        model = apps.get_model("flows", "ScheduleRun")
-        for name in ("schedule", "status", "occurrence_at"):
-            model._meta.get_field(name)
-    except (LookupError, FieldDoesNotExist):
-        return None
-    return model
-
-
-def _success_statuses(model: Any) -> list[str]:
-    status = getattr(model, "Status", None)
-    named = [getattr(status, name) for name in ("SUCCEEDED", "SUCCESS", "COMPLETED")
-             if status is not None and hasattr(status, name)]
-    return [str(value) for value in named] or ["succeeded"]
-
-
 def _schedule_successes(rule: AlertRule, since: datetime) -> float | None:
-    model = schedule_run_model()
-    if model is None or not rule.schedule_id:
+    if not rule.schedule_id:
         return None
-    runs = model.objects.filter(schedule_id=rule.schedule_id, occurrence_at__gte=since,
-                                status__in=_success_statuses(model))
+    runs = ScheduleRun.objects.filter(schedule_id=rule.schedule_id, occurrence_at__gte=since,
+                                      status=ScheduleRun.Status.SUCCEEDED)
     return float(runs.count())
 
 
@@ -378,18 +358,12 @@ def _url_problems(url: str) -> list[str]:
 
 
 def _schedule_problem(rule: AlertRule) -> str:
-    model = schedule_run_model()
-    if model is None:
-        return "Schedule runs are not recorded in this installation."
     if not rule.schedule_id:
         return "Required for a schedule_no_success rule."
-    schedules = model._meta.get_field("schedule").related_model.objects.filter(
-        pk=rule.schedule_id)
     try:
-        if hasattr(schedules.model, "workspace_id"):
-            schedules = schedules.filter(workspace_id=rule.workspace_id)
-        exists = schedules.exists()
-    except (ValidationError, ValueError):
+        exists = FlowSchedule.objects.filter(pk=rule.schedule_id,
+                                             workspace_id=rule.workspace_id).exists()
+    except ValidationError:  # not a schedule id at all
         exists = False
     return "" if exists else "Unknown schedule."
 

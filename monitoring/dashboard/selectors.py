@@ -6,7 +6,7 @@ datetime subtraction), which Django compiles for both PostgreSQL and SQLite.
 """
 from __future__ import annotations
 
-import functools
+import itertools
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -14,7 +14,6 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from django.apps import apps
 from django.db.models import (
     Avg,
     Count,
@@ -30,7 +29,8 @@ from django.db.models.functions import Coalesce, Trunc
 from django.urls import reverse
 from django.utils import timezone
 
-from flows.models import Execution, Step
+from flows import schedules
+from flows.models import Execution, Flow, FlowSchedule, ScheduleRun, Step
 from messaging.models import FAILURE_STATUSES, SUCCESS_STATUSES, Message, Workspace
 from monitoring import alerts
 from monitoring.dashboard import charts
@@ -515,98 +515,53 @@ def dead_letter_link(letter: DeadLetter) -> str:
     return ""
 
 
-# --- models other engineers add (optional until they exist) ---------------------------------
-
-def optional_model(app_label: str, name: str) -> type[Model] | None:
-    """Return a model if its app defines it yet, else None."""
-    try:
-        return apps.get_model(app_label, name)
-    except LookupError:
-        return None
-
-
-def field_names(model: type[Model]) -> set[str]:
-    return {f.name for f in model._meta.get_fields()}
-
-
-def scoped(model: type[Model], workspace: Workspace) -> QuerySet:
-    """Return the model's rows of this workspace, through a workspace or flow foreign key."""
-    names = field_names(model)
-    queryset = model.objects.all()
-    if "workspace" in names:
-        return queryset.filter(workspace=workspace)
-    if "flow" in names:
-        return queryset.filter(flow__workspace=workspace)
-    if "rule" in names:
-        return queryset.filter(rule__workspace=workspace)
-    return queryset.none()  # no way to tell whose rows they are: show none rather than all
-
+# --- schedules ------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class ScheduleRow:
-    schedule: Any
-    flow: Any
+    schedule: FlowSchedule
+    flow: Flow
     cron: str
     timezone: str
     enabled: bool
     next_run_at: datetime | None
     last_run_at: datetime | None
     last_run_status: str
-    runs: int | None
-    successes: int | None
-    failures: int | None
+    runs: int
+    successes: int
+    failures: int
     upcoming: list[datetime]
 
 
 NEXT_RUNS = 3
 
 
-def _upcoming(cron: str, zone_name: str, enabled: bool) -> list[datetime]:
-    """Return the next few occurrences, or none when disabled or not computable here."""
-    if not enabled or not cron:
+def _upcoming(schedule: FlowSchedule) -> list[datetime]:
+    """Return the next few occurrences, or none when disabled or not computable."""
+    if not schedule.enabled or not schedule.cron:
         return []
     try:
-        from flows import schedules
-    except ImportError:
-        return []
-    try:
-        runs = schedules.next_runs(cron=cron, zone=schedules.zone_get(zone_name or "UTC"),
-                                   count=NEXT_RUNS)
-        return [datetime.fromisoformat(run["utc"].replace("Z", "+00:00")) for run in runs]
-    except (ValueError, KeyError, TypeError):  # a bad stored expression must not break the page
+        zone = schedules.zone_get(schedule.timezone or "UTC")
+        return list(itertools.islice(schedules.occurrences_after(
+            cron=schedule.cron, zone=zone, after=timezone.now()), NEXT_RUNS))
+    except ValueError:  # CronError: a bad stored expression must not break the page
         return []
 
 
-def schedule_rows(model: type[Model], workspace: Workspace) -> list[ScheduleRow]:
-    """Return the workspace's schedules, soonest next run first, whatever fields exist."""
-    names = field_names(model)
-    queryset = scoped(model, workspace)
-    if "flow" in names:
-        queryset = queryset.select_related("flow")
-    if "next_run_at" in names:
-        queryset = queryset.order_by(F("next_run_at").asc(nulls_last=True), "pk")
-    rows = []
-    for schedule in queryset:
-        value = functools.partial(getattr, schedule)
-        cron, zone, enabled = (value("cron", "") or "", value("timezone", "") or "",
-                               bool(value("enabled", False)))
-        rows.append(ScheduleRow(
-            schedule, value("flow", None), cron, zone, enabled, value("next_run_at", None),
-            value("last_run_at", None), value("last_run_status", "") or "",
-            value("runs", None), value("successes", None), value("failures", None),
-            _upcoming(cron, zone, enabled)))
-    return rows
+def schedule_rows(workspace: Workspace) -> list[ScheduleRow]:
+    """Return the workspace's schedules, soonest next run first, with their next runs."""
+    queryset = (FlowSchedule.objects.filter(workspace=workspace).select_related("flow")
+                .order_by(F("next_run_at").asc(nulls_last=True), "pk"))
+    return [ScheduleRow(
+        schedule, schedule.flow, schedule.cron, schedule.timezone, schedule.enabled,
+        schedule.next_run_at, schedule.last_run_at, schedule.last_run_status, schedule.runs,
+        schedule.successes, schedule.failures, _upcoming(schedule)) for schedule in queryset]
 
 
-def schedule_runs(workspace: Workspace, limit: int = 20) -> list[Any]:
-    """Return the workspace's most recent schedule runs (none where runs are not recorded)."""
-    model = optional_model("flows", "ScheduleRun")
-    if model is None or "schedule" not in field_names(model):
-        return []
-    queryset = model.objects.filter(schedule__workspace=workspace).select_related(
-        "schedule__flow")
-    order = "-occurrence_at" if "occurrence_at" in field_names(model) else "-pk"
-    return list(queryset.order_by(order, "-pk")[:limit])
+def schedule_runs(workspace: Workspace, limit: int = 20) -> list[ScheduleRun]:
+    """Return the workspace's most recent schedule runs."""
+    return list(ScheduleRun.objects.filter(schedule__workspace=workspace)
+                .select_related("schedule__flow").order_by("-occurrence_at", "-pk")[:limit])
 
 
 def alerts_context(workspace: Workspace, *, events: int = 50) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.contrib import messages as flash
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.paginator import Page, Paginator
-from django.db.models import Model, QuerySet
+from django.db.models import QuerySet
 from django.http import (
     Http404,
     HttpRequest,
@@ -31,7 +31,7 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from flows.models import Execution, Step
+from flows.models import Execution, FlowSchedule, Step
 from messaging import ratelimit
 from messaging.models import Message, Workspace
 from monitoring import selectors as monitoring_selectors
@@ -323,33 +323,21 @@ def _actor(request: HttpRequest) -> str:
 @dashboard_page
 def schedules(request: HttpRequest, workspace: Workspace) -> HttpResponse:
     """List the workspace's flow schedules with next runs and counters."""
-    model = selectors.optional_model("flows", "FlowSchedule")
-    rows = selectors.schedule_rows(model, workspace) if model else []
-    runs = selectors.schedule_runs(workspace) if model else []
-    return _render(request, "dashboard/schedules.html", workspace,
-                   {"available": model is not None, "rows": rows, "runs": runs},
+    context = {"rows": selectors.schedule_rows(workspace),
+               "runs": selectors.schedule_runs(workspace)}
+    return _render(request, "dashboard/schedules.html", workspace, context,
                    section="schedules")
 
 
 @require_POST
 @staff_member_required
-def schedule_toggle(request: HttpRequest, pk: Any) -> HttpResponse:
+def schedule_toggle(request: HttpRequest, pk: str) -> HttpResponse:
     """Enable or disable a schedule."""
-    model = selectors.optional_model("flows", "FlowSchedule")
-    if model is None:
-        raise Http404("Schedules are not available.")
-    schedule = get_object_or_404(model, pk=pk)
+    schedule = get_object_or_404(FlowSchedule, pk=pk)
     enabled = request.POST.get("enabled") == "1"
     _report(request, actions.schedule_toggle(schedule=schedule, enabled=enabled))
-    workspace_id = _schedule_workspace_id(schedule)
-    return _back(request, _with_workspace(reverse("dashboard:schedules"), workspace_id))
-
-
-def _schedule_workspace_id(schedule: Model) -> Any:
-    if getattr(schedule, "workspace_id", None):
-        return schedule.workspace_id
-    flow = getattr(schedule, "flow", None)
-    return getattr(flow, "workspace_id", "")
+    return _back(request, _with_workspace(reverse("dashboard:schedules"),
+                                          schedule.workspace_id))
 
 
 @require_GET
