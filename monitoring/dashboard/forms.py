@@ -7,7 +7,7 @@ from django import forms
 
 from flows.models import Execution, Flow
 from messaging.models import Channel, MessageStatus, Workspace
-from monitoring.dashboard.selectors import DEFAULT_RANGE, RANGES, REFRESH_CHOICES
+from monitoring.dashboard.selectors.windows import DEFAULT_RANGE, RANGES, REFRESH_CHOICES
 from monitoring.models import DeadLetter
 
 ANY = [("", "any")]

@@ -11,7 +11,8 @@ from rest_framework.test import APIClient
 
 from messaging.models import MessageStatus, Workspace
 from monitoring import alerts
-from monitoring.dashboard import selectors
+from monitoring.dashboard.selectors.overview import message_series
+from monitoring.dashboard.selectors.windows import window_for
 from tests.factories import AlertRuleFactory, MessageFactory, StaffUserFactory
 
 pytestmark = pytest.mark.django_db
@@ -40,7 +41,7 @@ def test_undelivered_counts_as_failed_in_the_api_the_dashboard_and_alerts(
     overview = client.get(reverse("dashboard:overview"),
                           {"workspace": str(workspace.pk), "range": "1h"})
     kpis = {kpi.key: kpi.value for kpi in overview.context["kpis"]}
-    series = selectors.message_series(workspace, selectors.window_for(workspace, "1h"))
+    series = message_series(workspace, window_for(workspace, "1h"))
     rule = AlertRuleFactory(workspace=workspace, window_seconds=3600, min_samples=1)
 
     assert (statistics["totals"]["completed"], statistics["totals"]["failed"]) == (
