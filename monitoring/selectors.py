@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,6 +30,7 @@ from messaging.models import (
     Workspace,
 )
 from monitoring import health
+from monitoring.services import parse_age
 
 logger = logging.getLogger(__name__)
 
@@ -280,14 +282,22 @@ def dispatcher_lag_seconds(*, now: datetime | None = None) -> float:
 
 def parse_window(text: str | None, default: timedelta = timedelta(hours=1)) -> timedelta:
     """Parse a window such as "15m", "1h", "7d" or plain seconds (ValueError otherwise)."""
-    from monitoring.services import parse_age
-
     if not text:
         return default
     window = timedelta(seconds=int(text)) if text.isdigit() else parse_age(text)
     if window <= timedelta(0) or window > timedelta(days=366):
         raise ValueError("window must be between 1 second and 366 days")
     return window
+
+
+# --- workspaces ---------------------------------------------------------------------------
+
+def workspace_find(value: str) -> Workspace | None:
+    """Return the workspace with this id, or else this slug (operators type either)."""
+    try:
+        return Workspace.objects.filter(pk=uuid.UUID(value)).first()
+    except ValueError:
+        return Workspace.objects.filter(slug=value).first()
 
 
 # --- rate limits --------------------------------------------------------------------------

@@ -101,7 +101,6 @@ def _owned(request: HttpRequest, queryset: QuerySet, pk: Any) -> Any:
     return obj
 
 
-
 def _render(request: HttpRequest, template: str, workspace: Workspace | None,
             context: dict[str, Any], *, section: str = "") -> HttpResponse:
     context = {
