@@ -46,10 +46,6 @@ def _count(value: float) -> str:
     return f"{value:,.0f}"
 
 
-def _seconds(value: float) -> str:
-    return format_seconds(value)
-
-
 def overview_context(workspace: Workspace, window: Window) -> dict[str, Any]:
     """Return everything the overview template draws."""
     message_counts = status_counts(Message, workspace, window, "created_at")
@@ -82,10 +78,10 @@ def overview_context(workspace: Workspace, window: Window) -> dict[str, Any]:
         "latency_chart": charts.line_svg(
             messages.labels, [charts.Series("avg latency", "#7c3aed",
                                             messages.values["latency"], connect=True)],
-            label="Average delivery latency", y_format=_seconds),
+            label="Average delivery latency", y_format=format_seconds),
         "execution_time_chart": charts.line_svg(
             executions.labels, [charts.Series("avg execution time", "#0e7490",
                                               executions.values["duration"], connect=True)],
-            label="Average execution time", y_format=_seconds),
+            label="Average execution time", y_format=format_seconds),
         "failures": recent_failures(workspace, window),
     }

@@ -142,9 +142,6 @@ def overview_kpis(workspace: Workspace, window: Window) -> list[Kpi]:
     def percent(value: float | None) -> str:
         return "–" if value is None else f"{value * 100:.1f}%"
 
-    def latency(value: float | None) -> str:
-        return format_seconds(value)
-
     return [
         _kpi("sent", "Sent", cur["sent"], prev.get("sent"), fmt=num, better=True,
              has_previous=has_previous),
@@ -154,7 +151,7 @@ def overview_kpis(workspace: Workspace, window: Window) -> list[Kpi]:
              _rate(prev.get("sent", 0), prev.get("failed", 0)), fmt=percent, better=True,
              points=True, has_previous=has_previous),
         _kpi("latency", "Avg delivery latency", seconds_of(cur["latency"]),
-             seconds_of(prev.get("latency")), fmt=latency, better=False,
+             seconds_of(prev.get("latency")), fmt=format_seconds, better=False,
              has_previous=has_previous),
         _kpi("executions", "Executions", executions["current"]["count"],
              executions["previous"].get("count"), fmt=num, better=None,
