@@ -41,6 +41,10 @@ TIMER_STATUSES = (MessageStatus.SCHEDULED, MessageStatus.RETRYING)
 CANCELLABLE_STATUSES = (MessageStatus.SCHEDULED, MessageStatus.QUEUED, MessageStatus.RETRYING)
 FINAL_STATUSES = (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.UNDELIVERED,
                   MessageStatus.FAILED, MessageStatus.CANCELLED)
+# Successes: the provider accepted the message (and perhaps confirmed its delivery).
+SUCCESS_STATUSES = frozenset({MessageStatus.SENT, MessageStatus.DELIVERED})
+# Failures: undelivered was accepted but the carrier could not deliver it, a failure to the sender.
+FAILURE_STATUSES = frozenset({MessageStatus.FAILED, MessageStatus.UNDELIVERED})
 
 
 class Message(models.Model):

@@ -21,20 +21,25 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.apps import apps
-from django.core.exceptions import FieldDoesNotExist, ValidationError
+from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
 from django.db import transaction
 from django.db.models import Avg, Count, F, Q
 from django.utils import timezone
 
 from core.models import DeadLetter
-from flows.models import Execution
+from flows.models import Execution, FlowSchedule, ScheduleRun
 from messaging import pipeline
-from messaging.models import TIMER_STATUSES, Message, MessageStatus
+from messaging.models import (
+    FAILURE_STATUSES,
+    SUCCESS_STATUSES,
+    TIMER_STATUSES,
+    Message,
+    MessageStatus,
+)
 from messaging.ssrf import UnsafeURL, check_url_literal
 from monitoring.models import AlertEvent, AlertRule
-from monitoring.selectors import rate_limit_events_since
+from monitoring.selectors import outcome_filters, rate_limit_events_since
 
 logger = logging.getLogger(__name__)
 
@@ -72,11 +77,9 @@ def _failure_rate(rule: AlertRule, since: datetime) -> float | None:
             source="alert")
         if rule.message_channel:
             messages = messages.filter(channel=rule.message_channel)
-        counts = messages.aggregate(
-            bad=Count("pk", filter=Q(status=MessageStatus.FAILED, failed_at__gte=since)
-                      | Q(status=MessageStatus.UNDELIVERED, sent_at__gte=since)),
-            good=Count("pk", filter=Q(status__in=[MessageStatus.SENT, MessageStatus.DELIVERED],
-                                      sent_at__gte=since)))
+        succeeded, failed = outcome_filters(since)
+        counts = messages.aggregate(bad=Count("pk", filter=failed),
+                                    good=Count("pk", filter=succeeded))
     total = counts["bad"] + counts["good"]
     if total == 0 or total < rule.min_samples:
         return None
@@ -116,30 +119,11 @@ def _avg_execution_time(rule: AlertRule, since: datetime) -> float | None:
     return None if average is None else round(average.total_seconds(), 3)
 
 
-def schedule_run_model() -> Any | None:
-    """Return flows.ScheduleRun when this installation records schedule runs, else None."""
-    try:
-        model = apps.get_model("flows", "ScheduleRun")
-        for name in ("schedule", "status", "occurrence_at"):
-            model._meta.get_field(name)
-    except (LookupError, FieldDoesNotExist):
-        return None
-    return model
-
-
-def _success_statuses(model: Any) -> list[str]:
-    status = getattr(model, "Status", None)
-    named = [getattr(status, name) for name in ("SUCCEEDED", "SUCCESS", "COMPLETED")
-             if status is not None and hasattr(status, name)]
-    return [str(value) for value in named] or ["succeeded"]
-
-
 def _schedule_successes(rule: AlertRule, since: datetime) -> float | None:
-    model = schedule_run_model()
-    if model is None or not rule.schedule_id:
+    if not rule.schedule_id:
         return None
-    runs = model.objects.filter(schedule_id=rule.schedule_id, occurrence_at__gte=since,
-                                status__in=_success_statuses(model))
+    runs = ScheduleRun.objects.filter(schedule_id=rule.schedule_id, occurrence_at__gte=since,
+                                      status=ScheduleRun.Status.SUCCEEDED)
     return float(runs.count())
 
 
@@ -375,18 +359,12 @@ def _url_problems(url: str) -> list[str]:
 
 
 def _schedule_problem(rule: AlertRule) -> str:
-    model = schedule_run_model()
-    if model is None:
-        return "Schedule runs are not recorded in this installation."
     if not rule.schedule_id:
         return "Required for a schedule_no_success rule."
-    schedules = model._meta.get_field("schedule").related_model.objects.filter(
-        pk=rule.schedule_id)
     try:
-        if hasattr(schedules.model, "workspace_id"):
-            schedules = schedules.filter(workspace_id=rule.workspace_id)
-        exists = schedules.exists()
-    except (ValidationError, ValueError):
+        exists = FlowSchedule.objects.filter(pk=rule.schedule_id,
+                                             workspace_id=rule.workspace_id).exists()
+    except ValidationError:  # not a schedule id at all
         exists = False
     return "" if exists else "Unknown schedule."
 
@@ -399,16 +377,14 @@ def alert_event_delivery(*, events: list[AlertEvent]) -> dict[int, dict[str, Any
     wanted = {message_id for event in events for message_id in event.message_ids}
     statuses = {str(pk): status for pk, status in
                 Message.objects.filter(pk__in=wanted).values_list("pk", "status")}
-    sent = {MessageStatus.SENT, MessageStatus.DELIVERED}
     report: dict[int, dict[str, Any]] = {}
     for event in events:
         counts = {"sent": 0, "failed": 0, "pending": 0}
         for message_id in event.message_ids:
             found = statuses.get(message_id)
-            if found in sent:
+            if found in SUCCESS_STATUSES:
                 counts["sent"] += 1
-            elif found in (MessageStatus.FAILED, MessageStatus.UNDELIVERED,
-                           MessageStatus.CANCELLED, None):
+            elif found in FAILURE_STATUSES or found in (MessageStatus.CANCELLED, None):
                 counts["failed"] += 1
             else:
                 counts["pending"] += 1

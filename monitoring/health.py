@@ -24,6 +24,7 @@ from django.utils import timezone
 from kombu import Connection
 
 from config.env import redis_url_for_kombu
+from messaging import ratelimit
 
 STARTED_AT = time.monotonic()
 HEARTBEAT_KEY = "monitoring:heartbeats"  # hash: queue -> epoch seconds of last consumption
@@ -54,16 +55,12 @@ def _redis_for_checks() -> redis.Redis:
 
 def heartbeat_record(*, queue: str, now: float | None = None) -> None:
     """Store that a worker consumed the heartbeat of this queue now."""
-    from messaging import ratelimit
-
     ratelimit.client().hset(HEARTBEAT_KEY, queue, repr(now if now is not None else time.time()))
 
 
 def heartbeat_ages(*, now: float | None = None,
                    client: redis.Redis | None = None) -> dict[str, float | None]:
     """Return the seconds since each queue's last consumed heartbeat (None: never)."""
-    from messaging import ratelimit
-
     now = now if now is not None else time.time()
     stored = (client or ratelimit.client()).hgetall(HEARTBEAT_KEY)
     return {queue: (round(max(0.0, now - float(stored[queue])), 1) if queue in stored else None)

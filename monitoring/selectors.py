@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,8 +22,15 @@ from django.utils import timezone
 from core.models import Workspace
 from flows.models import Execution
 from messaging import ratelimit
-from messaging.models import TIMER_STATUSES, Message, MessageStatus
+from messaging.models import (
+    FAILURE_STATUSES,
+    SUCCESS_STATUSES,
+    TIMER_STATUSES,
+    Message,
+    MessageStatus,
+)
 from monitoring import health
+from monitoring.services import parse_age
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +39,6 @@ QUEUES = ("sms", "email", "ai", "webhook", "flows", "default")
 # Which message channels each queue carries (MMS shares the SMS workers).
 QUEUE_CHANNELS = {"sms": ("sms", "mms"), "email": ("email",), "ai": ("ai",),
                   "webhook": ("webhook",)}
-SENT_STATUSES = (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.UNDELIVERED)
 
 
 # --- broker -------------------------------------------------------------------------------
@@ -108,15 +115,29 @@ def _message_numbers(workspace: Workspace | None, since: datetime) -> dict[str, 
     """Return per channel: waiting, oldest waiting time, active, scheduled, completed, failed."""
     live = Q(status__in=[MessageStatus.QUEUED, MessageStatus.SENDING, *TIMER_STATUSES])
     recent = Q(sent_at__gte=since) | Q(failed_at__gte=since)
+    succeeded, failed = outcome_filters(since)
     rows = _messages(workspace).filter(live | recent).values("channel").annotate(
         waiting=Count("pk", filter=Q(status=MessageStatus.QUEUED)),
         oldest=Min(Coalesce("enqueued_at", "created_at"), filter=Q(status=MessageStatus.QUEUED)),
         active=Count("pk", filter=Q(status=MessageStatus.SENDING)),
         scheduled=Count("pk", filter=Q(status__in=TIMER_STATUSES)),
-        completed=Count("pk", filter=Q(status__in=SENT_STATUSES, sent_at__gte=since)),
-        failed=Count("pk", filter=Q(status=MessageStatus.FAILED, failed_at__gte=since)),
+        completed=Count("pk", filter=succeeded),
+        failed=Count("pk", filter=failed),
     )
     return {row.pop("channel"): row for row in rows}
+
+
+def outcome_filters(since: datetime) -> tuple[Q, Q]:
+    """Return (succeeded, failed) filters for messages whose outcome came since a time.
+
+    Every success rate in monitoring counts through these, so the API, the dashboard and
+    the alerts agree. An undelivered message has no failed_at (the carrier's report comes
+    after the provider accepted it), so its outcome time is sent_at.
+    """
+    succeeded = Q(status__in=SUCCESS_STATUSES, sent_at__gte=since)
+    failed = Q(status__in=FAILURE_STATUSES) & (
+        Q(failed_at__gte=since) | Q(failed_at__isnull=True, sent_at__gte=since))
+    return succeeded, failed
 
 
 def _execution_numbers(workspace: Workspace | None, since: datetime,
@@ -261,14 +282,22 @@ def dispatcher_lag_seconds(*, now: datetime | None = None) -> float:
 
 def parse_window(text: str | None, default: timedelta = timedelta(hours=1)) -> timedelta:
     """Parse a window such as "15m", "1h", "7d" or plain seconds (ValueError otherwise)."""
-    from monitoring.services import parse_age
-
     if not text:
         return default
     window = timedelta(seconds=int(text)) if text.isdigit() else parse_age(text)
     if window <= timedelta(0) or window > timedelta(days=366):
         raise ValueError("window must be between 1 second and 366 days")
     return window
+
+
+# --- workspaces ---------------------------------------------------------------------------
+
+def workspace_find(value: str) -> Workspace | None:
+    """Return the workspace with this id, or else this slug (operators type either)."""
+    try:
+        return Workspace.objects.filter(pk=uuid.UUID(value)).first()
+    except ValueError:
+        return Workspace.objects.filter(slug=value).first()
 
 
 # --- rate limits --------------------------------------------------------------------------

@@ -21,18 +21,23 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.apps import apps
 from django.conf import settings
-from django.core.exceptions import FieldDoesNotExist, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from core.models import DeadLetter, Workspace
 from flows import engine
-from flows.models import Execution, Step
+from flows.models import Execution, ScheduleRun, Step
 from messaging import pipeline
-from messaging.models import FINAL_STATUSES, Message, MessageStatus
+from messaging.models import (
+    FAILURE_STATUSES,
+    FINAL_STATUSES,
+    SUCCESS_STATUSES,
+    Message,
+    MessageStatus,
+)
 from monitoring.models import AlertEvent
 
 logger = logging.getLogger(__name__)
@@ -290,9 +295,9 @@ def stuck_report(*, now: datetime | None = None) -> dict[str, int]:
         "stuck_executions": Execution.objects.filter(
             status=Execution.Status.RUNNING, updated_at__lt=stale).exclude(
             lease_until__gt=now).count(),
-        "orphan_steps": Step.objects.filter(status=Step.Status.WAITING, message__status__in=[
-            MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.UNDELIVERED,
-            MessageStatus.FAILED]).count(),
+        "orphan_steps": Step.objects.filter(
+            status=Step.Status.WAITING,
+            message__status__in=SUCCESS_STATUSES | FAILURE_STATUSES).count(),
     }
 
 
@@ -305,16 +310,6 @@ def stuck_requeue(*, now: datetime | None = None) -> dict[str, dict[str, int]]:
 
 # --- retention ------------------------------------------------------------------------------
 
-def _schedule_runs(cutoff: datetime) -> QuerySet | None:
-    """Return the schedule runs older than the cutoff, or None where runs are not recorded."""
-    try:
-        model = apps.get_model("flows", "ScheduleRun")
-        model._meta.get_field("occurrence_at")
-    except (LookupError, FieldDoesNotExist):
-        return None
-    return model.objects.filter(occurrence_at__lt=cutoff)
-
-
 def _purgeable(cutoff: datetime) -> dict[str, QuerySet]:
     """Return, per kind, the rows past retention (entries still open for replay are kept)."""
     open_letters = DeadLetter.objects.filter(status=Letter.OPEN)
@@ -323,7 +318,7 @@ def _purgeable(cutoff: datetime) -> dict[str, QuerySet]:
     open_steps = [int(source) for source in open_letters.filter(
         kind=DeadLetter.Kind.STEP).values_list("source_id", flat=True) if source.isdigit()]
     kept_executions = Step.objects.filter(pk__in=open_steps).values("execution_id")
-    querysets: dict[str, QuerySet] = {
+    return {
         "messages": Message.objects.filter(status__in=FINAL_STATUSES, updated_at__lt=cutoff)
         .exclude(pk__in=open_messages),
         "executions": Execution.objects.filter(status__in=FINISHED_EXECUTION,
@@ -332,11 +327,8 @@ def _purgeable(cutoff: datetime) -> dict[str, QuerySet]:
         "dead_letters": DeadLetter.objects.exclude(status=Letter.OPEN)
         .filter(created_at__lt=cutoff),
         "alert_events": AlertEvent.objects.filter(resolved_at__lt=cutoff),
+        "schedule_runs": ScheduleRun.objects.filter(occurrence_at__lt=cutoff),
     }
-    runs = _schedule_runs(cutoff)
-    if runs is not None:
-        querysets["schedule_runs"] = runs
-    return querysets
 
 
 def _is_uuid(text: str) -> bool:
@@ -353,8 +345,8 @@ def history_purge(*, older_than: timedelta, now: datetime | None = None,
     """Delete finished history older than `older_than`, PURGE_BATCH parents at a time.
 
     Final messages (with their delivery attempts), finished executions (with their steps),
-    schedule runs (when flows records them), replayed/discarded dead letters and resolved
-    alert events. Messages and steps of open dead letters are kept so they stay replayable.
+    schedule runs, replayed/discarded dead letters and resolved alert events. Messages and
+    steps of open dead letters are kept so they stay replayable.
     Return the deleted (or, with dry_run, deletable) rows per model label.
     """
     cutoff = (now or timezone.now()) - older_than

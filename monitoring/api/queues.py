@@ -8,7 +8,6 @@ to lift its own limiter on a shared provider account.
 """
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from typing import Any
 
@@ -61,7 +60,7 @@ class OperatorView(APIView):
         wanted = request.query_params.get("workspace")
         if not wanted:
             return None
-        workspace = _find_workspace(wanted)
+        workspace = selectors.workspace_find(wanted)
         if workspace is None:
             raise ApiError(404, "No such workspace.")
         return workspace
@@ -72,14 +71,6 @@ class OperatorView(APIView):
             return selectors.parse_window(request.query_params.get("window"))
         except ValueError as exc:
             raise ApiError(400, str(exc), fields={"window": [str(exc)]}) from exc
-
-
-def _find_workspace(value: str) -> Workspace | None:
-    """Return the workspace with this id, or else this slug."""
-    try:
-        return Workspace.objects.filter(pk=uuid.UUID(value)).first()
-    except ValueError:
-        return Workspace.objects.filter(slug=value).first()
 
 
 class QueueHealthView(OperatorView):
@@ -150,7 +141,7 @@ class RateLimitResetView(OperatorView):
         """Clear a workspace's deferral counters, events and reservations (staff only)."""
         serializer = RateLimitResetSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        workspace = _find_workspace(serializer.validated_data["workspace"])
+        workspace = selectors.workspace_find(serializer.validated_data["workspace"])
         if workspace is None:
             raise ApiError(404, "No such workspace.")
         ratelimit.reset(str(workspace.pk))

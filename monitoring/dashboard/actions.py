@@ -1,7 +1,7 @@
 """Operator actions behind the dashboard's buttons: thin adapters onto the owning services.
 
 The dashboard never changes state by itself: each action calls the service that owns the
-rows (flows.engine, monitoring.services, messaging.ratelimit, flows schedules) and turns
+rows (flows.engine, flows.schedules, monitoring.services, messaging.ratelimit) and turns
 its answer or its refusal into one line for the operator.
 """
 from __future__ import annotations
@@ -10,11 +10,11 @@ import logging
 from dataclasses import dataclass
 
 import redis
-from django.db.models import Model, QuerySet
+from django.db.models import QuerySet
 
 from core.models import DeadLetter, Workspace
-from flows import engine
-from flows.models import Execution, Step
+from flows import engine, schedules
+from flows.models import Execution, FlowSchedule, Step
 from messaging import ratelimit
 from monitoring import services
 
@@ -94,18 +94,10 @@ def dashboard_actor(username: str) -> str:
     return services.actor_for("dashboard", username)
 
 
-def schedule_toggle(*, schedule: Model, enabled: bool) -> Outcome:
-    """Enable or disable a flow schedule through the schedules service when there is one."""
+def schedule_toggle(*, schedule: FlowSchedule, enabled: bool) -> Outcome:
+    """Enable or disable a flow schedule through the schedules service, so beat follows."""
     try:
-        from flows.schedules import schedule_update  # type: ignore[attr-defined]
-    except ImportError:
-        schedule_update = None
-    if schedule_update is not None:
-        try:
-            schedule_update(schedule=schedule, enabled=enabled)
-        except ValueError as exc:  # CronError: a stored expression no longer parses
-            return Outcome(False, f"Not changed: {exc}")
-    else:
-        # No schedules service yet: flip the flag only (beat reads it from the row).
-        type(schedule).objects.filter(pk=schedule.pk).update(enabled=enabled)
+        schedules.schedule_update(schedule=schedule, enabled=enabled)
+    except ValueError as exc:  # CronError: a stored expression no longer parses
+        return Outcome(False, f"Not changed: {exc}")
     return Outcome(True, f"Schedule {'enabled' if enabled else 'disabled'}.")

@@ -8,7 +8,7 @@ from django import forms
 from core.models import DeadLetter, Workspace
 from flows.models import Execution, Flow
 from messaging.models import Channel, MessageStatus
-from monitoring.dashboard.selectors import DEFAULT_RANGE, RANGES, REFRESH_CHOICES
+from monitoring.dashboard.selectors.windows import DEFAULT_RANGE, RANGES, REFRESH_CHOICES
 
 ANY = [("", "any")]
 

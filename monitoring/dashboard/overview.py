@@ -9,8 +9,18 @@ from django.utils.safestring import SafeString
 from core.models import Workspace
 from flows.models import Execution
 from messaging.models import Message
-from monitoring.dashboard import charts, selectors
-from monitoring.dashboard.selectors import EXECUTION_COLORS, MESSAGE_COLORS, Window
+from monitoring.dashboard import charts
+from monitoring.dashboard.selectors.common import format_seconds
+from monitoring.dashboard.selectors.overview import (
+    EXECUTION_COLORS,
+    MESSAGE_COLORS,
+    execution_series,
+    message_series,
+    overview_kpis,
+    recent_failures,
+    status_counts,
+)
+from monitoring.dashboard.selectors.windows import Window
 
 FALLBACK_COLOR = "#a1a1aa"
 
@@ -37,19 +47,15 @@ def _count(value: float) -> str:
     return f"{value:,.0f}"
 
 
-def _seconds(value: float) -> str:
-    return selectors.format_seconds(value)
-
-
 def overview_context(workspace: Workspace, window: Window) -> dict[str, Any]:
     """Return everything the overview template draws."""
-    message_counts = selectors.status_counts(Message, workspace, window, "created_at")
-    execution_counts = selectors.status_counts(Execution, workspace, window, "started_at")
+    message_counts = status_counts(Message, workspace, window, "created_at")
+    execution_counts = status_counts(Execution, workspace, window, "started_at")
     message_pie, message_legend = _pie(message_counts, MESSAGE_COLORS, "Messages by status")
     execution_pie, execution_legend = _pie(execution_counts, EXECUTION_COLORS,
                                            "Executions by status")
-    messages = selectors.message_series(workspace, window)
-    executions = selectors.execution_series(workspace, window)
+    messages = message_series(workspace, window)
+    executions = execution_series(workspace, window)
     # No rows at all reads better as "No data" than as a flat line at zero.
     has_messages = bool(message_counts)
     volume = [
@@ -58,7 +64,7 @@ def overview_context(workspace: Workspace, window: Window) -> dict[str, Any]:
         charts.Series("failed", "#dc2626", messages.values["failed"]),
     ] if has_messages else []
     return {
-        "kpis": selectors.overview_kpis(workspace, window),
+        "kpis": overview_kpis(workspace, window),
         "message_pie": message_pie,
         "message_legend": message_legend,
         "execution_pie": execution_pie,
@@ -73,10 +79,10 @@ def overview_context(workspace: Workspace, window: Window) -> dict[str, Any]:
         "latency_chart": charts.line_svg(
             messages.labels, [charts.Series("avg latency", "#7c3aed",
                                             messages.values["latency"], connect=True)],
-            label="Average delivery latency", y_format=_seconds),
+            label="Average delivery latency", y_format=format_seconds),
         "execution_time_chart": charts.line_svg(
             executions.labels, [charts.Series("avg execution time", "#0e7490",
                                               executions.values["duration"], connect=True)],
-            label="Average execution time", y_format=_seconds),
-        "failures": selectors.recent_failures(workspace, window),
+            label="Average execution time", y_format=format_seconds),
+        "failures": recent_failures(workspace, window),
     }

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.contrib import messages as flash
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.paginator import Page, Paginator
-from django.db.models import Model, QuerySet
+from django.db.models import QuerySet
 from django.http import (
     Http404,
     HttpRequest,
@@ -32,12 +32,12 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from core.models import DeadLetter, Workspace
-from flows.models import Execution, Step
+from flows.models import Execution, FlowSchedule, Step
 from messaging import ratelimit
 from messaging.models import Message
 from monitoring import selectors as monitoring_selectors
 from monitoring import services
-from monitoring.dashboard import actions, selectors
+from monitoring.dashboard import actions
 from monitoring.dashboard.forms import (
     DeadLetterFilterForm,
     ExecutionFilterForm,
@@ -45,7 +45,19 @@ from monitoring.dashboard.forms import (
     OverviewForm,
 )
 from monitoring.dashboard.overview import overview_context
-from monitoring.dashboard.selectors import REFRESH_CHOICES, workspace_tz
+from monitoring.dashboard.selectors.alerts import alerts_context
+from monitoring.dashboard.selectors.common import (
+    as_uuid,
+    format_seconds,
+    pretty_json,
+    workspace_tz,
+)
+from monitoring.dashboard.selectors.dead_letters import dead_letter_link
+from monitoring.dashboard.selectors.executions import execution_timeline, executions_list
+from monitoring.dashboard.selectors.messages import messages_list
+from monitoring.dashboard.selectors.rate_limits import rate_limit_panels
+from monitoring.dashboard.selectors.schedules import schedule_rows, schedule_runs
+from monitoring.dashboard.selectors.windows import REFRESH_CHOICES, window_for
 
 PAGE_SIZE = 25
 RATE_LIMIT_EVENTS = 100
@@ -59,7 +71,7 @@ def _requested_workspace(request: HttpRequest) -> Workspace | None:
     """Return the ?workspace= one (404 when unknown), else the first; None when none exist."""
     wanted = request.GET.get("workspace") or request.POST.get("workspace")
     if wanted:
-        pk = selectors.as_uuid(wanted)
+        pk = as_uuid(wanted)
         workspace = Workspace.objects.filter(pk=pk).first() if pk else None
         if workspace is None:
             raise Http404("No such workspace.")
@@ -84,10 +96,9 @@ def _owned(request: HttpRequest, queryset: QuerySet, pk: Any) -> Any:
     """Return the object; 404 when ?workspace= names another workspace than its own."""
     obj = get_object_or_404(queryset, pk=pk)
     wanted = request.GET.get("workspace")
-    if wanted and selectors.as_uuid(wanted) != obj.workspace_id:
+    if wanted and as_uuid(wanted) != obj.workspace_id:
         raise Http404("Not in this workspace.")
     return obj
-
 
 
 def _render(request: HttpRequest, template: str, workspace: Workspace | None,
@@ -134,7 +145,7 @@ def overview(request: HttpRequest, workspace: Workspace) -> HttpResponse:
     """Show KPIs with trends, status pies, volume/latency/execution-time charts, failures."""
     form = OverviewForm(request.GET)
     values = form.values()
-    window = selectors.window_for(workspace, values["range"])
+    window = window_for(workspace, values["range"])
     context = {
         "form": form,
         "window": window,
@@ -153,7 +164,7 @@ def executions(request: HttpRequest, workspace: Workspace) -> HttpResponse:
     """List executions with flow/status/contact filters, paginated."""
     form = ExecutionFilterForm(request.GET, workspace=workspace)
     values = form.values()
-    queryset = selectors.executions_list(workspace, flow=values["flow"] or None,
+    queryset = executions_list(workspace, flow=values["flow"] or None,
                                          status=values["status"], contact=values["contact"])
     return _render(request, "dashboard/executions.html", workspace,
                    {"form": form, "page": _page_of(request, queryset)}, section="executions")
@@ -167,9 +178,9 @@ def execution_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
         "workspace", "flow", "contact", "version"), pk)
     context = {
         "execution": execution,
-        "timeline": selectors.execution_timeline(execution),
-        "data": selectors.pretty_json(execution.data),
-        "duration": selectors.format_seconds(execution.duration_seconds),
+        "timeline": execution_timeline(execution),
+        "data": pretty_json(execution.data),
+        "duration": format_seconds(execution.duration_seconds),
         "can_cancel": execution.status in (Execution.Status.RUNNING, Execution.Status.WAITING),
     }
     return _render(request, "dashboard/execution_detail.html", execution.workspace, context,
@@ -205,7 +216,7 @@ def messages(request: HttpRequest, workspace: Workspace) -> HttpResponse:
     """List messages with status/channel/search filters, paginated."""
     form = MessageFilterForm(request.GET)
     values = form.values()
-    queryset = selectors.messages_list(workspace, status=values["status"],
+    queryset = messages_list(workspace, status=values["status"],
                                        channel=values["channel"], search=values["q"])
     return _render(request, "dashboard/messages.html", workspace,
                    {"form": form, "page": _page_of(request, queryset)}, section="messages")
@@ -223,11 +234,11 @@ def message_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
         "steps": message.flow_steps.select_related("execution__flow"),
         "dead_letters": DeadLetter.objects.filter(kind=DeadLetter.Kind.MESSAGE,
                                                   source_id=str(message.pk)),
-        "content": selectors.pretty_json(message.content),
-        "rendered": selectors.pretty_json(message.rendered),
-        "metadata": selectors.pretty_json(message.metadata),
-        "response": selectors.pretty_json(message.response),
-        "latency": selectors.format_seconds(_latency(message)),
+        "content": pretty_json(message.content),
+        "rendered": pretty_json(message.rendered),
+        "metadata": pretty_json(message.metadata),
+        "response": pretty_json(message.response),
+        "latency": format_seconds(_latency(message)),
     }
     return _render(request, "dashboard/message_detail.html", message.workspace, context,
                    section="messages")
@@ -259,7 +270,7 @@ def dead_letters(request: HttpRequest, workspace: Workspace) -> HttpResponse:
     """List dead letters with filters, retry/discard buttons and export links."""
     form, queryset = _dead_letters(request, workspace)
     page = _page_of(request, queryset)
-    rows = [(letter, selectors.dead_letter_link(letter)) for letter in page]
+    rows = [(letter, dead_letter_link(letter)) for letter in page]
     return _render(request, "dashboard/dead_letters.html", workspace,
                    {"form": form, "page": page, "rows": rows}, section="dead-letters")
 
@@ -323,33 +334,21 @@ def _actor(request: HttpRequest) -> str:
 @dashboard_page
 def schedules(request: HttpRequest, workspace: Workspace) -> HttpResponse:
     """List the workspace's flow schedules with next runs and counters."""
-    model = selectors.optional_model("flows", "FlowSchedule")
-    rows = selectors.schedule_rows(model, workspace) if model else []
-    runs = selectors.schedule_runs(workspace) if model else []
-    return _render(request, "dashboard/schedules.html", workspace,
-                   {"available": model is not None, "rows": rows, "runs": runs},
+    context = {"rows": schedule_rows(workspace),
+               "runs": schedule_runs(workspace)}
+    return _render(request, "dashboard/schedules.html", workspace, context,
                    section="schedules")
 
 
 @require_POST
 @staff_member_required
-def schedule_toggle(request: HttpRequest, pk: Any) -> HttpResponse:
+def schedule_toggle(request: HttpRequest, pk: str) -> HttpResponse:
     """Enable or disable a schedule."""
-    model = selectors.optional_model("flows", "FlowSchedule")
-    if model is None:
-        raise Http404("Schedules are not available.")
-    schedule = get_object_or_404(model, pk=pk)
+    schedule = get_object_or_404(FlowSchedule, pk=pk)
     enabled = request.POST.get("enabled") == "1"
     _report(request, actions.schedule_toggle(schedule=schedule, enabled=enabled))
-    workspace_id = _schedule_workspace_id(schedule)
-    return _back(request, _with_workspace(reverse("dashboard:schedules"), workspace_id))
-
-
-def _schedule_workspace_id(schedule: Model) -> Any:
-    if getattr(schedule, "workspace_id", None):
-        return schedule.workspace_id
-    flow = getattr(schedule, "flow", None)
-    return getattr(flow, "workspace_id", "")
+    return _back(request, _with_workspace(reverse("dashboard:schedules"),
+                                          schedule.workspace_id))
 
 
 @require_GET
@@ -357,7 +356,7 @@ def _schedule_workspace_id(schedule: Model) -> Any:
 def alerts(request: HttpRequest, workspace: Workspace) -> HttpResponse:
     """List the workspace's alert rules and recent alert events."""
     return _render(request, "dashboard/alerts.html", workspace,
-                   selectors.alerts_context(workspace), section="alerts")
+                   alerts_context(workspace), section="alerts")
 
 
 @require_GET
@@ -370,7 +369,7 @@ def rate_limits(request: HttpRequest, workspace: Workspace) -> HttpResponse:
         events = ratelimit.deferral_events(str(workspace.pk), limit=RATE_LIMIT_EVENTS)
     except redis.RedisError as exc:
         counts, events, context["error"] = {}, [], str(exc)
-    context.update(selectors.rate_limit_panels(counts, events))
+    context.update(rate_limit_panels(counts, events))
     return _render(request, "dashboard/rate_limits.html", workspace, context,
                    section="rate-limits")
 

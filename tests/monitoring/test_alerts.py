@@ -9,6 +9,7 @@ import pytest
 from django.utils import timezone
 from standardwebhooks import Webhook
 
+from flows.models import FlowSchedule, ScheduleRun
 from messaging import ratelimit
 from messaging.models import Message
 from monitoring import alerts
@@ -158,21 +159,17 @@ def test_rate_limit_events_count_the_deferrals_in_the_window(workspace):
 
 
 def test_a_schedule_without_a_successful_run_in_the_window_fires(workspace):
-    model = alerts.schedule_run_model()
-    if model is None:
-        pytest.skip("this installation does not record schedule runs")
-    schedule_model = model._meta.get_field("schedule").related_model
     flow = FlowFactory(workspace=workspace)
-    schedule = schedule_model.objects.create(workspace=workspace, flow=flow, cron="0 * * * *",
+    schedule = FlowSchedule.objects.create(workspace=workspace, flow=flow, cron="0 * * * *",
                                              active_since=timezone.now())
     rule = AlertRuleFactory(workspace=workspace, type="schedule_no_success", threshold=1,
                             schedule_id=str(schedule.pk), window_seconds=3600)
     now = timezone.now()
-    model.objects.create(schedule=schedule, occurrence_at=now - timedelta(minutes=10),
+    ScheduleRun.objects.create(schedule=schedule, occurrence_at=now - timedelta(minutes=10),
                          status="failed", fired_at=now)
     assert alerts.rule_measure(rule=rule, now=now) == 0.0
     assert alerts.rule_breached(rule=rule, value=0.0)
-    model.objects.create(schedule=schedule, occurrence_at=now - timedelta(minutes=5),
+    ScheduleRun.objects.create(schedule=schedule, occurrence_at=now - timedelta(minutes=5),
                          status="succeeded", fired_at=now)
     assert not alerts.rule_breached(rule=rule, value=alerts.rule_measure(rule=rule, now=now))
 

@@ -16,7 +16,7 @@ from core.models import DeadLetter
 from flows.models import Execution, Step
 from messaging import ratelimit
 from messaging.models import MessageStatus
-from monitoring.dashboard import selectors
+from monitoring.dashboard.selectors.overview import Kpi, message_series
 from tests.factories import (
     PASSWORD,
     AlertEventFactory,
@@ -51,7 +51,7 @@ def page(client: Client, name: str, workspace, **params) -> object:
     return client.get(reverse(name), {"workspace": str(workspace.pk), **params})
 
 
-def kpis(response) -> dict[str, selectors.Kpi]:
+def kpis(response) -> dict[str, Kpi]:
     return {kpi.key: kpi for kpi in response.context["kpis"]}
 
 
@@ -248,7 +248,7 @@ def test_the_overview_draws_pies_and_time_series_as_svg(staff, workspace):
     assert html.count('class="chart chart-line"') == 4
     assert "<polyline" in html
     assert "sent: 1 (50.0%)" in html  # a pie slice's tooltip
-    series = selectors.message_series(workspace, response.context["window"])
+    series = message_series(workspace, response.context["window"])
     assert sum(series.values["total"]) == 2
     assert len(series.labels) == 25  # every hour of the last 24 h, empty ones included
 

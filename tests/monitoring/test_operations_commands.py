@@ -9,9 +9,9 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from core.models import DeadLetter
-from flows.models import Execution, Step
+from flows.models import Execution, FlowSchedule, ScheduleRun, Step
 from messaging.models import DeliveryAttempt, Message
-from monitoring import alerts, services
+from monitoring import services
 from monitoring.models import AlertEvent
 from tests.factories import (
     AlertRuleFactory,
@@ -142,21 +142,17 @@ def test_purge_deletes_old_final_history_in_batches_and_keeps_what_is_live(works
     assert not AlertEvent.objects.filter(pk=event.pk).exists()
 
 
-def test_purge_removes_old_schedule_runs_when_flows_records_them(workspace):
-    model = alerts.schedule_run_model()
-    if model is None:
-        pytest.skip("this installation does not record schedule runs")
-
-    schedule = model._meta.get_field("schedule").related_model.objects.create(
+def test_purge_removes_old_schedule_runs(workspace):
+    schedule = FlowSchedule.objects.create(
         workspace=workspace, flow=FlowFactory(workspace=workspace), cron="@daily",
         active_since=timezone.now())
     long_ago = timezone.now() - timedelta(days=60)
-    model.objects.create(schedule=schedule, occurrence_at=long_ago, fired_at=long_ago,
+    ScheduleRun.objects.create(schedule=schedule, occurrence_at=long_ago, fired_at=long_ago,
                          status="succeeded")
-    kept = model.objects.create(schedule=schedule, occurrence_at=timezone.now(),
+    kept = ScheduleRun.objects.create(schedule=schedule, occurrence_at=timezone.now(),
                                 fired_at=timezone.now(), status="succeeded")
     assert "deleted        1 flows.ScheduleRun" in run("purge_history", "--older-than", "30d")
-    assert list(model.objects.values_list("pk", flat=True)) == [kept.pk]
+    assert list(ScheduleRun.objects.values_list("pk", flat=True)) == [kept.pk]
 
 
 def test_purge_refuses_a_malformed_age():

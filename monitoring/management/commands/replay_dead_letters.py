@@ -1,7 +1,6 @@
 """Replay dead letters matching filters, with a progress bar and a summary."""
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,7 +10,7 @@ from django.utils.dateparse import parse_datetime
 
 from core.models import DeadLetter, Workspace
 from messaging.models import Channel
-from monitoring import services
+from monitoring import selectors, services
 
 BAR_WIDTH = 30
 
@@ -30,10 +29,7 @@ def parse_when(value: str) -> datetime:
 
 def find_workspace(value: str) -> Workspace:
     """Return the workspace with this id or slug."""
-    try:
-        workspace = Workspace.objects.filter(pk=uuid.UUID(value)).first()
-    except ValueError:
-        workspace = Workspace.objects.filter(slug=value).first()
+    workspace = selectors.workspace_find(value)
     if workspace is None:
         raise CommandError(f"no workspace with id or slug {value!r}")
     return workspace
