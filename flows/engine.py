@@ -20,12 +20,11 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from flows import nodes, walker
+from flows import walker
 from flows.graph import Graph, parse
 from flows.models import Execution, FlowVersion, Step
 from messaging.models import Message, MessageStatus
 from messaging.templating import contact_context
-from monitoring.models import DeadLetter
 
 logger = logging.getLogger(__name__)
 
@@ -168,13 +167,7 @@ def _fail_step(execution: Execution, step: Step, error: str, node: dict) -> None
             status=ExecStatus.FAILED, error=f"{node['id']}: {error}"[:4000], completed_at=now,
             wake_at=None, waiting_event="", updated_at=now)
         if changed:
-            DeadLetter.objects.create(
-                workspace_id=execution.workspace_id, kind=DeadLetter.Kind.STEP,
-                source_id=str(step.pk), flow_id=str(execution.flow_id), error=error[:2000],
-                attempts=step.retry_count + 1, channel=nodes.channel_of(node) or "",
-                payload={"execution_id": str(execution.pk), "step_id": step.pk,
-                         "node_id": node["id"], "node_type": node["type"],
-                         "visit": step.visit, "flow_id": str(execution.flow_id)})
+            walker.dead_letter(execution=execution, step=step, node=node, error=error)
 
 
 # --- resuming waiting steps ---------------------------------------------------------------
