@@ -12,13 +12,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.api import ApiError, StrictCharField
-from flows import dry_run, engine, services
+from flows import dry_run, operations, services
 from flows.graph import GraphError
 from flows.models import BulkStart, Execution, Flow, FlowVersion, Step
 from flows.rules import validate_rules
 from messaging.api.idempotency import idempotent
 from messaging.auth import workspace_of
 from messaging.models import Contact
+from messaging.templating import contact_context
 
 TRIGGER_TYPES = ("manual", "event", "schedule")
 
@@ -309,7 +310,7 @@ class FlowViewSet(viewsets.ModelViewSet):
         contact = data["contact"]
         if "contact_id" in data:
             found = find_contact(workspace_of(request), {"contact_id": data["contact_id"]})
-            contact = {**engine.contact_context(found), **contact}
+            contact = {**contact_context(found), **contact}
         try:
             result = dry_run.walk(flow=flow, contact=contact, data=data["data"],
                                   events=data["events"])
@@ -374,7 +375,7 @@ class ExecutionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         if execution.status not in services.ACTIVE_STATUSES:
             raise ApiError(409, f"A {execution.status} execution cannot be cancelled.",
                            code="not_cancellable")
-        return Response(ExecutionSerializer(engine.execution_cancel(execution=execution)).data)
+        return Response(ExecutionSerializer(operations.execution_cancel(execution=execution)).data)
 
     @extend_schema(request=None, responses=StepSerializer)
     @action(detail=True, methods=["post"], url_path=r"steps/(?P<step_id>\d+)/retry")
@@ -386,8 +387,8 @@ class ExecutionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         if step is None:
             raise ApiError(404, "No such step.")
         try:
-            step = engine.step_retry(step=step)
-        except engine.NotRetryable as exc:
+            step = operations.step_retry(step=step)
+        except operations.NotRetryable as exc:
             raise ApiError(409, str(exc), code="not_retryable") from exc
         return Response(StepSerializer(step).data)
 
