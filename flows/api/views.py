@@ -2,6 +2,8 @@
 executions and step retries."""
 from __future__ import annotations
 
+import uuid
+
 import django_filters
 from django.db.models import Prefetch
 from drf_spectacular.utils import extend_schema
@@ -327,8 +329,7 @@ class FlowViewSet(viewsets.ModelViewSet):
 
 
 def _uuid_or_404(value: str | None) -> str:
-    import uuid
-
+    """Return the id in canonical form; answer 404 (not 400) for an id that cannot exist."""
     try:
         return str(uuid.UUID(str(value)))
     except ValueError:
