@@ -3,9 +3,10 @@ executions and step retries."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import django_filters
-from django.db.models import Prefetch
+from django.db.models import Prefetch, QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -20,7 +21,7 @@ from flows.models import BulkStart, Execution, Flow, FlowVersion, Step
 from flows.rules import validate_rules
 from messaging.api.idempotency import idempotent
 from messaging.auth import workspace_of
-from messaging.models import Contact
+from messaging.models import Contact, Workspace
 from messaging.templating import contact_context
 
 TRIGGER_TYPES = ("manual", "event", "schedule")
@@ -173,7 +174,7 @@ class EventSerializer(serializers.Serializer):
         return attrs
 
 
-def find_contact(workspace, attrs: dict) -> Contact:
+def find_contact(workspace: Workspace, attrs: dict) -> Contact:
     """Return the contact named by contact_id or contact_external_id (400 if none)."""
     for field, lookup in (("contact_id", "pk"), ("contact_external_id", "external_id")):
         if field in attrs:
@@ -200,13 +201,13 @@ class FlowViewSet(viewsets.ModelViewSet):
     search_fields = ["name", "description"]
     ordering_fields = ["created_at", "updated_at", "name"]
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[Flow]:
         return Flow.objects.filter(workspace=workspace_of(self.request))
 
     def _context(self) -> dict:
         return {"workspace": workspace_of(self.request), "request": self.request}
 
-    def create(self, request: Request, *args, **kwargs) -> Response:
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return idempotent(request, lambda: super(FlowViewSet, self).create(request))
 
     def perform_create(self, serializer: FlowSerializer) -> None:
@@ -357,7 +358,7 @@ class ExecutionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
     filterset_class = ExecutionFilter
     ordering_fields = ["started_at", "completed_at"]
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[Execution]:
         queryset = Execution.objects.filter(workspace=workspace_of(self.request)
                                             ).select_related("version")
         if self.action == "retrieve":
@@ -365,7 +366,7 @@ class ExecutionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
                 Prefetch("steps", Step.objects.order_by("started_at", "id")))
         return queryset
 
-    def get_serializer_class(self):
+    def get_serializer_class(self) -> type[serializers.Serializer]:
         return ExecutionDetailSerializer if self.action == "retrieve" else ExecutionSerializer
 
     @extend_schema(request=None, responses=ExecutionSerializer)
