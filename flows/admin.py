@@ -1,11 +1,24 @@
+"""Admin for flows and schedules; every change goes through the services."""
 from __future__ import annotations
+
+from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
-from flows import engine, services
+from flows import cron, operations, schedules, services
 from flows.graph import validate
-from flows.models import BulkStart, Execution, Flow, FlowVersion, Step
+from flows.models import (
+    BulkStart,
+    Execution,
+    Flow,
+    FlowSchedule,
+    FlowVersion,
+    ScheduleRun,
+    Step,
+)
 
 
 class FlowForm(forms.ModelForm):
@@ -14,7 +27,8 @@ class FlowForm(forms.ModelForm):
         fields = ["workspace", "name", "description", "status", "trigger", "nodes", "edges",
                   "settings"]
 
-    def clean(self) -> dict:
+    def clean(self) -> dict[str, Any]:
+        """Refuse a graph with problems, one admin error line per problem."""
         cleaned = super().clean()
         errors = validate(cleaned.get("nodes"), cleaned.get("edges"))
         if errors:
@@ -30,7 +44,7 @@ class FlowVersionInline(admin.TabularInline):
     readonly_fields = fields
     can_delete = False
 
-    def has_add_permission(self, request, obj=None) -> bool:
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 
@@ -45,18 +59,18 @@ class FlowAdmin(admin.ModelAdmin):
     actions = ["publish", "activate", "pause"]
 
     @admin.action(description="Publish a new version")
-    def publish(self, request, queryset) -> None:
+    def publish(self, request: HttpRequest, queryset: QuerySet) -> None:
         for flow in queryset:
             services.flow_publish(flow=flow)
         self.message_user(request, f"Published {queryset.count()} flow(s).")
 
     @admin.action(description="Activate")
-    def activate(self, request, queryset) -> None:
+    def activate(self, request: HttpRequest, queryset: QuerySet) -> None:
         for flow in queryset:
             services.flow_set_status(flow=flow, status=Flow.Status.ACTIVE)
 
     @admin.action(description="Pause")
-    def pause(self, request, queryset) -> None:
+    def pause(self, request: HttpRequest, queryset: QuerySet) -> None:
         for flow in queryset:
             services.flow_set_status(flow=flow, status=Flow.Status.PAUSED)
 
@@ -70,7 +84,7 @@ class StepInline(admin.TabularInline):
               "input", "output", "error", "message", "retry_count"]
     readonly_fields = fields
 
-    def has_add_permission(self, request, obj=None) -> bool:
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 
@@ -86,22 +100,22 @@ class ExecutionAdmin(admin.ModelAdmin):
     inlines = [StepInline]
     actions = ["cancel", "retry_failed_step"]
 
-    def has_add_permission(self, request) -> bool:
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     @admin.action(description="Cancel selected executions")
-    def cancel(self, request, queryset) -> None:
+    def cancel(self, request: HttpRequest, queryset: QuerySet) -> None:
         for execution in queryset:
-            engine.execution_cancel(execution=execution)
+            operations.execution_cancel(execution=execution)
         self.message_user(request, "Cancelled the running and waiting ones.")
 
     @admin.action(description="Retry the failed step of selected executions")
-    def retry_failed_step(self, request, queryset) -> None:
+    def retry_failed_step(self, request: HttpRequest, queryset: QuerySet) -> None:
         retried = 0
         for execution in queryset.filter(status=Execution.Status.FAILED):
             step = execution.steps.filter(status=Step.Status.FAILED).order_by("-id").first()
             if step is not None:
-                engine.step_retry(step=step)
+                operations.step_retry(step=step)
                 retried += 1
         self.message_user(request, f"Retried {retried} execution(s).", messages.INFO)
 
@@ -114,9 +128,6 @@ class BulkStartAdmin(admin.ModelAdmin):
 
 
 # --- Schedules -----------------------------------------------------------------------------
-# Appended here; imports local to this section so the module head stays as it was.
-from flows import schedules as _schedules  # noqa: E402
-from flows.models import FlowSchedule, ScheduleRun  # noqa: E402
 
 
 class FlowScheduleForm(forms.ModelForm):
@@ -124,12 +135,13 @@ class FlowScheduleForm(forms.ModelForm):
         model = FlowSchedule
         fields = ["cron", "timezone", "enabled", "audience", "data", "catch_up"]
 
-    def clean(self) -> dict:
+    def clean(self) -> dict[str, Any]:
+        """Check the expression and time zone the way the API does."""
         cleaned = super().clean()
-        for name, check in (("cron", _schedules.cron_parse), ("timezone", _schedules.zone_get)):
+        for name, check in (("cron", cron.cron_parse), ("timezone", cron.zone_get)):
             try:
                 check(cleaned.get(name))
-            except _schedules.CronError as exc:
+            except cron.CronError as exc:
                 self.add_error(name, str(exc))
         return cleaned
 
@@ -148,33 +160,34 @@ class FlowScheduleAdmin(admin.ModelAdmin):
                        "next_run_at", "created_at", "updated_at"]
     actions = ["enable", "disable", "sync"]
 
-    def has_add_permission(self, request) -> bool:
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # created through the API, which checks the flow and the audience
 
-    def save_model(self, request, obj: FlowSchedule, form, change: bool) -> None:
+    def save_model(self, request: HttpRequest, obj: FlowSchedule, form: forms.ModelForm,
+                   change: bool) -> None:
         changes = {name: form.cleaned_data[name] for name in form.changed_data}
-        _schedules.schedule_update(schedule=FlowSchedule.objects.get(pk=obj.pk), **changes)
+        schedules.schedule_update(schedule=FlowSchedule.objects.get(pk=obj.pk), **changes)
 
-    def delete_model(self, request, obj: FlowSchedule) -> None:
-        _schedules.schedule_delete(schedule=obj)
+    def delete_model(self, request: HttpRequest, obj: FlowSchedule) -> None:
+        schedules.schedule_delete(schedule=obj)
 
-    def delete_queryset(self, request, queryset) -> None:
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
         for schedule in queryset:
-            _schedules.schedule_delete(schedule=schedule)
+            schedules.schedule_delete(schedule=schedule)
 
     @admin.action(description="Enable")
-    def enable(self, request, queryset) -> None:
+    def enable(self, request: HttpRequest, queryset: QuerySet) -> None:
         for schedule in queryset:
-            _schedules.schedule_update(schedule=schedule, enabled=True)
+            schedules.schedule_update(schedule=schedule, enabled=True)
 
     @admin.action(description="Disable")
-    def disable(self, request, queryset) -> None:
+    def disable(self, request: HttpRequest, queryset: QuerySet) -> None:
         for schedule in queryset:
-            _schedules.schedule_update(schedule=schedule, enabled=False)
+            schedules.schedule_update(schedule=schedule, enabled=False)
 
     @admin.action(description="Repair beat tasks of all schedules (sync_schedules)")
-    def sync(self, request, queryset) -> None:
-        for line in _schedules.schedules_sync().lines():
+    def sync(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for line in schedules.schedules_sync().lines():
             self.message_user(request, line, messages.INFO)
 
 
@@ -186,5 +199,5 @@ class ScheduleRunAdmin(admin.ModelAdmin):
     date_hierarchy = "occurrence_at"
     readonly_fields = [f.name for f in ScheduleRun._meta.fields]
 
-    def has_add_permission(self, request) -> bool:
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -1,3 +1,7 @@
+from __future__ import annotations
+
+from typing import Any
+
 from django.apps import AppConfig
 
 
@@ -6,14 +10,17 @@ class FlowsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        """Connect to message_finished, so a step waiting for a message completes."""
         from messaging.signals import message_finished
 
         message_finished.connect(_message_finished, dispatch_uid="flows.message_finished")
 
 
-def _message_finished(sender, message_id, source: str = "", **kwargs) -> None:
+def _message_finished(sender: Any, message_id: Any, source: str = "", **kwargs: Any) -> None:
+    """Let the flow step waiting for this message move on."""
     if source != "flow":
         return  # only flow steps wait for messages; skip the lookup for the rest
+    # Imported here: apps.py loads before the models the engine needs are ready.
     from flows.engine import on_message_finished
 
     on_message_finished(message_id=message_id)

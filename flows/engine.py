@@ -9,34 +9,30 @@ twice, and a worker that dies leaves the execution where its last completed step
 """
 from __future__ import annotations
 
-import contextlib
 import functools
-import logging
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
-from core.models import DeadLetter
-from flows import nodes, walker
+from flows import walker
 from flows.graph import Graph, parse
 from flows.models import Execution, FlowVersion, Step
+from flows.operations import NotRetryable, execution_cancel, step_retry  # noqa: F401
+from flows.publishing import publish, schedule_advance
 from messaging.models import Message, MessageStatus
 from messaging.templating import contact_context
 
-logger = logging.getLogger(__name__)
+# Operator actions (execution_cancel, step_retry, NotRetryable) live in flows.operations;
+# they stay importable from here for callers outside flows until those import them there.
 
 ExecStatus = Execution.Status
 StepStatus = Step.Status
 # Light nodes run back to back in one task; past this many the task re-queues itself so a
 # long chain of conditions cannot hold a worker (and a cycle through a delay still yields).
 MAX_INLINE_NODES = 200
-# Executions advanced by one task: a bulk start of 10,000 is 500 tasks, not 10,000, and a
-# batch of light walks still finishes in well under a second.
-ADVANCE_BATCH = 20
 
 
 class Stop(Exception):
@@ -51,30 +47,8 @@ def graph_of(version_id: int) -> Graph:
 
 
 def lease_seconds() -> int:
+    """Return how long a worker owns an execution it advances (read late for tests)."""
     return settings.FLOW_LEASE_SECONDS
-
-
-# --- context ------------------------------------------------------------------------------
-
-# --- publishing ---------------------------------------------------------------------------
-
-def publish(execution_ids: list[Any]) -> None:
-    """Queue advance tasks, ADVANCE_BATCH executions per task; a broker failure is left
-    to the flows sweeper."""
-    from flows.tasks import advance_executions
-
-    ids = [str(execution_id) for execution_id in execution_ids]
-    try:
-        for offset in range(0, len(ids), ADVANCE_BATCH):
-            advance_executions.apply_async(args=[ids[offset:offset + ADVANCE_BATCH]],
-                                           queue="flows")
-    except Exception:
-        logger.exception("could not publish flow advances; the sweeper will retry")
-
-
-def schedule_advance(execution_id: Any) -> None:
-    """Publish an advance after the current transaction commits."""
-    transaction.on_commit(lambda: publish([execution_id]))
 
 
 # --- advancing ----------------------------------------------------------------------------
@@ -168,13 +142,7 @@ def _fail_step(execution: Execution, step: Step, error: str, node: dict) -> None
             status=ExecStatus.FAILED, error=f"{node['id']}: {error}"[:4000], completed_at=now,
             wake_at=None, waiting_event="", updated_at=now)
         if changed:
-            DeadLetter.objects.create(
-                workspace_id=execution.workspace_id, kind=DeadLetter.Kind.STEP,
-                source_id=str(step.pk), flow_id=str(execution.flow_id), error=error[:2000],
-                attempts=step.retry_count + 1, channel=nodes.channel_of(node) or "",
-                payload={"execution_id": str(execution.pk), "step_id": step.pk,
-                         "node_id": node["id"], "node_type": node["type"],
-                         "visit": step.visit, "flow_id": str(execution.flow_id)})
+            walker.dead_letter(execution=execution, step=step, node=node, error=error)
 
 
 # --- resuming waiting steps ---------------------------------------------------------------
@@ -268,48 +236,6 @@ def deliver_event(*, workspace_id: Any, contact_id: Any, name: str,
                                 output={"event": name, "properties": properties}):
             woken += 1
     return woken
-
-
-# --- operator actions ---------------------------------------------------------------------
-
-def execution_cancel(*, execution: Execution) -> Execution:
-    """Cancel a running or waiting execution and the messages its steps still wait for."""
-    from messaging.pipeline import NotCancellable, message_cancel
-
-    now = timezone.now()
-    changed = Execution.objects.filter(
-        pk=execution.pk, status__in=[ExecStatus.RUNNING, ExecStatus.WAITING]).update(
-        status=ExecStatus.CANCELLED, completed_at=now, wake_at=None, waiting_event="",
-        updated_at=now)
-    if changed:
-        for step in execution.steps.filter(status=StepStatus.WAITING).select_related("message"):
-            Step.objects.filter(pk=step.pk).update(status=StepStatus.SKIPPED, completed_at=now)
-            if step.message is not None:
-                with contextlib.suppress(NotCancellable):  # already with the provider
-                    message_cancel(message=step.message)
-    execution.refresh_from_db()
-    return execution
-
-
-class NotRetryable(Exception):
-    """Only a failed step of a failed execution can be retried."""
-
-
-def step_retry(*, step: Step) -> Step:
-    """Run a failed step again: its execution resumes at that node."""
-    with transaction.atomic():
-        execution = Execution.objects.select_for_update().get(pk=step.execution_id)
-        if step.status != StepStatus.FAILED or execution.status != ExecStatus.FAILED:
-            raise NotRetryable("Only a failed step of a failed execution can be retried.")
-        Step.objects.filter(pk=step.pk).update(status=StepStatus.PENDING,
-                                               retry_count=F("retry_count") + 1,
-                                               completed_at=None)
-        Execution.objects.filter(pk=execution.pk).update(
-            status=ExecStatus.RUNNING, current_node=step.node_id, current_visit=step.visit,
-            error="", completed_at=None, updated_at=timezone.now(), enqueued_at=timezone.now())
-        schedule_advance(execution.pk)
-    step.refresh_from_db()
-    return step
 
 
 def sweep(*, now: datetime | None = None) -> dict[str, int]:

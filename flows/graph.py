@@ -11,41 +11,24 @@ Drafts are saved as sent, so `validate` reports problems for any JSON input and 
 """
 from __future__ import annotations
 
-import math
-import re
 from collections import Counter, defaultdict, deque
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from functools import cached_property
 from typing import Any, NamedTuple
-from urllib.parse import urlsplit
 
-from flows.rules import validate_rules
+from flows.nodes import REGISTRY
 
-NODE_TYPES = frozenset({
-    "send_sms", "send_email", "send_webhook", "ai_reply", "delay", "condition",
-    "update_contact", "wait_for_event", "end",
-})
-# Run inline by the engine (no I/O worth a task of its own).
-LIGHT_TYPES = frozenset({"condition", "update_contact", "end"})
+# Views of REGISTRY for the checks below (and for callers that want a set).
+NODE_TYPES = frozenset(REGISTRY)
+LIGHT_TYPES = frozenset(name for name, node_type in REGISTRY.items() if node_type.light)
 # Node type -> message channel.
-SEND_TYPES = {"send_sms": "sms", "send_email": "email", "send_webhook": "webhook", "ai_reply": "ai"}
+SEND_TYPES = {name: node_type.channel for name, node_type in REGISTRY.items()
+              if node_type.channel}
 # Exits of branching nodes: sourceHandle -> (fewest, most) edges allowed with that handle.
 BRANCH_EXITS: dict[str, dict[str, tuple[int, int]]] = {
-    "condition": {"true": (1, 1), "false": (1, 1)},
-    "wait_for_event": {"event": (1, 1), "timeout": (0, 1)},
-}
+    name: node_type.exits for name, node_type in REGISTRY.items() if node_type.exits}
 # Nodes that pause an execution: a cycle through one of them cannot spin without end.
-PAUSING_TYPES = frozenset({"delay", "wait_for_event"})
-ON_FAILURE_CHOICES = ("continue", "stop")
-MAX_DELAY_SECONDS = 366 * 24 * 3600
-MAX_MEDIA_URLS = 10
-DELAY_KEYS = ("seconds", "until", "until_local_time")
-
-_LOCAL_TIME = re.compile(r"(?:[01]\d|2[0-3]):[0-5]\d", re.ASCII)
-# Whitespace and control characters make URL parsers disagree about the host.
-_URL_UNSAFE = re.compile(r"[\x00-\x20\x7f\\]")
+PAUSING_TYPES = frozenset(name for name, node_type in REGISTRY.items() if node_type.pauses)
 
 
 class GraphError(Exception):
@@ -166,164 +149,7 @@ def _node_problems(node: dict) -> list[str]:
     data = node.get("data", {})
     if not isinstance(data, dict):
         return [f"{node_type} data must be an object"]
-    problems = _CONFIG_CHECKS[node_type](data)
-    if node_type in SEND_TYPES and data.get("on_failure", "stop") not in ON_FAILURE_CHOICES:
-        problems.append(f"{node_type} data.on_failure must be 'continue' or 'stop'")
-    return problems
-
-
-def _is_str(value: Any) -> bool:
-    return isinstance(value, str)
-
-
-def _is_text(value: Any) -> bool:
-    return isinstance(value, str) and bool(value.strip())
-
-
-def _is_url(value: Any, schemes: tuple[str, ...] = ("http", "https")) -> bool:
-    if not isinstance(value, str) or _URL_UNSAFE.search(value):
-        return False
-    try:
-        parts = urlsplit(value)
-        return parts.scheme in schemes and bool(parts.hostname)
-    except ValueError:  # e.g. an unbalanced "[" in the host
-        return False
-
-
-def _optional(data: dict, key: str, check: Callable[[Any], bool], message: str) -> list[str]:
-    """Return [message] when the optional key is present with a value failing the check."""
-    return [message] if key in data and not check(data[key]) else []
-
-
-def _check_send_sms(data: dict) -> list[str]:
-    problems = [] if _is_text(data.get("body")) else ["send_sms needs data.body"]
-    problems += _optional(
-        data, "media_urls", _is_media_urls,
-        f"send_sms data.media_urls must be a list of 1 to {MAX_MEDIA_URLS} https URLs",
-    )
-    return problems + _optional(data, "to", _is_text, "send_sms data.to must be a non-empty string")
-
-
-def _is_media_urls(value: Any) -> bool:
-    return (
-        isinstance(value, list)
-        and 1 <= len(value) <= MAX_MEDIA_URLS
-        and all(_is_url(url, ("https",)) for url in value)
-    )
-
-
-def _check_send_email(data: dict) -> list[str]:
-    problems = [] if _is_text(data.get("subject")) else ["send_email needs data.subject"]
-    for key in ("html", "text"):
-        problems += _optional(data, key, _is_str, f"send_email data.{key} must be a string")
-    if not (_is_text(data.get("html")) or _is_text(data.get("text"))):
-        problems.append("send_email needs data.html or data.text")
-    return problems + _optional(
-        data, "to", _is_text, "send_email data.to must be a non-empty string"
-    )
-
-
-def _check_send_webhook(data: dict) -> list[str]:
-    problems = []
-    if not _is_url(data.get("url")):
-        problems.append("send_webhook needs data.url (an http:// or https:// URL)")
-    if "payload" not in data:
-        problems.append("send_webhook needs data.payload")
-    return problems + _optional(
-        data, "headers", _is_string_map, "send_webhook data.headers must map strings to strings"
-    )
-
-
-def _is_string_map(value: Any) -> bool:
-    return isinstance(value, dict) and all(
-        isinstance(key, str) and isinstance(item, str) for key, item in value.items()
-    )
-
-
-def _check_ai_reply(data: dict) -> list[str]:
-    problems = [] if _is_text(data.get("prompt")) else ["ai_reply needs data.prompt"]
-    for key in ("system", "model"):
-        message = f"ai_reply data.{key} must be a non-empty string"
-        problems += _optional(data, key, _is_text, message)
-    return problems + _optional(
-        data, "callback_url", _is_url,
-        "ai_reply data.callback_url must be an http:// or https:// URL",
-    )
-
-
-def _check_delay(data: dict) -> list[str]:
-    given = [key for key in DELAY_KEYS if key in data]
-    if len(given) != 1:
-        return ["delay needs exactly one of data.seconds, data.until, data.until_local_time"]
-    key = given[0]
-    check, message = _DELAY_CHECKS[key]
-    return [] if check(data[key]) else [f"delay data.{key} {message}"]
-
-
-def _is_delay_seconds(value: Any) -> bool:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return False
-    return math.isfinite(value) and 0 < value <= MAX_DELAY_SECONDS
-
-
-def _is_aware_datetime(value: Any) -> bool:
-    if not isinstance(value, str):
-        return False
-    try:
-        return datetime.fromisoformat(value).tzinfo is not None
-    except ValueError:
-        return False
-
-
-def _is_local_time(value: Any) -> bool:
-    return isinstance(value, str) and _LOCAL_TIME.fullmatch(value) is not None
-
-
-_DELAY_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "seconds": (_is_delay_seconds, f"must be a number above 0 and at most {MAX_DELAY_SECONDS}"),
-    "until": (_is_aware_datetime, "must be an ISO 8601 datetime with a UTC offset"),
-    "until_local_time": (_is_local_time, "must be a 24-hour time as HH:MM"),
-}
-
-
-def _check_condition(data: dict) -> list[str]:
-    if "rules" not in data:
-        return ["condition needs data.rules"]
-    return validate_rules(data["rules"], "data.rules")
-
-
-def _check_update_contact(data: dict) -> list[str]:
-    attributes = data.get("attributes")
-    problems = []
-    if not isinstance(attributes, dict) or not attributes:
-        problems.append("update_contact needs data.attributes (a non-empty object)")
-    # Contact fields are not settable from a flow; saying so beats silently ignoring them.
-    problems += [
-        f"update_contact sets only data.attributes, not data.{key}"
-        for key in ("first_name", "last_name", "email") if key in data
-    ]
-    return problems
-
-
-def _check_wait_for_event(data: dict) -> list[str]:
-    problems = [] if _is_text(data.get("event")) else ["wait_for_event needs data.event"]
-    timeout = data.get("timeout_seconds")
-    if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout <= 0:
-        problems.append("wait_for_event needs data.timeout_seconds (a whole number above 0)")
-    return problems
-
-
-_CONFIG_CHECKS: dict[str, Callable[[dict], list[str]]] = {
-    "send_sms": _check_send_sms,
-    "send_email": _check_send_email,
-    "send_webhook": _check_send_webhook,
-    "ai_reply": _check_ai_reply,
-    "delay": _check_delay,
-    "condition": _check_condition,
-    "update_contact": _check_update_contact,
-    "wait_for_event": _check_wait_for_event,
-    "end": lambda data: [],
-}
+    return REGISTRY[node_type].check(data)
 
 
 # Edges -----------------------------------------------------------------------------------------
@@ -394,8 +220,9 @@ def _check_exits(by_id: dict[str, dict], links: list[_Link], errors: list[dict])
         node_type, exits = _node_type(node), outgoing.get(node_id, [])
         if node_type in BRANCH_EXITS:
             errors.extend(_branch_problems(node_id, node_type, exits))
-        elif node_type == "end" and exits:
-            errors.append(_error(f"end node {node_id} cannot have outgoing edges", node=node_id))
+        elif node_type in NODE_TYPES and REGISTRY[node_type].final and exits:
+            message = f"{node_type} node {node_id} cannot have outgoing edges"
+            errors.append(_error(message, node=node_id))
         elif node_type in NODE_TYPES and len(exits) > 1:
             message = f"{node_type} node {node_id} has {len(exits)} outgoing edges (at most one)"
             errors.append(_error(message, node=node_id))

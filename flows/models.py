@@ -41,11 +41,6 @@ class Flow(models.Model):
         return self.name
 
     @property
-    def event_name(self) -> str:
-        return (self.trigger or {}).get("event", "") if (self.trigger or {}).get(
-            "type") == "event" else ""
-
-    @property
     def live_version(self) -> FlowVersion | None:
         return self.versions.order_by("-number").first()
 

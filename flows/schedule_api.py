@@ -14,10 +14,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.api import ApiError, StrictCharField, error_body
-from core.auth import workspace_of
-from core.models import Contact, Workspace
-from flows import schedules
+from config.api import ApiError, StrictCharField, error_body
+from flows import cron, schedules
 from flows.models import Flow, FlowSchedule, ScheduleRun
 from flows.rules import validate_rules
 from messaging.api.idempotency import idempotent
@@ -51,15 +49,15 @@ class ScheduleInputSerializer(serializers.Serializer):
 
     def validate_cron(self, value: str) -> str:
         try:
-            schedules.cron_parse(value)
-        except schedules.CronError as exc:
+            cron.cron_parse(value)
+        except cron.CronError as exc:
             raise serializers.ValidationError(str(exc)) from exc
         return " ".join(value.split())
 
     def validate_timezone(self, value: str) -> str:
         try:
-            return schedules.zone_get(value).key
-        except schedules.CronError as exc:
+            return cron.zone_get(value).key
+        except cron.CronError as exc:
             raise serializers.ValidationError(str(exc)) from exc
 
     def validate_audience(self, value: Any) -> dict:
@@ -110,7 +108,7 @@ class ScheduleSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_description(self, schedule: FlowSchedule) -> str:
-        return schedules.cron_describe(schedule.cron)
+        return cron.cron_describe(schedule.cron)
 
     def get_last_run_status(self, schedule: FlowSchedule) -> str | None:
         return schedule.last_run_status or None
@@ -212,7 +210,7 @@ class ScheduleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
     @action(detail=False, methods=["get"], filter_backends=[], pagination_class=None)
     def presets(self, request: Request) -> Response:
         """List common schedules: expression and description."""
-        return Response(schedules.presets())
+        return Response(cron.presets())
 
 
 class FlowScheduleView(GenericAPIView):
@@ -272,9 +270,9 @@ class ValidateCronView(APIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         try:
-            return Response(schedules.cron_check(expression=data["expression"],
+            return Response(cron.cron_check(expression=data["expression"],
                                                  timezone=data["timezone"]))
-        except schedules.CronError as exc:
+        except cron.CronError as exc:
             # The API's error shape, beside the keys a valid answer has.
             body = error_body(400, str(exc), {exc.field: [str(exc)]}, code="invalid_cron")
             return Response({"valid": False, "description": None, "next_runs": [], **body},

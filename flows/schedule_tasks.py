@@ -1,6 +1,7 @@
 """Celery tasks of flow schedules (thin: ids in, one service call) and the beat start hook.
 
-Imported from the bottom of flows/tasks.py, because autodiscovery only imports tasks.py.
+Imported by flows/tasks.py, because autodiscovery only imports tasks.py; nothing else in
+flows imports it (schedules publish run_schedule_batch by name), so the names must not change.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from celery.signals import beat_init
 from django.db import DatabaseError
 
 from flows import schedules
+from flows.publishing import QUEUE
 
 logger = logging.getLogger(__name__)
 # One batch task works this long (500 contacts a batch, ~50 ms each) before handing on.
@@ -36,7 +38,7 @@ def run_schedule_batch(run_id: int) -> None:
     while time.monotonic() < deadline:
         if not schedules.schedule_run_advance(run_id=run_id):
             return
-    run_schedule_batch.apply_async(args=[run_id], queue="flows")
+    run_schedule_batch.apply_async(args=[run_id], queue=QUEUE)
 
 
 @shared_task(name="flows.schedule_tasks.sweep_schedules")

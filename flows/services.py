@@ -11,7 +11,10 @@ from core.models import Contact, Workspace
 from flows import engine
 from flows.graph import GraphError, parse, validate
 from flows.models import BulkStart, Execution, Flow, FlowVersion
+from flows.publishing import RUN_BULK_START, publish, schedule_advance, send_on_commit
 from flows.rules import evaluate
+from messaging.models import Contact, Workspace
+from messaging.templating import contact_context
 
 # One bulk-start batch: one query for the contacts, one for their live executions, one
 # bulk INSERT and N publishes; ~50 ms per 500 contacts on PostgreSQL.
@@ -56,7 +59,11 @@ def _limits(version: FlowVersion) -> tuple[bool, int]:
         settings.get("max_concurrent_per_contact", 1) or 1)
 
 
-def _startable(flow: Flow) -> FlowVersion:
+def flow_startable_version(*, flow: Flow) -> FlowVersion:
+    """Return the version a start would run; raise StartRefused saying why it cannot start.
+
+    The one test of "can this flow start", so the API, bulk starts and schedules agree.
+    """
     if flow.status != Flow.Status.ACTIVE:
         raise StartRefused(f"The flow is {flow.status}; activate it first.")
     version = flow.live_version
@@ -68,7 +75,7 @@ def _startable(flow: Flow) -> FlowVersion:
 def execution_start(*, flow: Flow, contact: Contact, data: dict | None = None,
                     source: str = Execution.Source.API) -> Execution:
     """Start the flow's live version for one contact (re-entry and concurrency enforced)."""
-    version = _startable(flow)
+    version = flow_startable_version(flow=flow)
     allow_reentry, max_concurrent = _limits(version)
     graph = engine.graph_of(version.pk)
     with transaction.atomic():
@@ -84,14 +91,14 @@ def execution_start(*, flow: Flow, contact: Contact, data: dict | None = None,
             workspace_id=flow.workspace_id, flow=flow, version=version, contact=contact,
             data=data or {}, source=source, current_node=graph.start,
             visits={graph.start: 1}, enqueued_at=timezone.now())
-        engine.schedule_advance(execution.pk)
+        schedule_advance(execution.pk)
     return execution
 
 
 def executions_start_many(*, flow: Flow, contacts: list[Contact], data: dict | None,
                           source: str) -> tuple[list[Execution], int]:
     """Start one execution per eligible contact in one INSERT; return them and the skips."""
-    version = _startable(flow)
+    version = flow_startable_version(flow=flow)
     allow_reentry, max_concurrent = _limits(version)
     graph = engine.graph_of(version.pk)
     ids = [c.pk for c in contacts]
@@ -110,7 +117,7 @@ def executions_start_many(*, flow: Flow, contacts: list[Contact], data: dict | N
                                 enqueued_at=now)
                       for contact in contacts if contact.pk not in busy]
         Execution.objects.bulk_create(executions, batch_size=BULK_BATCH)
-        transaction.on_commit(lambda: engine.publish([e.pk for e in executions]))
+        transaction.on_commit(lambda: publish([e.pk for e in executions]))
     return executions, len(contacts) - len(executions)
 
 
@@ -125,13 +132,10 @@ def audience(*, workspace: Workspace, contact_ids: list | None) -> QuerySet[Cont
 def bulk_start_create(*, flow: Flow, contact_ids: list | None, rules: dict | None,
                       data: dict | None, source: str = "api") -> BulkStart:
     """Record a bulk start and queue its first batch."""
-    _startable(flow)
+    flow_startable_version(flow=flow)
     job = BulkStart.objects.create(workspace_id=flow.workspace_id, flow=flow, source=source,
                                    contact_ids=contact_ids, filter=rules, data=data or {})
-    from flows.tasks import run_bulk_start
-
-    transaction.on_commit(lambda: run_bulk_start.apply_async(args=[str(job.pk)],
-                                                             queue="flows"))
+    send_on_commit(RUN_BULK_START, str(job.pk))
     return job
 
 
@@ -145,8 +149,7 @@ def bulk_start_run_batch(*, job: BulkStart) -> bool:
     batch_qs = contacts.filter(pk__gt=job.cursor) if job.cursor else contacts
     batch = list(batch_qs[:BULK_BATCH])
     if job.filter:
-        matched = [c for c in batch if evaluate(job.filter, {"contact": engine.contact_context(
-            c)})]
+        matched = [c for c in batch if evaluate(job.filter, {"contact": contact_context(c)})]
     else:
         matched = batch
     started, skipped = executions_start_many(flow=job.flow, contacts=matched, data=job.data,
@@ -167,7 +170,7 @@ def event_ingest(*, workspace: Workspace, contact: Contact, name: str,
     """Start every active flow triggered by this event; wake waits for it."""
     started: list[Execution] = []
     context = {"event": {"name": name, "properties": properties},
-               "contact": engine.contact_context(contact), "properties": properties}
+               "contact": contact_context(contact), "properties": properties}
     flows = Flow.objects.filter(workspace=workspace, status=Flow.Status.ACTIVE,
                                 trigger__type="event", trigger__event=name)
     for flow in flows:

@@ -1,21 +1,24 @@
-"""Celery tasks of the flow engine (thin: ids in, one service call)."""
+"""Celery tasks of the flow engine (thin: ids in, one service call).
+
+Nothing in flows imports this module: services publish these tasks by name through
+flows.publishing, so the names below must not change.
+"""
 from __future__ import annotations
 
 import time
 
 from celery import shared_task
 
-from flows import engine, services
+from flows import (
+    engine,
+    schedule_tasks,  # noqa: F401  (autodiscovery imports only tasks.py)
+    services,
+)
 from flows.models import BulkStart
+from flows.publishing import QUEUE
 
 # One bulk-start task works this long before handing the rest to a fresh task.
 BULK_TASK_SECONDS = 20
-
-
-@shared_task(name="flows.tasks.advance_execution", acks_late=True)
-def advance_execution(execution_id: str) -> str:
-    """Advance one execution; a duplicate finds it leased or moved on and returns."""
-    return engine.advance(execution_id=execution_id)
 
 
 @shared_task(name="flows.tasks.advance_executions", acks_late=True)
@@ -39,13 +42,10 @@ def run_bulk_start(job_id: str) -> None:
             return
         if not services.bulk_start_run_batch(job=job):
             return
-    run_bulk_start.apply_async(args=[job_id], queue="flows")
+    run_bulk_start.apply_async(args=[job_id], queue=QUEUE)
 
 
 @shared_task(name="flows.tasks.sweep_flows")
 def sweep_flows() -> dict[str, int]:
     """Republish stuck executions; finish steps whose message finished unnoticed."""
     return engine.sweep()
-
-
-import flows.schedule_tasks  # noqa: E402, F401  (autodiscovery imports only tasks.py)

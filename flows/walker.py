@@ -86,7 +86,7 @@ def walk(execution: Execution, graph: Graph, context: dict, existing: list[Step]
             state.retry_rows[(state.node, state.visit)] = row
         node = graph.node(state.node)
         started = timezone.now()
-        result = nodes.run(node, context, execution=execution, step=None)
+        result = nodes.run(node, context, execution=execution)
         if _settle(state, graph, node, result, started, context):
             return state
     state.more = True
@@ -114,7 +114,7 @@ def _settle(state: Walk, graph: Graph, node: dict, result: nodes.Result, started
     state.attributes.update(result.contact_update)
     context["steps"][node["id"]] = {"status": "completed", "output": result.output or {},
                                     "error": ""}
-    if node["type"] == "end":
+    if nodes.REGISTRY[node["type"]].final:
         state.node, state.status = None, ExecStatus.COMPLETED
         return True
     state.move(graph.next(node["id"], result.handle))
@@ -143,7 +143,8 @@ def persist(state: Walk, *, origin: tuple[str, int]) -> bool:
             _write_steps(state, now)
             _write_attributes(execution.contact_id, state.attributes)
             if state.failed_step is not None:
-                _dead_letter(execution, state.failed_step, state.failed_node or {})
+                dead_letter(execution=execution, step=state.failed_step,
+                            node=state.failed_node or {}, error=state.failed_step.error)
     except (Conflict, IntegrityError):
         return False
     return True
@@ -169,10 +170,11 @@ def _write_attributes(contact_id: Any, values: dict[str, Any]) -> None:
     contact.save(update_fields=["attributes", "updated_at"])
 
 
-def _dead_letter(execution: Execution, step: Step, node: dict) -> None:
+def dead_letter(*, execution: Execution, step: Step, node: dict, error: str) -> None:
+    """Record the failed step where operators replay or discard failures."""
     DeadLetter.objects.create(
         workspace_id=execution.workspace_id, kind=DeadLetter.Kind.STEP, source_id=str(step.pk),
-        flow_id=str(execution.flow_id), error=step.error[:2000],
+        flow_id=str(execution.flow_id), error=error[:2000],
         attempts=step.retry_count + 1, channel=nodes.channel_of(node) or "",
         payload={"execution_id": str(execution.pk), "step_id": step.pk, "node_id": node["id"],
                  "node_type": node["type"], "visit": step.visit,

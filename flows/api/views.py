@@ -2,8 +2,11 @@
 executions and step retries."""
 from __future__ import annotations
 
+import uuid
+from typing import Any
+
 import django_filters
-from django.db.models import Prefetch
+from django.db.models import Prefetch, QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -11,14 +14,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.api import ApiError, StrictCharField
-from core.auth import workspace_of
-from core.models import Contact
-from flows import dry_run, engine, services
+from config.api import ApiError, StrictCharField
+from flows import dry_run, operations, services
 from flows.graph import GraphError
 from flows.models import BulkStart, Execution, Flow, FlowVersion, Step
 from flows.rules import validate_rules
 from messaging.api.idempotency import idempotent
+from messaging.auth import workspace_of
+from messaging.models import Contact, Workspace
+from messaging.templating import contact_context
 
 TRIGGER_TYPES = ("manual", "event", "schedule")
 
@@ -170,7 +174,7 @@ class EventSerializer(serializers.Serializer):
         return attrs
 
 
-def find_contact(workspace, attrs: dict) -> Contact:
+def find_contact(workspace: Workspace, attrs: dict) -> Contact:
     """Return the contact named by contact_id or contact_external_id (400 if none)."""
     for field, lookup in (("contact_id", "pk"), ("contact_external_id", "external_id")):
         if field in attrs:
@@ -197,13 +201,13 @@ class FlowViewSet(viewsets.ModelViewSet):
     search_fields = ["name", "description"]
     ordering_fields = ["created_at", "updated_at", "name"]
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[Flow]:
         return Flow.objects.filter(workspace=workspace_of(self.request))
 
     def _context(self) -> dict:
         return {"workspace": workspace_of(self.request), "request": self.request}
 
-    def create(self, request: Request, *args, **kwargs) -> Response:
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return idempotent(request, lambda: super(FlowViewSet, self).create(request))
 
     def perform_create(self, serializer: FlowSerializer) -> None:
@@ -309,7 +313,7 @@ class FlowViewSet(viewsets.ModelViewSet):
         contact = data["contact"]
         if "contact_id" in data:
             found = find_contact(workspace_of(request), {"contact_id": data["contact_id"]})
-            contact = {**engine.contact_context(found), **contact}
+            contact = {**contact_context(found), **contact}
         try:
             result = dry_run.walk(flow=flow, contact=contact, data=data["data"],
                                   events=data["events"])
@@ -326,8 +330,7 @@ class FlowViewSet(viewsets.ModelViewSet):
 
 
 def _uuid_or_404(value: str | None) -> str:
-    import uuid
-
+    """Return the id in canonical form; answer 404 (not 400) for an id that cannot exist."""
     try:
         return str(uuid.UUID(str(value)))
     except ValueError:
@@ -355,7 +358,7 @@ class ExecutionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
     filterset_class = ExecutionFilter
     ordering_fields = ["started_at", "completed_at"]
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[Execution]:
         queryset = Execution.objects.filter(workspace=workspace_of(self.request)
                                             ).select_related("version")
         if self.action == "retrieve":
@@ -363,7 +366,7 @@ class ExecutionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
                 Prefetch("steps", Step.objects.order_by("started_at", "id")))
         return queryset
 
-    def get_serializer_class(self):
+    def get_serializer_class(self) -> type[serializers.Serializer]:
         return ExecutionDetailSerializer if self.action == "retrieve" else ExecutionSerializer
 
     @extend_schema(request=None, responses=ExecutionSerializer)
@@ -374,7 +377,7 @@ class ExecutionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         if execution.status not in services.ACTIVE_STATUSES:
             raise ApiError(409, f"A {execution.status} execution cannot be cancelled.",
                            code="not_cancellable")
-        return Response(ExecutionSerializer(engine.execution_cancel(execution=execution)).data)
+        return Response(ExecutionSerializer(operations.execution_cancel(execution=execution)).data)
 
     @extend_schema(request=None, responses=StepSerializer)
     @action(detail=True, methods=["post"], url_path=r"steps/(?P<step_id>\d+)/retry")
@@ -386,8 +389,8 @@ class ExecutionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         if step is None:
             raise ApiError(404, "No such step.")
         try:
-            step = engine.step_retry(step=step)
-        except engine.NotRetryable as exc:
+            step = operations.step_retry(step=step)
+        except operations.NotRetryable as exc:
             raise ApiError(409, str(exc), code="not_retryable") from exc
         return Response(StepSerializer(step).data)
 

@@ -15,8 +15,7 @@ from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 from django_celery_beat.schedulers import DatabaseScheduler
 
-from core.models import Contact
-from flows import schedules, services
+from flows import cron, schedules, services
 from flows.models import BulkStart, Execution, Flow, FlowSchedule, ScheduleRun
 from flows.schedule_tasks import fire_schedule
 from flows.schedules import schedule_fire, schedule_run_advance, schedule_update
@@ -232,7 +231,7 @@ def test_presets_are_valid_described_expressions(api):
             "0 9 1 * *"} <= set(crons)
     assert crons["0 9 * * 1-5"]["description"] == "At 09:00, Monday through Friday"
     for preset in presets:
-        schedules.cron_parse(preset["cron"])
+        cron.cron_parse(preset["cron"])
 
 
 def test_the_runs_endpoint_lists_the_history_newest_first(api, workspace):
@@ -323,7 +322,7 @@ def test_validate_cron_refuses_an_unknown_time_zone(api):
 
 
 def test_the_preview_follows_the_dst_rule():
-    check = schedules.cron_check(expression="30 2 * * *", timezone="America/New_York",
+    check = cron.cron_check(expression="30 2 * * *", timezone="America/New_York",
                                  now=at("2025-03-08T12:00:00Z"))
     assert check["next_runs"][:2] == [
         {"local": "2025-03-09T03:00:00-04:00", "utc": "2025-03-09T07:00:00Z"},

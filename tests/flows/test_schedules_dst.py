@@ -12,14 +12,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from flows.cron import local_to_instant, occurrence_latest, occurrence_next
 from flows.models import ScheduleRun
-from flows.schedules import (
-    local_to_instant,
-    occurrence_latest,
-    occurrence_next,
-    schedule_fire,
-    schedules_sweep,
-)
+from flows.schedules import schedule_fire, schedules_sweep
 from tests.factories import FlowScheduleFactory
 
 pytestmark = pytest.mark.django_db

@@ -1,0 +1,69 @@
+"""The shape every node type fills in: its schema check, its run and its dry-run view.
+
+All three are required fields of NodeType, so a node type cannot be registered without
+saying what a dry run shows for it.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from flows.models import Execution
+    from messaging.models import Message
+
+
+@dataclass
+class Result:
+    """What running a node did, and what the walk does next."""
+
+    output: dict[str, Any] = field(default_factory=dict)
+    handle: str | None = None  # which exit to take (condition: "true"/"false")
+    wait: bool = False
+    wake_at: datetime | None = None
+    event: str = ""
+    message: Message | None = None  # an unsaved message a send node waits for
+    input: dict[str, Any] = field(default_factory=dict)
+    failed: bool = False
+    error: str = ""
+    contact_update: dict[str, Any] = field(default_factory=dict)  # attributes to write
+
+
+@dataclass
+class Preview:
+    """What a dry run shows for a node: its output, the exit taken, a message it would send."""
+
+    output: dict[str, Any]
+    handle: str | None = None
+    message: dict[str, Any] | None = None
+
+
+# Problems in a node's data, as graph validation reports them.
+Check = Callable[[dict], list[str]]
+# Run the node for an execution: (node, context, execution) -> Result.
+Run = Callable[[dict, dict, "Execution"], Result]
+# Show the node in a dry run: (node, context, events that arrived) -> Preview.
+DryRun = Callable[[dict, dict, list[str]], Preview]
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeType:
+    """One node type; `check`, `run` and `dry_run` are required so none can be forgotten."""
+
+    name: str
+    check: Check
+    run: Run
+    dry_run: DryRun
+    # Exits of a branching node: sourceHandle -> (fewest, most) edges with that handle.
+    exits: dict[str, tuple[int, int]] | None = None
+    channel: str | None = None  # the message channel of a send node
+    light: bool = False  # run inline by the engine (no I/O worth a task of its own)
+    pauses: bool = False  # a cycle through it cannot spin without end
+    final: bool = False  # ends the execution; no edge may leave it
+
+
+def data_of(node: dict) -> dict:
+    """Return the node's configuration (absent or empty data reads as an empty object)."""
+    return node.get("data") or {}

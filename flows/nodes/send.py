@@ -1,0 +1,153 @@
+"""The send nodes (send_sms, send_email, send_webhook, ai_reply): hand a message to the
+messaging pipeline and wait until it is final.
+
+They differ only in their schema check and channel; running and dry-running them is shared,
+and this module is the one place a flow validates a message the way the API does.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from flows.nodes.base import Check, NodeType, Preview, Result, data_of
+from flows.nodes.checks import is_str, is_text, is_url, optional
+from messaging.pipeline import render_fields
+
+MAX_MEDIA_URLS = 10
+ON_FAILURE_CHOICES = ("continue", "stop")
+# Node data keys passed on to the message API, per channel.
+SEND_FIELDS = ("to", "body", "media_urls", "subject", "html", "text", "url", "payload",
+               "headers", "prompt", "system", "model", "callback_url", "priority")
+
+
+def check_send_sms(data: dict) -> list[str]:
+    """Require a body; media URLs and a recipient are optional."""
+    problems = [] if is_text(data.get("body")) else ["send_sms needs data.body"]
+    problems += optional(
+        data, "media_urls", _is_media_urls,
+        f"send_sms data.media_urls must be a list of 1 to {MAX_MEDIA_URLS} https URLs",
+    )
+    return problems + optional(data, "to", is_text, "send_sms data.to must be a non-empty string")
+
+
+def _is_media_urls(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and 1 <= len(value) <= MAX_MEDIA_URLS
+        and all(is_url(url, ("https",)) for url in value)
+    )
+
+
+def check_send_email(data: dict) -> list[str]:
+    """Require a subject and an html or text body."""
+    problems = [] if is_text(data.get("subject")) else ["send_email needs data.subject"]
+    for key in ("html", "text"):
+        problems += optional(data, key, is_str, f"send_email data.{key} must be a string")
+    if not (is_text(data.get("html")) or is_text(data.get("text"))):
+        problems.append("send_email needs data.html or data.text")
+    return problems + optional(
+        data, "to", is_text, "send_email data.to must be a non-empty string"
+    )
+
+
+def check_send_webhook(data: dict) -> list[str]:
+    """Require an http(s) URL and a payload; headers must map strings to strings."""
+    problems = []
+    if not is_url(data.get("url")):
+        problems.append("send_webhook needs data.url (an http:// or https:// URL)")
+    if "payload" not in data:
+        problems.append("send_webhook needs data.payload")
+    return problems + optional(
+        data, "headers", _is_string_map, "send_webhook data.headers must map strings to strings"
+    )
+
+
+def _is_string_map(value: Any) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(key, str) and isinstance(item, str) for key, item in value.items()
+    )
+
+
+def check_ai_reply(data: dict) -> list[str]:
+    """Require a prompt; system, model and callback URL are optional."""
+    problems = [] if is_text(data.get("prompt")) else ["ai_reply needs data.prompt"]
+    for key in ("system", "model"):
+        message = f"ai_reply data.{key} must be a non-empty string"
+        problems += optional(data, key, is_text, message)
+    return problems + optional(
+        data, "callback_url", is_url,
+        "ai_reply data.callback_url must be an http:// or https:// URL",
+    )
+
+
+# Send node type -> message channel.
+CHANNELS = {"send_sms": "sms", "send_email": "email", "send_webhook": "webhook",
+            "ai_reply": "ai"}
+
+
+def channel_of(node: dict) -> str | None:
+    """Return the message channel a send node uses (sms with media is mms)."""
+    channel = CHANNELS.get(node.get("type", ""))
+    if channel == "sms" and data_of(node).get("media_urls"):
+        return "mms"
+    return channel
+
+
+def run(node: dict, context: dict, execution: Any) -> Result:
+    """Validate the node's message like the API does and hand it to the pipeline."""
+    from messaging.api.messages import MessageCreateSerializer
+
+    serializer = MessageCreateSerializer(data=_payload(node, context, execution), context={
+        "workspace": execution.workspace, "source": "flow"})
+    if not serializer.is_valid():
+        return Result(failed=True, error=f"invalid message: {serializer.errors}")
+    message = serializer.build()
+    return Result(wait=True, message=message, input={"channel": channel_of(node)},
+                  output={"message_id": str(message.id)})
+
+
+def _payload(node: dict, context: dict, execution: Any) -> dict[str, Any]:
+    """Return the message as the API would receive it, tagged with where it comes from."""
+    data = data_of(node)
+    channel = channel_of(node)
+    payload = {key: data[key] for key in SEND_FIELDS if key in data}
+    payload.update(channel=channel, contact_id=str(execution.contact_id), metadata={
+        "flow_id": str(execution.flow_id), "execution_id": str(execution.pk),
+        "node_id": node["id"],
+        "_context": {"trigger": context["trigger"], "steps": context["steps"]}})
+    if channel == "webhook":
+        payload.pop("to", None)
+    return payload
+
+
+def dry_run(node: dict, context: dict, events: list[str]) -> Preview:
+    """Render the message for the sample contact and show it instead of sending it."""
+    data = data_of(node)
+    channel = channel_of(node)
+    rendered = render_fields({k: data[k] for k in SEND_FIELDS if k in data}, context)
+    to = rendered.get("to") or (context["contact"].get("email") if channel == "email"
+                                else context["contact"].get("phone", ""))
+    if channel == "webhook":
+        to = rendered.get("url", "")
+    return Preview(output={"would_send": channel, "to": to}, message={
+        "node_id": node["id"], "channel": channel, "to": to, "content": rendered})
+
+
+def _with_on_failure(name: str, check: Check) -> Check:
+    """Return the check followed by the on_failure check every send node shares."""
+    def checked(data: dict) -> list[str]:
+        problems = check(data)
+        if data.get("on_failure", "stop") not in ON_FAILURE_CHOICES:
+            problems.append(f"{name} data.on_failure must be 'continue' or 'stop'")
+        return problems
+    return checked
+
+
+def _send_type(name: str, check: Check) -> NodeType:
+    return NodeType(name=name, check=_with_on_failure(name, check), run=run, dry_run=dry_run,
+                    channel=CHANNELS[name])
+
+
+SEND_SMS = _send_type("send_sms", check_send_sms)
+SEND_EMAIL = _send_type("send_email", check_send_email)
+SEND_WEBHOOK = _send_type("send_webhook", check_send_webhook)
+AI_REPLY = _send_type("ai_reply", check_ai_reply)
