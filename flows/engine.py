@@ -20,13 +20,9 @@ from django.utils import timezone
 from flows import walker
 from flows.graph import Graph, parse
 from flows.models import Execution, FlowVersion, Step
-from flows.operations import NotRetryable, execution_cancel, step_retry  # noqa: F401
 from flows.publishing import publish, schedule_advance
 from messaging.models import Message, MessageStatus
 from messaging.templating import contact_context
-
-# Operator actions (execution_cancel, step_retry, NotRetryable) live in flows.operations;
-# they stay importable from here for callers outside flows until those import them there.
 
 ExecStatus = Execution.Status
 StepStatus = Step.Status

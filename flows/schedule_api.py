@@ -14,7 +14,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import ApiError, StrictCharField, error_body
+from core.api import ApiError, StrictCharField, error_body
+from core.auth import workspace_of
+from core.models import Contact, Workspace
 from flows import cron, schedules
 from flows.models import Flow, FlowSchedule, ScheduleRun
 from flows.rules import validate_rules

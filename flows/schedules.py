@@ -25,7 +25,6 @@ from core.models import Contact, Workspace
 from flows import services
 from flows.cron import (
     cron_parse,
-    next_runs,  # noqa: F401  (read from here by callers outside flows)
     occurrence_latest,
     occurrence_next,
     occurrences_between,
@@ -33,7 +32,6 @@ from flows.cron import (
 )
 from flows.models import BulkStart, Execution, Flow, FlowSchedule, ScheduleRun
 from flows.publishing import RUN_SCHEDULE_BATCH, send_on_commit
-from messaging.models import Contact, Workspace
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,6 @@ from flows.graph import GraphError, parse, validate
 from flows.models import BulkStart, Execution, Flow, FlowVersion
 from flows.publishing import RUN_BULK_START, publish, schedule_advance, send_on_commit
 from flows.rules import evaluate
-from messaging.models import Contact, Workspace
 from messaging.templating import contact_context
 
 # One bulk-start batch: one query for the contacts, one for their live executions, one

@@ -28,7 +28,7 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from core.models import DeadLetter, Workspace
-from flows import engine
+from flows import engine, operations
 from flows.models import Execution, ScheduleRun, Step
 from messaging import pipeline
 from messaging.models import (
@@ -182,8 +182,8 @@ def _replay_step(letter: DeadLetter, now: datetime, actor: str) -> str:
         raise _Refused("The step no longer exists (purged?).")
     failed_message_id = step.message_id
     try:
-        engine.step_retry(step=step)
-    except engine.NotRetryable as exc:
+        operations.step_retry(step=step)
+    except operations.NotRetryable as exc:
         raise _Refused(f"The step is {step.status}: {exc}") from exc
     if failed_message_id is not None:
         DeadLetter.objects.filter(kind=DeadLetter.Kind.MESSAGE, source_id=str(failed_message_id),

@@ -14,14 +14,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import ApiError, StrictCharField
+from core.api import ApiError, StrictCharField
+from core.auth import workspace_of
+from core.models import Contact, Workspace
 from flows import dry_run, operations, services
 from flows.graph import GraphError
 from flows.models import BulkStart, Execution, Flow, FlowVersion, Step
 from flows.rules import validate_rules
 from messaging.api.idempotency import idempotent
-from messaging.auth import workspace_of
-from messaging.models import Contact, Workspace
 from messaging.templating import contact_context
 
 TRIGGER_TYPES = ("manual", "event", "schedule")

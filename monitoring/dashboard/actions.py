@@ -1,7 +1,7 @@
 """Operator actions behind the dashboard's buttons: thin adapters onto the owning services.
 
 The dashboard never changes state by itself: each action calls the service that owns the
-rows (flows.engine, flows.schedules, monitoring.services, messaging.ratelimit) and turns
+rows (flows.operations, flows.schedules, monitoring.services, messaging.ratelimit) and turns
 its answer or its refusal into one line for the operator.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import redis
 from django.db.models import QuerySet
 
 from core.models import DeadLetter, Workspace
-from flows import engine, schedules
+from flows import operations, schedules
 from flows.models import Execution, FlowSchedule, Step
 from messaging import ratelimit
 from monitoring import services
@@ -28,9 +28,9 @@ class Outcome:
 
 
 def execution_cancel(*, execution: Execution) -> Outcome:
-    """Cancel a running or waiting execution through the flow engine."""
+    """Cancel a running or waiting execution through the flow operations."""
     before = execution.status
-    execution = engine.execution_cancel(execution=execution)
+    execution = operations.execution_cancel(execution=execution)
     if execution.status == Execution.Status.CANCELLED and before != execution.status:
         return Outcome(True, "Execution cancelled.")
     return Outcome(False, f"An execution that is '{execution.status}' cannot be cancelled.")
@@ -45,8 +45,8 @@ def step_retry(*, step: Step, actor: str) -> Outcome:
         # letter) replayed; retrying behind its back would leave them open.
         return dead_letter_retry(letter=letter, actor=actor)
     try:
-        engine.step_retry(step=step)
-    except engine.NotRetryable as exc:
+        operations.step_retry(step=step)
+    except operations.NotRetryable as exc:
         return Outcome(False, str(exc))
     return Outcome(True, f"Step {step.node_id} queued to run again.")
 

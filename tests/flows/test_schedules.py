@@ -15,6 +15,7 @@ from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 from django_celery_beat.schedulers import DatabaseScheduler
 
+from core.models import Contact
 from flows import cron, schedules, services
 from flows.models import BulkStart, Execution, Flow, FlowSchedule, ScheduleRun
 from flows.schedule_tasks import fire_schedule

@@ -9,8 +9,8 @@ from django.db.models import F
 from django.utils import timezone
 
 from core.models import Workspace
+from flows.cron import occurrences_after, zone_get
 from flows.models import Flow, FlowSchedule, ScheduleRun
-from flows.schedules import occurrences_after, zone_get
 
 
 @dataclass(frozen=True)
