@@ -11,6 +11,8 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import Q
 
+from messaging.channels import CHANNEL_NAMES
+
 
 def validate_timezone(value: str) -> None:
     """Refuse names that are not IANA time zones."""
@@ -104,12 +106,9 @@ class Contact(models.Model):
         return self.external_id or self.phone or self.email or str(self.id)
 
 
-class Channel(models.TextChoices):
-    SMS = "sms"
-    MMS = "mms"
-    EMAIL = "email"
-    AI = "ai"
-    WEBHOOK = "webhook"
+# The channels of messaging.channels as model choices; members are named by their upper-case
+# values (Channel.SMS).
+Channel = models.TextChoices("Channel", [(name.upper(), name) for name in CHANNEL_NAMES])
 
 
 class MessageStatus(models.TextChoices):

@@ -20,6 +20,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from messaging import ratelimit
+from messaging.channels import AI, WEBHOOK, queue_for, rate_key_for
 from messaging.models import (
     CANCELLABLE_STATUSES,
     TIMER_STATUSES,
@@ -50,11 +51,6 @@ PUBLISH_BATCH = 50
 
 class NotCancellable(Exception):
     """The message is past the point where it can be cancelled."""
-
-
-def queue_for(channel: str) -> str:
-    """Return the Celery queue of a channel (MMS shares the SMS providers and queue)."""
-    return "sms" if channel == "mms" else channel
 
 
 # --- creation -----------------------------------------------------------------------------
@@ -315,7 +311,7 @@ def _call(provider: Any, outbound: Outbound) -> Receipt | ProviderError:
 
 
 def _rate_for(workspace: Workspace, channel: str) -> ratelimit.Rate | None:
-    key = queue_for(channel)
+    key = rate_key_for(channel)
     text = (workspace.settings.get("rate_limits") or {}).get(key, settings.RATE_LIMITS.get(key))
     return ratelimit.Rate.parse(text) if text else None
 
@@ -328,8 +324,8 @@ def _defer_for_rate_limit(message: Message, now: datetime) -> bool:
     rate = _rate_for(message.workspace, message.channel)
     if rate is None:
         return False
-    delay = ratelimit.reserve(ratelimit.channel_key(str(message.workspace_id),
-                                                    queue_for(message.channel)), rate)
+    key = rate_key_for(message.channel)
+    delay = ratelimit.reserve(ratelimit.channel_key(str(message.workspace_id), key), rate)
     if delay <= 0.001:
         return False
     slot = now + timedelta(seconds=delay)
@@ -338,7 +334,7 @@ def _defer_for_rate_limit(message: Message, now: datetime) -> bool:
         status=MessageStatus.SCHEDULED, due_at=slot, rate_slot_at=slot, lease_until=None,
         attempts=F("attempts") - 1, updated_at=now)
     ratelimit.record_deferral(workspace_id=str(message.workspace_id),
-                              channel=queue_for(message.channel), delay=delay)
+                              channel=key, delay=delay)
     return True
 
 
@@ -457,7 +453,7 @@ def _record_success(message: Message, current, receipt: Receipt, now: datetime,
     if not changed:
         return "stale"  # the sweeper took the message back meanwhile; its rerun decides
     callback = (message.content or {}).get("callback_url")
-    if message.channel == "ai" and callback:
+    if message.channel == AI and callback:
         _create_ai_callback(message, callback, receipt)
     return "sent"
 
@@ -467,9 +463,9 @@ def _create_ai_callback(message: Message, url: str, receipt: Receipt) -> None:
     payload = {"workspace_id": str(message.workspace_id), "message_id": str(message.id),
                "contact_id": str(message.contact_id) if message.contact_id else None,
                "response_text": receipt.output.get("response_text", "")}
-    child = message_build(workspace=message.workspace, channel="webhook", to=url,
+    child = message_build(workspace=message.workspace, channel=WEBHOOK, to=url,
                           content={"url": url, "payload": payload}, contact=message.contact,
-                          metadata=message.metadata, source="ai", parent=message)
+                          metadata=message.metadata, source=message.channel, parent=message)
     message_create_many(messages=[child])
 
 

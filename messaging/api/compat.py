@@ -22,6 +22,7 @@ from messaging import pipeline
 from messaging.api.idempotency import idempotent
 from messaging.api.messages import MAX_DELAY_SECONDS, MessageCreateSerializer
 from messaging.auth import workspace_of
+from messaging.channels import EMAIL, MMS, SMS, WEBHOOK
 from messaging.models import Contact, Message, MessageStatus
 
 # The older service's job states (BullMQ) for each message status.
@@ -120,7 +121,7 @@ class ScheduleSmsView(APIView):
             _check_workspace(request, data.get("workspaceId"))
             media = data.get("mediaUrl")
             media_urls = [media] if isinstance(media, str) else media
-            v1 = {"channel": "mms" if media_urls else "sms", "body": data.get("message"),
+            v1 = {"channel": MMS if media_urls else SMS, "body": data.get("message"),
                   "metadata": _metadata(data), **_contact_ref(request, data.get("contactId"))}
             if data.get("to"):
                 v1["to"] = data["to"]
@@ -137,7 +138,7 @@ class ScheduleEmailView(APIView):
         def handler() -> Response:
             data = _body(request)
             _check_workspace(request, data.get("workspaceId"))
-            v1 = {"channel": "email", "subject": data.get("subject"),
+            v1 = {"channel": EMAIL, "subject": data.get("subject"),
                   "metadata": _metadata(data), **_contact_ref(request, data.get("contactId"))}
             for field in ("html", "text"):
                 if data.get(field) is not None:
@@ -161,7 +162,7 @@ class ScheduleJobView(APIView):
                     **({} if data.get("type") else {"type": ["This field is required."]}),
                     **({} if isinstance(job_data, dict) else {"data": ["Must be an object."]})})
             _check_workspace(request, job_data.get("workspaceId"))
-            v1 = {"channel": "webhook", "url": data.get("callbackEndpoint"),
+            v1 = {"channel": WEBHOOK, "url": data.get("callbackEndpoint"),
                   "payload": {"type": data["type"], "data": job_data},
                   "metadata": {"jobType": str(data["type"])[:100]}}
             return _schedule(request, v1, _delay_ms(data), job=True)
