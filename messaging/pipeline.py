@@ -32,10 +32,12 @@ from messaging.models import (
 )
 from messaging.providers.base import Outbound, ProviderError, Receipt
 from messaging.providers.registry import provider_for
-from messaging.templating import contact_context, render, render_data
+from messaging.templating import render_content, render_fields  # noqa: F401 (see below)
 from monitoring.models import DeadLetter
 
 logger = logging.getLogger(__name__)
+# render_fields is imported above only for flows.dry_run, which reads it from here until it
+# imports it from messaging.templating; drop it then.
 
 PRIORITY_STEPS = {"high": 0, "normal": 3, "low": 6}
 # One dispatcher pass claims at most this many due rows: one SELECT + one UPDATE + N
@@ -336,39 +338,6 @@ def _defer_for_rate_limit(message: Message, now: datetime) -> bool:
     ratelimit.record_deferral(workspace_id=str(message.workspace_id),
                               channel=key, delay=delay)
     return True
-
-
-def render_context(message: Message) -> dict[str, Any]:
-    """Return what templates may use: contact fields and attributes, metadata, extras."""
-    contact = message.contact
-    context: dict[str, Any] = {"metadata": message.metadata or {}}
-    if contact is not None:
-        context["contact"] = contact_context(contact)
-    context.update((message.metadata or {}).get("_context") or {})
-    return context
-
-
-def render_content(message: Message) -> dict[str, Any]:
-    """Return the message's content rendered with its context.
-
-    Jobs of the older API carry opaque data: their payload is delivered verbatim.
-    """
-    return render_fields(message.content, render_context(message),
-                         payload=message.source != "compat")
-
-
-def render_fields(content: dict[str, Any], context: dict[str, Any], *,
-                  payload: bool = True) -> dict[str, Any]:
-    """Return the content with every template rendered (HTML escaped in email HTML)."""
-    content = dict(content)
-    for key in ("body", "subject", "text", "prompt", "system"):
-        if isinstance(content.get(key), str):
-            content[key] = render(content[key], context)
-    if isinstance(content.get("html"), str):
-        content["html"] = render(content["html"], context, escape_html=True)
-    if payload and "payload" in content:
-        content["payload"] = render_data(content["payload"], context)
-    return content
 
 
 def _outbound(message: Message, config: dict[str, Any]) -> Outbound:
