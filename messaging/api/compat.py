@@ -10,6 +10,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
@@ -20,9 +21,10 @@ from rest_framework.views import APIView
 from config.api import ApiError
 from messaging import pipeline
 from messaging.api.idempotency import idempotent
-from messaging.api.messages import MAX_DELAY_SECONDS, MessageCreateSerializer
+from messaging.api.messages import error_fields
 from messaging.auth import workspace_of
 from messaging.channels import EMAIL, MMS, SMS, WEBHOOK
+from messaging.compose import MAX_DELAY_SECONDS, message_compose
 from messaging.models import Contact, Message, MessageStatus
 
 # The older service's job states (BullMQ) for each message status.
@@ -85,12 +87,11 @@ def _schedule(request: Request, v1: dict, delay_ms: float, *, job: bool = False)
     """
     if delay_ms:
         v1["send_at"] = (timezone.now() + timedelta(milliseconds=delay_ms)).isoformat()
-    serializer = MessageCreateSerializer(data=v1, context={
-        "workspace": workspace_of(request), "request": request, "source": "compat"})
-    if not serializer.is_valid():
-        fields = {OLD_NAMES.get(k, k): v for k, v in serializer.errors.items()}
-        raise ApiError(400, "Invalid input.", fields=fields)
-    message = serializer.build()
+    try:
+        message = message_compose(workspace=workspace_of(request), data=v1, source="compat")
+    except ValidationError as exc:
+        fields = {OLD_NAMES.get(k, k): v for k, v in error_fields(exc).items()}
+        raise ApiError(400, "Invalid input.", fields=fields) from exc
     if job:
         message.content["payload"] = {"jobId": str(message.id), **message.content["payload"]}
     pipeline.message_create_many(messages=[message])
