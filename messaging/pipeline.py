@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Q
@@ -49,6 +50,9 @@ SWEEP_BATCH = 1000
 # whole batch, and its provider calls run concurrently; 50 keeps a task under a second
 # with a healthy provider while cutting database commits per message by ~50x.
 PUBLISH_BATCH = 50
+# The delivery task, published by name so this module never imports the tasks module (which
+# imports this one). The name is in in-flight broker messages: never change it.
+DELIVER_TASK = "messaging.tasks.deliver_messages"
 
 
 class NotCancellable(Exception):
@@ -93,8 +97,6 @@ def publish(messages: Iterable[Message], *, now: datetime | None = None) -> int:
     """Publish delivery tasks, one per batch of messages due together; return how many
     messages were published. A broker failure is logged, never raised: the rows stay
     `queued`, so the sweeper publishes them again."""
-    from messaging.tasks import deliver_messages
-
     now = now or timezone.now()
     groups: dict[tuple[str, int, float], list[str]] = {}
     for message in messages:
@@ -109,8 +111,8 @@ def publish(messages: Iterable[Message], *, now: datetime | None = None) -> int:
         for (queue, priority, countdown), ids in groups.items():
             for offset in range(0, len(ids), PUBLISH_BATCH):
                 chunk = ids[offset:offset + PUBLISH_BATCH]
-                deliver_messages.apply_async(args=[chunk], queue=queue, priority=priority,
-                                             countdown=countdown or None)
+                current_app.send_task(DELIVER_TASK, args=[chunk], queue=queue,
+                                      priority=priority, countdown=countdown or None)
                 count += len(chunk)
     except Exception:  # the broker is down: the sweeper republishes from the database
         logger.exception("publish failed after %d messages; the sweeper will retry", count)
