@@ -26,14 +26,15 @@ def error_fields(exc: DjangoValidationError) -> dict[str, Any]:
     return exc.fields if isinstance(exc, MessageInvalid) else exc.message_dict
 
 
+# A shell around messaging.compose: the rules are the composer's, and so are the fields (they
+# describe the request in the API schema). No docstring: it would show in that schema.
 class MessageCreateSerializer(serializers.Serializer):
-    """Check and build a message through messaging.compose; the fields are the composer's
-    (they describe the request in the API schema)."""
-
     def get_fields(self) -> dict[str, serializers.Field]:
+        """Return the composer's input fields (for the schema and browsable forms)."""
         return input_fields()
 
     def to_internal_value(self, data: Any) -> dict:
+        """Compose the message, answering the composer's errors field by field."""
         contacts: dict = self.context.setdefault("contacts", {})
         try:
             message = message_compose(workspace=self.context["workspace"], data=data,
