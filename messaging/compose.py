@@ -119,6 +119,7 @@ def _check_send_at(value: datetime, raw: Any) -> datetime:
 
 
 def _has_offset(raw: str) -> bool:
+    """Tell whether an ISO 8601 text names its UTC offset (a naive time is ambiguous)."""
     tail = raw.strip()[10:]
     return tail.endswith(("Z", "z")) or "+" in tail or "-" in tail
 
@@ -131,6 +132,7 @@ KIND_RULES: dict[str, Callable[[Any, Any], Any]] = {
 
 
 def _rule_for(name: str) -> Callable[[Any, Any], Any] | None:
+    """Return the rule a field's parsed value must also pass, if any."""
     if name == "send_at":
         return _check_send_at
     spec = CONTENT_FIELDS.get(name)
@@ -185,6 +187,7 @@ def _contact(workspace: Workspace, values: dict, cache: dict) -> Contact | None:
 
 
 def _phone_recipient(values: dict, contact: Contact | None) -> str:
+    """Return `to` or the contact's phone in E.164; a phone channel cannot go without."""
     to = values.get("to", "") or (contact.phone if contact else "")
     if not to:
         raise MessageInvalid({"to": ["A phone number is required "
@@ -196,6 +199,7 @@ def _phone_recipient(values: dict, contact: Contact | None) -> str:
 
 
 def _address_recipient(values: dict, contact: Contact | None) -> str:
+    """Return `to` or the contact's email, which must be a valid address."""
     to = values.get("to", "") or (contact.email if contact else "")
     try:
         EmailValidator()(to)
