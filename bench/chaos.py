@@ -25,6 +25,7 @@ from typing import Any
 
 from bench.harness import ROOT, Cluster
 from bench.load import Client
+from messaging.channels import SMS
 
 # Short recovery knobs so a run takes minutes, not hours; the logic is the production one.
 CHAOS_ENV = {
@@ -113,7 +114,7 @@ class Run:
         for offset in range(0, self.n, batch):
             if seconds:
                 time.sleep(max(0.0, started + seconds * offset / self.n - time.monotonic()))
-            items = [{"channel": "sms", "to": "+14155552671", "body": f"chaos {i}"}
+            items = [{"channel": SMS, "to": "+14155552671", "body": f"chaos {i}"}
                      for i in range(offset, min(self.n, offset + batch))]
             self.attempted += len(items)
             try:
@@ -261,7 +262,7 @@ def visibility(run: Run) -> None:
     client = Client(run.cluster.web_url, {"Authorization": f"Bearer {run.key}"})
     send_at = (timezone.now() + timedelta(hours=2)).isoformat()
     for offset in range(0, run.n, 50):
-        items = [{"channel": "sms", "to": "+14155552671", "body": f"later {i}",
+        items = [{"channel": SMS, "to": "+14155552671", "body": f"later {i}",
                   "send_at": send_at} for i in range(offset, min(run.n, offset + 50))]
         run.attempted += len(items)
         status, answer = client.post("/api/v1/messages/batch", {"messages": items})

@@ -14,9 +14,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from messaging.channels import ALL_QUEUES, EMAIL, SMS
+
 ROOT = Path(__file__).resolve().parents[1]
 VAR = ROOT / "var" / "bench"
-QUEUES = "default,sms,email,ai,webhook,flows"
+QUEUES = ",".join(ALL_QUEUES)
 
 
 def free_port() -> int:
@@ -176,8 +178,8 @@ class Cluster:
         from core.services import api_key_create, workspace_create
 
         workspace = workspace_create(name=name, settings_={"providers": {
-            "sms": {"name": "http", "api_url": self.stub_url},
-            "email": {"name": "http", "api_url": self.stub_url}},
+            SMS: {"name": "http", "api_url": self.stub_url},
+            EMAIL: {"name": "http", "api_url": self.stub_url}},
             **({"rate_limits": rate_limits} if rate_limits else {})})
         _, key = api_key_create(workspace=workspace)
         return workspace, key

@@ -19,6 +19,7 @@ from typing import Any
 
 from bench.harness import ROOT, Cluster
 from bench.load import closed_loop, open_loop, percentile
+from messaging.channels import SMS
 
 ROWS: list[dict[str, Any]] = []
 
@@ -37,7 +38,7 @@ def row(scenario: str, metric: str, value: float, unit: str, baseline: float | N
 
 
 def sms(i: int, stub: str = "") -> dict[str, Any]:
-    return {"channel": "sms", "to": "+14155552671", "body": f"bench {i}"}
+    return {"channel": SMS, "to": "+14155552671", "body": f"bench {i}"}
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.2) -> None:
@@ -175,7 +176,7 @@ def schedule(cluster: Cluster, n: int) -> None:
     def run_phase(due_times: list) -> list[float]:
         """Schedule one message per due time; return each one's lateness at the provider."""
         cluster.stub_reset()
-        messages = [pipeline.message_build(workspace=workspace, channel="sms",
+        messages = [pipeline.message_build(workspace=workspace, channel=SMS,
                                            to="+14155552671", content={"body": "timed"},
                                            send_at=due) for due in due_times]
         for offset in range(0, len(messages), 5000):
@@ -256,7 +257,7 @@ def memory(cluster: Cluster, n: int) -> None:
     due = timezone.now() + timedelta(days=1)
     for offset in range(0, n, 5000):
         pipeline.message_create_many(messages=[pipeline.message_build(
-            workspace=workspace, channel="sms", to="+14155552671", content={"body": "tomorrow"},
+            workspace=workspace, channel=SMS, to="+14155552671", content={"body": "tomorrow"},
             send_at=due) for _ in range(min(5000, n - offset))])
     time.sleep(10)  # the dispatcher and workers run meanwhile
     after = rss_of_tree(worker.pid)

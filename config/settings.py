@@ -16,6 +16,7 @@ from config.env import (
     env_str,
     redis_url_for_kombu,
 )
+from messaging.channels import ALL_QUEUES, CHANNELS, DEFAULT_QUEUE, RATE_LIMIT_ENVS
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
@@ -138,11 +139,9 @@ CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 3600)
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
     "visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# One queue per channel so a slow provider cannot starve the others.
-CELERY_TASK_QUEUES = [
-    Queue(name) for name in ("default", "sms", "email", "ai", "webhook", "flows")
-]
-CELERY_TASK_DEFAULT_QUEUE = "default"
+# One queue per channel so a slow provider cannot starve the others (messaging.channels).
+CELERY_TASK_QUEUES = [Queue(name) for name in ALL_QUEUES]
+CELERY_TASK_DEFAULT_QUEUE = DEFAULT_QUEUE
 # Events let Flower show task progress; they are cheap with Redis.
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = True
@@ -214,7 +213,7 @@ LOGGING = {
 
 # --- Providers ------------------------------------------------------------------------
 # Each channel picks a provider here; a workspace may override it (and its credentials)
-# in its settings: {"providers": {"sms": {"name": "twilio", "account_sid": ...}}}.
+# in its settings: {"providers": {<channel>: {"name": "twilio", "account_sid": ...}}}.
 SMS_PROVIDER = env_str("SMS_PROVIDER", "console")  # twilio | http | console
 SMS_API_URL = env_str("SMS_API_URL")  # generic HTTP SMS API base (POST <base>/send-sms)
 SMS_API_KEY = env_str("SMS_API_KEY")
@@ -255,21 +254,12 @@ SSRF_ALLOWED_NETWORKS = env_list("SSRF_ALLOWED_NETWORKS", [])
 # delay (random between 0 and min(cap, base * 2^(attempt-1))), never before Retry-After.
 RETRY_BASE_SECONDS = env_float("RETRY_BASE_SECONDS", 2.0)
 RETRY_CAP_SECONDS = env_float("RETRY_CAP_SECONDS", 600.0)
-MAX_ATTEMPTS = {
-    "sms": env_int("MAX_ATTEMPTS_SMS", 3),
-    "mms": env_int("MAX_ATTEMPTS_SMS", 3),
-    "email": env_int("MAX_ATTEMPTS_EMAIL", 5),  # as the older email queue had
-    "ai": env_int("MAX_ATTEMPTS_AI", 3),
-    "webhook": env_int("MAX_ATTEMPTS_WEBHOOK", 5),
-}
-# Default rate limits per workspace and channel ("5/s", "20/min"; empty = none). A workspace
-# overrides them in its settings: {"rate_limits": {"sms": "5/s"}}.
-RATE_LIMITS = {
-    "sms": env_str("RATE_LIMIT_SMS"),
-    "email": env_str("RATE_LIMIT_EMAIL"),
-    "ai": env_str("RATE_LIMIT_AI"),
-    "webhook": env_str("RATE_LIMIT_WEBHOOK"),
-}
+# Per channel: MAX_ATTEMPTS_<CHANNEL> or the channel table's default (MMS reads the SMS one).
+MAX_ATTEMPTS = {name: env_int(spec.max_attempts_env, spec.max_attempts)
+                for name, spec in CHANNELS.items()}
+# Default rate limits per workspace and channel queue ("5/s", "20/min"; empty = none), from
+# RATE_LIMIT_<QUEUE>. A workspace overrides them in its settings: {"rate_limits": {key: "5/s"}}.
+RATE_LIMITS = {key: env_str(env) for key, env in RATE_LIMIT_ENVS.items()}
 # Per API key request limit (429 with Retry-After beyond it); empty disables.
 # (Read directly: set but empty means "no limit", which env_str would turn into the default.)
 API_RATE_LIMIT = os.environ.get("API_RATE_LIMIT", "50/s burst 100")
@@ -330,7 +320,7 @@ CELERY_BEAT_SCHEDULE.update({
         "task": "monitoring.tasks.heartbeat", "schedule": float(WORKER_HEARTBEAT_SECONDS),
         "args": [queue], "options": {"queue": queue, "priority": 0,
                                      "expire_seconds": WORKER_HEARTBEAT_SECONDS}}
-       for queue in ("default", "sms", "email", "ai", "webhook", "flows")},
+       for queue in ALL_QUEUES},
 })
 
 # --- Flow schedules -------------------------------------------------------------------------

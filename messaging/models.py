@@ -8,14 +8,11 @@ from django.db import models
 from django.db.models import Q
 
 from core.models import Contact, Workspace
+from messaging.channels import CHANNEL_NAMES
 
-
-class Channel(models.TextChoices):
-    SMS = "sms"
-    MMS = "mms"
-    EMAIL = "email"
-    AI = "ai"
-    WEBHOOK = "webhook"
+# The channels of messaging.channels as model choices; members are named by their upper-case
+# values (Channel.SMS).
+Channel = models.TextChoices("Channel", [(name.upper(), name) for name in CHANNEL_NAMES])
 
 
 class MessageStatus(models.TextChoices):

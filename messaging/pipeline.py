@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Q
@@ -21,6 +22,7 @@ from django.utils import timezone
 
 from core.models import Contact, DeadLetter, Workspace
 from messaging import ratelimit
+from messaging.channels import AI, WEBHOOK, queue_for, rate_key_for
 from messaging.models import (
     CANCELLABLE_STATUSES,
     TIMER_STATUSES,
@@ -30,7 +32,7 @@ from messaging.models import (
 )
 from messaging.providers.base import Outbound, ProviderError, Receipt
 from messaging.providers.registry import provider_for
-from messaging.templating import contact_context, render, render_data
+from messaging.templating import render_content
 
 logger = logging.getLogger(__name__)
 
@@ -44,15 +46,13 @@ SWEEP_BATCH = 1000
 # whole batch, and its provider calls run concurrently; 50 keeps a task under a second
 # with a healthy provider while cutting database commits per message by ~50x.
 PUBLISH_BATCH = 50
+# The delivery task, published by name so this module never imports the tasks module (which
+# imports this one). The name is in in-flight broker messages: never change it.
+DELIVER_TASK = "messaging.tasks.deliver_messages"
 
 
 class NotCancellable(Exception):
     """The message is past the point where it can be cancelled."""
-
-
-def queue_for(channel: str) -> str:
-    """Return the Celery queue of a channel (MMS shares the SMS providers and queue)."""
-    return "sms" if channel == "mms" else channel
 
 
 # --- creation -----------------------------------------------------------------------------
@@ -93,8 +93,6 @@ def publish(messages: Iterable[Message], *, now: datetime | None = None) -> int:
     """Publish delivery tasks, one per batch of messages due together; return how many
     messages were published. A broker failure is logged, never raised: the rows stay
     `queued`, so the sweeper publishes them again."""
-    from messaging.tasks import deliver_messages
-
     now = now or timezone.now()
     groups: dict[tuple[str, int, float], list[str]] = {}
     for message in messages:
@@ -109,8 +107,8 @@ def publish(messages: Iterable[Message], *, now: datetime | None = None) -> int:
         for (queue, priority, countdown), ids in groups.items():
             for offset in range(0, len(ids), PUBLISH_BATCH):
                 chunk = ids[offset:offset + PUBLISH_BATCH]
-                deliver_messages.apply_async(args=[chunk], queue=queue, priority=priority,
-                                             countdown=countdown or None)
+                current_app.send_task(DELIVER_TASK, args=[chunk], queue=queue,
+                                      priority=priority, countdown=countdown or None)
                 count += len(chunk)
     except Exception:  # the broker is down: the sweeper republishes from the database
         logger.exception("publish failed after %d messages; the sweeper will retry", count)
@@ -313,7 +311,7 @@ def _call(provider: Any, outbound: Outbound) -> Receipt | ProviderError:
 
 
 def _rate_for(workspace: Workspace, channel: str) -> ratelimit.Rate | None:
-    key = queue_for(channel)
+    key = rate_key_for(channel)
     text = (workspace.settings.get("rate_limits") or {}).get(key, settings.RATE_LIMITS.get(key))
     return ratelimit.Rate.parse(text) if text else None
 
@@ -326,8 +324,8 @@ def _defer_for_rate_limit(message: Message, now: datetime) -> bool:
     rate = _rate_for(message.workspace, message.channel)
     if rate is None:
         return False
-    delay = ratelimit.reserve(ratelimit.channel_key(str(message.workspace_id),
-                                                    queue_for(message.channel)), rate)
+    key = rate_key_for(message.channel)
+    delay = ratelimit.reserve(ratelimit.channel_key(str(message.workspace_id), key), rate)
     if delay <= 0.001:
         return False
     slot = now + timedelta(seconds=delay)
@@ -336,41 +334,8 @@ def _defer_for_rate_limit(message: Message, now: datetime) -> bool:
         status=MessageStatus.SCHEDULED, due_at=slot, rate_slot_at=slot, lease_until=None,
         attempts=F("attempts") - 1, updated_at=now)
     ratelimit.record_deferral(workspace_id=str(message.workspace_id),
-                              channel=queue_for(message.channel), delay=delay)
+                              channel=key, delay=delay)
     return True
-
-
-def render_context(message: Message) -> dict[str, Any]:
-    """Return what templates may use: contact fields and attributes, metadata, extras."""
-    contact = message.contact
-    context: dict[str, Any] = {"metadata": message.metadata or {}}
-    if contact is not None:
-        context["contact"] = contact_context(contact)
-    context.update((message.metadata or {}).get("_context") or {})
-    return context
-
-
-def render_content(message: Message) -> dict[str, Any]:
-    """Return the message's content rendered with its context.
-
-    Jobs of the older API carry opaque data: their payload is delivered verbatim.
-    """
-    return render_fields(message.content, render_context(message),
-                         payload=message.source != "compat")
-
-
-def render_fields(content: dict[str, Any], context: dict[str, Any], *,
-                  payload: bool = True) -> dict[str, Any]:
-    """Return the content with every template rendered (HTML escaped in email HTML)."""
-    content = dict(content)
-    for key in ("body", "subject", "text", "prompt", "system"):
-        if isinstance(content.get(key), str):
-            content[key] = render(content[key], context)
-    if isinstance(content.get("html"), str):
-        content["html"] = render(content["html"], context, escape_html=True)
-    if payload and "payload" in content:
-        content["payload"] = render_data(content["payload"], context)
-    return content
 
 
 def _outbound(message: Message, config: dict[str, Any]) -> Outbound:
@@ -455,7 +420,7 @@ def _record_success(message: Message, current, receipt: Receipt, now: datetime,
     if not changed:
         return "stale"  # the sweeper took the message back meanwhile; its rerun decides
     callback = (message.content or {}).get("callback_url")
-    if message.channel == "ai" and callback:
+    if message.channel == AI and callback:
         _create_ai_callback(message, callback, receipt)
     return "sent"
 
@@ -465,9 +430,9 @@ def _create_ai_callback(message: Message, url: str, receipt: Receipt) -> None:
     payload = {"workspace_id": str(message.workspace_id), "message_id": str(message.id),
                "contact_id": str(message.contact_id) if message.contact_id else None,
                "response_text": receipt.output.get("response_text", "")}
-    child = message_build(workspace=message.workspace, channel="webhook", to=url,
+    child = message_build(workspace=message.workspace, channel=WEBHOOK, to=url,
                           content={"url": url, "payload": payload}, contact=message.contact,
-                          metadata=message.metadata, source="ai", parent=message)
+                          metadata=message.metadata, source=message.channel, parent=message)
     message_create_many(messages=[child])
 
 

@@ -20,7 +20,7 @@ def _drop_broken_connections(**kwargs) -> None:
             conn.close_if_unusable_or_obsolete()
 
 
-@shared_task(name="messaging.tasks.deliver_messages", acks_late=True)
+@shared_task(name=pipeline.DELIVER_TASK, acks_late=True)
 def deliver_messages(message_ids: list[str]) -> dict[str, str]:
     """Deliver a batch of messages; ids another task already claimed are skipped."""
     return pipeline.messages_deliver(message_ids=message_ids,
@@ -29,7 +29,11 @@ def deliver_messages(message_ids: list[str]) -> dict[str, str]:
 
 @shared_task(name="messaging.tasks.deliver_message", acks_late=True)
 def deliver_message(message_id: str) -> str:
-    """Deliver one message; a duplicate or late task finds nothing to claim and returns."""
+    """Deliver one message; a duplicate or late task finds nothing to claim and returns.
+
+    Nothing publishes it any more; it stays registered for broker messages of releases that
+    did (and tests use it as a harmless task to fill a queue).
+    """
     return pipeline.message_deliver(message_id=message_id,
                                     task_id=deliver_message.request.id or "")
 
@@ -38,9 +42,3 @@ def deliver_message(message_id: str) -> str:
 def sweep_messages() -> dict[str, int]:
     """Republish lost tasks and recover messages from dead workers."""
     return pipeline.sweep()
-
-
-@shared_task(name="messaging.tasks.dispatch_due")
-def dispatch_due() -> int:
-    """Publish due timers (the dispatcher process does this continuously)."""
-    return pipeline.dispatch_due()

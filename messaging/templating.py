@@ -1,5 +1,8 @@
 """A small, safe template renderer for message content: `{{ contact.first_name }}`.
 
+It also renders a message's content with its context, apart from the delivery pipeline, so
+a flow dry run renders exactly what a delivery would without loading the pipeline.
+
 Only dotted lookups into plain data are supported (no tags, filters or attribute access on
 Python objects), so user templates cannot reach anything but the context they are given.
 A missing variable renders as an empty string.
@@ -9,7 +12,10 @@ from __future__ import annotations
 import html
 import json
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from messaging.models import Message
 
 VARIABLE = re.compile(r"{{\s*([A-Za-z_][\w]*(?:\.[\w-]+)*)\s*}}")
 _MISSING = object()
@@ -67,3 +73,36 @@ def render_data(value: Any, context: dict[str, Any]) -> Any:
     if isinstance(value, dict):
         return {key: render_data(item, context) for key, item in value.items()}
     return value
+
+
+def render_context(message: Message) -> dict[str, Any]:
+    """Return what templates may use: contact fields and attributes, metadata, extras."""
+    contact = message.contact
+    context: dict[str, Any] = {"metadata": message.metadata or {}}
+    if contact is not None:
+        context["contact"] = contact_context(contact)
+    context.update((message.metadata or {}).get("_context") or {})
+    return context
+
+
+def render_content(message: Message) -> dict[str, Any]:
+    """Return the message's content rendered with its context.
+
+    Jobs of the older API carry opaque data: their payload is delivered verbatim.
+    """
+    return render_fields(message.content, render_context(message),
+                         payload=message.source != "compat")
+
+
+def render_fields(content: dict[str, Any], context: dict[str, Any], *,
+                  payload: bool = True) -> dict[str, Any]:
+    """Return the content with every template rendered (HTML escaped in email HTML)."""
+    content = dict(content)
+    for key in ("body", "subject", "text", "prompt", "system"):
+        if isinstance(content.get(key), str):
+            content[key] = render(content[key], context)
+    if isinstance(content.get("html"), str):
+        content["html"] = render(content["html"], context, escape_html=True)
+    if payload and "payload" in content:
+        content["payload"] = render_data(content["payload"], context)
+    return content

@@ -25,10 +25,11 @@ from kombu import Connection
 
 from config.env import redis_url_for_kombu
 from messaging import ratelimit
+from messaging.channels import ALL_QUEUES
 
 STARTED_AT = time.monotonic()
 HEARTBEAT_KEY = "monitoring:heartbeats"  # hash: queue -> epoch seconds of last consumption
-HEARTBEAT_QUEUES = ("default", "sms", "email", "ai", "webhook", "flows")
+HEARTBEAT_QUEUES = ALL_QUEUES
 
 
 class CheckUnknown(Exception):

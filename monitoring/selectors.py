@@ -21,7 +21,8 @@ from django.utils import timezone
 
 from core.models import Workspace
 from flows.models import Execution
-from messaging import ratelimit
+from messaging import channels, ratelimit
+from messaging.channels import CHANNEL_QUEUES, DEFAULT_QUEUE, FLOWS_QUEUE
 from messaging.models import (
     FAILURE_STATUSES,
     SUCCESS_STATUSES,
@@ -35,10 +36,9 @@ from monitoring.services import parse_age
 logger = logging.getLogger(__name__)
 
 # The Celery queues, in the order reports list them.
-QUEUES = ("sms", "email", "ai", "webhook", "flows", "default")
+QUEUES = (*CHANNEL_QUEUES, FLOWS_QUEUE, DEFAULT_QUEUE)
 # Which message channels each queue carries (MMS shares the SMS workers).
-QUEUE_CHANNELS = {"sms": ("sms", "mms"), "email": ("email",), "ai": ("ai",),
-                  "webhook": ("webhook",)}
+QUEUE_CHANNELS = channels.QUEUE_CHANNELS
 
 
 # --- broker -------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from config import embedded_redis
+from messaging.channels import ALL_QUEUES
 from tests.factories import WorkspaceFactory
 from tests.support.stub_server import StubServer
 
@@ -75,7 +76,7 @@ def live_worker(transactional_db) -> Iterator[object]:
 
     app.control.purge()
     with start_worker(app, pool="threads", concurrency=4, perform_ping_check=False,
-                      queues=["default", "sms", "email", "ai", "webhook", "flows"],
+                      queues=list(ALL_QUEUES),
                       shutdown_timeout=30) as worker:
         yield worker
 

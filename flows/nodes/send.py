@@ -2,7 +2,7 @@
 messaging pipeline and wait until it is final.
 
 They differ only in their schema check and channel; running and dry-running them is shared,
-and this module is the one place a flow validates a message the way the API does.
+and this module is the one place a flow composes a message (with the API's composer).
 """
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from typing import Any
 
 from flows.nodes.base import Check, NodeType, Preview, Result, data_of
 from flows.nodes.checks import is_str, is_text, is_url, optional
-from messaging.pipeline import render_fields
+from messaging.compose import MessageInvalid, message_compose
+from messaging.templating import render_fields
 
 MAX_MEDIA_URLS = 10
 ON_FAILURE_CHOICES = ("continue", "stop")
@@ -93,14 +94,12 @@ def channel_of(node: dict) -> str | None:
 
 
 def run(node: dict, context: dict, execution: Any) -> Result:
-    """Validate the node's message like the API does and hand it to the pipeline."""
-    from messaging.api.messages import MessageCreateSerializer
-
-    serializer = MessageCreateSerializer(data=_payload(node, context, execution), context={
-        "workspace": execution.workspace, "source": "flow"})
-    if not serializer.is_valid():
-        return Result(failed=True, error=f"invalid message: {serializer.errors}")
-    message = serializer.build()
+    """Compose the node's message with the API's composer and hand it to the pipeline."""
+    try:
+        message = message_compose(workspace=execution.workspace, source="flow",
+                                  data=_payload(node, context, execution))
+    except MessageInvalid as exc:
+        return Result(failed=True, error=f"invalid message: {exc.message_dict}")
     return Result(wait=True, message=message, input={"channel": channel_of(node)},
                   output={"message_id": str(message.id)})
 

@@ -10,6 +10,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
@@ -22,7 +23,9 @@ from core.auth import workspace_of
 from core.models import Contact
 from messaging import pipeline
 from messaging.api.idempotency import idempotent
-from messaging.api.messages import MAX_DELAY_SECONDS, MessageCreateSerializer
+from messaging.api.messages import error_fields
+from messaging.channels import EMAIL, MMS, SMS, WEBHOOK
+from messaging.compose import MAX_DELAY_SECONDS, message_compose
 from messaging.models import Message, MessageStatus
 
 # The older service's job states (BullMQ) for each message status.
@@ -85,12 +88,11 @@ def _schedule(request: Request, v1: dict, delay_ms: float, *, job: bool = False)
     """
     if delay_ms:
         v1["send_at"] = (timezone.now() + timedelta(milliseconds=delay_ms)).isoformat()
-    serializer = MessageCreateSerializer(data=v1, context={
-        "workspace": workspace_of(request), "request": request, "source": "compat"})
-    if not serializer.is_valid():
-        fields = {OLD_NAMES.get(k, k): v for k, v in serializer.errors.items()}
-        raise ApiError(400, "Invalid input.", fields=fields)
-    message = serializer.build()
+    try:
+        message = message_compose(workspace=workspace_of(request), data=v1, source="compat")
+    except ValidationError as exc:
+        fields = {OLD_NAMES.get(k, k): v for k, v in error_fields(exc).items()}
+        raise ApiError(400, "Invalid input.", fields=fields) from exc
     if job:
         message.content["payload"] = {"jobId": str(message.id), **message.content["payload"]}
     pipeline.message_create_many(messages=[message])
@@ -121,7 +123,7 @@ class ScheduleSmsView(APIView):
             _check_workspace(request, data.get("workspaceId"))
             media = data.get("mediaUrl")
             media_urls = [media] if isinstance(media, str) else media
-            v1 = {"channel": "mms" if media_urls else "sms", "body": data.get("message"),
+            v1 = {"channel": MMS if media_urls else SMS, "body": data.get("message"),
                   "metadata": _metadata(data), **_contact_ref(request, data.get("contactId"))}
             if data.get("to"):
                 v1["to"] = data["to"]
@@ -138,7 +140,7 @@ class ScheduleEmailView(APIView):
         def handler() -> Response:
             data = _body(request)
             _check_workspace(request, data.get("workspaceId"))
-            v1 = {"channel": "email", "subject": data.get("subject"),
+            v1 = {"channel": EMAIL, "subject": data.get("subject"),
                   "metadata": _metadata(data), **_contact_ref(request, data.get("contactId"))}
             for field in ("html", "text"):
                 if data.get(field) is not None:
@@ -162,7 +164,7 @@ class ScheduleJobView(APIView):
                     **({} if data.get("type") else {"type": ["This field is required."]}),
                     **({} if isinstance(job_data, dict) else {"data": ["Must be an object."]})})
             _check_workspace(request, job_data.get("workspaceId"))
-            v1 = {"channel": "webhook", "url": data.get("callbackEndpoint"),
+            v1 = {"channel": WEBHOOK, "url": data.get("callbackEndpoint"),
                   "payload": {"type": data["type"], "data": job_data},
                   "metadata": {"jobType": str(data["type"])[:100]}}
             return _schedule(request, v1, _delay_ms(data), job=True)

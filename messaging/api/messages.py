@@ -1,186 +1,52 @@
 """Messages REST API: send/schedule one or a batch, list, detail, cancel."""
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 import django_filters
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.core.validators import EmailValidator
 from django.db.models import Prefetch
-from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.api import ApiError, StrictCharField
+from core.api import ApiError
 from core.auth import workspace_of
-from core.models import Contact
-from core.phones import normalize_phone
 from messaging import pipeline
 from messaging.api.idempotency import idempotent
-from messaging.models import Channel, DeliveryAttempt, Message, Priority
-from messaging.ssrf import UnsafeURL, check_url_literal
-
-# Which content fields each channel takes; anything else is refused, not ignored.
-CHANNEL_FIELDS = {
-    "sms": {"body"},
-    "mms": {"body", "media_urls"},
-    "email": {"subject", "html", "text"},
-    "ai": {"prompt", "system", "model", "callback_url"},
-    "webhook": {"url", "payload", "headers"},
-}
-CONTENT_FIELDS = set().union(*CHANNEL_FIELDS.values())
-COMMON_FIELDS = {"channel", "to", "contact_id", "contact_external_id", "send_at",
-                 "delay_seconds", "metadata", "priority"}
-MAX_DELAY_SECONDS = 366 * 24 * 3600
+from messaging.compose import MessageInvalid, input_fields, message_compose
+from messaging.models import Channel, DeliveryAttempt, Message
 
 
-def safe_url(value: str, *, https_only: bool = False) -> str:
-    """Refuse URLs that are not http(s), or (literally) point at private networks."""
-    if https_only and not value.lower().startswith("https://"):
-        raise serializers.ValidationError("Must be an https:// URL.")
-    try:
-        check_url_literal(value)
-    except UnsafeURL as exc:
-        raise serializers.ValidationError(str(exc)) from exc
-    return value
+def error_fields(exc: DjangoValidationError) -> dict[str, Any]:
+    """Return a refused message's errors per field, as the API answers them."""
+    return exc.fields if isinstance(exc, MessageInvalid) else exc.message_dict
 
 
+# A shell around messaging.compose: the rules are the composer's, and so are the fields (they
+# describe the request in the API schema). No docstring: it would show in that schema.
 class MessageCreateSerializer(serializers.Serializer):
-    channel = serializers.ChoiceField(choices=Channel.choices)
-    to = StrictCharField(required=False, max_length=320)
-    contact_id = serializers.UUIDField(required=False)
-    contact_external_id = StrictCharField(required=False, max_length=200)
-    body = StrictCharField(required=False, max_length=1600)
-    media_urls = serializers.ListField(child=serializers.URLField(max_length=2048),
-                                       required=False, min_length=1, max_length=10)
-    subject = StrictCharField(required=False, max_length=998)
-    html = StrictCharField(required=False, max_length=512_000)
-    text = StrictCharField(required=False, max_length=512_000)
-    prompt = StrictCharField(required=False, max_length=32_000)
-    system = StrictCharField(required=False, max_length=32_000)
-    model = StrictCharField(required=False, max_length=100)
-    callback_url = serializers.URLField(required=False, max_length=2048)
-    url = serializers.URLField(required=False, max_length=2048)
-    payload = serializers.JSONField(required=False)
-    headers = serializers.DictField(child=StrictCharField(max_length=1000),
-                                    required=False)
-    send_at = serializers.DateTimeField(required=False)
-    delay_seconds = serializers.IntegerField(required=False, min_value=0,
-                                             max_value=MAX_DELAY_SECONDS)
-    metadata = serializers.DictField(required=False)
-    priority = serializers.ChoiceField(choices=Priority.choices, default=Priority.NORMAL)
+    def get_fields(self) -> dict[str, serializers.Field]:
+        """Return the composer's input fields (for the schema and browsable forms)."""
+        return input_fields()
 
     def to_internal_value(self, data: Any) -> dict:
-        if not isinstance(data, dict):
-            raise serializers.ValidationError({"non_field_errors": ["Expected a JSON object."]})
-        unknown = set(data) - COMMON_FIELDS - CONTENT_FIELDS
-        value = super().to_internal_value(data)
-        errors = {name: ["Unknown field."] for name in sorted(unknown)}
-        channel = value.get("channel")
-        for name in sorted((set(data) & CONTENT_FIELDS) - CHANNEL_FIELDS.get(channel, set())):
-            errors[name] = [f"Not used by the {channel} channel."]
-        if errors:
-            raise serializers.ValidationError(errors)
-        return value
-
-    def validate_send_at(self, value):
-        raw = self.initial_data.get("send_at") if isinstance(self.initial_data, dict) else None
-        if isinstance(raw, str) and not _has_offset(raw):
-            raise serializers.ValidationError("Give an ISO 8601 time with an offset "
-                                              "(2026-01-01T09:00:00+01:00 or ...Z).")
-        tolerance = timedelta(seconds=settings.SEND_AT_PAST_TOLERANCE_SECONDS)
-        if value < timezone.now() - tolerance:
-            raise serializers.ValidationError("Is in the past.")
-        return value
-
-    def validate_media_urls(self, value: list[str]) -> list[str]:
-        return [safe_url(url, https_only=True) for url in value]
-
-    def validate_callback_url(self, value: str) -> str:
-        return safe_url(value)
-
-    def validate_url(self, value: str) -> str:
-        return safe_url(value)
-
-    def validate(self, attrs: dict) -> dict:
-        if "send_at" in attrs and "delay_seconds" in attrs:
-            raise serializers.ValidationError({"send_at": ["Give send_at or delay_seconds, "
-                                                           "not both."]})
-        attrs["contact"] = self._contact(attrs)
-        attrs["to"] = self._recipient(attrs)
-        self._require_content(attrs)
-        return attrs
-
-    def _contact(self, attrs: dict) -> Contact | None:
-        cache: dict = self.context.setdefault("contacts", {})
-        workspace = self.context["workspace"]
-        for field, lookup in (("contact_id", "pk"), ("contact_external_id", "external_id")):
-            if field in attrs:
-                ref = (lookup, str(attrs[field]))
-                if ref not in cache:
-                    cache[ref] = Contact.objects.filter(workspace=workspace,
-                                                        **{lookup: attrs[field]}).first()
-                if cache[ref] is None:
-                    raise serializers.ValidationError({field: ["No such contact."]})
-                return cache[ref]
-        return None
-
-    def _recipient(self, attrs: dict) -> str:
-        channel, contact, to = attrs["channel"], attrs["contact"], attrs.get("to", "")
-        if channel in ("sms", "mms"):
-            to = to or (contact.phone if contact else "")
-            if not to:
-                raise serializers.ValidationError({"to": ["A phone number is required "
-                                                          "(to, or a contact with a phone)."]})
-            try:
-                return normalize_phone(to)
-            except DjangoValidationError as exc:
-                raise serializers.ValidationError({"to": exc.messages}) from exc
-        if channel == "email":
-            to = to or (contact.email if contact else "")
-            try:
-                EmailValidator()(to)
-            except DjangoValidationError as exc:
-                raise serializers.ValidationError({"to": ["A valid email address is required "
-                                                          "(to, or a contact with an email)."]}
-                                                  ) from exc
-            return to
-        if channel == "webhook":
-            return attrs.get("url", "")
-        return to
-
-    def _require_content(self, attrs: dict) -> None:
-        channel = attrs["channel"]
-        required = {"sms": ["body"], "mms": ["media_urls"], "email": ["subject"],
-                    "ai": ["prompt"], "webhook": ["url", "payload"]}[channel]
-        errors = {name: ["This field is required."] for name in required if name not in attrs}
-        if channel == "email" and not (attrs.get("html") or attrs.get("text")):
-            errors["html"] = ["Give html and/or text."]
-        if errors:
-            raise serializers.ValidationError(errors)
+        """Compose the message, answering the composer's errors field by field."""
+        contacts: dict = self.context.setdefault("contacts", {})
+        try:
+            message = message_compose(workspace=self.context["workspace"], data=data,
+                                      source=self.context.get("source", "api"),
+                                      contacts_cache=contacts)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(error_fields(exc)) from exc
+        return {"message": message}
 
     def build(self) -> Message:
         """Return the unsaved message these validated fields describe."""
-        data = self.validated_data
-        send_at = data.get("send_at")
-        if data.get("delay_seconds"):
-            send_at = timezone.now() + timedelta(seconds=data["delay_seconds"])
-        content = {k: data[k] for k in CHANNEL_FIELDS[data["channel"]] if k in data}
-        return pipeline.message_build(
-            workspace=self.context["workspace"], channel=data["channel"], to=data["to"],
-            content=content, contact=data["contact"], send_at=send_at,
-            metadata=data.get("metadata") or {}, priority=data["priority"],
-            source=self.context.get("source", "api"))
-
-
-def _has_offset(raw: str) -> bool:
-    tail = raw.strip()[10:]
-    return tail.endswith(("Z", "z")) or "+" in tail or "-" in tail
+        return self.validated_data["message"]
 
 
 class DeliveryAttemptSerializer(serializers.ModelSerializer):

@@ -16,11 +16,11 @@ import requests
 
 from messaging.providers import http
 from messaging.providers.base import Outbound, ProviderError, Receipt
-from messaging.ssrf import UnsafeURL
 
 # Headers the signature and the body depend on: a user header must never replace them.
 RESERVED_HEADERS = {"content-type", "content-length", "host", "transfer-encoding",
                     "idempotency-key"}
+# Receivers are untrusted: their answers are not worth storing in full.
 RESPONSE_EXCERPT_BYTES = 2000
 # Request mistakes that fail the same way on every attempt.
 INVALID_REQUEST = (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
@@ -54,20 +54,11 @@ def user_headers(headers: Any) -> dict[str, str]:
             and not str(name).lower().startswith("webhook-")}
 
 
-def short_excerpt(response: requests.Response) -> Any:
-    """Return the receiver's answer when short, else its truncated text (receivers are
-    untrusted; their answers are not worth storing in full)."""
-    if len(response.content) <= RESPONSE_EXCERPT_BYTES:
-        return http.excerpt(response)
-    return response.text[:RESPONSE_EXCERPT_BYTES]
-
-
 def post(url: str, body: bytes, headers: dict[str, str]) -> requests.Response:
-    """POST through the SSRF guard; a refused or malformed URL is a permanent failure."""
+    """POST through the SSRF guard; a refused or malformed URL is a permanent failure (the
+    helper already turns a refused URL into one)."""
     try:
         return http.request("POST", url, guarded=True, data=body, headers=headers)
-    except UnsafeURL as exc:
-        raise ProviderError(f"webhook: unsafe url: {exc}", permanent=True, code="ssrf") from exc
     except INVALID_REQUEST as exc:
         raise ProviderError(f"webhook: invalid request: {exc}", permanent=True,
                             code="invalid_request") from exc
@@ -94,7 +85,8 @@ class WebhookProvider:
         response = post(url, body, headers)
         http.raise_for_response(response)
         return Receipt(provider_message_id=outbound.message_id,
-                       status_code=response.status_code, response=short_excerpt(response))
+                       status_code=response.status_code,
+                       response=http.excerpt(response, RESPONSE_EXCERPT_BYTES))
 
     @staticmethod
     def headers(outbound: Outbound, body: bytes) -> dict[str, str]:

@@ -11,8 +11,10 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connection
 
+from messaging.channels import ALL_QUEUES
+
 ROOT = Path(__file__).resolve().parents[2]
-QUEUES = "default,sms,email,ai,webhook,flows"
+QUEUES = ",".join(ALL_QUEUES)
 
 
 def database_url() -> str:
