@@ -10,6 +10,7 @@ from typing import Any
 
 from flows.nodes.base import Check, NodeType, Preview, Result, data_of
 from flows.nodes.checks import is_str, is_text, is_url, optional
+from messaging.channels import AI, EMAIL, MMS, SMS, WEBHOOK
 from messaging.compose import MessageInvalid, message_compose
 from messaging.templating import render_fields
 
@@ -81,15 +82,14 @@ def check_ai_reply(data: dict) -> list[str]:
 
 
 # Send node type -> message channel.
-CHANNELS = {"send_sms": "sms", "send_email": "email", "send_webhook": "webhook",
-            "ai_reply": "ai"}
+CHANNELS = {"send_sms": SMS, "send_email": EMAIL, "send_webhook": WEBHOOK, "ai_reply": AI}
 
 
 def channel_of(node: dict) -> str | None:
     """Return the message channel a send node uses (sms with media is mms)."""
     channel = CHANNELS.get(node.get("type", ""))
-    if channel == "sms" and data_of(node).get("media_urls"):
-        return "mms"
+    if channel == SMS and data_of(node).get("media_urls"):
+        return MMS
     return channel
 
 
@@ -113,7 +113,7 @@ def _payload(node: dict, context: dict, execution: Any) -> dict[str, Any]:
         "flow_id": str(execution.flow_id), "execution_id": str(execution.pk),
         "node_id": node["id"],
         "_context": {"trigger": context["trigger"], "steps": context["steps"]}})
-    if channel == "webhook":
+    if channel == WEBHOOK:
         payload.pop("to", None)
     return payload
 
@@ -123,9 +123,9 @@ def dry_run(node: dict, context: dict, events: list[str]) -> Preview:
     data = data_of(node)
     channel = channel_of(node)
     rendered = render_fields({k: data[k] for k in SEND_FIELDS if k in data}, context)
-    to = rendered.get("to") or (context["contact"].get("email") if channel == "email"
+    to = rendered.get("to") or (context["contact"].get("email") if channel == EMAIL
                                 else context["contact"].get("phone", ""))
-    if channel == "webhook":
+    if channel == WEBHOOK:
         to = rendered.get("url", "")
     return Preview(output={"would_send": channel, "to": to}, message={
         "node_id": node["id"], "channel": channel, "to": to, "content": rendered})

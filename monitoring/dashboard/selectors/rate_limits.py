@@ -5,10 +5,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from messaging.channels import CHANNEL_QUEUES
 from monitoring.dashboard import charts
 from monitoring.dashboard.selectors.common import format_seconds
 
-CHANNEL_COLORS = {"sms": "#2563eb", "email": "#7c3aed", "ai": "#0891b2", "webhook": "#ea580c"}
+# One colour per channel queue, in the channel table's order (grey for anything else).
+CHANNEL_COLORS = dict(zip(CHANNEL_QUEUES, ("#2563eb", "#7c3aed", "#0891b2", "#ea580c", "#16a34a"),
+                          strict=False))
 
 
 def epoch_to_datetime(value: Any) -> datetime | None:
