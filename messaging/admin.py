@@ -11,8 +11,8 @@ class DeliveryAttemptInline(admin.TabularInline):
     model = DeliveryAttempt
     extra = 0
     can_delete = False
-    fields = ["number", "provider", "started_at", "finished_at", "outcome", "status_code",
-              "error_code", "error", "possible_duplicate", "task_id"]
+    fields = ("number", "provider", "started_at", "finished_at", "outcome", "status_code",
+              "error_code", "error", "possible_duplicate", "task_id")
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None) -> bool:

@@ -13,6 +13,7 @@ from Django and reads no settings: it is plain data.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 SMS = "sms"
 MMS = "mms"
@@ -77,7 +78,7 @@ SMS_PROVIDERS = {
     "twilio": "messaging.providers.twilio.TwilioProvider",
     "http": "messaging.providers.sms_http.HttpSmsProvider",
 }
-_LIKE_SMS = {"queue": SMS, "recipient": "phone", "max_attempts": 3,
+_LIKE_SMS: dict[str, Any] = {"queue": SMS, "recipient": "phone", "max_attempts": 3,
              "max_attempts_env": "MAX_ATTEMPTS_SMS", "rate_key": SMS,
              "providers": SMS_PROVIDERS, "provider_settings_key": SMS,
              "provider_setting": "SMS_PROVIDER"}

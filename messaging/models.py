@@ -12,7 +12,9 @@ from messaging.channels import CHANNEL_NAMES
 
 # The channels of messaging.channels as model choices; members are named by their upper-case
 # values (Channel.SMS).
-Channel = models.TextChoices("Channel", [(name.upper(), name) for name in CHANNEL_NAMES])
+# (django-stubs type only the class form of TextChoices.)
+Channel = models.TextChoices(  # type: ignore[call-overload]
+    "Channel", [(name.upper(), name) for name in CHANNEL_NAMES])
 
 
 class MessageStatus(models.TextChoices):

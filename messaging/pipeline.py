@@ -179,7 +179,7 @@ def _recover_expired_leases(now: datetime) -> int:
                 possible_duplicate=True, due_at=now, updated_at=now)
         requeue = [m for m in expired if m.attempts < m.max_attempts]
         transaction.on_commit(lambda: publish(requeue, now=now))
-        transaction.on_commit(lambda: [_notify_final(pk, src) for pk, src in failed])
+        transaction.on_commit(lambda: _notify_finals(failed))
     if expired:
         logger.warning("sweeper recovered %d messages from expired leases", len(expired))
     return len(expired)
@@ -373,7 +373,7 @@ def _record_all(results: list[tuple[Message, DeliveryAttempt, Any, dict | None]]
                 finals.append((message.pk, message.source))
         DeliveryAttempt.objects.bulk_create(attempts)
         if finals:
-            transaction.on_commit(lambda: [_notify_final(pk, src) for pk, src in finals])
+            transaction.on_commit(lambda: _notify_finals(finals))
     return outcomes
 
 
@@ -465,6 +465,12 @@ def _fail(message: Message, now: datetime, error: str, code: str, **fields: Any)
         payload={"message_id": str(message.pk), "channel": message.channel, "to": message.to,
                  "content": message.content, "metadata": message.metadata},
     )
+
+
+def _notify_finals(finals: list[tuple[Any, str]]) -> None:
+    """Notify each (message id, source) pair that its message is final."""
+    for message_id, source in finals:
+        _notify_final(message_id, source)
 
 
 def _notify_final(message_id: Any, source: str) -> None:

@@ -21,7 +21,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 import redis
 from django.conf import settings
@@ -274,7 +274,8 @@ def deferral_events(workspace_id: str, limit: int = 100) -> list[dict[str, Any]]
 
 def deferral_counts(workspace_id: str) -> dict[str, int]:
     """Return the workspace's total deferrals per channel."""
-    raw = client().hgetall(_deferrals_key(_check_workspace_id(workspace_id)))
+    # The client decodes responses: keys and values are text.
+    raw = cast(dict[str, str], client().hgetall(_deferrals_key(_check_workspace_id(workspace_id))))
     return {channel: int(count) for channel, count in raw.items()}
 
 

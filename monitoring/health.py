@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import cast
 
 import redis
 from django.conf import settings
@@ -63,7 +64,8 @@ def heartbeat_ages(*, now: float | None = None,
                    client: redis.Redis | None = None) -> dict[str, float | None]:
     """Return the seconds since each queue's last consumed heartbeat (None: never)."""
     now = now if now is not None else time.time()
-    stored = (client or ratelimit.client()).hgetall(HEARTBEAT_KEY)
+    # The client decodes responses: keys and values are text.
+    stored = cast(dict[str, str], (client or ratelimit.client()).hgetall(HEARTBEAT_KEY))
     return {queue: (round(max(0.0, now - float(stored[queue])), 1) if queue in stored else None)
             for queue in sorted(set(HEARTBEAT_QUEUES) | set(stored))}
 

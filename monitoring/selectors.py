@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
+from celery import current_app
 from django.conf import settings
 from django.db.models import Count, Min, Q, QuerySet
 from django.db.models.functions import Coalesce
@@ -81,13 +82,12 @@ def broker_depths() -> dict[str, int | None]:
 
 def _depths_via_kombu() -> dict[str, int | None]:
     """Ask a non-Redis broker (AMQP) for each queue's message count."""
-    from celery import current_app as app
-
     depths: dict[str, int | None] = dict.fromkeys(QUEUES)
     try:
-        with app.connection_for_read() as connection:
+        with current_app.connection_for_read() as connection:
             for queue in QUEUES:
-                channel = connection.channel()
+                # An AMQP channel: kombu's generic channel type has no queue_declare.
+                channel: Any = connection.channel()
                 try:
                     depths[queue] = channel.queue_declare(queue=queue, passive=True).message_count
                 except Exception:  # a queue no worker declared yet: unknown, not an error
@@ -124,7 +124,8 @@ def _message_numbers(workspace: Workspace | None, since: datetime) -> dict[str, 
         completed=Count("pk", filter=succeeded),
         failed=Count("pk", filter=failed),
     )
-    return {row.pop("channel"): row for row in rows}
+    return {row["channel"]: {key: value for key, value in row.items() if key != "channel"}
+            for row in rows}
 
 
 def outcome_filters(since: datetime) -> tuple[Q, Q]:

@@ -29,7 +29,7 @@ from messaging.compose import MAX_DELAY_SECONDS, message_compose
 from messaging.models import Message, MessageStatus
 
 # The older service's job states (BullMQ) for each message status.
-JOB_STATES = {
+JOB_STATES: dict[str, str] = {
     MessageStatus.SCHEDULED: "delayed", MessageStatus.RETRYING: "delayed",
     MessageStatus.QUEUED: "waiting", MessageStatus.SENDING: "active",
     MessageStatus.SENT: "completed", MessageStatus.DELIVERED: "completed",

@@ -1,6 +1,8 @@
 """Contacts REST API: list/filter/search, CRUD and upsert by external_id."""
 from __future__ import annotations
 
+from typing import Any
+
 import django_filters
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema
@@ -64,7 +66,7 @@ class ContactSerializer(serializers.ModelSerializer):
 class ContactUpsertSerializer(ContactSerializer):
     external_id = serializers.CharField(max_length=200)
 
-    def validate_external_id(self, value: str) -> str:
+    def validate_external_id(self, value: str | None) -> str | None:
         return value  # upsert targets the existing contact by design
 
 
@@ -98,13 +100,13 @@ class ContactViewSet(viewsets.ModelViewSet):
     def get_queryset(self):
         return Contact.objects.filter(workspace=workspace_of(self.request))
 
-    def get_serializer_context(self) -> dict:
-        context = super().get_serializer_context()
+    def get_serializer_context(self) -> dict[str, Any]:
+        context = dict(super().get_serializer_context())
         if getattr(self.request, "auth", None) is not None:
             context["workspace"] = workspace_of(self.request)
         return context
 
-    def perform_create(self, serializer: ContactSerializer) -> None:
+    def perform_create(self, serializer: serializers.BaseSerializer) -> None:
         serializer.save(workspace=workspace_of(self.request))
 
     @extend_schema(request=ContactUpsertSerializer, responses=ContactSerializer)

@@ -19,6 +19,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from core.api import ApiError
+from core.auth import workspace_of
 from messaging.models import IdempotencyRecord
 
 # An in-flight record older than this belongs to a request that died; it may be taken over.
@@ -68,7 +69,7 @@ def idempotent(request: Request, handler: Callable[[], Response]) -> Response:
     if len(key) > 255:
         raise ApiError(400, "Idempotency-Key must be at most 255 characters.",
                        fields={"Idempotency-Key": ["Too long."]})
-    claimed = _claim(request.auth.workspace, key, _fingerprint(request))
+    claimed = _claim(workspace_of(request), key, _fingerprint(request))
     if isinstance(claimed, Response):
         return claimed
     try:

@@ -1,7 +1,7 @@
 """Messages REST API: send/schedule one or a batch, list, detail, cancel."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import django_filters
 from django.conf import settings
@@ -35,7 +35,8 @@ class MessageCreateSerializer(serializers.Serializer):
 
     def to_internal_value(self, data: Any) -> dict:
         """Compose the message, answering the composer's errors field by field."""
-        contacts: dict = self.context.setdefault("contacts", {})
+        # One cache per request, shared by a batch's messages (the context is a plain dict).
+        contacts: dict = cast(dict, self.context).setdefault("contacts", {})
         try:
             message = message_compose(workspace=self.context["workspace"], data=data,
                                       source=self.context.get("source", "api"),

@@ -39,7 +39,8 @@ class TwilioStatusView(APIView):
         url = request.build_absolute_uri()
         if settings.PUBLIC_BASE_URL:
             url = settings.PUBLIC_BASE_URL.rstrip("/") + request.get_full_path()
-        params = {key: request.POST.getlist(key) for key in request.POST}
+        params: dict[str, str | list[str]] = {key: request.POST.getlist(key)
+                                              for key in request.POST}
         signature = request.headers.get("X-Twilio-Signature", "")
         if not twilio.validate_signature(config.get("auth_token", ""), url, params, signature):
             raise ApiError(403, "Invalid X-Twilio-Signature.", code="bad_signature")

@@ -11,13 +11,11 @@ from email.utils import parseaddr
 from typing import Any
 
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.mail import EmailMultiAlternatives
 from django.core.mail.backends.smtp import EmailBackend
 
 from messaging.providers.base import Outbound, ProviderError, Receipt
 from messaging.providers.shared import email_text
-
-BACKEND = "django.core.mail.backends.smtp.EmailBackend"
 
 
 class SmtpProvider:
@@ -76,8 +74,8 @@ def build_message(outbound: Outbound, message_id: str) -> EmailMultiAlternatives
 def connect(config: dict[str, Any]) -> EmailBackend:
     """Open an SMTP connection from the config; failures here sent nothing (transient)."""
     try:
-        backend = get_connection(
-            backend=BACKEND, host=config.get("host") or "localhost",
+        backend = EmailBackend(
+            host=config.get("host") or "localhost",
             port=int(config.get("port") or 25), username=config.get("username") or "",
             password=config.get("password") or "", use_tls=bool(config.get("use_tls")),
             use_ssl=bool(config.get("use_ssl")),
@@ -104,13 +102,16 @@ def watch_data(backend: EmailBackend) -> list[bool]:
     """
     started = [False]
     connection = backend.connection
+    if connection is None:  # connect() opened it; a closed backend has nothing to watch
+        raise ProviderError("smtp: connection closed before sending", permanent=False,
+                            code="connection")
     original = connection.data
 
     def data(msg: Any) -> Any:
         started[0] = True
         return original(msg)
 
-    connection.data = data
+    connection.data = data  # type: ignore[method-assign]  # wrapped to see DATA go out
     return started
 
 
