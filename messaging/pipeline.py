@@ -215,12 +215,6 @@ def _republish_stale(now: datetime) -> int:
 
 # --- delivery -----------------------------------------------------------------------------
 
-def message_deliver(*, message_id: str, task_id: str = "") -> str:
-    """Deliver one message (see messages_deliver); return what happened to it."""
-    return messages_deliver(message_ids=[message_id], task_id=task_id).get(
-        str(message_id), "skipped")
-
-
 def messages_deliver(*, message_ids: list[str], task_id: str = "") -> dict[str, str]:
     """Claim the messages, respect rate limits, call providers, record the outcomes.
 

@@ -27,17 +27,6 @@ def deliver_messages(message_ids: list[str]) -> dict[str, str]:
                                      task_id=deliver_messages.request.id or "")
 
 
-@shared_task(name="messaging.tasks.deliver_message", acks_late=True)
-def deliver_message(message_id: str) -> str:
-    """Deliver one message; a duplicate or late task finds nothing to claim and returns.
-
-    Nothing publishes it any more; it stays registered for broker messages of releases that
-    did (and tests use it as a harmless task to fill a queue).
-    """
-    return pipeline.message_deliver(message_id=message_id,
-                                    task_id=deliver_message.request.id or "")
-
-
 @shared_task(name="messaging.tasks.sweep_messages")
 def sweep_messages() -> dict[str, int]:
     """Republish lost tasks and recover messages from dead workers."""

@@ -133,13 +133,13 @@ def test_the_delivery_histogram_counts_every_sent_message_in_cumulative_buckets(
 
 def test_queue_depth_is_read_from_the_broker(client, token):
     from config.celery import app
-    from messaging.tasks import deliver_message
+    from messaging.tasks import deliver_messages
 
     app.control.purge()
     try:
         for priority in (0, 3, 6):
-            deliver_message.apply_async(args=["00000000-0000-0000-0000-000000000000"],
-                                        queue="webhook", priority=priority)
+            deliver_messages.apply_async(args=[["00000000-0000-0000-0000-000000000000"]],
+                                         queue="webhook", priority=priority)
         depth = {s.labels["queue"]: s.value for s in scrape(client)["relay_queue_depth"]}
         assert depth["webhook"] == 3
         assert set(depth) == {"sms", "email", "ai", "webhook", "flows", "default"}

@@ -32,11 +32,11 @@ def staff_api() -> APIClient:
 
 def test_queue_metrics_report_depth_rows_and_success_rate_per_queue(api, workspace,
                                                                     empty_broker):
-    from messaging.tasks import deliver_message
+    from messaging.tasks import deliver_messages
 
     for priority in (0, 6):
-        deliver_message.apply_async(args=["00000000-0000-0000-0000-000000000000"],
-                                    queue="sms", priority=priority)
+        deliver_messages.apply_async(args=[["00000000-0000-0000-0000-000000000000"]],
+                                     queue="sms", priority=priority)
     now = timezone.now()
     MessageFactory(workspace=workspace, status="queued", enqueued_at=now - timedelta(minutes=2))
     MessageFactory(workspace=workspace, channel="mms", status="sending")
