@@ -1,6 +1,6 @@
 """The delivery pipeline: create, publish, claim, send, record, retry, dead-letter, sweep.
 
-The Message row is the truth; the broker only wakes workers (see DESIGN.md). Every step that
+The Message row is the truth; the broker only wakes workers (README.md, "Delivery"). Every step that
 changes a message's status is a conditional UPDATE, so a duplicated or late task does
 nothing, and a provider is never called inside an open transaction.
 """
