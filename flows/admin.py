@@ -30,6 +30,8 @@ class FlowForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         """Refuse a graph with problems, one admin error line per problem."""
         cleaned = super().clean()
+        if cleaned is None:  # ModelForm.clean() returns cleaned_data; the stubs allow None
+            raise TypeError("ModelForm.clean() returned None")
         errors = validate(cleaned.get("nodes"), cleaned.get("edges"))
         if errors:
             raise forms.ValidationError([
@@ -40,7 +42,7 @@ class FlowForm(forms.ModelForm):
 class FlowVersionInline(admin.TabularInline):
     model = FlowVersion
     extra = 0
-    fields = ["number", "created_at"]
+    fields = ("number", "created_at")
     readonly_fields = fields
     can_delete = False
 
@@ -80,8 +82,8 @@ class StepInline(admin.TabularInline):
     extra = 0
     can_delete = False
     ordering = ["started_at", "id"]
-    fields = ["node_id", "node_type", "visit", "status", "started_at", "completed_at",
-              "input", "output", "error", "message", "retry_count"]
+    fields = ("node_id", "node_type", "visit", "status", "started_at", "completed_at",
+              "input", "output", "error", "message", "retry_count")
     readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -138,6 +140,8 @@ class FlowScheduleForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         """Check the expression and time zone the way the API does."""
         cleaned = super().clean()
+        if cleaned is None:  # ModelForm.clean() returns cleaned_data; the stubs allow None
+            raise TypeError("ModelForm.clean() returned None")
         for name, check in (("cron", cron.cron_parse), ("timezone", cron.zone_get)):
             try:
                 check(cleaned.get(name))

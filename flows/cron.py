@@ -223,12 +223,19 @@ def occurrences_between(*, cron: str, zone: zoneinfo.ZoneInfo, start: datetime,
     return list(itertools.takewhile(lambda instant: instant <= end, instants))
 
 
+def _offset(aware: datetime) -> timedelta:
+    offset = aware.utcoffset()
+    if offset is None:  # callers pass astimezone() results, which always have an offset
+        raise ValueError(f"{aware!r} is naive")
+    return offset
+
+
 def occurrence_latest(*, cron: str, zone: zoneinfo.ZoneInfo, now: datetime) -> datetime | None:
     """Return the latest instant of the schedule at or before `now`."""
     local = now.astimezone(zone)
     # In the second pass of a repeated hour, first-pass times up to one shift later on the
     # wall clock already happened: start the backward walk that much later.
-    shift = local.replace(fold=0).utcoffset() - local.utcoffset() if local.fold else timedelta()
+    shift = _offset(local.replace(fold=0)) - _offset(local) if local.fold else timedelta()
     start = local.replace(tzinfo=None, second=0, microsecond=0) + timedelta(minutes=1) + shift
     walk = croniter(cron_parse(cron).expression, start)
     try:

@@ -54,7 +54,7 @@ class Graph:
     def next(self, node_id: str, handle: str | None = None) -> str | None:
         """Return the target of the node's outgoing edge (for condition: handle "true"/"false";
         for wait_for_event: "event"/"timeout"); None when there is none (the execution ends)."""
-        exits = BRANCH_EXITS.get(self.nodes[node_id].get("type"))
+        exits = BRANCH_EXITS.get(self.nodes[node_id].get("type", ""))
         if exits is None:
             handle = None
         elif handle not in exits:

@@ -35,7 +35,9 @@ class ScheduleInputSerializer(serializers.Serializer):
     timezone = StrictCharField(max_length=64, required=False)
     enabled = serializers.BooleanField(required=False, default=True)
     audience = serializers.JSONField()
-    data = serializers.DictField(required=False, default=dict)
+    # The serializer metaclass pops declared fields off the class, so this does not
+    # replace Serializer.data at runtime; the stubs see a shadowed property.
+    data = serializers.DictField(required=False, default=dict)  # type: ignore[assignment]
     catch_up = serializers.ChoiceField(choices=FlowSchedule.CatchUp.choices, required=False,
                                        default=FlowSchedule.CatchUp.SKIP)
 
@@ -226,9 +228,12 @@ class FlowScheduleView(GenericAPIView):
             raise ApiError(404, "Not found.")
         return flow
 
-    def _schedule(self, flow: Flow, required: bool = True) -> FlowSchedule | None:
-        schedule = flow.schedules.order_by("created_at").first()
-        if schedule is None and required:
+    def _schedule_or_none(self, flow: Flow) -> FlowSchedule | None:
+        return flow.schedules.order_by("created_at").first()
+
+    def _schedule(self, flow: Flow) -> FlowSchedule:
+        schedule = self._schedule_or_none(flow)
+        if schedule is None:
             raise ApiError(404, "This flow has no schedule.")
         return schedule
 
@@ -244,7 +249,7 @@ class FlowScheduleView(GenericAPIView):
         flow = self._flow(request, flow_id)
 
         def handler() -> Response:
-            existing = self._schedule(flow, required=False)
+            existing = self._schedule_or_none(flow)
             schedule = _write(request, schedule=existing, partial=False, flow=flow)
             return Response(ScheduleSerializer(schedule).data,
                             status=status.HTTP_200_OK if existing else status.HTTP_201_CREATED)

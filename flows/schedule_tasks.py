@@ -38,7 +38,7 @@ def run_schedule_batch(run_id: int) -> None:
     while time.monotonic() < deadline:
         if not schedules.schedule_run_advance(run_id=run_id):
             return
-    run_schedule_batch.apply_async(args=[run_id], queue=QUEUE)
+    run_schedule_batch.apply_async(args=(run_id,), queue=QUEUE)
 
 
 @shared_task(name="flows.schedule_tasks.sweep_schedules")
@@ -58,7 +58,7 @@ def sync_at_beat_start(sender: Any = None, **kwargs: Any) -> None:
     for line in report.lines():
         logger.info("sync_schedules: %s", line)
     scheduler = getattr(sender, "scheduler", None)
-    if report.changed and hasattr(scheduler, "_initial_read"):
+    if report.changed and scheduler is not None and hasattr(scheduler, "_initial_read"):
         # DatabaseScheduler read the table just before this signal, and its first change
         # check only records a timestamp: have it read the repaired table on its first tick.
         scheduler._initial_read = True

@@ -162,8 +162,8 @@ def _periodic_task_sync(schedule: FlowSchedule, *, apply: bool = True) -> list[s
     if not apply or not differs:
         return differs
     for key, value in wanted.items():
-        value = json.dumps(value) if key in ("args", "kwargs") else value
-        setattr(task, key, _crontab(value) if key == "crontab" else value)
+        stored = json.dumps(value) if key in ("args", "kwargs") else value
+        setattr(task, key, _crontab(value) if key == "crontab" else stored)
     task.name = name
     task.save()  # PeriodicTask.save() bumps PeriodicTasks, which running beats poll
     if schedule.periodic_task_id != task.pk:

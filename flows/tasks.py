@@ -42,7 +42,7 @@ def run_bulk_start(job_id: str) -> None:
             return
         if not services.bulk_start_run_batch(job=job):
             return
-    run_bulk_start.apply_async(args=[job_id], queue=QUEUE)
+    run_bulk_start.apply_async(args=(job_id,), queue=QUEUE)
 
 
 @shared_task(name="flows.tasks.sweep_flows")

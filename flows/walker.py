@@ -151,7 +151,7 @@ def persist(state: Walk, *, origin: tuple[str, int]) -> bool:
 
 
 def _write_steps(state: Walk, now: datetime) -> None:
-    new = []
+    new: list[Step] = []
     for row in state.steps:
         if row.status in (StepStatus.COMPLETED, StepStatus.FAILED):
             row.completed_at = now

@@ -72,6 +72,8 @@ class AlertRuleForm(forms.ModelForm):
 
     def clean(self) -> dict:
         cleaned = super().clean()
+        if cleaned is None:  # ModelForm.clean() returns cleaned_data; the stubs allow None
+            raise TypeError("ModelForm.clean() returned None")
         if self.errors:
             return cleaned
         rule = AlertRule(**cleaned)
@@ -86,7 +88,7 @@ class AlertEventInline(admin.TabularInline):
     model = AlertEvent
     extra = 0
     can_delete = False
-    fields = ["triggered_at", "value", "resolved_at", "resolved_value", "notified", "summary"]
+    fields = ("triggered_at", "value", "resolved_at", "resolved_value", "notified", "summary")
     readonly_fields = fields
     ordering = ["-triggered_at"]
     max_num = 0

@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 Type = AlertRule.Type
 # For these types a value *below* the threshold is the problem.
 LOWER_IS_WORSE = {Type.SCHEDULE_NO_SUCCESS}
-LABELS = {
+LABELS: dict[str, tuple[str, str]] = {
     Type.FAILURE_RATE: ("failure rate", " %"),
     Type.DEAD_LETTERS: ("dead letters", ""),
     Type.QUEUE_BACKLOG: ("messages waiting", ""),
@@ -122,7 +122,7 @@ def _avg_execution_time(rule: AlertRule, since: datetime) -> float | None:
 def _schedule_successes(rule: AlertRule, since: datetime) -> float | None:
     if not rule.schedule_id:
         return None
-    runs = ScheduleRun.objects.filter(schedule_id=rule.schedule_id, occurrence_at__gte=since,
+    runs = ScheduleRun.objects.filter(schedule__pk=rule.schedule_id, occurrence_at__gte=since,
                                       status=ScheduleRun.Status.SUCCEEDED)
     return float(runs.count())
 
@@ -282,8 +282,8 @@ def notifications(*, rule: AlertRule, event: AlertEvent, resolved: bool) -> list
     """Return one unsaved Message per recipient carrying the alert on the rule's channel."""
     body = payload(rule=rule, event=event, resolved=resolved)
     metadata = {"alert_rule_id": rule.pk, "alert_event_id": event.pk}
-    common = {"workspace": rule.workspace, "source": "alert", "metadata": metadata,
-              "priority": "high"}
+    common: dict[str, Any] = {"workspace": rule.workspace, "source": "alert",
+                              "metadata": metadata, "priority": "high"}
     messages = []
     for recipient in rule.recipients:
         if rule.channel == AlertRule.Channel.EMAIL:
@@ -320,7 +320,7 @@ def alert_rule_validate(*, rule: AlertRule) -> None:
     if not MIN_WINDOW_SECONDS <= (rule.window_seconds or 0) <= MAX_WINDOW_SECONDS:
         errors["window_seconds"] = [f"Must be between {MIN_WINDOW_SECONDS} and "
                                     f"{MAX_WINDOW_SECONDS} seconds."]
-    if rule.flow_id and rule.flow.workspace_id != rule.workspace_id:
+    if rule.flow_id and rule.flow is not None and rule.flow.workspace_id != rule.workspace_id:
         errors["flow"] = ["Unknown flow."]
     if rule.type == Type.SCHEDULE_NO_SUCCESS:
         problem = _schedule_problem(rule)

@@ -124,7 +124,9 @@ class ExecutionDetailSerializer(ExecutionSerializer):
 class StartSerializer(serializers.Serializer):
     contact_id = serializers.UUIDField(required=False)
     contact_external_id = StrictCharField(required=False, max_length=200)
-    data = serializers.DictField(required=False, default=dict)
+    # The serializer metaclass pops declared fields off the class, so this does not
+    # replace Serializer.data at runtime; the stubs see a shadowed property.
+    data = serializers.DictField(required=False, default=dict)  # type: ignore[assignment]
 
     def validate(self, attrs: dict) -> dict:
         attrs["contact"] = find_contact(self.context["workspace"], attrs)
@@ -135,7 +137,9 @@ class BulkSerializer(serializers.Serializer):
     contact_ids = serializers.ListField(child=serializers.UUIDField(), required=False,
                                         max_length=100_000)
     filter = serializers.JSONField(required=False)
-    data = serializers.DictField(required=False, default=dict)
+    # The serializer metaclass pops declared fields off the class, so this does not
+    # replace Serializer.data at runtime; the stubs see a shadowed property.
+    data = serializers.DictField(required=False, default=dict)  # type: ignore[assignment]
 
     def validate(self, attrs: dict) -> dict:
         if ("contact_ids" in attrs) == ("filter" in attrs):
@@ -159,7 +163,9 @@ class BulkStartSerializer(serializers.ModelSerializer):
 class DryRunSerializer(serializers.Serializer):
     contact = serializers.DictField(required=False, default=dict)
     contact_id = serializers.UUIDField(required=False)
-    data = serializers.DictField(required=False, default=dict)
+    # The serializer metaclass pops declared fields off the class, so this does not
+    # replace Serializer.data at runtime; the stubs see a shadowed property.
+    data = serializers.DictField(required=False, default=dict)  # type: ignore[assignment]
     events = serializers.ListField(child=StrictCharField(), required=False, default=list)
 
 
@@ -210,7 +216,7 @@ class FlowViewSet(viewsets.ModelViewSet):
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return idempotent(request, lambda: super(FlowViewSet, self).create(request))
 
-    def perform_create(self, serializer: FlowSerializer) -> None:
+    def perform_create(self, serializer: serializers.BaseSerializer) -> None:
         serializer.save(workspace=workspace_of(self.request))
 
     def perform_destroy(self, flow: Flow) -> None:
@@ -385,7 +391,9 @@ class ExecutionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
                    step_id: str | None = None) -> Response:
         """Retry a failed step; its execution resumes from there."""
         execution = self.get_object()
-        step = Step.objects.filter(execution=execution, pk=step_id).first()
+        # The route always captures step_id; without one no step matches either.
+        step = (None if step_id is None
+                else Step.objects.filter(execution=execution, pk=step_id).first())
         if step is None:
             raise ApiError(404, "No such step.")
         try:

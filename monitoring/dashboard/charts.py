@@ -159,7 +159,7 @@ def _x_labels(labels: Sequence[str], x: Callable[[int], float]) -> str:
 def _series_marks(item: Series, points: list[tuple[float, float] | None],
                   labels: Sequence[str], y_format: Callable[[float], str],
                   baseline: float) -> list[str]:
-    marks = []
+    marks: list[str] = []
     runs = _paths(points)
     if item.connect and runs:
         runs = [[point for run in runs for point in run]]

@@ -1,7 +1,7 @@
 """Filter forms of the dashboard pages (all GET, so a filtered page is a shareable link)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 
@@ -51,7 +51,9 @@ class ExecutionFilterForm(FilterForm):
 
     def __init__(self, *args: Any, workspace: Workspace, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["flow"].queryset = Flow.objects.filter(workspace=workspace).order_by("name")
+        # fields["flow"] is the ModelChoiceField declared above; the stubs type it as Field.
+        flow_field = cast(forms.ModelChoiceField, self.fields["flow"])
+        flow_field.queryset = Flow.objects.filter(workspace=workspace).order_by("name")
 
 
 class MessageFilterForm(FilterForm):

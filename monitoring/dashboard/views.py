@@ -25,6 +25,7 @@ from django.http import (
     HttpResponseRedirect,
     StreamingHttpResponse,
 )
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils import timezone
@@ -62,7 +63,7 @@ from monitoring.dashboard.selectors.windows import REFRESH_CHOICES, window_for
 PAGE_SIZE = 25
 RATE_LIMIT_EVENTS = 100
 
-View = Callable[..., HttpResponse]
+View = Callable[..., HttpResponseBase]
 
 
 # --- workspace resolution and rendering ----------------------------------------------------
@@ -83,7 +84,7 @@ def dashboard_page(view: View) -> View:
     """Require staff, resolve the workspace, and hand it to the view (or say there is none)."""
 
     @functools.wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         workspace = _requested_workspace(request)
         if workspace is None:
             return _render(request, "dashboard/no_workspace.html", None, {})
@@ -277,7 +278,7 @@ def dead_letters(request: HttpRequest, workspace: Workspace) -> HttpResponse:
 
 @require_GET
 @dashboard_page
-def dead_letters_export(request: HttpRequest, workspace: Workspace) -> HttpResponse:
+def dead_letters_export(request: HttpRequest, workspace: Workspace) -> HttpResponseBase:
     """Download the filtered dead letters as CSV or JSON (streamed)."""
     fmt = request.GET.get("format", "csv")
     if fmt not in ("csv", "json"):

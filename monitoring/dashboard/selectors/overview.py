@@ -11,7 +11,6 @@ from django.db.models import (
     DurationField,
     ExpressionWrapper,
     F,
-    Model,
     Q,
     QuerySet,
 )
@@ -164,7 +163,7 @@ def overview_kpis(workspace: Workspace, window: Window) -> list[Kpi]:
 
 # --- charts ---------------------------------------------------------------------------------
 
-def status_counts(model: type[Model], workspace: Workspace, window: Window,
+def status_counts(model: type[Message] | type[Execution], workspace: Workspace, window: Window,
                   stamp: str) -> list[tuple[str, int]]:
     """Return (status, count) for the window, largest first."""
     rows = (model.objects.filter(window.current(stamp), workspace=workspace)
