@@ -114,3 +114,13 @@ def allow_local(settings) -> None:
     """Let user-supplied URLs reach the local stand-in servers (the SSRF allow-list)."""
     settings.SSRF_ALLOWED_NETWORKS = ["127.0.0.0/8", "::1/128"]
 
+
+
+@pytest.fixture(autouse=True)
+def _forget_parsed_graphs() -> Iterator[None]:
+    """Forget the engine's parsed flow versions: ids come again after a test's database is
+    flushed, and a version of an earlier test must not stand in for this one's."""
+    from flows.engine import graph_of
+
+    graph_of.cache_clear()
+    yield
