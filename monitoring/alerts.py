@@ -30,6 +30,7 @@ from django.utils import timezone
 from core.models import DeadLetter
 from flows.models import Execution, FlowSchedule, ScheduleRun
 from messaging import pipeline
+from messaging.channels import EMAIL, WEBHOOK
 from messaging.models import (
     FAILURE_STATUSES,
     SUCCESS_STATUSES,
@@ -288,11 +289,11 @@ def notifications(*, rule: AlertRule, event: AlertEvent, resolved: bool) -> list
     for recipient in rule.recipients:
         if rule.channel == AlertRule.Channel.EMAIL:
             content = {"subject": body["summary"], "text": _email_text(body)}
-            messages.append(pipeline.message_build(channel="email", to=recipient,
+            messages.append(pipeline.message_build(channel=EMAIL, to=recipient,
                                                    content=content, **common))
             continue
         data = {"text": body["summary"]} if rule.channel == AlertRule.Channel.SLACK else body
-        messages.append(pipeline.message_build(channel="webhook", to=recipient,
+        messages.append(pipeline.message_build(channel=WEBHOOK, to=recipient,
                                                content={"url": recipient, "payload": data},
                                                **common))
     return messages
