@@ -1,10 +1,14 @@
 """Admin pages for workspaces, their API keys and contacts."""
 from __future__ import annotations
 
+from typing import Any
+
+from django import forms
 from django.contrib import admin, messages
 
 from core.models import ApiKey, Contact, Workspace
 from core.services import api_key_create, api_key_revoke
+from core.workspace_settings import validate_settings
 
 _KEY_FIELDS = ("name", "prefix", "created_at", "last_used_at", "revoked_at")
 
@@ -21,8 +25,24 @@ class ApiKeyInline(admin.TabularInline):
         return False  # keys are made by the "create API key" action, so the secret is shown
 
 
+class WorkspaceForm(forms.ModelForm):
+    """The workspace page's form: settings stay free JSON, but the keys the service reads
+    (callback_base_url, compat_workspace_ids) are checked before they are saved."""
+
+    class Meta:
+        model = Workspace
+        fields = "__all__"
+
+    def clean_settings(self) -> Any:
+        """Check the compat keys of the settings JSON (see core.workspace_settings)."""
+        value = self.cleaned_data.get("settings")
+        validate_settings({} if value is None else value)
+        return value
+
+
 @admin.register(Workspace)
 class WorkspaceAdmin(admin.ModelAdmin):
+    form = WorkspaceForm
     list_display = ["name", "slug", "timezone", "is_active", "created_at"]
     search_fields = ["name", "slug"]
     list_filter = ["is_active"]

@@ -29,6 +29,7 @@ from core.phones import normalize_phone
 from messaging import pipeline
 from messaging.channels import CHANNELS, CONTENT_FIELDS, ChannelSpec, ContentField
 from messaging.models import Channel, Message, Priority
+from messaging.providers.shared import COMPAT_IDS
 from messaging.ssrf import UnsafeURL, check_url_literal
 
 MAX_DELAY_SECONDS = 366 * 24 * 3600
@@ -173,6 +174,13 @@ def _check_field_names(data: dict, spec: ChannelSpec) -> None:
         raise MessageInvalid(errors)
 
 
+def _check_reserved_metadata(values: dict, source: str) -> None:
+    """Refuse the older endpoints' metadata key from anyone else: providers send the ids it
+    holds as the contact's and workspace's, so another client could speak for a stranger."""
+    if source != "compat" and COMPAT_IDS in (values.get("metadata") or {}):
+        raise MessageInvalid({"metadata": [f"{COMPAT_IDS} is a reserved key."]})
+
+
 def _contact(workspace: Workspace, values: dict, cache: dict) -> Contact | None:
     """Return the contact the message names (looked up once per cache), or None."""
     for field, lookup in CONTACT_REFS:
@@ -254,6 +262,7 @@ def message_compose(*, workspace: Workspace, data: Any, source: str = "api",
     values = _parse(data)
     spec = CHANNELS[values["channel"]]
     _check_field_names(data, spec)
+    _check_reserved_metadata(values, source)
     send_at = _send_at(values)
     contact = _contact(workspace, values, {} if contacts_cache is None else contacts_cache)
     to = RECIPIENTS[spec.recipient](values, contact)

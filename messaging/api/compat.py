@@ -1,8 +1,11 @@
 """Endpoints in the shape of the older queue service, for its existing clients.
 
 POST /api/schedule-sms, /api/schedule-email, /api/schedule-job and GET /api/job-status/{id}
-answer `{"success": true, "jobId", "scheduledTime"}` and run through the same pipeline as
-/api/v1/messages. A `workspaceId` that is not the API key's answers 403.
+answer `{"success": true, "jobId", "scheduledTime", "status", "ignored_fields"}` and run
+through the same pipeline as /api/v1/messages. Fields an endpoint does not take are ignored,
+as the older service did, but named in `ignored_fields` (always present, sorted, [] when
+none) so a client can see that they changed nothing. A `workspaceId` that is not the API
+key's (its id, slug or one of its `compat_workspace_ids`) answers 403.
 """
 from __future__ import annotations
 
@@ -21,12 +24,19 @@ from rest_framework.views import APIView
 from core.api import ApiError
 from core.auth import workspace_of
 from core.models import Contact
+from core.workspace_settings import (
+    CALLBACK_BASE_URL,
+    callback_base_url,
+    compat_workspace_ids,
+    is_plain_id,
+)
 from messaging import pipeline
 from messaging.api.idempotency import idempotent
 from messaging.api.messages import error_fields
 from messaging.channels import EMAIL, MMS, SMS, WEBHOOK
 from messaging.compose import MAX_DELAY_SECONDS, message_compose
 from messaging.models import Message, MessageStatus
+from messaging.providers.shared import COMPAT_IDS
 
 # The older service's job states (BullMQ) for each message status.
 JOB_STATES: dict[str, str] = {
@@ -38,14 +48,31 @@ JOB_STATES: dict[str, str] = {
 }
 # Old field names for the v1 ones, to report errors in the client's own words.
 OLD_NAMES = {"body": "message", "delay_seconds": "delay", "media_urls": "mediaUrl",
-             "contact_id": "contactId", "url": "callbackEndpoint", "payload": "data"}
+             "contact_id": "contactId", "url": "callbackEndpoint", "payload": "data",
+             "send_at": "scheduledFor"}
+# The fields each endpoint takes; any other is ignored and named in `ignored_fields`.
+SMS_FIELDS = frozenset({"to", "message", "contactId", "workspaceId", "delay", "scheduledFor",
+                        "metadata", "mediaUrl"})
+EMAIL_FIELDS = frozenset({"to", "subject", "html", "text", "contactId", "workspaceId",
+                          "delay", "scheduledFor", "metadata"})
+JOB_FIELDS = frozenset({"type", "data", "callbackEndpoint", "delay"})
+
+
+def _invalid(field: str, message: str) -> ApiError:
+    """Return the 400 that names one field in the client's words."""
+    return ApiError(400, "Invalid input.", fields={field: [message]})
 
 
 def _check_workspace(request: Request, workspace_id: Any) -> None:
-    workspace = workspace_of(request)
+    """Refuse a workspaceId that names another tenant: the key's workspace is known by its
+    id, its slug and the older client's own ids for it (setting compat_workspace_ids)."""
     if workspace_id in (None, ""):
         return
-    if str(workspace_id) not in (str(workspace.id), workspace.slug):
+    if not is_plain_id(workspace_id):
+        raise _invalid("workspaceId", "Must be a string or an integer.")
+    workspace = workspace_of(request)
+    known = {str(workspace.id), workspace.slug, *compat_workspace_ids(workspace)}
+    if str(workspace_id) not in known:
         raise ApiError(403, "workspaceId does not match the API key's workspace.",
                        code="workspace_mismatch")
 
@@ -54,9 +81,29 @@ def _delay_ms(data: dict) -> float:
     delay = data.get("delay", 0) or 0
     if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not (
             0 <= delay <= MAX_DELAY_SECONDS * 1000):
-        raise ApiError(400, "Invalid input.", fields={"delay": [
-            f"Must be a number of milliseconds from 0 to {MAX_DELAY_SECONDS * 1000}."]})
+        raise _invalid("delay", f"Must be a number of milliseconds from 0 to "
+                                f"{MAX_DELAY_SECONDS * 1000}.")
     return float(delay)
+
+
+def _send_at(data: dict, *, scheduled_for: bool = True) -> dict[str, str]:
+    """Return the v1 send_at for `delay` (ms from now) or `scheduledFor` (an ISO time with
+    an offset, checked by the composer like send_at); null scheduledFor is no schedule.
+
+    Both at once is refused, even `delay: 0`: which one the client meant cannot be told.
+    """
+    when = data.get("scheduledFor") if scheduled_for else None
+    if when is not None:
+        if data.get("delay") is not None:
+            raise _invalid("scheduledFor", "Give delay or scheduledFor, not both.")
+        if not isinstance(when, str):
+            raise _invalid("scheduledFor", "Must be an ISO 8601 time with an offset "
+                                           "(2030-01-01T09:00:00+01:00 or ...Z).")
+        return {"send_at": when}
+    delay_ms = _delay_ms(data)
+    if not delay_ms:
+        return {}
+    return {"send_at": (timezone.now() + timedelta(milliseconds=delay_ms)).isoformat()}
 
 
 def _contact_ref(request: Request, contact_id: Any) -> dict:
@@ -71,23 +118,49 @@ def _contact_ref(request: Request, contact_id: Any) -> dict:
     return {"contact_id": str(contact_id)} if exists else {}
 
 
+def _client_ids(data: dict) -> dict[str, Any]:
+    """Return the contactId and workspaceId the client sent, as sent, for providers to pass
+    on (the older /send-sms contract carried the client's own ids)."""
+    if data.get("contactId") is not None and not is_plain_id(data["contactId"]):
+        raise _invalid("contactId", "Must be a string or an integer.")
+    return {key: data[key] for key in ("contactId", "workspaceId")
+            if data.get(key) not in (None, "")}
+
+
 def _metadata(data: dict) -> dict:
     metadata = data.get("metadata")
     metadata = {} if metadata is None else metadata
     if not isinstance(metadata, dict):
-        raise ApiError(400, "Invalid input.", fields={"metadata": ["Must be an object."]})
+        raise _invalid("metadata", "Must be an object.")
     if data.get("contactId"):
         metadata = {**metadata, "contactId": data["contactId"]}
-    return metadata
+    return {**metadata, COMPAT_IDS: _client_ids(data)}
 
 
-def _schedule(request: Request, v1: dict, delay_ms: float, *, job: bool = False) -> Response:
+def _callback_url(request: Request, endpoint: Any) -> Any:
+    """Return the callback as given, or a relative one ("/api/job-completed", the older
+    client's default) appended to the workspace's callback_base_url."""
+    if not (isinstance(endpoint, str) and endpoint.startswith("/")
+            and not endpoint.startswith("//")):
+        return endpoint
+    base = callback_base_url(workspace_of(request))
+    if not base:
+        raise _invalid("callbackEndpoint",
+                       f"A relative URL needs the workspace setting {CALLBACK_BASE_URL}.")
+    return base.rstrip("/") + endpoint
+
+
+def _ignored(data: dict, known: frozenset[str]) -> list[str]:
+    """Return the fields this endpoint does not take, sorted."""
+    return sorted(set(data) - known)
+
+
+def _schedule(request: Request, v1: dict, ignored: list[str], *,
+              job: bool = False) -> Response:
     """Validate the translated payload like /api/v1/messages and create the message.
 
     A job's callback carries its id ({jobId, type, data}) like the older service's did.
     """
-    if delay_ms:
-        v1["send_at"] = (timezone.now() + timedelta(milliseconds=delay_ms)).isoformat()
     try:
         message = message_compose(workspace=workspace_of(request), data=v1, source="compat")
     except ValidationError as exc:
@@ -99,7 +172,8 @@ def _schedule(request: Request, v1: dict, delay_ms: float, *, job: bool = False)
     scheduled = message.scheduled_for or message.created_at
     return Response({"success": True, "jobId": str(message.id),
                      "scheduledTime": scheduled.isoformat().replace("+00:00", "Z"),
-                     "status": JOB_STATES[message.status]}, status=201)
+                     "status": JOB_STATES[message.status], "ignored_fields": ignored},
+                    status=201)
 
 
 def _body(request: Request) -> dict:
@@ -112,42 +186,48 @@ class CompatResponse(serializers.Serializer):
     success = serializers.BooleanField()
     jobId = serializers.CharField()  # noqa: N815 (the older service's field name)
     scheduledTime = serializers.DateTimeField()  # noqa: N815
+    status = serializers.CharField()
+    ignored_fields = serializers.ListField(child=serializers.CharField())
 
 
 class ScheduleSmsView(APIView):
     @extend_schema(request=None, responses={201: CompatResponse, 403: OpenApiResponse()})
     def post(self, request: Request) -> Response:
-        """Schedule an SMS (MMS with mediaUrl): to, message, contactId, workspaceId, delay."""
+        """Schedule an SMS (MMS with mediaUrl): to, message, contactId, workspaceId, delay
+        or scheduledFor."""
         def handler() -> Response:
             data = _body(request)
             _check_workspace(request, data.get("workspaceId"))
             media = data.get("mediaUrl")
             media_urls = [media] if isinstance(media, str) else media
             v1 = {"channel": MMS if media_urls else SMS, "body": data.get("message"),
-                  "metadata": _metadata(data), **_contact_ref(request, data.get("contactId"))}
+                  "metadata": _metadata(data), **_contact_ref(request, data.get("contactId")),
+                  **_send_at(data)}
             if data.get("to"):
                 v1["to"] = data["to"]
             if media_urls:
                 v1["media_urls"] = media_urls
-            return _schedule(request, v1, _delay_ms(data))
+            return _schedule(request, v1, _ignored(data, SMS_FIELDS))
         return idempotent(request, handler)
 
 
 class ScheduleEmailView(APIView):
     @extend_schema(request=None, responses={201: CompatResponse})
     def post(self, request: Request) -> Response:
-        """Schedule an email: to, subject, html, contactId, workspaceId, delay, metadata."""
+        """Schedule an email: to, subject, html, contactId, workspaceId, delay or
+        scheduledFor, metadata."""
         def handler() -> Response:
             data = _body(request)
             _check_workspace(request, data.get("workspaceId"))
             v1 = {"channel": EMAIL, "subject": data.get("subject"),
-                  "metadata": _metadata(data), **_contact_ref(request, data.get("contactId"))}
+                  "metadata": _metadata(data), **_contact_ref(request, data.get("contactId")),
+                  **_send_at(data)}
             for field in ("html", "text"):
                 if data.get(field) is not None:
                     v1[field] = data[field]
             if data.get("to"):
                 v1["to"] = data["to"]
-            return _schedule(request, v1, _delay_ms(data))
+            return _schedule(request, v1, _ignored(data, EMAIL_FIELDS))
         return idempotent(request, handler)
 
 
@@ -155,7 +235,8 @@ class ScheduleJobView(APIView):
     @extend_schema(request=None, responses={201: CompatResponse})
     def post(self, request: Request) -> Response:
         """Schedule a generic job: when due, POST {jobId, type, data} to callbackEndpoint
-        (an absolute URL, signed like every webhook)."""
+        (an absolute URL, or a path joined to the setting callback_base_url), signed like
+        every webhook."""
         def handler() -> Response:
             data = _body(request)
             job_data = data.get("data")
@@ -164,10 +245,12 @@ class ScheduleJobView(APIView):
                     **({} if data.get("type") else {"type": ["This field is required."]}),
                     **({} if isinstance(job_data, dict) else {"data": ["Must be an object."]})})
             _check_workspace(request, job_data.get("workspaceId"))
-            v1 = {"channel": WEBHOOK, "url": data.get("callbackEndpoint"),
+            v1 = {"channel": WEBHOOK,
+                  "url": _callback_url(request, data.get("callbackEndpoint")),
                   "payload": {"type": data["type"], "data": job_data},
-                  "metadata": {"jobType": str(data["type"])[:100]}}
-            return _schedule(request, v1, _delay_ms(data), job=True)
+                  "metadata": {"jobType": str(data["type"])[:100]},
+                  **_send_at(data, scheduled_for=False)}
+            return _schedule(request, v1, _ignored(data, JOB_FIELDS), job=True)
         return idempotent(request, handler)
 
 

@@ -1,6 +1,7 @@
 """A generic HTTP email API: POST <api_url>/api/email/send with a JSON body.
 
-Config: api_url, api_key (sent as a Bearer token when set), from_email.
+Config: api_url, api_key (sent as a Bearer token when set), from_email. The contactId and
+workspaceId fields are those of shared.contact_fields.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from django.conf import settings
 
 from messaging.providers import http
 from messaging.providers.base import Outbound, ProviderError, Receipt
-from messaging.providers.shared import answer_id, auth_headers, email_text
+from messaging.providers.shared import answer_id, auth_headers, contact_fields, email_text
 
 
 class HttpEmailProvider:
@@ -37,9 +38,8 @@ class HttpEmailProvider:
             "subject": content.get("subject") or "",
             "html": content.get("html") or "",
             "text": email_text(content),
-            "contactId": outbound.contact_id,
-            "workspaceId": outbound.workspace_id,
             "messageId": outbound.message_id,
+            **contact_fields(outbound),
         }
         response = http.request("POST", f"{api_url.rstrip('/')}/api/email/send",
                                 guarded=False,  # operator-configured host

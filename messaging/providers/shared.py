@@ -12,6 +12,11 @@ from typing import Any
 
 from messaging.providers.base import Outbound
 
+# Message metadata key holding the ids an older-endpoint client sent ({"contactId",
+# "workspaceId"}, as sent): only the older endpoints may write it (the composer refuses it
+# from anyone else), and its presence marks a message that came through them.
+COMPAT_IDS = "_compat"
+
 _BLOCK_END = re.compile(r"(?i)<\s*(br\s*/?|/p|/div|/li|/tr|/h[1-6])\s*>")
 _DROPPED = re.compile(r"(?is)<(script|style|head)\b.*?</\1\s*>")
 _TAG = re.compile(r"(?s)<[^>]+>")
@@ -58,3 +63,20 @@ def auth_headers(outbound: Outbound) -> dict[str, str]:
     if outbound.config.get("api_key"):
         headers["Authorization"] = f"Bearer {outbound.config['api_key']}"
     return headers
+
+
+def contact_fields(outbound: Outbound) -> dict[str, Any]:
+    """Return the contactId/workspaceId fields of an outside API's body.
+
+    The older /send-sms contract carried the client's own (a CRM's) ids there, so a message
+    from the older endpoints sends those as given, and the service's own under relayMessageId,
+    relayWorkspaceId and relayContactId. Other messages send the service's ids, as always.
+    """
+    ours = {"contactId": outbound.contact_id, "workspaceId": outbound.workspace_id}
+    sent = outbound.metadata.get(COMPAT_IDS)
+    if not isinstance(sent, dict):
+        return ours
+    return {"contactId": sent.get("contactId", outbound.contact_id),
+            "workspaceId": sent.get("workspaceId", outbound.workspace_id),
+            "relayMessageId": outbound.message_id, "relayWorkspaceId": outbound.workspace_id,
+            "relayContactId": outbound.contact_id}

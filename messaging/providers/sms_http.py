@@ -1,6 +1,7 @@
 """A generic HTTP SMS API for sms and mms: POST <api_url>/send-sms with a JSON body.
 
-Config: api_url, api_key (sent as a Bearer token when set).
+Config: api_url, api_key (sent as a Bearer token when set). Body: to, message, contactId,
+workspaceId, mediaUrl, mediaUrls (see shared.contact_fields for whose ids those are).
 """
 from __future__ import annotations
 
@@ -10,7 +11,13 @@ from django.conf import settings
 
 from messaging.providers import http
 from messaging.providers.base import Outbound, ProviderError, Receipt
-from messaging.providers.shared import answer_id, auth_headers, media_urls, sms_body
+from messaging.providers.shared import (
+    answer_id,
+    auth_headers,
+    contact_fields,
+    media_urls,
+    sms_body,
+)
 
 
 class HttpSmsProvider:
@@ -32,8 +39,7 @@ class HttpSmsProvider:
         payload = {
             "to": outbound.to,
             "message": sms_body(outbound.content),
-            "contactId": outbound.contact_id,
-            "workspaceId": outbound.workspace_id,
+            **contact_fields(outbound),
             "mediaUrl": urls[0] if urls else None,
             "mediaUrls": urls,
         }

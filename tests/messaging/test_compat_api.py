@@ -69,7 +69,8 @@ def test_it_schedules_an_sms_now_with_the_old_payload(api, workspace):
     assert message.workspace == workspace
     assert (message.channel, message.to, message.status) == ("sms", "+14155552671", "queued")
     assert message.content == {"body": "Your table is ready"}
-    assert message.metadata == {"campaign": "c1", "contactId": "legacy-42"}
+    assert message.metadata == {"campaign": "c1", "contactId": "legacy-42", "_compat": {
+        "contactId": "legacy-42", "workspaceId": str(workspace.id)}}
     assert message.contact is None
     assert message.source == "compat"
 
@@ -211,7 +212,8 @@ def test_it_schedules_an_email_with_the_old_payload(api, workspace):
     assert (message.channel, message.to, message.status) == ("email", "ann@example.com",
                                                              "scheduled")
     assert message.content == {"subject": "Welcome", "html": "<p>Hello</p>"}
-    assert message.metadata == {"campaign": "c2", "contactId": "legacy-43"}
+    assert message.metadata == {"campaign": "c2", "contactId": "legacy-43", "_compat": {
+        "contactId": "legacy-43", "workspaceId": str(workspace.id)}}
 
 
 @pytest.mark.parametrize("change,field", [
