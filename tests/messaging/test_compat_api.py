@@ -6,7 +6,7 @@ for the SMS text, `workspaceId` in the body (checked against the API key's works
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -16,7 +16,7 @@ from standardwebhooks.webhooks import Webhook
 
 from messaging.models import Message, MessageStatus
 from tests.factories import ContactFactory, WorkspaceFactory
-from tests.support.stub_server import StubServer
+from tests.support.stub_server import Reply, StubServer
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.django_db
@@ -428,3 +428,288 @@ def test_metadata_that_is_not_an_object_answers_400(api, workspace, metadata):
                                               "metadata": metadata}, format="json")
     assert response.status_code == 400
     assert "metadata" in response.json()["error"]["fields"]
+
+
+# --- scheduledFor ---------------------------------------------------------------------------
+
+def scheduled_body(payload, workspace, when: Any) -> dict[str, Any]:
+    """Return an older client's body naming a time instead of a delay."""
+    body = payload(workspace, scheduledFor=when)
+    del body["delay"]
+    return body
+
+
+@pytest.mark.parametrize("url,payload", [(SMS_URL, sms_payload), (EMAIL_URL, email_payload)])
+def test_scheduled_for_schedules_the_message_for_that_instant(api, workspace, url, payload):
+    response = api.post(url, scheduled_body(payload, workspace, "2030-01-01T09:00:00+02:00"),
+                        format="json")
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    instant = datetime(2030, 1, 1, 7, 0, tzinfo=UTC)
+    assert body["scheduledTime"] == "2030-01-01T07:00:00Z"
+    assert (body["status"], body["ignored_fields"]) == ("delayed", [])
+    message = Message.objects.get(id=body["jobId"])
+    assert (message.status, message.scheduled_for, message.due_at) == (
+        "scheduled", instant, instant)
+    assert api.get(f"/api/job-status/{message.id}").json()["status"] == "delayed"
+
+
+def test_scheduled_for_in_utc_with_z_is_taken(api, workspace):
+    response = api.post(SMS_URL, scheduled_body(sms_payload, workspace,
+                                                "2030-06-01T12:30:00.250Z"), format="json")
+    message = Message.objects.get(id=response.json()["jobId"])
+    assert message.scheduled_for == datetime(2030, 6, 1, 12, 30, 0, 250000, tzinfo=UTC)
+
+
+def test_a_null_scheduled_for_is_no_schedule(api, workspace):
+    response = api.post(SMS_URL, sms_payload(workspace, scheduledFor=None), format="json")
+    message = assert_created(response, 0)
+    assert message.status == "queued" and message.scheduled_for is None
+    assert response.json()["ignored_fields"] == []
+
+
+def test_a_scheduled_for_just_past_within_the_tolerance_sends_now(api, workspace):
+    when = (timezone.now() - timedelta(seconds=5)).isoformat()
+    response = api.post(SMS_URL, scheduled_body(sms_payload, workspace, when), format="json")
+    assert response.status_code == 201, response.json()
+    message = Message.objects.get(id=response.json()["jobId"])
+    assert message.status == "queued"
+    assert response.json()["status"] == "waiting"
+
+
+@pytest.mark.parametrize("url,payload", [(SMS_URL, sms_payload), (EMAIL_URL, email_payload)])
+@pytest.mark.parametrize("when,delay", [
+    ("2020-01-01T09:00:00Z", None),  # far in the past
+    ("next tuesday", None),
+    ("2030-01-01T09:00:00", None),  # no offset: ambiguous
+    ("2030-01-01", None),
+    ("", None),
+    (1893456000000, None),  # epoch milliseconds, not an ISO time
+    ({"at": "2030-01-01T09:00:00Z"}, None),
+    ("2030-01-01T09:00:00Z", 5000),
+    ("2030-01-01T09:00:00Z", 0),  # QueueService.js always sends delay
+])
+def test_a_bad_scheduled_for_answers_400_naming_it_and_writes_nothing(
+        api, workspace, url, payload, when, delay):
+    body = scheduled_body(payload, workspace, when)
+    if delay is not None:
+        body["delay"] = delay
+    response = api.post(url, body, format="json")
+    assert response.status_code == 400, response.json()
+    assert list(response.json()["error"]["fields"]) == ["scheduledFor"]
+    assert Message.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.timeout(120)
+def test_a_scheduled_sms_goes_out_at_its_time_not_at_once(
+        api, workspace, stub_server: StubServer, live_worker, dispatcher):
+    workspace.settings = {"providers": {"sms": {"name": "http", "api_url": stub_server.url}}}
+    workspace.save()
+    when = timezone.now() + timedelta(seconds=2)
+    body = scheduled_body(sms_payload, workspace, when.isoformat())
+    job_id = api.post(SMS_URL, body, format="json").json()["jobId"]
+    request = stub_server.wait_for(1, path="/send-sms")[0]
+    assert 0 <= request.at - when.timestamp() < 1.0
+    wait_until(lambda: api.get(f"/api/job-status/{job_id}").json()["status"] == "completed")
+
+
+# --- ignored fields -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("url,payload,extra", [
+    (SMS_URL, sms_payload, {"phoneNumber": "+14155552671", "priority": "high", "from": "x"}),
+    (EMAIL_URL, email_payload, {"cc": "bo@example.com", "attachments": []}),
+    (JOB_URL, job_payload, {"scheduledFor": "2030-01-01T09:00:00Z", "retries": 3}),
+])
+def test_fields_an_endpoint_does_not_take_are_ignored_and_named(api, workspace, url, payload,
+                                                                extra):
+    response = api.post(url, payload(workspace, **extra), format="json")
+    assert_created(response, 0)
+    assert response.json()["ignored_fields"] == sorted(extra)
+
+
+@pytest.mark.parametrize("url,payload", [(SMS_URL, sms_payload), (EMAIL_URL, email_payload),
+                                         (JOB_URL, job_payload)])
+def test_an_answer_without_unknown_fields_has_an_empty_ignored_list(api, workspace, url,
+                                                                   payload):
+    body = api.post(url, payload(workspace), format="json").json()
+    assert set(body) == {"success", "jobId", "scheduledTime", "status", "ignored_fields"}
+    assert body["ignored_fields"] == []
+
+
+# --- relative callbackEndpoint --------------------------------------------------------------
+
+def use_callback_base(workspace, base: str) -> None:
+    workspace.settings = {**workspace.settings, "callback_base_url": base}
+    workspace.save()
+
+
+def test_a_relative_callback_is_joined_to_the_callback_base_url(api, workspace):
+    use_callback_base(workspace, "https://crm.example.com/hooks/")
+    response = api.post(JOB_URL, job_payload(workspace, "/api/job-completed"), format="json")
+    message = assert_created(response, 0)
+    assert message.to == "https://crm.example.com/hooks/api/job-completed"
+    assert message.content["url"] == message.to
+
+
+def test_a_relative_callback_without_the_setting_answers_400_naming_it(api, workspace):
+    response = api.post(JOB_URL, job_payload(workspace, "/api/flow-node-completed"),
+                        format="json")
+    assert response.status_code == 400
+    [error] = response.json()["error"]["fields"]["callbackEndpoint"]
+    assert "callback_base_url" in error
+    assert Message.objects.count() == 0
+
+
+@pytest.mark.parametrize("base", ["http://10.0.0.5", "http://127.0.0.1:8000/crm",
+                                  "http://[::1]:9000", "http://localhost"])
+def test_a_callback_base_on_a_private_network_is_refused(api, workspace, base):
+    use_callback_base(workspace, base)
+    response = api.post(JOB_URL, job_payload(workspace, "/api/job-completed"), format="json")
+    assert response.status_code == 400
+    assert "callbackEndpoint" in response.json()["error"]["fields"]
+    assert Message.objects.count() == 0
+
+
+def test_a_scheme_relative_callback_is_not_joined(api, workspace):
+    use_callback_base(workspace, "https://crm.example.com")
+    response = api.post(JOB_URL, job_payload(workspace, "//evil.example.com/x"), format="json")
+    assert response.status_code == 400
+    assert "callbackEndpoint" in response.json()["error"]["fields"]
+    assert Message.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.timeout(120)
+def test_a_relative_callback_is_delivered_under_the_base_url(
+        api, workspace, stub_server: StubServer, live_worker, allow_local):
+    use_callback_base(workspace, f"{stub_server.url}/crm")
+    body = {"type": "flow_node", "data": {"workspaceId": str(workspace.id), "nodeId": "n1"},
+            "callbackEndpoint": "/api/flow-node-completed", "delay": 0}
+    job_id = assert_created(api.post(JOB_URL, body, format="json"), 0).id
+    request = stub_server.wait_for(1, path="/crm/api/flow-node-completed")[0]
+    assert request.json() == {"jobId": str(job_id), "type": "flow_node", "data": body["data"]}
+    wait_until(lambda: api.get(f"/api/job-status/{job_id}").json()["status"] == "completed")
+
+
+# --- the client's own ids -------------------------------------------------------------------
+
+CRM_CONTACT = "5346834e-479f-4c5f-a53c-7bf97837fd68"
+
+
+def use_crm_ids(workspace, *ids: Any, **settings: Any) -> None:
+    workspace.settings = {**workspace.settings, "compat_workspace_ids": list(ids), **settings}
+    workspace.save()
+
+
+@pytest.mark.parametrize("sent", ["66338", 66338])
+def test_a_crm_workspace_id_in_the_setting_is_accepted(api, workspace, sent):
+    use_crm_ids(workspace, "66338", 12)
+    message = assert_created(api.post(SMS_URL, sms_payload(workspace, workspaceId=sent),
+                                      format="json"), 0)
+    assert message.workspace == workspace
+    assert message.metadata["_compat"] == {"contactId": "legacy-42", "workspaceId": sent}
+
+
+def test_a_crm_workspace_id_in_job_data_is_accepted(api, workspace):
+    use_crm_ids(workspace, 66338)
+    payload = job_payload(workspace)
+    payload["data"]["workspaceId"] = "66338"
+    assert_created(api.post(JOB_URL, payload, format="json"), 0)
+
+
+@pytest.mark.parametrize("url,payload", [(SMS_URL, sms_payload), (EMAIL_URL, email_payload)])
+def test_a_crm_workspace_id_not_in_the_setting_answers_403(api, workspace, url, payload):
+    use_crm_ids(workspace, "66338")
+    response = api.post(url, payload(workspace, workspaceId="66339"), format="json")
+    assert response.status_code == 403
+    assert Message.objects.count() == 0
+
+
+def test_another_workspaces_crm_id_answers_403(api, workspace):
+    use_crm_ids(WorkspaceFactory(), "777")
+    response = api.post(SMS_URL, sms_payload(workspace, workspaceId="777"), format="json")
+    assert response.status_code == 403
+    assert Message.objects.count() == 0
+
+
+@pytest.mark.parametrize("field,value", [("workspaceId", True), ("workspaceId", ["66338"]),
+                                         ("workspaceId", 66338.5), ("contactId", {"id": 1}),
+                                         ("contactId", False)])
+def test_an_id_that_is_not_a_string_or_integer_answers_400(api, workspace, field, value):
+    response = api.post(SMS_URL, sms_payload(workspace, **{field: value}), format="json")
+    assert response.status_code == 400, response.json()
+    assert list(response.json()["error"]["fields"]) == [field]
+    assert Message.objects.count() == 0
+
+
+def test_the_v1_api_cannot_write_the_reserved_metadata_key(api, workspace):
+    response = api.post("/api/v1/messages", {
+        "channel": "sms", "to": "+14155552671", "body": "x",
+        "metadata": {"_compat": {"workspaceId": "66338"}}}, format="json")
+    assert response.status_code == 400
+    assert "metadata" in response.json()["error"]["fields"]
+    assert Message.objects.count() == 0
+
+
+def test_a_clients_own_reserved_key_is_replaced_by_what_it_sent(api, workspace):
+    body = sms_payload(workspace, metadata={"_compat": {"workspaceId": "spoof"}})
+    message = assert_created(api.post(SMS_URL, body, format="json"), 0)
+    assert message.metadata["_compat"] == {"contactId": "legacy-42",
+                                           "workspaceId": str(workspace.id)}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.timeout(120)
+def test_send_sms_carries_the_clients_ids_and_ours_beside_them(
+        api, workspace, stub_server: StubServer, live_worker):
+    use_crm_ids(workspace, "66338", providers={"sms": {"name": "http",
+                                                       "api_url": stub_server.url}})
+    stub_server.script("/send-sms", Reply(200, {"messageId": "p-1"}))
+    body = {"to": "+14155552671", "message": "Your table is ready", "contactId": CRM_CONTACT,
+            "workspaceId": 66338, "delay": 0, "metadata": {}}
+    job_id = assert_created(api.post(SMS_URL, body, format="json"), 0).id
+    request = stub_server.wait_for(1, path="/send-sms")[0]
+    sent = request.json()
+    assert sent["to"] == "+14155552671"
+    assert sent["message"] == "Your table is ready"
+    assert sent["contactId"] == CRM_CONTACT
+    assert sent["workspaceId"] == 66338
+    assert sent["relayMessageId"] == str(job_id)
+    assert sent["relayWorkspaceId"] == str(workspace.id)
+    assert sent["relayContactId"] is None
+    assert (sent["mediaUrl"], sent["mediaUrls"]) == (None, [])
+    assert len(sent) == 9
+    wait_until(lambda: api.get(f"/api/job-status/{job_id}").json()["status"] == "completed")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.timeout(120)
+def test_the_email_api_gets_the_clients_ids_and_ours_beside_them(
+        api, workspace, stub_server: StubServer, live_worker):
+    contact = ContactFactory(workspace=workspace, email="ann@example.com")
+    use_crm_ids(workspace, "66338", providers={"email": {"name": "http",
+                                                         "api_url": stub_server.url}})
+    body = email_payload(workspace, contactId=str(contact.id), workspaceId="66338")
+    job_id = assert_created(api.post(EMAIL_URL, body, format="json"), 0).id
+    sent = stub_server.wait_for(1, path="/api/email/send")[0].json()
+    assert (sent["to"], sent["subject"], sent["html"]) == ("ann@example.com", "Welcome",
+                                                           "<p>Hello</p>")
+    assert (sent["contactId"], sent["workspaceId"]) == (str(contact.id), "66338")
+    assert (sent["relayMessageId"], sent["messageId"]) == (str(job_id), str(job_id))
+    assert sent["relayWorkspaceId"] == str(workspace.id)
+    assert sent["relayContactId"] == str(contact.id)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.timeout(120)
+def test_a_v1_sms_still_sends_our_ids_only(api, workspace, stub_server: StubServer,
+                                           live_worker):
+    use_crm_ids(workspace, "66338", providers={"sms": {"name": "http",
+                                                       "api_url": stub_server.url}})
+    response = api.post("/api/v1/messages", {"channel": "sms", "to": "+14155552671",
+                                             "body": "x"}, format="json")
+    assert response.status_code == 201
+    sent = stub_server.wait_for(1, path="/send-sms")[0].json()
+    assert sent == {"to": "+14155552671", "message": "x", "contactId": None,
+                    "workspaceId": str(workspace.id), "mediaUrl": None, "mediaUrls": []}
