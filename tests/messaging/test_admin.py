@@ -39,3 +39,43 @@ def test_admin_revokes_keys_and_cancels_messages(staff, workspace):
     staff.post("/admin/messaging/message/", {"action": "cancel",
                                              "_selected_action": [message.pk]})
     assert Message.objects.get(pk=message.pk).status == "cancelled"
+
+
+def change_workspace(staff, workspace, settings: str):
+    """POST the workspace's admin page as an operator would, with new settings JSON."""
+    return staff.post(f"/admin/core/workspace/{workspace.id}/change/", {
+        "name": workspace.name, "slug": workspace.slug, "timezone": workspace.timezone,
+        "settings": settings, "is_active": "on", "webhook_secret": workspace.webhook_secret,
+        "webhook_secret_previous": "", "api_keys-TOTAL_FORMS": "0",
+        "api_keys-INITIAL_FORMS": "0", "api_keys-MIN_NUM_FORMS": "0",
+        "api_keys-MAX_NUM_FORMS": "1000"})
+
+
+def test_an_operator_sets_the_compat_settings_on_the_workspace_page(staff, workspace):
+    response = change_workspace(staff, workspace, '{"callback_base_url": '
+                                '"https://crm.example.com/hooks", '
+                                '"compat_workspace_ids": ["66338", 12]}')
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    workspace.refresh_from_db()
+    assert workspace.settings == {"callback_base_url": "https://crm.example.com/hooks",
+                                  "compat_workspace_ids": ["66338", 12]}
+
+
+@pytest.mark.parametrize("settings,named", [
+    ('{"callback_base_url": "ftp://crm.example.com"}', "callback_base_url"),
+    ('{"callback_base_url": "crm.example.com/hooks"}', "callback_base_url"),
+    ('{"callback_base_url": "https://crm.example.com/?a=1"}', "callback_base_url"),
+    ('{"callback_base_url": 7}', "callback_base_url"),
+    ('{"compat_workspace_ids": "66338"}', "compat_workspace_ids"),
+    ('{"compat_workspace_ids": [true]}', "compat_workspace_ids"),
+    ('{"compat_workspace_ids": [""]}', "compat_workspace_ids"),
+    ('["66338"]', "JSON object"),
+])
+def test_the_workspace_page_refuses_bad_compat_settings(staff, workspace, settings, named):
+    before = workspace.settings
+    response = change_workspace(staff, workspace, settings)
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors["settings"]
+    assert named in " ".join(errors)
+    workspace.refresh_from_db()
+    assert workspace.settings == before

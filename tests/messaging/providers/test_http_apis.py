@@ -29,6 +29,30 @@ def test_sms_posts_exact_json_with_bearer_and_idempotency(
     assert receipt.provider_message_id == "p-77"
 
 
+def test_a_compat_sms_sends_the_clients_ids_and_ours_under_relay_names(
+        stub_server: StubServer, make_outbound: Callable[..., Outbound]) -> None:
+    outbound = make_outbound(config={"api_url": stub_server.url}, metadata={
+        "_compat": {"contactId": "crm-7", "workspaceId": 66338}})
+
+    HttpSmsProvider().send(outbound)
+
+    assert stub_server.requests[0].json() == {
+        "to": "+14155550100", "message": "Hello", "contactId": "crm-7", "workspaceId": 66338,
+        "relayMessageId": "msg-0001", "relayWorkspaceId": "ws-1",
+        "relayContactId": "contact-1", "mediaUrl": None, "mediaUrls": []}
+
+
+def test_a_compat_message_without_client_ids_falls_back_to_ours(
+        stub_server: StubServer, make_outbound: Callable[..., Outbound]) -> None:
+    outbound = make_outbound(config={"api_url": stub_server.url}, metadata={"_compat": {}})
+
+    HttpSmsProvider().send(outbound)
+
+    body = stub_server.requests[0].json()
+    assert (body["contactId"], body["workspaceId"]) == ("contact-1", "ws-1")
+    assert body["relayMessageId"] == "msg-0001"
+
+
 def test_mms_sends_first_media_url_and_the_list_without_auth_when_no_key(
         stub_server: StubServer, make_outbound: Callable[..., Outbound]) -> None:
     stub_server.script("/send-sms", Reply(201, {"id": "p-78"}))
