@@ -31,7 +31,8 @@ class WorkspaceForm(forms.ModelForm):
 
     class Meta:
         model = Workspace
-        fields = "__all__"
+        fields = ["name", "slug", "timezone", "settings", "is_active", "webhook_secret",
+                  "webhook_secret_previous", "webhook_secret_rotated_at"]
 
     def clean_settings(self) -> Any:
         """Check the compat keys of the settings JSON (see core.workspace_settings)."""
