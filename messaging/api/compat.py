@@ -78,6 +78,7 @@ def _check_workspace(request: Request, workspace_id: Any) -> None:
 
 
 def _delay_ms(data: dict) -> float:
+    """Return the older client's delay in milliseconds (null or absent: none)."""
     delay = data.get("delay", 0) or 0
     if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not (
             0 <= delay <= MAX_DELAY_SECONDS * 1000):
@@ -128,6 +129,8 @@ def _client_ids(data: dict) -> dict[str, Any]:
 
 
 def _metadata(data: dict) -> dict:
+    """Return the client's metadata with its contactId, and the ids it sent under the
+    reserved key (replacing any the client put there itself)."""
     metadata = data.get("metadata")
     metadata = {} if metadata is None else metadata
     if not isinstance(metadata, dict):
