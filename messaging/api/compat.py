@@ -91,11 +91,12 @@ def _send_at(data: dict, *, scheduled_for: bool = True) -> dict[str, str]:
     """Return the v1 send_at for `delay` (ms from now) or `scheduledFor` (an ISO time with
     an offset, checked by the composer like send_at); null scheduledFor is no schedule.
 
-    Both at once is refused, even `delay: 0`: which one the client meant cannot be told.
+    A delay other than 0 beside scheduledFor is refused (which one the client meant cannot
+    be told); `delay: 0` is no delay, and QueueService.js sends it with every request.
     """
     when = data.get("scheduledFor") if scheduled_for else None
     if when is not None:
-        if data.get("delay") is not None:
+        if data.get("delay") not in (None, 0):
             raise _invalid("scheduledFor", "Give delay or scheduledFor, not both.")
         if not isinstance(when, str):
             raise _invalid("scheduledFor", "Must be an ISO 8601 time with an offset "

@@ -454,6 +454,16 @@ def test_scheduled_for_schedules_the_message_for_that_instant(api, workspace, ur
     assert api.get(f"/api/job-status/{message.id}").json()["status"] == "delayed"
 
 
+def test_a_queue_service_body_with_delay_zero_and_scheduled_for_is_scheduled(api, workspace):
+    # QueueService.js sends `delay: delayMs` (0 by default) with every request.
+    response = api.post(SMS_URL, sms_payload(workspace, scheduledFor="2030-01-01T09:00:00Z"),
+                        format="json")
+    assert response.status_code == 201, response.json()
+    message = Message.objects.get(id=response.json()["jobId"])
+    assert (message.status, message.scheduled_for) == (
+        "scheduled", datetime(2030, 1, 1, 9, 0, tzinfo=UTC))
+
+
 def test_scheduled_for_in_utc_with_z_is_taken(api, workspace):
     response = api.post(SMS_URL, scheduled_body(sms_payload, workspace,
                                                 "2030-06-01T12:30:00.250Z"), format="json")
@@ -487,7 +497,7 @@ def test_a_scheduled_for_just_past_within_the_tolerance_sends_now(api, workspace
     (1893456000000, None),  # epoch milliseconds, not an ISO time
     ({"at": "2030-01-01T09:00:00Z"}, None),
     ("2030-01-01T09:00:00Z", 5000),
-    ("2030-01-01T09:00:00Z", 0),  # QueueService.js always sends delay
+    ("2030-01-01T09:00:00Z", 0.5),
 ])
 def test_a_bad_scheduled_for_answers_400_naming_it_and_writes_nothing(
         api, workspace, url, payload, when, delay):
