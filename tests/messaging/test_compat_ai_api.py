@@ -169,3 +169,19 @@ def test_the_rate_limit_key_counts_apart_and_throttles_itself(api, workspace, li
     keys = set(ratelimit.client().scan_iter(match=f"rl:{workspace.id}:*"))
     assert keys == {f"rl:{workspace.id}:ai:key:user:a", f"rl:{workspace.id}:ai:key:user:b"}
     ratelimit.reset(str(workspace.id))
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.timeout(60)
+def test_a_v1_ai_message_keeps_todays_callback_shape_even_with_the_marker(
+        api, workspace, stub_server, live_worker, allow_local):
+    use_openai(workspace, stub_server)
+    stub_server.script("/chat/completions", Reply(200, COMPLETION))
+    response = api.post("/api/v1/messages", {
+        "channel": "ai", "prompt": "Hi", "callback_url": f"{stub_server.url}/cb",
+        "metadata": {"_callback_shape": "ai_response", "message_id": "forged"}}, format="json")
+    assert response.status_code == 201, response.json()
+
+    body = stub_server.wait_for(1, path="/cb")[0].json()
+    assert body == {"workspace_id": str(workspace.id), "message_id": response.json()["id"],
+                    "contact_id": None, "response_text": "We open at 9."}
