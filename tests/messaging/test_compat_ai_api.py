@@ -31,10 +31,14 @@ def job(workspace, callback: str = "https://app.example.com/api/ai-response",
             "callback_url": callback, "rate_limit_key": "contact-7", **extra}
 
 
-def use_openai(workspace, stub: StubServer, **settings: Any) -> None:
-    workspace.settings = {"providers": {"ai": {"name": "openai", "api_base": stub.url,
-                                               "api_key": "k", "model": "m"}}, **settings}
+@pytest.fixture
+def openai_stub(workspace, stub_server: StubServer, live_worker, allow_local) -> StubServer:
+    """Return the stub server answering as the workspace's OpenAI, reachable as a callback."""
+    workspace.settings = {"providers": {"ai": {"name": "openai", "api_base": stub_server.url,
+                                               "api_key": "k", "model": "m"}}}
     workspace.save()
+    stub_server.script("/chat/completions", Reply(200, COMPLETION))
+    return stub_server
 
 
 def schedule(api, payload: dict[str, Any]) -> Message:
@@ -124,13 +128,11 @@ def test_an_idempotency_key_replays_the_first_answer(api, workspace):
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.timeout(60)
-def test_the_reply_reaches_the_callback_in_the_old_dedicated_shape(
-        api, workspace, stub_server, live_worker, allow_local):
-    use_openai(workspace, stub_server)
-    stub_server.script("/chat/completions", Reply(200, COMPLETION))
-    message = schedule(api, job(workspace, callback=f"{stub_server.url}/ai-response"))
+def test_the_reply_reaches_the_callback_in_the_old_dedicated_shape(api, workspace,
+                                                                   openai_stub):
+    message = schedule(api, job(workspace, callback=f"{openai_stub.url}/ai-response"))
 
-    callback = stub_server.wait_for(1, path="/ai-response")[0]
+    callback = openai_stub.wait_for(1, path="/ai-response")[0]
     body = callback.json()
     assert body["workspace_id"] == str(workspace.id)
     assert body["message_id"] == "msg-123"
@@ -173,15 +175,13 @@ def test_the_rate_limit_key_counts_apart_and_throttles_itself(api, workspace, li
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.timeout(60)
-def test_a_v1_ai_message_keeps_todays_callback_shape_even_with_the_marker(
-        api, workspace, stub_server, live_worker, allow_local):
-    use_openai(workspace, stub_server)
-    stub_server.script("/chat/completions", Reply(200, COMPLETION))
+def test_a_v1_ai_message_keeps_todays_callback_shape_even_with_the_marker(api, workspace,
+                                                                          openai_stub):
     response = api.post("/api/v1/messages", {
-        "channel": "ai", "prompt": "Hi", "callback_url": f"{stub_server.url}/cb",
+        "channel": "ai", "prompt": "Hi", "callback_url": f"{openai_stub.url}/cb",
         "metadata": {"_callback_shape": "ai_response", "message_id": "forged"}}, format="json")
     assert response.status_code == 201, response.json()
 
-    body = stub_server.wait_for(1, path="/cb")[0].json()
+    body = openai_stub.wait_for(1, path="/cb")[0].json()
     assert body == {"workspace_id": str(workspace.id), "message_id": response.json()["id"],
                     "contact_id": None, "response_text": "We open at 9."}
