@@ -49,6 +49,13 @@ PUBLISH_BATCH = 50
 # The delivery task, published by name so this module never imports the tasks module (which
 # imports this one). The name is in in-flight broker messages: never change it.
 DELIVER_TASK = "messaging.tasks.deliver_messages"
+# Metadata naming a message's own rate key, counted apart inside its channel's limit (the
+# older AI queue's rate_limit_key: one counter per end user instead of one per workspace).
+RATE_KEY_FIELD = "_rate_limit_key"
+# Metadata asking for another AI callback body; AI_RESPONSE_SHAPE is the older AI queue's
+# dedicated one, {workspace_id, message_id, job_id, response_text}, for its clients' jobs.
+CALLBACK_SHAPE_FIELD = "_callback_shape"
+AI_RESPONSE_SHAPE = "ai_response"
 
 
 class NotCancellable(Exception):
@@ -319,7 +326,7 @@ def _defer_for_rate_limit(message: Message, now: datetime) -> bool:
     if rate is None:
         return False
     key = rate_key_for(message.channel)
-    delay = ratelimit.reserve(ratelimit.channel_key(str(message.workspace_id), key), rate)
+    delay = ratelimit.reserve(_reservation_key(message, key), rate)
     if delay <= 0.001:
         return False
     slot = now + timedelta(seconds=delay)
@@ -330,6 +337,18 @@ def _defer_for_rate_limit(message: Message, now: datetime) -> bool:
     ratelimit.record_deferral(workspace_id=str(message.workspace_id),
                               channel=key, delay=delay)
     return True
+
+
+def _reservation_key(message: Message, key: str) -> str:
+    """Return the Redis key the message books its slot under: its own rate key inside the
+    channel's when it names a valid one (still in its workspace), else the channel's."""
+    workspace_id = str(message.workspace_id)
+    own = (message.metadata or {}).get(RATE_KEY_FIELD)
+    if own is not None and ratelimit.client_key_valid(own):
+        return ratelimit.client_channel_key(workspace_id, key, own)
+    if own is not None:
+        logger.warning("message %s names an invalid rate key; using the channel's", message.pk)
+    return ratelimit.channel_key(workspace_id, key)
 
 
 def _outbound(message: Message, config: dict[str, Any]) -> Outbound:
@@ -420,14 +439,31 @@ def _record_success(message: Message, current, receipt: Receipt, now: datetime,
 
 
 def _create_ai_callback(message: Message, url: str, receipt: Receipt) -> None:
-    """Send the AI reply to the callback URL as a signed webhook, through this pipeline."""
-    payload = {"workspace_id": str(message.workspace_id), "message_id": str(message.id),
-               "contact_id": str(message.contact_id) if message.contact_id else None,
-               "response_text": receipt.output.get("response_text", "")}
+    """Send the AI reply to the callback URL as a signed webhook, through this pipeline.
+
+    The webhook is limited as a webhook: the AI message's own rate key and callback shape
+    stay with it.
+    """
+    payload = _ai_callback_payload(message, receipt.output.get("response_text", ""))
+    metadata = {k: v for k, v in (message.metadata or {}).items()
+                if k not in (RATE_KEY_FIELD, CALLBACK_SHAPE_FIELD)}
     child = message_build(workspace=message.workspace, channel=WEBHOOK, to=url,
                           content={"url": url, "payload": payload}, contact=message.contact,
-                          metadata=message.metadata, source=message.channel, parent=message)
+                          metadata=metadata, source=message.channel, parent=message)
     message_create_many(messages=[child])
+
+
+def _ai_callback_payload(message: Message, text: str) -> dict[str, Any]:
+    """Return the callback body: the older AI queue's shape, in its client's own ids, for a
+    job it scheduled (the compat endpoint marks those), today's shape otherwise."""
+    metadata = message.metadata or {}
+    if message.source == "compat" and metadata.get(CALLBACK_SHAPE_FIELD) == AI_RESPONSE_SHAPE:
+        return {"workspace_id": metadata.get("workspace_id"),
+                "message_id": metadata.get("message_id"), "job_id": str(message.id),
+                "response_text": text}
+    return {"workspace_id": str(message.workspace_id), "message_id": str(message.id),
+            "contact_id": str(message.contact_id) if message.contact_id else None,
+            "response_text": text}
 
 
 def _record_failure(message: Message, current, error: ProviderError, now: datetime,

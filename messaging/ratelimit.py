@@ -37,6 +37,10 @@ EVENTS_KEEP = 1000
 # with them (and reset() would wipe them), so channel keys refuse such ids.
 _RESERVED_NAMESPACES = frozenset({"api", "deferrals", "events"})
 _SCAN_BATCH = 500
+# A client-chosen rate key (the older AI queue's rate_limit_key) names one counter inside its
+# workspace's channel: short, and of characters that cannot reach another namespace or act as
+# a glob in reset()'s SCAN pattern.
+CLIENT_KEY_RE = re.compile(r"[A-Za-z0-9_.:@-]{1,100}")
 
 # Units accepted after the "/" of a rate, in seconds.
 _UNITS: dict[str, float] = {
@@ -201,6 +205,19 @@ def _check_workspace_id(workspace_id: str) -> str:
 def channel_key(workspace_id: str, channel: str) -> str:
     """Return the reservation key of a workspace's channel: rl:{workspace_id}:{channel}."""
     return f"{KEY_PREFIX}{_check_workspace_id(workspace_id)}:{channel}"
+
+
+def client_key_valid(text: Any) -> bool:
+    """Tell whether a client-chosen rate key may name a counter (see CLIENT_KEY_RE)."""
+    return isinstance(text, str) and CLIENT_KEY_RE.fullmatch(text) is not None
+
+
+def client_channel_key(workspace_id: str, channel: str, client_key: str) -> str:
+    """Return the reservation key of a client's own key inside a workspace's channel,
+    rl:{workspace_id}:{channel}:key:{client_key}, so no key reaches another workspace."""
+    if not client_key_valid(client_key):
+        raise ValueError(f"rate key {client_key!r} is not 1-100 of A-Z a-z 0-9 _ . : @ -")
+    return f"{channel_key(workspace_id, channel)}:key:{client_key}"
 
 
 def api_key(prefix: str) -> str:

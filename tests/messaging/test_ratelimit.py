@@ -184,6 +184,29 @@ def test_channel_key_refuses_reserved_namespaces() -> None:
             channel_key(reserved, "sms")
 
 
+@pytest.mark.parametrize("bad", ["", "a b", "x*", "[x]", "a\\b", "k" * 101, 7, None])
+def test_client_channel_key_refuses_keys_outside_the_safe_charset(bad) -> None:
+    assert not ratelimit.client_key_valid(bad)
+    with pytest.raises(ValueError):
+        ratelimit.client_channel_key("ws-1", "ai", bad)
+
+
+def test_client_keys_count_apart_inside_their_workspace(workspace_id: str) -> None:
+    other_workspace = str(uuid.uuid4())
+    other = ratelimit.client_channel_key(other_workspace, "ai", "user:1@x.y")
+    mine = ratelimit.client_channel_key(workspace_id, "ai", "user:1@x.y")
+    assert mine == f"rl:{workspace_id}:ai:key:user:1@x.y"
+    rate = Rate.parse("1/h")
+    assert reserve(mine, rate) == 0.0
+    assert reserve(other, rate) == 0.0
+    assert reserve(channel_key(workspace_id, "ai"), rate) == 0.0
+    assert reserve(mine, rate) > 3000
+    reset(workspace_id)
+    assert reserve(mine, rate) == 0.0
+    assert reserve(other, rate) > 3000  # another workspace's reset leaves it alone
+    reset(other_workspace)
+
+
 # --- allow() ------------------------------------------------------------------------------
 
 

@@ -1,0 +1,102 @@
+"""The older AI response queue's job, for its existing clients: POST /api/schedule-ai-response.
+
+The body is that queue's job payload (`workspace_id`, `contact_id`, `message_id`,
+`message_text`, `callback_url`, `rate_limit_key`); unknown fields are ignored as that queue
+did. It becomes an `ai` message answered like the other compatible endpoints; the reply goes
+to `callback_url` as `{workspace_id, message_id, job_id, response_text}` in the client's own
+ids, and `rate_limit_key` is the message's own rate key inside its workspace's `ai` limit.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from core.api import ApiError
+from core.auth import workspace_of
+from messaging import ratelimit
+from messaging.api.compat import (
+    CompatResponse,
+    _body,
+    _check_workspace,
+    _contact_ref,
+    _schedule,
+)
+from messaging.api.idempotency import idempotent
+from messaging.channels import AI
+from messaging.pipeline import AI_RESPONSE_SHAPE, CALLBACK_SHAPE_FIELD, RATE_KEY_FIELD
+
+REQUIRED = ("message_text", "callback_url")
+# The client's own ids, kept to answer the callback in its words.
+CLIENT_IDS = ("workspace_id", "contact_id", "message_id")
+MAX_CLIENT_ID = 200
+# The payload's names for the v1 fields, to report errors in the client's own words.
+PAYLOAD_NAMES = {"prompt": "message_text", "contactId": "contact_id"}
+
+
+def _require(data: dict) -> None:
+    """Refuse a job without the text to answer or the place to answer it (both named)."""
+    missing = {name: ["This field is required."] for name in REQUIRED
+               if data.get(name) in (None, "")}
+    if missing:
+        raise ApiError(400, "Invalid input.", fields=missing)
+
+
+def _client_ids(request: Request, data: dict) -> dict[str, Any]:
+    """Return the client's ids as sent (strings or numbers); workspace_id defaults to ours."""
+    ids: dict[str, Any] = {"workspace_id": str(workspace_of(request).id)}
+    errors: dict[str, list[str]] = {}
+    for name in CLIENT_IDS:
+        value = data.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (str, int)) or len(
+                str(value)) > MAX_CLIENT_ID:
+            errors[name] = [f"Must be a string or number of at most {MAX_CLIENT_ID} characters."]
+        ids[name] = value
+    if errors:
+        raise ApiError(400, "Invalid input.", fields=errors)
+    return ids
+
+
+def _rate_key(data: dict) -> dict[str, str]:
+    """Return the metadata naming the job's own rate key, if it gives a valid one."""
+    key = data.get("rate_limit_key")
+    if key in (None, ""):
+        return {}
+    if not ratelimit.client_key_valid(key):
+        raise ApiError(400, "Invalid input.", fields={"rate_limit_key": [
+            "Must be 1-100 characters of A-Z, a-z, 0-9, _ . : @ -."]})
+    return {RATE_KEY_FIELD: key}
+
+
+def _in_payload_names(schedule: Callable[[], Response]) -> Response:
+    """Run the scheduling, reporting field errors under the payload's names."""
+    try:
+        return schedule()
+    except ApiError as exc:
+        if isinstance(exc.fields, dict):
+            exc.fields = {PAYLOAD_NAMES.get(k, k): v for k, v in exc.fields.items()}
+        raise
+
+
+class ScheduleAiResponseView(APIView):
+    @extend_schema(request=None, responses={201: CompatResponse, 403: OpenApiResponse()})
+    def post(self, request: Request) -> Response:
+        """Schedule an AI reply to message_text, POSTed to callback_url as {workspace_id,
+        message_id, job_id, response_text} like the older AI queue's worker did."""
+        def handler() -> Response:
+            data = _body(request)
+            _check_workspace(request, data.get("workspace_id"))
+            _require(data)
+            metadata = {**_client_ids(request, data), **_rate_key(data),
+                        CALLBACK_SHAPE_FIELD: AI_RESPONSE_SHAPE}
+            v1 = {"channel": AI, "prompt": data["message_text"],
+                  "callback_url": data["callback_url"], "metadata": metadata,
+                  **_contact_ref(request, data.get("contact_id"))}
+            return _in_payload_names(lambda: _schedule(request, v1, 0.0))
+        return idempotent(request, handler)
