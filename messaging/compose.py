@@ -174,11 +174,18 @@ def _check_field_names(data: dict, spec: ChannelSpec) -> None:
         raise MessageInvalid(errors)
 
 
+# Metadata keys only the older endpoints write: the client ids providers send as the
+# contact's and workspace's (another client could speak for a stranger), a message's own
+# rate key (another client could split its limit into many) and the AI callback's shape.
+RESERVED_METADATA = (COMPAT_IDS, pipeline.RATE_KEY_FIELD, pipeline.CALLBACK_SHAPE_FIELD)
+
+
 def _check_reserved_metadata(values: dict, source: str) -> None:
-    """Refuse the older endpoints' metadata key from anyone else: providers send the ids it
-    holds as the contact's and workspace's, so another client could speak for a stranger."""
-    if source != "compat" and COMPAT_IDS in (values.get("metadata") or {}):
-        raise MessageInvalid({"metadata": [f"{COMPAT_IDS} is a reserved key."]})
+    """Refuse the older endpoints' metadata keys from anyone else."""
+    metadata = values.get("metadata") or {}
+    taken = [key for key in RESERVED_METADATA if key in metadata]
+    if source != "compat" and taken:
+        raise MessageInvalid({"metadata": [f"{taken[0]} is a reserved key."]})
 
 
 def _contact(workspace: Workspace, values: dict, cache: dict) -> Contact | None:

@@ -24,6 +24,7 @@ from messaging.api.compat import (
     _body,
     _check_workspace,
     _contact_ref,
+    _ignored,
     _schedule,
 )
 from messaging.api.idempotency import idempotent
@@ -34,6 +35,8 @@ REQUIRED = ("message_text", "callback_url")
 # The client's own ids, kept to answer the callback in its words.
 CLIENT_IDS = ("workspace_id", "contact_id", "message_id")
 MAX_CLIENT_ID = 200
+# The job payload's fields; any other is ignored and named in `ignored_fields`.
+AI_FIELDS = frozenset({*REQUIRED, *CLIENT_IDS, "rate_limit_key"})
 # The payload's names for the v1 fields, to report errors in the client's own words.
 PAYLOAD_NAMES = {"prompt": "message_text", "contactId": "contact_id"}
 
@@ -98,5 +101,5 @@ class ScheduleAiResponseView(APIView):
             v1 = {"channel": AI, "prompt": data["message_text"],
                   "callback_url": data["callback_url"], "metadata": metadata,
                   **_contact_ref(request, data.get("contact_id"))}
-            return _in_payload_names(lambda: _schedule(request, v1, 0.0))
+            return _in_payload_names(lambda: _schedule(request, v1, _ignored(data, AI_FIELDS)))
         return idempotent(request, handler)

@@ -653,12 +653,14 @@ def test_an_id_that_is_not_a_string_or_integer_answers_400(api, workspace, field
     assert Message.objects.count() == 0
 
 
-def test_the_v1_api_cannot_write_the_reserved_metadata_key(api, workspace):
+@pytest.mark.parametrize("key,value", [("_compat", {"workspaceId": "66338"}),
+                                       ("_rate_limit_key", "one-of-many"),
+                                       ("_callback_shape", "ai_response")])
+def test_the_v1_api_cannot_write_the_reserved_metadata_keys(api, workspace, key, value):
     response = api.post("/api/v1/messages", {
-        "channel": "sms", "to": "+14155552671", "body": "x",
-        "metadata": {"_compat": {"workspaceId": "66338"}}}, format="json")
+        "channel": "ai", "prompt": "x", "metadata": {key: value}}, format="json")
     assert response.status_code == 400
-    assert "metadata" in response.json()["error"]["fields"]
+    assert response.json()["error"]["fields"]["metadata"] == [f"{key} is a reserved key."]
     assert Message.objects.count() == 0
 
 
