@@ -35,6 +35,7 @@ OMIT = object()
 
 
 def _same(value: Any, data: dict) -> Any:
+    """Return the value unchanged: most builder fields only rename an engine key."""
     return value
 
 
@@ -102,10 +103,12 @@ def _seconds(amount: Any, scale: float, what: str) -> float:
 
 
 def _from_milliseconds(value: Any, data: dict) -> float:
+    """Convert the builder's delayMs (its queue took delays in milliseconds) to seconds."""
     return _seconds(value, 0.001, "milliseconds")
 
 
 def _from_duration(value: Any, data: dict) -> float:
+    """Convert a duration in the node's unit to seconds; the unit has no default to guess."""
     unit = data.get("unit")
     if unit not in UNITS:
         raise Unfit(f"needs data.unit, one of {', '.join(UNITS)}")
@@ -217,6 +220,7 @@ def translate(alias: Alias, data: dict) -> tuple[dict, list[str]]:
 
 
 def _alias_of(node_type: Any) -> Alias | None:
+    """Return the alias a node type names (None for engine names and junk such as lists)."""
     return ALIASES.get(node_type) if isinstance(node_type, str) else None
 
 
