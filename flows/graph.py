@@ -6,6 +6,11 @@ and ignored. The start is the one node no edge points to. `condition` nodes leav
 handles "true"/"false", `wait_for_event` nodes through "event"/"timeout"; every other node has
 at most one outgoing edge (its handle is ignored). An execution ends where no edge leads on.
 
+The older builder's node names (`send-message`, `send-email`, and `delay`/`condition` with the
+builder's data fields) are accepted as aliases of the engine's types (flows.nodes.aliases):
+`validate` checks them as their engine types and words problems in the builder's names, and
+`parse` hands the engine translated copies. The stored graph keeps them as given.
+
 Drafts are saved as sent, so `validate` reports problems for any JSON input and never raises;
 `parse` is for graphs about to run.
 """
@@ -16,7 +21,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, NamedTuple
 
-from flows.nodes import REGISTRY
+from flows.nodes import ALIASES, REGISTRY, engine_node, engine_type
+from flows.nodes import check as check_node
 
 # Views of REGISTRY for the checks below (and for callers that want a set).
 NODE_TYPES = frozenset(REGISTRY)
@@ -41,7 +47,8 @@ class GraphError(Exception):
 
 @dataclass(frozen=True)
 class Graph:
-    """A validated flow graph; node and edge dicts are the very objects that were parsed."""
+    """A validated flow graph in engine types: node and edge dicts are the very objects that
+    were parsed, except builder-aliased nodes, which are translated copies."""
 
     nodes: dict[str, dict]
     edges: list[dict]
@@ -78,7 +85,8 @@ def parse(nodes: Any, edges: Any) -> Graph:
         raise GraphError(errors)
     targets = {edge["target"] for edge in edges}
     start = next(node["id"] for node in nodes if node["id"] not in targets)
-    return Graph(nodes={node["id"]: node for node in nodes}, edges=list(edges), start=start)
+    return Graph(nodes={node["id"]: engine_node(node) for node in nodes}, edges=list(edges),
+                 start=start)
 
 
 def validate(nodes: Any, edges: Any) -> list[dict]:
@@ -114,8 +122,8 @@ def _short(value: Any) -> str:
 
 
 def _node_type(node: dict) -> str | None:
-    node_type = node.get("type")
-    return node_type if isinstance(node_type, str) else None
+    """Return the engine type the node runs as (a builder alias resolved); None for junk."""
+    return engine_type(node.get("type"))
 
 
 # Nodes -----------------------------------------------------------------------------------------
@@ -142,14 +150,15 @@ def _check_nodes(node_list: list, errors: list[dict]) -> dict[str, dict]:
 def _node_problems(node: dict) -> list[str]:
     if "type" not in node:
         return ["node has no type"]
-    node_type = _node_type(node)
-    if node_type not in NODE_TYPES:
-        return [f"unknown node type '{_short(node.get('type'))}'"]
+    node_type = node.get("type")
+    if not isinstance(node_type, str) or (node_type not in NODE_TYPES
+                                          and node_type not in ALIASES):
+        return [f"unknown node type '{_short(node_type)}'"]
     # Only `end` needs no configuration, so a missing data object is taken as empty.
     data = node.get("data", {})
     if not isinstance(data, dict):
         return [f"{node_type} data must be an object"]
-    return REGISTRY[node_type].check(data)
+    return check_node(node_type, data)
 
 
 # Edges -----------------------------------------------------------------------------------------
@@ -217,14 +226,16 @@ def _check_exits(by_id: dict[str, dict], links: list[_Link], errors: list[dict])
     for link in links:
         outgoing[link.source].append(link)
     for node_id, node in by_id.items():
-        node_type, exits = _node_type(node), outgoing.get(node_id, [])
+        # Messages name the type as the client gave it (a builder alias stays one).
+        node_type, shown = _node_type(node), node.get("type")
+        exits = outgoing.get(node_id, [])
         if node_type in BRANCH_EXITS:
             errors.extend(_branch_problems(node_id, node_type, exits))
         elif node_type in NODE_TYPES and REGISTRY[node_type].final and exits:
-            message = f"{node_type} node {node_id} cannot have outgoing edges"
+            message = f"{shown} node {node_id} cannot have outgoing edges"
             errors.append(_error(message, node=node_id))
         elif node_type in NODE_TYPES and len(exits) > 1:
-            message = f"{node_type} node {node_id} has {len(exits)} outgoing edges (at most one)"
+            message = f"{shown} node {node_id} has {len(exits)} outgoing edges (at most one)"
             errors.append(_error(message, node=node_id))
 
 

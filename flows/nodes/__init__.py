@@ -2,17 +2,21 @@
 
 Graph validation, the walker, the engine and the dry run read REGISTRY and nothing else,
 so a new node type is one module (a NodeType with its check, run and dry-run view) and one
-line here.
+line here. The older builder's node names are aliases of these types, declared in
+`aliases.ALIASES`; graph validation turns aliased nodes into engine ones, so `run` and
+`dry_run` only ever see the names below.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from flows.nodes import condition, delay, end, send, update_contact, wait_for_event
+from flows.nodes import aliases, condition, delay, end, send, update_contact, wait_for_event
+from flows.nodes.aliases import ALIASES, engine_node, engine_type
 from flows.nodes.base import NodeType, Preview, Result
 from flows.nodes.send import channel_of
 
-__all__ = ["REGISTRY", "NodeType", "Preview", "Result", "channel_of", "dry_run", "run"]
+__all__ = ["ALIASES", "REGISTRY", "NodeType", "Preview", "Result", "channel_of", "check",
+           "dry_run", "engine_node", "engine_type", "run"]
 
 REGISTRY: dict[str, NodeType] = {node_type.name: node_type for node_type in (
     send.SEND_SMS,
@@ -25,6 +29,13 @@ REGISTRY: dict[str, NodeType] = {node_type.name: node_type for node_type in (
     wait_for_event.WAIT_FOR_EVENT,
     end.END,
 )}
+
+
+def check(node_type: str, data: dict) -> list[str]:
+    """Return the problems of a node's data, an aliased node's in the builder's names."""
+    if node_type in ALIASES:
+        return aliases.check(ALIASES[node_type], data)
+    return REGISTRY[node_type].check(data)
 
 
 def run(node: dict, context: dict, *, execution: Any) -> Result:

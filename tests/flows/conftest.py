@@ -27,6 +27,23 @@ GRAPH = {
     ],
 }
 
+# The same kind of flow as the older builder saved it: its node names and data fields.
+BUILDER_GRAPH = {
+    "nodes": [
+        {"id": "m", "type": "send-message", "position": {"x": 0, "y": 0}, "data": {
+            "messageText": "Hi {{ contact.first_name }}",
+            "imageUrl": "https://cdn.example.com/welcome.png"}},
+        {"id": "d", "type": "delay", "data": {"delayMs": 2000}},
+        {"id": "e", "type": "send-email", "data": {
+            "subject": "Welcome {{ contact.first_name }}",
+            "body": "<p>Hi {{ contact.first_name }}</p>"}},
+    ],
+    "edges": [
+        {"id": "m-d", "source": "m", "target": "d", "sourceHandle": None},
+        {"id": "d-e", "source": "d", "target": "e"},
+    ],
+}
+
 
 def graph_for(stub: StubServer) -> dict:
     """Return the example graph with its webhook pointing at the stand-in server."""

@@ -9,7 +9,7 @@ from core.models import DeadLetter
 from flows.models import Execution, Flow, Step
 from messaging.models import Message
 from tests.factories import ContactFactory
-from tests.flows.conftest import graph_for
+from tests.flows.conftest import BUILDER_GRAPH, graph_for
 from tests.support.stub_server import Reply
 from tests.support.waiting import wait_until
 
@@ -63,6 +63,31 @@ def test_the_example_flow_runs_both_branches(api, workspace, providers, live_wor
     delay = detail["steps"][1]
     assert delay["duration_ms"] >= 1900
     assert all(s["completed_at"] for s in detail["steps"])
+
+
+def test_a_builder_shaped_flow_runs_through_the_worker_to_the_providers(
+        api, workspace, providers, live_worker, dispatcher):
+    flow = make_flow(api, BUILDER_GRAPH["nodes"], BUILDER_GRAPH["edges"])
+    contact = ContactFactory(workspace=workspace, first_name="Bo")
+    execution_id = start(api, flow["id"], contact)
+    wait_until(lambda: finished(execution_id), timeout=30)
+    [sms_request] = [r for r in providers.requests if r.path == "/send-sms"]
+    [email_request] = [r for r in providers.requests if r.path == "/api/email/send"]
+    sms, email = sms_request.json(), email_request.json()
+    assert (sms["to"], sms["message"]) == (contact.phone, "Hi Bo")
+    assert sms["mediaUrl"] == "https://cdn.example.com/welcome.png"
+    assert (email["to"], email["subject"], email["html"]) == (
+        contact.email, "Welcome Bo", "<p>Hi Bo</p>")
+    # delayMs 2000: the email leaves two seconds after the text, not at once.
+    assert email_request.at - sms_request.at >= 1.9
+    detail = api.get(f"/api/v1/executions/{execution_id}").json()
+    assert detail["status"] == "completed"
+    assert [(s["node_id"], s["node_type"], s["status"]) for s in detail["steps"]] == [
+        ("m", "send_sms", "completed"), ("d", "delay", "completed"),
+        ("e", "send_email", "completed")]
+    assert detail["steps"][0]["input"] == {"channel": "mms"}
+    assert detail["steps"][1]["duration_ms"] >= 1900
+    assert api.get(f"/api/v1/flows/{flow['id']}").json()["nodes"] == BUILDER_GRAPH["nodes"]
 
 
 def test_wait_for_event_takes_the_event_or_the_timeout_exit(api, workspace, providers,

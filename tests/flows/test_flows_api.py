@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 from flows.models import Execution, Flow, FlowVersion
 from messaging.models import Message
 from tests.factories import ContactFactory
-from tests.flows.conftest import GRAPH
+from tests.flows.conftest import BUILDER_GRAPH, GRAPH
 
 pytestmark = pytest.mark.django_db
 
@@ -170,3 +172,64 @@ def test_deleting_a_flow_with_history_archives_it(api, workspace):
     Execution.objects.update(status="completed")
     assert api.delete(f"/api/v1/flows/{flow['id']}").status_code == 204
     assert Flow.objects.get(pk=flow["id"]).status == "archived"
+
+
+def test_a_builder_shaped_graph_is_saved_and_shown_as_given(api):
+    response = create(api, nodes=BUILDER_GRAPH["nodes"], edges=BUILDER_GRAPH["edges"])
+    assert response.status_code == 201, response.json()
+    flow = response.json()
+    assert (flow["nodes"], flow["edges"]) == (BUILDER_GRAPH["nodes"], BUILDER_GRAPH["edges"])
+    shown = api.get(f"/api/v1/flows/{flow['id']}").json()
+    assert (shown["nodes"], shown["edges"]) == (BUILDER_GRAPH["nodes"], BUILDER_GRAPH["edges"])
+    version = api.post(f"/api/v1/flows/{flow['id']}/publish").json()
+    assert version["nodes"] == BUILDER_GRAPH["nodes"]
+
+
+def test_a_builder_shaped_graph_is_refused_in_the_builder_names(api):
+    nodes = copy.deepcopy(BUILDER_GRAPH["nodes"])
+    del nodes[0]["data"]["messageText"]
+    nodes[1]["data"] = {"delayMs": -5}
+    response = create(api, nodes=nodes, edges=BUILDER_GRAPH["edges"])
+    assert response.status_code == 400
+    graph_errors = str(response.json()["error"]["fields"]["graph"])
+    assert "send-message needs data.messageText" in graph_errors
+    assert "delay data.delayMs must come to more than 0" in graph_errors
+    assert Flow.objects.count() == 0
+
+
+def builder_graph_with_a_condition() -> dict:
+    """Return the builder graph with a vip condition before the email (else it ends)."""
+    graph = copy.deepcopy(BUILDER_GRAPH)
+    graph["nodes"] += [
+        {"id": "c", "type": "condition", "data": {"conditions": [
+            {"field": "contact.attributes.vip", "operator": "equals", "value": True}]}},
+        {"id": "x", "type": "end", "data": {}}]
+    graph["edges"] = [graph["edges"][0],
+                      {"id": "d-c", "source": "d", "target": "c"},
+                      {"id": "c-e", "source": "c", "target": "e", "sourceHandle": "true"},
+                      {"id": "c-x", "source": "c", "target": "x", "sourceHandle": "false"}]
+    return graph
+
+
+def test_a_dry_run_of_a_builder_shaped_graph_renders_its_messages(api):
+    graph = builder_graph_with_a_condition()
+    flow = create(api, nodes=graph["nodes"], edges=graph["edges"]).json()
+    response = api.post(f"/api/v1/flows/{flow['id']}/test", {"contact": {
+        "first_name": "Ada", "phone": "+14155550100", "email": "ada@example.com",
+        "attributes": {"vip": True}}}, format="json")
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert [(step["node_id"], step["type"], step["exit"]) for step in body["path"]] == [
+        ("m", "send_sms", None), ("d", "delay", None), ("c", "condition", "true"),
+        ("e", "send_email", None)]
+    assert body["path"][1]["output"] == {"skipped_delay": {"seconds": 2}}
+    sms, email = body["messages"]
+    assert (sms["channel"], sms["to"], sms["content"]) == ("mms", "+14155550100", {
+        "body": "Hi Ada", "media_urls": ["https://cdn.example.com/welcome.png"]})
+    assert (email["channel"], email["to"], email["content"]) == ("email", "ada@example.com", {
+        "subject": "Welcome Ada", "html": "<p>Hi Ada</p>"})
+    assert body["sent"] == 0 and body["completed"] is True
+    not_vip = api.post(f"/api/v1/flows/{flow['id']}/test", {
+        "contact": {"attributes": {"vip": False}}}, format="json").json()
+    assert [step["node_id"] for step in not_vip["path"]] == ["m", "d", "c", "x"]
+    assert Message.objects.count() == 0 and Execution.objects.count() == 0
