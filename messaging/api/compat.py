@@ -34,7 +34,7 @@ from messaging import pipeline
 from messaging.api.idempotency import idempotent
 from messaging.api.messages import error_fields
 from messaging.channels import EMAIL, MMS, SMS, WEBHOOK
-from messaging.compose import MAX_DELAY_SECONDS, message_compose
+from messaging.compose import MAX_DELAY_SECONDS, RESERVED_METADATA, message_compose
 from messaging.models import Message, MessageStatus
 from messaging.providers.shared import COMPAT_IDS
 
@@ -131,11 +131,13 @@ def _client_ids(data: dict) -> dict[str, Any]:
 
 def _metadata(data: dict) -> dict:
     """Return the client's metadata with its contactId, and the ids it sent under the
-    reserved key (replacing any the client put there itself)."""
+    reserved key. Reserved keys the client put there itself are dropped: only these
+    endpoints write them (a client's own `_rate_limit_key` would split its rate limit)."""
     metadata = data.get("metadata")
     metadata = {} if metadata is None else metadata
     if not isinstance(metadata, dict):
         raise _invalid("metadata", "Must be an object.")
+    metadata = {k: v for k, v in metadata.items() if k not in RESERVED_METADATA}
     if data.get("contactId"):
         metadata = {**metadata, "contactId": data["contactId"]}
     return {**metadata, COMPAT_IDS: _client_ids(data)}

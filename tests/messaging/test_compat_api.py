@@ -664,6 +664,13 @@ def test_the_v1_api_cannot_write_the_reserved_metadata_keys(api, workspace, key,
     assert Message.objects.count() == 0
 
 
+def test_a_clients_own_rate_key_and_callback_shape_are_dropped(api, workspace):
+    body = sms_payload(workspace, metadata={"campaign": "c1", "_rate_limit_key": "one-of-many",
+                                            "_callback_shape": "ai_response"})
+    message = assert_created(api.post(SMS_URL, body, format="json"), 0)
+    assert set(message.metadata) == {"campaign", "contactId", "_compat"}
+
+
 def test_a_clients_own_reserved_key_is_replaced_by_what_it_sent(api, workspace):
     body = sms_payload(workspace, metadata={"_compat": {"workspaceId": "spoof"}})
     message = assert_created(api.post(SMS_URL, body, format="json"), 0)
