@@ -26,10 +26,6 @@ from flows.nodes import check as check_node
 
 # Views of REGISTRY for the checks below (and for callers that want a set).
 NODE_TYPES = frozenset(REGISTRY)
-LIGHT_TYPES = frozenset(name for name, node_type in REGISTRY.items() if node_type.light)
-# Node type -> message channel.
-SEND_TYPES = {name: node_type.channel for name, node_type in REGISTRY.items()
-              if node_type.channel}
 # Exits of branching nodes: sourceHandle -> (fewest, most) edges allowed with that handle.
 BRANCH_EXITS: dict[str, dict[str, tuple[int, int]]] = {
     name: node_type.exits for name, node_type in REGISTRY.items() if node_type.exits}

@@ -59,7 +59,6 @@ class NodeType:
     # Exits of a branching node: sourceHandle -> (fewest, most) edges with that handle.
     exits: dict[str, tuple[int, int]] | None = None
     channel: str | None = None  # the message channel of a send node
-    light: bool = False  # run inline by the engine (no I/O worth a task of its own)
     pauses: bool = False  # a cycle through it cannot spin without end
     final: bool = False  # ends the execution; no edge may leave it
 

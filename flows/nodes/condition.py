@@ -32,5 +32,5 @@ def dry_run(node: dict, context: dict, events: list[str]) -> Preview:
     return Preview(output=output, handle=handle)
 
 
-CONDITION = NodeType(name="condition", check=check, run=run, dry_run=dry_run, light=True,
+CONDITION = NodeType(name="condition", check=check, run=run, dry_run=dry_run,
                      exits={"true": (1, 1), "false": (1, 1)})

@@ -21,4 +21,4 @@ def dry_run(node: dict, context: dict, events: list[str]) -> Preview:
     return Preview(output={})
 
 
-END = NodeType(name="end", check=check, run=run, dry_run=dry_run, light=True, final=True)
+END = NodeType(name="end", check=check, run=run, dry_run=dry_run, final=True)

@@ -40,5 +40,4 @@ def dry_run(node: dict, context: dict, events: list[str]) -> Preview:
     return Preview(output={"attributes": _merge(node, context)})
 
 
-UPDATE_CONTACT = NodeType(name="update_contact", check=check, run=run, dry_run=dry_run,
-                          light=True)
+UPDATE_CONTACT = NodeType(name="update_contact", check=check, run=run, dry_run=dry_run)

@@ -8,14 +8,13 @@ from typing import Any
 import pytest
 
 from flows.graph import (
-    LIGHT_TYPES,
     NODE_TYPES,
-    SEND_TYPES,
     Graph,
     GraphError,
     parse,
     validate,
 )
+from flows.nodes import REGISTRY
 
 EXAMPLE: dict[str, list[dict]] = {
     "nodes": [
@@ -142,8 +141,8 @@ def test_edge_ids_may_be_absent() -> None:
 
 
 def test_type_tables_cover_every_node_type() -> None:
-    assert NODE_TYPES >= LIGHT_TYPES | set(SEND_TYPES)
-    assert SEND_TYPES["send_sms"] == "sms"
+    assert NODE_TYPES == set(REGISTRY)
+    assert REGISTRY["send_sms"].channel == "sms"
     assert len(NODE_TYPES) == 9
 
 
