@@ -1,9 +1,34 @@
 """Adopt the existing tables of workspaces, API keys and contacts (from messaging) and of
-dead letters (from monitoring): the models moved to the bottom app, the rows stay put."""
+dead letters (from monitoring): the models moved to the bottom app, the rows stay put.
+
+Their content types move too, so the permissions granted on them and their admin history
+follow the models instead of being left on a label nothing uses.
+"""
 import core.models
 import django.db.models.deletion
 import uuid
 from django.db import migrations, models
+
+# Where each moved model's content type was before.
+MOVED = {"messaging": ("workspace", "apikey", "contact"), "monitoring": ("deadletter",)}
+
+
+def adopt_content_types(apps, schema_editor):
+    """Relabel the moved models' content types as core's (a new database has none yet)."""
+    content_type = apps.get_model("contenttypes", "ContentType")
+    rows = content_type.objects.using(schema_editor.connection.alias)
+    for old_label, names in MOVED.items():
+        for name in names:
+            if not rows.filter(app_label="core", model=name).exists():
+                rows.filter(app_label=old_label, model=name).update(app_label="core")
+
+
+def return_content_types(apps, schema_editor):
+    """Give the content types back to the apps the models return to."""
+    content_type = apps.get_model("contenttypes", "ContentType")
+    rows = content_type.objects.using(schema_editor.connection.alias)
+    for old_label, names in MOVED.items():
+        rows.filter(app_label="core", model__in=names).update(app_label=old_label)
 
 
 class Migration(migrations.Migration):
@@ -11,6 +36,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
+        ('contenttypes', '0002_remove_content_type_name'),
         ('messaging', '0001_initial'),
         ('monitoring', '0001_initial'),
     ]
@@ -106,4 +132,5 @@ class Migration(migrations.Migration):
                 },
             ),
         ]),
+        migrations.RunPython(adopt_content_types, return_content_types),
     ]
