@@ -180,11 +180,12 @@ def _check_field_names(data: dict, spec: ChannelSpec) -> None:
 RESERVED_METADATA = (COMPAT_IDS, pipeline.RATE_KEY_FIELD, pipeline.CALLBACK_SHAPE_FIELD)
 
 
-def _check_reserved_metadata(values: dict, source: str) -> None:
-    """Refuse the older endpoints' metadata keys from anyone else."""
+def _check_reserved_metadata(values: dict) -> None:
+    """Refuse reserved metadata keys in what a sender wrote: only the endpoints that own
+    them add them, through message_compose's `reserved`."""
     metadata = values.get("metadata") or {}
     taken = [key for key in RESERVED_METADATA if key in metadata]
-    if source != "compat" and taken:
+    if taken:
         raise MessageInvalid({"metadata": [f"{taken[0]} is a reserved key."]})
 
 
@@ -256,20 +257,25 @@ def _send_at(values: dict) -> datetime | None:
 # --- the composer ---------------------------------------------------------------------------
 
 def message_compose(*, workspace: Workspace, data: Any, source: str = "api",
-                    contacts_cache: dict | None = None) -> Message:
+                    contacts_cache: dict | None = None,
+                    reserved: dict[str, Any] | None = None) -> Message:
     """Return the unsaved message `data` describes, or raise MessageInvalid (a
     ValidationError mapping each field to its messages).
 
     `data` holds the v1 API fields (channel, to or a contact reference, the channel's
     content, send_at or delay_seconds, metadata, priority). Pass one `contacts_cache`
-    for many messages to look each contact up once.
+    for many messages to look each contact up once. `reserved` holds the RESERVED_METADATA
+    keys the calling endpoint itself writes; `data` may never carry them.
     """
+    unknown = set(reserved or ()) - set(RESERVED_METADATA)
+    if unknown:  # a caller's mistake, not the sender's
+        raise ValueError(f"not reserved metadata keys: {sorted(unknown)}")
     if not isinstance(data, dict):
         raise MessageInvalid({"non_field_errors": ["Expected a JSON object."]})
     values = _parse(data)
     spec = CHANNELS[values["channel"]]
     _check_field_names(data, spec)
-    _check_reserved_metadata(values, source)
+    _check_reserved_metadata(values)
     send_at = _send_at(values)
     contact = _contact(workspace, values, {} if contacts_cache is None else contacts_cache)
     to = RECIPIENTS[spec.recipient](values, contact)
@@ -277,4 +283,5 @@ def message_compose(*, workspace: Workspace, data: Any, source: str = "api",
     return pipeline.message_build(
         workspace=workspace, channel=spec.name, to=to, contact=contact, send_at=send_at,
         content={name: values[name] for name in spec.field_names if name in values},
-        metadata=values.get("metadata") or {}, priority=values["priority"], source=source)
+        metadata={**(values.get("metadata") or {}), **(reserved or {})},
+        priority=values["priority"], source=source)

@@ -344,10 +344,12 @@ def _reservation_key(message: Message, key: str) -> str:
     channel's when it names a valid one (still in its workspace), else the channel's."""
     workspace_id = str(message.workspace_id)
     own = (message.metadata or {}).get(RATE_KEY_FIELD)
-    if own is not None and ratelimit.client_key_valid(own):
-        return ratelimit.client_channel_key(workspace_id, key, own)
     if own is not None:
-        logger.warning("message %s names an invalid rate key; using the channel's", message.pk)
+        try:
+            return ratelimit.client_channel_key(workspace_id, key, own)
+        except ValueError:
+            logger.warning("message %s names an invalid rate key; using the channel's",
+                           message.pk)
     return ratelimit.channel_key(workspace_id, key)
 
 
@@ -455,9 +457,9 @@ def _create_ai_callback(message: Message, url: str, receipt: Receipt) -> None:
 
 def _ai_callback_payload(message: Message, text: str) -> dict[str, Any]:
     """Return the callback body: the older AI queue's shape, in its client's own ids, for a
-    job it scheduled (the compat endpoint marks those), today's shape otherwise."""
+    job it scheduled (only that endpoint can write the mark), today's shape otherwise."""
     metadata = message.metadata or {}
-    if message.source == "compat" and metadata.get(CALLBACK_SHAPE_FIELD) == AI_RESPONSE_SHAPE:
+    if metadata.get(CALLBACK_SHAPE_FIELD) == AI_RESPONSE_SHAPE:
         return {"workspace_id": metadata.get("workspace_id"),
                 "message_id": metadata.get("message_id"), "job_id": str(message.id),
                 "response_text": text}

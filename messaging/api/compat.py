@@ -130,9 +130,9 @@ def _client_ids(data: dict) -> dict[str, Any]:
 
 
 def _metadata(data: dict) -> dict:
-    """Return the client's metadata with its contactId, and the ids it sent under the
-    reserved key. Reserved keys the client put there itself are dropped: only these
-    endpoints write them (a client's own `_rate_limit_key` would split its rate limit)."""
+    """Return the client's metadata with its contactId. Reserved keys the client put there
+    itself are dropped, as the older service ignored what it did not know; the ids it sent
+    go in through `_compat_ids`."""
     metadata = data.get("metadata")
     metadata = {} if metadata is None else metadata
     if not isinstance(metadata, dict):
@@ -140,7 +140,12 @@ def _metadata(data: dict) -> dict:
     metadata = {k: v for k, v in metadata.items() if k not in RESERVED_METADATA}
     if data.get("contactId"):
         metadata = {**metadata, "contactId": data["contactId"]}
-    return {**metadata, COMPAT_IDS: _client_ids(data)}
+    return metadata
+
+
+def _compat_ids(data: dict) -> dict[str, Any]:
+    """Return the reserved metadata holding the ids the client sent, as sent."""
+    return {COMPAT_IDS: _client_ids(data)}
 
 
 def _callback_url(request: Request, endpoint: Any) -> Any:
@@ -161,16 +166,19 @@ def _ignored(data: dict, known: frozenset[str]) -> list[str]:
     return sorted(set(data) - known)
 
 
-def _schedule(request: Request, v1: dict, ignored: list[str], *,
-              job: bool = False) -> Response:
-    """Validate the translated payload like /api/v1/messages and create the message.
+def _schedule(request: Request, v1: dict, ignored: list[str], *, job: bool = False,
+              reserved: dict[str, Any] | None = None,
+              names: dict[str, str] = OLD_NAMES) -> Response:
+    """Validate the translated payload like /api/v1/messages and create the message,
+    reporting field errors under the client's `names` for the v1 ones.
 
     A job's callback carries its id ({jobId, type, data}) like the older service's did.
     """
     try:
-        message = message_compose(workspace=workspace_of(request), data=v1, source="compat")
+        message = message_compose(workspace=workspace_of(request), data=v1, source="compat",
+                                  reserved=reserved)
     except ValidationError as exc:
-        fields = {OLD_NAMES.get(k, k): v for k, v in error_fields(exc).items()}
+        fields = {names.get(k, k): v for k, v in error_fields(exc).items()}
         raise ApiError(400, "Invalid input.", fields=fields) from exc
     if job:
         message.content["payload"] = {"jobId": str(message.id), **message.content["payload"]}
@@ -206,14 +214,15 @@ class ScheduleSmsView(APIView):
             _check_workspace(request, data.get("workspaceId"))
             media = data.get("mediaUrl")
             media_urls = [media] if isinstance(media, str) else media
+            metadata, reserved = _metadata(data), _compat_ids(data)
             v1 = {"channel": MMS if media_urls else SMS, "body": data.get("message"),
-                  "metadata": _metadata(data), **_contact_ref(request, data.get("contactId")),
+                  "metadata": metadata, **_contact_ref(request, data.get("contactId")),
                   **_send_at(data)}
             if data.get("to"):
                 v1["to"] = data["to"]
             if media_urls:
                 v1["media_urls"] = media_urls
-            return _schedule(request, v1, _ignored(data, SMS_FIELDS))
+            return _schedule(request, v1, _ignored(data, SMS_FIELDS), reserved=reserved)
         return idempotent(request, handler)
 
 
@@ -225,15 +234,16 @@ class ScheduleEmailView(APIView):
         def handler() -> Response:
             data = _body(request)
             _check_workspace(request, data.get("workspaceId"))
+            metadata, reserved = _metadata(data), _compat_ids(data)
             v1 = {"channel": EMAIL, "subject": data.get("subject"),
-                  "metadata": _metadata(data), **_contact_ref(request, data.get("contactId")),
+                  "metadata": metadata, **_contact_ref(request, data.get("contactId")),
                   **_send_at(data)}
             for field in ("html", "text"):
                 if data.get(field) is not None:
                     v1[field] = data[field]
             if data.get("to"):
                 v1["to"] = data["to"]
-            return _schedule(request, v1, _ignored(data, EMAIL_FIELDS))
+            return _schedule(request, v1, _ignored(data, EMAIL_FIELDS), reserved=reserved)
         return idempotent(request, handler)
 
 

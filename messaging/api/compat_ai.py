@@ -8,7 +8,6 @@ ids, and `rate_limit_key` is the message's own rate key inside its workspace's `
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -18,6 +17,7 @@ from rest_framework.views import APIView
 
 from core.api import ApiError
 from core.auth import workspace_of
+from core.workspace_settings import is_plain_id
 from messaging import ratelimit
 from messaging.api.compat import (
     CompatResponse,
@@ -38,7 +38,7 @@ MAX_CLIENT_ID = 200
 # The job payload's fields; any other is ignored and named in `ignored_fields`.
 AI_FIELDS = frozenset({*REQUIRED, *CLIENT_IDS, "rate_limit_key"})
 # The payload's names for the v1 fields, to report errors in the client's own words.
-PAYLOAD_NAMES = {"prompt": "message_text", "contactId": "contact_id"}
+PAYLOAD_NAMES = {"prompt": "message_text"}
 
 
 def _require(data: dict) -> None:
@@ -57,8 +57,7 @@ def _client_ids(request: Request, data: dict) -> dict[str, Any]:
         value = data.get(name)
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, (str, int)) or len(
-                str(value)) > MAX_CLIENT_ID:
+        if not is_plain_id(value) or len(str(value)) > MAX_CLIENT_ID:
             errors[name] = [f"Must be a string or number of at most {MAX_CLIENT_ID} characters."]
         ids[name] = value
     if errors:
@@ -77,16 +76,6 @@ def _rate_key(data: dict) -> dict[str, str]:
     return {RATE_KEY_FIELD: key}
 
 
-def _in_payload_names(schedule: Callable[[], Response]) -> Response:
-    """Run the scheduling, reporting field errors under the payload's names."""
-    try:
-        return schedule()
-    except ApiError as exc:
-        if isinstance(exc.fields, dict):
-            exc.fields = {PAYLOAD_NAMES.get(k, k): v for k, v in exc.fields.items()}
-        raise
-
-
 class ScheduleAiResponseView(APIView):
     @extend_schema(request=None, responses={201: CompatResponse, 403: OpenApiResponse()})
     def post(self, request: Request) -> Response:
@@ -96,10 +85,11 @@ class ScheduleAiResponseView(APIView):
             data = _body(request)
             _check_workspace(request, data.get("workspace_id"))
             _require(data)
-            metadata = {**_client_ids(request, data), **_rate_key(data),
-                        CALLBACK_SHAPE_FIELD: AI_RESPONSE_SHAPE}
+            metadata = _client_ids(request, data)
+            reserved = {**_rate_key(data), CALLBACK_SHAPE_FIELD: AI_RESPONSE_SHAPE}
             v1 = {"channel": AI, "prompt": data["message_text"],
                   "callback_url": data["callback_url"], "metadata": metadata,
                   **_contact_ref(request, data.get("contact_id"))}
-            return _in_payload_names(lambda: _schedule(request, v1, _ignored(data, AI_FIELDS)))
+            return _schedule(request, v1, _ignored(data, AI_FIELDS), reserved=reserved,
+                             names=PAYLOAD_NAMES)
         return idempotent(request, handler)

@@ -52,3 +52,21 @@ def test_it_looks_each_contact_up_once_per_cache(workspace, django_assert_num_qu
         first = message_compose(workspace=workspace, data=data, contacts_cache=cache)
         second = message_compose(workspace=workspace, data=data, contacts_cache=cache)
     assert first.contact == second.contact == contact and first.to == "+14155552672"
+
+
+@pytest.mark.parametrize("source", ["api", "flow", "compat"])
+def test_no_sender_writes_reserved_metadata_whatever_the_source(workspace, source):
+    with pytest.raises(ValidationError) as caught:
+        message_compose(workspace=workspace, source=source, data={
+            "channel": "ai", "prompt": "x", "metadata": {"_rate_limit_key": "one-of-many"}})
+    assert caught.value.message_dict == {"metadata": ["_rate_limit_key is a reserved key."]}
+
+
+def test_the_endpoint_that_owns_a_reserved_key_adds_it_beside_the_senders(workspace):
+    message = message_compose(workspace=workspace, source="compat",
+                              data={"channel": "ai", "prompt": "x", "metadata": {"a": 1}},
+                              reserved={"_rate_limit_key": "user:a"})
+    assert message.metadata == {"a": 1, "_rate_limit_key": "user:a"}
+    with pytest.raises(ValueError):
+        message_compose(workspace=workspace, data={"channel": "ai", "prompt": "x"},
+                        reserved={"campaign": "not reserved"})
