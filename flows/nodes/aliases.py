@@ -168,7 +168,7 @@ def engine_type(node_type: Any) -> str | None:
     """Return the engine type a node type names (a builder alias resolved), None for junk."""
     if not isinstance(node_type, str):
         return None
-    alias = ALIASES.get(node_type)
+    alias = _alias_of(node_type)
     return alias.engine.name if alias else node_type
 
 

@@ -9,10 +9,17 @@ from django.apps import apps
 from django.contrib.auth.models import Permission, User
 from django.contrib.contenttypes.models import ContentType
 from django.db import connection
+from django.db.migrations import RunPython
 
 pytestmark = pytest.mark.django_db
 
 core_initial = importlib.import_module("core.migrations.0001_initial")
+
+
+def test_the_core_migration_runs_the_relabelling():
+    steps = [op for op in core_initial.Migration.operations if isinstance(op, RunPython)]
+    assert [step.code for step in steps] == [core_initial.adopt_content_types]
+    assert ("contenttypes", "0002_remove_content_type_name") in core_initial.Migration.dependencies
 
 
 def test_permissions_granted_on_the_old_labels_follow_the_models_to_core():
