@@ -30,7 +30,6 @@ from messaging.channels import ALL_QUEUES
 
 STARTED_AT = time.monotonic()
 HEARTBEAT_KEY = "monitoring:heartbeats"  # hash: queue -> epoch seconds of last consumption
-HEARTBEAT_QUEUES = ALL_QUEUES
 
 
 class CheckUnknown(Exception):
@@ -67,7 +66,7 @@ def heartbeat_ages(*, now: float | None = None,
     # The client decodes responses: keys and values are text.
     stored = cast(dict[str, str], (client or ratelimit.client()).hgetall(HEARTBEAT_KEY))
     return {queue: (round(max(0.0, now - float(stored[queue])), 1) if queue in stored else None)
-            for queue in sorted(set(HEARTBEAT_QUEUES) | set(stored))}
+            for queue in sorted(set(ALL_QUEUES) | set(stored))}
 
 
 def check_worker() -> dict:

@@ -38,8 +38,6 @@ logger = logging.getLogger(__name__)
 
 # The Celery queues, in the order reports list them.
 QUEUES = (*CHANNEL_QUEUES, FLOWS_QUEUE, DEFAULT_QUEUE)
-# Which message channels each queue carries (MMS shares the SMS workers).
-QUEUE_CHANNELS = channels.QUEUE_CHANNELS
 
 
 # --- broker -------------------------------------------------------------------------------
@@ -200,7 +198,7 @@ def queue_stats(*, workspace: Workspace | None = None, window: timedelta = timed
             numbers = _execution_numbers(workspace, since, now)
         else:
             numbers = _combine([messages.get(channel, {})
-                                for channel in QUEUE_CHANNELS.get(queue, ())])
+                                for channel in channels.QUEUE_CHANNELS.get(queue, ())])
         oldest = numbers.pop("oldest")
         stats[queue] = {
             "queue": queue, "depth": depths.get(queue), **numbers,
@@ -307,7 +305,7 @@ def configured_rates(workspace: Workspace) -> dict[str, str]:
     """Return the rate limit in force per channel queue (workspace override or default)."""
     overrides = (workspace.settings or {}).get("rate_limits") or {}
     rates = {}
-    for queue in QUEUE_CHANNELS:
+    for queue in channels.QUEUE_CHANNELS:
         value = overrides.get(queue, settings.RATE_LIMITS.get(queue))
         if value:
             rates[queue] = str(value)
