@@ -20,6 +20,7 @@ from core.models import Contact, DeadLetter
 from flows import nodes
 from flows.graph import Graph
 from flows.models import Execution, Step
+from messaging import pipeline
 from messaging.models import Message
 
 ExecStatus = Execution.Status
@@ -137,8 +138,6 @@ def persist(state: Walk, *, origin: tuple[str, int]) -> bool:
             if not moved:
                 raise Conflict("the execution moved")
             if state.message is not None:
-                from messaging import pipeline
-
                 pipeline.message_create_many(messages=[state.message])
             _write_steps(state, now)
             _write_attributes(execution.contact_id, state.attributes)
