@@ -187,8 +187,11 @@ def on_message_finished(*, message_id: Any) -> None:
         resume_step(step=step, outcome="failed", output={},
                     error=f"message {message.pk} failed: {message.last_error}")
         return
+    # A suppressed message completes its step too (the recipients' rules said no): the
+    # output's status and suppressed_reason let a condition branch on it.
     resume_step(step=step, outcome="completed", output={
         "message_id": str(message.pk), "status": message.status,
+        "suppressed_reason": message.suppressed_reason,
         "provider_message_id": message.provider_message_id, "response": message.response})
 
 
@@ -244,7 +247,7 @@ def sweep(*, now: datetime | None = None) -> dict[str, int]:
     finished = 0
     orphans = Step.objects.filter(status=StepStatus.WAITING, message__status__in=[
         MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.UNDELIVERED,
-        MessageStatus.FAILED]).values_list("message_id", flat=True)[:1000]
+        MessageStatus.FAILED, MessageStatus.SUPPRESSED]).values_list("message_id", flat=True)[:1000]
     for message_id in list(orphans):
         on_message_finished(message_id=message_id)
         finished += 1

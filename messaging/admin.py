@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from messaging.models import DeliveryAttempt, IdempotencyRecord, Message
+from messaging.models import DeliveryAttempt, IdempotencyRecord, Message, Suppression
 from messaging.pipeline import NotCancellable, message_cancel
 
 
@@ -21,10 +21,12 @@ class DeliveryAttemptInline(admin.TabularInline):
 
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
-    list_display = ["id", "workspace", "channel", "to", "status", "attempts", "priority",
-                    "scheduled_for", "created_at", "sent_at", "possible_duplicate"]
-    list_filter = ["status", "channel", "priority", "source", "possible_duplicate", "workspace"]
-    search_fields = ["id", "to", "provider_message_id", "last_error"]
+    list_display = ["id", "workspace", "channel", "direction", "to", "status", "category",
+                    "attempts", "priority", "scheduled_for", "created_at", "sent_at",
+                    "possible_duplicate"]
+    list_filter = ["status", "channel", "direction", "category", "suppressed_reason",
+                   "priority", "source", "possible_duplicate", "workspace"]
+    search_fields = ["id", "to", "sender", "provider_message_id", "last_error"]
     date_hierarchy = "created_at"
     list_select_related = ["workspace"]
     readonly_fields = [f.name for f in Message._meta.fields]
@@ -53,3 +55,12 @@ class IdempotencyRecordAdmin(admin.ModelAdmin):
     search_fields = ["key"]
     readonly_fields = ["workspace", "key", "request_hash", "in_flight", "status_code",
                        "response_body", "created_at"]
+
+
+@admin.register(Suppression)
+class SuppressionAdmin(admin.ModelAdmin):
+    list_display = ["address", "channel", "reason", "source", "workspace", "created_at"]
+    list_filter = ["channel", "reason", "workspace"]
+    search_fields = ["address", "source"]
+    list_select_related = ["workspace"]
+    readonly_fields = ["created_at"]

@@ -28,13 +28,13 @@ from core.models import Contact, Workspace
 from core.phones import normalize_phone
 from messaging import pipeline
 from messaging.channels import CHANNELS, CONTENT_FIELDS, ChannelSpec, ContentField
-from messaging.models import Channel, Message, Priority
+from messaging.models import Category, Channel, Message, Priority
 from messaging.providers.shared import COMPAT_IDS
 from messaging.ssrf import UnsafeURL, check_url_literal
 
 MAX_DELAY_SECONDS = 366 * 24 * 3600
 COMMON_FIELDS = ("channel", "to", "contact_id", "contact_external_id", "send_at",
-                 "delay_seconds", "metadata", "priority")
+                 "delay_seconds", "metadata", "priority", "category")
 # (field, lookup) pairs that name a contact, in the order they are tried.
 CONTACT_REFS = (("contact_id", "pk"), ("contact_external_id", "external_id"))
 
@@ -87,6 +87,7 @@ def input_fields() -> dict[str, serializers.Field]:
                                                   max_value=MAX_DELAY_SECONDS),
         "metadata": serializers.DictField(required=False),
         "priority": serializers.ChoiceField(choices=Priority.choices, default=Priority.NORMAL),
+        "category": serializers.ChoiceField(choices=Category.choices, required=False),
     }
 
 
@@ -284,4 +285,4 @@ def message_compose(*, workspace: Workspace, data: Any, source: str = "api",
         workspace=workspace, channel=spec.name, to=to, contact=contact, send_at=send_at,
         content={name: values[name] for name in spec.field_names if name in values},
         metadata={**(values.get("metadata") or {}), **(reserved or {})},
-        priority=values["priority"], source=source)
+        priority=values["priority"], source=source, category=values.get("category"))

@@ -27,6 +27,29 @@ class MessageStatus(models.TextChoices):
     UNDELIVERED = "undelivered"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    # The pre-send policy refused it (suppressed_reason says why): final, never attempted.
+    SUPPRESSED = "suppressed"
+    # An inbound message (direction inbound): stored as it arrived, nothing to send.
+    RECEIVED = "received"
+
+
+class Category(models.TextChoices):
+    """What the recipient's rules treat a message as (README.md, "Recipients' rules")."""
+    TRANSACTIONAL = "transactional"
+    MARKETING = "marketing"
+
+
+class Direction(models.TextChoices):
+    OUTBOUND = "outbound"
+    INBOUND = "inbound"
+
+
+class SuppressedReason(models.TextChoices):
+    UNSUBSCRIBED = "unsubscribed"
+    SUPPRESSED_ADDRESS = "suppressed_address"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+    FREQUENCY_CAP = "frequency_cap"
 
 
 class Priority(models.TextChoices):
@@ -39,7 +62,7 @@ class Priority(models.TextChoices):
 TIMER_STATUSES = (MessageStatus.SCHEDULED, MessageStatus.RETRYING)
 CANCELLABLE_STATUSES = (MessageStatus.SCHEDULED, MessageStatus.QUEUED, MessageStatus.RETRYING)
 FINAL_STATUSES = (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.UNDELIVERED,
-                  MessageStatus.FAILED, MessageStatus.CANCELLED)
+                  MessageStatus.FAILED, MessageStatus.CANCELLED, MessageStatus.SUPPRESSED)
 # Successes: the provider accepted the message (and perhaps confirmed its delivery).
 SUCCESS_STATUSES = frozenset({MessageStatus.SENT, MessageStatus.DELIVERED})
 # Failures: undelivered was accepted but the carrier could not deliver it, a failure to the sender.
@@ -58,6 +81,14 @@ class Message(models.Model):
     status = models.CharField(max_length=12, choices=MessageStatus.choices,
                               default=MessageStatus.QUEUED)
     priority = models.CharField(max_length=6, choices=Priority.choices, default=Priority.NORMAL)
+    category = models.CharField(max_length=13, choices=Category.choices,
+                                default=Category.TRANSACTIONAL)
+    direction = models.CharField(max_length=8, choices=Direction.choices,
+                                 default=Direction.OUTBOUND)
+    # Who sent it: the recipient's phone for an inbound message ("" for outbound).
+    sender = models.CharField(max_length=320, blank=True, default="")
+    suppressed_reason = models.CharField(max_length=20, blank=True, default="",
+                                         choices=SuppressedReason.choices)
     content = models.JSONField(default=dict)  # as submitted (templates unrendered)
     rendered = models.JSONField(null=True, blank=True)  # as sent
     metadata = models.JSONField(default=dict, blank=True)
@@ -126,6 +157,37 @@ class DeliveryAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"attempt {self.number} of {self.message_id} ({self.outcome or 'running'})"
+
+
+class Suppression(models.Model):
+    """An address a workspace must not send to on a channel (sms covers mms: one phone).
+
+    Email rows with reason `unsubscribed` stop marketing email only; every other row stops
+    every message of its channel to the address (README.md, "Recipients' rules")."""
+
+    class Reason(models.TextChoices):
+        STOP = "stop"              # the recipient texted a STOP keyword
+        UNSUBSCRIBED = "unsubscribed"  # an unsubscribe link or List-Unsubscribe
+        BOUNCED = "bounced"        # a hard bounce
+        COMPLAINED = "complained"  # a spam complaint
+        PROVIDER = "provider"      # the provider refused the address (Twilio 21610)
+        MANUAL = "manual"          # added through the API or admin
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE,
+                                  related_name="suppressions")
+    channel = models.CharField(max_length=10, choices=[("sms", "sms"), ("email", "email")])
+    address = models.CharField(max_length=320)
+    reason = models.CharField(max_length=20, choices=Reason.choices, default=Reason.MANUAL)
+    source = models.CharField(max_length=100, blank=True, default="")  # who/what added it
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["workspace", "channel", "address"],
+                                               name="suppression_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.channel} {self.address} ({self.reason})"
 
 
 class IdempotencyRecord(models.Model):

@@ -21,11 +21,12 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from core.models import Contact, DeadLetter, Workspace
-from messaging import ratelimit
+from messaging import policy, ratelimit
 from messaging.channels import AI, WEBHOOK, queue_for, rate_key_for
 from messaging.models import (
     CANCELLABLE_STATUSES,
     TIMER_STATUSES,
+    Category,
     DeliveryAttempt,
     Message,
     MessageStatus,
@@ -58,6 +59,11 @@ CALLBACK_SHAPE_FIELD = "_callback_shape"
 AI_RESPONSE_SHAPE = "ai_response"
 
 
+# A message's category when its sender names none: flow (and so schedule) sends are
+# marketing, API and compat sends transactional (README.md, "Recipients' rules").
+DEFAULT_CATEGORY = {"flow": Category.MARKETING}
+
+
 class NotCancellable(Exception):
     """The message is past the point where it can be cancelled."""
 
@@ -67,13 +73,16 @@ class NotCancellable(Exception):
 def message_build(*, workspace: Workspace, channel: str, to: str, content: dict[str, Any],
                   contact: Contact | None = None, send_at: datetime | None = None,
                   metadata: dict | None = None, priority: str = "normal",
-                  source: str = "api", parent: Message | None = None) -> Message:
-    """Return an unsaved Message, `scheduled` when send_at is more than a moment away."""
+                  source: str = "api", parent: Message | None = None,
+                  category: str | None = None) -> Message:
+    """Return an unsaved Message, `scheduled` when send_at is more than a moment away.
+    Without a category, flow sends are marketing and everything else transactional."""
     now = timezone.now()
     scheduled = send_at is not None and send_at > now
     return Message(
         workspace=workspace, contact=contact, channel=channel, to=to, content=content,
         metadata=metadata or {}, priority=priority, source=source, parent=parent,
+        category=category or DEFAULT_CATEGORY.get(source, Category.TRANSACTIONAL),
         status=MessageStatus.SCHEDULED if scheduled else MessageStatus.QUEUED,
         scheduled_for=send_at, due_at=send_at if scheduled else now,
         enqueued_at=None if scheduled else now,
@@ -225,7 +234,8 @@ def _republish_stale(now: datetime) -> int:
 def messages_deliver(*, message_ids: list[str], task_id: str = "") -> dict[str, str]:
     """Claim the messages, respect rate limits, call providers, record the outcomes.
 
-    Return {message id: skipped (not ours) | deferred | sent | retrying | failed | stale}.
+    Return {message id: skipped (not ours) | deferred | suppressed | sent | retrying | failed
+    | stale}. The recipients' rules (messaging.policy) decide first, then the rate limit.
     Round trips per batch: one claim, one read, one transaction for all outcomes; provider
     calls run concurrently outside any transaction.
     """
@@ -236,12 +246,22 @@ def messages_deliver(*, message_ids: list[str], task_id: str = "") -> dict[str, 
         return outcomes
     messages = list(Message.objects.select_related("workspace", "contact")
                     .filter(pk__in=claimed))
-    ready = []
+    decisions = policy.decide_all(messages, now=now)
+    ready, suppressed = [], []
     for message in messages:
-        if _defer_for_rate_limit(message, now):
+        decision = decisions[message.pk]
+        if decision.outcome == policy.SUPPRESSED:
+            if _suppress(message, decision.reason, now):
+                suppressed.append((message.pk, message.source))
+            outcomes[str(message.pk)] = "suppressed"
+        elif decision.outcome == policy.DEFERRED and decision.until is not None:
+            _put_back(message, decision.until, now)
+            outcomes[str(message.pk)] = "deferred"
+        elif _defer_for_rate_limit(message, now):
             outcomes[str(message.pk)] = "deferred"
         else:
             ready.append(message)
+    _notify_finals(suppressed)
     results = _send_all(ready, task_id, now)
     outcomes.update(_record_all(results))
     return outcomes
@@ -330,13 +350,26 @@ def _defer_for_rate_limit(message: Message, now: datetime) -> bool:
     if delay <= 0.001:
         return False
     slot = now + timedelta(seconds=delay)
-    # A deferral is not an attempt: give back the one the claim counted.
-    Message.objects.filter(pk=message.pk, status=MessageStatus.SENDING).update(
-        status=MessageStatus.SCHEDULED, due_at=slot, rate_slot_at=slot, lease_until=None,
-        attempts=F("attempts") - 1, updated_at=now)
+    _put_back(message, slot, now, rate_slot_at=slot)
     ratelimit.record_deferral(workspace_id=str(message.workspace_id),
                               channel=key, delay=delay)
     return True
+
+
+def _put_back(message: Message, due: datetime, now: datetime, **fields: Any) -> None:
+    """Return a claimed message to its timer, due at `due`. A deferral is not an attempt:
+    give back the one the claim counted."""
+    Message.objects.filter(pk=message.pk, status=MessageStatus.SENDING).update(
+        status=MessageStatus.SCHEDULED, due_at=due, lease_until=None,
+        attempts=F("attempts") - 1, updated_at=now, **fields)
+
+
+def _suppress(message: Message, reason: str, now: datetime) -> bool:
+    """Finish a claimed message as suppressed: no provider call, no attempt, no dead
+    letter. Return whether this call finished it."""
+    return bool(Message.objects.filter(pk=message.pk, status=MessageStatus.SENDING).update(
+        status=MessageStatus.SUPPRESSED, suppressed_reason=reason, lease_until=None,
+        due_at=None, attempts=F("attempts") - 1, updated_at=now))
 
 
 def _reservation_key(message: Message, key: str) -> str:

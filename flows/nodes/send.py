@@ -18,7 +18,9 @@ MAX_MEDIA_URLS = 10
 ON_FAILURE_CHOICES = ("continue", "stop")
 # Node data keys passed on to the message API, per channel.
 SEND_FIELDS = ("to", "body", "media_urls", "subject", "html", "text", "url", "payload",
-               "headers", "prompt", "system", "model", "callback_url", "priority")
+               "headers", "prompt", "system", "model", "callback_url", "priority", "category")
+# A send node's category when it names none is the composer's default for flows: marketing.
+CATEGORY_CHOICES = ("transactional", "marketing")
 
 
 def check_send_sms(data: dict) -> list[str]:
@@ -137,6 +139,8 @@ def _with_on_failure(name: str, check: Check) -> Check:
         problems = check(data)
         if data.get("on_failure", "stop") not in ON_FAILURE_CHOICES:
             problems.append(f"{name} data.on_failure must be 'continue' or 'stop'")
+        if data.get("category", "marketing") not in CATEGORY_CHOICES:
+            problems.append(f"{name} data.category must be 'transactional' or 'marketing'")
         return problems
     return checked
 

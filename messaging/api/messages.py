@@ -18,7 +18,14 @@ from core.auth import workspace_of
 from messaging import pipeline
 from messaging.api.idempotency import idempotent
 from messaging.compose import MessageInvalid, input_fields, message_compose
-from messaging.models import Channel, DeliveryAttempt, Message
+from messaging.models import (
+    Category,
+    Channel,
+    DeliveryAttempt,
+    Direction,
+    Message,
+    SuppressedReason,
+)
 
 
 def error_fields(exc: DjangoValidationError) -> dict[str, Any]:
@@ -62,7 +69,8 @@ class MessageSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Message
-        fields = ["id", "channel", "status", "to", "contact_id", "priority", "content",
+        fields = ["id", "channel", "direction", "status", "suppressed_reason", "category",
+                  "to", "sender", "contact_id", "priority", "content",
                   "rendered", "metadata", "scheduled_for", "due_at", "attempts",
                   "max_attempts", "provider", "provider_message_id", "response", "last_error",
                   "error_code", "possible_duplicate", "source", "created_at", "updated_at",
@@ -88,6 +96,9 @@ class MessageFilter(django_filters.FilterSet):
     status = django_filters.MultipleChoiceFilter(choices=Message._meta.get_field(
         "status").choices)
     channel = django_filters.ChoiceFilter(choices=Channel.choices)
+    category = django_filters.ChoiceFilter(choices=Category.choices)
+    direction = django_filters.ChoiceFilter(choices=Direction.choices)
+    suppressed_reason = django_filters.ChoiceFilter(choices=SuppressedReason.choices)
     contact_id = django_filters.UUIDFilter(field_name="contact_id")
     created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")

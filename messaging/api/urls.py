@@ -1,17 +1,23 @@
-from django.urls import path
+from django.urls import path, re_path
 
 from core.api import Router
 from messaging.api.contacts import ContactViewSet
 from messaging.api.messages import MessageViewSet
 from messaging.api.provider_callbacks import TwilioStatusView
+from messaging.api.suppressions import SuppressionViewSet
 from messaging.api.workspace import WorkspaceView
 
 router = Router()
 router.register("contacts", ContactViewSet, basename="contact")
 router.register("messages", MessageViewSet, basename="message")
+router.register("suppressions", SuppressionViewSet, basename="suppression")
 
 urlpatterns = [
     path("workspace", WorkspaceView.as_view(), name="workspace"),
+    # The list route with DELETE by channel and address added to the router's GET and POST.
+    re_path(r"^suppressions/?$", SuppressionViewSet.as_view({"get": "list", "post": "create",
+                                                     "delete": "remove"}),
+         name="suppression-list"),
     path("providers/twilio/status", TwilioStatusView.as_view(), name="twilio-status"),
     *router.urls,
 ]

@@ -1,0 +1,103 @@
+"""Suppression list REST API: list, filter, add, remove (README.md, "Recipients' rules")."""
+from __future__ import annotations
+
+from typing import Any
+
+import django_filters
+from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from core.api import ApiError, StrictCharField
+from core.auth import workspace_of
+from messaging.models import Suppression
+from messaging.suppressions import LISTS, normalize_address, suppression_add, suppression_remove
+
+
+class SuppressionSerializer(serializers.ModelSerializer):
+    channel = serializers.ChoiceField(choices=[(name, name) for name in LISTS])
+    address = StrictCharField(max_length=320)
+    reason = serializers.ChoiceField(choices=Suppression.Reason.choices,
+                                     default=Suppression.Reason.MANUAL)
+
+    class Meta:
+        model = Suppression
+        fields = ["id", "channel", "address", "reason", "source", "created_at"]
+        read_only_fields = ["id", "source", "created_at"]
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        try:
+            attrs["address"] = normalize_address(attrs["channel"], attrs["address"])
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError({"address": exc.messages}) from exc
+        return attrs
+
+
+class SuppressionFilter(django_filters.FilterSet):
+    channel = django_filters.ChoiceFilter(choices=[(name, name) for name in LISTS])
+    reason = django_filters.ChoiceFilter(choices=Suppression.Reason.choices)
+    address = django_filters.CharFilter(method="filter_address")
+    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = Suppression
+        fields = ["channel", "reason"]
+
+    def filter_address(self, queryset, name: str, value: str):
+        """Match the address as stored (a phone in any format finds its E.164 row)."""
+        channel = self.data.get("channel")
+        for candidate in ([channel] if channel in LISTS else list(LISTS)):
+            try:
+                return queryset.filter(address=normalize_address(candidate, value))
+            except DjangoValidationError:
+                continue
+        return queryset.none()
+
+
+ADDRESS_QUERY = [OpenApiParameter("channel", str, enum=list(LISTS), required=True),
+                 OpenApiParameter("address", str, required=True)]
+
+
+class SuppressionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                         mixins.DestroyModelMixin, viewsets.GenericViewSet):
+    """The key's workspace's suppression list."""
+
+    serializer_class = SuppressionSerializer
+    filterset_class = SuppressionFilter
+    ordering_fields = ["created_at", "address"]
+    search_fields = ["address", "source"]
+
+    def get_queryset(self):
+        return Suppression.objects.filter(workspace=workspace_of(self.request))
+
+    def create(self, request: Request) -> Response:
+        """Add an address (201), or answer the row already there (200)."""
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        auth = getattr(request, "auth", None)
+        row, created = suppression_add(
+            workspace=workspace_of(request), channel=data["channel"], address=data["address"],
+            reason=data["reason"], source=f"api:{getattr(auth, 'prefix', '')}")
+        return Response(SuppressionSerializer(row).data,
+                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+    @extend_schema(parameters=ADDRESS_QUERY, responses={204: None})
+    def remove(self, request: Request) -> Response:
+        """Take an address off the list by channel and address (204; 404 if absent)."""
+        channel, address = (request.query_params.get("channel", ""),
+                            request.query_params.get("address", ""))
+        if channel not in LISTS:
+            raise ApiError(400, "Give channel (sms or email) and address.",
+                           fields={"channel": [f"Use one of {', '.join(LISTS)}."]})
+        try:
+            removed = suppression_remove(workspace=workspace_of(request), channel=channel,
+                                         address=address)
+        except DjangoValidationError as exc:
+            raise ApiError(400, "Invalid address.", fields={"address": exc.messages}) from exc
+        if not removed:
+            raise ApiError(404, "That address is not on the list.", code="not_found")
+        return Response(status=status.HTTP_204_NO_CONTENT)

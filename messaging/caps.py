@@ -1,0 +1,89 @@
+"""Frequency caps: at most N marketing messages per contact and channel in a rolling window.
+
+Each (workspace, list, contact) has one sorted set in Redis of the message ids counted in
+the window, scored by when they were counted. One Lua script trims, checks and adds, so two
+workers sending to the same contact at once cannot both take the last place; a message
+already counted (deferred afterwards by the rate limit, say) passes again without counting
+twice. Times come from the Redis server clock, as in messaging.ratelimit.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from messaging import ratelimit
+
+KEY_PREFIX = "fc:"
+_UNITS = {"m": 60, "min": 60, "minute": 60, "minutes": 60,
+          "h": 3600, "hour": 3600, "hours": 3600,
+          "d": 86400, "day": 86400, "days": 86400,
+          "w": 604800, "week": 604800, "weeks": 604800}
+_CAP_RE = re.compile(r"^\s*(?P<count>\d+)\s*/\s*(?P<mult>\d+)?\s*(?P<unit>[a-z]+)\s*$",
+                     re.IGNORECASE)
+
+# KEYS[1] = the sorted set; ARGV = window_us, limit, member, take (1 adds, 0 only reads).
+# Returns "0" when the member may go (counted now or before), else the microseconds until
+# the window frees a place.
+_TAKE_LUA = """
+local window = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.0f', now - window))
+if redis.call('ZSCORE', KEYS[1], ARGV[3]) then
+  return '0'
+end
+local n = redis.call('ZCARD', KEYS[1])
+if n < limit then
+  if ARGV[4] == '1' then
+    redis.call('ZADD', KEYS[1], string.format('%.0f', now), ARGV[3])
+    redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000))
+  end
+  return '0'
+end
+local freeing = redis.call('ZRANGE', KEYS[1], n - limit, n - limit, 'WITHSCORES')
+return string.format('%.0f', math.max(1, tonumber(freeing[2]) + window - now))
+"""
+
+
+@dataclass(frozen=True)
+class Cap:
+    """At most `count` messages per `period` seconds."""
+
+    count: int
+    period: int
+
+    @classmethod
+    def parse(cls, text: str) -> Cap:
+        """Parse "3/day", "10/week", "2/12h" or "5/hour"; raise ValueError otherwise."""
+        match = _CAP_RE.match(text) if isinstance(text, str) else None
+        unit = _UNITS.get(match.group("unit").lower()) if match else None
+        if match is None or unit is None:
+            raise ValueError(f"{text!r} is not a cap such as '3/day', '10/week' or '2/12h'")
+        count, mult = int(match.group("count")), int(match.group("mult") or 1)
+        if count < 1 or mult < 1:
+            raise ValueError(f"{text!r}: the count and the period must be at least 1")
+        return cls(count=count, period=unit * mult)
+
+
+def cap_key(workspace_id: str, list_name: str, who: str) -> str:
+    """Return the sorted set of one contact's (or address's) counted messages."""
+    return f"{KEY_PREFIX}{workspace_id}:{list_name}:{who}"
+
+
+def _run(key: str, cap: Cap, member: str, take: bool) -> float:
+    redis_client = ratelimit.client()
+    script = redis_client.register_script(_TAKE_LUA)
+    waited = script(keys=[key], args=[cap.period * 1_000_000, cap.count, member,
+                                      "1" if take else "0"])
+    return int(waited) / 1_000_000
+
+
+def take(key: str, cap: Cap, *, member: str) -> float:
+    """Count `member` if the window has room; return 0, or the seconds until it has."""
+    return _run(key, cap, member, take=True)
+
+
+def peek(key: str, cap: Cap) -> float:
+    """Return 0 when one more message would fit now, else the seconds until it would."""
+    return _run(key, cap, "", take=False)

@@ -1,0 +1,230 @@
+"""The recipients' rules: one pre-send policy for every contact-facing message.
+
+The pipeline asks `decide` about each message it has just claimed, at the moment of sending,
+so a STOP, an unsubscribe or a settings change made after the message was accepted still
+counts. The checks run in this order, and the first that does not allow decides:
+
+1. Who it is for: only sms, mms and email reach people; webhooks, AI calls, operator alerts
+   (source `alert`) and keyword confirmations (source `keyword`) are always allowed.
+2. Consent: an sms/mms to a contact with `sms_subscribed` off, or to a phone on the
+   workspace's suppression list, is suppressed whatever its category. An email: a contact
+   with `email_subscribed` off gets no marketing email; a suppressed address gets no email
+   at all when it bounced, complained, texted STOP or was added by hand, and no marketing
+   email when it unsubscribed.
+3. Quiet hours (marketing sms/mms only): inside the workspace's window, in the contact's
+   time zone (else the workspace's), the message is deferred to the window's end plus a
+   per-message jitter.
+4. Frequency caps (marketing only): over the workspace's cap for the channel, the message
+   is deferred until the rolling window allows it, or suppressed when the workspace's
+   `frequency_cap_action` is `suppress`.
+
+Suppressed is final and never an attempt; deferred puts the message back on its timer.
+"""
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.utils import timezone
+
+from messaging import caps
+from messaging.channels import EMAIL, MMS, SMS
+from messaging.models import Category, Message, SuppressedReason, Suppression
+
+ALLOWED, DEFERRED, SUPPRESSED = "allowed", "deferred", "suppressed"
+# Sources whose messages do not go to the workspace's contacts as such: alerts go to staff,
+# keyword confirmations answer the recipient's own STOP/START/HELP and must reach them.
+EXEMPT_SOURCES = frozenset({"alert", "keyword"})
+# The channels that reach a person, and the suppression list each one reads.
+LIST_OF = {SMS: "sms", MMS: "sms", EMAIL: "email"}
+# Email suppressions that stop only marketing email (the recipient asked for no more of it).
+MARKETING_ONLY_EMAIL_REASONS = frozenset({Suppression.Reason.UNSUBSCRIBED})
+# A suppressed email's reason, from its list row's (STOP, manual, provider: the address).
+EMAIL_REASONS: dict[str, str] = {
+    Suppression.Reason.BOUNCED: SuppressedReason.BOUNCED,
+    Suppression.Reason.COMPLAINED: SuppressedReason.COMPLAINED,
+    Suppression.Reason.UNSUBSCRIBED: SuppressedReason.UNSUBSCRIBED}
+QUIET_HOURS, FREQUENCY_CAPS, FREQUENCY_CAP_ACTION = (
+    "quiet_hours", "frequency_caps", "frequency_cap_action")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the policy decided: allowed, deferred (until `until`) or suppressed (reason)."""
+
+    outcome: str
+    reason: str = ""
+    until: datetime | None = None
+    check: str = ""  # the check that decided: consent, quiet_hours, frequency_cap
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"outcome": self.outcome}
+        if self.reason:
+            data["reason"] = self.reason
+        if self.until is not None:
+            data["until"] = self.until.isoformat()
+        return data
+
+
+ALLOW = Decision(ALLOWED)
+
+
+def is_contact_facing(message: Message) -> bool:
+    """Tell whether the policy applies to the message at all."""
+    return message.channel in LIST_OF and message.source not in EXEMPT_SOURCES
+
+
+def suppressions_for(messages: Iterable[Message]) -> dict[tuple[Any, str, str], str]:
+    """Return {(workspace id, list, address): reason} for the messages' recipients, in one
+    query."""
+    wanted = {(m.workspace_id, LIST_OF[m.channel], m.to) for m in messages
+              if is_contact_facing(m) and m.to}
+    if not wanted:
+        return {}
+    rows = Suppression.objects.filter(
+        workspace_id__in={w for w, _, _ in wanted}, address__in={a for _, _, a in wanted},
+    ).values_list("workspace_id", "channel", "address", "reason")
+    return {(w, c, a): reason for w, c, a, reason in rows if (w, c, a) in wanted}
+
+
+def decide_all(messages: list[Message], *, now: datetime | None = None,
+               count: bool = True) -> dict[Any, Decision]:
+    """Return the decision for each message (by primary key). With `count` off, frequency
+    caps are read, not consumed (a dry run)."""
+    now = now or timezone.now()
+    listed = suppressions_for(messages)
+    return {m.pk: decide(m, listed=listed, now=now, count=count) for m in messages}
+
+
+def decide(message: Message, *, listed: dict[tuple[Any, str, str], str],
+           now: datetime, count: bool = True) -> Decision:
+    """Return what the rules say about sending this message now."""
+    if not is_contact_facing(message):
+        return ALLOW
+    refused = _consent(message, listed)
+    if refused is not None:
+        return refused
+    if message.category != Category.MARKETING:
+        return ALLOW
+    quiet = _quiet_hours(message, now)
+    if quiet is not None:
+        return quiet
+    return _frequency_cap(message, now, count) or ALLOW
+
+
+def _consent(message: Message, listed: dict[tuple[Any, str, str], str]) -> Decision | None:
+    contact = message.contact
+    marketing = message.category == Category.MARKETING
+    listing = listed.get((message.workspace_id, LIST_OF[message.channel], message.to))
+    if message.channel in (SMS, MMS):
+        if contact is not None and not contact.sms_subscribed:
+            return _suppress(SuppressedReason.UNSUBSCRIBED)
+        if listing is not None:
+            return _suppress(SuppressedReason.SUPPRESSED_ADDRESS)
+        return None
+    if listing is not None and (marketing or listing not in MARKETING_ONLY_EMAIL_REASONS):
+        return _suppress(EMAIL_REASONS.get(listing, SuppressedReason.SUPPRESSED_ADDRESS))
+    if marketing and contact is not None and not contact.email_subscribed:
+        return _suppress(SuppressedReason.UNSUBSCRIBED)
+    return None
+
+
+def _suppress(reason: str, check: str = "consent") -> Decision:
+    return Decision(SUPPRESSED, reason=str(reason), check=check)
+
+
+# --- quiet hours ------------------------------------------------------------------------------
+
+def parse_clock(text: Any) -> time:
+    """Parse "HH:MM" (24-hour) into a time; raise ValueError otherwise."""
+    if not isinstance(text, str) or len(text) != 5 or text[2] != ":":
+        raise ValueError(f"{text!r} is not a time of day as HH:MM")
+    hours, minutes = int(text[:2]), int(text[3:])
+    return time(hours, minutes)
+
+
+def quiet_window(workspace_settings: dict) -> tuple[time, time] | None:
+    """Return the workspace's (start, end) quiet hours, or None when unset or unreadable."""
+    value = (workspace_settings or {}).get(QUIET_HOURS)
+    if not isinstance(value, dict):
+        return None
+    try:
+        start, end = parse_clock(value.get("start")), parse_clock(value.get("end"))
+    except (ValueError, TypeError):
+        return None
+    return (start, end) if start != end else None
+
+
+def quiet_until(window: tuple[time, time], local: datetime) -> datetime | None:
+    """Return when the quiet window that `local` (an aware local time) falls in ends, or
+    None when it is outside the window. A window may wrap midnight (21:00-08:00)."""
+    start, end = window
+    clock = local.time().replace(tzinfo=None)
+    # A window that wraps midnight (21:00-08:00) holds the times after its start or before its end.
+    inside = start <= clock < end if start < end else clock >= start or clock < end
+    if not inside:
+        return None
+    day = local.date() if clock < end else local.date() + timedelta(days=1)
+    naive = datetime.combine(day, end)
+    return naive.replace(tzinfo=local.tzinfo)
+
+
+def recipient_zone(message: Message) -> ZoneInfo:
+    """Return the contact's time zone, else the workspace's, else UTC."""
+    name = (message.contact.timezone if message.contact is not None else "") or \
+        message.workspace.timezone or "UTC"
+    try:
+        return ZoneInfo(name)
+    except (ValueError, KeyError):
+        return ZoneInfo("UTC")
+
+
+def jitter_seconds(message: Message) -> float:
+    """Return the message's own offset inside the jitter span (stable across evaluations,
+    so a list released at the end of the window spreads out instead of firing at once)."""
+    span = settings.QUIET_HOURS_JITTER_SECONDS
+    if span <= 0:
+        return 0.0
+    return (zlib.crc32(str(message.pk).encode()) % (span * 1000)) / 1000
+
+
+def _quiet_hours(message: Message, now: datetime) -> Decision | None:
+    if message.channel not in (SMS, MMS):
+        return None
+    window = quiet_window(message.workspace.settings)
+    if window is None:
+        return None
+    end = quiet_until(window, now.astimezone(recipient_zone(message)))
+    if end is None:
+        return None
+    until = end.astimezone(UTC) + timedelta(seconds=jitter_seconds(message))
+    return Decision(DEFERRED, reason="quiet_hours", until=until, check="quiet_hours")
+
+
+# --- frequency caps ---------------------------------------------------------------------------
+
+def _frequency_cap(message: Message, now: datetime, count: bool) -> Decision | None:
+    workspace_settings = message.workspace.settings or {}
+    list_name = LIST_OF[message.channel]
+    text = (workspace_settings.get(FREQUENCY_CAPS) or {}).get(list_name) \
+        if isinstance(workspace_settings.get(FREQUENCY_CAPS), dict) else None
+    if not text:
+        return None
+    try:
+        cap = caps.Cap.parse(text)
+    except ValueError:
+        return None
+    who = str(message.contact_id) if message.contact_id else message.to
+    key = caps.cap_key(str(message.workspace_id), list_name, who)
+    wait = caps.take(key, cap, member=str(message.pk)) if count else caps.peek(key, cap)
+    if wait <= 0:
+        return None
+    if workspace_settings.get(FREQUENCY_CAP_ACTION) == "suppress":
+        return _suppress(SuppressedReason.FREQUENCY_CAP, check="frequency_cap")
+    return Decision(DEFERRED, reason="frequency_cap", until=now + timedelta(seconds=wait),
+                    check="frequency_cap")
