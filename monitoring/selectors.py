@@ -16,7 +16,7 @@ from typing import Any
 import redis
 from celery import current_app
 from django.conf import settings
-from django.db.models import Count, Min, Q, QuerySet
+from django.db.models import Count, Min, Q, QuerySet, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -110,9 +110,12 @@ def _executions(workspace: Workspace | None) -> QuerySet[Execution]:
 
 
 def _message_numbers(workspace: Workspace | None, since: datetime) -> dict[str, dict]:
-    """Return per channel: waiting, oldest waiting time, active, scheduled, completed, failed."""
+    """Return per channel: waiting, oldest waiting time, active, scheduled, completed, failed
+    and suppressed (by the recipients' rules; neither a success nor a failure)."""
     live = Q(status__in=[MessageStatus.QUEUED, MessageStatus.SENDING, *TIMER_STATUSES])
-    recent = Q(sent_at__gte=since) | Q(failed_at__gte=since)
+    # A suppressed message has no outcome time of its own: it was decided when last updated.
+    suppressed = Q(status=MessageStatus.SUPPRESSED, updated_at__gte=since)
+    recent = Q(sent_at__gte=since) | Q(failed_at__gte=since) | suppressed
     succeeded, failed = outcome_filters(since)
     rows = _messages(workspace).filter(live | recent).values("channel").annotate(
         waiting=Count("pk", filter=Q(status=MessageStatus.QUEUED)),
@@ -121,6 +124,7 @@ def _message_numbers(workspace: Workspace | None, since: datetime) -> dict[str, 
         scheduled=Count("pk", filter=Q(status__in=TIMER_STATUSES)),
         completed=Count("pk", filter=succeeded),
         failed=Count("pk", filter=failed),
+        suppressed=Count("pk", filter=suppressed),
     )
     return {row["channel"]: {key: value for key, value in row.items() if key != "channel"}
             for row in rows}
@@ -153,14 +157,15 @@ def _execution_numbers(workspace: Workspace | None, since: datetime,
         completed=Count("pk", filter=Q(status=Execution.Status.COMPLETED,
                                        completed_at__gte=since)),
         failed=Count("pk", filter=Q(status=Execution.Status.FAILED, completed_at__gte=since)),
+        suppressed=Value(0),
     )
 
 
 def _combine(rows: list[dict]) -> dict[str, Any]:
     total: dict[str, Any] = {"waiting": 0, "active": 0, "scheduled": 0, "completed": 0,
-                             "failed": 0, "oldest": None}
+                             "failed": 0, "suppressed": 0, "oldest": None}
     for row in rows:
-        for key in ("waiting", "active", "scheduled", "completed", "failed"):
+        for key in ("waiting", "active", "scheduled", "completed", "failed", "suppressed"):
             total[key] += row.get(key) or 0
         if row.get("oldest") and (total["oldest"] is None or row["oldest"] < total["oldest"]):
             total["oldest"] = row["oldest"]
@@ -250,6 +255,7 @@ def queue_statistics(*, workspace: Workspace | None = None,
     return {
         "window_seconds": int(window.total_seconds()),
         "totals": {"completed": completed, "failed": failed,
+                   "suppressed": sum(item["suppressed"] for item in stats.values()),
                    "waiting": sum(item["waiting"] for item in stats.values()),
                    "active": sum(item["active"] for item in stats.values()),
                    "scheduled": sum(item["scheduled"] for item in stats.values()),
@@ -257,6 +263,7 @@ def queue_statistics(*, workspace: Workspace | None = None,
         "success_rate": success_rate(completed, failed),
         "throughput_per_minute": round((completed + failed) / minutes, 2),
         "queues": {name: {"completed": item["completed"], "failed": item["failed"],
+                          "suppressed": item["suppressed"],
                           "success_rate": item["success_rate"]}
                    for name, item in stats.items()},
         "dispatcher_lag_seconds": dispatcher_lag_seconds(now=now),

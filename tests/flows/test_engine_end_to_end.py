@@ -222,3 +222,39 @@ def test_bulk_start_runs_every_contact_across_batches(api, workspace, providers,
     wait_until(lambda: Execution.objects.filter(status="completed").count() == 1203,
                timeout=90)
     assert Flow.objects.get(pk=flow["id"]).executions.count() == len(contacts)
+
+
+def test_a_suppressed_send_completes_its_step_and_a_condition_branches_on_it(
+        api, workspace, providers, live_worker, dispatcher):
+    flow = make_flow(api, [
+        {"id": "s1", "type": "send_sms", "data": {"body": "Sale on {{ contact.first_name }}"}},
+        {"id": "c1", "type": "condition", "data": {"rules": {"all": [
+            {"field": "steps.s1.output.status", "op": "eq", "value": "suppressed"}]}}},
+        {"id": "e1", "type": "send_email", "data": {"subject": "We missed you",
+                                                    "text": "Hi {{ contact.first_name }}"}},
+        {"id": "s2", "type": "send_sms", "data": {"body": "Receipt",
+                                                  "category": "transactional"}},
+    ], [{"id": "a", "source": "s1", "target": "c1"},
+        {"id": "b", "source": "c1", "target": "e1", "sourceHandle": "true"},
+        {"id": "c", "source": "c1", "target": "s2", "sourceHandle": "false"}])
+    opted_out = ContactFactory(workspace=workspace, first_name="Opal", sms_subscribed=False)
+    subscribed = ContactFactory(workspace=workspace, first_name="Sam")
+    first = start(api, flow["id"], opted_out)
+    second = start(api, flow["id"], subscribed)
+    wait_until(lambda: finished(first) and finished(second), timeout=30)
+
+    steps = {s["node_id"]: s for s in api.get(f"/api/v1/executions/{first}").json()["steps"]}
+    assert api.get(f"/api/v1/executions/{first}").json()["status"] == "completed"
+    assert steps["s1"]["status"] == "completed"
+    assert steps["s1"]["output"]["status"] == "suppressed"
+    assert steps["s1"]["output"]["suppressed_reason"] == "unsubscribed"
+    assert "e1" in steps and "s2" not in steps
+    sms = [r.json() for r in providers.requests if r.path == "/send-sms"]
+    assert [(m["to"], m["message"]) for m in sms] == [(subscribed.phone, "Sale on Sam"),
+                                                      (subscribed.phone, "Receipt")]
+    categories = dict(Message.objects.filter(contact=subscribed)
+                      .values_list("content__body", "category"))
+    assert categories == {"Sale on {{ contact.first_name }}": "marketing",
+                          "Receipt": "transactional"}
+    emails = [r.json() for r in providers.requests if r.path == "/api/email/send"]
+    assert [e["to"] for e in emails] == [opted_out.email]

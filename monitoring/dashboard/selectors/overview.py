@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from core.models import DeadLetter, Workspace
 from flows.models import Execution
-from messaging.models import FAILURE_STATUSES, SUCCESS_STATUSES, Message
+from messaging.models import FAILURE_STATUSES, SUCCESS_STATUSES, Message, MessageStatus
 from monitoring.dashboard.selectors.common import format_seconds, seconds_of
 from monitoring.dashboard.selectors.windows import (
     Window,
@@ -121,6 +121,7 @@ def overview_kpis(workspace: Workspace, window: Window) -> list[Kpi]:
                                   "created_at", {
         "sent": (lambda **kw: Count("id", **kw), SENT_Q),
         "failed": (lambda **kw: Count("id", **kw), FAILED_Q),
+        "suppressed": (lambda **kw: Count("id", **kw), Q(status=MessageStatus.SUPPRESSED)),
         "latency": (lambda **kw: Avg(DELIVERY_LATENCY, **kw), Q(sent_at__isnull=False)),
     })
     executions = _period_aggregates(Execution.objects.filter(workspace=workspace), window,
@@ -149,6 +150,8 @@ def overview_kpis(workspace: Workspace, window: Window) -> list[Kpi]:
         _kpi("success_rate", "Success rate", _rate(cur["sent"], cur["failed"]),
              _rate(prev.get("sent", 0), prev.get("failed", 0)), fmt=percent, better=True,
              points=True, has_previous=has_previous),
+        _kpi("suppressed", "Suppressed", cur["suppressed"], prev.get("suppressed"), fmt=num,
+             better=None, has_previous=has_previous),
         _kpi("latency", "Avg delivery latency", seconds_of(cur["latency"]),
              seconds_of(prev.get("latency")), fmt=format_seconds, better=False,
              has_previous=has_previous),
