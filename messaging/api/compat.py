@@ -45,6 +45,9 @@ JOB_STATES: dict[str, str] = {
     MessageStatus.SENT: "completed", MessageStatus.DELIVERED: "completed",
     MessageStatus.UNDELIVERED: "failed", MessageStatus.FAILED: "failed",
     MessageStatus.CANCELLED: "cancelled",
+    # Refused by the recipients' rules: the job ended without a send (error says why).
+    MessageStatus.SUPPRESSED: "failed",
+    MessageStatus.RECEIVED: "completed",
 }
 # Old field names for the v1 ones, to report errors in the client's own words.
 OLD_NAMES = {"body": "message", "delay_seconds": "delay", "media_urls": "mediaUrl",
@@ -270,6 +273,13 @@ class ScheduleJobView(APIView):
         return idempotent(request, handler)
 
 
+def _job_error(message: Message) -> str | None:
+    """Return why the job did not succeed, in one line (None when nothing went wrong)."""
+    if message.status == MessageStatus.SUPPRESSED:
+        return f"suppressed: {message.suppressed_reason}"
+    return message.last_error or None
+
+
 class JobStatusView(APIView):
     @extend_schema(responses={200: OpenApiResponse(description='{"success", "status", '
                                                                '"result"}')})
@@ -284,7 +294,7 @@ class JobStatusView(APIView):
             raise ApiError(404, "No such job.")
         result = {"messageStatus": message.status, "attempts": message.attempts,
                   "providerMessageId": message.provider_message_id or None,
-                  "error": message.last_error or None, "response": message.response,
+                  "error": _job_error(message), "response": message.response,
                   "sentAt": message.sent_at.isoformat() if message.sent_at else None}
         return Response({"success": True, "status": JOB_STATES[message.status],
                          "result": result})

@@ -307,6 +307,23 @@ def test_job_status_names_each_message_status_in_the_old_words(api, workspace, s
     assert body["result"]["messageStatus"] == status
 
 
+def test_a_suppressed_job_failed_in_the_old_words_and_says_why(api, workspace):
+    job_id = schedule_sms(api, workspace)
+    Message.objects.filter(id=job_id).update(status=MessageStatus.SUPPRESSED,
+                                             suppressed_reason="unsubscribed")
+    response = api.get(f"/api/job-status/{job_id}")
+    assert response.status_code == 200
+    assert response.json()["status"] == "failed"
+    assert response.json()["result"]["error"] == "suppressed: unsubscribed"
+
+
+@pytest.mark.parametrize("status", list(MessageStatus))
+def test_every_message_status_has_an_old_job_state(api, workspace, status):
+    job_id = schedule_sms(api, workspace)
+    Message.objects.filter(id=job_id).update(status=status)
+    assert api.get(f"/api/job-status/{job_id}").status_code == 200
+
+
 def test_a_fresh_delayed_job_is_delayed_and_an_immediate_one_waiting(api, workspace):
     delayed = schedule_sms(api, workspace, delay=60_000)
     waiting = schedule_sms(api, workspace, message="now")
