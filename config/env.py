@@ -43,3 +43,19 @@ def redis_url_for_kombu(url: str) -> str:
     if url.startswith("unix://"):
         return "redis+socket://" + url[len("unix://"):]
     return url
+
+
+def env_proxy_ssl_header(name: str) -> tuple[str, str] | None:
+    """Return Django's SECURE_PROXY_SSL_HEADER from `Header` or `Header=value` (default https).
+
+    Only for a proxy that sets (or strips) this header on every request: otherwise a client
+    could claim https itself (https://docs.djangoproject.com/en/5.2/ref/settings/#secure-proxy-ssl-header).
+    """
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    header, has_value, value = (part.strip() for part in raw.partition("="))
+    if not header.replace("-", "").replace("_", "").isalnum() or (has_value and not value):
+        raise ValueError(f"{name} must be a header name, optionally =value "
+                         f"(e.g. X-Forwarded-Proto or X-Forwarded-Ssl=on), not {raw!r}")
+    return "HTTP_" + header.upper().replace("-", "_"), value or "https"

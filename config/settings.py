@@ -14,6 +14,7 @@ from config.env import (
     env_float,
     env_int,
     env_list,
+    env_proxy_ssl_header,
     env_str,
     redis_url_for_kombu,
 )
@@ -34,6 +35,25 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
+# --- HTTPS ----------------------------------------------------------------------------
+# DEBUG off means production: https only, unless a variable says otherwise. `make run`
+# (DEBUG=1) serves plain http on localhost, so every one of these is off there.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+# Load balancer probes and Prometheus scrapes talk plain http to the process itself.
+SECURE_REDIRECT_EXEMPT = [r"^health(/live|/ready)?$", r"^metrics$"]
+# Browsers then refuse plain http for a year; sent only on https responses.
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 365 * 24 * 3600)
+# Covers hosts below this one only (a.relay.example.com), never the parent domain.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+# Preloading is a request to browser vendors, made by hand and slow to undo: opt in only.
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
+# Behind a TLS-terminating proxy: the header it sets, e.g. X-Forwarded-Proto (see README).
+SECURE_PROXY_SSL_HEADER = env_proxy_ssl_header("SECURE_PROXY_SSL_HEADER")
+# check --deploy warns until preload is on; not preloading is a choice, not an oversight.
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -44,6 +64,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    # Swagger UI's files, served from STATIC_ROOT instead of a CDN (SPECTACULAR_SETTINGS).
+    "drf_spectacular_sidecar",
     "django_celery_beat",
     # The apps in layers, bottom first: each imports only those listed above it.
     "core",
@@ -55,6 +77,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Right after the HTTPS redirect, before everything else: a static file needs no
+    # session, user or CSRF token (https://whitenoise.readthedocs.io/en/stable/django.html).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -114,7 +139,15 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# `collectstatic` (run by `make run`) gathers every app's files here; WhiteNoise serves them.
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "static")))
+STORAGES: dict[str, dict[str, Any]] = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Content-hashed names (cached for a year by WhiteNoise, so a deploy busts them) plus
+    # gzip copies. `{% static %}` of a file that was never collected raises instead of
+    # linking to a 404.
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
 LOGIN_URL = "/admin/login/"
 
 # Ten megabytes of JSON is an attack or a bug, never a message; reject early (answers 400).
@@ -186,6 +219,19 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # One name per shared choice set: several models and filters have a `channel` or a
+    # `status`, and without these the names are hashes (Status778Enum) that change with
+    # the choices and break generated clients.
+    "ENUM_NAME_OVERRIDES": {
+        "ChannelEnum": "messaging.models.Channel",
+        "MessageStatusEnum": "messaging.models.MessageStatus",
+        "ExecutionStatusEnum": "flows.models.Execution.Status",
+        "DeadLetterStatusEnum": "core.models.DeadLetter.Status",
+    },
+    # Swagger UI from the drf-spectacular-sidecar package (collected into STATIC_ROOT), so
+    # /api/docs/ needs no CDN and its version is pinned with the other dependencies.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
 }
 API_PAGE_SIZE = env_int("API_PAGE_SIZE", 50)
 # Avoid a database write per request: last_used_at is refreshed at most this often.

@@ -21,6 +21,7 @@ if [ -z "${REDIS_URL:-}" ] && [ -z "${CELERY_BROKER_URL:-}" ]; then
   trap '$PY -m config.embedded_redis stop' EXIT
 fi
 $PY manage.py migrate --noinput
+$PY manage.py collectstatic --noinput --verbosity 0
 $PY manage.py bootstrap_demo
 echo "API docs:  http://localhost:${PORT:-8000}/api/docs/"
 echo "Flower:    http://localhost:${FLOWER_PORT:-5555}/  (login ${FLOWER_BASIC_AUTH})"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from rest_framework.test import APIClient
@@ -124,3 +125,32 @@ def _forget_parsed_graphs() -> Iterator[None]:
 
     graph_of.cache_clear()
     yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def collected_static(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Collect static files once, with production's storage, into a temporary STATIC_ROOT.
+
+    Pages then link the same hashed names as under gunicorn (WhiteNoise serves them), and
+    a `{% static %}` of a file that does not exist fails its test instead of shipping a 404.
+    """
+    from django.core.management import call_command
+    from django.test import override_settings
+
+    root = tmp_path_factory.mktemp("static")
+    with override_settings(STATIC_ROOT=root):
+        call_command("collectstatic", interactive=False, verbosity=0)
+        yield root
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _plain_http() -> Iterator[None]:
+    """Speak plain http, as `make run` does: DEBUG is off under pytest, which would turn on
+    the production defaults (redirect to https, secure-only cookies) for a test client and
+    a live server that have no TLS. tests/test_deploy_checks.py checks those defaults and
+    tests/test_gunicorn.py runs them behind a proxy header."""
+    from django.test import override_settings
+
+    with override_settings(SECURE_SSL_REDIRECT=False, SESSION_COOKIE_SECURE=False,
+                           CSRF_COOKIE_SECURE=False):
+        yield

@@ -54,3 +54,24 @@ def browser() -> Iterator[Any]:
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def live_server(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Run pytest-django's live server with static files served by WhiteNoise, as gunicorn
+    does: its default wrapper looks files up by source name (dashboard.css) and answers 404
+    for the hashed names (dashboard.1a2b3c.css) that pages link from the manifest."""
+    from pytest_django.live_server_helper import LiveServer
+
+    address = (request.config.getvalue("liveserver")
+               or os.environ.get("DJANGO_LIVE_TEST_SERVER_ADDRESS") or "localhost")
+    server = LiveServer(address, start=False)
+    server.thread.static_handler = _through_the_middleware
+    server.start()
+    yield server
+    server.stop()
+
+
+def _through_the_middleware(application: Any) -> Any:
+    """Return the application unwrapped: WhiteNoiseMiddleware answers /static/ itself."""
+    return application
