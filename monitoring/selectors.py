@@ -16,7 +16,7 @@ from typing import Any
 import redis
 from celery import current_app
 from django.conf import settings
-from django.db.models import Count, Min, Q, QuerySet, Value
+from django.db.models import Count, Min, Q, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -148,7 +148,7 @@ def _execution_numbers(workspace: Workspace | None, since: datetime,
     """Return the flows queue's numbers: executions waiting for, or in, an advance task."""
     running = Q(status=Execution.Status.RUNNING)
     leased = Q(lease_until__gt=now)
-    return _executions(workspace).aggregate(
+    numbers = _executions(workspace).aggregate(
         waiting=Count("pk", filter=running & ~leased),
         oldest=Min(Coalesce("enqueued_at", "updated_at"), filter=running & ~leased),
         active=Count("pk", filter=running & leased),
@@ -157,8 +157,8 @@ def _execution_numbers(workspace: Workspace | None, since: datetime,
         completed=Count("pk", filter=Q(status=Execution.Status.COMPLETED,
                                        completed_at__gte=since)),
         failed=Count("pk", filter=Q(status=Execution.Status.FAILED, completed_at__gte=since)),
-        suppressed=Value(0),
     )
+    return {**numbers, "suppressed": 0}  # executions are never suppressed; their sends are
 
 
 def _combine(rows: list[dict]) -> dict[str, Any]:

@@ -103,6 +103,20 @@ def test_queue_statistics_sum_the_queues(api, workspace, empty_broker):
     assert body["dispatcher_lag_seconds"] == 0.0
 
 
+def test_suppressed_messages_are_counted_apart_from_outcomes(api, workspace, empty_broker):
+    now = timezone.now()
+    MessageFactory(workspace=workspace, channel="sms", status="sent", sent_at=now)
+    MessageFactory.create_batch(2, workspace=workspace, channel="mms", status="suppressed",
+                                suppressed_reason="unsubscribed")
+    old = MessageFactory(workspace=workspace, channel="sms", status="suppressed")
+    type(old).objects.filter(pk=old.pk).update(updated_at=now - timedelta(hours=2))
+    body = api.get("/api/v1/queues/statistics?window=1h").json()
+    assert body["totals"]["suppressed"] == 2
+    assert body["queues"]["sms"]["suppressed"] == 2
+    assert body["success_rate"] == 100.0
+    assert api.get("/api/v1/queues/metrics?window=1h").json()["queues"]["sms"]["suppressed"] == 2
+
+
 def test_a_bad_window_answers_400(api):
     assert api.get("/api/v1/queues/metrics?window=soon").status_code == 400
 
