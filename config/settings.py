@@ -272,13 +272,17 @@ TWILIO_AUTH_TOKEN = env_str("TWILIO_AUTH_TOKEN")
 TWILIO_FROM_NUMBER = env_str("TWILIO_FROM_NUMBER")
 TWILIO_MESSAGING_SERVICE_SID = env_str("TWILIO_MESSAGING_SERVICE_SID")
 TWILIO_API_BASE = env_str("TWILIO_API_BASE", "https://api.twilio.com")
-# Public base URL of this service, for provider status callbacks (empty: none requested).
+# Public base URL of this service, for provider status callbacks and email unsubscribe links
+# (empty: no callbacks requested, no unsubscribe link).
 PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL")
 EMAIL_PROVIDER = env_str("EMAIL_PROVIDER", "console")  # smtp | http | console
 EMAIL_API_URL = env_str("EMAIL_API_URL")  # generic HTTP email API base (<base>/api/email/send)
 EMAIL_API_KEY = env_str("EMAIL_API_KEY")
 EMAIL_FROM = env_str("EMAIL_FROM", "noreply@localhost")
 DEFAULT_FROM_EMAIL = EMAIL_FROM
+# Where List-Unsubscribe's mailto points (the token in its subject); empty: unsubscribe@ the
+# domain of EMAIL_FROM; "-": no mailto (README.md, "Email unsubscribe").
+UNSUBSCRIBE_MAILTO = env_str("UNSUBSCRIBE_MAILTO")
 EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
 EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("EMAIL_PORT", 25)

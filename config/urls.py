@@ -1,13 +1,16 @@
-"""URL map: API v1, compatible endpoints, health, docs, admin."""
+"""URL map: API v1, compatible endpoints, health, unsubscribe links, docs, admin."""
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from messaging.views import UnsubscribeView
 from monitoring import health
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("health", health.health, name="health"),
+    # Email unsubscribe links (List-Unsubscribe, {{ unsubscribe_url }}): short, no login.
+    path("u/<str:token>", UnsubscribeView.as_view(), name="unsubscribe"),
     path("health/live", health.live, name="health-live"),
     path("health/ready", health.ready, name="health-ready"),
     path("api/schema/", SpectacularAPIView.as_view(permission_classes=[],

@@ -34,6 +34,7 @@ from messaging.models import (
 from messaging.providers.base import Outbound, ProviderError, Receipt
 from messaging.providers.registry import provider_for
 from messaging.templating import render_content
+from messaging.unsubscribe import list_unsubscribe_headers
 
 logger = logging.getLogger(__name__)
 
@@ -392,7 +393,7 @@ def _outbound(message: Message, config: dict[str, Any]) -> Outbound:
         channel=message.channel, to=message.to, content=render_content(message),
         config=config, contact_id=str(message.contact_id) if message.contact_id else None,
         metadata={k: v for k, v in (message.metadata or {}).items() if k != "_context"},
-        attempt=message.attempts,
+        attempt=message.attempts, headers=list_unsubscribe_headers(message),
     )
 
 

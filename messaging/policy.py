@@ -79,10 +79,16 @@ def is_contact_facing(message: Message) -> bool:
     return message.channel in LIST_OF and message.source not in EXEMPT_SOURCES
 
 
+def list_address(message: Message) -> str:
+    """Return the recipient as the suppression list stores it: an email lower-cased (a
+    message keeps the case it was given), a phone as it is (already E.164)."""
+    return message.to.strip().lower() if message.channel == EMAIL else message.to
+
+
 def suppressions_for(messages: Iterable[Message]) -> dict[tuple[Any, str, str], str]:
     """Return {(workspace id, list, address): reason} for the messages' recipients, in one
     query."""
-    wanted = {(m.workspace_id, LIST_OF[m.channel], m.to) for m in messages
+    wanted = {(m.workspace_id, LIST_OF[m.channel], list_address(m)) for m in messages
               if is_contact_facing(m) and m.to}
     if not wanted:
         return {}
@@ -120,7 +126,8 @@ def decide(message: Message, *, listed: dict[tuple[Any, str, str], str],
 def _consent(message: Message, listed: dict[tuple[Any, str, str], str]) -> Decision | None:
     contact = message.contact
     marketing = message.category == Category.MARKETING
-    listing = listed.get((message.workspace_id, LIST_OF[message.channel], message.to))
+    listing = listed.get((message.workspace_id, LIST_OF[message.channel],
+                          list_address(message)))
     if message.channel in (SMS, MMS):
         if contact is not None and not contact.sms_subscribed:
             return _suppress(SuppressedReason.UNSUBSCRIBED)

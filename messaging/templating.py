@@ -14,6 +14,8 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
+from messaging.unsubscribe import unsubscribe_url
+
 if TYPE_CHECKING:
     from messaging.models import Message
 
@@ -76,11 +78,15 @@ def render_data(value: Any, context: dict[str, Any]) -> Any:
 
 
 def render_context(message: Message) -> dict[str, Any]:
-    """Return what templates may use: contact fields and attributes, metadata, extras."""
+    """Return what templates may use: contact fields and attributes, metadata, extras, and
+    for an email with a recipient its `unsubscribe_url`."""
     contact = message.contact
     context: dict[str, Any] = {"metadata": message.metadata or {}}
     if contact is not None:
         context["contact"] = contact_context(contact)
+    url = unsubscribe_url(message)
+    if url:
+        context["unsubscribe_url"] = url
     context.update((message.metadata or {}).get("_context") or {})
     return context
 

@@ -2,6 +2,7 @@ from django.urls import path, re_path
 
 from core.api import Router
 from messaging.api.contacts import ContactViewSet
+from messaging.api.email_events import EmailEventView
 from messaging.api.messages import MessageViewSet
 from messaging.api.provider_callbacks import TwilioStatusView
 from messaging.api.suppressions import SuppressionViewSet
@@ -19,5 +20,6 @@ urlpatterns = [
                                                      "delete": "remove"}),
          name="suppression-list"),
     path("providers/twilio/status", TwilioStatusView.as_view(), name="twilio-status"),
+    path("providers/email/events", EmailEventView.as_view(), name="email-events"),
     *router.urls,
 ]

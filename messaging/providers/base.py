@@ -23,6 +23,8 @@ class Outbound:
     contact_id: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     attempt: int = 1
+    # Extra email headers the pipeline computed (List-Unsubscribe on marketing email).
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

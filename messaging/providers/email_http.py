@@ -1,7 +1,8 @@
 """A generic HTTP email API: POST <api_url>/api/email/send with a JSON body.
 
 Config: api_url, api_key (sent as a Bearer token when set), from_email. The contactId and
-workspaceId fields are those of shared.contact_fields.
+workspaceId fields are those of shared.contact_fields; `headers` ({name: value}, present
+only when there are any: List-Unsubscribe on marketing email) go on the mail as given.
 """
 from __future__ import annotations
 
@@ -41,6 +42,8 @@ class HttpEmailProvider:
             "messageId": outbound.message_id,
             **contact_fields(outbound),
         }
+        if outbound.headers:  # e.g. List-Unsubscribe, for the API to put on the mail as is
+            payload["headers"] = dict(outbound.headers)
         response = http.request("POST", f"{api_url.rstrip('/')}/api/email/send",
                                 guarded=False,  # operator-configured host
                                 json=payload, headers=auth_headers(outbound))

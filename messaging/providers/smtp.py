@@ -64,7 +64,8 @@ def build_message(outbound: Outbound, message_id: str) -> EmailMultiAlternatives
         body=email_text(content),
         from_email=outbound.config.get("from_email") or None,
         to=[outbound.to],
-        headers={"Message-ID": message_id, "X-Message-Id": outbound.message_id},
+        headers={**outbound.headers, "Message-ID": message_id,
+                 "X-Message-Id": outbound.message_id},
     )
     if content.get("html"):
         message.attach_alternative(str(content["html"]), "text/html")

@@ -7,18 +7,17 @@ import email
 import email.policy
 import hashlib
 import hmac
-import socket
 from collections.abc import Iterator
 from email.message import EmailMessage
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 import pytest
-from aiosmtpd.controller import Controller
 from django.test import Client
 
 from messaging.models import DeliveryAttempt, Message
 from tests.factories import ContactFactory
+from tests.support.smtp_server import RecordingHandler, running, smtp_settings
 from tests.support.stub_server import Reply, StubServer
 from tests.support.waiting import wait_until
 
@@ -140,40 +139,18 @@ def test_an_email_goes_through_the_http_email_api(api, workspace, stub_server, l
     assert (message.provider, message.provider_message_id) == ("http", "em-789")
 
 
-class RecordingHandler:
-    """An aiosmtpd handler that keeps every message it accepts."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[str, list[str], bytes]] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.received.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
-        return "250 Message accepted"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def smtp_server() -> Iterator[tuple[RecordingHandler, int]]:
-    """A real SMTP server on 127.0.0.1 and a free port."""
-    handler, port = RecordingHandler(), free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield handler, port
-    controller.stop()
+    """A real SMTP server on 127.0.0.1 and its port."""
+    handler = RecordingHandler()
+    with running(handler) as port:
+        yield handler, port
 
 
 def test_an_email_goes_through_smtp_rendered_and_escaped(api, workspace, smtp_server,
                                                          live_worker):
     handler, port = smtp_server
-    use_providers(workspace, email={
-        "name": "smtp", "host": "127.0.0.1", "port": port, "username": "", "password": "",
-        "use_tls": False, "use_ssl": False, "timeout": 5,
-        "from_email": "Relay <noreply@relay.example>"})
+    use_providers(workspace, email=smtp_settings(port))
     contact = ContactFactory(workspace=workspace, first_name="<b>Bo</b>",
                              email="bo@example.com", attributes={"plan": "gold & co"})
     message_id = send(api, channel="email", contact_id=str(contact.id),

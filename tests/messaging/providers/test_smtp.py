@@ -3,16 +3,15 @@ from __future__ import annotations
 
 import email
 import email.policy
-import socket
 from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from messaging.providers.base import Outbound, ProviderError
 from messaging.providers.smtp import SmtpProvider
+from tests.support.smtp_server import free_port, running
 
 
 class Handler:
@@ -41,21 +40,12 @@ class Handler:
         return "250 Message accepted"
 
 
-def free_port() -> int:
-    """Return a TCP port that is free on 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def smtp_server() -> Iterator[tuple[Handler, int]]:
     """Run a real SMTP server on 127.0.0.1; yield its handler and port."""
-    handler, port = Handler(), free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield handler, port
-    controller.stop()
+    handler = Handler()
+    with running(handler) as port:
+        yield handler, port
 
 
 def smtp_config(port: int) -> dict[str, Any]:
