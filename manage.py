@@ -6,8 +6,12 @@ import sys
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    from django.core.management import execute_from_command_line
-
+    try:
+        from django.core.management import execute_from_command_line
+    except ModuleNotFoundError:
+        # The system python has no Django: say which one has, in one line.
+        sys.exit("Django is not installed for this python: run `make install`, then use "
+                 ".venv/bin/python manage.py ...")
     execute_from_command_line(sys.argv)
 
 

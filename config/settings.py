@@ -14,20 +14,23 @@ from config.env import (
     env_float,
     env_int,
     env_list,
+    env_or_var_file,
     env_proxy_ssl_header,
     env_str,
+    load_env_file,
     redis_url_for_kombu,
+    var_dir,
 )
 from messaging.channels import ALL_QUEUES, CHANNELS, DEFAULT_QUEUE, RATE_LIMIT_ENVS
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
+# `.env` (ENV_FILE) first, so every variable below may come from it; the environment wins.
+load_env_file()
+VAR_DIR = var_dir()
 
 DEBUG = env_bool("DEBUG", False)
-SECRET_KEY = env_str("SECRET_KEY")
-if not SECRET_KEY and (VAR_DIR / "secret_key").is_file():
-    # The key `make run` generated: a management command in a new shell uses the same one.
-    SECRET_KEY = (VAR_DIR / "secret_key").read_text().strip()
+# Else the key `make run` generated: a management command in a new shell uses the same one.
+SECRET_KEY = env_or_var_file("SECRET_KEY", "secret_key")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("SECRET_KEY is required when DEBUG is off")
@@ -356,7 +359,8 @@ CELERY_BEAT_SCHEDULE.update({
 # GET /metrics answers a bearer token holder or an address inside these CIDRs; with neither
 # set it answers 403 (behind a proxy every client looks local, so no network is trusted by
 # default).
-METRICS_TOKEN = env_str("METRICS_TOKEN")
+# Unset, the token `make run` generated (var/metrics_token), as for SECRET_KEY.
+METRICS_TOKEN = env_or_var_file("METRICS_TOKEN", "metrics_token")
 METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS", [])
 # Beat sends a heartbeat task to every queue this often; the worker consuming it stores the
 # time in Redis, so liveness is measured by consumption.

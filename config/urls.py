@@ -1,12 +1,19 @@
-"""URL map: API v1, compatible endpoints, health, unsubscribe links, docs, admin."""
+"""URL map: API v1, compatible endpoints, health, unsubscribe links, docs, admin; `/` opens
+the dashboard."""
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from messaging.views import UnsubscribeView
 from monitoring import health
 
+# Admin's "View site" link and `/` lead to the operator dashboard (the service has no
+# public site of its own).
+admin.site.site_url = "/dashboard/"
+
 urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="dashboard:overview"), name="home"),
     path("admin/", admin.site.urls),
     path("health", health.health, name="health"),
     # Email unsubscribe links (List-Unsubscribe, {{ unsubscribe_url }}): short, no login.

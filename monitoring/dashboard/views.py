@@ -52,6 +52,7 @@ from monitoring.dashboard.selectors.common import (
     format_seconds,
     pretty_json,
     workspace_tz,
+    workspace_with_latest_traffic,
 )
 from monitoring.dashboard.selectors.dead_letters import dead_letter_link
 from monitoring.dashboard.selectors.executions import execution_timeline, executions_list
@@ -61,6 +62,10 @@ from monitoring.dashboard.selectors.schedules import schedule_rows, schedule_run
 from monitoring.dashboard.selectors.windows import REFRESH_CHOICES, window_for
 
 PAGE_SIZE = 25
+# Cookie naming the workspace last picked, so every page opens on it until another is (a
+# cookie, not the session: remembering costs no database write per page).
+CHOSEN_WORKSPACE = "dashboard_workspace"
+REMEMBER_SECONDS = 365 * 24 * 3600
 RATE_LIMIT_EVENTS = 100
 
 View = Callable[..., HttpResponseBase]
@@ -69,7 +74,8 @@ View = Callable[..., HttpResponseBase]
 # --- workspace resolution and rendering ----------------------------------------------------
 
 def _requested_workspace(request: HttpRequest) -> Workspace | None:
-    """Return the ?workspace= one (404 when unknown), else the first; None when none exist."""
+    """Return the ?workspace= one (404 when unknown), else the one remembered in the cookie,
+    else the one with the latest traffic; None when none exist."""
     wanted = request.GET.get("workspace") or request.POST.get("workspace")
     if wanted:
         pk = as_uuid(wanted)
@@ -77,7 +83,9 @@ def _requested_workspace(request: HttpRequest) -> Workspace | None:
         if workspace is None:
             raise Http404("No such workspace.")
         return workspace
-    return Workspace.objects.order_by("name", "pk").first()
+    remembered = as_uuid(request.COOKIES.get(CHOSEN_WORKSPACE, ""))
+    workspace = Workspace.objects.filter(pk=remembered).first() if remembered else None
+    return workspace or workspace_with_latest_traffic()
 
 
 def dashboard_page(view: View) -> View:
@@ -88,7 +96,12 @@ def dashboard_page(view: View) -> View:
         workspace = _requested_workspace(request)
         if workspace is None:
             return _render(request, "dashboard/no_workspace.html", None, {})
-        return view(request, workspace, *args, **kwargs)
+        response = view(request, workspace, *args, **kwargs)
+        if request.GET.get("workspace") or request.POST.get("workspace"):
+            response.set_cookie(CHOSEN_WORKSPACE, str(workspace.pk), max_age=REMEMBER_SECONDS,
+                                httponly=True, samesite="Lax",
+                                secure=settings.SESSION_COOKIE_SECURE)
+        return response
 
     return staff_member_required(wrapper)
 

@@ -7,7 +7,7 @@ from core.services import api_key_create
 
 
 class Command(BaseCommand):
-    help = "Create an API key for a workspace (slug or id) and print it alone on the last line."
+    help = "Create an API key for a workspace (slug or id) and print it alone on stdout."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("workspace", help="workspace slug or id")
@@ -24,5 +24,5 @@ class Command(BaseCommand):
         if workspace is None:
             raise CommandError(f"No workspace with slug or id '{ref}'.")
         key, secret = api_key_create(workspace=workspace, name=options["name"])
-        self.stdout.write(f"Created key {key.prefix} for workspace {workspace.slug}.")
+        self.stderr.write(f"Created key {key.prefix} for workspace {workspace.slug}.")
         self.stdout.write(secret)

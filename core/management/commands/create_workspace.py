@@ -7,7 +7,7 @@ from core.services import api_key_create, workspace_create
 
 
 class Command(BaseCommand):
-    help = "Create a workspace and print a new API key alone on the last line."
+    help = "Create a workspace and print a new API key alone on stdout."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("name")
@@ -19,8 +19,13 @@ class Command(BaseCommand):
             workspace = workspace_create(name=options["name"], slug=options["slug"],
                                          timezone_name=options["timezone"])
         except ValidationError as exc:
-            raise CommandError("; ".join(exc.messages)) from exc
+            # One line naming each field: "name: This field cannot be blank."
+            fields = exc.message_dict if hasattr(exc, "error_dict") else {"": exc.messages}
+            raise CommandError("; ".join(
+                f"{field}: {message}" if field else message
+                for field, messages in fields.items() for message in messages)) from exc
         _, secret = api_key_create(workspace=workspace)
-        self.stdout.write(f"Created workspace {workspace.slug} ({workspace.id}).")
-        self.stdout.write("API key (shown once):")
+        # The key alone on stdout, so `KEY=$(...)` needs no pipe that would hide a failure.
+        self.stderr.write(f"Created workspace {workspace.slug} ({workspace.id}).")
+        self.stderr.write("API key (shown once):")
         self.stdout.write(secret)
