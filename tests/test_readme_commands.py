@@ -56,7 +56,8 @@ def test_the_readme_key_lines_yield_working_keys(new_shell: Shell) -> None:
     keys = result.stdout.split()
     assert len(keys) == 2 and all(key.startswith("rk_") for key in keys)
     check = ("from django.test import Client; import os; "
-             "[print(Client().get('/api/v1/workspace', HTTP_AUTHORIZATION='Bearer ' + key)"
+             "[print(Client().get('/api/v1/workspace', secure=True, "
+             "HTTP_AUTHORIZATION='Bearer ' + key)"
              ".json()['slug']) for key in os.environ['KEYS'].split()]")
     result = new_shell(f"KEYS='{' '.join(keys)}' "
                        f".venv/bin/python manage.py shell -v 0 -c \"{check}\"")
