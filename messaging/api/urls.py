@@ -2,8 +2,9 @@ from django.urls import path, re_path
 
 from core.api import Router
 from messaging.api.contacts import ContactViewSet
+from messaging.api.inbound import InboundView
 from messaging.api.messages import MessageViewSet
-from messaging.api.provider_callbacks import TwilioStatusView
+from messaging.api.provider_callbacks import TwilioInboundView, TwilioStatusView
 from messaging.api.suppressions import SuppressionViewSet
 from messaging.api.workspace import WorkspaceView
 
@@ -19,5 +20,7 @@ urlpatterns = [
                                                      "delete": "remove"}),
          name="suppression-list"),
     path("providers/twilio/status", TwilioStatusView.as_view(), name="twilio-status"),
+    path("providers/twilio/inbound", TwilioInboundView.as_view(), name="twilio-inbound"),
+    path("inbound", InboundView.as_view(), name="inbound"),
     *router.urls,
 ]
