@@ -495,6 +495,17 @@ def test_the_dashboard_lists_inbound_messages_with_their_sender(client, workspac
     assert f"{PHONE} → {SHARED_NUMBER}" in html
 
 
+def test_admin_filters_inbound_messages(client, workspace, api):
+    message_id = inbound(api, "hello").json()["message"]["id"]
+    client.force_login(StaffUserFactory())
+
+    listing = client.get("/admin/messaging/message/", {"direction__exact": "inbound"})
+    detail = client.get(f"/admin/messaging/message/{message_id}/change/")
+
+    assert listing.status_code == 200 and message_id in listing.content.decode()
+    assert detail.status_code == 200 and PHONE in detail.content.decode()
+
+
 def test_contacts_of_other_workspaces_keep_their_consent(api, workspace):
     other = ContactFactory(phone=PHONE)
 
