@@ -10,10 +10,12 @@ class FlowsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        """Connect to message_finished, so a step waiting for a message completes."""
-        from messaging.signals import message_finished
+        """Connect to message_finished, so a step waiting for a message completes, and to
+        message_received, so an inbound reply starts and wakes flows."""
+        from messaging.signals import message_finished, message_received
 
         message_finished.connect(_message_finished, dispatch_uid="flows.message_finished")
+        message_received.connect(_message_received, dispatch_uid="flows.message_received")
 
 
 def _message_finished(sender: Any, message_id: Any, source: str = "", **kwargs: Any) -> None:
@@ -24,3 +26,12 @@ def _message_finished(sender: Any, message_id: Any, source: str = "", **kwargs: 
     from flows.engine import on_message_finished
 
     on_message_finished(message_id=message_id)
+
+
+def _message_received(sender: Any, workspace: Any, contact: Any, name: str,
+                      properties: dict, **kwargs: Any) -> None:
+    """Turn an inbound message into the contact's event: start the flows it triggers and
+    wake the executions waiting for it (inside the caller's transaction)."""
+    from flows.services import event_ingest
+
+    event_ingest(workspace=workspace, contact=contact, name=name, properties=properties)

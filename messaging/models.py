@@ -70,7 +70,8 @@ FAILURE_STATUSES = frozenset({MessageStatus.FAILED, MessageStatus.UNDELIVERED})
 
 
 class Message(models.Model):
-    """One outbound message; this row, not the broker, is the truth about it."""
+    """One message, outbound (sent through the pipeline) or inbound (received, stored as it
+    arrived); this row, not the broker, is the truth about it."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="messages")
@@ -92,7 +93,8 @@ class Message(models.Model):
     content = models.JSONField(default=dict)  # as submitted (templates unrendered)
     rendered = models.JSONField(null=True, blank=True)  # as sent
     metadata = models.JSONField(default=dict, blank=True)
-    source = models.CharField(max_length=20, default="api")  # api | compat | flow | alert | ai
+    # api | compat | flow | alert | ai | keyword (STOP/START/HELP replies) | inbound
+    source = models.CharField(max_length=20, default="api")
     parent = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True,
                                related_name="children")  # e.g. the AI message of a callback
     scheduled_for = models.DateTimeField(null=True, blank=True)
@@ -128,6 +130,16 @@ class Message(models.Model):
                          condition=Q(status__in=["scheduled", "retrying"])),
             models.Index(fields=["status", "enqueued_at"], name="message_live_idx",
                          condition=Q(status__in=["queued", "sending"])),
+            # Inbound routing on the shared number asks which workspace last texted a phone
+            # (messaging.inbound); partial, so email and webhook rows (long `to`) stay out.
+            models.Index(fields=["to", "-created_at"], name="message_sms_to_recent_idx",
+                         condition=Q(direction="outbound", channel__in=["sms", "mms"])),
+        ]
+        constraints = [
+            # A provider's repeated webhook (same MessageSid) stores its message once.
+            models.UniqueConstraint(
+                fields=["workspace", "provider_message_id"], name="inbound_provider_id_unique",
+                condition=Q(direction="inbound") & ~Q(provider_message_id="")),
         ]
 
     def __str__(self) -> str:

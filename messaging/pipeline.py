@@ -16,6 +16,7 @@ from typing import Any
 
 from celery import current_app
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -30,9 +31,11 @@ from messaging.models import (
     DeliveryAttempt,
     Message,
     MessageStatus,
+    Suppression,
 )
 from messaging.providers.base import Outbound, ProviderError, Receipt
 from messaging.providers.registry import provider_for
+from messaging.suppressions import suppression_add
 from messaging.templating import render_content
 from messaging.unsubscribe import list_unsubscribe_headers
 
@@ -516,7 +519,23 @@ def _record_failure(message: Message, current, error: ProviderError, now: dateti
     if current.select_for_update().values_list("pk", flat=True).first() is None:
         return "stale"
     _fail(message, now, error.message, error.code, **flags)
+    if error.suppress_address:
+        _suppress_address(message, error, written.get("provider") or "provider")
     return "failed"
+
+
+def _suppress_address(message: Message, error: ProviderError, provider: str) -> None:
+    """Put the recipient the provider refuses for good on the workspace's list (in the
+    failure's transaction), so the policy suppresses later messages before the provider."""
+    list_name = policy.LIST_OF.get(message.channel)
+    if list_name is None:
+        return
+    try:
+        suppression_add(workspace=message.workspace, channel=list_name, address=message.to,
+                        reason=Suppression.Reason.PROVIDER,
+                        source=f"{provider} {error.code}".strip())
+    except ValidationError:
+        logger.warning("message %s: cannot suppress %r", message.pk, message.to)
 
 
 def _fail(message: Message, now: datetime, error: str, code: str, **fields: Any) -> None:

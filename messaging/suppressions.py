@@ -68,3 +68,13 @@ def suppression_remove(*, workspace: Workspace, channel: str, address: str) -> i
     deleted, _ = Suppression.objects.filter(workspace=workspace, channel=channel,
                                             address=address).delete()
     return deleted
+
+
+def suppression_remove_many(*, workspaces: Iterable[Workspace], channel: str, address: str,
+                            reasons: Iterable[str]) -> int:
+    """Take the address off each workspace's list where its row has one of these reasons
+    (a START lifts a STOP, not a bounce); return how many rows went."""
+    address = normalize_address(channel, address)
+    deleted, _ = Suppression.objects.filter(workspace__in=workspaces, channel=channel,
+                                            address=address, reason__in=list(reasons)).delete()
+    return deleted

@@ -3,8 +3,9 @@ from django.urls import path, re_path
 from core.api import Router
 from messaging.api.contacts import ContactViewSet
 from messaging.api.email_events import EmailEventView
+from messaging.api.inbound import InboundView
 from messaging.api.messages import MessageViewSet
-from messaging.api.provider_callbacks import TwilioStatusView
+from messaging.api.provider_callbacks import TwilioInboundView, TwilioStatusView
 from messaging.api.suppressions import SuppressionViewSet
 from messaging.api.workspace import WorkspaceView
 
@@ -16,10 +17,12 @@ router.register("suppressions", SuppressionViewSet, basename="suppression")
 urlpatterns = [
     path("workspace", WorkspaceView.as_view(), name="workspace"),
     # The list route with DELETE by channel and address added to the router's GET and POST.
-    re_path(r"^suppressions/?$", SuppressionViewSet.as_view({"get": "list", "post": "create",
-                                                     "delete": "remove"}),
-         name="suppression-list"),
+    re_path(r"^suppressions/?$",
+            SuppressionViewSet.as_view({"get": "list", "post": "create", "delete": "remove"}),
+            name="suppression-list"),
     path("providers/twilio/status", TwilioStatusView.as_view(), name="twilio-status"),
     path("providers/email/events", EmailEventView.as_view(), name="email-events"),
+    path("providers/twilio/inbound", TwilioInboundView.as_view(), name="twilio-inbound"),
+    path("inbound", InboundView.as_view(), name="inbound"),
     *router.urls,
 ]

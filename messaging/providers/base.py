@@ -38,11 +38,13 @@ class Receipt:
 
 
 class ProviderError(Exception):
-    """A failed provider call."""
+    """A failed provider call. `suppress_address`: the provider refuses the recipient for
+    good because they opted out (Twilio 21610), so the pipeline puts the address on the
+    workspace's suppression list with the failure."""
 
     def __init__(self, message: str, *, permanent: bool, status_code: int | None = None,
                  retry_after: float | None = None, outcome_unknown: bool = False,
-                 code: str = "", response: Any = None) -> None:
+                 code: str = "", response: Any = None, suppress_address: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.permanent = permanent
@@ -51,6 +53,7 @@ class ProviderError(Exception):
         self.outcome_unknown = outcome_unknown
         self.code = code
         self.response = response
+        self.suppress_address = suppress_address
 
 
 class Provider(Protocol):

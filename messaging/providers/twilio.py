@@ -46,6 +46,9 @@ ERROR_CODES: dict[int, bool] = {
     20500: False,  # Twilio internal error
     20503: False,  # Twilio temporarily unavailable
 }
+# Error codes meaning the recipient opted out at Twilio: the address goes on the suppression
+# list, so later messages are suppressed before any provider call.
+OPTED_OUT_CODES = frozenset({21610})
 
 
 class TwilioProvider:
@@ -116,6 +119,7 @@ def check(response: requests.Response) -> None:
         if isinstance(code, int):
             error.code = str(code)
             error.permanent = ERROR_CODES.get(code, error.permanent)
+            error.suppress_address = code in OPTED_OUT_CODES
             if body.get("message"):
                 error.message = f"twilio {code}: {body['message']}"
                 error.args = (error.message,)
