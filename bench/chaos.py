@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import random
 import signal
 import subprocess
@@ -351,7 +352,7 @@ def provider(run: Run) -> None:
 SLOW_PROVIDER_SECONDS = 0.5
 
 
-def sigterm(run: Run) -> None:
+def sigterm(run: Run, *, group: bool = False) -> None:
     """A deploy: roll both workers while their batches are in flight through a slow
     provider. For each, wait until it runs a delivery task, start its replacement, send
     SIGTERM to the old worker's main process only (as Kubernetes, supervisord or
@@ -363,13 +364,23 @@ def sigterm(run: Run) -> None:
     run.cluster.stub_mode(mode="slow", delay=SLOW_PROVIDER_SECONDS)
     # Spread over time, so both rolls (a few seconds each) find batches in flight.
     sender = in_background(lambda: run.send(seconds=max(15.0, run.n / 40)))
-    run.details["rolls"] = [roll_worker(run, name) for name in ("worker-a", "worker-b")]
+    run.details["rolls"] = [roll_worker(run, name, group=group)
+                            for name in ("worker-a", "worker-b")]
     sender.join()
     run.cluster.stub_mode(mode="ok")
     run.last_fault = time.time()
 
 
-def roll_worker(run: Run, name: str, timeout: float = 120.0) -> dict[str, Any]:
+def sigterm_group(run: Run) -> None:
+    """The same deploy with SIGTERM sent to the worker's whole process group, as systemd's
+    default KillMode=control-group or `kill -TERM -PGID` do: the pool processes get it too
+    and die mid-batch (Celery resets SIGTERM to the default in them). Nothing may be lost;
+    the interrupted batch is sent again after its lease, deduplicated by the provider."""
+    sigterm(run, group=True)
+
+
+def roll_worker(run: Run, name: str, *, group: bool = False,
+                timeout: float = 120.0) -> dict[str, Any]:
     """Replace one worker while it runs a batch; return what was in flight and how its
     warm shutdown went."""
     from config.celery import app
@@ -385,7 +396,10 @@ def roll_worker(run: Run, name: str, timeout: float = 120.0) -> dict[str, Any]:
     in_flight = sorted({mid for task in active for mid in task["args"][0]})
     run.cluster.start_worker(name)  # the new release; the supervisor now watches it
     signalled = time.monotonic()
-    old.send_signal(signal.SIGTERM)
+    if group:
+        os.killpg(old.pid, signal.SIGTERM)
+    else:
+        old.send_signal(signal.SIGTERM)
     code = old.wait(timeout)
     shutdown = time.monotonic() - signalled
     return {"worker": name, "batches_in_flight": len(active),
@@ -429,6 +443,7 @@ SCENARIOS: dict[str, tuple[Callable[[Run], None], dict]] = {
     "provider": (provider, {}),
     "visibility": (visibility, {"env": {"CELERY_VISIBILITY_TIMEOUT": "60"}}),
     "sigterm": (sigterm, {}),
+    "sigterm-group": (sigterm_group, {}),
 }
 BROKERS = ("redis", "amqp")
 # Scenarios whose promise is exactly once at the provider, not only nothing lost.
