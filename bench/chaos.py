@@ -1,13 +1,16 @@
 """make chaos: inject faults while messages flow; count lost and duplicated (Jepsen-style).
 
-    python -m bench.chaos [--scenario kill,redis,postgres,publish,provider,visibility]
-                          [--n 10000] [--out var/bench/chaos.json]
+    python -m bench.chaos [--scenario kill,redis,postgres,publish,provider,visibility,
+                                      sigterm,sigterm-group]
+                          [--n 10000] [--broker redis|amqp] [--out var/bench/chaos.json]
 
 Every scenario sends N SMS through the API to the recording stand-in provider (which
 deduplicates by Idempotency-Key, as the contract requires), injects its fault, waits for
 recovery and a full drain, then reports attempted, accepted (201), sent, lost (accepted
 but never received), duplicate requests (a key received more than once: absorbed by the
-provider's dedupe), and the recovery time (last fault -> everything delivered).
+provider's dedupe), and the recovery time (last fault -> everything delivered), plus what
+a scenario measured of its own (`details`). A scenario whose parts are missing here (no
+RabbitMQ, no initdb) is reported as skipped, with the reason.
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import ROOT, Cluster, PrivatePostgres, RabbitVhost, Unavailable
-from bench.load import Client
+from bench.load import Client, Connection
 from messaging.channels import SMS
 
 # Short recovery knobs so a run takes minutes, not hours; the logic is the production one.
@@ -265,8 +268,6 @@ def post_stream(run: Run, log: list[tuple[float, float, int | str, str | None]],
     """POST n single messages at an even rate over `seconds` from PG_POSTERS threads, one
     attempt each (no client retry, so an error answer is counted, never hidden); append
     (started, finished, status or exception name, message id) to `log`."""
-    from bench.load import Connection
-
     rate = run.n / seconds
     indexes = iter(range(run.n))
     lock = threading.Lock()
