@@ -24,9 +24,10 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(if $(SCENARIO),--scenario $(SCENARIO)) $(if $(N),--n $(N))
 
-# make chaos [SCENARIO=kill,redis,...] [N=size]: lost/duplicated counts per fault
+# make chaos [SCENARIO=kill,redis,...] [N=size] [BROKER=amqp]: lost/duplicated counts per fault
 chaos: $(STAMP)
-	$(BIN)/python -m bench.chaos $(if $(SCENARIO),--scenario $(SCENARIO)) $(if $(N),--n $(N))
+	$(BIN)/python -m bench.chaos $(if $(SCENARIO),--scenario $(SCENARIO)) $(if $(N),--n $(N)) \
+		$(if $(BROKER),--broker $(BROKER))
 
 # ruff (style and bugs), mypy (types, with the Django and DRF plugins), lint-imports (the
 # app layers declared in pyproject.toml: lower layers never import higher ones, no circles).

@@ -1,20 +1,25 @@
 """make chaos: inject faults while messages flow; count lost and duplicated (Jepsen-style).
 
-    python -m bench.chaos [--scenario kill,redis,postgres,publish,provider,visibility]
-                          [--n 10000] [--out var/bench/chaos.json]
+    python -m bench.chaos [--scenario kill,redis,postgres,publish,provider,visibility,
+                                      sigterm,sigterm-group]
+                          [--n 10000] [--broker redis|amqp] [--out var/bench/chaos.json]
 
 Every scenario sends N SMS through the API to the recording stand-in provider (which
 deduplicates by Idempotency-Key, as the contract requires), injects its fault, waits for
 recovery and a full drain, then reports attempted, accepted (201), sent, lost (accepted
 but never received), duplicate requests (a key received more than once: absorbed by the
-provider's dedupe), and the recovery time (last fault -> everything delivered).
+provider's dedupe), and the recovery time (last fault -> everything delivered), plus what
+a scenario measured of its own (`details`). A scenario whose parts are missing here (no
+RabbitMQ, no initdb) is reported as skipped, with the reason.
 """
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
+import os
 import random
-import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -23,8 +28,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.harness import ROOT, Cluster
-from bench.load import Client
+from bench.harness import ROOT, Cluster, PrivatePostgres, RabbitVhost, Unavailable
+from bench.load import Client, Connection
 from messaging.channels import SMS
 
 # Short recovery knobs so a run takes minutes, not hours; the logic is the production one.
@@ -40,10 +45,17 @@ class Run:
     """One scenario: a cluster, a sender, a sweeper loop and the counters."""
 
     def __init__(self, name: str, n: int, env: dict[str, str] | None = None,
-                 web_config: str | None = None):
-        self.name, self.n = name, n
-        self.cluster = Cluster(name=f"relay_chaos_{name}", env={**CHAOS_ENV, **(env or {})})
+                 web_config: str | None = None, private_postgres: bool = False,
+                 broker: str = "redis"):
+        """Raise Unavailable when a part the scenario needs cannot be had here. Nothing
+        outside this process exists until start()."""
+        self.name, self.n, self.broker = name, n, broker
+        self.pg = PrivatePostgres() if private_postgres else None
+        self.vhost = RabbitVhost(f"relay_chaos_{name}") if broker == "amqp" else None
+        self.cluster = Cluster(name=f"relay_chaos_{name}", env={**CHAOS_ENV, **(env or {})},
+                               database_url=self.pg.url() if self.pg else None)
         self.web_config = web_config
+        self.details: dict[str, Any] = {}  # what a scenario measured beyond the counters
         self.accepted: list[str] = []
         self.attempted = 0
         self.errors: dict[str, int] = {}
@@ -53,6 +65,12 @@ class Run:
 
     def start(self) -> None:
         c = self.cluster
+        if self.pg:
+            self.pg.create()
+        if self.vhost:
+            self.vhost.create()
+            c.broker_url = self.vhost.url
+            self.details["vhost"] = self.vhost.vhost
         c.start_redis()
         c.reset_database()
         c.setup_django()
@@ -151,17 +169,28 @@ class Run:
         persisted = set(map(str, Message.objects.filter(pk__in=self.accepted)
                             .values_list("pk", flat=True)))
         sent = Message.objects.filter(pk__in=self.accepted, status="sent").count()
-        return {"scenario": self.name, "attempted": self.attempted,
+        return {"scenario": self.name, "broker": self.broker, "attempted": self.attempted,
                 "accepted": len(self.accepted), "accepted_not_persisted": len(
                     wanted - persisted), "sent": sent, "received": len(wanted & received),
                 "lost": len(wanted - received), "duplicate_requests": stats["deduplicated"],
                 "recovery_seconds": round(done - self.last_fault, 1) if self.last_fault
                 else None, "client_errors": self.errors,
-                "supervisor_restarts": self.restarts}
+                "supervisor_restarts": self.restarts, "details": self.details}
 
     def close(self) -> None:
+        """Stop every process, then remove the private cluster and vhost (also after a
+        failure: run_scenario calls this in `finally`)."""
+        from django.apps import apps
+        from django.db import connections
+
         self.stop.set()
         self.cluster.stop_all()
+        if apps.ready:
+            connections.close_all()
+        if self.pg:
+            self.pg.remove()
+        if self.vhost:
+            self.vhost.remove()
 
 
 def in_background(fn: Callable[[], None]) -> threading.Thread:
@@ -174,8 +203,6 @@ def in_background(fn: Callable[[], None]) -> threading.Thread:
 
 def kill(run: Run) -> None:
     """SIGKILL a random worker (its whole process group) every 2 s while sending; restart."""
-    import signal
-
     sender = in_background(lambda: run.send(seconds=max(10.0, run.n / 100)))
     while sender.is_alive():
         time.sleep(2)
@@ -207,21 +234,95 @@ def redis(run: Run) -> None:
     run.send(on_progress=faults)
 
 
+PG_OUTAGE_SECONDS = 3.0  # the private cluster stays down this long (a bare restart is ~1 s)
+PG_POSTERS = 4  # client threads posting single messages at a fixed total rate
+
+
 def postgres(run: Run) -> None:
-    """Restart PostgreSQL mid-run: clients may get errors, never a 201 without a row."""
-    cluster_dirs = sorted(Path("/etc/postgresql").glob("*/main"))
-    if not shutil.which("pg_ctlcluster") or not cluster_dirs:
-        raise SystemExit("postgres scenario needs a local cluster managed by pg_ctlcluster")
-    version = cluster_dirs[-1].parent.name
+    """Stop the run's private PostgreSQL cluster (-m fast) a third of the way through a
+    stream of single POSTs, keep it down PG_OUTAGE_SECONDS, start it again.
 
-    def faults(done: int) -> None:
-        if done >= run.n // 2 and not getattr(run, "restarted", False):
-            run.restarted = True
-            subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main",
-                            "restart"], check=False)
-            run.last_fault = time.time()
+    Answers during the outage may be errors; a 201 must mean a stored row that is sent.
+    Details: 5xx (and connection errors) during the outage, the first 201 after the
+    start, and rows stored although the client got no 201.
+    """
+    from django.db import connections
 
-    run.send(on_progress=faults)
+    assert run.pg is not None
+    log: list[tuple[float, float, int | str, str | None]] = []
+    sender = in_background(lambda: post_stream(run, log, seconds=max(20.0, run.n / 30)))
+    while sender.is_alive() and len(log) < run.n // 3:
+        time.sleep(0.05)
+    stopping = time.time()
+    run.pg.stop()
+    time.sleep(PG_OUTAGE_SECONDS)
+    run.pg.start()
+    up = run.last_fault = time.time()
+    sender.join()
+    connections.close_all()  # this thread's connection died with the server
+    run.details.update(outage_report(run, log, stopping, up))
+
+
+def post_stream(run: Run, log: list[tuple[float, float, int | str, str | None]], *,
+                seconds: float) -> None:
+    """POST n single messages at an even rate over `seconds` from PG_POSTERS threads, one
+    attempt each (no client retry, so an error answer is counted, never hidden); append
+    (started, finished, status or exception name, message id) to `log`."""
+    rate = run.n / seconds
+    indexes = iter(range(run.n))
+    lock = threading.Lock()
+    begin = time.monotonic()
+    headers = {"Authorization": f"Bearer {run.key}", "Content-Type": "application/json"}
+    port = run.cluster.web_port
+
+    def poster() -> None:
+        conn = Connection("127.0.0.1", port, timeout=30)
+        for i in indexes:
+            time.sleep(max(0.0, begin + i / rate - time.monotonic()))
+            body = json.dumps({"channel": SMS, "to": "+14155552671", "body": f"pg {i}"})
+            started = time.time()
+            try:
+                conn.request("POST", "/api/v1/messages", body, headers)
+                response = conn.getresponse()
+                answer = json.loads(response.read() or b"null")
+                status: int | str = response.status
+            except (OSError, ValueError, http.client.HTTPException) as exc:
+                conn.close()
+                conn = Connection("127.0.0.1", port, timeout=30)
+                status, answer = type(exc).__name__, None
+            ident = answer.get("id") if status == 201 and isinstance(answer, dict) else None
+            with lock:
+                run.attempted += 1
+                log.append((started, time.time(), status, ident))
+                if ident:
+                    run.accepted.append(ident)
+                else:
+                    run.errors[str(status)] = run.errors.get(str(status), 0) + 1
+
+    threads = [threading.Thread(target=poster) for _ in range(PG_POSTERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def outage_report(run: Run, log: list[tuple[float, float, int | str, str | None]],
+                  stopping: float, up: float) -> dict[str, Any]:
+    """Summarise the POSTs around the outage (stop begun at `stopping`, started at `up`)."""
+    from messaging.models import Message
+
+    after = sorted(finished for started, finished, status, _ in log
+                   if status == 201 and started >= up)
+    back = after[0] if after else None
+    window = [status for started, _, status, _ in log
+              if started >= stopping and (back is None or started < back)]
+    stored = Message.objects.filter(workspace__name=run.name).count()
+    return {"outage_s": round(up - stopping, 1),
+            "first_201_after_restart_s": round(back - up, 2) if back else None,
+            "requests_in_outage": len(window),
+            "5xx_in_outage": sum(1 for s in window if isinstance(s, int) and s >= 500),
+            "connection_errors_in_outage": sum(1 for s in window if isinstance(s, str)),
+            "stored_without_201": stored - len(set(run.accepted))}
 
 
 def publish(run: Run) -> None:
@@ -245,6 +346,68 @@ def provider(run: Run) -> None:
     c.stub_mode(mode="ok")
     run.last_fault = time.time()
     sender.join()
+
+
+# Each provider call takes this long, so a batch of 50 (8 calls at a time) is in flight for
+# about 3.5 s: a signal lands mid-batch. Below the chaos provider timeout (2 s): no retries.
+SLOW_PROVIDER_SECONDS = 0.5
+
+
+def sigterm(run: Run, *, group: bool = False) -> None:
+    """A deploy: roll both workers while their batches are in flight through a slow
+    provider. For each, wait until it runs a delivery task, start its replacement, send
+    SIGTERM to the old worker's main process only (as Kubernetes, supervisord or
+    systemd's KillMode=mixed do) and wait for its warm shutdown.
+
+    Expected: the running batch finishes, unstarted ones go back to the broker (acks_late),
+    so nothing is lost and nothing reaches the provider twice.
+    """
+    run.cluster.stub_mode(mode="slow", delay=SLOW_PROVIDER_SECONDS)
+    # Spread over time, so both rolls (a few seconds each) find batches in flight.
+    sender = in_background(lambda: run.send(seconds=max(15.0, run.n / 40)))
+    run.details["rolls"] = [roll_worker(run, name, group=group)
+                            for name in ("worker-a", "worker-b")]
+    sender.join()
+    run.cluster.stub_mode(mode="ok")
+    run.last_fault = time.time()
+
+
+def sigterm_group(run: Run) -> None:
+    """The same deploy with SIGTERM sent to the worker's whole process group, as systemd's
+    default KillMode=control-group or `kill -TERM -PGID` do: the pool processes get it too
+    and die mid-batch (Celery resets SIGTERM to the default in them). Nothing may be lost;
+    the interrupted batch is sent again after its lease, deduplicated by the provider."""
+    sigterm(run, group=True)
+
+
+def roll_worker(run: Run, name: str, *, group: bool = False,
+                timeout: float = 120.0) -> dict[str, Any]:
+    """Replace one worker while it runs a batch; return what was in flight and how its
+    warm shutdown went."""
+    from config.celery import app
+    from messaging.models import Message
+
+    old, node = run.cluster.procs[name], run.cluster.nodes[name]
+    deadline = time.monotonic() + timeout
+    active: list[dict] = []
+    while not active and time.monotonic() < deadline:
+        answer = app.control.inspect(destination=[node], timeout=1.0).active() or {}
+        active = [task for task in answer.get(node, [])
+                  if task.get("name") == "messaging.tasks.deliver_messages"]
+    in_flight = sorted({mid for task in active for mid in task["args"][0]})
+    run.cluster.start_worker(name)  # the new release; the supervisor now watches it
+    signalled = time.monotonic()
+    if group:
+        os.killpg(old.pid, signal.SIGTERM)
+    else:
+        old.send_signal(signal.SIGTERM)
+    code = old.wait(timeout)
+    shutdown = time.monotonic() - signalled
+    return {"worker": name, "batches_in_flight": len(active),
+            "messages_in_flight": len(in_flight),
+            "in_flight_sent_when_it_exited": Message.objects.filter(
+                pk__in=in_flight, status="sent").count(),
+            "warm_shutdown_s": round(shutdown, 1), "exit_code": code}
 
 
 def visibility(run: Run) -> None:
@@ -276,17 +439,26 @@ def visibility(run: Run) -> None:
 SCENARIOS: dict[str, tuple[Callable[[Run], None], dict]] = {
     "kill": (kill, {}),
     "redis": (redis, {}),
-    "postgres": (postgres, {}),
+    "postgres": (postgres, {"private_postgres": True}),
     "publish": (publish, {"web_config": "bench/drop_publish.py"}),
     "provider": (provider, {}),
     "visibility": (visibility, {"env": {"CELERY_VISIBILITY_TIMEOUT": "60"}}),
+    "sigterm": (sigterm, {}),
+    "sigterm-group": (sigterm_group, {}),
 }
+BROKERS = ("redis", "amqp")
+# Scenarios whose promise is exactly once at the provider, not only nothing lost.
+EXACTLY_ONCE = {"sigterm"}
 
 
-def run_scenario(name: str, n: int) -> dict[str, Any]:
-    """Run one scenario end to end and return its report."""
+def run_scenario(name: str, n: int, broker: str = "redis") -> dict[str, Any]:
+    """Run one scenario end to end and return its report (a `skipped` one, saying why,
+    when a part it needs cannot be had on this machine)."""
     fn, options = SCENARIOS[name]
-    run = Run(name, n, **options)
+    try:
+        run = Run(name, n, broker=broker, **options)
+    except Unavailable as exc:
+        return skipped(name, broker, str(exc))
     try:
         run.start()
         started = time.time()
@@ -294,26 +466,42 @@ def run_scenario(name: str, n: int) -> dict[str, Any]:
         if not run.last_fault:
             run.last_fault = started
         return run.drain()
+    except Unavailable as exc:
+        return skipped(name, broker, str(exc))
     finally:
         run.close()
+
+
+def skipped(name: str, broker: str, reason: str) -> dict[str, Any]:
+    return {"scenario": name, "broker": broker, "skipped": reason, "attempted": 0,
+            "accepted": 0, "accepted_not_persisted": 0, "sent": 0, "received": 0,
+            "lost": None, "duplicate_requests": None, "recovery_seconds": None,
+            "client_errors": {}, "details": {}}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scenario", default=",".join(SCENARIOS))
     parser.add_argument("--n", type=int, default=10_000)
+    parser.add_argument("--broker", choices=BROKERS, default="redis",
+                        help="redis (a private redis-server) or amqp (a private vhost on "
+                             "the RabbitMQ at CHAOS_AMQP_URL); results and locks stay on "
+                             "Redis either way")
     parser.add_argument("--out", default=str(ROOT / "var" / "bench" / "chaos.json"))
     parser.add_argument("--one", help=argparse.SUPPRESS)  # run one scenario in this process
     args = parser.parse_args()
     if args.one:
-        Path(args.out).write_text(json.dumps(run_scenario(args.one, args.n)))
+        # A SIGTERM (make interrupted, a CI timeout) still runs the `finally` that removes
+        # the private PostgreSQL cluster and the RabbitMQ vhost.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+        Path(args.out).write_text(json.dumps(run_scenario(args.one, args.n, args.broker)))
         return
     reports = []
     for name in [s.strip() for s in args.scenario.split(",") if s.strip()]:
         if name not in SCENARIOS:
             sys.exit(f"unknown scenario {name}; choose from {', '.join(SCENARIOS)}")
-        print(f"chaos: {name} with {args.n} messages", flush=True)
-        reports.append(run_isolated(name, args.n))
+        print(f"chaos: {name} with {args.n} messages, {args.broker} broker", flush=True)
+        reports.append(run_isolated(name, args.n, args.broker))
         print(f"  {reports[-1]}", flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(reports, indent=2))
@@ -322,35 +510,45 @@ def main() -> None:
         sys.exit(1)
 
 
-def run_isolated(name: str, n: int) -> dict[str, Any]:
+def run_isolated(name: str, n: int, broker: str = "redis") -> dict[str, Any]:
     """Run a scenario in a fresh process (each has its own database and Django setup)."""
-    out = ROOT / "var" / "bench" / f"chaos-{name}.json"
+    out = ROOT / "var" / "bench" / f"chaos-{name}-{broker}.json"
     out.unlink(missing_ok=True)
     subprocess.run([sys.executable, "-m", "bench.chaos", "--one", name, "--n", str(n),
-                    "--out", str(out)], cwd=ROOT, check=False)
+                    "--broker", broker, "--out", str(out)], cwd=ROOT, check=False)
     if not out.exists():
-        return {"scenario": name, "attempted": n, "accepted": 0, "accepted_not_persisted": 0,
-                "sent": 0, "received": 0, "lost": None, "duplicate_requests": None,
-                "recovery_seconds": None, "client_errors": {"scenario crashed": 1}}
+        return {**skipped(name, broker, ""), "skipped": None, "attempted": n,
+                "client_errors": {"scenario crashed": 1}}
     return json.loads(out.read_text())
 
 
 def failed(report: dict[str, Any]) -> bool:
-    """A scenario fails when it lost a message, answered 201 without a row, or accepted
-    nothing at all (then it proved nothing)."""
+    """A scenario fails when it lost a message, answered 201 without a row, accepted
+    nothing at all (then it proved nothing), or, where its promise is exactly once,
+    reached the provider twice with one message. A skipped one (a part it needs is not on
+    this machine) is reported, not failed."""
+    if report.get("skipped"):
+        return False
     return bool(report["lost"] is None or report["lost"] or report["accepted_not_persisted"]
-                or not report["accepted"])
+                or not report["accepted"]
+                or (report["scenario"] in EXACTLY_ONCE and report["duplicate_requests"]))
 
 
 def table(reports: list[dict[str, Any]]) -> str:
-    lines = ["", "| scenario | attempted | accepted | sent | lost | duplicate requests "
-                 "(absorbed by provider dedupe) | recovery s | client errors | "
-                 "supervisor restarts |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["", "| scenario | broker | attempted | accepted | sent | lost | duplicate "
+                 "requests (absorbed by provider dedupe) | recovery s | client errors | "
+                 "supervisor restarts |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in reports:
-        lines.append(f"| {r['scenario']} | {r['attempted']} | {r['accepted']} | {r['sent']} |"
-                     f" {r['lost']} | {r['duplicate_requests']} | {r['recovery_seconds']} | "
+        if r.get("skipped"):
+            lines.append(f"| {r['scenario']} | {r['broker']} | skipped: {r['skipped']} |")
+            continue
+        lines.append(f"| {r['scenario']} | {r.get('broker', 'redis')} | {r['attempted']} | "
+                     f"{r['accepted']} | {r['sent']} | {r['lost']} | "
+                     f"{r['duplicate_requests']} | {r['recovery_seconds']} | "
                      f"{r['client_errors'] or ''} | {r.get('supervisor_restarts') or ''} |")
-    return "\n".join(lines)
+    details = [f"- {r['scenario']} ({r.get('broker', 'redis')}): {r['details']}"
+               for r in reports if r.get("details")]
+    return "\n".join(lines + ([""] + details if details else []))
 
 
 if __name__ == "__main__":
