@@ -47,8 +47,12 @@ def _program(command: str) -> dict[str, object]:
         "autorestart": "true",
         "startsecs": START_SECONDS,
         "startretries": START_RETRIES,
-        # Celery and gunicorn fork children: signal the whole group, leave no orphan behind.
-        "stopasgroup": "true",
+        # Stop with SIGTERM to the main process only: Celery's main process then finishes the
+        # batches its pool is sending (a warm shutdown) and gunicorn's master its requests.
+        # SIGTERM to the whole group kills the pool mid-batch and every message in flight
+        # is sent again after its lease (`make chaos SCENARIO=sigterm-group`). A process
+        # still up after STOP_WAIT_SECONDS is killed with its whole group: no orphans.
+        "stopasgroup": "false",
         "killasgroup": "true",
         "stopwaitsecs": STOP_WAIT_SECONDS,
         # Every process's output on the terminal of `make run`, as honcho showed it.

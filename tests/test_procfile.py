@@ -30,3 +30,7 @@ def test_supervisord_runs_every_procfile_command_and_restarts_it(tmp_path: Path)
         argv = shlex.split(programs[name]["command"].replace("%%", "%"))
         assert argv == ["/bin/bash", "-c", f"exec {command}"]
         assert programs[name]["autorestart"] == "true"
+        # SIGTERM to the main process only (a warm shutdown finishes the batches in
+        # flight); SIGKILL, after the wait, to the whole group.
+        assert (programs[name]["stopasgroup"], programs[name]["killasgroup"]) == (
+            "false", "true")
