@@ -8,19 +8,10 @@ twice. Times come from the Redis server clock, as in messaging.ratelimit.
 """
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-
+from core.parsing import Cap
 from messaging import ratelimit
 
 KEY_PREFIX = "fc:"
-_UNITS = {"m": 60, "min": 60, "minute": 60, "minutes": 60,
-          "h": 3600, "hour": 3600, "hours": 3600,
-          "d": 86400, "day": 86400, "days": 86400,
-          "w": 604800, "week": 604800, "weeks": 604800}
-_CAP_RE = re.compile(r"^\s*(?P<count>\d+)\s*/\s*(?P<mult>\d+)?\s*(?P<unit>[a-z]+)\s*$",
-                     re.IGNORECASE)
-
 # KEYS[1] = the sorted set; ARGV = window_us, limit, member, take (1 adds, 0 only reads).
 # Returns "0" when the member may go (counted now or before), else the microseconds until
 # the window frees a place.
@@ -44,26 +35,6 @@ end
 local freeing = redis.call('ZRANGE', KEYS[1], n - limit, n - limit, 'WITHSCORES')
 return string.format('%.0f', math.max(1, tonumber(freeing[2]) + window - now))
 """
-
-
-@dataclass(frozen=True)
-class Cap:
-    """At most `count` messages per `period` seconds."""
-
-    count: int
-    period: int
-
-    @classmethod
-    def parse(cls, text: str) -> Cap:
-        """Parse "3/day", "10/week", "2/12h" or "5/hour"; raise ValueError otherwise."""
-        match = _CAP_RE.match(text) if isinstance(text, str) else None
-        unit = _UNITS.get(match.group("unit").lower()) if match else None
-        if match is None or unit is None:
-            raise ValueError(f"{text!r} is not a cap such as '3/day', '10/week' or '2/12h'")
-        count, mult = int(match.group("count")), int(match.group("mult") or 1)
-        if count < 1 or mult < 1:
-            raise ValueError(f"{text!r}: the count and the period must be at least 1")
-        return cls(count=count, period=unit * mult)
 
 
 def cap_key(workspace_id: str, list_name: str, who: str) -> str:

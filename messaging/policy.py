@@ -32,6 +32,7 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.utils import timezone
 
+from core.parsing import Cap, parse_clock
 from messaging import caps
 from messaging.channels import EMAIL, MMS, SMS
 from messaging.models import Category, Message, SuppressedReason, Suppression
@@ -140,14 +141,6 @@ def _suppress(reason: str, check: str = "consent") -> Decision:
 
 # --- quiet hours ------------------------------------------------------------------------------
 
-def parse_clock(text: Any) -> time:
-    """Parse "HH:MM" (24-hour) into a time; raise ValueError otherwise."""
-    if not isinstance(text, str) or len(text) != 5 or text[2] != ":":
-        raise ValueError(f"{text!r} is not a time of day as HH:MM")
-    hours, minutes = int(text[:2]), int(text[3:])
-    return time(hours, minutes)
-
-
 def quiet_window(workspace_settings: dict) -> tuple[time, time] | None:
     """Return the workspace's (start, end) quiet hours, or None when unset or unreadable."""
     value = (workspace_settings or {}).get(QUIET_HOURS)
@@ -216,7 +209,7 @@ def _frequency_cap(message: Message, now: datetime, count: bool) -> Decision | N
     if not text:
         return None
     try:
-        cap = caps.Cap.parse(text)
+        cap = Cap.parse(text)
     except ValueError:
         return None
     who = str(message.contact_id) if message.contact_id else message.to
