@@ -42,19 +42,28 @@ def cap_key(workspace_id: str, list_name: str, who: str) -> str:
     return f"{KEY_PREFIX}{workspace_id}:{list_name}:{who}"
 
 
-def _run(key: str, cap: Cap, member: str, take: bool) -> float:
+def take_many(requests: list[tuple[str, Cap, str]], *, take: bool = True) -> list[float]:
+    """For each (key, cap, member), count the member if its window has room (`take`; else
+    only look); return 0, or the seconds until there is room, in order. One pipeline: a
+    batch costs one round trip (plus one to load the script on a fresh server)."""
+    if not requests:
+        return []
     redis_client = ratelimit.client()
     script = redis_client.register_script(_TAKE_LUA)
-    waited = script(keys=[key], args=[cap.period * 1_000_000, cap.count, member,
-                                      "1" if take else "0"])
-    return int(waited) / 1_000_000
+    with redis_client.pipeline(transaction=False) as pipe:
+        for key, cap, member in requests:
+            script(keys=[key], args=[cap.period * 1_000_000, cap.count,
+                                     member if take else "", "1" if take else "0"],
+                   client=pipe)
+        answers = pipe.execute()
+    return [int(waited) / 1_000_000 for waited in answers]
 
 
 def take(key: str, cap: Cap, *, member: str) -> float:
     """Count `member` if the window has room; return 0, or the seconds until it has."""
-    return _run(key, cap, member, take=True)
+    return take_many([(key, cap, member)])[0]
 
 
 def peek(key: str, cap: Cap) -> float:
     """Return 0 when one more message would fit now, else the seconds until it would."""
-    return _run(key, cap, "", take=False)
+    return take_many([(key, cap, "")], take=False)[0]
