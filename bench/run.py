@@ -2,13 +2,15 @@
 
     python -m bench.run [--scenario NAME[,NAME]] [--n N] [--out var/bench/latest.json]
 
-Scenarios: ingest, e2e, latency, schedule, memory, flows, cron. Every figure is measured in
-the same run as its baseline, and printed with the ratio.
+Scenarios: ingest, e2e, latency, schedule, memory, flows, cron, policy. Every figure is
+measured in the same run as its baseline, and printed with the ratio. BENCH_DATABASE_NAME
+names the database the run drops and creates (default relay_bench).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -366,9 +368,9 @@ def flows(cluster: Cluster, n: int) -> None:
     del first
 
 
-SCENARIOS = ("ingest", "e2e", "latency", "schedule", "memory", "flows", "cron")
+SCENARIOS = ("ingest", "e2e", "latency", "schedule", "memory", "flows", "cron", "policy")
 DEFAULT_N = {"ingest": 4000, "e2e": 20000, "latency": 3000, "schedule": 10000,
-             "memory": 1_000_000, "flows": 5000, "cron": 1000}
+             "memory": 1_000_000, "flows": 5000, "cron": 1000, "policy": 10000}
 
 
 def machine() -> dict[str, Any]:
@@ -410,7 +412,7 @@ def main() -> None:
     unknown = set(chosen) - set(SCENARIOS)
     if unknown:
         sys.exit(f"unknown scenario(s): {', '.join(sorted(unknown))}; choose from {SCENARIOS}")
-    with Cluster() as cluster:
+    with Cluster(name=os.environ.get("BENCH_DATABASE_NAME", "relay_bench")) as cluster:
         cluster.start_redis()
         cluster.reset_database()
         cluster.setup_django()
@@ -437,6 +439,10 @@ def main() -> None:
                 from bench.cron import cron
 
                 cron(cluster, size, row)
+            elif name == "policy":
+                from bench.policy import policy
+
+                policy(cluster, size, row)
             else:
                 globals()[name](cluster, size)
     result = {"machine": machine(), "rows": ROWS, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ",

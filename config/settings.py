@@ -267,6 +267,10 @@ LOGGING = {
 # --- Providers ------------------------------------------------------------------------
 # Each channel picks a provider here; a workspace may override it (and its credentials)
 # in its settings: {"providers": {<channel>: {"name": "twilio", "account_sid": ...}}}.
+# The provider names a workspace's settings may choose, per providers key (core checks the
+# settings, and core sits below the channel table that lists them).
+WORKSPACE_PROVIDER_NAMES = {spec.provider_settings_key: tuple(spec.providers)
+                            for spec in CHANNELS.values()}
 SMS_PROVIDER = env_str("SMS_PROVIDER", "console")  # twilio | http | console
 SMS_API_URL = env_str("SMS_API_URL")  # generic HTTP SMS API base (POST <base>/send-sms)
 SMS_API_KEY = env_str("SMS_API_KEY")

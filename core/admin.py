@@ -26,8 +26,8 @@ class ApiKeyInline(admin.TabularInline):
 
 
 class WorkspaceForm(forms.ModelForm):
-    """The workspace page's form: settings stay free JSON, but the keys the service reads
-    (callback_base_url, compat_workspace_ids) are checked before they are saved."""
+    """The workspace page's form: settings are JSON, checked by the same rules as
+    PATCH /api/v1/workspace (core.workspace_settings) before they are saved."""
 
     class Meta:
         model = Workspace
@@ -35,7 +35,7 @@ class WorkspaceForm(forms.ModelForm):
                   "webhook_secret_previous", "webhook_secret_rotated_at"]
 
     def clean_settings(self) -> Any:
-        """Check the compat keys of the settings JSON (see core.workspace_settings)."""
+        """Check the settings JSON (see core.workspace_settings)."""
         value = self.cleaned_data.get("settings")
         validate_settings({} if value is None else value)
         return value

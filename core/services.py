@@ -7,11 +7,13 @@ import secrets
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
 from core.models import ApiKey, Contact, Workspace
+from core.workspace_settings import SettingsInvalid, settings_merge
 
 KEY_PREFIX = "rk_"
 
@@ -36,6 +38,36 @@ def workspace_create(*, name: str, timezone_name: str = "UTC", slug: str | None 
     workspace.full_clean()
     workspace.save()
     return workspace
+
+
+def workspace_update(*, workspace: Workspace, name: str | None = None,
+                     timezone_name: str | None = None,
+                     settings_changes: dict | None = None) -> Workspace:
+    """Change a workspace's name, time zone and settings (merged, see
+    core.workspace_settings.settings_merge) in one write; raise SettingsInvalid naming every
+    refused field, having written nothing."""
+    with transaction.atomic():
+        # Locked, so two changes to different keys at once both land.
+        locked = Workspace.objects.select_for_update().get(pk=workspace.pk)
+        errors = {}
+        if settings_changes is not None:
+            try:
+                locked.settings = settings_merge(locked.settings, settings_changes)
+            except SettingsInvalid as exc:
+                errors.update(exc.fields)
+        if name is not None:
+            locked.name = name
+        if timezone_name is not None:
+            locked.timezone = timezone_name
+        try:
+            locked.full_clean(exclude=["settings", "slug", "webhook_secret"])
+        except ValidationError as exc:
+            errors.update({field: list(messages) for field, messages
+                           in exc.message_dict.items()})
+        if errors:
+            raise SettingsInvalid(errors)
+        locked.save(update_fields=["name", "timezone", "settings", "updated_at"])
+    return locked
 
 
 def api_key_create(*, workspace: Workspace, name: str = "default") -> tuple[ApiKey, str]:

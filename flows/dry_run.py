@@ -3,20 +3,28 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils import timezone
+
+from core.models import Contact, Workspace
 from flows import nodes
 from flows.graph import parse
 from flows.models import Flow
+from messaging import policy
+from messaging.channels import WEBHOOK
+from messaging.compose import MessageInvalid, message_compose
 
 # A cycle through a delay would walk forever when delays are skipped.
 MAX_DRY_RUN_STEPS = 100
 
 
 def walk(*, flow: Flow, contact: dict[str, Any], data: dict[str, Any],
-         events: list[str]) -> dict[str, Any]:
-    """Return the path taken and every message that would be sent.
+         events: list[str], contact_row: Contact | None = None) -> dict[str, Any]:
+    """Return the path taken and every message that would be sent, each with what the
+    recipients' rules would decide about it now (`policy`).
 
     Delays are skipped; wait_for_event takes its `event` exit when the event is listed in
     `events`, else its `timeout` exit. The graph is the flow's current (draft) one.
+    `contact_row` is the sample's stored contact, if it is one (its consent counts).
     """
     graph = parse(flow.nodes, flow.edges)
     contact = {"attributes": {}, **contact}
@@ -28,7 +36,8 @@ def walk(*, flow: Flow, contact: dict[str, Any], data: dict[str, Any],
         node = graph.node(node_id)
         preview = nodes.dry_run(node, context, events=events)
         if preview.message is not None:
-            messages.append(preview.message)
+            messages.append(with_policy(preview.message, flow.workspace,
+                                        contact_row or sample_contact(flow.workspace, contact)))
         context["steps"][node_id] = {"status": "completed", "output": preview.output}
         path.append({"node_id": node_id, "type": node["type"], "output": preview.output,
                      "exit": preview.handle})
@@ -38,3 +47,32 @@ def walk(*, flow: Flow, contact: dict[str, Any], data: dict[str, Any],
     return {"path": path, "messages": messages, "sent": 0,
             "completed": node_id is None or nodes.REGISTRY[path[-1]["type"]].final,
             "truncated": len(path) >= MAX_DRY_RUN_STEPS}
+
+
+def sample_contact(workspace: Workspace, sample: dict[str, Any]) -> Contact:
+    """Return an unsaved contact standing for a sample given as a dict."""
+    return Contact(workspace=workspace, phone=str(sample.get("phone") or ""),
+                   email=str(sample.get("email") or ""),
+                   timezone=str(sample.get("timezone") or ""),
+                   sms_subscribed=sample.get("sms_subscribed") is not False,
+                   email_subscribed=sample.get("email_subscribed") is not False)
+
+
+def with_policy(preview: dict[str, Any], workspace: Workspace,
+                contact: Contact) -> dict[str, Any]:
+    """Return the previewed message with `policy`: what the pre-send policy would decide if
+    it were sent now (caps are read, not counted). The message is composed as the send node
+    composes it (a flow send is marketing unless the node says otherwise); one the composer
+    refuses has `policy` null and the composer's `errors`."""
+    payload = {**preview["content"], "channel": preview["channel"]}
+    if preview["channel"] != WEBHOOK:
+        payload["to"] = preview["to"]
+    try:
+        message = message_compose(workspace=workspace, source="flow", data=payload)
+    except MessageInvalid as exc:
+        return {**preview, "policy": None, "errors": exc.message_dict}
+    message.contact = contact
+    decision = policy.decide_all([message], count=False, now=timezone.now())[message.pk]
+    return {**preview, "policy": {"outcome": decision.outcome, "reason": decision.reason or None,
+                                  "until": decision.until.isoformat() if decision.until
+                                  else None}}

@@ -8,19 +8,10 @@ twice. Times come from the Redis server clock, as in messaging.ratelimit.
 """
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-
+from core.parsing import Cap
 from messaging import ratelimit
 
 KEY_PREFIX = "fc:"
-_UNITS = {"m": 60, "min": 60, "minute": 60, "minutes": 60,
-          "h": 3600, "hour": 3600, "hours": 3600,
-          "d": 86400, "day": 86400, "days": 86400,
-          "w": 604800, "week": 604800, "weeks": 604800}
-_CAP_RE = re.compile(r"^\s*(?P<count>\d+)\s*/\s*(?P<mult>\d+)?\s*(?P<unit>[a-z]+)\s*$",
-                     re.IGNORECASE)
-
 # KEYS[1] = the sorted set; ARGV = window_us, limit, member, take (1 adds, 0 only reads).
 # Returns "0" when the member may go (counted now or before), else the microseconds until
 # the window frees a place.
@@ -46,44 +37,33 @@ return string.format('%.0f', math.max(1, tonumber(freeing[2]) + window - now))
 """
 
 
-@dataclass(frozen=True)
-class Cap:
-    """At most `count` messages per `period` seconds."""
-
-    count: int
-    period: int
-
-    @classmethod
-    def parse(cls, text: str) -> Cap:
-        """Parse "3/day", "10/week", "2/12h" or "5/hour"; raise ValueError otherwise."""
-        match = _CAP_RE.match(text) if isinstance(text, str) else None
-        unit = _UNITS.get(match.group("unit").lower()) if match else None
-        if match is None or unit is None:
-            raise ValueError(f"{text!r} is not a cap such as '3/day', '10/week' or '2/12h'")
-        count, mult = int(match.group("count")), int(match.group("mult") or 1)
-        if count < 1 or mult < 1:
-            raise ValueError(f"{text!r}: the count and the period must be at least 1")
-        return cls(count=count, period=unit * mult)
-
-
 def cap_key(workspace_id: str, list_name: str, who: str) -> str:
     """Return the sorted set of one contact's (or address's) counted messages."""
     return f"{KEY_PREFIX}{workspace_id}:{list_name}:{who}"
 
 
-def _run(key: str, cap: Cap, member: str, take: bool) -> float:
+def take_many(requests: list[tuple[str, Cap, str]], *, take: bool = True) -> list[float]:
+    """For each (key, cap, member), count the member if its window has room (`take`; else
+    only look); return 0, or the seconds until there is room, in order. One pipeline: a
+    batch costs one round trip (plus one to load the script on a fresh server)."""
+    if not requests:
+        return []
     redis_client = ratelimit.client()
     script = redis_client.register_script(_TAKE_LUA)
-    waited = script(keys=[key], args=[cap.period * 1_000_000, cap.count, member,
-                                      "1" if take else "0"])
-    return int(waited) / 1_000_000
+    with redis_client.pipeline(transaction=False) as pipe:
+        for key, cap, member in requests:
+            script(keys=[key], args=[cap.period * 1_000_000, cap.count,
+                                     member if take else "", "1" if take else "0"],
+                   client=pipe)
+        answers = pipe.execute()
+    return [int(waited) / 1_000_000 for waited in answers]
 
 
 def take(key: str, cap: Cap, *, member: str) -> float:
     """Count `member` if the window has room; return 0, or the seconds until it has."""
-    return _run(key, cap, member, take=True)
+    return take_many([(key, cap, member)])[0]
 
 
 def peek(key: str, cap: Cap) -> float:
     """Return 0 when one more message would fit now, else the seconds until it would."""
-    return _run(key, cap, "", take=False)
+    return take_many([(key, cap, "")], take=False)[0]

@@ -29,6 +29,8 @@ from redis.commands.core import Script
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
+from core.parsing import Rate
+
 logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "rl:"
@@ -41,67 +43,6 @@ _SCAN_BATCH = 500
 # workspace's channel: short, and of characters that cannot reach another namespace or act as
 # a glob in reset()'s SCAN pattern.
 CLIENT_KEY_RE = re.compile(r"[A-Za-z0-9_.:@-]{1,100}")
-
-# Units accepted after the "/" of a rate, in seconds.
-_UNITS: dict[str, float] = {
-    "ms": 0.001,
-    "s": 1.0, "sec": 1.0, "secs": 1.0, "second": 1.0, "seconds": 1.0,
-    "m": 60.0, "min": 60.0, "mins": 60.0, "minute": 60.0, "minutes": 60.0,
-    "h": 3600.0, "hr": 3600.0, "hrs": 3600.0, "hour": 3600.0, "hours": 3600.0,
-    "d": 86400.0, "day": 86400.0, "days": 86400.0,
-}
-_RATE_RE = re.compile(
-    r"""^\s*(?P<count>\d+)\s*/\s*(?P<mult>\d+(?:\.\d+)?)?\s*(?P<unit>[a-z]+)
-        (?:\s+burst\s*[=:]?\s*(?P<burst>\d+))?\s*$""",
-    re.IGNORECASE | re.VERBOSE,
-)
-
-
-@dataclass(frozen=True)
-class Rate:
-    """A rate of `count` events per `period` seconds, `burst` of which may go back to back."""
-
-    count: int
-    period: float
-    burst: int = 1
-
-    def __post_init__(self) -> None:
-        if self.count < 1:
-            raise ValueError(f"rate count must be at least 1, got {self.count}")
-        if not self.period > 0:
-            raise ValueError(f"rate period must be positive, got {self.period}")
-        if self.burst < 1:
-            raise ValueError(f"rate burst must be at least 1, got {self.burst}")
-
-    @classmethod
-    def parse(cls, text: str) -> Rate:
-        """Parse "5/s", "20/min", "100/m", "1000/h", "10/2s" or "5/s burst 5" into a Rate."""
-        match = _RATE_RE.match(text or "")
-        if match is None:
-            raise ValueError(
-                f"malformed rate {text!r}: expected '<count>/[<n>]<unit> [burst <n>]' such as "
-                f"'5/s', '20/min', '10/2s' or '5/s burst 5'"
-            )
-        unit = match["unit"].lower()
-        if unit not in _UNITS:
-            raise ValueError(
-                f"malformed rate {text!r}: unknown unit {match['unit']!r} "
-                f"(use ms, s, min/m, h or d)"
-            )
-        multiplier = float(match["mult"]) if match["mult"] else 1.0
-        burst = int(match["burst"]) if match["burst"] else 1
-        try:
-            return cls(count=int(match["count"]), period=multiplier * _UNITS[unit], burst=burst)
-        except ValueError as exc:
-            raise ValueError(f"malformed rate {text!r}: {exc}") from None
-
-    @property
-    def interval_us(self) -> int:
-        """Return the spacing between events in whole microseconds, rounded up."""
-        # Rounding up keeps the real rate at or under the configured one; the epsilon stops
-        # float noise (e.g. 100000.00000000001) from adding a microsecond to exact rates.
-        return max(1, math.ceil(self.period * 1_000_000 / self.count - 1e-6))
-
 
 # KEYS[1] = TAT key; ARGV = interval_us, tolerance_us, now_us ("" = Redis TIME).
 # Returns the delay in microseconds until the booked slot.

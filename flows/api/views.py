@@ -315,18 +315,19 @@ class FlowViewSet(viewsets.ModelViewSet):
     @extend_schema(request=DryRunSerializer, responses={200: None})
     @action(detail=True, methods=["post"])
     def test(self, request: Request, pk: str | None = None) -> Response:
-        """Dry run: walk the graph for a sample contact, sending nothing."""
+        """Dry run: walk the graph for a sample contact, sending nothing; each message
+        says what the recipients' rules would decide about it now."""
         flow = self.get_object()
         serializer = DryRunSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        contact = data["contact"]
+        contact, found = data["contact"], None
         if "contact_id" in data:
             found = find_contact(workspace_of(request), {"contact_id": data["contact_id"]})
             contact = {**contact_context(found), **contact}
         try:
             result = dry_run.walk(flow=flow, contact=contact, data=data["data"],
-                                  events=data["events"])
+                                  events=data["events"], contact_row=found)
         except GraphError as exc:
             raise graph_error(exc) from exc
         return Response(result)

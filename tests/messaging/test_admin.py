@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.contrib.auth import get_user_model
 
@@ -7,6 +9,7 @@ from core.models import ApiKey, DeadLetter
 from core.services import api_key_create
 from messaging import pipeline
 from messaging.models import Message
+from tests.messaging.test_workspace_api import BAD_SETTINGS, GOOD_SETTINGS
 
 pytestmark = pytest.mark.django_db
 
@@ -79,3 +82,24 @@ def test_the_workspace_page_refuses_bad_compat_settings(staff, workspace, settin
     assert named in " ".join(errors)
     workspace.refresh_from_db()
     assert workspace.settings == before
+
+
+@pytest.mark.parametrize("settings,path", BAD_SETTINGS, ids=[p for _, p in BAD_SETTINGS])
+def test_the_workspace_page_refuses_what_the_api_refuses(staff, workspace, settings, path):
+    response = change_workspace(staff, workspace, json.dumps(settings))
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors["settings"]
+    assert any(error.startswith(f"{path}:") for error in errors), errors
+    workspace.refresh_from_db()
+    assert workspace.settings == {}
+
+
+def test_the_workspace_page_takes_every_known_setting(staff, workspace):
+    settings = dict(GOOD_SETTINGS)
+    # The admin page may also set where a provider connects (the API may not).
+    settings["providers"] = {"sms": {"name": "http", "api_url": "https://sms.example",
+                                     "api_key": "k"}}
+    response = change_workspace(staff, workspace, json.dumps(settings))
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    workspace.refresh_from_db()
+    assert workspace.settings == settings
