@@ -489,6 +489,22 @@ def test_a_message_detail_lists_its_attempts(staff, workspace):
     assert "[http_500]" in html
 
 
+def test_a_suppressed_marketing_message_says_why_in_the_list_and_the_detail(staff, workspace):
+    message = MessageFactory(workspace=workspace, status=MessageStatus.SUPPRESSED,
+                             category="marketing", suppressed_reason="frequency_cap")
+    MessageFactory(workspace=workspace, status=MessageStatus.SENT)
+
+    detail = staff.get(reverse("dashboard:message-detail", args=[message.pk])).content.decode()
+    listing = page(staff, "dashboard:messages", workspace, status="suppressed")
+    html = listing.content.decode()
+
+    assert "<dt>Category</dt><dd>marketing</dd>" in detail
+    assert "frequency_cap (the recipients' rules" in detail
+    assert html.count("data-message=") == 1
+    assert ">frequency_cap</span>" in html and ">marketing</span>" in html
+    assert kpis(page(staff, "dashboard:overview", workspace))["suppressed"].value == "1"
+
+
 def test_a_message_without_contact_sent_time_or_content_still_renders(staff, workspace):
     message = MessageFactory(workspace=workspace, contact=None, to="", content={},
                              status=MessageStatus.QUEUED)
