@@ -186,6 +186,9 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Error answers documented once for every operation (core/schema.py); enums as default.
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                             "core.schema.postprocess_error_responses"],
 }
 API_PAGE_SIZE = env_int("API_PAGE_SIZE", 50)
 # Avoid a database write per request: last_used_at is refreshed at most this often.
