@@ -120,11 +120,14 @@ class ScheduleSerializer(serializers.ModelSerializer):
 
 class ScheduleRunSerializer(serializers.ModelSerializer):
     bulk_start_id = serializers.UUIDField(read_only=True, allow_null=True)
+    summary = serializers.CharField(read_only=True,
+                                    help_text='e.g. "1 of 3 started, 2 skipped (already in '
+                                              'the flow)"')
 
     class Meta:
         model = ScheduleRun
-        fields = ["id", "occurrence_at", "status", "total", "started", "skipped", "missing",
-                  "error", "bulk_start_id", "fired_at", "finished_at"]
+        fields = ["id", "occurrence_at", "status", "summary", "total", "started", "skipped",
+                  "refused", "missing", "error", "bulk_start_id", "fired_at", "finished_at"]
         read_only_fields = fields
 
 

@@ -52,10 +52,17 @@ def flow_set_status(*, flow: Flow, status: str) -> Flow:
     return flow
 
 
-def _limits(version: FlowVersion) -> tuple[bool, int]:
+def _limits(version: FlowVersion, source: str = "") -> tuple[bool, int]:
+    """Return (allow_reentry, max_concurrent_per_contact) for a start from `source`.
+
+    Re-entry is a rule of triggered and API starts: each occurrence of a schedule is a new
+    entry, so a schedule start only respects the concurrency limit (a contact still in the
+    flow from the previous occurrence is skipped).
+    """
     settings = version.settings or {}
-    return bool(settings.get("allow_reentry", False)), int(
-        settings.get("max_concurrent_per_contact", 1) or 1)
+    allow_reentry = source == Execution.Source.SCHEDULE or bool(
+        settings.get("allow_reentry", False))
+    return allow_reentry, int(settings.get("max_concurrent_per_contact", 1) or 1)
 
 
 def flow_startable_version(*, flow: Flow) -> FlowVersion:
@@ -75,7 +82,7 @@ def execution_start(*, flow: Flow, contact: Contact, data: dict | None = None,
                     source: str = Execution.Source.API) -> Execution:
     """Start the flow's live version for one contact (re-entry and concurrency enforced)."""
     version = flow_startable_version(flow=flow)
-    allow_reentry, max_concurrent = _limits(version)
+    allow_reentry, max_concurrent = _limits(version, source)
     graph = engine.graph_of(version.pk)
     with transaction.atomic():
         # Serialise starts per contact so two concurrent starts cannot both pass the checks.
@@ -96,9 +103,10 @@ def execution_start(*, flow: Flow, contact: Contact, data: dict | None = None,
 
 def executions_start_many(*, flow: Flow, contacts: list[Contact], data: dict | None,
                           source: str) -> tuple[list[Execution], int]:
-    """Start one execution per eligible contact in one INSERT; return them and the skips."""
+    """Start one execution per eligible contact in one INSERT; return them and the number
+    the entry rules refused (re-entry, concurrency)."""
     version = flow_startable_version(flow=flow)
-    allow_reentry, max_concurrent = _limits(version)
+    allow_reentry, max_concurrent = _limits(version, source)
     graph = engine.graph_of(version.pk)
     ids = [c.pk for c in contacts]
     with transaction.atomic():
@@ -151,12 +159,13 @@ def bulk_start_run_batch(*, job: BulkStart) -> bool:
         matched = [c for c in batch if evaluate(job.filter, {"contact": contact_context(c)})]
     else:
         matched = batch
-    started, skipped = executions_start_many(flow=job.flow, contacts=matched, data=job.data,
+    started, refused = executions_start_many(flow=job.flow, contacts=matched, data=job.data,
                                              source=job.source) if matched else ([], 0)
-    skipped += len(batch) - len(matched) if job.filter else 0
+    skipped = refused + (len(batch) - len(matched) if job.filter else 0)
     done = len(batch) < BULK_BATCH
     BulkStart.objects.filter(pk=job.pk).update(
         started=job.started + len(started), skipped=job.skipped + skipped,
+        refused=job.refused + refused,
         cursor=str(batch[-1].pk) if batch else job.cursor,
         total=job.total if not job.filter else job.total + len(matched),
         status=BulkStart.Status.COMPLETED if done else BulkStart.Status.RUNNING,

@@ -156,7 +156,7 @@ class BulkStartSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = BulkStart
-        fields = ["id", "flow_id", "status", "total", "started", "skipped", "error",
+        fields = ["id", "flow_id", "status", "total", "started", "skipped", "refused", "error",
                   "created_at", "finished_at"]
 
 
