@@ -19,7 +19,7 @@ from core.auth import workspace_of
 from core.models import Contact, Workspace
 from flows import cron, schedules
 from flows.models import Flow, FlowSchedule, ScheduleRun
-from flows.rules import validate_rules
+from flows.rules import AUDIENCE_ROOTS, unknown_roots, validate_rules
 from messaging.api.idempotency import idempotent
 
 MAX_AUDIENCE_IDS = 100_000
@@ -69,7 +69,8 @@ class ScheduleInputSerializer(serializers.Serializer):
             raise serializers.ValidationError(AUDIENCE_HELP)
         key, item = next(iter(value.items()))
         if key == "filter":
-            errors = validate_rules(item, "filter")
+            errors = validate_rules(item, "filter") or unknown_roots(
+                item, AUDIENCE_ROOTS, "an audience", "filter")
             if errors:
                 raise serializers.ValidationError(errors)
             return {"filter": item}

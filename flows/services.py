@@ -11,8 +11,9 @@ from core.models import Contact, Workspace
 from flows import engine
 from flows.graph import GraphError, parse, validate
 from flows.models import BulkStart, Execution, Flow, FlowVersion
+from flows.nodes.aliases import engine_node, engine_type
 from flows.publishing import RUN_BULK_START, publish, schedule_advance, send_on_commit
-from flows.rules import evaluate
+from flows.rules import CONDITION_ROOTS, evaluate, unknown_roots
 from messaging.templating import contact_context
 
 # One bulk-start batch: one query for the contacts, one for their live executions, one
@@ -26,10 +27,26 @@ class StartRefused(Exception):
 
 
 def flow_check_graph(*, nodes: Any, edges: Any) -> None:
-    """Raise GraphError with node-level errors unless the graph is valid."""
-    errors = validate(nodes, edges)
+    """Raise GraphError with node-level errors unless the graph is valid and its condition
+    fields start with what conditions see (checked on save only: see unknown_roots)."""
+    errors = validate(nodes, edges) or [
+        {"node": node["id"], "edge": None, "message": problem}
+        for node in nodes if engine_type(node.get("type")) == "condition"
+        for problem in unknown_roots(engine_node(node).get("data", {}).get("rules"),
+                                     CONDITION_ROOTS, "a condition", "data.rules")]
     if errors:
         raise GraphError(errors)
+
+
+def trigger_filter_context(*, contact: Contact, name: str, properties: dict) -> dict:
+    """Return what an event trigger's filter sees (TRIGGER_FILTER_ROOTS)."""
+    return {"event": {"name": name, "properties": properties},
+            "properties": properties, "contact": contact_context(contact)}
+
+
+def audience_context(contact: Contact) -> dict:
+    """Return what an audience filter (bulk start, schedule) sees (AUDIENCE_ROOTS)."""
+    return {"contact": contact_context(contact)}
 
 
 def flow_publish(*, flow: Flow) -> FlowVersion:
@@ -156,7 +173,7 @@ def bulk_start_run_batch(*, job: BulkStart) -> bool:
     batch_qs = contacts.filter(pk__gt=job.cursor) if job.cursor else contacts
     batch = list(batch_qs[:BULK_BATCH])
     if job.filter:
-        matched = [c for c in batch if evaluate(job.filter, {"contact": contact_context(c)})]
+        matched = [c for c in batch if evaluate(job.filter, audience_context(c))]
     else:
         matched = batch
     started, refused = executions_start_many(flow=job.flow, contacts=matched, data=job.data,
@@ -177,8 +194,7 @@ def event_ingest(*, workspace: Workspace, contact: Contact, name: str,
                  properties: dict) -> tuple[list[Execution], int]:
     """Start every active flow triggered by this event; wake waits for it."""
     started: list[Execution] = []
-    context = {"event": {"name": name, "properties": properties},
-               "contact": contact_context(contact), "properties": properties}
+    context = trigger_filter_context(contact=contact, name=name, properties=properties)
     flows = Flow.objects.filter(workspace=workspace, status=Flow.Status.ACTIVE,
                                 trigger__type="event", trigger__event=name)
     for flow in flows:
