@@ -116,6 +116,12 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     return response
 
 
+def json_400(request, exception=None) -> JsonResponse:  # noqa: ARG001
+    """Answer requests Django refuses before any view (e.g. a bad Host) with the error shape."""
+    return JsonResponse(error_body(400, "Bad request.", code="bad_request"),
+                        status=status.HTTP_400_BAD_REQUEST)
+
+
 def json_404(request, exception=None) -> JsonResponse:  # noqa: ARG001
     """Answer unknown URLs with the API's error shape."""
     return JsonResponse(error_body(404, "Not found."), status=status.HTTP_404_NOT_FOUND)

@@ -79,3 +79,11 @@ def test_query_parameters_the_api_cannot_read_answer_400_naming_them(api, url, f
 
 def test_a_page_size_over_the_cap_is_capped(api):
     assert api.get("/api/v1/contacts?page_size=100000").status_code == 200
+
+
+def test_a_request_with_a_bad_host_header_gets_the_json_error_shape(client):
+    # Found by the fuzz run: Django's own 400 page (DisallowedHost) is HTML.
+    response = client.get("/api/v1/contacts", HTTP_HOST="U&xwg")
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["error"]["code"] == "bad_request"
