@@ -235,6 +235,9 @@ SPECTACULAR_SETTINGS = {
     # /api/docs/ needs no CDN and its version is pinned with the other dependencies.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # Error answers documented once for every operation (core/schema.py); enums as default.
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                             "core.schema.postprocess_error_responses"],
 }
 API_PAGE_SIZE = env_int("API_PAGE_SIZE", 50)
 # Avoid a database write per request: last_used_at is refreshed at most this often.

@@ -32,5 +32,6 @@ urlpatterns = [
     path("api/", include("messaging.api.compat_urls")),
 ]
 
+handler400 = "core.api.json_400"
 handler404 = "core.api.json_404"
 handler500 = "core.api.json_500"

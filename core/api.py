@@ -38,6 +38,23 @@ class Pagination(PageNumberPagination):
 
         self.page_size = settings.API_PAGE_SIZE
 
+    def get_page_size(self, request: Any) -> int | None:
+        """Return the asked page size (capped); refuse one that is not a whole number >= 1.
+
+        DRF falls back to the default on a bad value, which hides a client's mistake.
+        """
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        try:
+            size = int(raw)
+        except ValueError:
+            size = 0
+        if size < 1:
+            message = f"page_size must be a whole number from 1 to {self.max_page_size}."
+            raise ApiError(400, message, fields={"page_size": [message]})
+        return min(size, self.max_page_size)
+
 
 def error_body(status_code: int, message: str, fields: Any = None, code: str | None = None) -> dict:
     """Return the one error shape the whole API uses."""
@@ -97,6 +114,12 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
             return response
     response.data = error_body(response.status_code, _message_for(exc), fields)
     return response
+
+
+def json_400(request, exception=None) -> JsonResponse:  # noqa: ARG001
+    """Answer requests Django refuses before any view (e.g. a bad Host) with the error shape."""
+    return JsonResponse(error_body(400, "Bad request.", code="bad_request"),
+                        status=status.HTTP_400_BAD_REQUEST)
 
 
 def json_404(request, exception=None) -> JsonResponse:  # noqa: ARG001

@@ -124,7 +124,8 @@ class ExecutionAdmin(admin.ModelAdmin):
 
 @admin.register(BulkStart)
 class BulkStartAdmin(admin.ModelAdmin):
-    list_display = ["id", "flow", "status", "total", "started", "skipped", "created_at"]
+    list_display = ["id", "flow", "status", "total", "started", "skipped", "refused",
+                    "created_at"]
     list_filter = ["status"]
     readonly_fields = [f.name for f in BulkStart._meta.fields]
 
@@ -197,11 +198,11 @@ class FlowScheduleAdmin(admin.ModelAdmin):
 
 @admin.register(ScheduleRun)
 class ScheduleRunAdmin(admin.ModelAdmin):
-    list_display = ["id", "schedule", "occurrence_at", "status", "total", "started",
-                    "skipped", "missing", "fired_at", "finished_at"]
+    list_display = ["id", "schedule", "occurrence_at", "status", "summary", "fired_at",
+                    "finished_at"]
     list_filter = ["status"]
     date_hierarchy = "occurrence_at"
-    readonly_fields = [f.name for f in ScheduleRun._meta.fields]
+    readonly_fields = ["summary", *(f.name for f in ScheduleRun._meta.fields)]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

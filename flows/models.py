@@ -192,6 +192,9 @@ class BulkStart(models.Model):
     total = models.PositiveIntegerField(default=0)
     started = models.PositiveIntegerField(default=0)
     skipped = models.PositiveIntegerField(default=0)
+    # Of the skipped: turned away by the flow's entry rules (still in the flow, or re-entry
+    # off); the rest did not match the filter.
+    refused = models.PositiveIntegerField(default=0)
     cursor = models.CharField(max_length=64, blank=True, default="")  # last contact id done
     error = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -269,6 +272,9 @@ class ScheduleRun(models.Model):
     total = models.PositiveIntegerField(default=0)
     started = models.PositiveIntegerField(default=0)
     skipped = models.PositiveIntegerField(default=0)
+    # Of the skipped: still in the flow from an earlier start (max_concurrent_per_contact);
+    # the rest did not match the filter.
+    refused = models.PositiveIntegerField(default=0)
     missing = models.PositiveIntegerField(default=0)  # audience contacts deleted since
     error = models.TextField(blank=True, default="")
     fired_at = models.DateTimeField()  # when a wake-up inserted it (occurrence_at + latency)
@@ -284,6 +290,23 @@ class ScheduleRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.schedule_id} @ {self.occurrence_at:%Y-%m-%d %H:%M}Z ({self.status})"
+
+    @property
+    def summary(self) -> str:
+        """Say what the run did in an operator's words: "1 of 3 started, 2 skipped (already
+        in the flow)", with contacts the filter did not match and deleted ones if any."""
+        if self.status == self.Status.SKIPPED:
+            return "not started (missed while down; catch_up is skip)"
+        parts = [f"{self.started} of {self.total} started"]
+        if self.refused:
+            parts.append(f"{self.refused} skipped (already in the flow)")
+        if self.skipped > self.refused:
+            parts.append(f"{self.skipped - self.refused} did not match the filter")
+        if self.missing:
+            parts.append(f"{self.missing} no longer exist")
+        if self.status == self.Status.RUNNING:
+            parts.append("so far")
+        return ", ".join(parts)
 
 
 def _delete_periodic_task(sender: type, instance: FlowSchedule, **kwargs: object) -> None:

@@ -35,6 +35,14 @@ _MAX_NUMERIC_LENGTH = 100
 _LIST_INDEX = re.compile(r"\d{1,9}", re.ASCII)
 
 
+# The roots a field path may start with, per kind of rules: the keys of the context each is
+# evaluated against (flows/engine.py `_context`, flows/services.py `trigger_filter_context`
+# and `audience_context`; a test checks they agree). README.md has the table.
+CONDITION_ROOTS = ("contact", "trigger", "steps", "execution")
+TRIGGER_FILTER_ROOTS = ("event", "properties", "contact")
+AUDIENCE_ROOTS = ("contact",)
+
+
 def validate_rules(rules: Any, path: str = "rules") -> list[str]:
     """Return human-readable errors, each prefixed with its path (empty if the group is valid)."""
     return _validate_group(rules, path, depth=1)
@@ -96,6 +104,41 @@ def _validate_value(condition: dict, op: str, path: str) -> list[str]:
     if op in _ORDERING and not (_is_number(value) or isinstance(value, str)):
         return [f"{path}: '{op}' needs a number or a string"]
     return []
+
+
+def unknown_roots(rules: Any, roots: tuple[str, ...], where: str,
+                  path: str = "rules") -> list[str]:
+    """Return an error per condition whose field starts outside `roots` (what `where` sees).
+
+    Apart from validate_rules on purpose: saving a flow refuses such paths, but a version
+    frozen before they were checked must still parse and run (the path is simply absent).
+    """
+    errors = []
+    for item_path, field in _fields(rules, path, depth=1):
+        root, _, rest = field.partition(".")
+        if root in roots:
+            continue
+        hint = f"; did you mean '{rest}'?" if rest.partition(".")[0] in roots else ""
+        errors.append(f"{item_path}.field: '{field}' starts with '{root}', which {where} "
+                      f"does not see; paths start with {', '.join(roots)}{hint}")
+    return errors
+
+
+def _fields(group: Any, path: str, depth: int) -> list[tuple[str, str]]:
+    """Return (path, field) of every condition of a group that validate_rules accepts."""
+    if depth > MAX_DEPTH or not isinstance(group, dict) or len(group) != 1:
+        return []
+    key = next(iter(group))
+    items = group[key] if isinstance(group[key], list) else []
+    found: list[tuple[str, str]] = []
+    for index, item in enumerate(items):
+        item_path = f"{path}.{key}[{index}]"
+        if _is_condition(item):
+            if isinstance(item.get("field"), str):
+                found.append((item_path, item["field"]))
+        else:
+            found.extend(_fields(item, item_path, depth + 1))
+    return found
 
 
 def _short(value: Any) -> str:

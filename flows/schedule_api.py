@@ -19,7 +19,7 @@ from core.auth import workspace_of
 from core.models import Contact, Workspace
 from flows import cron, schedules
 from flows.models import Flow, FlowSchedule, ScheduleRun
-from flows.rules import validate_rules
+from flows.rules import AUDIENCE_ROOTS, unknown_roots, validate_rules
 from messaging.api.idempotency import idempotent
 
 MAX_AUDIENCE_IDS = 100_000
@@ -69,7 +69,8 @@ class ScheduleInputSerializer(serializers.Serializer):
             raise serializers.ValidationError(AUDIENCE_HELP)
         key, item = next(iter(value.items()))
         if key == "filter":
-            errors = validate_rules(item, "filter")
+            errors = validate_rules(item, "filter") or unknown_roots(
+                item, AUDIENCE_ROOTS, "an audience", "filter")
             if errors:
                 raise serializers.ValidationError(errors)
             return {"filter": item}
@@ -120,11 +121,14 @@ class ScheduleSerializer(serializers.ModelSerializer):
 
 class ScheduleRunSerializer(serializers.ModelSerializer):
     bulk_start_id = serializers.UUIDField(read_only=True, allow_null=True)
+    summary = serializers.CharField(read_only=True,
+                                    help_text='e.g. "1 of 3 started, 2 skipped (already in '
+                                              'the flow)"')
 
     class Meta:
         model = ScheduleRun
-        fields = ["id", "occurrence_at", "status", "total", "started", "skipped", "missing",
-                  "error", "bulk_start_id", "fired_at", "finished_at"]
+        fields = ["id", "occurrence_at", "status", "summary", "total", "started", "skipped",
+                  "refused", "missing", "error", "bulk_start_id", "fired_at", "finished_at"]
         read_only_fields = fields
 
 

@@ -314,7 +314,8 @@ def _run_begin(schedule: FlowSchedule, run: ScheduleRun, now: datetime) -> None:
 def _run_close(run: ScheduleRun, status: str, error: str, now: datetime,
                job: BulkStart | None = None) -> bool:
     """Finish a running run once: its counts, then the schedule's counters and status."""
-    counts = {"total": job.total, "started": job.started, "skipped": job.skipped} if job else {}
+    counts = {"total": job.total, "started": job.started, "skipped": job.skipped,
+              "refused": job.refused} if job else {}
     closed = ScheduleRun.objects.filter(pk=run.pk, status=ScheduleRun.Status.RUNNING).update(
         status=status, error=error, finished_at=now, updated_at=now, **counts)
     if not closed:

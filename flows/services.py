@@ -11,8 +11,9 @@ from core.models import Contact, Workspace
 from flows import engine
 from flows.graph import GraphError, parse, validate
 from flows.models import BulkStart, Execution, Flow, FlowVersion
+from flows.nodes.aliases import engine_node, engine_type
 from flows.publishing import RUN_BULK_START, publish, schedule_advance, send_on_commit
-from flows.rules import evaluate
+from flows.rules import CONDITION_ROOTS, evaluate, unknown_roots
 from messaging.templating import contact_context
 
 # One bulk-start batch: one query for the contacts, one for their live executions, one
@@ -26,10 +27,26 @@ class StartRefused(Exception):
 
 
 def flow_check_graph(*, nodes: Any, edges: Any) -> None:
-    """Raise GraphError with node-level errors unless the graph is valid."""
-    errors = validate(nodes, edges)
+    """Raise GraphError with node-level errors unless the graph is valid and its condition
+    fields start with what conditions see (checked on save only: see unknown_roots)."""
+    errors = validate(nodes, edges) or [
+        {"node": node["id"], "edge": None, "message": problem}
+        for node in nodes if engine_type(node.get("type")) == "condition"
+        for problem in unknown_roots(engine_node(node).get("data", {}).get("rules"),
+                                     CONDITION_ROOTS, "a condition", "data.rules")]
     if errors:
         raise GraphError(errors)
+
+
+def trigger_filter_context(*, contact: Contact, name: str, properties: dict) -> dict:
+    """Return what an event trigger's filter sees (TRIGGER_FILTER_ROOTS)."""
+    return {"event": {"name": name, "properties": properties},
+            "properties": properties, "contact": contact_context(contact)}
+
+
+def audience_context(contact: Contact) -> dict:
+    """Return what an audience filter (bulk start, schedule) sees (AUDIENCE_ROOTS)."""
+    return {"contact": contact_context(contact)}
 
 
 def flow_publish(*, flow: Flow) -> FlowVersion:
@@ -52,10 +69,17 @@ def flow_set_status(*, flow: Flow, status: str) -> Flow:
     return flow
 
 
-def _limits(version: FlowVersion) -> tuple[bool, int]:
+def _limits(version: FlowVersion, source: str = "") -> tuple[bool, int]:
+    """Return (allow_reentry, max_concurrent_per_contact) for a start from `source`.
+
+    Re-entry is a rule of triggered and API starts: each occurrence of a schedule is a new
+    entry, so a schedule start only respects the concurrency limit (a contact still in the
+    flow from the previous occurrence is skipped).
+    """
     settings = version.settings or {}
-    return bool(settings.get("allow_reentry", False)), int(
-        settings.get("max_concurrent_per_contact", 1) or 1)
+    allow_reentry = source == Execution.Source.SCHEDULE or bool(
+        settings.get("allow_reentry", False))
+    return allow_reentry, int(settings.get("max_concurrent_per_contact", 1) or 1)
 
 
 def flow_startable_version(*, flow: Flow) -> FlowVersion:
@@ -75,7 +99,7 @@ def execution_start(*, flow: Flow, contact: Contact, data: dict | None = None,
                     source: str = Execution.Source.API) -> Execution:
     """Start the flow's live version for one contact (re-entry and concurrency enforced)."""
     version = flow_startable_version(flow=flow)
-    allow_reentry, max_concurrent = _limits(version)
+    allow_reentry, max_concurrent = _limits(version, source)
     graph = engine.graph_of(version.pk)
     with transaction.atomic():
         # Serialise starts per contact so two concurrent starts cannot both pass the checks.
@@ -96,9 +120,10 @@ def execution_start(*, flow: Flow, contact: Contact, data: dict | None = None,
 
 def executions_start_many(*, flow: Flow, contacts: list[Contact], data: dict | None,
                           source: str) -> tuple[list[Execution], int]:
-    """Start one execution per eligible contact in one INSERT; return them and the skips."""
+    """Start one execution per eligible contact in one INSERT; return them and the number
+    the entry rules refused (re-entry, concurrency)."""
     version = flow_startable_version(flow=flow)
-    allow_reentry, max_concurrent = _limits(version)
+    allow_reentry, max_concurrent = _limits(version, source)
     graph = engine.graph_of(version.pk)
     ids = [c.pk for c in contacts]
     with transaction.atomic():
@@ -148,15 +173,16 @@ def bulk_start_run_batch(*, job: BulkStart) -> bool:
     batch_qs = contacts.filter(pk__gt=job.cursor) if job.cursor else contacts
     batch = list(batch_qs[:BULK_BATCH])
     if job.filter:
-        matched = [c for c in batch if evaluate(job.filter, {"contact": contact_context(c)})]
+        matched = [c for c in batch if evaluate(job.filter, audience_context(c))]
     else:
         matched = batch
-    started, skipped = executions_start_many(flow=job.flow, contacts=matched, data=job.data,
+    started, refused = executions_start_many(flow=job.flow, contacts=matched, data=job.data,
                                              source=job.source) if matched else ([], 0)
-    skipped += len(batch) - len(matched) if job.filter else 0
+    skipped = refused + (len(batch) - len(matched) if job.filter else 0)
     done = len(batch) < BULK_BATCH
     BulkStart.objects.filter(pk=job.pk).update(
         started=job.started + len(started), skipped=job.skipped + skipped,
+        refused=job.refused + refused,
         cursor=str(batch[-1].pk) if batch else job.cursor,
         total=job.total if not job.filter else job.total + len(matched),
         status=BulkStart.Status.COMPLETED if done else BulkStart.Status.RUNNING,
@@ -168,8 +194,7 @@ def event_ingest(*, workspace: Workspace, contact: Contact, name: str,
                  properties: dict) -> tuple[list[Execution], int]:
     """Start every active flow triggered by this event; wake waits for it."""
     started: list[Execution] = []
-    context = {"event": {"name": name, "properties": properties},
-               "contact": contact_context(contact), "properties": properties}
+    context = trigger_filter_context(contact=contact, name=name, properties=properties)
     flows = Flow.objects.filter(workspace=workspace, status=Flow.Status.ACTIVE,
                                 trigger__type="event", trigger__event=name)
     for flow in flows:

@@ -18,6 +18,7 @@ incoming webhooks expect (https://api.slack.com/messaging/webhooks).
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -362,11 +363,13 @@ def _url_problems(url: str) -> list[str]:
 def _schedule_problem(rule: AlertRule) -> str:
     if not rule.schedule_id:
         return "Required for a schedule_no_success rule."
+    # Parsed here rather than left to the lookup, which raises on anything not a UUID.
     try:
-        exists = FlowSchedule.objects.filter(pk=rule.schedule_id,
-                                             workspace_id=rule.workspace_id).exists()
-    except ValidationError:  # not a schedule id at all
-        exists = False
+        schedule_pk = uuid.UUID(str(rule.schedule_id))
+    except ValueError:
+        return "Not a schedule id (a UUID)."
+    exists = FlowSchedule.objects.filter(pk=schedule_pk,
+                                         workspace_id=rule.workspace_id).exists()
     return "" if exists else "Unknown schedule."
 
 

@@ -21,7 +21,7 @@ from core.models import Contact, Workspace
 from flows import dry_run, operations, services
 from flows.graph import GraphError
 from flows.models import BulkStart, Execution, Flow, FlowVersion, Step
-from flows.rules import validate_rules
+from flows.rules import AUDIENCE_ROOTS, TRIGGER_FILTER_ROOTS, unknown_roots, validate_rules
 from messaging.api.idempotency import idempotent
 from messaging.templating import contact_context
 
@@ -60,7 +60,9 @@ class FlowSerializer(serializers.ModelSerializer):
             if not isinstance(value.get("event"), str) or not value["event"]:
                 raise serializers.ValidationError("An event trigger needs an event name.")
             if value.get("filter") is not None:
-                errors = validate_rules(value["filter"], "filter")
+                errors = validate_rules(value["filter"], "filter") or unknown_roots(
+                    value["filter"], TRIGGER_FILTER_ROOTS, "an event trigger's filter",
+                    "filter")
                 if errors:
                     raise serializers.ValidationError(errors)
         return value
@@ -146,7 +148,8 @@ class BulkSerializer(serializers.Serializer):
         if ("contact_ids" in attrs) == ("filter" in attrs):
             raise serializers.ValidationError("Give contact_ids or filter (attribute rules).")
         if "filter" in attrs:
-            errors = validate_rules(attrs["filter"], "filter")
+            errors = validate_rules(attrs["filter"], "filter") or unknown_roots(
+                attrs["filter"], AUDIENCE_ROOTS, "an audience", "filter")
             if errors:
                 raise serializers.ValidationError({"filter": errors})
         return attrs
@@ -157,7 +160,7 @@ class BulkStartSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = BulkStart
-        fields = ["id", "flow_id", "status", "total", "started", "skipped", "error",
+        fields = ["id", "flow_id", "status", "total", "started", "skipped", "refused", "error",
                   "created_at", "finished_at"]
 
 

@@ -111,7 +111,8 @@ class ContactViewSet(viewsets.ModelViewSet):
     def perform_create(self, serializer: serializers.BaseSerializer) -> None:
         serializer.save(workspace=workspace_of(self.request))
 
-    @extend_schema(request=ContactUpsertSerializer, responses=ContactSerializer)
+    @extend_schema(request=ContactUpsertSerializer,
+                   responses={200: ContactSerializer, 201: ContactSerializer})
     @action(detail=False, methods=["post"], url_path="upsert")
     def upsert(self, request: Request) -> Response:
         """Create the contact with this external_id, or update the existing one."""

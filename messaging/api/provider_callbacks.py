@@ -64,7 +64,7 @@ class TwilioStatusView(APIView):
     throttle_classes: list = []
     parser_classes = [parsers.FormParser]
 
-    @extend_schema(request=None, responses={204: None})
+    @extend_schema(request=None, responses={204: None, 403: None, 404: None})
     def post(self, request: Request) -> Response:
         message = self._message(request)
         _, config = provider_for(message.workspace, message.channel)

@@ -11,6 +11,7 @@ from rest_framework import mixins, serializers, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from core.api import ApiError
 from core.auth import workspace_of
 from flows.models import Flow
 from messaging.models import Channel
@@ -143,12 +144,16 @@ class AlertEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         queryset = AlertEvent.objects.filter(workspace=workspace_of(self.request)) \
             .select_related("rule")
         params = self.request.query_params
-        if params.get("rule", "").isdigit():
-            queryset = queryset.filter(rule_id=int(params["rule"]))
-        if params.get("state") == "firing":
-            queryset = queryset.filter(resolved_at__isnull=True)
-        elif params.get("state") == "resolved":
-            queryset = queryset.filter(resolved_at__isnull=False)
+        rule, state = params.get("rule"), params.get("state")
+        if rule is not None and not rule.isdigit():
+            raise ApiError(400, "rule must be a rule id.", fields={"rule": ["Not an id."]})
+        if state not in (None, "firing", "resolved"):
+            raise ApiError(400, "state must be firing or resolved.",
+                           fields={"state": ["Use firing or resolved."]})
+        if rule is not None:
+            queryset = queryset.filter(rule_id=int(rule))
+        if state is not None:
+            queryset = queryset.filter(resolved_at__isnull=state == "firing")
         return queryset
 
     @extend_schema(parameters=[OpenApiParameter("rule", OpenApiTypes.INT),

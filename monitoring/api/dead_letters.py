@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.db.models import QuerySet
@@ -11,6 +11,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, renderers, serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -60,6 +61,18 @@ class BulkReplaySerializer(DeadLetterFilterSerializer):
         if unknown:
             raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
         return super().to_internal_value(data)
+
+
+class ExportNegotiation(DefaultContentNegotiation):
+    """Leave `?format=` to the export, which answers 400 for a value it does not know.
+
+    DRF reads `format` as its renderer override and answers 404 for any other value.
+    """
+
+    def select_renderer(self, request: Request, renderers: Iterable[renderers.BaseRenderer],
+                        format_suffix: str | None = None) -> tuple[renderers.BaseRenderer, str]:
+        first = next(iter(renderers))
+        return first, first.media_type
 
 
 class PassthroughCsvRenderer(renderers.BaseRenderer):
@@ -162,14 +175,19 @@ class DeadLetterViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         return Response(report.as_dict())
 
     @extend_schema(parameters=[*FILTER_PARAMETERS, OpenApiParameter(
-        "format", OpenApiTypes.STR, enum=["csv", "json"])], responses={200: OpenApiTypes.STR})
-    @action(detail=False, methods=["get"],
+        "format", OpenApiTypes.STR, enum=["csv", "json"])],
+        responses={(200, "text/csv"): OpenApiTypes.STR,
+                   # A plain array (not paginated): one object per dead letter.
+                   (200, "application/json"): {"type": "array",
+                                               "items": {"type": "object"}}})
+    @action(detail=False, methods=["get"], content_negotiation_class=ExportNegotiation,
             renderer_classes=[renderers.JSONRenderer, PassthroughCsvRenderer])
     def export(self, request: Request) -> StreamingHttpResponse:
         """Download the matching dead letters as CSV or a JSON array (streamed)."""
         fmt = request.query_params.get("format", "csv")
         if fmt not in ("csv", "json"):
-            raise ApiError(400, "format must be csv or json.")
+            raise ApiError(400, "format must be csv or json.",
+                           fields={"format": ["Use csv or json."]})
         params = request.query_params.copy()
         params.pop("format", None)
         queryset = filtered(workspace_of(request), params)

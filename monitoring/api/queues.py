@@ -121,11 +121,12 @@ class RateLimitView(OperatorView):
     @staticmethod
     def _since(request: Request) -> datetime | None:
         raw = request.query_params.get("since")
-        if not raw:
+        if raw is None:
             return None
-        parsed = parse_datetime(raw)
+        parsed = parse_datetime(raw) if raw else None
         if parsed is None or parsed.tzinfo is None:
-            raise ApiError(400, "since must be an ISO 8601 time with an offset.")
+            message = "since must be an ISO 8601 time with an offset."
+            raise ApiError(400, message, fields={"since": [message]})
         return parsed
 
 

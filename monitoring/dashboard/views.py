@@ -57,6 +57,7 @@ from monitoring.dashboard.selectors.common import (
 from monitoring.dashboard.selectors.dead_letters import dead_letter_link
 from monitoring.dashboard.selectors.executions import execution_timeline, executions_list
 from monitoring.dashboard.selectors.messages import messages_list
+from monitoring.dashboard.selectors.outbox import console_in_use, outbox_item, outbox_messages
 from monitoring.dashboard.selectors.rate_limits import rate_limit_panels
 from monitoring.dashboard.selectors.schedules import schedule_rows, schedule_runs
 from monitoring.dashboard.selectors.windows import REFRESH_CHOICES, window_for
@@ -122,6 +123,7 @@ def _render(request: HttpRequest, template: str, workspace: Workspace | None,
         "workspaces": Workspace.objects.order_by("name", "pk").only("id", "name", "slug"),
         "section": section,
         "section_url": reverse(f"dashboard:{section or 'overview'}"),
+        "console_outbox": workspace is not None and console_in_use(workspace),
         "rendered_at": timezone.now(),
         **context,
     }
@@ -234,6 +236,16 @@ def messages(request: HttpRequest, workspace: Workspace) -> HttpResponse:
                                        channel=values["channel"], search=values["q"])
     return _render(request, "dashboard/messages.html", workspace,
                    {"form": form, "page": _page_of(request, queryset)}, section="messages")
+
+
+@require_GET
+@dashboard_page
+def outbox(request: HttpRequest, workspace: Workspace) -> HttpResponse:
+    """List what the console provider sent (recipient, rendered content), newest first."""
+    page = _page_of(request, outbox_messages(workspace))
+    return _render(request, "dashboard/outbox.html", workspace,
+                   {"page": page, "items": [outbox_item(message) for message in page]},
+                   section="outbox")
 
 
 @require_GET

@@ -449,6 +449,58 @@ def test_deleted_contacts_of_a_list_are_counted_as_missing(workspace):
     assert (run.status, run.started, run.missing) == ("succeeded", 1, 1)
 
 
+def _default_settings_flow(workspace) -> Flow:
+    """Return a flow fit for schedules with the default settings (no allow_reentry)."""
+    return FlowFactory(workspace=workspace, scheduled=True, settings={})
+
+
+def test_each_occurrence_is_a_new_entry_for_a_contact_who_went_through_the_flow(workspace):
+    # The flow keeps the default allow_reentry: false, which is for event triggers.
+    schedule = FlowScheduleFactory(workspace=workspace, cron="* * * * *",
+                                   flow=_default_settings_flow(workspace),
+                                   now=at("2025-06-02T08:59:30Z"))
+    assert not schedule.flow.live_version.settings.get("allow_reentry", False)
+    [first] = schedule_fire(schedule_id=schedule.pk, now=at("2025-06-02T09:00:01Z"))
+    drain(first)
+    Execution.objects.update(status=Execution.Status.COMPLETED,
+                             completed_at=at("2025-06-02T09:00:30Z"))
+    [second] = schedule_fire(schedule_id=schedule.pk, now=at("2025-06-02T09:01:01Z"))
+    drain(second)
+    for run in (first, second):
+        run.refresh_from_db()
+        assert (run.status, run.total, run.started, run.skipped) == ("succeeded", 1, 1, 0)
+    assert Execution.objects.filter(flow=schedule.flow).count() == 2
+
+
+def test_a_contact_still_in_the_flow_is_skipped_by_the_next_occurrence(api, workspace):
+    schedule = FlowScheduleFactory(workspace=workspace, cron="* * * * *",
+                                   flow=_default_settings_flow(workspace),
+                                   now=at("2025-06-02T08:59:30Z"))
+    drain(schedule_fire(schedule_id=schedule.pk, now=at("2025-06-02T09:00:01Z"))[0])
+    [second] = schedule_fire(schedule_id=schedule.pk, now=at("2025-06-02T09:01:01Z"))
+    drain(second)
+    second.refresh_from_db()
+    assert (second.started, second.skipped, second.refused) == (0, 1, 1)
+    assert second.summary == "0 of 1 started, 1 skipped (already in the flow)"
+    [answer, _] = api.get(f"/api/v1/schedules/{schedule.pk}/runs").json()["results"]
+    assert (answer["summary"], answer["refused"]) == (second.summary, 1)
+
+
+def test_run_counters_read_as_words(workspace, monkeypatch):
+    monkeypatch.setattr(services, "BULK_BATCH", 2)
+    vips = [ContactFactory(workspace=workspace, attributes={"vip": True}) for _ in range(2)]
+    ContactFactory.create_batch(2, workspace=workspace, attributes={"vip": False})
+    schedule = FlowScheduleFactory(workspace=workspace, audience={"filter": VIP},
+                                   flow=_default_settings_flow(workspace),
+                                   cron="* * * * *", now=at("2025-06-02T08:59:30Z"))
+    services.execution_start(flow=schedule.flow, contact=vips[0])  # still running
+    [run] = schedule_fire(schedule_id=schedule.pk, now=at("2025-06-02T09:00:01Z"))
+    drain(run)
+    run.refresh_from_db()
+    assert run.summary == (
+        "1 of 2 started, 1 skipped (already in the flow), 2 did not match the filter")
+
+
 def test_a_filter_audience_starts_matching_contacts_in_batches(workspace, monkeypatch):
     monkeypatch.setattr(services, "BULK_BATCH", 2)
     vips = [ContactFactory(workspace=workspace, attributes={"vip": True}) for _ in range(3)]

@@ -223,11 +223,22 @@ def test_alert_rules_are_created_listed_updated_and_deleted_per_workspace(api, o
     ({"threshold": 150}, "threshold"),
     ({"window_seconds": 5}, "window_seconds"),
     ({"type": "schedule_no_success"}, "schedule_id"),
+    # Not a UUID: the lookup raised ValueError (a 500) before it was checked.
+    ({"type": "schedule_no_success", "schedule_id": "f00d"}, "schedule_id"),
+    ({"type": "schedule_no_success", "schedule_id": "0" * 64}, "schedule_id"),
 ])
 def test_alert_rules_that_cannot_work_are_refused(api, change, field):
     response = api.post("/api/v1/alerts", {**RULE, **change}, format="json")
     assert response.status_code == 400
     assert field in response.json()["error"]["fields"]
+
+
+def test_a_schedule_id_that_is_not_a_uuid_answers_400_naming_it(api):
+    response = api.post("/api/v1/alerts", {**RULE, "type": "schedule_no_success",
+                                           "schedule_id": "f00d"}, format="json")
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"]["schedule_id"] == [
+        "Not a schedule id (a UUID)."]
 
 
 def test_an_alert_rule_cannot_watch_another_workspaces_flow(api):

@@ -665,6 +665,23 @@ def test_the_schedules_page_lists_next_runs_and_counters(staff, workspace):
     assert b"No runs yet." in response.content
 
 
+def test_schedule_runs_show_their_counts_in_words(staff, workspace):
+    from flows.models import ScheduleRun
+    from flows.schedules import schedule_create
+
+    flow = FlowFactory(workspace=workspace, name="Daily digest")
+    schedule = schedule_create(workspace=workspace, flow=flow, cron="0 9 * * *",
+                               timezone="UTC", audience={"filter": {"all": []}})
+    ScheduleRun.objects.create(schedule=schedule, occurrence_at=timezone.now(),
+                               fired_at=timezone.now(), status="succeeded", total=3,
+                               started=1, skipped=4, refused=2)
+
+    html = page(staff, "dashboard:schedules", workspace).content.decode()
+
+    assert ("1 of 3 started, 2 skipped (already in the flow), 2 did not match the filter"
+            in html)
+
+
 def test_the_schedule_toggle_disables_and_enables_through_the_schedules_service(staff,
                                                                                 workspace):
     from flows.schedules import schedule_create
