@@ -4,6 +4,7 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import parsers
@@ -13,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api import ApiError
+from messaging import events
 from messaging.models import Message, MessageStatus
 from messaging.providers import twilio
 from messaging.providers.registry import provider_for
@@ -50,8 +52,10 @@ class TwilioStatusView(APIView):
             fields = {"delivered_at": now} if status == "delivered" else {
                 "last_error": f"Twilio error {request.POST.get('ErrorCode', '')}".strip(),
                 "error_code": request.POST.get("ErrorCode", "")}
-            Message.objects.filter(pk=message.pk, status__in=FINAL_FROM[status]).update(
-                status=status, updated_at=now, **fields)
+            with transaction.atomic():
+                if Message.objects.filter(pk=message.pk, status__in=FINAL_FROM[status]).update(
+                        status=status, updated_at=now, **fields):
+                    events.messages_emit(changes=[(message, f"message.{status}")])
         return Response(status=204)
 
     def _message(self, request: Request) -> Message:

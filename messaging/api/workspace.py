@@ -11,6 +11,8 @@ from rest_framework.views import APIView
 
 from core.auth import workspace_of
 from core.models import Workspace
+from core.services import workspace_rotate_webhook_secret
+from messaging.api.webhook_endpoints import SecretSerializer, secret_answer
 
 SECRET_WORDS = ("token", "key", "password", "secret")
 
@@ -41,3 +43,13 @@ class WorkspaceView(APIView):
     def get(self, request: Request) -> Response:
         """Return the workspace the API key belongs to."""
         return Response(WorkspaceSerializer(workspace_of(request)).data)
+
+
+class WebhookSecretRotateView(APIView):
+    @extend_schema(request=None, responses=SecretSerializer)
+    def post(self, request: Request) -> Response:
+        """Rotate the secret that signs the webhook channel's messages; the old one also
+        signs for 24 hours."""
+        workspace = workspace_of(request)
+        secret = workspace_rotate_webhook_secret(workspace=workspace)
+        return Response(secret_answer(secret, workspace.webhook_secret_rotated_at))
