@@ -16,10 +16,11 @@ def executions_emit(*, executions: Sequence[Execution], type: str) -> None:  # n
     wanted = [e.pk for e in executions if listening.get(str(e.workspace_id))]
     if not wanted:
         return
-    rows = Execution.objects.select_related("version").filter(pk__in=wanted)
+    rows = list(Execution.objects.select_related("version").filter(pk__in=wanted))
+    shown = ExecutionSerializer(rows, many=True).data  # one serializer for all
     events.events_emit(events=[
-        events.Event(workspace_id=row.workspace_id, type=type,
-                     data=dict(ExecutionSerializer(row).data)) for row in rows])
+        events.Event(workspace_id=row.workspace_id, type=type, data=dict(data))
+        for row, data in zip(rows, shown, strict=True)])
 
 
 def execution_finished_emit(*, execution: Execution, status: str) -> None:
