@@ -20,7 +20,7 @@ def executions_emit(*, executions: Sequence[Execution], type: str) -> None:  # n
     shown = ExecutionSerializer(rows, many=True).data  # one serializer for all
     events.events_emit(events=[
         events.Event(workspace_id=row.workspace_id, type=type, data=dict(data))
-        for row, data in zip(rows, shown, strict=True)])
+        for row, data in zip(rows, shown, strict=True)], endpoints=listening)
 
 
 def execution_finished_emit(*, execution: Execution, status: str) -> None:

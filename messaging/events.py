@@ -109,12 +109,15 @@ def event_emit(*, workspace_id: Any, type: str, data: dict[str, Any],  # noqa: A
                                      callback_url=callback_url)])
 
 
-def events_emit(*, events: Sequence[Event]) -> list[Message]:
+def events_emit(*, events: Sequence[Event],
+                endpoints: dict[str, list[WebhookEndpoint]] | None = None) -> list[Message]:
     """Write one delivery per event and subscribed, enabled endpoint (and per status
-    callback) in the caller's transaction; publish them after commit. Return them."""
+    callback) in the caller's transaction; publish them after commit. Return them.
+    `endpoints` is what `subscribers` answered for these workspaces, if already read."""
     if not events:
         return []
-    endpoints = subscribers({event.workspace_id for event in events})
+    if endpoints is None:
+        endpoints = subscribers({event.workspace_id for event in events})
     deliveries: list[Message] = []
     for event in events:
         for endpoint in endpoints.get(str(event.workspace_id), ()):
@@ -175,10 +178,9 @@ def messages_emit(*, changes: Sequence[tuple[Message, str]], fresh: bool = False
     changes = [(m, kind) for m, kind in changes if m.source not in QUIET_SOURCES]
     if not changes:
         return []
-    listening = {workspace for workspace, endpoints in
-                 subscribers({m.workspace_id for m, _ in changes}).items() if endpoints}
+    endpoints = subscribers({m.workspace_id for m, _ in changes})
     changes = [(m, kind) for m, kind in changes
-               if str(m.workspace_id) in listening or m.status_callback_url]
+               if endpoints.get(str(m.workspace_id)) or m.status_callback_url]
     if not changes:
         return []
     current = changes_read(changes, fresh)
@@ -187,7 +189,7 @@ def messages_emit(*, changes: Sequence[tuple[Message, str]], fresh: bool = False
     events = [Event(workspace_id=m.workspace_id, type=kind, data=shown[str(m.pk)],
                     callback_url=m.status_callback_url)
               for m, kind in changes if str(m.pk) in shown]
-    return events_emit(events=events)
+    return events_emit(events=events, endpoints=endpoints)
 
 
 def changes_read(changes: Sequence[tuple[Message, str]], fresh: bool) -> list[Message]:
