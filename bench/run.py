@@ -2,9 +2,9 @@
 
     python -m bench.run [--scenario NAME[,NAME]] [--n N] [--out var/bench/latest.json]
 
-Scenarios: ingest, e2e, latency, schedule, memory, flows, cron, policy. Every figure is
-measured in the same run as its baseline, and printed with the ratio. BENCH_DATABASE_NAME
-names the database the run drops and creates (default relay_bench).
+Scenarios: ingest, e2e, latency, schedule, memory, flows, cron, policy, events. Every
+figure is measured in the same run as its baseline, and printed with the ratio.
+BENCH_DATABASE_NAME names the database the run drops and creates (default relay_bench).
 """
 from __future__ import annotations
 
@@ -123,18 +123,23 @@ def accept_batch(cluster: Cluster, key: str, n: int, message: Callable[[int], di
     return first, ids
 
 
-def e2e(cluster: Cluster, n: int) -> float:
-    print(f"e2e: {n} SMS accepted by the API -> stub provider -> sent persisted", flush=True)
+def delivery_rate(cluster: Cluster, workspace: Any, key: str, n: int) -> float:
+    """Send n SMS through the batch API; return SMS sent per second, accept to last sent."""
     from django.db.models import Max
 
     from messaging.models import Message
 
-    workspace, key = cluster.workspace("e2e")
     first, _ = accept_batch(cluster, key, n, sms)
-    sent = Message.objects.filter(workspace=workspace, status="sent")
+    sent = Message.objects.filter(workspace=workspace, status="sent", channel=SMS)
     wait_for(lambda: sent.count() >= n, timeout=1800, interval=0.5)
     last = sent.aggregate(last=Max("sent_at"))["last"].timestamp()
-    rate = n / (last - first)
+    return n / (last - first)
+
+
+def e2e(cluster: Cluster, n: int) -> float:
+    print(f"e2e: {n} SMS accepted by the API -> stub provider -> sent persisted", flush=True)
+    workspace, key = cluster.workspace("e2e")
+    rate = delivery_rate(cluster, workspace, key, n)
     baseline = plain_celery_drain(cluster, n)
     row("e2e", "delivery throughput", rate, "msg/s", baseline,
         f"plain Celery draining {n} no-op tasks", "ratio >= 0.5")
@@ -368,9 +373,37 @@ def flows(cluster: Cluster, n: int) -> None:
     del first
 
 
-SCENARIOS = ("ingest", "e2e", "latency", "schedule", "memory", "flows", "cron", "policy")
+def events(cluster: Cluster, n: int) -> None:
+    """The cost of events: the same e2e delivery with one endpoint subscribed to "*" (two
+    events per SMS: message.queued and message.sent) against a workspace without one."""
+    print(f"events: {n} SMS without endpoints, then {n} with one endpoint on *", flush=True)
+    from django.db.models import Max, Min
+
+    from messaging.models import Message, WebhookEndpoint
+
+    quiet, quiet_key = cluster.workspace("events-off")
+    baseline = delivery_rate(cluster, quiet, quiet_key, n)
+    loud, loud_key = cluster.workspace("events-on")
+    WebhookEndpoint.objects.create(workspace=loud, url=f"{cluster.stub_url}/events",
+                                   events=["*"])
+    rate = delivery_rate(cluster, loud, loud_key, n)
+    row("events", "SMS delivery throughput, one endpoint on *", rate, "msg/s", baseline,
+        "same run, no endpoint", "ratio >= 0.8")
+    deliveries = Message.objects.filter(workspace=loud, source="event")
+    wait_for(lambda: deliveries.filter(status="sent").count() >= 2 * n, timeout=1800,
+             interval=0.5)
+    span = deliveries.aggregate(first=Min("created_at"), last=Max("sent_at"))
+    row("events", "events delivered per second", 2 * n / (
+        span["last"] - span["first"]).total_seconds(), "events/s")
+    row("events", "events not delivered", float(deliveries.exclude(status="sent").count()),
+        "events", target="0")
+
+
+SCENARIOS = ("ingest", "e2e", "latency", "schedule", "memory", "flows", "cron", "policy",
+             "events")
 DEFAULT_N = {"ingest": 4000, "e2e": 20000, "latency": 3000, "schedule": 10000,
-             "memory": 1_000_000, "flows": 5000, "cron": 1000, "policy": 10000}
+             "memory": 1_000_000, "flows": 5000, "cron": 1000, "policy": 10000,
+             "events": 5000}
 
 
 def machine() -> dict[str, Any]:
@@ -412,7 +445,10 @@ def main() -> None:
     unknown = set(chosen) - set(SCENARIOS)
     if unknown:
         sys.exit(f"unknown scenario(s): {', '.join(sorted(unknown))}; choose from {SCENARIOS}")
-    with Cluster(name=os.environ.get("BENCH_DATABASE_NAME", "relay_bench")) as cluster:
+    # The events scenario's endpoint is the local stand-in: open loopback to the SSRF guard.
+    env = {"SSRF_ALLOWED_NETWORKS": "127.0.0.0/8"} if "events" in chosen else {}
+    with Cluster(name=os.environ.get("BENCH_DATABASE_NAME", "relay_bench"),
+                 env=env) as cluster:
         cluster.start_redis()
         cluster.reset_database()
         cluster.setup_django()

@@ -343,7 +343,16 @@ MESSAGE_BATCH_LIMIT = 1000
 # seconds (each message its own stable offset), so a whole list does not fire in one second.
 QUIET_HOURS_JITTER_SECONDS = env_int("QUIET_HOURS_JITTER_SECONDS", 300)
 
+# Events (README.md, "Events"): after a rotation the previous secret keeps signing this
+# long, so receivers can switch over; an endpoint whose every delivery failed for this many
+# days is disabled (and the workspace's endpoint_disabled alert rules fire).
+WEBHOOK_SECRET_OVERLAP_HOURS = env_float("WEBHOOK_SECRET_OVERLAP_HOURS", 24.0)
+WEBHOOK_ENDPOINT_DISABLE_AFTER_DAYS = env_float("WEBHOOK_ENDPOINT_DISABLE_AFTER_DAYS", 5.0)
+
 CELERY_BEAT_SCHEDULE.update({
+    # Disabling is measured in days: an hourly pass is punctual enough and nearly free.
+    "disable-failing-endpoints": {"task": "messaging.tasks.disable_failing_endpoints",
+                                  "schedule": 3600.0},
     # Repairs what the broker lost: expired leases (killed workers) and queued rows whose
     # task vanished. Every 15 s keeps recovery well under a minute at trivial cost.
     "sweep-messages": {"task": "messaging.tasks.sweep_messages", "schedule": 15.0},

@@ -12,7 +12,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from core.models import ApiKey, Contact, Workspace
+from core.models import ApiKey, Contact, Workspace, new_webhook_secret
 from core.workspace_settings import SettingsInvalid, settings_merge
 
 KEY_PREFIX = "rk_"
@@ -68,6 +68,17 @@ def workspace_update(*, workspace: Workspace, name: str | None = None,
             raise SettingsInvalid(errors)
         locked.save(update_fields=["name", "timezone", "settings", "updated_at"])
     return locked
+
+
+def workspace_rotate_webhook_secret(*, workspace: Workspace) -> str:
+    """Give the workspace a new webhook signing secret and return it; the previous one
+    keeps signing for WEBHOOK_SECRET_OVERLAP_HOURS (two `v1,` signatures)."""
+    workspace.webhook_secret_previous = workspace.webhook_secret
+    workspace.webhook_secret = new_webhook_secret()
+    workspace.webhook_secret_rotated_at = timezone.now()
+    workspace.save(update_fields=["webhook_secret", "webhook_secret_previous",
+                                  "webhook_secret_rotated_at", "updated_at"])
+    return workspace.webhook_secret
 
 
 def api_key_create(*, workspace: Workspace, name: str = "default") -> tuple[ApiKey, str]:

@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from flows import events as flow_events
 from flows import walker
 from flows.graph import Graph, parse
 from flows.models import Execution, FlowVersion, Step
@@ -101,10 +102,14 @@ def _move(execution: Execution, next_node: str | None, now: datetime, **fields: 
         visits[next_node] = visits.get(next_node, 0) + 1
         update.update(current_node=next_node, current_visit=visits[next_node], visits=visits,
                       wake_at=None, waiting_event="")
-    return Execution.objects.filter(
+    moved = Execution.objects.filter(
         pk=execution.pk, current_node=execution.current_node,
         current_visit=execution.current_visit,
         status__in=[ExecStatus.RUNNING, ExecStatus.WAITING]).update(**update)
+    if moved and next_node is None:
+        # In the caller's transaction, like the move itself.
+        flow_events.execution_finished_emit(execution=execution, status=ExecStatus.COMPLETED)
+    return moved
 
 
 def _complete_step(execution: Execution, step: Step, output: dict, next_node: str | None,
@@ -139,6 +144,7 @@ def _fail_step(execution: Execution, step: Step, error: str, node: dict) -> None
             wake_at=None, waiting_event="", updated_at=now)
         if changed:
             walker.dead_letter(execution=execution, step=step, node=node, error=error)
+            flow_events.execution_finished_emit(execution=execution, status=ExecStatus.FAILED)
 
 
 # --- resuming waiting steps ---------------------------------------------------------------

@@ -18,8 +18,9 @@ from core.api import ApiError, StrictCharField, error_body
 from core.auth import workspace_of
 from core.models import Contact, Workspace
 from flows import cron, schedules
-from flows.models import Flow, FlowSchedule, ScheduleRun
+from flows.models import Flow, FlowSchedule
 from flows.rules import AUDIENCE_ROOTS, unknown_roots, validate_rules
+from flows.serializers import ScheduleRunSerializer
 from messaging.api.idempotency import idempotent
 
 MAX_AUDIENCE_IDS = 100_000
@@ -117,19 +118,6 @@ class ScheduleSerializer(serializers.ModelSerializer):
 
     def get_last_run_status(self, schedule: FlowSchedule) -> str | None:
         return schedule.last_run_status or None
-
-
-class ScheduleRunSerializer(serializers.ModelSerializer):
-    bulk_start_id = serializers.UUIDField(read_only=True, allow_null=True)
-    summary = serializers.CharField(read_only=True,
-                                    help_text='e.g. "1 of 3 started, 2 skipped (already in '
-                                              'the flow)"')
-
-    class Meta:
-        model = ScheduleRun
-        fields = ["id", "occurrence_at", "status", "summary", "total", "started", "skipped",
-                  "refused", "missing", "error", "bulk_start_id", "fired_at", "finished_at"]
-        read_only_fields = fields
 
 
 class ValidateCronSerializer(serializers.Serializer):

@@ -22,6 +22,7 @@ from django.utils.timezone import now as timezone_now
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 from core.models import Contact, Workspace
+from flows import events as flow_events
 from flows import services
 from flows.cron import (
     cron_parse,
@@ -316,8 +317,11 @@ def _run_close(run: ScheduleRun, status: str, error: str, now: datetime,
     """Finish a running run once: its counts, then the schedule's counters and status."""
     counts = {"total": job.total, "started": job.started, "skipped": job.skipped,
               "refused": job.refused} if job else {}
-    closed = ScheduleRun.objects.filter(pk=run.pk, status=ScheduleRun.Status.RUNNING).update(
-        status=status, error=error, finished_at=now, updated_at=now, **counts)
+    with transaction.atomic():
+        closed = ScheduleRun.objects.filter(pk=run.pk, status=ScheduleRun.Status.RUNNING).update(
+            status=status, error=error, finished_at=now, updated_at=now, **counts)
+        if closed and status == ScheduleRun.Status.FAILED:
+            flow_events.schedule_run_failed_emit(run=run)
     if not closed:
         return False
     counter = "successes" if status == ScheduleRun.Status.SUCCEEDED else "failures"

@@ -17,10 +17,11 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from core.models import Contact, DeadLetter
+from flows import events as flow_events
 from flows import nodes
 from flows.graph import Graph
 from flows.models import Execution, Step
-from messaging import pipeline
+from messaging import events, pipeline
 from messaging.models import Message
 
 ExecStatus = Execution.Status
@@ -144,6 +145,8 @@ def persist(state: Walk, *, origin: tuple[str, int]) -> bool:
             if state.failed_step is not None:
                 dead_letter(execution=execution, step=state.failed_step,
                             node=state.failed_node or {}, error=state.failed_step.error)
+            if final:
+                flow_events.execution_finished_emit(execution=execution, status=state.status)
     except (Conflict, IntegrityError):
         return False
     return True
@@ -171,10 +174,11 @@ def _write_attributes(contact_id: Any, values: dict[str, Any]) -> None:
 
 def dead_letter(*, execution: Execution, step: Step, node: dict, error: str) -> None:
     """Record the failed step where operators replay or discard failures."""
-    DeadLetter.objects.create(
+    letter = DeadLetter.objects.create(
         workspace_id=execution.workspace_id, kind=DeadLetter.Kind.STEP, source_id=str(step.pk),
         flow_id=str(execution.flow_id), error=error[:2000],
         attempts=step.retry_count + 1, channel=nodes.channel_of(node) or "",
         payload={"execution_id": str(execution.pk), "step_id": step.pk, "node_id": node["id"],
                  "node_type": node["type"], "visit": step.visit,
                  "flow_id": str(execution.flow_id)})
+    events.dead_letter_emit(letter=letter)

@@ -1,9 +1,20 @@
-"""Admin pages for messages, their attempts and stored idempotent answers."""
+"""Admin pages for messages, their attempts, stored idempotent answers, suppressions and
+webhook endpoints with their deliveries."""
 from __future__ import annotations
 
-from django.contrib import admin
+from datetime import timedelta
 
-from messaging.models import DeliveryAttempt, IdempotencyRecord, Message, Suppression
+from django.contrib import admin
+from django.utils import timezone
+
+from messaging import events
+from messaging.models import (
+    DeliveryAttempt,
+    IdempotencyRecord,
+    Message,
+    Suppression,
+    WebhookEndpoint,
+)
 from messaging.pipeline import NotCancellable, message_cancel
 
 
@@ -64,3 +75,52 @@ class SuppressionAdmin(admin.ModelAdmin):
     search_fields = ["address", "source"]
     list_select_related = ["workspace"]
     readonly_fields = ["created_at"]
+
+
+class DeliveryInline(admin.TabularInline):
+    model = Message
+    fk_name = "webhook_endpoint"
+    verbose_name = "delivery"
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    fields = ("created_at", "status", "attempts", "last_error", "sent_at", "failed_at")
+    readonly_fields = fields
+    ordering = ("-created_at",)
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(admin.ModelAdmin):
+    list_display = ["url", "workspace", "enabled", "failing_since", "disabled_at",
+                    "created_at"]
+    list_filter = ["enabled", "workspace"]
+    search_fields = ["url", "description"]
+    list_select_related = ["workspace"]
+    # The secrets sign deliveries: shown once to the customer, never here.
+    exclude = ["secret", "secret_previous"]
+    readonly_fields = ["secret_rotated_at", "failing_since", "disabled_at",
+                       "disabled_reason", "created_at", "updated_at"]
+    inlines = [DeliveryInline]
+    actions = ["disable", "enable", "replay_failed"]
+
+    @admin.action(description="Disable (cancels pending deliveries)")
+    def disable(self, request, queryset) -> None:
+        for endpoint in queryset.filter(enabled=True):
+            events.endpoint_disable(endpoint=endpoint)
+        self.message_user(request, "Disabled.")
+
+    @admin.action(description="Enable")
+    def enable(self, request, queryset) -> None:
+        for endpoint in queryset.filter(enabled=False):
+            events.endpoint_enable(endpoint=endpoint)
+        self.message_user(request, "Enabled.")
+
+    @admin.action(description="Replay failed deliveries of the last 7 days")
+    def replay_failed(self, request, queryset) -> None:
+        since = timezone.now() - timedelta(days=7)
+        count = sum(len(events.deliveries_replay_failed(endpoint=endpoint, since=since))
+                    for endpoint in queryset.filter(enabled=True))
+        self.message_user(request, f"Replayed {count} deliveries.")

@@ -26,15 +26,16 @@ from rest_framework.fields import SkipField, empty, get_error_detail
 from core.api import StrictCharField
 from core.models import Contact, Workspace
 from core.phones import normalize_phone
-from messaging import pipeline
+from messaging import events, pipeline
 from messaging.channels import CHANNELS, CONTENT_FIELDS, ChannelSpec, ContentField
 from messaging.models import Category, Channel, Message, Priority
 from messaging.providers.shared import COMPAT_IDS
+from messaging.providers.webhook import EVENT_ID_FIELD
 from messaging.ssrf import UnsafeURL, check_url_literal
 
 MAX_DELAY_SECONDS = 366 * 24 * 3600
 COMMON_FIELDS = ("channel", "to", "contact_id", "contact_external_id", "send_at",
-                 "delay_seconds", "metadata", "priority", "category")
+                 "delay_seconds", "metadata", "priority", "category", "status_callback_url")
 # (field, lookup) pairs that name a contact, in the order they are tried.
 CONTACT_REFS = (("contact_id", "pk"), ("contact_external_id", "external_id"))
 
@@ -88,6 +89,7 @@ def input_fields() -> dict[str, serializers.Field]:
         "metadata": serializers.DictField(required=False),
         "priority": serializers.ChoiceField(choices=Priority.choices, default=Priority.NORMAL),
         "category": serializers.ChoiceField(choices=Category.choices, required=False),
+        "status_callback_url": StrictCharField(required=False, max_length=2048),
     }
 
 
@@ -138,6 +140,8 @@ def _rule_for(name: str) -> Callable[[Any, Any], Any] | None:
     """Return the rule a field's parsed value must also pass, if any."""
     if name == "send_at":
         return _check_send_at
+    if name == "status_callback_url":
+        return lambda value, raw: events.callback_url_check(value)
     spec = CONTENT_FIELDS.get(name)
     return KIND_RULES.get(spec.kind) if spec else None
 
@@ -177,8 +181,10 @@ def _check_field_names(data: dict, spec: ChannelSpec) -> None:
 
 # Metadata keys only the older endpoints write: the client ids providers send as the
 # contact's and workspace's (another client could speak for a stranger), a message's own
-# rate key (another client could split its limit into many) and the AI callback's shape.
-RESERVED_METADATA = (COMPAT_IDS, pipeline.RATE_KEY_FIELD, pipeline.CALLBACK_SHAPE_FIELD)
+# rate key (another client could split its limit into many), the AI callback's shape and
+# an event delivery's event (it is the webhook-id receivers deduplicate on).
+RESERVED_METADATA = (COMPAT_IDS, pipeline.RATE_KEY_FIELD, pipeline.CALLBACK_SHAPE_FIELD,
+                     EVENT_ID_FIELD, events.EVENT_TYPE_FIELD)
 
 
 def _check_reserved_metadata(values: dict) -> None:
@@ -285,4 +291,5 @@ def message_compose(*, workspace: Workspace, data: Any, source: str = "api",
         workspace=workspace, channel=spec.name, to=to, contact=contact, send_at=send_at,
         content={name: values[name] for name in spec.field_names if name in values},
         metadata={**(values.get("metadata") or {}), **(reserved or {})},
-        priority=values["priority"], source=source, category=values.get("category"))
+        priority=values["priority"], source=source, category=values.get("category"),
+        status_callback_url=values.get("status_callback_url", ""))

@@ -25,7 +25,7 @@ from django.db.models import Q, QuerySet
 
 from core.models import Contact, Workspace
 from core.phones import normalize_phone
-from messaging import keywords
+from messaging import events, keywords
 from messaging.channels import MMS, SMS
 from messaging.models import Category, Direction, Message, MessageStatus
 from messaging.pipeline import message_create
@@ -163,6 +163,9 @@ def inbound_receive(*, received: Received, route: Route) -> Outcome:
         with transaction.atomic():
             outcome.messages = [_store(workspace, received, outcome.keyword)
                                 for workspace in route.workspaces]
+            # Subscribed endpoints hear of every inbound message, keywords included.
+            events.messages_emit(changes=[(row, events.MESSAGE_RECEIVED)
+                                          for row in outcome.messages], fresh=True)
             if outcome.keyword is not None:
                 outcome.reply = _apply_keyword(outcome.keyword, received, route,
                                                outcome.messages)

@@ -7,7 +7,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import Q
 
-from core.models import Contact, Workspace
+from core.models import Contact, Workspace, new_webhook_secret
 from messaging.channels import CHANNEL_NAMES
 
 # The channels of messaging.channels as model choices; members are named by their upper-case
@@ -69,6 +69,39 @@ SUCCESS_STATUSES = frozenset({MessageStatus.SENT, MessageStatus.DELIVERED})
 FAILURE_STATUSES = frozenset({MessageStatus.FAILED, MessageStatus.UNDELIVERED})
 
 
+class WebhookEndpoint(models.Model):
+    """A customer's URL that receives the workspace's events (README.md, "Events").
+
+    Each delivery is a webhook Message pointing here, signed with this endpoint's secret.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE,
+                                  related_name="webhook_endpoints")
+    url = models.CharField(max_length=2048)
+    events = models.JSONField(default=list)  # event types, or ["*"] for all
+    description = models.CharField(max_length=500, blank=True, default="")
+    enabled = models.BooleanField(default=True)
+    rate_limit = models.CharField(max_length=50, blank=True, default="")  # e.g. "10/s"
+    # Standard Webhooks secrets; the previous one keeps signing for a day after a rotation.
+    secret = models.CharField(max_length=100, default=new_webhook_secret)
+    secret_previous = models.CharField(max_length=100, blank=True, default="")
+    secret_rotated_at = models.DateTimeField(null=True, blank=True)
+    # The first failed attempt since the last successful delivery (None: healthy).
+    failing_since = models.DateTimeField(null=True, blank=True)
+    disabled_at = models.DateTimeField(null=True, blank=True)
+    disabled_reason = models.CharField(max_length=200, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["workspace", "enabled"])]
+
+    def __str__(self) -> str:
+        return f"{self.url} ({'enabled' if self.enabled else 'disabled'})"
+
+
 class Message(models.Model):
     """One message, outbound (sent through the pipeline) or inbound (received, stored as it
     arrived); this row, not the broker, is the truth about it."""
@@ -97,6 +130,11 @@ class Message(models.Model):
     source = models.CharField(max_length=20, default="api")
     parent = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True,
                                related_name="children")  # e.g. the AI message of a callback
+    # An event delivery: the endpoint it goes to (and is signed for).
+    webhook_endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.SET_NULL,
+                                         null=True, blank=True, related_name="deliveries")
+    # Receives this message's status events, signed with the workspace's secret.
+    status_callback_url = models.CharField(max_length=2048, blank=True, default="")
     scheduled_for = models.DateTimeField(null=True, blank=True)
     # The durable timer: when a scheduled/retrying/deferred message is next due.
     due_at = models.DateTimeField(null=True, blank=True)

@@ -7,14 +7,11 @@ nothing, and a provider is never called inside an open transaction.
 from __future__ import annotations
 
 import logging
-import math
 import random
-from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
-from celery import current_app
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
@@ -22,8 +19,8 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from core.models import Contact, DeadLetter, Workspace
-from messaging import policy, ratelimit
-from messaging.channels import AI, WEBHOOK, queue_for, rate_key_for
+from messaging import events, policy, ratelimit
+from messaging.channels import AI, WEBHOOK, rate_key_for
 from messaging.models import (
     CANCELLABLE_STATUSES,
     TIMER_STATUSES,
@@ -35,25 +32,23 @@ from messaging.models import (
 )
 from messaging.providers.base import Outbound, ProviderError, Receipt
 from messaging.providers.registry import provider_for
+from messaging.publishing import (  # noqa: F401 (publish and its constants stay importable here)
+    DELIVER_TASK,
+    PRIORITY_STEPS,
+    PUBLISH_BATCH,
+    publish,
+)
 from messaging.suppressions import suppression_add
 from messaging.templating import render_content
 from messaging.unsubscribe import list_unsubscribe_headers
 
 logger = logging.getLogger(__name__)
 
-PRIORITY_STEPS = {"high": 0, "normal": 3, "low": 6}
 # One dispatcher pass claims at most this many due rows: one SELECT + one UPDATE + N
 # publishes, a few milliseconds per hundred rows, short enough to hold row locks.
 DISPATCH_BATCH = 500
 # One sweeper pass repairs at most this many rows per kind; the next pass takes the rest.
 SWEEP_BATCH = 1000
-# Message ids per delivery task: one claim, one read and one outcome transaction serve the
-# whole batch, and its provider calls run concurrently; 50 keeps a task under a second
-# with a healthy provider while cutting database commits per message by ~50x.
-PUBLISH_BATCH = 50
-# The delivery task, published by name so this module never imports the tasks module (which
-# imports this one). The name is in in-flight broker messages: never change it.
-DELIVER_TASK = "messaging.tasks.deliver_messages"
 # Metadata naming a message's own rate key, counted apart inside its channel's limit (the
 # older AI queue's rate_limit_key: one counter per end user instead of one per workspace).
 RATE_KEY_FIELD = "_rate_limit_key"
@@ -62,6 +57,9 @@ RATE_KEY_FIELD = "_rate_limit_key"
 CALLBACK_SHAPE_FIELD = "_callback_shape"
 AI_RESPONSE_SHAPE = "ai_response"
 
+
+# The event a delivery outcome emits.
+FINAL_EVENTS = {"sent": events.MESSAGE_SENT, "failed": events.MESSAGE_FAILED}
 
 # A message's category when its sender names none: flow (and so schedule) sends are
 # marketing, API and compat sends transactional (README.md, "Recipients' rules").
@@ -78,7 +76,7 @@ def message_build(*, workspace: Workspace, channel: str, to: str, content: dict[
                   contact: Contact | None = None, send_at: datetime | None = None,
                   metadata: dict | None = None, priority: str = "normal",
                   source: str = "api", parent: Message | None = None,
-                  category: str | None = None) -> Message:
+                  category: str | None = None, status_callback_url: str = "") -> Message:
     """Return an unsaved Message, `scheduled` when send_at is more than a moment away.
     Without a category, flow sends are marketing and everything else transactional."""
     now = timezone.now()
@@ -91,13 +89,17 @@ def message_build(*, workspace: Workspace, channel: str, to: str, content: dict[
         scheduled_for=send_at, due_at=send_at if scheduled else now,
         enqueued_at=None if scheduled else now,
         max_attempts=settings.MAX_ATTEMPTS.get(channel, 3),
+        status_callback_url=status_callback_url,
     )
 
 
 def message_create_many(*, messages: list[Message]) -> list[Message]:
-    """Insert the messages in one transaction and publish the queued ones after commit."""
+    """Insert the messages in one transaction and publish the queued ones after commit;
+    message.queued goes out in the same transaction."""
     with transaction.atomic():
         Message.objects.bulk_create(messages, batch_size=500)
+        events.messages_emit(changes=[(m, events.MESSAGE_QUEUED) for m in messages],
+                             fresh=True)
         queued = [m for m in messages if m.status == MessageStatus.QUEUED]
         if queued:
             transaction.on_commit(lambda: publish(queued))
@@ -107,32 +109,6 @@ def message_create_many(*, messages: list[Message]) -> list[Message]:
 def message_create(**kwargs: Any) -> Message:
     """Create one message (see message_build for the arguments)."""
     return message_create_many(messages=[message_build(**kwargs)])[0]
-
-
-def publish(messages: Iterable[Message], *, now: datetime | None = None) -> int:
-    """Publish delivery tasks, one per batch of messages due together; return how many
-    messages were published. A broker failure is logged, never raised: the rows stay
-    `queued`, so the sweeper publishes them again."""
-    now = now or timezone.now()
-    groups: dict[tuple[str, int, float], list[str]] = {}
-    for message in messages:
-        countdown = 0.0
-        if message.due_at is not None:
-            # Messages due within the same 50 ms share a task; rounding up, never early.
-            countdown = math.ceil(max(0.0, (message.due_at - now).total_seconds()) * 20) / 20
-        key = (queue_for(message.channel), PRIORITY_STEPS.get(message.priority, 3), countdown)
-        groups.setdefault(key, []).append(str(message.id))
-    count = 0
-    try:
-        for (queue, priority, countdown), ids in groups.items():
-            for offset in range(0, len(ids), PUBLISH_BATCH):
-                chunk = ids[offset:offset + PUBLISH_BATCH]
-                current_app.send_task(DELIVER_TASK, args=[chunk], queue=queue,
-                                      priority=priority, countdown=countdown or None)
-                count += len(chunk)
-    except Exception:  # the broker is down: the sweeper republishes from the database
-        logger.exception("publish failed after %d messages; the sweeper will retry", count)
-    return count
 
 
 def message_cancel(*, message: Message) -> Message:
@@ -198,6 +174,9 @@ def _recover_expired_leases(now: datetime) -> int:
                 status=MessageStatus.QUEUED, lease_until=None, enqueued_at=now,
                 possible_duplicate=True, due_at=now, updated_at=now)
         requeue = [m for m in expired if m.attempts < m.max_attempts]
+        lost = [m for m in expired if m.attempts >= m.max_attempts]
+        events.messages_emit(changes=[(m, events.MESSAGE_FAILED) for m in lost])
+        events.deliveries_recorded(outcomes=[(m, "failed") for m in lost], now=now)
         transaction.on_commit(lambda: publish(requeue, now=now))
         transaction.on_commit(lambda: _notify_finals(failed))
     if expired:
@@ -248,15 +227,14 @@ def messages_deliver(*, message_ids: list[str], task_id: str = "") -> dict[str, 
     outcomes = {str(mid): "skipped" for mid in message_ids}
     if not claimed:
         return outcomes
-    messages = list(Message.objects.select_related("workspace", "contact")
+    messages = list(Message.objects.select_related("workspace", "contact", "webhook_endpoint")
                     .filter(pk__in=claimed))
     decisions = policy.decide_all(messages, now=now)
-    ready, suppressed = [], []
+    ready, refused = [], []
     for message in messages:
         decision = decisions[message.pk]
         if decision.outcome == policy.SUPPRESSED:
-            if _suppress(message, decision.reason, now):
-                suppressed.append((message.pk, message.source))
+            refused.append((message, decision.reason))
             outcomes[str(message.pk)] = "suppressed"
         elif decision.outcome == policy.DEFERRED and decision.until is not None:
             _put_back(message, decision.until, now)
@@ -265,7 +243,7 @@ def messages_deliver(*, message_ids: list[str], task_id: str = "") -> dict[str, 
             outcomes[str(message.pk)] = "deferred"
         else:
             ready.append(message)
-    _notify_finals(suppressed)
+    _notify_finals(_suppress_all(refused, now))
     results = _send_all(ready, task_id, now)
     outcomes.update(_record_all(results))
     return outcomes
@@ -305,6 +283,9 @@ def _send_all(messages: list[Message], task_id: str,
                                   task_id=task_id or "", started_at=now)
         try:
             provider, config = provider_for(message.workspace, message.channel)
+            if message.webhook_endpoint_id and message.webhook_endpoint is not None:
+                # An event delivery is signed for its endpoint, not with the workspace's.
+                config["secrets"] = events.endpoint_secrets(message.webhook_endpoint, now)
             outbound = _outbound(message, config)
         except (ValueError, KeyError) as exc:
             results.append((message, attempt, ProviderError(str(exc), permanent=True,
@@ -346,11 +327,11 @@ def _defer_for_rate_limit(message: Message, now: datetime) -> bool:
     if message.rate_slot_at is not None and message.rate_slot_at <= now + timedelta(
             milliseconds=50):
         return False  # this message already holds the slot it is due at
-    rate = _rate_for(message.workspace, message.channel)
+    rate, reservation = _rate_and_key(message)
     if rate is None:
         return False
     key = rate_key_for(message.channel)
-    delay = ratelimit.reserve(_reservation_key(message, key), rate)
+    delay = ratelimit.reserve(reservation, rate)
     if delay <= 0.001:
         return False
     slot = now + timedelta(seconds=delay)
@@ -358,6 +339,18 @@ def _defer_for_rate_limit(message: Message, now: datetime) -> bool:
     ratelimit.record_deferral(workspace_id=str(message.workspace_id),
                               channel=key, delay=delay)
     return True
+
+
+def _rate_and_key(message: Message) -> tuple[ratelimit.Rate | None, str]:
+    """Return the rate a message counts against and its Redis key: an event delivery's
+    endpoint's own rate_limit when set (one counter per endpoint), else its channel's."""
+    endpoint = message.webhook_endpoint if message.webhook_endpoint_id else None
+    if endpoint is not None and endpoint.rate_limit:
+        return (ratelimit.Rate.parse(endpoint.rate_limit),
+                ratelimit.client_channel_key(str(message.workspace_id), rate_key_for(
+                    message.channel), f"endpoint:{endpoint.pk}"))
+    return (_rate_for(message.workspace, message.channel),
+            _reservation_key(message, rate_key_for(message.channel)))
 
 
 def _put_back(message: Message, due: datetime, now: datetime, **fields: Any) -> None:
@@ -374,6 +367,17 @@ def _suppress(message: Message, reason: str, now: datetime) -> bool:
     return bool(Message.objects.filter(pk=message.pk, status=MessageStatus.SENDING).update(
         status=MessageStatus.SUPPRESSED, suppressed_reason=reason, lease_until=None,
         due_at=None, attempts=F("attempts") - 1, updated_at=now))
+
+
+def _suppress_all(refused: list[tuple[Message, str]], now: datetime) -> list[tuple[Any, str]]:
+    """Suppress each (message, reason) and emit message.suppressed in one transaction;
+    return the (id, source) pairs this call finished."""
+    if not refused:
+        return []
+    with transaction.atomic():
+        done = [message for message, reason in refused if _suppress(message, reason, now)]
+        events.messages_emit(changes=[(m, events.MESSAGE_SUPPRESSED) for m in done])
+    return [(message.pk, message.source) for message in done]
 
 
 def _reservation_key(message: Message, key: str) -> str:
@@ -415,15 +419,19 @@ def _record_all(results: list[tuple[Message, DeliveryAttempt, Any, dict | None]]
     outcomes: dict[str, str] = {}
     finals: list[tuple[Any, str]] = []
     with transaction.atomic():
-        attempts = []
+        attempts, changes, recorded = [], [], []
         for message, attempt, result, rendered in results:
             outcome = _record(message, attempt, result, rendered)
             outcomes[str(message.pk)] = outcome
+            recorded.append((message, outcome))
             if outcome != "stale":
                 attempts.append(attempt)
             if outcome in ("sent", "failed"):
                 finals.append((message.pk, message.source))
+                changes.append((message, FINAL_EVENTS[outcome]))
         DeliveryAttempt.objects.bulk_create(attempts)
+        events.messages_emit(changes=changes)
+        events.deliveries_recorded(outcomes=recorded)
         if finals:
             transaction.on_commit(lambda: _notify_finals(finals))
     return outcomes
@@ -543,13 +551,14 @@ def _fail(message: Message, now: datetime, error: str, code: str, **fields: Any)
     Message.objects.filter(pk=message.pk).update(
         status=MessageStatus.FAILED, failed_at=now, lease_until=None, due_at=None,
         last_error=error[:2000], error_code=code, updated_at=now, **fields)
-    DeadLetter.objects.create(
+    letter = DeadLetter.objects.create(
         workspace_id=message.workspace_id, kind=DeadLetter.Kind.MESSAGE,
         source_id=str(message.pk), channel=message.channel, error=error[:2000],
         error_code=code, attempts=message.attempts,
         payload={"message_id": str(message.pk), "channel": message.channel, "to": message.to,
                  "content": message.content, "metadata": message.metadata},
     )
+    events.dead_letter_emit(letter=letter, source=message.source)
 
 
 def _notify_finals(finals: list[tuple[Any, str]]) -> None:

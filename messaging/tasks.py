@@ -5,7 +5,7 @@ from celery import shared_task
 from celery.signals import task_prerun
 from django.db import connections
 
-from messaging import pipeline
+from messaging import events, pipeline
 
 
 @task_prerun.connect
@@ -31,3 +31,9 @@ def deliver_messages(message_ids: list[str]) -> dict[str, str]:
 def sweep_messages() -> dict[str, int]:
     """Republish lost tasks and recover messages from dead workers."""
     return pipeline.sweep()
+
+
+@shared_task(name="messaging.tasks.disable_failing_endpoints")
+def disable_failing_endpoints() -> list[str]:
+    """Disable webhook endpoints that failed every delivery for days (beat: hourly)."""
+    return events.endpoints_disable_failing()

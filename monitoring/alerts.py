@@ -38,6 +38,7 @@ from messaging.models import (
     TIMER_STATUSES,
     Message,
     MessageStatus,
+    WebhookEndpoint,
 )
 from messaging.ssrf import UnsafeURL, check_url_literal
 from monitoring.models import AlertEvent, AlertRule
@@ -55,6 +56,7 @@ LABELS: dict[str, tuple[str, str]] = {
     Type.AVG_EXECUTION_TIME: ("average execution time", " s"),
     Type.RATE_LIMIT_EVENTS: ("rate-limit deferrals", ""),
     Type.SCHEDULE_NO_SUCCESS: ("successful schedule runs", ""),
+    Type.ENDPOINT_DISABLED: ("webhook endpoints disabled after failing", ""),
 }
 MAX_RECIPIENTS = 20
 MIN_WINDOW_SECONDS = 60
@@ -129,6 +131,14 @@ def _schedule_successes(rule: AlertRule, since: datetime) -> float | None:
     return float(runs.count())
 
 
+def _endpoints_disabled(rule: AlertRule, since: datetime) -> float:
+    """Return the endpoints the service disabled (a reason says why; a customer's own
+    switch-off has none) in the window that are still disabled."""
+    return float(WebhookEndpoint.objects.filter(
+        workspace_id=rule.workspace_id, enabled=False, disabled_at__gte=since).exclude(
+        disabled_reason="").count())
+
+
 def rule_measure(*, rule: AlertRule, now: datetime | None = None) -> float | None:
     """Return the rule's current value (None: nothing to judge, e.g. no traffic)."""
     now = now or timezone.now()
@@ -146,6 +156,8 @@ def rule_measure(*, rule: AlertRule, now: datetime | None = None) -> float | Non
                                              channel=rule.message_channel))
     if rule.type == Type.SCHEDULE_NO_SUCCESS:
         return _schedule_successes(rule, since)
+    if rule.type == Type.ENDPOINT_DISABLED:
+        return _endpoints_disabled(rule, since)
     raise ValueError(f"unknown alert type {rule.type!r}")
 
 

@@ -14,6 +14,8 @@ class AlertRule(models.Model):
         AVG_EXECUTION_TIME = "avg_execution_time"  # seconds, executions finished in window
         RATE_LIMIT_EVENTS = "rate_limit_events"  # rate-limit deferrals in the window
         SCHEDULE_NO_SUCCESS = "schedule_no_success"  # successful schedule runs in window
+        # Webhook endpoints disabled for failing every delivery (in the window, still off).
+        ENDPOINT_DISABLED = "endpoint_disabled"
 
     class Channel(models.TextChoices):
         EMAIL = "email"

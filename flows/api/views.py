@@ -22,6 +22,7 @@ from flows import dry_run, operations, services
 from flows.graph import GraphError
 from flows.models import BulkStart, Execution, Flow, FlowVersion, Step
 from flows.rules import AUDIENCE_ROOTS, TRIGGER_FILTER_ROOTS, unknown_roots, validate_rules
+from flows.serializers import ExecutionSerializer
 from messaging.api.idempotency import idempotent
 from messaging.templating import contact_context
 
@@ -102,19 +103,6 @@ class StepSerializer(serializers.ModelSerializer):
         model = Step
         fields = ["id", "node_id", "node_type", "visit", "status", "input", "output", "error",
                   "message_id", "retry_count", "started_at", "completed_at", "duration_ms"]
-
-
-class ExecutionSerializer(serializers.ModelSerializer):
-    flow_id = serializers.UUIDField(read_only=True)
-    contact_id = serializers.UUIDField(read_only=True)
-    version = serializers.IntegerField(source="version.number", read_only=True)
-    duration_seconds = serializers.FloatField(read_only=True)
-
-    class Meta:
-        model = Execution
-        fields = ["id", "flow_id", "version", "contact_id", "status", "source", "data",
-                  "current_node", "wake_at", "waiting_event", "error", "started_at",
-                  "completed_at", "duration_seconds"]
 
 
 class ExecutionDetailSerializer(ExecutionSerializer):

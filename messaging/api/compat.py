@@ -52,12 +52,12 @@ JOB_STATES: dict[str, str] = {
 # Old field names for the v1 ones, to report errors in the client's own words.
 OLD_NAMES = {"body": "message", "delay_seconds": "delay", "media_urls": "mediaUrl",
              "contact_id": "contactId", "url": "callbackEndpoint", "payload": "data",
-             "send_at": "scheduledFor"}
+             "send_at": "scheduledFor", "status_callback_url": "callbackUrl"}
 # The fields each endpoint takes; any other is ignored and named in `ignored_fields`.
 SMS_FIELDS = frozenset({"to", "message", "contactId", "workspaceId", "delay", "scheduledFor",
-                        "metadata", "mediaUrl"})
+                        "metadata", "mediaUrl", "callbackUrl"})
 EMAIL_FIELDS = frozenset({"to", "subject", "html", "text", "contactId", "workspaceId",
-                          "delay", "scheduledFor", "metadata"})
+                          "delay", "scheduledFor", "metadata", "callbackUrl"})
 JOB_FIELDS = frozenset({"type", "data", "callbackEndpoint", "delay"})
 
 
@@ -164,6 +164,12 @@ def _callback_url(request: Request, endpoint: Any) -> Any:
     return base.rstrip("/") + endpoint
 
 
+def _status_callback(data: dict) -> dict[str, Any]:
+    """Return the v1 status_callback_url for the client's callbackUrl (its status events)."""
+    url = data.get("callbackUrl")
+    return {} if url in (None, "") else {"status_callback_url": url}
+
+
 def _ignored(data: dict, known: frozenset[str]) -> list[str]:
     """Return the fields this endpoint does not take, sorted."""
     return sorted(set(data) - known)
@@ -220,7 +226,7 @@ class ScheduleSmsView(APIView):
             metadata, reserved = _metadata(data), _compat_ids(data)
             v1 = {"channel": MMS if media_urls else SMS, "body": data.get("message"),
                   "metadata": metadata, **_contact_ref(request, data.get("contactId")),
-                  **_send_at(data)}
+                  **_send_at(data), **_status_callback(data)}
             if data.get("to"):
                 v1["to"] = data["to"]
             if media_urls:
@@ -240,7 +246,7 @@ class ScheduleEmailView(APIView):
             metadata, reserved = _metadata(data), _compat_ids(data)
             v1 = {"channel": EMAIL, "subject": data.get("subject"),
                   "metadata": metadata, **_contact_ref(request, data.get("contactId")),
-                  **_send_at(data)}
+                  **_send_at(data), **_status_callback(data)}
             for field in ("html", "text"):
                 if data.get(field) is not None:
                     v1[field] = data[field]

@@ -26,6 +26,7 @@ from messaging.models import (
     Message,
     SuppressedReason,
 )
+from messaging.serializers import DeliveryAttemptSerializer, MessageSerializer
 
 
 def error_fields(exc: DjangoValidationError) -> dict[str, Any]:
@@ -55,27 +56,6 @@ class MessageCreateSerializer(serializers.Serializer):
     def build(self) -> Message:
         """Return the unsaved message these validated fields describe."""
         return self.validated_data["message"]
-
-
-class DeliveryAttemptSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = DeliveryAttempt
-        fields = ["number", "provider", "task_id", "started_at", "finished_at", "outcome",
-                  "status_code", "error", "error_code", "response", "possible_duplicate"]
-
-
-class MessageSerializer(serializers.ModelSerializer):
-    contact_id = serializers.UUIDField(read_only=True, allow_null=True)
-
-    class Meta:
-        model = Message
-        fields = ["id", "channel", "direction", "status", "suppressed_reason", "category",
-                  "to", "sender", "contact_id", "priority", "content",
-                  "rendered", "metadata", "scheduled_for", "due_at", "attempts",
-                  "max_attempts", "provider", "provider_message_id", "response", "last_error",
-                  "error_code", "possible_duplicate", "source", "created_at", "updated_at",
-                  "sent_at", "delivered_at", "failed_at", "cancelled_at"]
-        read_only_fields = fields
 
 
 class MessageDetailSerializer(MessageSerializer):

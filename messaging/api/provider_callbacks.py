@@ -5,6 +5,7 @@ import logging
 import uuid
 
 from django.conf import settings
+from django.db import transaction
 from django.http import HttpResponse, QueryDict
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
@@ -16,6 +17,7 @@ from rest_framework.views import APIView
 
 from core.api import ApiError
 from core.models import Workspace
+from messaging import events
 from messaging.channels import MMS, SMS
 from messaging.inbound import (
     Received,
@@ -76,8 +78,10 @@ class TwilioStatusView(APIView):
             fields = {"delivered_at": now} if status == "delivered" else {
                 "last_error": f"Twilio error {request.POST.get('ErrorCode', '')}".strip(),
                 "error_code": request.POST.get("ErrorCode", "")}
-            Message.objects.filter(pk=message.pk, status__in=FINAL_FROM[status]).update(
-                status=status, updated_at=now, **fields)
+            with transaction.atomic():
+                if Message.objects.filter(pk=message.pk, status__in=FINAL_FROM[status]).update(
+                        status=status, updated_at=now, **fields):
+                    events.messages_emit(changes=[(message, f"message.{status}")])
         return Response(status=204)
 
     def _message(self, request: Request) -> Message:

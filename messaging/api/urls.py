@@ -7,15 +7,19 @@ from messaging.api.inbound import InboundView
 from messaging.api.messages import MessageViewSet
 from messaging.api.provider_callbacks import TwilioInboundView, TwilioStatusView
 from messaging.api.suppressions import SuppressionViewSet
-from messaging.api.workspace import WorkspaceView
+from messaging.api.webhook_endpoints import WebhookEndpointViewSet
+from messaging.api.workspace import WebhookSecretRotateView, WorkspaceView
 
 router = Router()
 router.register("contacts", ContactViewSet, basename="contact")
 router.register("messages", MessageViewSet, basename="message")
 router.register("suppressions", SuppressionViewSet, basename="suppression")
+router.register("webhook-endpoints", WebhookEndpointViewSet, basename="webhook-endpoint")
 
 urlpatterns = [
     path("workspace", WorkspaceView.as_view(), name="workspace"),
+    path("workspace/webhook-secret/rotate", WebhookSecretRotateView.as_view(),
+         name="workspace-webhook-secret-rotate"),
     # The list route with DELETE by channel and address added to the router's GET and POST.
     re_path(r"^suppressions/?$",
             SuppressionViewSet.as_view({"get": "list", "post": "create", "delete": "remove"}),

@@ -10,8 +10,9 @@ from rest_framework.views import APIView
 from core.api import ApiError, StrictCharField
 from core.auth import workspace_of
 from core.models import Workspace
-from core.services import workspace_update
+from core.services import workspace_rotate_webhook_secret, workspace_update
 from core.workspace_settings import SettingsInvalid, mask_secrets
+from messaging.api.webhook_endpoints import SecretSerializer, secret_answer
 
 
 class WorkspaceSerializer(serializers.ModelSerializer):
@@ -65,3 +66,12 @@ class WorkspaceView(APIView):
             first = next(iter(exc.fields.items()))
             raise ApiError(400, f"{first[0]}: {first[1][0]}", fields=exc.fields) from exc
         return Response(WorkspaceSerializer(workspace).data)
+
+class WebhookSecretRotateView(APIView):
+    @extend_schema(request=None, responses=SecretSerializer)
+    def post(self, request: Request) -> Response:
+        """Rotate the secret that signs the webhook channel's messages; the old one also
+        signs for 24 hours."""
+        workspace = workspace_of(request)
+        secret = workspace_rotate_webhook_secret(workspace=workspace)
+        return Response(secret_answer(secret, workspace.webhook_secret_rotated_at))

@@ -8,12 +8,15 @@ overrides the rest.
 from __future__ import annotations
 
 import functools
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from messaging.channels import CHANNELS
+from messaging.providers import webhook
 from messaging.providers.base import Provider
 
 if TYPE_CHECKING:
@@ -67,5 +70,8 @@ def provider_for(workspace: Workspace, channel: str) -> tuple[Provider, dict[str
     config = {**(defaults() if defaults else {}), **override}
     if spec.workspace_secrets:
         # The signing secrets live on the workspace itself, never in free-form settings.
-        config["secrets"] = [workspace.webhook_secret, workspace.webhook_secret_previous]
+        config["secrets"] = webhook.signing_secrets(
+            workspace.webhook_secret, workspace.webhook_secret_previous,
+            workspace.webhook_secret_rotated_at, timezone.now(),
+            timedelta(hours=settings.WEBHOOK_SECRET_OVERLAP_HOURS))
     return provider, config

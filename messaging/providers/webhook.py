@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import json
 import time
+from datetime import datetime, timedelta
 from typing import Any
 
 import requests
@@ -20,6 +21,8 @@ from messaging.providers.base import Outbound, ProviderError, Receipt
 # Headers the signature and the body depend on: a user header must never replace them.
 RESERVED_HEADERS = {"content-type", "content-length", "host", "transfer-encoding",
                     "idempotency-key"}
+# Metadata naming the event a delivery carries: its webhook-id (messaging.events writes it).
+EVENT_ID_FIELD = "_event_id"
 # Receivers are untrusted: their answers are not worth storing in full.
 RESPONSE_EXCERPT_BYTES = 2000
 # Request mistakes that fail the same way on every attempt.
@@ -37,6 +40,14 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     signed = f"{msg_id}.{timestamp}.".encode() + body
     digest = hmac.new(secret_key(secret), signed, hashlib.sha256).digest()
     return "v1," + base64.b64encode(digest).decode()
+
+
+def signing_secrets(current: str, previous: str, rotated_at: datetime | None,
+                    now: datetime, overlap: timedelta) -> list[str]:
+    """Return the secrets that sign now: the current one, plus the previous one for
+    `overlap` after a rotation (receivers switch over without dropping a delivery)."""
+    keep_previous = bool(previous) and (rotated_at is None or now - rotated_at < overlap)
+    return [current, previous] if keep_previous else [current]
 
 
 def signature_header(secrets: list[str], msg_id: str, timestamp: int, body: bytes) -> str:
@@ -97,12 +108,14 @@ class WebhookProvider:
             # Fail closed: receivers must be able to trust every delivery is signed.
             raise ProviderError("webhook: no signing secret", permanent=True, code="config")
         headers = user_headers(outbound.content.get("headers"))
+        # An event delivery is identified by its event (a replay or a second endpoint
+        # carries the same id), so receivers can deduplicate.
+        webhook_id = str(outbound.metadata.get(EVENT_ID_FIELD) or outbound.message_id)
         headers.update({
             "Content-Type": "application/json",
-            "webhook-id": outbound.message_id,
+            "webhook-id": webhook_id,
             "webhook-timestamp": str(timestamp),
             "Idempotency-Key": outbound.message_id,
         })
-        headers["webhook-signature"] = signature_header(secrets, outbound.message_id,
-                                                        timestamp, body)
+        headers["webhook-signature"] = signature_header(secrets, webhook_id, timestamp, body)
         return headers

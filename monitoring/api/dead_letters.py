@@ -18,17 +18,9 @@ from rest_framework.response import Response
 from core.api import ApiError
 from core.auth import workspace_of
 from core.models import DeadLetter
+from core.serializers import DeadLetterSerializer
 from messaging.models import Channel
 from monitoring import services
-
-
-class DeadLetterSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = DeadLetter
-        fields = ["id", "kind", "source_id", "channel", "flow_id", "error", "error_code",
-                  "attempts", "payload", "status", "replay_count", "replay_result",
-                  "replayed_at", "replayed_by", "created_at"]
-        read_only_fields = fields
 
 
 class DeadLetterFilterSerializer(serializers.Serializer):

@@ -25,6 +25,8 @@ urlpatterns = [
     path("schedules/", views.schedules, name="schedules"),
     path("schedules/<str:pk>/toggle/", views.schedule_toggle, name="schedule-toggle"),
     path("alerts/", views.alerts, name="alerts"),
+    path("endpoints/", views.endpoints, name="endpoints"),
+    path("deliveries/<uuid:pk>/replay/", views.delivery_replay, name="delivery-replay"),
     path("rate-limits/", views.rate_limits, name="rate-limits"),
     path("rate-limits/reset/", views.rate_limits_reset, name="rate-limits-reset"),
 ]

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.contrib import messages as flash
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.paginator import Page, Paginator
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.http import (
     Http404,
     HttpRequest,
@@ -34,8 +34,8 @@ from django.views.decorators.http import require_GET, require_POST
 
 from core.models import DeadLetter, Workspace
 from flows.models import Execution, FlowSchedule, Step
-from messaging import ratelimit
-from messaging.models import Message
+from messaging import events, ratelimit
+from messaging.models import Message, MessageStatus, WebhookEndpoint
 from monitoring import selectors as monitoring_selectors
 from monitoring import services
 from monitoring.dashboard import actions
@@ -383,6 +383,44 @@ def alerts(request: HttpRequest, workspace: Workspace) -> HttpResponse:
     """List the workspace's alert rules and recent alert events."""
     return _render(request, "dashboard/alerts.html", workspace,
                    alerts_context(workspace), section="alerts")
+
+
+@require_GET
+@dashboard_page
+def endpoints(request: HttpRequest, workspace: Workspace) -> HttpResponse:
+    """List the workspace's webhook endpoints; with ?endpoint=, its deliveries (?status=)."""
+    rows = WebhookEndpoint.objects.filter(workspace=workspace).annotate(
+        failed=Count("deliveries", filter=Q(deliveries__status=MessageStatus.FAILED)),
+        total=Count("deliveries"))
+    wanted = as_uuid(request.GET.get("endpoint", ""))
+    chosen = rows.filter(pk=wanted).first() if wanted else None
+    status = request.GET.get("status", "")
+    deliveries = None
+    if chosen is not None:
+        queryset = chosen.deliveries.order_by("-created_at")
+        if status in MessageStatus.values:
+            queryset = queryset.filter(status=status)
+        deliveries = _page_of(request, queryset)
+    return _render(request, "dashboard/endpoints.html", workspace, {
+        "rows": rows, "chosen": chosen, "deliveries": deliveries, "status": status,
+        "statuses": MessageStatus.values}, section="endpoints")
+
+
+@require_POST
+@staff_member_required
+def delivery_replay(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
+    """Send a delivery's event again (a new delivery with the same event id)."""
+    delivery = get_object_or_404(Message.objects.select_related("webhook_endpoint"), pk=pk,
+                                 webhook_endpoint__isnull=False)
+    endpoint = delivery.webhook_endpoint
+    if endpoint is None or not endpoint.enabled:
+        flash.error(request, "The endpoint is disabled; enable it to replay.")
+    else:
+        copy = events.delivery_replay(delivery=delivery)
+        flash.success(request, f"Replayed as delivery {copy.pk}.")
+    return _back(request, _with_workspace(reverse("dashboard:endpoints"),
+                                          delivery.workspace_id)
+                 + f"&endpoint={delivery.webhook_endpoint_id}")
 
 
 @require_GET

@@ -1,0 +1,32 @@
+"""How the API shows executions and schedule runs (also the `data` of their events)."""
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from flows.models import Execution, ScheduleRun
+
+
+class ExecutionSerializer(serializers.ModelSerializer):
+    flow_id = serializers.UUIDField(read_only=True)
+    contact_id = serializers.UUIDField(read_only=True)
+    version = serializers.IntegerField(source="version.number", read_only=True)
+    duration_seconds = serializers.FloatField(read_only=True)
+
+    class Meta:
+        model = Execution
+        fields = ["id", "flow_id", "version", "contact_id", "status", "source", "data",
+                  "current_node", "wake_at", "waiting_event", "error", "started_at",
+                  "completed_at", "duration_seconds"]
+
+
+class ScheduleRunSerializer(serializers.ModelSerializer):
+    bulk_start_id = serializers.UUIDField(read_only=True, allow_null=True)
+    summary = serializers.CharField(read_only=True,
+                                    help_text='e.g. "1 of 3 started, 2 skipped (already in '
+                                              'the flow)"')
+
+    class Meta:
+        model = ScheduleRun
+        fields = ["id", "occurrence_at", "status", "summary", "total", "started", "skipped",
+                  "refused", "missing", "error", "bulk_start_id", "fired_at", "finished_at"]
+        read_only_fields = fields
