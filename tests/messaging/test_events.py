@@ -187,3 +187,19 @@ def test_compat_callback_url_is_the_status_callback(api, workspace, stub_server,
     Webhook(workspace.webhook_secret).verify(sent.body, headers_of(sent))
     assert sent.json()["type"] == "message.sent"
     assert sent.json()["data"]["id"] == response.json()["jobId"]
+
+
+def test_an_inbound_message_reaches_an_endpoint_as_message_received(
+        api, workspace, stub_server, live_worker, allow_local):
+    endpoint = create_endpoint(api, f"{stub_server.url}/events", ["message.received"])
+    response = api.post("/api/v1/inbound", {"channel": "sms", "from": "+14155550123",
+                                            "to": "+14155550100", "body": "Is it open?"},
+                        format="json")
+    assert response.status_code == 201, response.json()
+
+    request = stub_server.wait_for(1, path="/events")[0]
+    body = Webhook(endpoint["secret"]).verify(request.body, headers_of(request))
+    assert body["type"] == "message.received"
+    assert (body["data"]["direction"], body["data"]["status"], body["data"]["sender"]) == (
+        "inbound", "received", "+14155550123")
+    assert body["data"]["content"]["body"] == "Is it open?"
