@@ -135,7 +135,11 @@ def persist(state: Walk, *, origin: tuple[str, int]) -> bool:
                 current_visit=origin[1]).update(
                 status=state.status, current_node=state.node or "", current_visit=state.visit,
                 visits=state.visits, wake_at=state.wake_at, waiting_event=state.waiting_event,
-                error=state.error[:4000], completed_at=now if final else None, updated_at=now)
+                error=state.error[:4000], completed_at=now if final else None, updated_at=now,
+                # The lease ends with this commit, which publishes the walk's send: a message
+                # decided at once (suppressed, a fast provider) may resume the step and publish
+                # the next advance before this task's own cleanup would free the lease.
+                lease_until=None)
             if not moved:
                 raise Conflict("the execution moved")
             if state.message is not None:
