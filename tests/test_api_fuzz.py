@@ -8,6 +8,7 @@ explores more.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 import schemathesis
@@ -50,7 +51,14 @@ EXCLUDED_CHECKS = [positive_data_acceptance, negative_data_rejection]
 
 # Loaded at collection (the schema view needs no database); pytest 9.2 cannot run
 # schemathesis' lazy from_fixture loader.
-schema = schemathesis.openapi.from_wsgi("/api/schema/", application)
+def https_application(environ: dict, start_response: Any) -> Any:
+    """The WSGI app as reached through TLS: with DEBUG off the settings redirect plain http,
+    and the middleware reads that once, when `application` is built (at import)."""
+    environ["wsgi.url_scheme"] = "https"
+    return application(environ, start_response)
+
+
+schema = schemathesis.openapi.from_wsgi("/api/schema/", https_application)
 
 
 @pytest.fixture(autouse=True)

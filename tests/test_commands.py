@@ -41,9 +41,11 @@ def test_create_api_key_by_slug():
         run("create_api_key", "missing")
 
 
-def test_bootstrap_demo_runs_once():
+def test_bootstrap_demo_runs_once(monkeypatch):
+    monkeypatch.setenv("PORT", "18800")  # make run's web port, printed in the links
     first = "\n".join(run("bootstrap_demo"))
     assert "API key" in first and "admin /" in first
+    assert "http://localhost:18800/admin/" in first and ":8000" not in first
     second = "\n".join(run("bootstrap_demo"))
     assert "exists already" in second
     assert Workspace.objects.filter(slug="demo").count() == 1

@@ -135,7 +135,7 @@ class TwilioInboundView(APIView):
     throttle_classes: list = []
     parser_classes = [parsers.FormParser]
 
-    @extend_schema(request=None, responses={(200, "text/xml"): str})
+    @extend_schema(request=None, responses={(200, "text/xml"): str, 403: None})
     def post(self, request: Request) -> HttpResponse:
         received = received_from_twilio(request.POST)
         route = self._route(request, received)

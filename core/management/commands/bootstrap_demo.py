@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import secrets
 
 from django.contrib.auth import get_user_model
@@ -28,8 +29,9 @@ class Command(BaseCommand):
             login = "admin (existing user, password unchanged)"
         self.stdout.write("=" * 72)
         self.stdout.write("Demo workspace created.")
-        self.stdout.write(f"  Admin login (http://localhost:8000/admin/): {login}")
+        # The web process listens on PORT under make run (the Procfile's default is 8000).
+        base = f"http://localhost:{os.environ.get('PORT') or 8000}"
+        self.stdout.write(f"  Admin login ({base}/admin/): {login}")
         self.stdout.write(f"  API key (shown once): {secret}")
-        self.stdout.write('  Try: curl -H "Authorization: Bearer <key>" '
-                          "localhost:8000/api/v1/contacts")
+        self.stdout.write(f'  Try: curl -H "Authorization: Bearer <key>" {base}/api/v1/contacts')
         self.stdout.write("=" * 72)
