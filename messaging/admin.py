@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
+from core.audit import actor_of
 from messaging.models import DeliveryAttempt, IdempotencyRecord, Message, Suppression
 from messaging.pipeline import NotCancellable, message_cancel
 
@@ -41,7 +42,7 @@ class MessageAdmin(admin.ModelAdmin):
         cancelled = skipped = 0
         for message in queryset:
             try:
-                message_cancel(message=message)
+                message_cancel(message=message, actor=actor_of(request, "admin"))
                 cancelled += 1
             except NotCancellable:
                 skipped += 1

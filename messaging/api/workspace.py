@@ -8,6 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api import ApiError, StrictCharField
+from core.audit import actor_of
 from core.auth import workspace_of
 from core.models import Workspace
 from core.services import workspace_update
@@ -60,7 +61,8 @@ class WorkspaceView(APIView):
         try:
             workspace = workspace_update(
                 workspace=workspace_of(request), name=data.get("name"),
-                timezone_name=data.get("timezone"), settings_changes=data.get("settings"))
+                timezone_name=data.get("timezone"), settings_changes=data.get("settings"),
+                actor=actor_of(request, "api"))
         except SettingsInvalid as exc:
             first = next(iter(exc.fields.items()))
             raise ApiError(400, f"{first[0]}: {first[1][0]}", fields=exc.fields) from exc

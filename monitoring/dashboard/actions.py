@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import redis
 from django.db.models import QuerySet
 
+from core.audit import Actor
 from core.models import DeadLetter, Workspace
 from flows import operations, schedules
 from flows.models import Execution, FlowSchedule, Step
@@ -27,16 +28,16 @@ class Outcome:
     text: str
 
 
-def execution_cancel(*, execution: Execution) -> Outcome:
+def execution_cancel(*, execution: Execution, actor: Actor) -> Outcome:
     """Cancel a running or waiting execution through the flow operations."""
     before = execution.status
-    execution = operations.execution_cancel(execution=execution)
+    execution = operations.execution_cancel(execution=execution, actor=actor)
     if execution.status == Execution.Status.CANCELLED and before != execution.status:
         return Outcome(True, "Execution cancelled.")
     return Outcome(False, f"An execution that is '{execution.status}' cannot be cancelled.")
 
 
-def step_retry(*, step: Step, actor: str) -> Outcome:
+def step_retry(*, step: Step, actor: Actor) -> Outcome:
     """Run a failed step again; through its dead letter when it has one, so that is closed."""
     letter = DeadLetter.objects.filter(kind=DeadLetter.Kind.STEP, source_id=str(step.pk),
                                        status=DeadLetter.Status.OPEN).order_by("-pk").first()
@@ -61,7 +62,7 @@ def rate_limits_reset(*, workspace: Workspace) -> Outcome:
     return Outcome(True, "Rate-limit counters and events reset.")
 
 
-def dead_letter_retry(*, letter: DeadLetter, actor: str) -> Outcome:
+def dead_letter_retry(*, letter: DeadLetter, actor: Actor) -> Outcome:
     """Replay a dead letter once through monitoring.services (a second replay is refused)."""
     outcome = services.dead_letter_replay(letter_id=letter.pk, actor=actor)
     if outcome.replayed:
@@ -69,7 +70,7 @@ def dead_letter_retry(*, letter: DeadLetter, actor: str) -> Outcome:
     return Outcome(False, f"Not replayed: {outcome.reason}")
 
 
-def dead_letter_discard(*, letter: DeadLetter, actor: str) -> Outcome:
+def dead_letter_discard(*, letter: DeadLetter, actor: Actor) -> Outcome:
     """Discard an open dead letter through monitoring.services."""
     if services.dead_letter_discard(letter_id=letter.pk, actor=actor):
         return Outcome(True, "Dead letter discarded.")
@@ -77,7 +78,7 @@ def dead_letter_discard(*, letter: DeadLetter, actor: str) -> Outcome:
     return Outcome(False, f"Not discarded: the entry is {letter.status}, not open.")
 
 
-def dead_letters_retry(*, queryset: QuerySet[DeadLetter], actor: str) -> Outcome:
+def dead_letters_retry(*, queryset: QuerySet[DeadLetter], actor: Actor) -> Outcome:
     """Replay every open dead letter of the (filtered) queryset, up to the bulk limit."""
     report = services.dead_letters_replay(queryset=queryset.filter(status=DeadLetter.Status.OPEN),
                                           actor=actor, limit=services.BULK_REPLAY_LIMIT)
@@ -87,11 +88,6 @@ def dead_letters_retry(*, queryset: QuerySet[DeadLetter], actor: str) -> Outcome
     if report.refusals:
         text += f". First refusal: {report.refusals[0]['reason']}"
     return Outcome(report.refused == 0, text + ".")
-
-
-def dashboard_actor(username: str) -> str:
-    """Return who acted, as recorded on dead letters ("dashboard:<username>")."""
-    return services.actor_for("dashboard", username)
 
 
 def schedule_toggle(*, schedule: FlowSchedule, enabled: bool) -> Outcome:

@@ -32,6 +32,7 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
+from core.audit import Actor, actor_of
 from core.models import DeadLetter, Workspace
 from flows.models import Execution, FlowSchedule, Step
 from messaging import ratelimit
@@ -206,7 +207,7 @@ def execution_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
 def execution_cancel(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     """Cancel a running or waiting execution."""
     execution = get_object_or_404(Execution, pk=pk)
-    _report(request, actions.execution_cancel(execution=execution))
+    _report(request, actions.execution_cancel(execution=execution, actor=_actor(request)))
     return _back(request, _with_workspace(
         reverse("dashboard:execution-detail", args=[pk]), execution.workspace_id))
 
@@ -338,8 +339,8 @@ def dead_letter_discard(request: HttpRequest, pk: int) -> HttpResponse:
                                           letter.workspace_id))
 
 
-def _actor(request: HttpRequest) -> str:
-    return actions.dashboard_actor(request.user.get_username())
+def _actor(request: HttpRequest) -> Actor:
+    return actor_of(request, "dashboard")
 
 
 # --- schedules, alerts, rate limits -----------------------------------------------------------
