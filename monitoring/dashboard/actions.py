@@ -16,7 +16,7 @@ from core.audit import Actor
 from core.models import DeadLetter, Workspace
 from flows import operations, schedules
 from flows.models import Execution, FlowSchedule, Step
-from messaging import ratelimit
+from messaging import pauses, ratelimit
 from monitoring import services
 
 logger = logging.getLogger(__name__)
@@ -97,3 +97,40 @@ def schedule_toggle(*, schedule: FlowSchedule, enabled: bool) -> Outcome:
     except ValueError as exc:  # CronError: a stored expression no longer parses
         return Outcome(False, f"Not changed: {exc}")
     return Outcome(True, f"Schedule {'enabled' if enabled else 'disabled'}.")
+
+
+def queue_pause(*, queue: str, workspace: Workspace | None, actor: Actor,
+                reason: str = "") -> Outcome:
+    """Pause a channel queue for the workspace (or for all: workspace=None)."""
+    scope = "every workspace" if workspace is None else workspace.name
+    try:
+        _, changed = pauses.queue_pause(queue=queue, workspace=workspace, actor=actor,
+                                        reason=reason)
+    except pauses.UnknownQueue as exc:
+        return Outcome(False, str(exc))
+    if not changed:
+        return Outcome(False, f"{queue} was already paused for {scope}.")
+    return Outcome(True, f"{queue} paused for {scope}: its messages wait until resumed.")
+
+
+def queue_resume(*, queue: str, workspace: Workspace | None, actor: Actor) -> Outcome:
+    """Resume a paused channel queue; its held messages go out in order."""
+    scope = "every workspace" if workspace is None else workspace.name
+    try:
+        released = pauses.queue_resume(queue=queue, workspace=workspace, actor=actor)
+    except pauses.UnknownQueue as exc:
+        return Outcome(False, str(exc))
+    if released is None:
+        return Outcome(False, f"{queue} was not paused for {scope}.")
+    return Outcome(True, f"{queue} resumed for {scope}; {released} waiting message(s) "
+                         f"released in order.")
+
+
+def execution_pause(*, execution: Execution, actor: Actor, resume: bool = False) -> Outcome:
+    """Pause (or resume) an execution through the flow operations."""
+    operation = operations.execution_resume if resume else operations.execution_pause
+    try:
+        operation(execution=execution, actor=actor)
+    except operations.NotPausable as exc:
+        return Outcome(False, str(exc))
+    return Outcome(True, "Execution resumed." if resume else "Execution paused.")
