@@ -5,8 +5,10 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import transaction
 
-from core.models import ApiKey, Contact, Workspace
+from core.audit import actor_of, audit
+from core.models import ApiKey, AuditEntry, Contact, Workspace
 from core.services import api_key_create, api_key_revoke
 from core.workspace_settings import validate_settings
 
@@ -51,6 +53,16 @@ class WorkspaceAdmin(admin.ModelAdmin):
     inlines = [ApiKeyInline]
     actions = ["create_key"]
 
+    def save_model(self, request: Any, obj: Workspace, form: Any, change: bool) -> None:
+        """Save, and log a change in the audit log (field names only) in the same
+        transaction."""
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            if change and form.changed_data:
+                audit(actor=actor_of(request, "admin"), action="workspace.update",
+                      workspace=obj, target_type="workspace", target_id=obj.pk,
+                      detail={"fields": sorted(form.changed_data)})
+
     @admin.action(description="Create an API key (shown once)")
     def create_key(self, request, queryset) -> None:
         for workspace in queryset:
@@ -86,3 +98,25 @@ class ContactAdmin(admin.ModelAdmin):
     search_fields = ["external_id", "first_name", "last_name", "phone", "email"]
     readonly_fields = ["id", "created_at", "updated_at"]
     list_select_related = ["workspace"]
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    """The audit log, read-only: entries are written only by the actions they record."""
+
+    list_display = ["created_at", "workspace", "actor", "source", "action", "target_type",
+                    "target_id", "ip"]
+    list_filter = ["action", "source", "workspace"]
+    search_fields = ["actor", "target_id", "action"]
+    date_hierarchy = "created_at"
+    list_select_related = ["workspace"]
+    readonly_fields = [f.name for f in AuditEntry._meta.fields]
+
+    def has_add_permission(self, request: Any) -> bool:
+        return False
+
+    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
+        return False

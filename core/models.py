@@ -144,3 +144,33 @@ class DeadLetter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.source_id} ({self.status})"
+
+
+class AuditEntry(models.Model):
+    """Who did what to which object, when and from where (core.audit writes it, in the same
+    transaction as the action). Entries are only ever added."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, null=True, blank=True,
+                                  related_name="audit_entries")  # null: a global action
+    # "api:<key prefix>", "user:<username>" or "command".
+    actor = models.CharField(max_length=150)
+    # Where the action came from: api, dashboard, admin or command.
+    source = models.CharField(max_length=20, blank=True, default="")
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    # queue.pause, queue.resume, execution.pause, execution.resume, execution.cancel,
+    # message.cancel, dead_letter.replay, dead_letter.discard, workspace.update,
+    # webhook_secret.rotate (README.md, "Audit log").
+    action = models.CharField(max_length=50)
+    target_type = models.CharField(max_length=50, blank=True, default="")
+    target_id = models.CharField(max_length=100, blank=True, default="")
+    detail = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "audit entries"
+        indexes = [models.Index(fields=["workspace", "-created_at"]),
+                   models.Index(fields=["workspace", "action", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.actor} {self.action} {self.target_type} {self.target_id}".strip()

@@ -12,6 +12,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
+from core.audit import COMMAND, Actor, audit
 from core.models import ApiKey, Contact, Workspace, new_webhook_secret
 from core.workspace_settings import SettingsInvalid, settings_merge
 
@@ -42,10 +43,12 @@ def workspace_create(*, name: str, timezone_name: str = "UTC", slug: str | None 
 
 def workspace_update(*, workspace: Workspace, name: str | None = None,
                      timezone_name: str | None = None,
-                     settings_changes: dict | None = None) -> Workspace:
+                     settings_changes: dict | None = None,
+                     actor: Actor | None = None) -> Workspace:
     """Change a workspace's name, time zone and settings (merged, see
     core.workspace_settings.settings_merge) in one write; raise SettingsInvalid naming every
-    refused field, having written nothing."""
+    refused field, having written nothing. The audit log gets the changed field names and
+    settings paths (never their values: settings hold provider secrets)."""
     with transaction.atomic():
         # Locked, so two changes to different keys at once both land.
         locked = Workspace.objects.select_for_update().get(pk=workspace.pk)
@@ -67,6 +70,11 @@ def workspace_update(*, workspace: Workspace, name: str | None = None,
         if errors:
             raise SettingsInvalid(errors)
         locked.save(update_fields=["name", "timezone", "settings", "updated_at"])
+        fields = [field for field, value in (("name", name), ("timezone", timezone_name),
+                                             ("settings", settings_changes)) if value is not None]
+        audit(actor=actor or COMMAND, action="workspace.update", workspace=locked,
+              target_type="workspace", target_id=locked.pk,
+              detail={"fields": fields, "settings": setting_paths(settings_changes or {})})
     return locked
 
 
@@ -79,6 +87,19 @@ def workspace_rotate_webhook_secret(*, workspace: Workspace) -> str:
     workspace.save(update_fields=["webhook_secret", "webhook_secret_previous",
                                   "webhook_secret_rotated_at", "updated_at"])
     return workspace.webhook_secret
+
+
+def setting_paths(changes: dict, prefix: str = "", depth: int = 3) -> list[str]:
+    """Return the dotted paths a settings change touches ("rate_limits.sms"), values left
+    out."""
+    paths: list[str] = []
+    for key, value in changes.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value and depth > 1:
+            paths.extend(setting_paths(value, f"{path}.", depth - 1))
+        else:
+            paths.append(path)
+    return paths
 
 
 def api_key_create(*, workspace: Workspace, name: str = "default") -> tuple[ApiKey, str]:

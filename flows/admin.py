@@ -8,6 +8,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from core.audit import actor_of
 from flows import cron, operations, schedules, services
 from flows.graph import validate
 from flows.models import (
@@ -100,7 +101,7 @@ class ExecutionAdmin(admin.ModelAdmin):
     list_select_related = ["flow", "contact"]
     readonly_fields = [f.name for f in Execution._meta.fields]
     inlines = [StepInline]
-    actions = ["cancel", "retry_failed_step"]
+    actions = ["cancel", "pause", "resume", "retry_failed_step"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -108,8 +109,25 @@ class ExecutionAdmin(admin.ModelAdmin):
     @admin.action(description="Cancel selected executions")
     def cancel(self, request: HttpRequest, queryset: QuerySet) -> None:
         for execution in queryset:
-            operations.execution_cancel(execution=execution)
+            operations.execution_cancel(execution=execution, actor=actor_of(request, "admin"))
         self.message_user(request, "Cancelled the running and waiting ones.")
+
+    @admin.action(description="Pause selected executions")
+    def pause(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._each(request, queryset, operations.execution_pause, "Paused")
+
+    @admin.action(description="Resume selected executions")
+    def resume(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._each(request, queryset, operations.execution_resume, "Resumed")
+
+    def _each(self, request: HttpRequest, queryset: QuerySet, operation: Any,
+              verb: str) -> None:
+        done = skipped = 0
+        for execution in queryset.filter(status__in=operations.ACTIVE):
+            operation(execution=execution, actor=actor_of(request, "admin"))
+            done += 1
+        skipped = queryset.count() - done
+        self.message_user(request, f"{verb} {done}; {skipped} were finished.")
 
     @admin.action(description="Retry the failed step of selected executions")
     def retry_failed_step(self, request: HttpRequest, queryset: QuerySet) -> None:

@@ -53,11 +53,12 @@ def lease_seconds() -> int:
 def advance(*, execution_id: str) -> str:
     """Run the execution from its cursor until it waits, ends or fails.
 
-    Returns what the walk did: skipped (leased or not running), stale (lost a race),
+    Returns what the walk did: skipped (leased, paused or not running), stale (lost a race),
     waiting, completed, failed, or yielded (node limit reached; continues in a new task).
     """
     now = timezone.now()
-    claimed = (Execution.objects.filter(pk=execution_id, status=ExecStatus.RUNNING)
+    claimed = (Execution.objects.filter(pk=execution_id, status=ExecStatus.RUNNING,
+                                        paused_at__isnull=True)
                .exclude(lease_until__gt=now)
                .update(lease_until=now + timedelta(seconds=lease_seconds())))
     if not claimed:
@@ -153,9 +154,12 @@ def resume_step(*, step: Step, outcome: str, output: dict, handle: str | None = 
                 error: str = "") -> bool:
     """Finish a waiting step (message final, timer fired, event arrived) and move on.
 
-    Return False when the step was no longer waiting (another path finished it first).
+    Return False when the step was no longer waiting (another path finished it first), or
+    when its execution is paused: the step stays waiting and its resume finishes it.
     """
     execution = Execution.objects.select_related("version").get(pk=step.execution_id)
+    if execution.paused_at is not None:
+        return False
     graph = graph_of(execution.version_id)
     node = graph.node(step.node_id)
     with transaction.atomic():
@@ -209,8 +213,9 @@ def dispatch_timers(*, now: datetime | None = None, batch: int = 500) -> int:
     """
     now = now or timezone.now()
     with transaction.atomic():
+        # A paused execution's timer waits: it fires on the first pass after the resume.
         due = list(Execution.objects.select_for_update(skip_locked=True)
-                   .filter(status=ExecStatus.WAITING, wake_at__lte=now)
+                   .filter(status=ExecStatus.WAITING, wake_at__lte=now, paused_at__isnull=True)
                    .order_by("wake_at")[:batch])
         for execution in due:
             step = Step.objects.filter(execution=execution, node_id=execution.current_node,
@@ -247,11 +252,13 @@ def sweep(*, now: datetime | None = None) -> dict[str, int]:
     """Repair lost work: running executions nobody advances, steps whose message finished."""
     now = now or timezone.now()
     stale = now - timedelta(seconds=settings.REQUEUE_AFTER_SECONDS)
-    stuck = list(Execution.objects.filter(status=ExecStatus.RUNNING, updated_at__lt=stale)
+    stuck = list(Execution.objects.filter(status=ExecStatus.RUNNING, updated_at__lt=stale,
+                                          paused_at__isnull=True)
                  .exclude(lease_until__gt=now).values_list("pk", flat=True)[:1000])
     publish(stuck)
     finished = 0
-    orphans = Step.objects.filter(status=StepStatus.WAITING, message__status__in=[
+    orphans = Step.objects.filter(status=StepStatus.WAITING, execution__paused_at__isnull=True,
+                                  message__status__in=[
         MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.UNDELIVERED,
         MessageStatus.FAILED, MessageStatus.SUPPRESSED]).values_list("message_id", flat=True)[:1000]
     for message_id in list(orphans):

@@ -104,6 +104,10 @@ class Execution(models.Model):
     lease_until = models.DateTimeField(null=True, blank=True)
     enqueued_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
+    # Paused by an operator: not advanced, its timers wait, until resumed (README.md,
+    # "Pausing"). The status stays what it was (running or waiting).
+    paused_at = models.DateTimeField(null=True, blank=True)
+    paused_by = models.CharField(max_length=150, blank=True, default="")
     started_at = models.DateTimeField(auto_now_add=True)
     completed_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -1,4 +1,4 @@
-"""What an operator does to an execution: cancel it, retry its failed step.
+"""What an operator does to an execution: cancel, pause or resume it, retry its failed step.
 
 Kept apart from the engine, which only advances executions: these are services the API,
 the admin and the dashboard call, and they reach the engine only through the queue.
@@ -11,33 +11,104 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from core.audit import COMMAND, Actor, audit
 from flows.models import Execution, Step
 from flows.publishing import schedule_advance
+from messaging.models import FINAL_STATUSES, Message, MessageStatus
 from messaging.pipeline import NotCancellable, message_cancel
+from messaging.signals import message_finished
 
 ExecStatus = Execution.Status
 StepStatus = Step.Status
+ACTIVE = (ExecStatus.RUNNING, ExecStatus.WAITING)
+# A message in one of these will not change again: its step can complete.
+FINISHED_MESSAGE = [status for status in FINAL_STATUSES if status != MessageStatus.CANCELLED]
 
 
 class NotRetryable(Exception):
     """Only a failed step of a failed execution can be retried."""
 
 
-def execution_cancel(*, execution: Execution) -> Execution:
+class NotPausable(Exception):
+    """Only a running or waiting execution can be paused or resumed (the text says why)."""
+
+
+def execution_cancel(*, execution: Execution, actor: Actor | str | None = None) -> Execution:
     """Cancel a running or waiting execution and the messages its steps still wait for."""
     now = timezone.now()
-    changed = Execution.objects.filter(
-        pk=execution.pk, status__in=[ExecStatus.RUNNING, ExecStatus.WAITING]).update(
-        status=ExecStatus.CANCELLED, completed_at=now, wake_at=None, waiting_event="",
-        updated_at=now)
-    if changed:
-        for step in execution.steps.filter(status=StepStatus.WAITING).select_related("message"):
-            Step.objects.filter(pk=step.pk).update(status=StepStatus.SKIPPED, completed_at=now)
-            if step.message is not None:
-                with contextlib.suppress(NotCancellable):  # already with the provider
-                    message_cancel(message=step.message)
+    with transaction.atomic():
+        changed = Execution.objects.filter(pk=execution.pk, status__in=ACTIVE).update(
+            status=ExecStatus.CANCELLED, completed_at=now, wake_at=None, waiting_event="",
+            paused_at=None, updated_at=now)
+        if changed:
+            for step in execution.steps.filter(status=StepStatus.WAITING).select_related(
+                    "message"):
+                Step.objects.filter(pk=step.pk).update(status=StepStatus.SKIPPED,
+                                                       completed_at=now)
+                if step.message is not None:
+                    with contextlib.suppress(NotCancellable):  # already with the provider
+                        message_cancel(message=step.message)
+            audit(actor=actor or COMMAND, action="execution.cancel",
+                  workspace=execution.workspace_id, target_type="execution",
+                  target_id=execution.pk, detail={"flow_id": str(execution.flow_id)})
     execution.refresh_from_db()
     return execution
+
+
+def execution_pause(*, execution: Execution, actor: Actor) -> Execution:
+    """Pause a running or waiting execution: it is not advanced and its timers wait until
+    it is resumed. Pausing a paused execution changes nothing."""
+    now = timezone.now()
+    with transaction.atomic():
+        changed = Execution.objects.filter(pk=execution.pk, status__in=ACTIVE,
+                                           paused_at__isnull=True).update(
+            paused_at=now, paused_by=actor.name[:150], updated_at=now)
+        execution.refresh_from_db()
+        if execution.status not in ACTIVE:
+            raise NotPausable(f"A {execution.status} execution cannot be paused.")
+        if changed:
+            audit(actor=actor, action="execution.pause", workspace=execution.workspace_id,
+                  target_type="execution", target_id=execution.pk,
+                  detail={"status": execution.status, "node": execution.current_node})
+    return execution
+
+
+def execution_resume(*, execution: Execution, actor: Actor) -> Execution:
+    """Resume a paused execution where it stopped: a running one is advanced again, a
+    waiting one's fired timer goes on the next dispatcher pass, and a step whose message
+    finished meanwhile completes now. Resuming one that is not paused changes nothing."""
+    with transaction.atomic():
+        locked = Execution.objects.select_for_update().get(pk=execution.pk)
+        if locked.status not in ACTIVE:
+            raise NotPausable(f"A {locked.status} execution cannot be resumed.")
+        if locked.paused_at is not None:
+            paused_for = timezone.now() - locked.paused_at
+            Execution.objects.filter(pk=locked.pk).update(
+                paused_at=None, paused_by="", updated_at=timezone.now(),
+                enqueued_at=timezone.now() if locked.status == ExecStatus.RUNNING
+                else locked.enqueued_at)
+            audit(actor=actor, action="execution.resume", workspace=locked.workspace_id,
+                  target_type="execution", target_id=locked.pk,
+                  detail={"status": locked.status, "node": locked.current_node,
+                          "paused_seconds": round(paused_for.total_seconds())})
+            _continue(locked)
+    execution.refresh_from_db()
+    return execution
+
+
+def _continue(execution: Execution) -> None:
+    """Set a just-resumed execution going again (after commit)."""
+    if execution.status == ExecStatus.RUNNING:
+        schedule_advance(execution.pk)
+        return
+    step = Step.objects.filter(execution=execution, node_id=execution.current_node,
+                               visit=execution.current_visit, status=StepStatus.WAITING,
+                               message__status__in=FINISHED_MESSAGE).first()
+    if step is not None:
+        # The message finished while paused and its notice was turned away: repeat it.
+        message_id = step.message_id
+        transaction.on_commit(lambda: message_finished.send(
+            sender=Message, message_id=message_id, source="flow"))
 
 
 def step_retry(*, step: Step) -> Step:

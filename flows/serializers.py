@@ -15,8 +15,8 @@ class ExecutionSerializer(serializers.ModelSerializer):
     class Meta:
         model = Execution
         fields = ["id", "flow_id", "version", "contact_id", "status", "source", "data",
-                  "current_node", "wake_at", "waiting_event", "error", "started_at",
-                  "completed_at", "duration_seconds"]
+                  "current_node", "wake_at", "waiting_event", "paused_at", "paused_by",
+                  "error", "started_at", "completed_at", "duration_seconds"]
 
 
 class ScheduleRunSerializer(serializers.ModelSerializer):

@@ -3,18 +3,24 @@ webhook endpoints with their deliveries."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
+from django import forms
 from django.contrib import admin
 from django.utils import timezone
 
+from core.audit import actor_of
 from messaging import events
+from messaging.channels import CHANNEL_QUEUES
 from messaging.models import (
     DeliveryAttempt,
     IdempotencyRecord,
     Message,
+    QueuePause,
     Suppression,
     WebhookEndpoint,
 )
+from messaging.pauses import queue_pause, queue_resume
 from messaging.pipeline import NotCancellable, message_cancel
 
 
@@ -32,7 +38,8 @@ class DeliveryAttemptInline(admin.TabularInline):
 
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
-    list_display = ["id", "workspace", "channel", "direction", "to", "status", "category",
+    list_display = ["id", "workspace", "channel", "direction", "to", "status", "status_reason",
+                    "category",
                     "attempts", "priority", "scheduled_for", "created_at", "sent_at",
                     "possible_duplicate"]
     list_filter = ["status", "channel", "direction", "category", "suppressed_reason",
@@ -52,7 +59,7 @@ class MessageAdmin(admin.ModelAdmin):
         cancelled = skipped = 0
         for message in queryset:
             try:
-                message_cancel(message=message)
+                message_cancel(message=message, actor=actor_of(request, "admin"))
                 cancelled += 1
             except NotCancellable:
                 skipped += 1
@@ -124,3 +131,38 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         count = sum(len(events.deliveries_replay_failed(endpoint=endpoint, since=since))
                     for endpoint in queryset.filter(enabled=True))
         self.message_user(request, f"Replayed {count} deliveries.")
+
+
+class QueuePauseForm(forms.ModelForm):
+    queue = forms.ChoiceField(choices=[(name, name) for name in CHANNEL_QUEUES])
+
+    class Meta:
+        model = QueuePause
+        fields = ["queue", "workspace", "reason"]
+
+
+@admin.register(QueuePause)
+class QueuePauseAdmin(admin.ModelAdmin):
+    """Paused queues: adding one pauses (no workspace: every workspace), deleting resumes
+    and releases the held messages in order; both through messaging.pauses, audited."""
+
+    form = QueuePauseForm
+    list_display = ["queue", "workspace", "paused_at", "paused_by", "reason"]
+    list_filter = ["queue"]
+    list_select_related = ["workspace"]
+    readonly_fields = ["paused_at", "paused_by"]
+
+    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
+        return obj is None  # a pause is added or removed, never edited
+
+    def save_model(self, request: Any, obj: QueuePause, form: Any, change: bool) -> None:
+        pause, _ = queue_pause(queue=obj.queue, workspace=obj.workspace,
+                               actor=actor_of(request, "admin"), reason=obj.reason)
+        obj.pk = pause.pk
+
+    def delete_model(self, request: Any, obj: QueuePause) -> None:
+        queue_resume(queue=obj.queue, workspace=obj.workspace, actor=actor_of(request, "admin"))
+
+    def delete_queryset(self, request: Any, queryset: Any) -> None:
+        for pause in queryset.select_related("workspace"):
+            self.delete_model(request, pause)

@@ -151,6 +151,9 @@ class Message(models.Model):
     last_error = models.TextField(blank=True, default="")
     error_code = models.CharField(max_length=50, blank=True, default="")
     possible_duplicate = models.BooleanField(default=False)
+    # Why a live message waits, when something other than its timer holds it: "paused: sms
+    # (workspace)" while its queue is paused (README.md, "Pausing"). Cleared when claimed.
+    status_reason = models.CharField(max_length=200, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     sent_at = models.DateTimeField(null=True, blank=True)
@@ -257,3 +260,35 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class QueuePause(models.Model):
+    """A paused channel queue: for one workspace, or for every workspace (workspace null).
+
+    The row is the truth: while it exists the pipeline holds the queue's messages instead of
+    sending them; resuming deletes it (the audit log keeps the history)."""
+
+    queue = models.CharField(max_length=20)
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, null=True, blank=True,
+                                  related_name="queue_pauses")
+    paused_at = models.DateTimeField(auto_now_add=True)
+    # The actor: "api:<key prefix>", "user:<username>" or "command".
+    paused_by = models.CharField(max_length=150, blank=True, default="")
+    reason = models.CharField(max_length=500, blank=True, default="")
+
+    class Meta:
+        ordering = ["queue", "paused_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["queue", "workspace"], name="queue_pause_unique",
+                                    condition=Q(workspace__isnull=False)),
+            models.UniqueConstraint(fields=["queue"], name="queue_pause_global_unique",
+                                    condition=Q(workspace__isnull=True)),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.queue} paused ({self.scope})"
+
+    @property
+    def scope(self) -> str:
+        """Return "workspace" or "global"."""
+        return "global" if self.workspace_id is None else "workspace"

@@ -18,8 +18,9 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from core.audit import Actor, audit
 from core.models import Contact, DeadLetter, Workspace
-from messaging import events, policy, ratelimit
+from messaging import events, pauses, policy, ratelimit
 from messaging.channels import AI, WEBHOOK, rate_key_for
 from messaging.models import (
     CANCELLABLE_STATUSES,
@@ -111,11 +112,19 @@ def message_create(**kwargs: Any) -> Message:
     return message_create_many(messages=[message_build(**kwargs)])[0]
 
 
-def message_cancel(*, message: Message) -> Message:
-    """Cancel a message that has not been handed to a provider yet."""
+def message_cancel(*, message: Message, actor: Actor | None = None) -> Message:
+    """Cancel a message that has not been handed to a provider yet; an operator's cancel
+    (with an actor) goes in the audit log in the same transaction."""
     now = timezone.now()
-    changed = Message.objects.filter(pk=message.pk, status__in=CANCELLABLE_STATUSES).update(
-        status=MessageStatus.CANCELLED, cancelled_at=now, due_at=None, updated_at=now)
+    with transaction.atomic():
+        changed = Message.objects.filter(pk=message.pk, status__in=CANCELLABLE_STATUSES
+                                         ).update(status=MessageStatus.CANCELLED,
+                                                  cancelled_at=now, due_at=None,
+                                                  status_reason="", updated_at=now)
+        if changed and actor is not None:
+            audit(actor=actor, action="message.cancel", workspace=message.workspace_id,
+                  target_type="message", target_id=message.pk,
+                  detail={"channel": message.channel, "status": message.status})
     message.refresh_from_db()
     if not changed:
         raise NotCancellable(f"A message that is '{message.status}' cannot be cancelled.")
@@ -151,9 +160,11 @@ def sweep(*, now: datetime | None = None) -> dict[str, int]:
       and flagged a possible duplicate (the provider may have acted); the message is queued
       again, or fails if it has no attempts left.
     - `queued` for longer than REQUEUE_AFTER_SECONDS: its task was lost; publish again.
+    - held by a pause that is gone (a resume raced the hold): give it its timer back.
     """
     now = now or timezone.now()
-    return {"expired_leases": _recover_expired_leases(now), "requeued": _republish_stale(now)}
+    return {"expired_leases": _recover_expired_leases(now), "requeued": _republish_stale(now),
+            "released": pauses.release_orphans(now=now)}
 
 
 def _recover_expired_leases(now: datetime) -> int:
@@ -217,8 +228,9 @@ def _republish_stale(now: datetime) -> int:
 def messages_deliver(*, message_ids: list[str], task_id: str = "") -> dict[str, str]:
     """Claim the messages, respect rate limits, call providers, record the outcomes.
 
-    Return {message id: skipped (not ours) | deferred | suppressed | sent | retrying | failed
-    | stale}. The recipients' rules (messaging.policy) decide first, then the rate limit.
+    Return {message id: skipped (not ours) | paused | deferred | suppressed | sent | retrying
+    | failed | stale}. A paused queue holds its messages first (messaging.pauses), then the
+    recipients' rules (messaging.policy) decide, then the rate limit.
     Round trips per batch: one claim, one read, one transaction for all outcomes; provider
     calls run concurrently outside any transaction.
     """
@@ -227,8 +239,12 @@ def messages_deliver(*, message_ids: list[str], task_id: str = "") -> dict[str, 
     outcomes = {str(mid): "skipped" for mid in message_ids}
     if not claimed:
         return outcomes
+    # In due order, so rate-limit slots are booked in the order the messages were due.
     messages = list(Message.objects.select_related("workspace", "contact", "webhook_endpoint")
-                    .filter(pk__in=claimed))
+                    .filter(pk__in=claimed).order_by("due_at", "created_at", "id"))
+    held = pauses.hold_paused(messages, now)
+    outcomes.update({str(pk): "paused" for pk in held})
+    messages = [message for message in messages if message.pk not in held]
     decisions = policy.decide_all(messages, now=now)
     ready, refused = [], []
     for message in messages:
@@ -267,8 +283,8 @@ def _claim(message_ids: list[str], now: datetime) -> list[Any]:
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {table} SET status = %s, lease_until = %s, updated_at = %s, "
-            f"attempts = attempts + 1 WHERE id IN ({placeholders}) AND status = %s "
-            f"RETURNING id", params)
+            f"attempts = attempts + 1, status_reason = '' "
+            f"WHERE id IN ({placeholders}) AND status = %s RETURNING id", params)
         return [row[0] for row in cursor.fetchall()]
 
 
@@ -316,12 +332,6 @@ def _call(provider: Any, outbound: Outbound) -> Receipt | ProviderError:
                              outcome_unknown=True, code="exception")
 
 
-def _rate_for(workspace: Workspace, channel: str) -> ratelimit.Rate | None:
-    key = rate_key_for(channel)
-    text = (workspace.settings.get("rate_limits") or {}).get(key, settings.RATE_LIMITS.get(key))
-    return ratelimit.Rate.parse(text) if text else None
-
-
 def _defer_for_rate_limit(message: Message, now: datetime) -> bool:
     """Book a rate-limit slot; if it is in the future, put the message back on its timer."""
     if message.rate_slot_at is not None and message.rate_slot_at <= now + timedelta(
@@ -349,7 +359,7 @@ def _rate_and_key(message: Message) -> tuple[ratelimit.Rate | None, str]:
         return (ratelimit.Rate.parse(endpoint.rate_limit),
                 ratelimit.client_channel_key(str(message.workspace_id), rate_key_for(
                     message.channel), f"endpoint:{endpoint.pk}"))
-    return (_rate_for(message.workspace, message.channel),
+    return (ratelimit.rate_for(message.workspace, message.channel),
             _reservation_key(message, rate_key_for(message.channel)))
 
 

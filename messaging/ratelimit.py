@@ -30,6 +30,7 @@ from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
 from core.parsing import Rate
+from messaging.channels import rate_key_for
 
 logger = logging.getLogger(__name__)
 
@@ -164,6 +165,15 @@ def client_channel_key(workspace_id: str, channel: str, client_key: str) -> str:
 def api_key(prefix: str) -> str:
     """Return the throttle key of an API key: rl:api:{prefix}."""
     return f"{KEY_PREFIX}api:{prefix}"
+
+
+def rate_for(workspace: Any, channel: str) -> Rate | None:
+    """Return the sending rate in force for a workspace's channel (its override, else the
+    default), or None when the channel is unlimited."""
+    key = rate_key_for(channel)
+    text = ((workspace.settings or {}).get("rate_limits") or {}).get(
+        key, settings.RATE_LIMITS.get(key))
+    return Rate.parse(text) if text else None
 
 
 def _deferrals_key(workspace_id: str) -> str:

@@ -18,7 +18,8 @@ class MessageSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Message
-        fields = ["id", "channel", "direction", "status", "suppressed_reason", "category",
+        fields = ["id", "channel", "direction", "status", "status_reason", "suppressed_reason",
+                  "category",
                   "to", "sender", "contact_id", "priority", "content",
                   "rendered", "metadata", "scheduled_for", "due_at", "attempts",
                   "max_attempts", "provider", "provider_message_id", "response", "last_error",

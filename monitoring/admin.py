@@ -6,13 +6,14 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, StreamingHttpResponse
 
+from core.audit import Actor, actor_of
 from core.models import DeadLetter
 from monitoring import alerts, services
 from monitoring.models import AlertEvent, AlertRule
 
 
-def _actor(request: HttpRequest) -> str:
-    return services.actor_for("admin", request.user.get_username())
+def _actor(request: HttpRequest) -> Actor:
+    return actor_of(request, "admin")
 
 
 @admin.register(DeadLetter)

@@ -20,9 +20,9 @@ from django.db.models import Count, Min, Q, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from core.models import Workspace
+from core.models import AuditEntry, Workspace
 from flows.models import Execution
-from messaging import channels, ratelimit
+from messaging import channels, pauses, ratelimit
 from messaging.channels import CHANNEL_QUEUES, DEFAULT_QUEUE, FLOWS_QUEUE
 from messaging.models import (
     FAILURE_STATUSES,
@@ -30,6 +30,7 @@ from messaging.models import (
     TIMER_STATUSES,
     Message,
     MessageStatus,
+    QueuePause,
 )
 from monitoring import health
 from monitoring.services import parse_age
@@ -125,6 +126,8 @@ def _message_numbers(workspace: Workspace | None, since: datetime) -> dict[str, 
         completed=Count("pk", filter=succeeded),
         failed=Count("pk", filter=failed),
         suppressed=Count("pk", filter=suppressed),
+        # Held by a pause (messaging.pauses): scheduled without a timer.
+        held=Count("pk", filter=Q(status=MessageStatus.SCHEDULED, due_at__isnull=True)),
     )
     return {row["channel"]: {key: value for key, value in row.items() if key != "channel"}
             for row in rows}
@@ -157,15 +160,19 @@ def _execution_numbers(workspace: Workspace | None, since: datetime,
         completed=Count("pk", filter=Q(status=Execution.Status.COMPLETED,
                                        completed_at__gte=since)),
         failed=Count("pk", filter=Q(status=Execution.Status.FAILED, completed_at__gte=since)),
+        held=Count("pk", filter=Q(status__in=[Execution.Status.RUNNING,
+                                              Execution.Status.WAITING],
+                                  paused_at__isnull=False)),
     )
     return {**numbers, "suppressed": 0}  # executions are never suppressed; their sends are
 
 
 def _combine(rows: list[dict]) -> dict[str, Any]:
     total: dict[str, Any] = {"waiting": 0, "active": 0, "scheduled": 0, "completed": 0,
-                             "failed": 0, "suppressed": 0, "oldest": None}
+                             "failed": 0, "suppressed": 0, "held": 0, "oldest": None}
     for row in rows:
-        for key in ("waiting", "active", "scheduled", "completed", "failed", "suppressed"):
+        for key in ("waiting", "active", "scheduled", "completed", "failed", "suppressed",
+                    "held"):
             total[key] += row.get(key) or 0
         if row.get("oldest") and (total["oldest"] is None or row["oldest"] < total["oldest"]):
             total["oldest"] = row["oldest"]
@@ -188,7 +195,9 @@ def _heartbeat_ages() -> dict[str, float | None]:
 def queue_stats(*, workspace: Workspace | None = None, window: timedelta = timedelta(hours=1),
                 now: datetime | None = None) -> dict[str, dict[str, Any]]:
     """Return per queue: broker depth, waiting/active/scheduled rows, the oldest waiting
-    age, completed/failed counts and success rate over the window, paused, heartbeat age.
+    age, completed/failed counts and success rate over the window, paused (with the pause:
+    scope, since when, by whom, why), held (messages a pause holds; on flows, paused
+    executions), heartbeat age.
 
     Database numbers are scoped to the workspace when one is given; `depth` is global.
     """
@@ -196,6 +205,8 @@ def queue_stats(*, workspace: Workspace | None = None, window: timedelta = timed
     since = now - window
     depths = broker_depths()
     messages = _message_numbers(workspace, since)
+    paused = pauses.pauses_of(workspace)
+    paused_workspaces = _paused_workspace_counts() if workspace is None else {}
     ages = _heartbeat_ages()
     stats: dict[str, dict[str, Any]] = {}
     for queue in QUEUES:
@@ -210,11 +221,28 @@ def queue_stats(*, workspace: Workspace | None = None, window: timedelta = timed
             "oldest_waiting_seconds": round((now - oldest).total_seconds(), 1) if oldest
             else None,
             "success_rate": success_rate(numbers["completed"], numbers["failed"]),
-            # Pausing is not offered: operators stop a queue by stopping its workers.
-            "paused": False,
+            "paused": queue in paused,
+            "pause": pause_info(paused.get(queue)),
             "heartbeat_age_seconds": ages.get(queue),
         }
+        if workspace is None:  # the all-workspaces view: how many paused it for themselves
+            stats[queue]["paused_workspaces"] = paused_workspaces.get(queue, 0)
     return stats
+
+
+def pause_info(pause: QueuePause | None) -> dict[str, Any] | None:
+    """Return what the queue metrics say about a pause: scope, since, by whom, why."""
+    if pause is None:
+        return None
+    return {"scope": pause.scope, "paused_at": pause.paused_at.isoformat(),
+            "paused_by": pause.paused_by, "reason": pause.reason}
+
+
+def _paused_workspace_counts() -> dict[str, int]:
+    """Return per queue how many workspaces paused it for themselves."""
+    rows = QueuePause.objects.filter(workspace__isnull=False).values("queue").annotate(
+        count=Count("pk"))
+    return {row["queue"]: row["count"] for row in rows}
 
 
 def queue_health(*, workspace: Workspace | None = None,
@@ -234,7 +262,8 @@ def queue_health(*, workspace: Workspace | None = None,
             problems.append(f"heartbeat {item['heartbeat_age_seconds']:.0f} s old")
         queues[name] = {"status": "degraded" if problems else "healthy", "problems": problems,
                         "waiting": item["depth"], "active": item["active"],
-                        "paused": item["paused"]}
+                        "paused": item["paused"], "pause": item["pause"],
+                        "held": item["held"]}
     broker_down = all(item["depth"] is None for item in stats.values())
     status = "unhealthy" if broker_down else (
         "degraded" if any(q["status"] != "healthy" for q in queues.values()) else "healthy")
@@ -348,3 +377,24 @@ def rate_limit_events_since(*, workspace: Workspace, since: datetime,
         if not channel or event.get("channel") == channel:
             count += 1
     return count
+
+
+# --- audit log ------------------------------------------------------------------------------
+
+def audit_entries(*, workspace: Workspace, action: str = "", after: datetime | None = None,
+                  before: datetime | None = None) -> QuerySet[AuditEntry]:
+    """Return a workspace's audit entries, newest first (the API and the dashboard list)."""
+    entries = AuditEntry.objects.filter(workspace=workspace)
+    if action:
+        entries = entries.filter(action=action)
+    if after is not None:
+        entries = entries.filter(created_at__gt=after)
+    if before is not None:
+        entries = entries.filter(created_at__lt=before)
+    return entries.order_by("-created_at", "-id")
+
+
+def audit_actions(workspace: Workspace) -> list[str]:
+    """Return the actions the workspace's audit log holds (the dashboard's filter)."""
+    return sorted(AuditEntry.objects.filter(workspace=workspace).order_by()
+                  .values_list("action", flat=True).distinct())

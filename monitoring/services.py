@@ -27,6 +27,7 @@ from django.db import transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
+from core.audit import Actor, as_actor, audit
 from core.models import DeadLetter, Workspace
 from flows import engine, operations
 from flows.models import Execution, ScheduleRun, Step
@@ -112,13 +113,14 @@ def dead_letters_filter(*, workspace: Workspace | None = None, kind: str = "",
 
 # --- replay ---------------------------------------------------------------------------------
 
-def dead_letter_replay(*, letter_id: int, actor: str = "") -> ReplayOutcome:
+def dead_letter_replay(*, letter_id: int, actor: Actor | str = "") -> ReplayOutcome:
     """Replay one dead letter once: re-queue its failed message or retry its failed step.
 
     A letter that is not `open` (already replayed, or discarded) is refused, as is one whose
     source is no longer failed; the refusal reason is returned and stored in replay_result.
     """
     now = timezone.now()
+    who = as_actor(actor)
     with transaction.atomic():
         letter = DeadLetter.objects.select_for_update().filter(pk=letter_id).first()
         if letter is None:
@@ -130,14 +132,17 @@ def dead_letter_replay(*, letter_id: int, actor: str = "") -> ReplayOutcome:
                                                    "replayed.")
         try:
             result = (_replay_message(letter, now) if letter.kind == DeadLetter.Kind.MESSAGE
-                      else _replay_step(letter, now, actor))
+                      else _replay_step(letter, now, who.label))
         except _Refused as exc:
             DeadLetter.objects.filter(pk=letter.pk).update(replay_result=f"refused: {exc}")
             return ReplayOutcome(letter_id, False, str(exc))
         DeadLetter.objects.filter(pk=letter.pk).update(
             status=Letter.REPLAYED, replay_count=F("replay_count") + 1, replay_result=result,
-            replayed_at=now, replayed_by=actor[:100])
-    logger.info("dead letter %s replayed by %s: %s", letter_id, actor or "?", result)
+            replayed_at=now, replayed_by=who.label[:100])
+        audit(actor=who, action="dead_letter.replay", workspace=letter.workspace_id,
+              target_type="dead_letter", target_id=letter.pk,
+              detail={"kind": letter.kind, "source_id": letter.source_id, "result": result})
+    logger.info("dead letter %s replayed by %s: %s", letter_id, who.label, result)
     return ReplayOutcome(letter_id, True, result)
 
 
@@ -193,7 +198,7 @@ def _replay_step(letter: DeadLetter, now: datetime, actor: str) -> str:
     return f"step {step.pk} retried; execution {step.execution_id} resumes at {step.node_id}"
 
 
-def dead_letters_replay(*, queryset: QuerySet[DeadLetter], actor: str = "",
+def dead_letters_replay(*, queryset: QuerySet[DeadLetter], actor: Actor | str = "",
                         limit: int | None = None,
                         on_progress: Callable[[int, int, ReplayOutcome], None] | None = None,
                         ) -> BulkReplayReport:
@@ -219,18 +224,27 @@ def dead_letters_replay(*, queryset: QuerySet[DeadLetter], actor: str = "",
     return report
 
 
-def dead_letter_discard(*, letter_id: int, actor: str = "") -> bool:
+def dead_letter_discard(*, letter_id: int, actor: Actor | str = "") -> bool:
     """Mark an open dead letter discarded (kept for history, never replayed); False if not open."""
-    return bool(DeadLetter.objects.filter(pk=letter_id, status=Letter.OPEN).update(
-        status=Letter.DISCARDED, replay_result="discarded", replayed_at=timezone.now(),
-        replayed_by=actor[:100]))
+    return dead_letters_discard(queryset=DeadLetter.objects.filter(pk=letter_id),
+                                actor=actor) == 1
 
 
-def dead_letters_discard(*, queryset: QuerySet[DeadLetter], actor: str = "") -> int:
-    """Discard every open dead letter of the queryset; return how many."""
-    return queryset.filter(status=Letter.OPEN).update(
-        status=Letter.DISCARDED, replay_result="discarded", replayed_at=timezone.now(),
-        replayed_by=actor[:100])
+def dead_letters_discard(*, queryset: QuerySet[DeadLetter], actor: Actor | str = "") -> int:
+    """Discard every open dead letter of the queryset, each with its audit entry, in one
+    transaction; return how many."""
+    who = as_actor(actor)
+    with transaction.atomic():
+        letters = list(queryset.filter(status=Letter.OPEN).select_for_update()
+                       .only("pk", "workspace_id", "kind", "source_id"))
+        DeadLetter.objects.filter(pk__in=[letter.pk for letter in letters]).update(
+            status=Letter.DISCARDED, replay_result="discarded", replayed_at=timezone.now(),
+            replayed_by=who.label[:100])
+        for letter in letters:
+            audit(actor=who, action="dead_letter.discard", workspace=letter.workspace_id,
+                  target_type="dead_letter", target_id=letter.pk,
+                  detail={"kind": letter.kind, "source_id": letter.source_id})
+    return len(letters)
 
 
 # --- export ---------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api import ApiError, StrictCharField
+from core.audit import actor_of
 from core.auth import workspace_of
 from core.models import Contact, Workspace
 from flows import dry_run, operations, services
@@ -381,7 +382,29 @@ class ExecutionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         if execution.status not in services.ACTIVE_STATUSES:
             raise ApiError(409, f"A {execution.status} execution cannot be cancelled.",
                            code="not_cancellable")
-        return Response(ExecutionSerializer(operations.execution_cancel(execution=execution)).data)
+        return Response(ExecutionSerializer(operations.execution_cancel(
+            execution=execution, actor=actor_of(request, "api"))).data)
+
+    @extend_schema(request=None, responses=ExecutionSerializer)
+    @action(detail=True, methods=["post"])
+    def pause(self, request: Request, pk: str | None = None) -> Response:
+        """Pause a running or waiting execution: not advanced, timers wait (409 when it is
+        finished; pausing a paused one answers it unchanged)."""
+        return self._pause_or_resume(operations.execution_pause)
+
+    @extend_schema(request=None, responses=ExecutionSerializer)
+    @action(detail=True, methods=["post"])
+    def resume(self, request: Request, pk: str | None = None) -> Response:
+        """Resume a paused execution where it stopped (409 when it is finished)."""
+        return self._pause_or_resume(operations.execution_resume)
+
+    def _pause_or_resume(self, operation: Any) -> Response:
+        execution = self.get_object()
+        try:
+            execution = operation(execution=execution, actor=actor_of(self.request, "api"))
+        except operations.NotPausable as exc:
+            raise ApiError(409, str(exc), code="not_pausable") from exc
+        return Response(ExecutionSerializer(execution).data)
 
     @extend_schema(request=None, responses=StepSerializer)
     @action(detail=True, methods=["post"], url_path=r"steps/(?P<step_id>\d+)/retry")

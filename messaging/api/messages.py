@@ -14,6 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from core.api import ApiError
+from core.audit import actor_of
 from core.auth import workspace_of
 from messaging import pipeline
 from messaging.api.idempotency import idempotent
@@ -176,7 +177,7 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         """Cancel while scheduled, queued or retrying; 409 otherwise."""
         message = self.get_object()
         try:
-            message = pipeline.message_cancel(message=message)
+            message = pipeline.message_cancel(message=message, actor=actor_of(request, "api"))
         except pipeline.NotCancellable as exc:
             raise ApiError(409, str(exc), code="not_cancellable") from exc
         return Response(MessageSerializer(message).data)

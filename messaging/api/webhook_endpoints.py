@@ -14,6 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from core.api import ApiError, StrictCharField
+from core.audit import actor_of, audit
 from core.auth import workspace_of
 from messaging import events, ratelimit
 from messaging.models import DeliveryAttempt, Message, MessageStatus, WebhookEndpoint
@@ -182,7 +183,11 @@ class WebhookEndpointViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
     def rotate_secret(self, request: Request, pk: str | None = None) -> Response:
         """Give the endpoint a new secret; the old one also signs for 24 hours."""
         endpoint = self.get_object()
-        secret = events.endpoint_rotate_secret(endpoint=endpoint)
+        with transaction.atomic():
+            secret = events.endpoint_rotate_secret(endpoint=endpoint)
+            audit(actor=actor_of(request, "api"), action="webhook_endpoint.rotate_secret",
+                  workspace=endpoint.workspace_id, target_type="webhook_endpoint",
+                  target_id=endpoint.pk)
         return Response(secret_answer(secret, endpoint.secret_rotated_at))
 
     @extend_schema(responses={200: DeliverySerializer(many=True)})

@@ -1,6 +1,7 @@
 """The key's own workspace: read it, and change its name, time zone and settings."""
 from __future__ import annotations
 
+from django.db import transaction
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -8,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api import ApiError, StrictCharField
+from core.audit import actor_of, audit
 from core.auth import workspace_of
 from core.models import Workspace
 from core.services import workspace_rotate_webhook_secret, workspace_update
@@ -61,7 +63,8 @@ class WorkspaceView(APIView):
         try:
             workspace = workspace_update(
                 workspace=workspace_of(request), name=data.get("name"),
-                timezone_name=data.get("timezone"), settings_changes=data.get("settings"))
+                timezone_name=data.get("timezone"), settings_changes=data.get("settings"),
+                actor=actor_of(request, "api"))
         except SettingsInvalid as exc:
             first = next(iter(exc.fields.items()))
             raise ApiError(400, f"{first[0]}: {first[1][0]}", fields=exc.fields) from exc
@@ -73,5 +76,8 @@ class WebhookSecretRotateView(APIView):
         """Rotate the secret that signs the webhook channel's messages; the old one also
         signs for 24 hours."""
         workspace = workspace_of(request)
-        secret = workspace_rotate_webhook_secret(workspace=workspace)
+        with transaction.atomic():
+            secret = workspace_rotate_webhook_secret(workspace=workspace)
+            audit(actor=actor_of(request, "api"), action="webhook_secret.rotate",
+                  workspace=workspace, target_type="workspace", target_id=workspace.pk)
         return Response(secret_answer(secret, workspace.webhook_secret_rotated_at))

@@ -16,6 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from core.api import ApiError
+from core.audit import Actor, actor_of
 from core.auth import workspace_of
 from core.models import DeadLetter
 from core.serializers import DeadLetterSerializer
@@ -102,8 +103,8 @@ def _apply(workspace: Any, values: dict, default_status: str = "") -> QuerySet:
         source_id=values.get("source_id", ""))
 
 
-def _actor(request: Request) -> str:
-    return services.actor_for("api", getattr(request.auth, "prefix", ""))
+def _actor(request: Request) -> Actor:
+    return actor_of(request, "api")
 
 
 class DeadLetterViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,

@@ -21,9 +21,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api import ApiError
+from core.audit import actor_of
 from core.auth import ApiKeyAuthentication
 from core.models import ApiKey, Workspace
-from messaging import ratelimit
+from messaging import pauses, ratelimit
+from messaging.models import QueuePause
 from monitoring import selectors
 
 WINDOW = OpenApiParameter("window", OpenApiTypes.STR,
@@ -147,3 +149,57 @@ class RateLimitResetView(OperatorView):
             raise ApiError(404, "No such workspace.")
         ratelimit.reset(str(workspace.pk))
         return Response({"reset": str(workspace.pk), "workspace": workspace.slug})
+
+
+class QueuePauseSerializer(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=500,
+                                   help_text="Why (shown with the pause).")
+
+
+def _checked_queue(queue: str) -> str:
+    try:
+        return pauses.check_queue(queue)
+    except pauses.UnknownQueue as exc:
+        raise ApiError(404, str(exc), fields={"queue": [str(exc)]}) from exc
+
+
+def _pause_body(queue: str, workspace: Workspace | None, pause: QueuePause | None,
+                **extra: Any) -> dict[str, Any]:
+    return {"queue": queue, "scope": "global" if workspace is None else "workspace",
+            "workspace": str(workspace.pk) if workspace is not None else None,
+            "paused": pause is not None, "pause": selectors.pause_info(pause), **extra}
+
+
+class QueuePauseView(OperatorView):
+    """POST /api/v1/queues/{queue}/pause: the key's workspace; staff: ?workspace= or all."""
+
+    @extend_schema(request=QueuePauseSerializer, responses={200: OpenApiTypes.OBJECT},
+                   operation_id="queues_pause")
+    def post(self, request: Request, queue: str) -> Response:
+        """Pause a channel queue: its messages are accepted and wait, none is sent, until
+        it is resumed (pausing a paused queue changes nothing: `changed` is false)."""
+        queue = _checked_queue(queue)
+        serializer = QueuePauseSerializer(data=request.data or {})
+        serializer.is_valid(raise_exception=True)
+        workspace = self.scope(request)
+        pause, changed = pauses.queue_pause(
+            queue=queue, workspace=workspace, actor=actor_of(request, "api"),
+            reason=serializer.validated_data.get("reason", ""))
+        return Response(_pause_body(queue, workspace, pause, changed=changed))
+
+
+class QueueResumeView(OperatorView):
+    """POST /api/v1/queues/{queue}/resume: the key's workspace; staff: ?workspace= or all."""
+
+    @extend_schema(request=None, responses={200: OpenApiTypes.OBJECT},
+                   operation_id="queues_resume")
+    def post(self, request: Request, queue: str) -> Response:
+        """Resume a paused queue: the messages it held go out in order, at the rate limit
+        (`released` counts them; resuming a queue that is not paused changes nothing)."""
+        queue = _checked_queue(queue)
+        workspace = self.scope(request)
+        released = pauses.queue_resume(queue=queue, workspace=workspace,
+                                       actor=actor_of(request, "api"))
+        still = pauses.pauses_of(workspace).get(queue)
+        return Response(_pause_body(queue, workspace, still, changed=released is not None,
+                                    released=released or 0))

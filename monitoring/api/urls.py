@@ -3,10 +3,13 @@ from django.urls import path
 
 from core.api import Router
 from monitoring.api.alerts import AlertEventViewSet, AlertRuleViewSet
+from monitoring.api.audit import AuditLogViewSet
 from monitoring.api.dead_letters import DeadLetterViewSet
 from monitoring.api.queues import (
     QueueHealthView,
     QueueMetricsView,
+    QueuePauseView,
+    QueueResumeView,
     QueueStatisticsView,
     RateLimitResetView,
     RateLimitView,
@@ -18,12 +21,15 @@ router.register("api/v1/dead-letters", DeadLetterViewSet, basename="dead-letter"
 # Events first: "alerts/events" must not be read as an alert rule's id.
 router.register("api/v1/alerts/events", AlertEventViewSet, basename="alert-event")
 router.register("api/v1/alerts", AlertRuleViewSet, basename="alert-rule")
+router.register("api/v1/audit-log", AuditLogViewSet, basename="audit-log")
 
 urlpatterns = [
     path("metrics", metrics_view, name="metrics"),
     path("api/v1/queues/health", QueueHealthView.as_view(), name="queues-health"),
     path("api/v1/queues/metrics", QueueMetricsView.as_view(), name="queues-metrics"),
     path("api/v1/queues/statistics", QueueStatisticsView.as_view(), name="queues-statistics"),
+    path("api/v1/queues/<str:queue>/pause", QueuePauseView.as_view(), name="queues-pause"),
+    path("api/v1/queues/<str:queue>/resume", QueueResumeView.as_view(), name="queues-resume"),
     path("api/v1/rate-limits", RateLimitView.as_view(), name="rate-limits"),
     path("api/v1/rate-limits/reset", RateLimitResetView.as_view(), name="rate-limits-reset"),
     *router.urls,

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 import redis
 from django.db.models import QuerySet
 
+from core.audit import Actor
 from core.models import DeadLetter, Workspace
 from flows import operations, schedules
 from flows.models import Execution, FlowSchedule, Step
-from messaging import ratelimit
+from messaging import pauses, ratelimit
 from monitoring import services
 
 logger = logging.getLogger(__name__)
@@ -27,16 +28,16 @@ class Outcome:
     text: str
 
 
-def execution_cancel(*, execution: Execution) -> Outcome:
+def execution_cancel(*, execution: Execution, actor: Actor) -> Outcome:
     """Cancel a running or waiting execution through the flow operations."""
     before = execution.status
-    execution = operations.execution_cancel(execution=execution)
+    execution = operations.execution_cancel(execution=execution, actor=actor)
     if execution.status == Execution.Status.CANCELLED and before != execution.status:
         return Outcome(True, "Execution cancelled.")
     return Outcome(False, f"An execution that is '{execution.status}' cannot be cancelled.")
 
 
-def step_retry(*, step: Step, actor: str) -> Outcome:
+def step_retry(*, step: Step, actor: Actor) -> Outcome:
     """Run a failed step again; through its dead letter when it has one, so that is closed."""
     letter = DeadLetter.objects.filter(kind=DeadLetter.Kind.STEP, source_id=str(step.pk),
                                        status=DeadLetter.Status.OPEN).order_by("-pk").first()
@@ -61,7 +62,7 @@ def rate_limits_reset(*, workspace: Workspace) -> Outcome:
     return Outcome(True, "Rate-limit counters and events reset.")
 
 
-def dead_letter_retry(*, letter: DeadLetter, actor: str) -> Outcome:
+def dead_letter_retry(*, letter: DeadLetter, actor: Actor) -> Outcome:
     """Replay a dead letter once through monitoring.services (a second replay is refused)."""
     outcome = services.dead_letter_replay(letter_id=letter.pk, actor=actor)
     if outcome.replayed:
@@ -69,7 +70,7 @@ def dead_letter_retry(*, letter: DeadLetter, actor: str) -> Outcome:
     return Outcome(False, f"Not replayed: {outcome.reason}")
 
 
-def dead_letter_discard(*, letter: DeadLetter, actor: str) -> Outcome:
+def dead_letter_discard(*, letter: DeadLetter, actor: Actor) -> Outcome:
     """Discard an open dead letter through monitoring.services."""
     if services.dead_letter_discard(letter_id=letter.pk, actor=actor):
         return Outcome(True, "Dead letter discarded.")
@@ -77,7 +78,7 @@ def dead_letter_discard(*, letter: DeadLetter, actor: str) -> Outcome:
     return Outcome(False, f"Not discarded: the entry is {letter.status}, not open.")
 
 
-def dead_letters_retry(*, queryset: QuerySet[DeadLetter], actor: str) -> Outcome:
+def dead_letters_retry(*, queryset: QuerySet[DeadLetter], actor: Actor) -> Outcome:
     """Replay every open dead letter of the (filtered) queryset, up to the bulk limit."""
     report = services.dead_letters_replay(queryset=queryset.filter(status=DeadLetter.Status.OPEN),
                                           actor=actor, limit=services.BULK_REPLAY_LIMIT)
@@ -89,11 +90,6 @@ def dead_letters_retry(*, queryset: QuerySet[DeadLetter], actor: str) -> Outcome
     return Outcome(report.refused == 0, text + ".")
 
 
-def dashboard_actor(username: str) -> str:
-    """Return who acted, as recorded on dead letters ("dashboard:<username>")."""
-    return services.actor_for("dashboard", username)
-
-
 def schedule_toggle(*, schedule: FlowSchedule, enabled: bool) -> Outcome:
     """Enable or disable a flow schedule through the schedules service, so beat follows."""
     try:
@@ -101,3 +97,40 @@ def schedule_toggle(*, schedule: FlowSchedule, enabled: bool) -> Outcome:
     except ValueError as exc:  # CronError: a stored expression no longer parses
         return Outcome(False, f"Not changed: {exc}")
     return Outcome(True, f"Schedule {'enabled' if enabled else 'disabled'}.")
+
+
+def queue_pause(*, queue: str, workspace: Workspace | None, actor: Actor,
+                reason: str = "") -> Outcome:
+    """Pause a channel queue for the workspace (or for all: workspace=None)."""
+    scope = "every workspace" if workspace is None else workspace.name
+    try:
+        _, changed = pauses.queue_pause(queue=queue, workspace=workspace, actor=actor,
+                                        reason=reason)
+    except pauses.UnknownQueue as exc:
+        return Outcome(False, str(exc))
+    if not changed:
+        return Outcome(False, f"{queue} was already paused for {scope}.")
+    return Outcome(True, f"{queue} paused for {scope}: its messages wait until resumed.")
+
+
+def queue_resume(*, queue: str, workspace: Workspace | None, actor: Actor) -> Outcome:
+    """Resume a paused channel queue; its held messages go out in order."""
+    scope = "every workspace" if workspace is None else workspace.name
+    try:
+        released = pauses.queue_resume(queue=queue, workspace=workspace, actor=actor)
+    except pauses.UnknownQueue as exc:
+        return Outcome(False, str(exc))
+    if released is None:
+        return Outcome(False, f"{queue} was not paused for {scope}.")
+    return Outcome(True, f"{queue} resumed for {scope}; {released} waiting message(s) "
+                         f"released in order.")
+
+
+def execution_pause(*, execution: Execution, actor: Actor, resume: bool = False) -> Outcome:
+    """Pause (or resume) an execution through the flow operations."""
+    operation = operations.execution_resume if resume else operations.execution_pause
+    try:
+        operation(execution=execution, actor=actor)
+    except operations.NotPausable as exc:
+        return Outcome(False, str(exc))
+    return Outcome(True, "Execution resumed." if resume else "Execution paused.")

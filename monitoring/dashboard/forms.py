@@ -71,3 +71,12 @@ class DeadLetterFilterForm(FilterForm):
     channel = forms.ChoiceField(choices=ANY + list(Channel.choices), required=False)
     error = forms.CharField(required=False, max_length=200, label="Error contains")
     flow = forms.CharField(required=False, max_length=64, label="Flow id")
+
+
+class AuditFilterForm(FilterForm):
+    action = forms.ChoiceField(choices=ANY, required=False)
+
+    def __init__(self, *args: Any, actions: list[str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        action_field = cast(forms.ChoiceField, self.fields["action"])
+        action_field.choices = ANY + [(name, name) for name in actions]

@@ -15,6 +15,7 @@ import redis
 from django.conf import settings
 from django.contrib import messages as flash
 from django.contrib.admin.views.decorators import staff_member_required
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Page, Paginator
 from django.db.models import Count, Q, QuerySet
 from django.http import (
@@ -32,6 +33,7 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
+from core.audit import Actor, actor_of
 from core.models import DeadLetter, Workspace
 from flows.models import Execution, FlowSchedule, Step
 from messaging import events, ratelimit
@@ -39,7 +41,9 @@ from messaging.models import Message, MessageStatus, WebhookEndpoint
 from monitoring import selectors as monitoring_selectors
 from monitoring import services
 from monitoring.dashboard import actions
+from monitoring.dashboard.access import can_act, can_act_globally
 from monitoring.dashboard.forms import (
+    AuditFilterForm,
     DeadLetterFilterForm,
     ExecutionFilterForm,
     MessageFilterForm,
@@ -58,6 +62,7 @@ from monitoring.dashboard.selectors.dead_letters import dead_letter_link
 from monitoring.dashboard.selectors.executions import execution_timeline, executions_list
 from monitoring.dashboard.selectors.messages import messages_list
 from monitoring.dashboard.selectors.outbox import console_in_use, outbox_item, outbox_messages
+from monitoring.dashboard.selectors.queues import queue_rows
 from monitoring.dashboard.selectors.rate_limits import rate_limit_panels
 from monitoring.dashboard.selectors.schedules import schedule_rows, schedule_runs
 from monitoring.dashboard.selectors.windows import REFRESH_CHOICES, window_for
@@ -198,6 +203,8 @@ def execution_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
         "data": pretty_json(execution.data),
         "duration": format_seconds(execution.duration_seconds),
         "can_cancel": execution.status in (Execution.Status.RUNNING, Execution.Status.WAITING),
+        "can_pause": can_act(request.user, execution.workspace)
+        and execution.status in (Execution.Status.RUNNING, Execution.Status.WAITING),
     }
     return _render(request, "dashboard/execution_detail.html", execution.workspace, context,
                    section="executions")
@@ -208,7 +215,20 @@ def execution_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
 def execution_cancel(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     """Cancel a running or waiting execution."""
     execution = get_object_or_404(Execution, pk=pk)
-    _report(request, actions.execution_cancel(execution=execution))
+    _report(request, actions.execution_cancel(execution=execution, actor=_actor(request)))
+    return _back(request, _with_workspace(
+        reverse("dashboard:execution-detail", args=[pk]), execution.workspace_id))
+
+
+@require_POST
+@staff_member_required
+def execution_pause(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
+    """Pause (resume=1: resume) a running or waiting execution."""
+    execution = get_object_or_404(Execution.objects.select_related("workspace"), pk=pk)
+    if not can_act(request.user, execution.workspace):
+        raise PermissionDenied
+    _report(request, actions.execution_pause(execution=execution, actor=_actor(request),
+                                             resume=request.POST.get("resume") == "1"))
     return _back(request, _with_workspace(
         reverse("dashboard:execution-detail", args=[pk]), execution.workspace_id))
 
@@ -350,8 +370,53 @@ def dead_letter_discard(request: HttpRequest, pk: int) -> HttpResponse:
                                           letter.workspace_id))
 
 
-def _actor(request: HttpRequest) -> str:
-    return actions.dashboard_actor(request.user.get_username())
+def _actor(request: HttpRequest) -> Actor:
+    return actor_of(request, "dashboard")
+
+
+# --- queues ------------------------------------------------------------------------------------
+
+@require_GET
+@dashboard_page
+def queues(request: HttpRequest, workspace: Workspace) -> HttpResponse:
+    """Show each channel queue: paused or not (for this workspace or for all, since when, by
+    whom, why), the messages it holds, and pause/resume buttons."""
+    context = {"rows": queue_rows(workspace),
+               "can_act": can_act(request.user, workspace),
+               "can_act_globally": can_act_globally(request.user)}
+    return _render(request, "dashboard/queues.html", workspace, context, section="queues")
+
+
+@require_POST
+@dashboard_page
+def queue_pause(request: HttpRequest, workspace: Workspace, queue: str) -> HttpResponse:
+    """Pause (or, with resume=1, resume) a queue for the workspace, or with scope=global for
+    every workspace."""
+    if not request.POST.get("workspace"):
+        return HttpResponseBadRequest("workspace is required")  # never "the first one"
+    target = None if request.POST.get("scope") == "global" else workspace
+    if not can_act(request.user, target):
+        raise PermissionDenied
+    if request.POST.get("resume") == "1":
+        outcome = actions.queue_resume(queue=queue, workspace=target, actor=_actor(request))
+    else:
+        outcome = actions.queue_pause(queue=queue, workspace=target, actor=_actor(request),
+                                      reason=request.POST.get("reason", "")[:500])
+    _report(request, outcome)
+    return _back(request, _with_workspace(reverse("dashboard:queues"), workspace.pk))
+
+
+# --- audit log ---------------------------------------------------------------------------------
+
+@require_GET
+@dashboard_page
+def audit_log(request: HttpRequest, workspace: Workspace) -> HttpResponse:
+    """List the workspace's audit entries, newest first, filterable by action."""
+    form = AuditFilterForm(request.GET, actions=monitoring_selectors.audit_actions(workspace))
+    queryset = monitoring_selectors.audit_entries(workspace=workspace,
+                                                  action=form.values()["action"])
+    return _render(request, "dashboard/audit_log.html", workspace,
+                   {"form": form, "page": _page_of(request, queryset)}, section="audit-log")
 
 
 # --- schedules, alerts, rate limits -----------------------------------------------------------

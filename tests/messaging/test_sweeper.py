@@ -17,7 +17,7 @@ from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 
-NOTHING = {"expired_leases": 0, "requeued": 0}
+NOTHING = {"expired_leases": 0, "requeued": 0, "released": 0}
 
 
 def use_http_sms(workspace, stub: StubServer) -> None:
@@ -56,7 +56,7 @@ def test_a_queued_message_whose_task_was_lost_is_republished_and_sent(
     message = insert(workspace, body="lost task",
                      enqueued_at=timezone.now() - timedelta(minutes=10))
 
-    assert pipeline.sweep() == {"expired_leases": 0, "requeued": 1}
+    assert pipeline.sweep() == {"expired_leases": 0, "requeued": 1, "released": 0}
 
     request = stub_server.wait_for(1, path="/send-sms")[0]
     assert request.json()["message"] == "lost task"
@@ -79,7 +79,7 @@ def test_a_second_sweep_does_not_publish_the_same_rows_again(workspace, stub_ser
     old = timezone.now() - timedelta(minutes=10)
     messages = [insert(workspace, body=f"m{i}", enqueued_at=old) for i in range(3)]
 
-    assert pipeline.sweep() == {"expired_leases": 0, "requeued": 3}
+    assert pipeline.sweep() == {"expired_leases": 0, "requeued": 3, "released": 0}
     assert pipeline.sweep() == NOTHING
 
     stub_server.wait_for(3, path="/send-sms")
@@ -92,7 +92,7 @@ def test_an_expired_lease_is_recovered_and_sent_again_with_the_same_key(
     use_http_sms(workspace, stub_server)
     message = stuck_in_sending(workspace)
 
-    assert pipeline.sweep() == {"expired_leases": 1, "requeued": 0}
+    assert pipeline.sweep() == {"expired_leases": 1, "requeued": 0, "released": 0}
 
     lost = DeliveryAttempt.objects.get(message=message, number=1)
     assert lost.outcome == "lost"
@@ -125,7 +125,7 @@ def test_a_worker_outliving_its_lease_is_superseded_and_both_calls_share_the_key
     stub_server.wait_for(1, path="/send-sms")
     wait_until(lambda: (m := fetch(message)).status == "sending"
                and m.lease_until < timezone.now())
-    assert pipeline.sweep() == {"expired_leases": 1, "requeued": 0}
+    assert pipeline.sweep() == {"expired_leases": 1, "requeued": 0, "released": 0}
     assert DeliveryAttempt.objects.get(message=message, number=1).outcome == "lost"
 
     first, second = stub_server.wait_for(2, path="/send-sms")
@@ -148,7 +148,7 @@ def test_a_lost_lease_on_the_last_attempt_fails_into_the_dead_letters(workspace,
     use_http_sms(workspace, stub_server)
     message = stuck_in_sending(workspace, attempts=3, max_attempts=3)
 
-    assert pipeline.sweep() == {"expired_leases": 1, "requeued": 0}
+    assert pipeline.sweep() == {"expired_leases": 1, "requeued": 0, "released": 0}
 
     failed = fetch(message)
     assert failed.status == "failed"

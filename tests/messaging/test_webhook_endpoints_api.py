@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.models import Workspace
+from core.models import AuditEntry, Workspace
 from messaging.models import WebhookEndpoint
 from tests.factories import WorkspaceFactory
 
@@ -78,6 +78,9 @@ def test_rotate_secret_keeps_the_previous_one_for_a_day(api):
     stored = WebhookEndpoint.objects.get(pk=endpoint["id"])
     assert (stored.secret, stored.secret_previous) == (rotated["secret"], endpoint["secret"])
     assert rotated["previous_secret_valid_until"]
+    [entry] = AuditEntry.objects.filter(action="webhook_endpoint.rotate_secret")
+    assert (entry.target_id, entry.actor.startswith("api:")) == (endpoint["id"], True)
+    assert "secret" not in str(entry.detail)
 
 
 def test_every_route_of_another_workspaces_endpoint_answers_404(api, other_api):
@@ -119,5 +122,7 @@ def test_the_workspace_secret_rotates_with_an_overlap(api, workspace):
     assert answer["secret"] == workspace.webhook_secret != old
     assert workspace.webhook_secret_previous == old
     assert answer["previous_secret_valid_until"]
+    [entry] = AuditEntry.objects.filter(action="webhook_secret.rotate")
+    assert entry.workspace_id == workspace.pk
     other = WorkspaceFactory()
     assert Workspace.objects.get(pk=other.pk).webhook_secret_previous == ""
