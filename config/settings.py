@@ -201,7 +201,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {}
 # --- REST API -------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["core.auth.ApiKeyAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["core.auth.HasWorkspace"],
+    # HasScope: a key's scopes (read, send, manage) decide which requests it may make.
+    "DEFAULT_PERMISSION_CLASSES": ["core.auth.HasWorkspace", "core.auth.HasScope"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_PAGINATION_CLASS": "core.api.Pagination",

@@ -21,7 +21,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api import ApiError
-from core.auth import ApiKeyAuthentication
+from core.auth import ApiKeyAuthentication, HasScope
 from core.models import ApiKey, Workspace
 from messaging import ratelimit
 from monitoring import selectors
@@ -51,7 +51,7 @@ def _is_staff(request: Request) -> bool:
 
 class OperatorView(APIView):
     authentication_classes = [ApiKeyAuthentication, SessionAuthentication]
-    permission_classes = [IsWorkspaceKeyOrStaff]
+    permission_classes = [IsWorkspaceKeyOrStaff, HasScope]
 
     def scope(self, request: Request) -> Workspace | None:
         """Return the key's workspace; for staff the ?workspace= one, or None for all."""
