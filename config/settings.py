@@ -151,7 +151,11 @@ STORAGES: dict[str, dict[str, Any]] = {
     # linking to a 404.
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
-LOGIN_URL = "/admin/login/"
+# The dashboard's own sign-in pages (config/urls.py); members are not staff, so the admin's
+# login would refuse them.
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard:overview"
+LOGOUT_REDIRECT_URL = "login"
 
 # Ten megabytes of JSON is an attack or a bug, never a message; reject early (answers 400).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_REQUEST_BYTES", 2 * 1024 * 1024)

@@ -1,7 +1,10 @@
-"""Server-rendered operator dashboard: staff only, one workspace at a time.
+"""Server-rendered dashboard, one workspace at a time: staff see every workspace, a
+member only its own (core.roles decides what its role may do there).
 
-Views stay thin: they resolve the workspace, read through selectors, act through
-monitoring.dashboard.actions, and render. Times show in the workspace's time zone.
+Views stay thin: they resolve the workspace among those the user may see, read through
+selectors, check the action with core.roles.can, act through monitoring.dashboard.actions,
+and render. Another workspace's object answers 404; an action the role may not do, 403.
+Times show in the workspace's time zone.
 """
 from __future__ import annotations
 
@@ -14,7 +17,8 @@ from typing import Any
 import redis
 from django.conf import settings
 from django.contrib import messages as flash
-from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Page, Paginator
 from django.db.models import QuerySet
 from django.http import (
@@ -32,7 +36,8 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from core.models import DeadLetter, Workspace
+from core import roles
+from core.models import DeadLetter, Membership, Workspace
 from flows.models import Execution, FlowSchedule, Step
 from messaging import ratelimit
 from messaging.models import Message
@@ -73,23 +78,53 @@ View = Callable[..., HttpResponseBase]
 
 # --- workspace resolution and rendering ----------------------------------------------------
 
+def _visible(request: HttpRequest) -> QuerySet[Workspace]:
+    """Return the workspaces the user may see (all for staff, its own for a member)."""
+    return roles.workspaces_for(request.user)
+
+
 def _requested_workspace(request: HttpRequest) -> Workspace | None:
-    """Return the ?workspace= one (404 when unknown), else the one remembered in the cookie,
-    else the one with the latest traffic; None when none exist."""
+    """Return the ?workspace= one (404 when unknown or not the user's), else the one
+    remembered in the cookie, else the one with the latest traffic; None when none exist."""
+    visible = _visible(request)
     wanted = request.GET.get("workspace") or request.POST.get("workspace")
     if wanted:
         pk = as_uuid(wanted)
-        workspace = Workspace.objects.filter(pk=pk).first() if pk else None
+        workspace = visible.filter(pk=pk).first() if pk else None
         if workspace is None:
             raise Http404("No such workspace.")
         return workspace
     remembered = as_uuid(request.COOKIES.get(CHOSEN_WORKSPACE, ""))
-    workspace = Workspace.objects.filter(pk=remembered).first() if remembered else None
-    return workspace or workspace_with_latest_traffic()
+    workspace = visible.filter(pk=remembered).first() if remembered else None
+    return workspace or workspace_with_latest_traffic(visible)
+
+
+def member_required(view: View) -> View:
+    """Send anonymous visitors to the login page; refuse (403) users who are neither staff
+    nor a member of any workspace."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        user = request.user
+        if not user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if not user.is_active or not (
+                user.is_staff or Membership.objects.filter(user=user).exists()):
+            raise PermissionDenied("You are not a member of any workspace.")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _allow(request: HttpRequest, workspace: Workspace | None, action: str) -> None:
+    """Refuse (403) an action the user's role may not do in the workspace."""
+    if not roles.can(request.user, workspace, action):
+        raise PermissionDenied(f"Your role may not {action.replace('_', ' ')} here.")
 
 
 def dashboard_page(view: View) -> View:
-    """Require staff, resolve the workspace, and hand it to the view (or say there is none)."""
+    """Require a member, resolve the workspace, and hand it to the view (or say there is
+    none)."""
 
     @functools.wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
@@ -103,23 +138,33 @@ def dashboard_page(view: View) -> View:
                                 secure=settings.SESSION_COOKIE_SECURE)
         return response
 
-    return staff_member_required(wrapper)
+    return member_required(wrapper)
 
 
-def _owned(request: HttpRequest, queryset: QuerySet, pk: Any) -> Any:
-    """Return the object; 404 when ?workspace= names another workspace than its own."""
-    obj = get_object_or_404(queryset, pk=pk)
+def _owned(request: HttpRequest, queryset: QuerySet, pk: Any, *,
+           through: str = "workspace") -> Any:
+    """Return the object when its workspace (reached by `through`) is one the user may see;
+    404 otherwise, and when ?workspace= names another workspace than its own."""
+    obj = get_object_or_404(queryset.filter(**{f"{through}__in": _visible(request)}), pk=pk)
     wanted = request.GET.get("workspace")
-    if wanted and as_uuid(wanted) != obj.workspace_id:
+    if wanted and as_uuid(wanted) != _workspace_id(obj, through):
         raise Http404("Not in this workspace.")
     return obj
+
+
+def _workspace_id(obj: Any, through: str) -> Any:
+    for part in through.split("__")[:-1]:
+        obj = getattr(obj, part)
+    return obj.workspace_id
 
 
 def _render(request: HttpRequest, template: str, workspace: Workspace | None,
             context: dict[str, Any], *, section: str = "") -> HttpResponse:
     context = {
         "workspace": workspace,
-        "workspaces": Workspace.objects.order_by("name", "pk").only("id", "name", "slug"),
+        "workspaces": _visible(request).order_by("name", "pk").only("id", "name", "slug"),
+        # What the user may do here: templates show only the buttons it may press.
+        "allowed": roles.allowed_actions(request.user, workspace) if workspace else frozenset(),
         "section": section,
         "section_url": reverse(f"dashboard:{section or 'overview'}"),
         "rendered_at": timezone.now(),
@@ -185,7 +230,7 @@ def executions(request: HttpRequest, workspace: Workspace) -> HttpResponse:
 
 
 @require_GET
-@staff_member_required
+@member_required
 def execution_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     """Show one execution with its step timeline (inputs, outputs, errors) and actions."""
     execution = _owned(request, Execution.objects.select_related(
@@ -202,20 +247,23 @@ def execution_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
 
 
 @require_POST
-@staff_member_required
+@member_required
 def execution_cancel(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     """Cancel a running or waiting execution."""
-    execution = get_object_or_404(Execution, pk=pk)
+    execution = _owned(request, Execution.objects.select_related("workspace"), pk)
+    _allow(request, execution.workspace, roles.CANCEL)
     _report(request, actions.execution_cancel(execution=execution))
     return _back(request, _with_workspace(
         reverse("dashboard:execution-detail", args=[pk]), execution.workspace_id))
 
 
 @require_POST
-@staff_member_required
+@member_required
 def step_retry(request: HttpRequest, pk: int) -> HttpResponse:
     """Run a failed step of a failed execution again."""
-    step = get_object_or_404(Step.objects.select_related("execution"), pk=pk)
+    step = _owned(request, Step.objects.select_related("execution__workspace"), pk,
+                  through="execution__workspace")
+    _allow(request, step.execution.workspace, roles.RETRY)
     _report(request, actions.step_retry(step=step, actor=_actor(request)))
     return _back(request, _with_workspace(
         reverse("dashboard:execution-detail", args=[step.execution_id]),
@@ -237,7 +285,7 @@ def messages(request: HttpRequest, workspace: Workspace) -> HttpResponse:
 
 
 @require_GET
-@staff_member_required
+@member_required
 def message_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     """Show one message with its delivery attempts, flow steps and dead letters."""
     message = _owned(request, Message.objects.select_related("workspace", "contact", "parent"),
@@ -246,7 +294,8 @@ def message_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
         "message": message,
         "attempts": message.delivery_attempts.order_by("number"),
         "steps": message.flow_steps.select_related("execution__flow"),
-        "dead_letters": DeadLetter.objects.filter(kind=DeadLetter.Kind.MESSAGE,
+        "dead_letters": DeadLetter.objects.filter(workspace_id=message.workspace_id,
+                                                  kind=DeadLetter.Kind.MESSAGE,
                                                   source_id=str(message.pk)),
         "content": pretty_json(message.content),
         "rendered": pretty_json(message.rendered),
@@ -307,10 +356,11 @@ def dead_letters_export(request: HttpRequest, workspace: Workspace) -> HttpRespo
 
 
 @require_POST
-@staff_member_required
+@member_required
 def dead_letter_retry(request: HttpRequest, pk: int) -> HttpResponse:
     """Replay one dead letter: its message or step runs again, at most once."""
-    letter = get_object_or_404(DeadLetter, pk=pk)
+    letter = _owned(request, DeadLetter.objects.select_related("workspace"), pk)
+    _allow(request, letter.workspace, roles.REPLAY)
     _report(request, actions.dead_letter_retry(letter=letter, actor=_actor(request)))
     return _back(request, _with_workspace(reverse("dashboard:dead-letters"),
                                           letter.workspace_id))
@@ -323,16 +373,18 @@ def dead_letters_retry(request: HttpRequest, workspace: Workspace) -> HttpRespon
     if not request.POST.get("workspace"):
         # A bulk action never falls back to "the first workspace".
         return HttpResponseBadRequest("workspace is required")
+    _allow(request, workspace, roles.REPLAY)
     _, queryset = _dead_letters(request, workspace)
     _report(request, actions.dead_letters_retry(queryset=queryset, actor=_actor(request)))
     return _back(request, _with_workspace(reverse("dashboard:dead-letters"), workspace.pk))
 
 
 @require_POST
-@staff_member_required
+@member_required
 def dead_letter_discard(request: HttpRequest, pk: int) -> HttpResponse:
     """Discard one dead letter (it stays listed under "discarded")."""
-    letter = get_object_or_404(DeadLetter, pk=pk)
+    letter = _owned(request, DeadLetter.objects.select_related("workspace"), pk)
+    _allow(request, letter.workspace, roles.DISCARD)
     _report(request, actions.dead_letter_discard(letter=letter, actor=_actor(request)))
     return _back(request, _with_workspace(reverse("dashboard:dead-letters"),
                                           letter.workspace_id))
@@ -355,10 +407,11 @@ def schedules(request: HttpRequest, workspace: Workspace) -> HttpResponse:
 
 
 @require_POST
-@staff_member_required
+@member_required
 def schedule_toggle(request: HttpRequest, pk: str) -> HttpResponse:
     """Enable or disable a schedule."""
-    schedule = get_object_or_404(FlowSchedule, pk=pk)
+    schedule = _owned(request, FlowSchedule.objects.select_related("workspace"), pk)
+    _allow(request, schedule.workspace, roles.EDIT)
     enabled = request.POST.get("enabled") == "1"
     _report(request, actions.schedule_toggle(schedule=schedule, enabled=enabled))
     return _back(request, _with_workspace(reverse("dashboard:schedules"),
@@ -398,12 +451,13 @@ def _configured_limits(workspace: Workspace) -> list[tuple[str, str, str]]:
 
 
 @require_POST
-@staff_member_required
+@member_required
 def rate_limits_reset(request: HttpRequest) -> HttpResponse:
-    """Reset the workspace's rate-limit counters, events and reservations."""
+    """Reset the workspace's rate-limit counters, events and reservations (staff only)."""
     workspace = _requested_workspace(request)
     if workspace is None:
         raise Http404("No such workspace.")
+    _allow(request, workspace, roles.RESET_RATE_LIMITS)
     _report(request, actions.rate_limits_reset(workspace=workspace))
     return _back(request, _with_workspace(reverse("dashboard:rate-limits"), workspace.pk))
 
