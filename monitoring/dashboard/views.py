@@ -34,7 +34,7 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from core import roles
 from core.models import DeadLetter, Membership, Workspace
@@ -45,9 +45,12 @@ from monitoring import selectors as monitoring_selectors
 from monitoring import services
 from monitoring.dashboard import actions
 from monitoring.dashboard.forms import (
+    MUTE_CHOICES,
+    AlertRuleForm,
     DeadLetterFilterForm,
     ExecutionFilterForm,
     MessageFilterForm,
+    MuteForm,
     OverviewForm,
 )
 from monitoring.dashboard.overview import overview_context
@@ -65,6 +68,7 @@ from monitoring.dashboard.selectors.messages import messages_list
 from monitoring.dashboard.selectors.rate_limits import rate_limit_panels
 from monitoring.dashboard.selectors.schedules import schedule_rows, schedule_runs
 from monitoring.dashboard.selectors.windows import REFRESH_CHOICES, window_for
+from monitoring.models import AlertRule
 
 PAGE_SIZE = 25
 # Cookie naming the workspace last picked, so every page opens on it until another is (a
@@ -141,21 +145,49 @@ def dashboard_page(view: View) -> View:
     return member_required(wrapper)
 
 
+def workspace_action(action: str) -> Callable[[View], View]:
+    """Make a POST view act on the workspace named in the form (never a default one), after
+    checking that the user's role may do the action there."""
+
+    def decorate(view: View) -> View:
+        @functools.wraps(view)
+        def checked(request: HttpRequest, workspace: Workspace, *args: Any,
+                    **kwargs: Any) -> HttpResponseBase:
+            if not request.POST.get("workspace"):
+                # An action never falls back to "the first workspace".
+                return HttpResponseBadRequest("workspace is required")
+            _allow(request, workspace, action)
+            return view(request, workspace, *args, **kwargs)
+
+        return dashboard_page(checked)
+
+    return decorate
+
+
 def _owned(request: HttpRequest, queryset: QuerySet, pk: Any, *,
            through: str = "workspace") -> Any:
     """Return the object when its workspace (reached by `through`) is one the user may see;
     404 otherwise, and when ?workspace= names another workspace than its own."""
     obj = get_object_or_404(queryset.filter(**{f"{through}__in": _visible(request)}), pk=pk)
     wanted = request.GET.get("workspace")
-    if wanted and as_uuid(wanted) != _workspace_id(obj, through):
+    if wanted and as_uuid(wanted) != _workspace_of(obj, through).pk:
         raise Http404("Not in this workspace.")
     return obj
 
 
-def _workspace_id(obj: Any, through: str) -> Any:
-    for part in through.split("__")[:-1]:
+def _workspace_of(obj: Any, through: str) -> Workspace:
+    for part in through.split("__"):
         obj = getattr(obj, part)
-    return obj.workspace_id
+    return obj
+
+
+def _target(request: HttpRequest, queryset: QuerySet, pk: Any, action: str, *,
+            through: str = "workspace") -> Any:
+    """Return the object an action is aimed at: 404 unless the user may see its workspace,
+    403 unless its role may do the action there."""
+    obj = _owned(request, queryset.select_related(through), pk, through=through)
+    _allow(request, _workspace_of(obj, through), action)
+    return obj
 
 
 def _render(request: HttpRequest, template: str, workspace: Workspace | None,
@@ -250,8 +282,7 @@ def execution_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
 @member_required
 def execution_cancel(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     """Cancel a running or waiting execution."""
-    execution = _owned(request, Execution.objects.select_related("workspace"), pk)
-    _allow(request, execution.workspace, roles.CANCEL)
+    execution = _target(request, Execution.objects.all(), pk, roles.CANCEL)
     _report(request, actions.execution_cancel(execution=execution))
     return _back(request, _with_workspace(
         reverse("dashboard:execution-detail", args=[pk]), execution.workspace_id))
@@ -261,9 +292,8 @@ def execution_cancel(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
 @member_required
 def step_retry(request: HttpRequest, pk: int) -> HttpResponse:
     """Run a failed step of a failed execution again."""
-    step = _owned(request, Step.objects.select_related("execution__workspace"), pk,
-                  through="execution__workspace")
-    _allow(request, step.execution.workspace, roles.RETRY)
+    step = _target(request, Step.objects.all(), pk, roles.RETRY,
+                   through="execution__workspace")
     _report(request, actions.step_retry(step=step, actor=_actor(request)))
     return _back(request, _with_workspace(
         reverse("dashboard:execution-detail", args=[step.execution_id]),
@@ -359,21 +389,16 @@ def dead_letters_export(request: HttpRequest, workspace: Workspace) -> HttpRespo
 @member_required
 def dead_letter_retry(request: HttpRequest, pk: int) -> HttpResponse:
     """Replay one dead letter: its message or step runs again, at most once."""
-    letter = _owned(request, DeadLetter.objects.select_related("workspace"), pk)
-    _allow(request, letter.workspace, roles.REPLAY)
+    letter = _target(request, DeadLetter.objects.all(), pk, roles.REPLAY)
     _report(request, actions.dead_letter_retry(letter=letter, actor=_actor(request)))
     return _back(request, _with_workspace(reverse("dashboard:dead-letters"),
                                           letter.workspace_id))
 
 
 @require_POST
-@dashboard_page
+@workspace_action(roles.REPLAY)
 def dead_letters_retry(request: HttpRequest, workspace: Workspace) -> HttpResponse:
     """Replay every open dead letter matching the page's filters."""
-    if not request.POST.get("workspace"):
-        # A bulk action never falls back to "the first workspace".
-        return HttpResponseBadRequest("workspace is required")
-    _allow(request, workspace, roles.REPLAY)
     _, queryset = _dead_letters(request, workspace)
     _report(request, actions.dead_letters_retry(queryset=queryset, actor=_actor(request)))
     return _back(request, _with_workspace(reverse("dashboard:dead-letters"), workspace.pk))
@@ -383,8 +408,7 @@ def dead_letters_retry(request: HttpRequest, workspace: Workspace) -> HttpRespon
 @member_required
 def dead_letter_discard(request: HttpRequest, pk: int) -> HttpResponse:
     """Discard one dead letter (it stays listed under "discarded")."""
-    letter = _owned(request, DeadLetter.objects.select_related("workspace"), pk)
-    _allow(request, letter.workspace, roles.DISCARD)
+    letter = _target(request, DeadLetter.objects.all(), pk, roles.DISCARD)
     _report(request, actions.dead_letter_discard(letter=letter, actor=_actor(request)))
     return _back(request, _with_workspace(reverse("dashboard:dead-letters"),
                                           letter.workspace_id))
@@ -410,8 +434,7 @@ def schedules(request: HttpRequest, workspace: Workspace) -> HttpResponse:
 @member_required
 def schedule_toggle(request: HttpRequest, pk: str) -> HttpResponse:
     """Enable or disable a schedule."""
-    schedule = _owned(request, FlowSchedule.objects.select_related("workspace"), pk)
-    _allow(request, schedule.workspace, roles.EDIT)
+    schedule = _target(request, FlowSchedule.objects.all(), pk, roles.EDIT)
     enabled = request.POST.get("enabled") == "1"
     _report(request, actions.schedule_toggle(schedule=schedule, enabled=enabled))
     return _back(request, _with_workspace(reverse("dashboard:schedules"),
@@ -421,9 +444,70 @@ def schedule_toggle(request: HttpRequest, pk: str) -> HttpResponse:
 @require_GET
 @dashboard_page
 def alerts(request: HttpRequest, workspace: Workspace) -> HttpResponse:
-    """List the workspace's alert rules and recent alert events."""
-    return _render(request, "dashboard/alerts.html", workspace,
-                   alerts_context(workspace), section="alerts")
+    """List the workspace's alert rules and recent alert events, with a form for a new rule."""
+    return _alerts_page(request, workspace, AlertRuleForm(workspace=workspace))
+
+
+def _alerts_page(request: HttpRequest, workspace: Workspace, form: AlertRuleForm, *,
+                 status: int = 200) -> HttpResponse:
+    context = {**alerts_context(workspace), "form": form, "mute_choices": MUTE_CHOICES}
+    response = _render(request, "dashboard/alerts.html", workspace, context, section="alerts")
+    response.status_code = status
+    return response
+
+
+@require_POST
+@workspace_action(roles.EDIT)
+def alert_rule_create(request: HttpRequest, workspace: Workspace) -> HttpResponse:
+    """Create an alert rule; the page again with the form's errors (400) when invalid."""
+    form = AlertRuleForm(request.POST, workspace=workspace)
+    if not form.is_valid():
+        return _alerts_page(request, workspace, form, status=400)
+    rule = form.save()
+    flash.success(request, f"Alert rule {rule.name} created.")
+    return HttpResponseRedirect(_with_workspace(reverse("dashboard:alerts"), workspace.pk))
+
+
+@require_http_methods(["GET", "POST"])
+@member_required
+def alert_rule_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    """Edit an alert rule (admins and owners); invalid input shows the errors with a 400."""
+    rule = _target(request, AlertRule.objects.all(), pk, roles.EDIT)
+    workspace = rule.workspace
+    form = AlertRuleForm(request.POST or None, instance=rule, workspace=workspace)
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            form.save()
+            flash.success(request, f"Alert rule {rule.name} saved.")
+            return HttpResponseRedirect(_with_workspace(reverse("dashboard:alerts"),
+                                                        workspace.pk))
+        status = 400
+    response = _render(request, "dashboard/alert_rule_form.html", workspace,
+                       {"form": form, "rule": rule}, section="alerts")
+    response.status_code = status
+    return response
+
+
+@require_POST
+@member_required
+def alert_rule_mute(request: HttpRequest, pk: int) -> HttpResponse:
+    """Mute a rule's notifications for some hours, or unmute it (hours=0)."""
+    rule = _target(request, AlertRule.objects.all(), pk, roles.EDIT)
+    form = MuteForm(request.POST)
+    if not form.is_valid():
+        return HttpResponseBadRequest("hours must be one of 0, 1, 8, 24, 168")
+    _report(request, actions.alert_rule_mute(rule=rule, hours=form.cleaned_data["hours"]))
+    return _back(request, _with_workspace(reverse("dashboard:alerts"), rule.workspace_id))
+
+
+@require_POST
+@member_required
+def alert_rule_test(request: HttpRequest, pk: int) -> HttpResponse:
+    """Send a test notification to the rule's recipients."""
+    rule = _target(request, AlertRule.objects.all(), pk, roles.EDIT)
+    _report(request, actions.alert_rule_test(rule=rule))
+    return _back(request, _with_workspace(reverse("dashboard:alerts"), rule.workspace_id))
 
 
 @require_GET
