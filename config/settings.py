@@ -151,7 +151,11 @@ STORAGES: dict[str, dict[str, Any]] = {
     # linking to a 404.
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
-LOGIN_URL = "/admin/login/"
+# The dashboard's own sign-in pages (config/urls.py); members are not staff, so the admin's
+# login would refuse them.
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard:overview"
+LOGOUT_REDIRECT_URL = "login"
 
 # Ten megabytes of JSON is an attack or a bug, never a message; reject early (answers 400).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_REQUEST_BYTES", 2 * 1024 * 1024)
@@ -201,7 +205,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {}
 # --- REST API -------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["core.auth.ApiKeyAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["core.auth.HasWorkspace"],
+    # HasScope: a key's scopes (read, send, manage) decide which requests it may make.
+    "DEFAULT_PERMISSION_CLASSES": ["core.auth.HasWorkspace", "core.auth.HasScope"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_PAGINATION_CLASS": "core.api.Pagination",

@@ -1,6 +1,7 @@
 """URL map: API v1, compatible endpoints, health, unsubscribe links, docs, admin; `/` opens
 the dashboard."""
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
@@ -12,8 +13,23 @@ from monitoring import health
 # public site of its own).
 admin.site.site_url = "/dashboard/"
 
+# The service's own sign-in pages for workspace members (staff may use them too); the admin
+# keeps its own login, which lets in staff only. Template names of our own, so the admin's
+# password pages (registration/password_change_form.html) keep their look.
+accounts = [
+    path("login/", auth_views.LoginView.as_view(template_name="registration/login.html",
+                                                redirect_authenticated_user=True),
+         name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("password/", auth_views.PasswordChangeView.as_view(
+        template_name="registration/password_change.html"), name="password_change"),
+    path("password/done/", auth_views.PasswordChangeDoneView.as_view(
+        template_name="registration/password_changed.html"), name="password_change_done"),
+]
+
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="dashboard:overview"), name="home"),
+    path("accounts/", include(accounts)),
     path("admin/", admin.site.urls),
     path("health", health.health, name="health"),
     # Email unsubscribe links (List-Unsubscribe, {{ unsubscribe_url }}): short, no login.

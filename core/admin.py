@@ -8,11 +8,12 @@ from django.contrib import admin, messages
 from django.db import transaction
 
 from core.audit import actor_of, audit
-from core.models import ApiKey, AuditEntry, Contact, Workspace
+from core.models import ApiKey, AuditEntry, Contact, Membership, Scope, Workspace
 from core.services import api_key_create, api_key_revoke
 from core.workspace_settings import validate_settings
 
-_KEY_FIELDS = ("name", "prefix", "created_at", "last_used_at", "revoked_at")
+_KEY_FIELDS = ("name", "prefix", "scopes", "expires_at", "created_at", "last_used_at",
+               "revoked_at")
 
 
 class ApiKeyInline(admin.TabularInline):
@@ -71,10 +72,31 @@ class WorkspaceAdmin(admin.ModelAdmin):
                                        f"not shown again): {secret}", messages.WARNING)
 
 
+class ApiKeyForm(forms.ModelForm):
+    """A key's page: its scopes as checkboxes (at least one) and its expiry are editable."""
+
+    scopes = forms.MultipleChoiceField(choices=Scope.choices,
+                                       widget=forms.CheckboxSelectMultiple,
+                                       help_text="read: GET; send: messages, executions, "
+                                                 "events; manage: every other write.")
+
+    class Meta:
+        model = ApiKey
+        fields = ["name", "scopes", "expires_at"]
+
+    def clean_scopes(self) -> list[str]:
+        """Keep the canonical order (read, send, manage)."""
+        chosen = set(self.cleaned_data["scopes"])
+        return [scope for scope in Scope.values if scope in chosen]
+
+
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ["prefix", "name", "workspace", "created_at", "last_used_at", "revoked_at"]
-    list_filter = ["workspace", ("revoked_at", admin.EmptyFieldListFilter)]
+    form = ApiKeyForm
+    list_display = ["prefix", "name", "workspace", "scopes", "expires_at", "created_at",
+                    "last_used_at", "revoked_at"]
+    list_filter = ["workspace", ("revoked_at", admin.EmptyFieldListFilter),
+                   ("expires_at", admin.EmptyFieldListFilter)]
     search_fields = ["prefix", "name", "workspace__slug"]
     readonly_fields = ["workspace", "prefix", "hashed_key", "created_at", "last_used_at",
                        "revoked_at"]
@@ -120,3 +142,14 @@ class AuditEntryAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
         return False
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    """Who may use the dashboard for which workspace, and in which role (core.roles)."""
+
+    list_display = ["user", "workspace", "role", "created_at"]
+    list_filter = ["role", "workspace"]
+    search_fields = ["user__username", "workspace__slug"]
+    list_select_related = ["user", "workspace"]
+    autocomplete_fields = ["user", "workspace"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
-from core.models import ApiKey, Workspace
-from core.services import api_key_authenticate
+from core.models import ApiKey, Scope, Workspace
+from core.services import ApiKeyExpired, api_key_authenticate
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
@@ -19,7 +19,10 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             if scheme.lower() != "bearer" or not value.strip():
                 return None
             secret = value.strip()
-        key = api_key_authenticate(secret=secret)
+        try:
+            key = api_key_authenticate(secret=secret)
+        except ApiKeyExpired as exc:
+            raise exceptions.AuthenticationFailed(str(exc)) from exc
         if key is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
         return (None, key)
@@ -33,6 +36,35 @@ class HasWorkspace(permissions.BasePermission):
 
     def has_permission(self, request: Request, view) -> bool:
         return isinstance(request.auth, ApiKey)
+
+
+def required_scope(request: Request, view) -> str:
+    """Return the scope a request needs: read for GET/HEAD/OPTIONS; for a write the view's
+    `action_scopes[action]`, else its `write_scope`, else manage (configuration)."""
+    if request.method in permissions.SAFE_METHODS:
+        return Scope.READ
+    action = getattr(view, "action", None)
+    scopes = getattr(view, "action_scopes", {})
+    if action in scopes:
+        return scopes[action]
+    return getattr(view, "write_scope", Scope.MANAGE)
+
+
+class HasScope(permissions.BasePermission):
+    """Refuse (403, naming the scope) a key request the key's scopes do not cover.
+
+    Requests not made with a key (a staff session on the operator views) are left to the
+    view's other permissions."""
+
+    def has_permission(self, request: Request, view) -> bool:
+        key = request.auth
+        if not isinstance(key, ApiKey):
+            return True
+        scope = required_scope(request, view)
+        if scope not in (key.scopes or []):
+            # core.api (ApiError) imports DRF's settings, which import this module.
+            raise exceptions.PermissionDenied(f"This key lacks the '{scope}' scope.")
+        return True
 
 
 def workspace_of(request: Request) -> Workspace:

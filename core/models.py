@@ -7,6 +7,7 @@ import secrets
 import uuid
 import zoneinfo
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
@@ -49,6 +50,19 @@ class Workspace(models.Model):
         return f"{self.name} ({self.slug})"
 
 
+class Scope(models.TextChoices):
+    """What an API key may do (see core.auth.HasScope for which request needs which)."""
+
+    READ = "read"  # GET and HEAD
+    SEND = "send"  # create messages, batches, executions, events, inbound
+    MANAGE = "manage"  # every other write: configuration, contacts, replays, pauses
+
+
+def all_scopes() -> list[str]:
+    """Return every scope: a key made without a choice (and every older key) has them all."""
+    return [scope.value for scope in Scope]
+
+
 class ApiKey(models.Model):
     """A workspace API key; only its SHA-256 is stored, the secret is shown once."""
 
@@ -59,6 +73,10 @@ class ApiKey(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    scopes = models.JSONField(default=all_scopes, blank=True,
+                              help_text="Any of read, send, manage.")
+    # After this the key answers 401 "expired"; empty: it never expires.
+    expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -174,3 +192,27 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.actor} {self.action} {self.target_type} {self.target_id}".strip()
+
+
+class Membership(models.Model):
+    """A dashboard user's role in one workspace (what a role may do: core.roles)."""
+
+    class Role(models.TextChoices):
+        OWNER = "owner"
+        ADMIN = "admin"
+        VIEWER = "viewer"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                             related_name="memberships")
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE,
+                                  related_name="memberships")
+    role = models.CharField(max_length=10, choices=Role.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["workspace__name", "user__username"]
+        constraints = [models.UniqueConstraint(fields=["user", "workspace"],
+                                               name="membership_unique_per_user_workspace")]
+
+    def __str__(self) -> str:
+        return f"{self.user} · {self.workspace.slug} ({self.role})"

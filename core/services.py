@@ -4,16 +4,20 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from datetime import timedelta
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
 from core.audit import COMMAND, Actor, audit
-from core.models import ApiKey, Contact, Workspace, new_webhook_secret
+from core.models import ApiKey, Contact, Membership, Workspace, all_scopes, new_webhook_secret
 from core.workspace_settings import SettingsInvalid, settings_merge
 
 KEY_PREFIX = "rk_"
@@ -102,15 +106,44 @@ def setting_paths(changes: dict, prefix: str = "", depth: int = 3) -> list[str]:
     return paths
 
 
-def api_key_create(*, workspace: Workspace, name: str = "default") -> tuple[ApiKey, str]:
-    """Create a key and return it with its secret, which is never stored or shown again."""
+class ApiKeyExpired(Exception):
+    """The key is genuine but its expiry time has passed."""
+
+    def __init__(self, key: ApiKey) -> None:
+        super().__init__(f"This API key expired at {key.expires_at:%Y-%m-%dT%H:%M:%SZ}.")
+        self.key = key
+
+
+def scopes_clean(scopes: Iterable[str] | None) -> list[str]:
+    """Return the scopes in canonical order; raise ValueError naming an unknown or no scope."""
+    if scopes is None:
+        return all_scopes()
+    wanted = {scope.strip() for scope in scopes if scope.strip()}
+    unknown = sorted(wanted - set(all_scopes()))
+    if unknown:
+        raise ValueError(f"Unknown scope '{unknown[0]}' (choose from {', '.join(all_scopes())}).")
+    if not wanted:
+        raise ValueError(f"Give at least one scope ({', '.join(all_scopes())}).")
+    return [scope for scope in all_scopes() if scope in wanted]
+
+
+def api_key_create(*, workspace: Workspace, name: str = "default",
+                   scopes: Iterable[str] | None = None,
+                   expires_at: datetime | None = None) -> tuple[ApiKey, str]:
+    """Create a key and return it with its secret, which is never stored or shown again.
+
+    Without scopes the key may do everything (read, send, manage), as keys always could."""
+    chosen = scopes_clean(scopes)
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ValueError("The expiry time must be in the future.")
     for _ in range(5):
         prefix = secrets.token_hex(4)
         secret = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
         try:
             with transaction.atomic():
                 key = ApiKey.objects.create(workspace=workspace, name=name, prefix=prefix,
-                                            hashed_key=_hash_key(secret))
+                                            hashed_key=_hash_key(secret), scopes=chosen,
+                                            expires_at=expires_at)
             return key, secret
         except IntegrityError:
             continue  # prefix collision: 1 in 4 billion, try another
@@ -126,7 +159,9 @@ def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
 
 
 def api_key_authenticate(*, secret: str) -> ApiKey | None:
-    """Return the active key matching the secret, refreshing its last-used time."""
+    """Return the active key matching the secret, refreshing its last-used time.
+
+    Raise ApiKeyExpired for a genuine key past its expiry, so the answer can say so."""
     parts = secret.split("_")
     if len(parts) < 3 or not secret.startswith(KEY_PREFIX):
         return None
@@ -135,11 +170,51 @@ def api_key_authenticate(*, secret: str) -> ApiKey | None:
     if key is None or not hmac.compare_digest(key.hashed_key, _hash_key(secret)):
         return None
     now = timezone.now()
+    if key.expires_at is not None and key.expires_at <= now:
+        raise ApiKeyExpired(key)
     stale = now - timedelta(seconds=settings.API_KEY_TOUCH_SECONDS)
     if key.last_used_at is None or key.last_used_at < stale:
         ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
         key.last_used_at = now
     return key
+
+
+class MemberError(ValueError):
+    """A membership that cannot be made (unknown role, already a member, bad password)."""
+
+
+def member_add(*, username: str, workspace: Workspace, role: str,
+               password: str | None = None) -> tuple[Membership, str | None]:
+    """Give a user (created when new) a role in the workspace; return the membership and
+    the password generated for a new user when none was given (shown once, never stored)."""
+    if role not in Membership.Role.values:
+        raise MemberError(f"Unknown role '{role}' (choose from "
+                          f"{', '.join(Membership.Role.values)}).")
+    user_model = get_user_model()
+    with transaction.atomic():
+        user = user_model.objects.select_for_update().filter(username=username).first()
+        generated = None
+        if user is None:
+            generated = None if password else secrets.token_urlsafe(12)
+            user = user_model(username=username)
+            _password_check(password or generated or "", user)
+            user.set_password(password or generated)
+            user.save()
+        elif password:
+            raise MemberError(f"User '{username}' exists already; its password is not "
+                              "changed here (it changes its own on the password page).")
+        existing = Membership.objects.filter(user=user, workspace=workspace).first()
+        if existing is not None:
+            raise MemberError(f"'{username}' is already {existing.role} of {workspace.slug}.")
+        membership = Membership.objects.create(user=user, workspace=workspace, role=role)
+    return membership, generated
+
+
+def _password_check(password: str, user: Any) -> None:
+    try:
+        validate_password(password, user)
+    except ValidationError as exc:
+        raise MemberError(" ".join(exc.messages)) from exc
 
 
 def contact_upsert(*, workspace: Workspace, external_id: str, data: dict) -> tuple[Contact, bool]:

@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 
 from core.api import ApiError, StrictCharField, error_body
 from core.auth import workspace_of
-from core.models import Contact, Workspace
+from core.models import Contact, Scope, Workspace
 from flows import cron, schedules
 from flows.models import Flow, FlowSchedule
 from flows.rules import AUDIENCE_ROOTS, unknown_roots, validate_rules
@@ -261,6 +261,8 @@ class FlowScheduleView(GenericAPIView):
 
 
 class ValidateCronView(APIView):
+    write_scope = Scope.READ  # a check: it changes nothing
+
     @extend_schema(request=ValidateCronSerializer, responses={200: None, 400: None})
     def post(self, request: Request) -> Response:
         """Check an expression in a time zone: description and the next 5 runs (local and

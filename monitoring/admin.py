@@ -102,7 +102,8 @@ class AlertEventInline(admin.TabularInline):
 class AlertRuleAdmin(admin.ModelAdmin):
     form = AlertRuleForm
     list_display = ["name", "workspace", "type", "threshold", "window_seconds", "channel",
-                    "enabled", "last_value", "last_evaluated_at", "last_notified_at"]
+                    "enabled", "muted_until", "last_value", "last_evaluated_at",
+                    "last_notified_at"]
     list_filter = ["enabled", "type", "channel", "workspace"]
     search_fields = ["name", "workspace__slug"]
     readonly_fields = ["last_value", "last_evaluated_at", "last_notified_at", "created_at",

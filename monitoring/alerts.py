@@ -219,15 +219,20 @@ def _cooling_down(rule: AlertRule, now: datetime) -> bool:
         now - rule.last_notified_at < timedelta(seconds=rule.cooldown_seconds))
 
 
+def _muted(rule: AlertRule, now: datetime) -> bool:
+    return rule.muted_until is not None and now < rule.muted_until
+
+
 def _trigger(rule: AlertRule, value: float | None, now: datetime) -> str:
-    notify = not _cooling_down(rule, now)
+    # Muted or cooling down: the incident is recorded, nobody is paged (nor told it ended).
+    notify = not _cooling_down(rule, now) and not _muted(rule, now)
     event = AlertEvent.objects.create(rule=rule, workspace_id=rule.workspace_id,
                                       value=value if value is not None else 0.0,
                                       threshold=rule.threshold, triggered_at=now,
                                       summary=summary(rule=rule, value=value),
                                       notified=notify)
     if not notify:
-        logger.info("alert %s breached again within its cooldown; not notifying", rule.pk)
+        logger.info("alert %s breached while muted or cooling down; not notifying", rule.pk)
         return "suppressed"
     messages = notifications(rule=rule, event=event, resolved=False)
     pipeline.message_create_many(messages=messages)
@@ -281,10 +286,7 @@ def payload(*, rule: AlertRule, event: AlertEvent, resolved: bool) -> dict[str, 
         "workspace_id": str(rule.workspace_id),
         "summary": summary(rule=rule, value=event.resolved_value if resolved else event.value,
                            resolved=resolved),
-        "rule": {"id": rule.pk, "name": rule.name, "type": rule.type,
-                 "threshold": rule.threshold, "window_seconds": rule.window_seconds,
-                 "flow_id": str(rule.flow_id) if rule.flow_id else None,
-                 "message_channel": rule.message_channel or None},
+        "rule": _rule_json(rule),
         "event": {"id": event.pk, "value": event.value,
                   "triggered_at": event.triggered_at.isoformat(),
                   "resolved_at": event.resolved_at.isoformat() if event.resolved_at else None,
@@ -292,10 +294,43 @@ def payload(*, rule: AlertRule, event: AlertEvent, resolved: bool) -> dict[str, 
     }
 
 
+def _rule_json(rule: AlertRule) -> dict[str, Any]:
+    return {"id": rule.pk, "name": rule.name, "type": rule.type, "threshold": rule.threshold,
+            "window_seconds": rule.window_seconds,
+            "flow_id": str(rule.flow_id) if rule.flow_id else None,
+            "message_channel": rule.message_channel or None}
+
+
 def notifications(*, rule: AlertRule, event: AlertEvent, resolved: bool) -> list[Message]:
     """Return one unsaved Message per recipient carrying the alert on the rule's channel."""
     body = payload(rule=rule, event=event, resolved=resolved)
-    metadata = {"alert_rule_id": rule.pk, "alert_event_id": event.pk}
+    return _messages(rule, body, {"alert_rule_id": rule.pk, "alert_event_id": event.pk})
+
+
+def alert_rule_send_test(*, rule: AlertRule) -> list[Message]:
+    """Send a test notification to the rule's recipients, exactly as an alert travels
+    (same channel, pipeline, retries and dead letters); no incident is recorded."""
+    now = timezone.now()
+    body = {"type": "alert.test", "workspace_id": str(rule.workspace_id),
+            "summary": f"[test] {rule.name}: a test notification; nothing is wrong.",
+            "rule": _rule_json(rule),
+            "event": {"id": None, "value": None, "triggered_at": now.isoformat(),
+                      "resolved_at": None, "resolved_value": None}}
+    # alert_event_id (None) marks it as an alert's own message, so a failing test does not
+    # count toward the workspace's dead-letter and failure-rate alerts.
+    messages = _messages(rule, body, {"alert_rule_id": rule.pk, "alert_event_id": None,
+                                      "alert_test": True})
+    return pipeline.message_create_many(messages=messages)
+
+
+def alert_rule_mute(*, rule: AlertRule, until: datetime | None) -> AlertRule:
+    """Mute the rule's notifications until a time (None: unmute); it is still evaluated."""
+    rule.muted_until = until
+    rule.save(update_fields=["muted_until", "updated_at"])
+    return rule
+
+
+def _messages(rule: AlertRule, body: dict[str, Any], metadata: dict[str, Any]) -> list[Message]:
     common: dict[str, Any] = {"workspace": rule.workspace, "source": "alert",
                               "metadata": metadata, "priority": "high"}
     messages = []

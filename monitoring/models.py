@@ -42,6 +42,9 @@ class AlertRule(models.Model):
     # Minimum time between two notifications of this rule, so a flapping value cannot page
     # every minute.
     cooldown_seconds = models.PositiveIntegerField(default=3600)
+    # While muted the rule is still evaluated and its incidents recorded, but nobody is
+    # notified (planned maintenance, a known outage).
+    muted_until = models.DateTimeField(null=True, blank=True)
     last_value = models.FloatField(null=True, blank=True)
     last_evaluated_at = models.DateTimeField(null=True, blank=True)
     last_notified_at = models.DateTimeField(null=True, blank=True)

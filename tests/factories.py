@@ -11,7 +11,7 @@ import factory
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from core.models import Contact, DeadLetter, Workspace
+from core.models import Contact, DeadLetter, Membership, Workspace
 from flows import schedules, services
 from flows.models import Execution, Flow, FlowSchedule, FlowVersion, Step
 from messaging.models import DeliveryAttempt, Message, MessageStatus
@@ -83,6 +83,18 @@ class StaffUserFactory(factory.django.DjangoModelFactory):
     def saved(obj, create: bool, extracted: Any, **kwargs: Any) -> None:  # noqa: N805
         if create:
             obj.save()
+
+
+class MembershipFactory(factory.django.DjangoModelFactory):
+    """A workspace member (not staff) who can log in with PASSWORD; viewer by default."""
+
+    class Meta:
+        model = Membership
+
+    user = factory.SubFactory(StaffUserFactory, username=factory.Sequence(
+        lambda n: f"member{n}"), is_staff=False, is_superuser=False)
+    workspace = factory.SubFactory(WorkspaceFactory)
+    role = Membership.Role.VIEWER
 
 
 # --- messages ----------------------------------------------------------------------------------

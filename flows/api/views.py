@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 from core.api import ApiError, StrictCharField
 from core.audit import actor_of
 from core.auth import workspace_of
-from core.models import Contact, Workspace
+from core.models import Contact, Scope, Workspace
 from flows import dry_run, operations, services
 from flows.graph import GraphError
 from flows.models import BulkStart, Execution, Flow, FlowVersion, Step
@@ -195,6 +195,9 @@ class FlowFilter(django_filters.FilterSet):
 class FlowViewSet(viewsets.ModelViewSet):
     """Flows of the key's workspace."""
 
+    # Editing a flow is configuration; starting executions is sending; a dry run changes nothing.
+    action_scopes = {"start": Scope.SEND, "bulk": Scope.SEND, "test": Scope.READ}
+
     serializer_class = FlowSerializer
     filterset_class = FlowFilter
     search_fields = ["name", "description"]
@@ -358,6 +361,10 @@ class ExecutionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
                        viewsets.GenericViewSet):
     """Executions of the key's workspace, with their steps."""
 
+    write_scope = Scope.SEND  # cancel and step retry act on what was sent
+    # Pausing and resuming an execution is operating it, not sending.
+    action_scopes = {"pause": Scope.MANAGE, "resume": Scope.MANAGE}
+
     filterset_class = ExecutionFilter
     ordering_fields = ["started_at", "completed_at"]
 
@@ -425,6 +432,8 @@ class ExecutionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
 
 
 class EventView(APIView):
+    write_scope = Scope.SEND  # sending, not configuration
+
     @extend_schema(request=EventSerializer, responses={202: None})
     def post(self, request: Request) -> Response:
         """Record a contact's event: start matching flows and wake waiting executions."""

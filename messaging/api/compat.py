@@ -23,7 +23,7 @@ from rest_framework.views import APIView
 
 from core.api import ApiError
 from core.auth import workspace_of
-from core.models import Contact
+from core.models import Contact, Scope
 from core.workspace_settings import (
     CALLBACK_BASE_URL,
     callback_base_url,
@@ -214,6 +214,8 @@ class CompatResponse(serializers.Serializer):
 
 
 class ScheduleSmsView(APIView):
+    write_scope = Scope.SEND  # sending, not configuration
+
     @extend_schema(request=None, responses={201: CompatResponse, 403: OpenApiResponse()})
     def post(self, request: Request) -> Response:
         """Schedule an SMS (MMS with mediaUrl): to, message, contactId, workspaceId, delay
@@ -236,6 +238,8 @@ class ScheduleSmsView(APIView):
 
 
 class ScheduleEmailView(APIView):
+    write_scope = Scope.SEND  # sending, not configuration
+
     @extend_schema(request=None, responses={201: CompatResponse})
     def post(self, request: Request) -> Response:
         """Schedule an email: to, subject, html, contactId, workspaceId, delay or
@@ -257,6 +261,8 @@ class ScheduleEmailView(APIView):
 
 
 class ScheduleJobView(APIView):
+    write_scope = Scope.SEND  # sending, not configuration
+
     @extend_schema(request=None, responses={201: CompatResponse})
     def post(self, request: Request) -> Response:
         """Schedule a generic job: when due, POST {jobId, type, data} to callbackEndpoint

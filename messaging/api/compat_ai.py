@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 
 from core.api import ApiError
 from core.auth import workspace_of
+from core.models import Scope
 from core.workspace_settings import is_plain_id
 from messaging import ratelimit
 from messaging.api.compat import (
@@ -77,6 +78,8 @@ def _rate_key(data: dict) -> dict[str, str]:
 
 
 class ScheduleAiResponseView(APIView):
+    write_scope = Scope.SEND  # sending, not configuration
+
     @extend_schema(request=None, responses={201: CompatResponse, 403: OpenApiResponse()})
     def post(self, request: Request) -> Response:
         """Schedule an AI reply to message_text, POSTed to callback_url as {workspace_id,

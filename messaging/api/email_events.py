@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 
 from core.api import ApiError, StrictCharField
 from core.auth import workspace_of
+from core.models import Scope
 from messaging.channels import EMAIL
 from messaging.email_events import BOUNCE, KINDS, WrongRecipient, email_event_record
 from messaging.suppressions import normalize_address
@@ -47,6 +48,7 @@ class EmailEventResultSerializer(serializers.Serializer):
 class EmailEventView(APIView):
     """Record one bounce or complaint: a hard bounce or a complaint suppresses every later
     email to the address; a soft bounce is accepted and changes nothing."""
+    write_scope = Scope.SEND  # traffic, not configuration
 
     @extend_schema(request=EmailEventSerializer, responses={202: EmailEventResultSerializer})
     def post(self, request: Request) -> Response:

@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 
 from core.api import ApiError, StrictCharField
 from core.auth import workspace_of
+from core.models import Scope
 from core.phones import normalize_phone
 from messaging.api.idempotency import idempotent
 from messaging.api.messages import MessageSerializer
@@ -65,6 +66,8 @@ class InboundSerializer(serializers.Serializer):
 
 class InboundView(APIView):
     """Receive an SMS/MMS into the key's workspace: stored, then a keyword or an event."""
+
+    write_scope = Scope.SEND  # traffic, not configuration
 
     @extend_schema(request=InboundSerializer, responses={201: None, 200: None})
     def post(self, request: Request) -> Response:

@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from core.api import ApiError
 from core.audit import actor_of
 from core.auth import workspace_of
+from core.models import Scope
 from messaging import pipeline
 from messaging.api.idempotency import idempotent
 from messaging.compose import MessageInvalid, input_fields, message_compose
@@ -108,6 +109,8 @@ class MessageFilter(django_filters.FilterSet):
 class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
                      viewsets.GenericViewSet):
     """Messages of the key's workspace."""
+
+    write_scope = Scope.SEND  # sending, not configuration
 
     filterset_class = MessageFilter
     ordering_fields = ["created_at", "scheduled_for", "sent_at"]

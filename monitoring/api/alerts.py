@@ -32,8 +32,8 @@ class AlertRuleSerializer(serializers.ModelSerializer):
         model = AlertRule
         fields = ["id", "name", "type", "flow", "threshold", "window_seconds",
                   "message_channel", "schedule_id", "min_samples", "channel", "recipients",
-                  "enabled", "cooldown_seconds", "state", "last_value", "last_evaluated_at",
-                  "last_notified_at", "created_at", "updated_at"]
+                  "enabled", "cooldown_seconds", "muted_until", "state", "last_value",
+                  "last_evaluated_at", "last_notified_at", "created_at", "updated_at"]
         read_only_fields = ["id", "state", "last_value", "last_evaluated_at",
                             "last_notified_at", "created_at", "updated_at"]
 
@@ -74,7 +74,7 @@ class AlertRuleSerializer(serializers.ModelSerializer):
         return {name: getattr(self.instance, name) for name in (
             "name", "type", "flow", "threshold", "window_seconds", "message_channel",
             "schedule_id", "min_samples", "channel", "recipients", "enabled",
-            "cooldown_seconds")}
+            "cooldown_seconds", "muted_until")}
 
 
 class AlertRuleViewSet(viewsets.ModelViewSet):

@@ -22,7 +22,7 @@ from rest_framework.views import APIView
 
 from core.api import ApiError
 from core.audit import actor_of
-from core.auth import ApiKeyAuthentication
+from core.auth import ApiKeyAuthentication, HasScope
 from core.models import ApiKey, Workspace
 from messaging import pauses, ratelimit
 from messaging.models import QueuePause
@@ -53,7 +53,7 @@ def _is_staff(request: Request) -> bool:
 
 class OperatorView(APIView):
     authentication_classes = [ApiKeyAuthentication, SessionAuthentication]
-    permission_classes = [IsWorkspaceKeyOrStaff]
+    permission_classes = [IsWorkspaceKeyOrStaff, HasScope]
 
     def scope(self, request: Request) -> Workspace | None:
         """Return the key's workspace; for staff the ?workspace= one, or None for all."""

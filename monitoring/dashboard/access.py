@@ -1,23 +1,19 @@
-"""Who may act from the dashboard: one place, so tenant roles extend it in one spot.
-
-Today every dashboard user is staff, and staff may act on every workspace; a global action
-(pausing a queue for every workspace) is staff-only for good.
-"""
+"""Who may pause and resume from the dashboard, as core.roles says: owners and admins of a
+workspace (and staff) for the workspace; staff alone for every workspace at once."""
 from __future__ import annotations
 
 from typing import Any
 
+from core import roles
 from core.models import Workspace
 
 
 def can_act(user: Any, workspace: Workspace | None) -> bool:
-    """Return whether the user may pause, resume, cancel or replay in the workspace (None:
-    for every workspace at once)."""
-    if workspace is None:
-        return can_act_globally(user)
-    return bool(user is not None and user.is_active and user.is_staff)
+    """Return whether the user may pause and resume in the workspace (None: for every
+    workspace at once)."""
+    return roles.can(user, workspace, roles.PAUSE) and roles.can(user, workspace, roles.RESUME)
 
 
 def can_act_globally(user: Any) -> bool:
     """Return whether the user may act for every workspace at once (staff only)."""
-    return bool(user is not None and user.is_active and user.is_staff)
+    return can_act(user, None)

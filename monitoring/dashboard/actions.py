@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 import redis
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from core.audit import Actor
 from core.models import DeadLetter, Workspace
 from flows import operations, schedules
 from flows.models import Execution, FlowSchedule, Step
 from messaging import pauses, ratelimit
-from monitoring import services
+from monitoring import alerts, services
+from monitoring.dashboard.selectors.common import workspace_tz
+from monitoring.models import AlertRule
 
 logger = logging.getLogger(__name__)
 
@@ -134,3 +138,21 @@ def execution_pause(*, execution: Execution, actor: Actor, resume: bool = False)
     except operations.NotPausable as exc:
         return Outcome(False, str(exc))
     return Outcome(True, "Execution resumed." if resume else "Execution paused.")
+
+
+def alert_rule_mute(*, rule: AlertRule, hours: int) -> Outcome:
+    """Mute the rule's notifications for some hours (0: unmute)."""
+    until = timezone.now() + timedelta(hours=hours) if hours else None
+    alerts.alert_rule_mute(rule=rule, until=until)
+    if until is None:
+        return Outcome(True, f"{rule.name} is no longer muted.")
+    local = until.astimezone(workspace_tz(rule.workspace))
+    return Outcome(True, f"{rule.name} is muted until {local:%Y-%m-%d %H:%M %Z}.")
+
+
+def alert_rule_test(*, rule: AlertRule) -> Outcome:
+    """Send a test notification to the rule's recipients through the pipeline."""
+    messages = alerts.alert_rule_send_test(rule=rule)
+    return Outcome(True, f"Test notification queued for {len(messages)} recipient"
+                         f"{'' if len(messages) == 1 else 's'} ({rule.channel}); its delivery "
+                         "shows in Messages.")

@@ -1,14 +1,19 @@
-"""Filter forms of the dashboard pages (all GET, so a filtered page is a shareable link)."""
+"""Forms of the dashboard: GET filters (so a filtered page is a shareable link) and the alert
+rule forms."""
 from __future__ import annotations
 
+import copy
 from typing import Any, cast
 
 from django import forms
+from django.core.exceptions import ValidationError
 
 from core.models import DeadLetter, Workspace
 from flows.models import Execution, Flow
 from messaging.models import Channel, MessageStatus
+from monitoring import alerts
 from monitoring.dashboard.selectors.windows import DEFAULT_RANGE, RANGES, REFRESH_CHOICES
+from monitoring.models import AlertRule
 
 ANY = [("", "any")]
 
@@ -80,3 +85,59 @@ class AuditFilterForm(FilterForm):
         super().__init__(*args, **kwargs)
         action_field = cast(forms.ChoiceField, self.fields["action"])
         action_field.choices = ANY + [(name, name) for name in actions]
+
+
+class RecipientsField(forms.CharField):
+    """Email addresses or URLs, one per line (or comma-separated), stored as a list."""
+
+    widget = forms.Textarea(attrs={"rows": 3})
+
+    def prepare_value(self, value: Any) -> Any:
+        return "\n".join(value) if isinstance(value, list) else value
+
+    def to_python(self, value: Any) -> list[str]:  # type: ignore[override]
+        text = super().to_python(value) or ""
+        return [part.strip() for line in text.splitlines() for part in line.split(",")
+                if part.strip()]
+
+
+class AlertRuleForm(forms.ModelForm):
+    """Create or edit an alert rule, checked by the same rules as the API
+    (monitoring.alerts.alert_rule_validate)."""
+
+    message_channel = forms.ChoiceField(choices=[("", "all"), *Channel.choices],
+                                        required=False)
+    recipients = RecipientsField(help_text="Email addresses or webhook URLs, one per line.")
+
+    class Meta:
+        model = AlertRule
+        fields = ["name", "type", "flow", "threshold", "window_seconds", "message_channel",
+                  "schedule_id", "min_samples", "channel", "recipients", "cooldown_seconds",
+                  "enabled"]
+
+    def __init__(self, *args: Any, workspace: Workspace, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.instance.workspace = workspace
+        flow_field = cast(forms.ModelChoiceField, self.fields["flow"])
+        flow_field.queryset = Flow.objects.filter(workspace=workspace).order_by("name")
+        flow_field.empty_label = "any"
+
+    def clean(self) -> dict[str, Any]:
+        """Check the rule as it would be saved; each problem goes under its field."""
+        cleaned = super().clean() or {}
+        rule = copy.copy(self.instance)
+        for name, value in cleaned.items():
+            setattr(rule, name, value)
+        try:
+            alerts.alert_rule_validate(rule=rule)
+        except ValidationError as exc:
+            for field, messages in exc.message_dict.items():
+                self.add_error(field if field in self.fields else None, messages)
+        return cleaned
+
+
+MUTE_CHOICES = [("1", "1 hour"), ("8", "8 hours"), ("24", "1 day"), ("168", "1 week")]
+
+
+class MuteForm(forms.Form):
+    hours = forms.TypedChoiceField(choices=[("0", "unmute"), *MUTE_CHOICES], coerce=int)

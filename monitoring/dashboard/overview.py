@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
+from django.urls import reverse
 from django.utils.safestring import SafeString
 
 from core.models import Workspace
@@ -31,15 +33,18 @@ class LegendItem:
     count: int
     share: str
     color: str
+    url: str = ""
 
 
-def _pie(counts: list[tuple[str, int]], colors: dict[str, str],
-         label: str) -> tuple[SafeString, list[LegendItem]]:
+def _pie(counts: list[tuple[str, int]], colors: dict[str, str], label: str,
+         list_url: str) -> tuple[SafeString, list[LegendItem]]:
+    """Return the donut and its legend; each slice links to list_url filtered by status."""
     total = sum(n for _, n in counts)
-    slices = [charts.Slice(status, n, colors.get(status, FALLBACK_COLOR))
+    slices = [charts.Slice(status, n, colors.get(status, FALLBACK_COLOR),
+                           f"{list_url}&{urlencode({'status': status})}")
               for status, n in counts]
-    legend = [LegendItem(s.label, int(s.value), f"{s.value / total * 100:.0f}%", s.color)
-              for s in slices] if total else []
+    legend = [LegendItem(s.label, int(s.value), f"{s.value / total * 100:.0f}%", s.color,
+                         s.url) for s in slices] if total else []
     return charts.pie_svg(slices, label=label, center=f"{total:,}"), legend
 
 
@@ -51,9 +56,12 @@ def overview_context(workspace: Workspace, window: Window) -> dict[str, Any]:
     """Return everything the overview template draws."""
     message_counts = status_counts(Message, workspace, window, "created_at")
     execution_counts = status_counts(Execution, workspace, window, "started_at")
-    message_pie, message_legend = _pie(message_counts, MESSAGE_COLORS, "Messages by status")
+    scope = urlencode({"workspace": str(workspace.pk)})
+    message_pie, message_legend = _pie(message_counts, MESSAGE_COLORS, "Messages by status",
+                                       f"{reverse('dashboard:messages')}?{scope}")
     execution_pie, execution_legend = _pie(execution_counts, EXECUTION_COLORS,
-                                           "Executions by status")
+                                           "Executions by status",
+                                           f"{reverse('dashboard:executions')}?{scope}")
     messages = message_series(workspace, window)
     executions = execution_series(workspace, window)
     # No rows at all reads better as "No data" than as a flat line at zero.

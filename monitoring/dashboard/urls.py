@@ -1,4 +1,5 @@
-"""Dashboard pages under /dashboard/ (staff only; ?workspace=<id> picks the workspace)."""
+"""Dashboard pages under /dashboard/ (staff and workspace members; ?workspace=<id> picks
+the workspace)."""
 from __future__ import annotations
 
 from django.urls import path
@@ -31,6 +32,10 @@ urlpatterns = [
     path("alerts/", views.alerts, name="alerts"),
     path("endpoints/", views.endpoints, name="endpoints"),
     path("deliveries/<uuid:pk>/replay/", views.delivery_replay, name="delivery-replay"),
+    path("alerts/new/", views.alert_rule_create, name="alert-rule-create"),
+    path("alerts/<int:pk>/edit/", views.alert_rule_edit, name="alert-rule-edit"),
+    path("alerts/<int:pk>/mute/", views.alert_rule_mute, name="alert-rule-mute"),
+    path("alerts/<int:pk>/test/", views.alert_rule_test, name="alert-rule-test"),
     path("rate-limits/", views.rate_limits, name="rate-limits"),
     path("rate-limits/reset/", views.rate_limits_reset, name="rate-limits-reset"),
 ]

@@ -1,7 +1,10 @@
-"""Server-rendered operator dashboard: staff only, one workspace at a time.
+"""Server-rendered dashboard, one workspace at a time: staff see every workspace, a
+member only its own (core.roles decides what its role may do there).
 
-Views stay thin: they resolve the workspace, read through selectors, act through
-monitoring.dashboard.actions, and render. Times show in the workspace's time zone.
+Views stay thin: they resolve the workspace among those the user may see, read through
+selectors, check the action with core.roles.can, act through monitoring.dashboard.actions,
+and render. Another workspace's object answers 404; an action the role may not do, 403.
+Times show in the workspace's time zone.
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from typing import Any
 import redis
 from django.conf import settings
 from django.contrib import messages as flash
-from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Page, Paginator
 from django.db.models import Count, Q, QuerySet
@@ -31,10 +34,11 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from core import roles
 from core.audit import Actor, actor_of
-from core.models import DeadLetter, Workspace
+from core.models import DeadLetter, Membership, Workspace
 from flows.models import Execution, FlowSchedule, Step
 from messaging import events, ratelimit
 from messaging.models import Message, MessageStatus, WebhookEndpoint
@@ -43,10 +47,13 @@ from monitoring import services
 from monitoring.dashboard import actions
 from monitoring.dashboard.access import can_act, can_act_globally
 from monitoring.dashboard.forms import (
+    MUTE_CHOICES,
+    AlertRuleForm,
     AuditFilterForm,
     DeadLetterFilterForm,
     ExecutionFilterForm,
     MessageFilterForm,
+    MuteForm,
     OverviewForm,
 )
 from monitoring.dashboard.overview import overview_context
@@ -66,6 +73,7 @@ from monitoring.dashboard.selectors.queues import queue_rows
 from monitoring.dashboard.selectors.rate_limits import rate_limit_panels
 from monitoring.dashboard.selectors.schedules import schedule_rows, schedule_runs
 from monitoring.dashboard.selectors.windows import REFRESH_CHOICES, window_for
+from monitoring.models import AlertRule
 
 PAGE_SIZE = 25
 # Cookie naming the workspace last picked, so every page opens on it until another is (a
@@ -79,23 +87,53 @@ View = Callable[..., HttpResponseBase]
 
 # --- workspace resolution and rendering ----------------------------------------------------
 
+def _visible(request: HttpRequest) -> QuerySet[Workspace]:
+    """Return the workspaces the user may see (all for staff, its own for a member)."""
+    return roles.workspaces_for(request.user)
+
+
 def _requested_workspace(request: HttpRequest) -> Workspace | None:
-    """Return the ?workspace= one (404 when unknown), else the one remembered in the cookie,
-    else the one with the latest traffic; None when none exist."""
+    """Return the ?workspace= one (404 when unknown or not the user's), else the one
+    remembered in the cookie, else the one with the latest traffic; None when none exist."""
+    visible = _visible(request)
     wanted = request.GET.get("workspace") or request.POST.get("workspace")
     if wanted:
         pk = as_uuid(wanted)
-        workspace = Workspace.objects.filter(pk=pk).first() if pk else None
+        workspace = visible.filter(pk=pk).first() if pk else None
         if workspace is None:
             raise Http404("No such workspace.")
         return workspace
     remembered = as_uuid(request.COOKIES.get(CHOSEN_WORKSPACE, ""))
-    workspace = Workspace.objects.filter(pk=remembered).first() if remembered else None
-    return workspace or workspace_with_latest_traffic()
+    workspace = visible.filter(pk=remembered).first() if remembered else None
+    return workspace or workspace_with_latest_traffic(visible)
+
+
+def member_required(view: View) -> View:
+    """Send anonymous visitors to the login page; refuse (403) users who are neither staff
+    nor a member of any workspace."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        user = request.user
+        if not user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if not user.is_active or not (
+                user.is_staff or Membership.objects.filter(user=user).exists()):
+            raise PermissionDenied("You are not a member of any workspace.")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _allow(request: HttpRequest, workspace: Workspace | None, action: str) -> None:
+    """Refuse (403) an action the user's role may not do in the workspace."""
+    if not roles.can(request.user, workspace, action):
+        raise PermissionDenied(f"Your role may not {action.replace('_', ' ')} here.")
 
 
 def dashboard_page(view: View) -> View:
-    """Require staff, resolve the workspace, and hand it to the view (or say there is none)."""
+    """Require a member, resolve the workspace, and hand it to the view (or say there is
+    none)."""
 
     @functools.wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
@@ -109,15 +147,51 @@ def dashboard_page(view: View) -> View:
                                 secure=settings.SESSION_COOKIE_SECURE)
         return response
 
-    return staff_member_required(wrapper)
+    return member_required(wrapper)
 
 
-def _owned(request: HttpRequest, queryset: QuerySet, pk: Any) -> Any:
-    """Return the object; 404 when ?workspace= names another workspace than its own."""
-    obj = get_object_or_404(queryset, pk=pk)
+def workspace_action(action: str) -> Callable[[View], View]:
+    """Make a POST view act on the workspace named in the form (never a default one), after
+    checking that the user's role may do the action there."""
+
+    def decorate(view: View) -> View:
+        @functools.wraps(view)
+        def checked(request: HttpRequest, workspace: Workspace, *args: Any,
+                    **kwargs: Any) -> HttpResponseBase:
+            if not request.POST.get("workspace"):
+                # An action never falls back to "the first workspace".
+                return HttpResponseBadRequest("workspace is required")
+            _allow(request, workspace, action)
+            return view(request, workspace, *args, **kwargs)
+
+        return dashboard_page(checked)
+
+    return decorate
+
+
+def _owned(request: HttpRequest, queryset: QuerySet, pk: Any, *,
+           through: str = "workspace") -> Any:
+    """Return the object when its workspace (reached by `through`) is one the user may see;
+    404 otherwise, and when ?workspace= names another workspace than its own."""
+    obj = get_object_or_404(queryset.filter(**{f"{through}__in": _visible(request)}), pk=pk)
     wanted = request.GET.get("workspace")
-    if wanted and as_uuid(wanted) != obj.workspace_id:
+    if wanted and as_uuid(wanted) != _workspace_of(obj, through).pk:
         raise Http404("Not in this workspace.")
+    return obj
+
+
+def _workspace_of(obj: Any, through: str) -> Workspace:
+    for part in through.split("__"):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _target(request: HttpRequest, queryset: QuerySet, pk: Any, action: str, *,
+            through: str = "workspace") -> Any:
+    """Return the object an action is aimed at: 404 unless the user may see its workspace,
+    403 unless its role may do the action there."""
+    obj = _owned(request, queryset.select_related(through), pk, through=through)
+    _allow(request, _workspace_of(obj, through), action)
     return obj
 
 
@@ -125,7 +199,9 @@ def _render(request: HttpRequest, template: str, workspace: Workspace | None,
             context: dict[str, Any], *, section: str = "") -> HttpResponse:
     context = {
         "workspace": workspace,
-        "workspaces": Workspace.objects.order_by("name", "pk").only("id", "name", "slug"),
+        "workspaces": _visible(request).order_by("name", "pk").only("id", "name", "slug"),
+        # What the user may do here: templates show only the buttons it may press.
+        "allowed": roles.allowed_actions(request.user, workspace) if workspace else frozenset(),
         "section": section,
         "section_url": reverse(f"dashboard:{section or 'overview'}"),
         "console_outbox": workspace is not None and console_in_use(workspace),
@@ -192,7 +268,7 @@ def executions(request: HttpRequest, workspace: Workspace) -> HttpResponse:
 
 
 @require_GET
-@staff_member_required
+@member_required
 def execution_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     """Show one execution with its step timeline (inputs, outputs, errors) and actions."""
     execution = _owned(request, Execution.objects.select_related(
@@ -203,41 +279,41 @@ def execution_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
         "data": pretty_json(execution.data),
         "duration": format_seconds(execution.duration_seconds),
         "can_cancel": execution.status in (Execution.Status.RUNNING, Execution.Status.WAITING),
-        "can_pause": can_act(request.user, execution.workspace)
-        and execution.status in (Execution.Status.RUNNING, Execution.Status.WAITING),
+        "can_pause": execution.status in (Execution.Status.RUNNING, Execution.Status.WAITING),
     }
     return _render(request, "dashboard/execution_detail.html", execution.workspace, context,
                    section="executions")
 
 
 @require_POST
-@staff_member_required
+@member_required
 def execution_cancel(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     """Cancel a running or waiting execution."""
-    execution = get_object_or_404(Execution, pk=pk)
+    execution = _target(request, Execution.objects.all(), pk, roles.CANCEL)
     _report(request, actions.execution_cancel(execution=execution, actor=_actor(request)))
     return _back(request, _with_workspace(
         reverse("dashboard:execution-detail", args=[pk]), execution.workspace_id))
 
 
 @require_POST
-@staff_member_required
+@member_required
 def execution_pause(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     """Pause (resume=1: resume) a running or waiting execution."""
-    execution = get_object_or_404(Execution.objects.select_related("workspace"), pk=pk)
-    if not can_act(request.user, execution.workspace):
-        raise PermissionDenied
+    resume = request.POST.get("resume") == "1"
+    execution = _target(request, Execution.objects.all(), pk,
+                        roles.RESUME if resume else roles.PAUSE)
     _report(request, actions.execution_pause(execution=execution, actor=_actor(request),
-                                             resume=request.POST.get("resume") == "1"))
+                                             resume=resume))
     return _back(request, _with_workspace(
         reverse("dashboard:execution-detail", args=[pk]), execution.workspace_id))
 
 
 @require_POST
-@staff_member_required
+@member_required
 def step_retry(request: HttpRequest, pk: int) -> HttpResponse:
     """Run a failed step of a failed execution again."""
-    step = get_object_or_404(Step.objects.select_related("execution"), pk=pk)
+    step = _target(request, Step.objects.all(), pk, roles.RETRY,
+                   through="execution__workspace")
     _report(request, actions.step_retry(step=step, actor=_actor(request)))
     return _back(request, _with_workspace(
         reverse("dashboard:execution-detail", args=[step.execution_id]),
@@ -269,7 +345,7 @@ def outbox(request: HttpRequest, workspace: Workspace) -> HttpResponse:
 
 
 @require_GET
-@staff_member_required
+@member_required
 def message_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     """Show one message with its delivery attempts, flow steps and dead letters."""
     message = _owned(request, Message.objects.select_related("workspace", "contact", "parent"),
@@ -278,7 +354,8 @@ def message_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
         "message": message,
         "attempts": message.delivery_attempts.order_by("number"),
         "steps": message.flow_steps.select_related("execution__flow"),
-        "dead_letters": DeadLetter.objects.filter(kind=DeadLetter.Kind.MESSAGE,
+        "dead_letters": DeadLetter.objects.filter(workspace_id=message.workspace_id,
+                                                  kind=DeadLetter.Kind.MESSAGE,
                                                   source_id=str(message.pk)),
         "content": pretty_json(message.content),
         "rendered": pretty_json(message.rendered),
@@ -339,32 +416,29 @@ def dead_letters_export(request: HttpRequest, workspace: Workspace) -> HttpRespo
 
 
 @require_POST
-@staff_member_required
+@member_required
 def dead_letter_retry(request: HttpRequest, pk: int) -> HttpResponse:
     """Replay one dead letter: its message or step runs again, at most once."""
-    letter = get_object_or_404(DeadLetter, pk=pk)
+    letter = _target(request, DeadLetter.objects.all(), pk, roles.REPLAY)
     _report(request, actions.dead_letter_retry(letter=letter, actor=_actor(request)))
     return _back(request, _with_workspace(reverse("dashboard:dead-letters"),
                                           letter.workspace_id))
 
 
 @require_POST
-@dashboard_page
+@workspace_action(roles.REPLAY)
 def dead_letters_retry(request: HttpRequest, workspace: Workspace) -> HttpResponse:
     """Replay every open dead letter matching the page's filters."""
-    if not request.POST.get("workspace"):
-        # A bulk action never falls back to "the first workspace".
-        return HttpResponseBadRequest("workspace is required")
     _, queryset = _dead_letters(request, workspace)
     _report(request, actions.dead_letters_retry(queryset=queryset, actor=_actor(request)))
     return _back(request, _with_workspace(reverse("dashboard:dead-letters"), workspace.pk))
 
 
 @require_POST
-@staff_member_required
+@member_required
 def dead_letter_discard(request: HttpRequest, pk: int) -> HttpResponse:
     """Discard one dead letter (it stays listed under "discarded")."""
-    letter = get_object_or_404(DeadLetter, pk=pk)
+    letter = _target(request, DeadLetter.objects.all(), pk, roles.DISCARD)
     _report(request, actions.dead_letter_discard(letter=letter, actor=_actor(request)))
     return _back(request, _with_workspace(reverse("dashboard:dead-letters"),
                                           letter.workspace_id))
@@ -395,9 +469,9 @@ def queue_pause(request: HttpRequest, workspace: Workspace, queue: str) -> HttpR
     if not request.POST.get("workspace"):
         return HttpResponseBadRequest("workspace is required")  # never "the first one"
     target = None if request.POST.get("scope") == "global" else workspace
-    if not can_act(request.user, target):
-        raise PermissionDenied
-    if request.POST.get("resume") == "1":
+    resume = request.POST.get("resume") == "1"
+    _allow(request, target, roles.RESUME if resume else roles.PAUSE)
+    if resume:
         outcome = actions.queue_resume(queue=queue, workspace=target, actor=_actor(request))
     else:
         outcome = actions.queue_pause(queue=queue, workspace=target, actor=_actor(request),
@@ -432,10 +506,10 @@ def schedules(request: HttpRequest, workspace: Workspace) -> HttpResponse:
 
 
 @require_POST
-@staff_member_required
+@member_required
 def schedule_toggle(request: HttpRequest, pk: str) -> HttpResponse:
     """Enable or disable a schedule."""
-    schedule = get_object_or_404(FlowSchedule, pk=pk)
+    schedule = _target(request, FlowSchedule.objects.all(), pk, roles.EDIT)
     enabled = request.POST.get("enabled") == "1"
     _report(request, actions.schedule_toggle(schedule=schedule, enabled=enabled))
     return _back(request, _with_workspace(reverse("dashboard:schedules"),
@@ -445,9 +519,70 @@ def schedule_toggle(request: HttpRequest, pk: str) -> HttpResponse:
 @require_GET
 @dashboard_page
 def alerts(request: HttpRequest, workspace: Workspace) -> HttpResponse:
-    """List the workspace's alert rules and recent alert events."""
-    return _render(request, "dashboard/alerts.html", workspace,
-                   alerts_context(workspace), section="alerts")
+    """List the workspace's alert rules and recent alert events, with a form for a new rule."""
+    return _alerts_page(request, workspace, AlertRuleForm(workspace=workspace))
+
+
+def _alerts_page(request: HttpRequest, workspace: Workspace, form: AlertRuleForm, *,
+                 status: int = 200) -> HttpResponse:
+    context = {**alerts_context(workspace), "form": form, "mute_choices": MUTE_CHOICES}
+    response = _render(request, "dashboard/alerts.html", workspace, context, section="alerts")
+    response.status_code = status
+    return response
+
+
+@require_POST
+@workspace_action(roles.EDIT)
+def alert_rule_create(request: HttpRequest, workspace: Workspace) -> HttpResponse:
+    """Create an alert rule; the page again with the form's errors (400) when invalid."""
+    form = AlertRuleForm(request.POST, workspace=workspace)
+    if not form.is_valid():
+        return _alerts_page(request, workspace, form, status=400)
+    rule = form.save()
+    flash.success(request, f"Alert rule {rule.name} created.")
+    return HttpResponseRedirect(_with_workspace(reverse("dashboard:alerts"), workspace.pk))
+
+
+@require_http_methods(["GET", "POST"])
+@member_required
+def alert_rule_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    """Edit an alert rule (admins and owners); invalid input shows the errors with a 400."""
+    rule = _target(request, AlertRule.objects.all(), pk, roles.EDIT)
+    workspace = rule.workspace
+    form = AlertRuleForm(request.POST or None, instance=rule, workspace=workspace)
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            form.save()
+            flash.success(request, f"Alert rule {rule.name} saved.")
+            return HttpResponseRedirect(_with_workspace(reverse("dashboard:alerts"),
+                                                        workspace.pk))
+        status = 400
+    response = _render(request, "dashboard/alert_rule_form.html", workspace,
+                       {"form": form, "rule": rule}, section="alerts")
+    response.status_code = status
+    return response
+
+
+@require_POST
+@member_required
+def alert_rule_mute(request: HttpRequest, pk: int) -> HttpResponse:
+    """Mute a rule's notifications for some hours, or unmute it (hours=0)."""
+    rule = _target(request, AlertRule.objects.all(), pk, roles.EDIT)
+    form = MuteForm(request.POST)
+    if not form.is_valid():
+        return HttpResponseBadRequest("hours must be one of 0, 1, 8, 24, 168")
+    _report(request, actions.alert_rule_mute(rule=rule, hours=form.cleaned_data["hours"]))
+    return _back(request, _with_workspace(reverse("dashboard:alerts"), rule.workspace_id))
+
+
+@require_POST
+@member_required
+def alert_rule_test(request: HttpRequest, pk: int) -> HttpResponse:
+    """Send a test notification to the rule's recipients."""
+    rule = _target(request, AlertRule.objects.all(), pk, roles.EDIT)
+    _report(request, actions.alert_rule_test(rule=rule))
+    return _back(request, _with_workspace(reverse("dashboard:alerts"), rule.workspace_id))
 
 
 @require_GET
@@ -472,11 +607,11 @@ def endpoints(request: HttpRequest, workspace: Workspace) -> HttpResponse:
 
 
 @require_POST
-@staff_member_required
+@member_required
 def delivery_replay(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     """Send a delivery's event again (a new delivery with the same event id)."""
-    delivery = get_object_or_404(Message.objects.select_related("webhook_endpoint"), pk=pk,
-                                 webhook_endpoint__isnull=False)
+    delivery = _target(request, Message.objects.select_related("webhook_endpoint")
+                       .filter(webhook_endpoint__isnull=False), pk, roles.REPLAY)
     endpoint = delivery.webhook_endpoint
     if endpoint is None or not endpoint.enabled:
         flash.error(request, "The endpoint is disabled; enable it to replay.")
@@ -513,12 +648,13 @@ def _configured_limits(workspace: Workspace) -> list[tuple[str, str, str]]:
 
 
 @require_POST
-@staff_member_required
+@member_required
 def rate_limits_reset(request: HttpRequest) -> HttpResponse:
-    """Reset the workspace's rate-limit counters, events and reservations."""
+    """Reset the workspace's rate-limit counters, events and reservations (staff only)."""
     workspace = _requested_workspace(request)
     if workspace is None:
         raise Http404("No such workspace.")
+    _allow(request, workspace, roles.RESET_RATE_LIMITS)
     _report(request, actions.rate_limits_reset(workspace=workspace))
     return _back(request, _with_workspace(reverse("dashboard:rate-limits"), workspace.pk))
 

@@ -58,21 +58,20 @@ def kpis(response) -> dict[str, Kpi]:
 # --- access -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", PAGES)
-def test_anonymous_visitors_are_sent_to_the_admin_login(client, workspace, name):
+def test_anonymous_visitors_are_sent_to_the_login_page(client, workspace, name):
     response = client.get(reverse(name))
 
     assert response.status_code == 302
-    assert response["Location"].startswith("/admin/login/?next=/dashboard/")
+    assert response["Location"].startswith("/accounts/login/?next=/dashboard/")
 
 
 @pytest.mark.parametrize("name", PAGES)
-def test_users_who_are_not_staff_are_sent_to_the_admin_login(client, workspace, name):
+def test_users_who_are_neither_staff_nor_members_are_refused(client, workspace, name):
     client.force_login(StaffUserFactory(is_staff=False))
 
     response = client.get(reverse(name))
 
-    assert response.status_code == 302
-    assert response["Location"].startswith("/admin/login/")
+    assert response.status_code == 403
 
 
 def test_staff_log_in_through_the_admin_login_and_land_on_the_dashboard(client, workspace):
@@ -93,7 +92,7 @@ def test_anonymous_post_actions_change_nothing(client, workspace):
     response = client.post(reverse("dashboard:dead-letter-retry", args=[letter.pk]))
 
     assert response.status_code == 302
-    assert response["Location"].startswith("/admin/login/")
+    assert response["Location"].startswith("/accounts/login/")
     letter.refresh_from_db()
     assert letter.status == DeadLetter.Status.OPEN
 
@@ -251,6 +250,23 @@ def test_the_overview_draws_pies_and_time_series_as_svg(staff, workspace):
     series = message_series(workspace, response.context["window"])
     assert sum(series.values["total"]) == 2
     assert len(series.labels) == 25  # every hour of the last 24 h, empty ones included
+
+
+def test_a_pie_slice_links_to_the_list_filtered_by_its_status(staff, workspace):
+    now = timezone.now()
+    sent_message(workspace, created=now - timedelta(hours=2))
+    failed_message(workspace, created=now - timedelta(hours=5))
+    failed_execution(workspace, started=now - timedelta(hours=3))
+    html = page(staff, "dashboard:overview", workspace).content.decode()
+
+    failed = f"/dashboard/messages/?workspace={workspace.pk}&amp;status=failed"
+    assert f'<a href="{failed}" class="pie-slice" data-slice="failed"' in html
+    assert f'<a href="{failed}" data-legend="failed">' in html  # the legend row too
+    assert (f'href="/dashboard/executions/?workspace={workspace.pk}&amp;status=failed" '
+            'class="pie-slice"') in html
+    response = staff.get(failed.replace("&amp;", "&"))
+    assert [m.status for m in response.context["page"]] == [MessageStatus.FAILED]
+    assert response.context["form"]["status"].value() == "failed"
 
 
 def test_recent_failures_list_failed_messages_and_executions_newest_first(staff, workspace):

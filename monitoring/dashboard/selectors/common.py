@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from django.db.models import F, OuterRef, Q, Subquery
+from django.db.models import F, OuterRef, Q, QuerySet, Subquery
 
 from core.models import Workspace
 from messaging.models import Message
@@ -21,12 +21,14 @@ def workspace_tz(workspace: Workspace) -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
-def workspace_with_latest_traffic() -> Workspace | None:
-    """Return the workspace whose newest message is the newest of all (else the first by
-    name): the one an operator opening the dashboard most likely came for. One index probe
-    per workspace (workspace, -created_at), never a scan of every message."""
+def workspace_with_latest_traffic(among: QuerySet[Workspace] | None = None
+                                  ) -> Workspace | None:
+    """Return the workspace (of `among`, default all) whose newest message is the newest
+    (else the first by name): the one an operator opening the dashboard most likely came
+    for. One index probe per workspace (workspace, -created_at), never a scan of every
+    message."""
     latest = Message.objects.filter(workspace=OuterRef("pk")).order_by("-created_at")
-    return (Workspace.objects
+    return ((Workspace.objects.all() if among is None else among)
             .annotate(last_message_at=Subquery(latest.values("created_at")[:1]))
             .order_by(F("last_message_at").desc(nulls_last=True), "name", "pk").first())
 
