@@ -7,19 +7,22 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
+from core.models import Membership
 from core.services import api_key_create
 from tests.browser.test_dashboard_browser import _css, _screenshot, _wait
-from tests.factories import PASSWORD, StaffUserFactory, WorkspaceFactory
+from tests.factories import PASSWORD, MembershipFactory, WorkspaceFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the live server reads committed rows
 
 
 def log_in_as_owner(browser: Any, base_url: str, workspace: Any) -> None:
-    """Log in as someone who may act on the workspace (today: a staff user; with tenant
-    roles: an `owner` member of it, the only line that changes)."""
-    user = StaffUserFactory(username="owner")
-    browser.get(f"{base_url}/admin/login/?next=/dashboard/?workspace={workspace.pk}")
-    _css(browser, "#id_username").send_keys(user.username)
+    """Log in, through the service's own login page, as an `owner` member of the workspace
+    (not staff: an owner may pause its own workspace's queues)."""
+    owner = MembershipFactory(workspace=workspace, role=Membership.Role.OWNER,
+                              user__username="owner").user
+    assert not owner.is_staff
+    browser.get(f"{base_url}/accounts/login/?next=/dashboard/?workspace={workspace.pk}")
+    _css(browser, "#id_username").send_keys(owner.username)
     _css(browser, "#id_password").send_keys(PASSWORD)
     _css(browser, "#login-form [type=submit]").click()
     _css(browser, ".kpis")
