@@ -5,7 +5,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from tests.factories import StaffUserFactory, WorkspaceFactory, sent_message
+from tests.factories import MembershipFactory, StaffUserFactory, WorkspaceFactory, sent_message
 
 pytestmark = pytest.mark.django_db
 
@@ -55,7 +55,11 @@ def test_the_nav_links_the_outbox_while_a_channel_uses_the_console(staff, worksp
     assert link not in html
 
 
-def test_the_outbox_is_staff_only(client, workspace):
-    assert outbox(client, workspace).status_code == 302
+def test_the_outbox_is_for_the_workspaces_members_and_staff(client, workspace):
+    assert outbox(client, workspace).status_code == 302  # to the login page
     client.force_login(StaffUserFactory(is_staff=False))
-    assert outbox(client, workspace).status_code == 302
+    assert outbox(client, workspace).status_code == 403  # a member of no workspace
+    client.force_login(MembershipFactory(role="viewer").user)
+    assert outbox(client, workspace).status_code == 404  # another workspace's member
+    client.force_login(MembershipFactory(workspace=workspace, role="viewer").user)
+    assert outbox(client, workspace).status_code == 200
