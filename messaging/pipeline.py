@@ -13,12 +13,12 @@ from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import F, Field, Q
 from django.utils import timezone
 
 from core.models import Contact, DeadLetter, Workspace
@@ -499,9 +499,7 @@ def _record_group(finished: list[_Call], starting: list[_Call],
         return {}
     now = timezone.now()
     with transaction.atomic():
-        ours = dict(Message.objects.select_for_update().filter(
-            pk__in=[c.message.pk for c in finished + starting],
-            status=MessageStatus.SENDING).values_list("pk", "attempts"))
+        ours = _lock_sending([c.message.pk for c in finished + starting])
 
         def current(call: _Call) -> bool:
             return ours.get(call.message.pk) == call.attempt.number
@@ -542,15 +540,55 @@ _ATTEMPT_OUTCOME_FIELDS = ["outcome", "status_code", "response", "error", "error
                            "possible_duplicate", "finished_at"]
 
 
+def _lock_sending(ids: list[Any]) -> dict[Any, int]:
+    """Lock those of the messages still `sending` until commit; return {id: attempts}."""
+    if connection.vendor != "postgresql":
+        return dict(Message.objects.select_for_update().filter(
+            pk__in=ids, status=MessageStatus.SENDING).values_list("pk", "attempts"))
+    with connection.cursor() as cursor:
+        cursor.execute(f'SELECT id, attempts FROM "{Message._meta.db_table}" WHERE id = ANY(%s)'
+                       " AND status = %s FOR UPDATE", [ids, MessageStatus.SENDING])
+        return dict(cursor.fetchall())
+
+
 def _save_attempts(attempts: list[DeliveryAttempt]) -> None:
     """Insert the attempts about to start and those that never started (no call was made),
-    and fill in the outcomes of the started ones, in one INSERT ... ON CONFLICT."""
-    for attempt in attempts:
-        attempt.pk = None  # the conflict is on (message, number): one statement for all
-    if attempts:
+    and fill in the outcomes of the started ones, in one INSERT ... ON CONFLICT (message,
+    number)."""
+    if not attempts:
+        return
+    if connection.vendor != "postgresql":
+        for attempt in attempts:
+            attempt.pk = None
         DeliveryAttempt.objects.bulk_create(
             attempts, update_conflicts=True, unique_fields=["message", "number"],
             update_fields=_ATTEMPT_OUTCOME_FIELDS)
+        return
+    meta = DeliveryAttempt._meta
+    columns = [f for f in meta.concrete_fields if not f.primary_key]
+    rows, params = _unnest(columns, attempts)
+    names = ", ".join(f'"{column.column}"' for column in columns)
+    updates = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in (
+        _column(DeliveryAttempt, name) for name in _ATTEMPT_OUTCOME_FIELDS))
+    conflict = ", ".join(f'"{_column(DeliveryAttempt, name)}"' for name in ("message", "number"))
+    with connection.cursor() as cursor:
+        cursor.execute(f'INSERT INTO "{meta.db_table}" ({names}) SELECT * FROM {rows} '
+                       f'ON CONFLICT ({conflict}) DO UPDATE SET {updates}', params)
+
+
+def _column(model: Any, name: str) -> str:
+    """Return the database column of a model's field."""
+    return str(cast(Field, model._meta.get_field(name)).column)
+
+
+def _unnest(columns: list[Any], rows: list[Any]) -> tuple[str, list[Any]]:
+    """Return `unnest(%s::type[], ...) AS v(column, ...)` and its arrays: the rows'
+    values of the columns, one array per column, for one statement over all the rows."""
+    arrays = [[column.get_db_prep_save(getattr(row, column.attname), connection)
+               for row in rows] for column in columns]
+    types = ", ".join(f"%s::{column.db_type(connection)}[]" for column in columns)
+    names = ", ".join(f'"{column.column}"' for column in columns)
+    return f"unnest({types}) AS v({names})", arrays
 
 
 def _update_rows(model: Any, fields: list[str], rows: list[Any], **same: Any) -> None:
@@ -567,18 +605,14 @@ def _update_rows(model: Any, fields: list[str], rows: list[Any], **same: Any) ->
         return
     meta = model._meta
     columns = [meta.pk, *(meta.get_field(name) for name in fields)]
-    arrays = [[column.get_db_prep_value(getattr(row, column.attname), connection)
-               for row in rows] for column in columns]
+    values, arrays = _unnest(columns, rows)
     constants = [(meta.get_field(name), value) for name, value in same.items()]
-    unnest = ", ".join(f"%s::{column.db_type(connection)}[]" for column in columns)
-    names = ", ".join(f'"{column.column}"' for column in columns)
     sets = ", ".join([f'"{column.column}" = v."{column.column}"' for column in columns[1:]]
                      + [f'"{field.column}" = %s' for field, _ in constants])
     params = [field.get_db_prep_save(value, connection) for field, value in constants]
     with connection.cursor() as cursor:
-        cursor.execute(f'UPDATE "{meta.db_table}" AS t SET {sets} FROM unnest({unnest}) AS '
-                       f'v({names}) WHERE t."{meta.pk.column}" = v."{meta.pk.column}"',
-                       params + arrays)
+        cursor.execute(f'UPDATE "{meta.db_table}" AS t SET {sets} FROM {values} '
+                       f'WHERE t."{meta.pk.column}" = v."{meta.pk.column}"', params + arrays)
 
 
 def _record_sent_all(calls: list[_Call], now: datetime) -> list[tuple[_Call, str]]:
