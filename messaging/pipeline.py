@@ -514,6 +514,7 @@ def _record_group(finished: list[_Call], starting: list[_Call],
                                                call.rendered)))
         for call in starting:
             call.started = current(call)
+            call.attempt.started_at = now
         _save_attempts([call.attempt for call, outcome in recorded if outcome != "stale"]
                        + [call.attempt for call in starting if call.started])
         _emit_outcomes([(call.message, outcome) for call, outcome in recorded], endpoints)
