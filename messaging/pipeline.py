@@ -155,9 +155,10 @@ def dispatch_due(*, now: datetime | None = None, batch: int = DISPATCH_BATCH) ->
 def sweep(*, now: datetime | None = None) -> dict[str, int]:
     """Repair what the broker lost; return how many rows of each kind were repaired.
 
-    - `sending` past its lease: the worker died mid-call. The attempt is closed as `lost`
-      and flagged a possible duplicate (the provider may have acted); the message is queued
-      again, or fails if it has no attempts left.
+    - `sending` past its lease: the worker died. With a started attempt it died mid-call:
+      the attempt is closed as `lost` and the message flagged a possible duplicate (the
+      provider may have acted); without one it was never called and is not flagged. Either
+      way the message is queued again, or fails if it has no attempts left.
     - `queued` for longer than REQUEUE_AFTER_SECONDS: its task was lost; publish again.
     """
     now = now or timezone.now()
