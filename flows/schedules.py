@@ -337,8 +337,13 @@ def _runs_open(due: list[_Due], now: datetime) -> list[ScheduleRun]:
     for run, error in refused:
         _run_close(run, ScheduleRun.Status.FAILED, error, now=now)
     queued = [run.pk for run in runs if run.bulk_start_id is not None]
-    transaction.on_commit(lambda: [send(RUN_SCHEDULE_BATCH, pk) for pk in queued])
+    transaction.on_commit(lambda: _send_all(queued))
     return runs
+
+
+def _send_all(run_ids: list[int]) -> None:
+    for pk in run_ids:
+        send(RUN_SCHEDULE_BATCH, pk)
 
 
 Plan = tuple[list[str] | None, dict | None, int]
