@@ -234,10 +234,9 @@ def _quiet_hours(message: Message, now: datetime) -> Decision | None:
 
 def _cap_of(message: Message) -> tuple[str, Cap] | None:
     """Return the message's cap key and cap, or None when its channel has no cap."""
-    workspace_settings = message.workspace.settings or {}
+    configured = (message.workspace.settings or {}).get(FREQUENCY_CAPS)
     list_name = LIST_OF[message.channel]
-    text = (workspace_settings.get(FREQUENCY_CAPS) or {}).get(list_name) \
-        if isinstance(workspace_settings.get(FREQUENCY_CAPS), dict) else None
+    text = configured.get(list_name) if isinstance(configured, dict) else None
     if not text:
         return None
     try:

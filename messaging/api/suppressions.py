@@ -15,9 +15,12 @@ from core.auth import workspace_of
 from messaging.models import Suppression
 from messaging.suppressions import LISTS, normalize_address, suppression_add, suppression_remove
 
+# The lists a suppression belongs to, as choices (sms covers mms).
+LIST_CHOICES = [(name, name) for name in LISTS]
+
 
 class SuppressionSerializer(serializers.ModelSerializer):
-    channel = serializers.ChoiceField(choices=[(name, name) for name in LISTS])
+    channel = serializers.ChoiceField(choices=LIST_CHOICES)
     address = StrictCharField(max_length=320)
     reason = serializers.ChoiceField(choices=Suppression.Reason.choices,
                                      default=Suppression.Reason.MANUAL)
@@ -36,7 +39,7 @@ class SuppressionSerializer(serializers.ModelSerializer):
 
 
 class SuppressionFilter(django_filters.FilterSet):
-    channel = django_filters.ChoiceFilter(choices=[(name, name) for name in LISTS])
+    channel = django_filters.ChoiceFilter(choices=LIST_CHOICES)
     reason = django_filters.ChoiceFilter(choices=Suppression.Reason.choices)
     address = django_filters.CharFilter(method="filter_address")
     created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
