@@ -123,17 +123,20 @@ class Run:
             time.sleep(SWEEP_EVERY)
 
     def send(self, batch: int = 50, on_progress: Callable[[int], None] | None = None,
-             seconds: float = 0.0) -> None:
+             seconds: float = 0.0, more: Callable[[], bool] | None = None) -> None:
         """Send N messages in batches of `batch` (spread over `seconds` if given); keep the
-        ids of every 201."""
+        ids of every 201. With `more`, go on at the same pace past N while it says so."""
         client = Client(self.cluster.web_url, {"Authorization": f"Bearer {self.key}"})
         batch = max(1, min(batch, int(self.n / seconds))) if seconds else batch
         started = time.monotonic()
-        for offset in range(0, self.n, batch):
+        offset = 0
+        while offset < self.n or (more is not None and more()):
             if seconds:
                 time.sleep(max(0.0, started + seconds * offset / self.n - time.monotonic()))
+            count = min(self.n, offset + batch) - offset if offset < self.n else batch
             items = [{"channel": SMS, "to": "+14155552671", "body": f"chaos {i}"}
-                     for i in range(offset, min(self.n, offset + batch))]
+                     for i in range(offset, offset + count)]
+            offset += count
             self.attempted += len(items)
             try:
                 status, answer = client.post("/api/v1/messages/batch", {"messages": items})
@@ -146,7 +149,7 @@ class Run:
             else:
                 self.errors[str(status)] = self.errors.get(str(status), 0) + 1
             if on_progress:
-                on_progress(offset + len(items))
+                on_progress(offset)
 
     def drain(self, timeout: float = 600) -> dict[str, Any]:
         """Wait until every accepted message reached the provider and is recorded `sent`
@@ -363,10 +366,17 @@ def sigterm(run: Run, *, group: bool = False) -> None:
     so nothing is lost and nothing reaches the provider twice.
     """
     run.cluster.stub_mode(mode="slow", delay=SLOW_PROVIDER_SECONDS)
-    # Spread over time, so both rolls (a few seconds each) find batches in flight.
-    sender = in_background(lambda: run.send(seconds=max(15.0, run.n / 40)))
-    run.details["rolls"] = [roll_worker(run, name, group=group)
-                            for name in ("worker-a", "worker-b")]
+    # Spread over time, and on past N until both rolls are done, so each roll finds a batch
+    # in flight however slowly this machine starts the workers or answers `inspect`.
+    rolling = threading.Event()
+    rolling.set()
+    sender = in_background(lambda: run.send(seconds=max(15.0, run.n / 40),
+                                            more=rolling.is_set))
+    try:
+        run.details["rolls"] = [roll_worker(run, name, group=group)
+                                for name in ("worker-a", "worker-b")]
+    finally:
+        rolling.clear()
     sender.join()
     run.cluster.stub_mode(mode="ok")
     run.last_fault = time.time()
@@ -390,10 +400,14 @@ def roll_worker(run: Run, name: str, *, group: bool = False,
     old, node = run.cluster.procs[name], run.cluster.nodes[name]
     deadline = time.monotonic() + timeout
     active: list[dict] = []
+    polls = replies = 0
+    waited = time.monotonic()
     while not active and time.monotonic() < deadline:
         answer = app.control.inspect(destination=[node], timeout=1.0).active() or {}
+        polls, replies = polls + 1, replies + (node in answer)
         active = [task for task in answer.get(node, [])
                   if task.get("name") == "messaging.tasks.deliver_messages"]
+    waited = time.monotonic() - waited
     in_flight = sorted({mid for task in active for mid in task["args"][0]})
     run.cluster.start_worker(name)  # the new release; the supervisor now watches it
     signalled = time.monotonic()
@@ -407,7 +421,8 @@ def roll_worker(run: Run, name: str, *, group: bool = False,
             "messages_in_flight": len(in_flight),
             "in_flight_sent_when_it_exited": Message.objects.filter(
                 pk__in=in_flight, status="sent").count(),
-            "warm_shutdown_s": round(shutdown, 1), "exit_code": code}
+            "warm_shutdown_s": round(shutdown, 1), "exit_code": code,
+            "inspect": {"polls": polls, "replies": replies, "waited_s": round(waited, 1)}}
 
 
 def visibility(run: Run) -> None:
