@@ -52,7 +52,9 @@ class Run:
         self.name, self.n, self.broker = name, n, broker
         self.pg = PrivatePostgres() if private_postgres else None
         self.vhost = RabbitVhost(f"relay_chaos_{name}") if broker == "amqp" else None
-        self.cluster = Cluster(name=f"relay_chaos_{name}", env={**CHAOS_ENV, **(env or {})},
+        # BENCH_DATABASE_NAME (as for make bench) keeps parallel runs' databases apart.
+        prefix = os.environ.get("BENCH_DATABASE_NAME", "relay")
+        self.cluster = Cluster(name=f"{prefix}_chaos_{name}", env={**CHAOS_ENV, **(env or {})},
                                database_url=self.pg.url() if self.pg else None)
         self.web_config = web_config
         self.details: dict[str, Any] = {}  # what a scenario measured beyond the counters
@@ -62,6 +64,8 @@ class Run:
         self.last_fault = 0.0
         self.restarts: dict[str, int] = {}
         self.stop = threading.Event()
+        # What a scenario measures once everything is delivered (into `details`).
+        self.after_drain: Callable[[], None] = lambda: None
 
     def start(self) -> None:
         c = self.cluster
@@ -205,14 +209,46 @@ def in_background(fn: Callable[[], None]) -> threading.Thread:
 # --- the scenarios --------------------------------------------------------------------------
 
 def kill(run: Run) -> None:
-    """SIGKILL a random worker (its whole process group) every 2 s while sending; restart."""
+    """SIGKILL a random worker (its whole process group) every 2 s while sending; restart.
+
+    Details: the kills, the repeats per kill (mean) and the most any one kill caused (a
+    repeat is charged to the first kill after the key's first request), against the calls
+    a worker can have in flight (pool processes x PROVIDER_CONCURRENCY)."""
+    kills: list[float] = []
     sender = in_background(lambda: run.send(seconds=max(10.0, run.n / 100)))
     while sender.is_alive():
         time.sleep(2)
         name = random.choice(["worker-a", "worker-b"])
+        kills.append(time.time())
         run.cluster.stop(name, sig=signal.SIGKILL)
         run.cluster.start_worker(name)
         run.last_fault = time.time()
+    run.after_drain = lambda: run.details.update(repeats_per_kill(run, kills))
+
+
+def repeats_per_kill(run: Run, kills: list[float]) -> dict[str, Any]:
+    """Charge each repeated request to the first kill after its key's first request."""
+    from bisect import bisect_left
+
+    from django.conf import settings
+
+    first = {r["key"]: r["at"] for r in run.cluster.stub_records()}
+    repeats = http_get(f"{run.cluster.stub_url}/_repeats")
+    per_kill = [0] * len(kills)
+    for repeat in repeats:
+        index = bisect_left(kills, first.get(repeat["key"], repeat["at"]))
+        if index < len(kills):
+            per_kill[index] += 1
+    return {"kills": len(kills), "repeats": len(repeats),
+            "repeats_per_kill": round(len(repeats) / len(kills), 2) if kills else None,
+            "max_repeats_one_kill": max(per_kill, default=0),
+            "calls_in_flight_bound": run.cluster.workers * settings.PROVIDER_CONCURRENCY}
+
+
+def http_get(url: str) -> Any:
+    from bench.harness import http_json
+
+    return http_json(url)
 
 
 def redis(run: Run) -> None:
@@ -480,7 +516,9 @@ def run_scenario(name: str, n: int, broker: str = "redis") -> dict[str, Any]:
         fn(run)
         if not run.last_fault:
             run.last_fault = started
-        return run.drain()
+        report = run.drain()
+        run.after_drain()
+        return {**report, "details": run.details}
     except Unavailable as exc:
         return skipped(name, broker, str(exc))
     finally:

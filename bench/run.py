@@ -137,12 +137,19 @@ def delivery_rate(cluster: Cluster, workspace: Any, key: str, n: int) -> float:
 
 
 def e2e(cluster: Cluster, n: int) -> float:
+    """Delivery throughput, first accept to last `sent` (ingest through the batch API
+    included), against plain Celery publishing and draining n no-op tasks on the same
+    Redis with the same number of worker processes, measured just before and just after
+    (their mean: the machine's load drifts)."""
     print(f"e2e: {n} SMS accepted by the API -> stub provider -> sent persisted", flush=True)
     workspace, key = cluster.workspace("e2e")
+    before = plain_celery_drain(cluster, n)
     rate = delivery_rate(cluster, workspace, key, n)
-    baseline = plain_celery_drain(cluster, n)
+    after = plain_celery_drain(cluster, n)
+    baseline = (before + after) / 2
     row("e2e", "delivery throughput", rate, "msg/s", baseline,
-        f"plain Celery draining {n} no-op tasks", "ratio >= 0.5")
+        f"plain Celery draining {n} no-op tasks, mean of {before:.0f} before and "
+        f"{after:.0f} after", "ratio >= 1.0")
     stats = cluster.stub_stats()
     row("e2e", "duplicates at provider", stats["deduplicated"], "msgs", target="0")
     return rate
@@ -224,7 +231,8 @@ def schedule(cluster: Cluster, n: int) -> None:
     cluster.stop("plain-worker")
     for q in (50, 99):
         row("schedule", f"lateness p{q}, {n} due at once", percentile(burst, q), "s",
-            percentile(plain, q), "plain Celery countdown", "p99 <= 1 s" if q == 99 else "",
+            percentile(plain, q), "plain Celery countdown",
+            "p99 <= plain Celery's" if q == 99 else "",
             higher_is_better=False)
     row("schedule", f"lateness max, {n} due at once", max(burst), "s", max(plain),
         "plain Celery countdown", higher_is_better=False)
@@ -401,7 +409,7 @@ def events(cluster: Cluster, n: int) -> None:
 
 SCENARIOS = ("ingest", "e2e", "latency", "schedule", "memory", "flows", "cron", "policy",
              "events")
-DEFAULT_N = {"ingest": 4000, "e2e": 20000, "latency": 3000, "schedule": 10000,
+DEFAULT_N = {"ingest": 4000, "e2e": 10000, "latency": 3000, "schedule": 10000,
              "memory": 1_000_000, "flows": 5000, "cron": 1000, "policy": 10000,
              "events": 5000}
 

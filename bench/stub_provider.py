@@ -1,7 +1,8 @@
 """A fast stand-in provider in its own process: records every request, can misbehave.
 
 POST /send-sms (and any other path) records {key, at, path} and answers 200 JSON.
-GET /_stats returns counts; GET /_records returns every record; POST /_reset clears;
+GET /_stats returns counts; GET /_records returns every record; GET /_repeats returns
+{key, at} for every repeated key (answered from memory); POST /_reset clears;
 POST /_mode {"mode": "ok"|"error"|"slow"|"drop", "status": 503, "delay": 20} switches
 behaviour; with dedupe on (default), a repeated Idempotency-Key is answered from memory
 and counted as `deduplicated`, as a provider honouring idempotency keys would.
@@ -17,7 +18,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-STATE: dict[str, Any] = {"records": [], "keys": {}, "deduplicated": 0,
+STATE: dict[str, Any] = {"records": [], "keys": {}, "deduplicated": 0, "repeats": [],
                          "mode": {"mode": "ok"}, "failed": 0}
 LOCK = threading.Lock()
 
@@ -42,6 +43,8 @@ class Handler(BaseHTTPRequestHandler):
         with LOCK:
             if self.path == "/_records":
                 return self._send(200, STATE["records"])
+            if self.path == "/_repeats":
+                return self._send(200, STATE["repeats"])
             keys = STATE["keys"]
             return self._send(200, {"accepted": len(STATE["records"]), "unique": len(keys),
                                     "deduplicated": STATE["deduplicated"],
@@ -52,7 +55,7 @@ class Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         if self.path == "/_reset":
             with LOCK:
-                STATE.update(records=[], keys={}, deduplicated=0, failed=0)
+                STATE.update(records=[], keys={}, deduplicated=0, failed=0, repeats=[])
             return self._send(200, {"ok": True})
         if self.path == "/_mode":
             with LOCK:
@@ -77,6 +80,7 @@ class Handler(BaseHTTPRequestHandler):
         with LOCK:
             if key and key in STATE["keys"]:
                 STATE["deduplicated"] += 1
+                STATE["repeats"].append({"key": key, "at": now})
                 return self._send(200, {"id": key, "deduplicated": True})
             STATE["keys"][key] = now
             STATE["records"].append({"key": key, "at": now, "path": self.path})

@@ -167,18 +167,21 @@ def delivery_build(event: Event, url: str, endpoint: WebhookEndpoint | None,
 
 # --- what the pipeline emits ----------------------------------------------------------------
 
-def messages_emit(*, changes: Sequence[tuple[Message, str]], fresh: bool = False
+def messages_emit(*, changes: Sequence[tuple[Message, str]], fresh: bool = False,
+                  endpoints: dict[str, list[WebhookEndpoint]] | None = None
                   ) -> list[Message]:
     """Emit a message event per (message, event type), in the caller's transaction.
 
     The messages are read again (one query) unless `fresh`, so `data` shows them as the
     API does after the change. Event deliveries themselves emit nothing. Nothing is read
-    when neither an endpoint nor a status callback listens.
+    when neither an endpoint nor a status callback listens. `endpoints` is what
+    `subscribers` answered for these workspaces, if the caller read it already.
     """
     changes = [(m, kind) for m, kind in changes if m.source not in QUIET_SOURCES]
     if not changes:
         return []
-    endpoints = subscribers({m.workspace_id for m, _ in changes})
+    if endpoints is None:
+        endpoints = subscribers({m.workspace_id for m, _ in changes})
     changes = [(m, kind) for m, kind in changes
                if endpoints.get(str(m.workspace_id)) or m.status_callback_url]
     if not changes:

@@ -7,15 +7,18 @@ nothing, and a provider is never called inside an open transaction.
 from __future__ import annotations
 
 import logging
+import os
 import random
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import F, Field, Q
 from django.utils import timezone
 
 from core.audit import Actor, audit
@@ -58,6 +61,11 @@ RATE_KEY_FIELD = "_rate_limit_key"
 CALLBACK_SHAPE_FIELD = "_callback_shape"
 AI_RESPONSE_SHAPE = "ai_response"
 
+
+# Provider answers that arrive within this long of the first one waited for are recorded in
+# one transaction: a crash loses at most the calls in flight and this window's answers,
+# and a fast provider's wave of PROVIDER_CONCURRENCY calls costs one commit, not one each.
+RECORD_WINDOW_SECONDS = 0.02
 
 # The event a delivery outcome emits.
 FINAL_EVENTS = {"sent": events.MESSAGE_SENT, "failed": events.MESSAGE_FAILED}
@@ -156,9 +164,10 @@ def dispatch_due(*, now: datetime | None = None, batch: int = DISPATCH_BATCH) ->
 def sweep(*, now: datetime | None = None) -> dict[str, int]:
     """Repair what the broker lost; return how many rows of each kind were repaired.
 
-    - `sending` past its lease: the worker died mid-call. The attempt is closed as `lost`
-      and flagged a possible duplicate (the provider may have acted); the message is queued
-      again, or fails if it has no attempts left.
+    - `sending` past its lease: the worker died. With a started attempt it died mid-call:
+      the attempt is closed as `lost` and the message flagged a possible duplicate (the
+      provider may have acted); without one it was never called and is not flagged. Either
+      way the message is queued again, or fails if it has no attempts left.
     - `queued` for longer than REQUEUE_AFTER_SECONDS: its task was lost; publish again.
     - held by a pause that is gone (a resume raced the hold): give it its timer back.
     """
@@ -174,16 +183,17 @@ def _recover_expired_leases(now: datetime) -> int:
                        .filter(status=MessageStatus.SENDING, lease_until__lt=now)
                        .select_related("workspace")[:SWEEP_BATCH])
         for message in expired:
-            _close_lost_attempt(message, now)
+            # Only a started attempt may have reached the provider: flag only those.
+            called = _close_lost_attempt(message, now)
+            flag = {"possible_duplicate": True} if called else {}
             if message.attempts >= message.max_attempts:
-                # The provider may have acted on the lost call: flag it like any unknown.
-                _fail(message, now, "worker lost during the last attempt", "lost",
-                      possible_duplicate=True)
+                _fail(message, now, "worker lost during the last attempt" if called else
+                      "worker lost before the last attempt's provider call", "lost", **flag)
                 failed.append((message.pk, message.source))
                 continue
             Message.objects.filter(pk=message.pk, status=MessageStatus.SENDING).update(
                 status=MessageStatus.QUEUED, lease_until=None, enqueued_at=now,
-                possible_duplicate=True, due_at=now, updated_at=now)
+                due_at=now, updated_at=now, **flag)
         requeue = [m for m in expired if m.attempts < m.max_attempts]
         lost = [m for m in expired if m.attempts >= m.max_attempts]
         events.messages_emit(changes=[(m, events.MESSAGE_FAILED) for m in lost])
@@ -195,16 +205,14 @@ def _recover_expired_leases(now: datetime) -> int:
     return len(expired)
 
 
-def _close_lost_attempt(message: Message, now: datetime) -> None:
-    """Record the attempt whose worker vanished: the provider may or may not have acted."""
-    lost = {"finished_at": now, "outcome": "lost", "possible_duplicate": True,
-            "error": "worker lost during the provider call (lease expired)"}
-    if not DeliveryAttempt.objects.filter(message=message, number=message.attempts).update(
-            **lost):
-        started = (message.lease_until or now) - timedelta(
-            seconds=settings.DELIVERY_LEASE_SECONDS)
-        DeliveryAttempt.objects.create(message=message, number=message.attempts,
-                                       provider=message.provider, started_at=started, **lost)
+def _close_lost_attempt(message: Message, now: datetime) -> bool:
+    """Close the started attempt whose worker vanished as `lost`, a possible duplicate (the
+    provider may or may not have acted); return whether there was one. Without one the
+    worker died before the call: nothing reached the provider and nothing is recorded."""
+    return bool(DeliveryAttempt.objects.filter(
+        message=message, number=message.attempts, finished_at__isnull=True).update(
+        finished_at=now, outcome="lost", possible_duplicate=True,
+        error="worker lost during the provider call (lease expired)"))
 
 
 def _republish_stale(now: datetime) -> int:
@@ -231,8 +239,8 @@ def messages_deliver(*, message_ids: list[str], task_id: str = "") -> dict[str, 
     Return {message id: skipped (not ours) | paused | deferred | suppressed | sent | retrying
     | failed | stale}. A paused queue holds its messages first (messaging.pauses), then the
     recipients' rules (messaging.policy) decide, then the rate limit.
-    Round trips per batch: one claim, one read, one transaction for all outcomes; provider
-    calls run concurrently outside any transaction.
+    Round trips per batch: one claim, one read, then one transaction per wave of concurrent
+    provider calls (see _send_and_record); the calls run outside any transaction.
     """
     now = timezone.now()
     claimed = _claim(message_ids, now)
@@ -260,8 +268,7 @@ def messages_deliver(*, message_ids: list[str], task_id: str = "") -> dict[str, 
         else:
             ready.append(message)
     _notify_finals(_suppress_all(refused, now))
-    results = _send_all(ready, task_id, now)
-    outcomes.update(_record_all(results))
+    outcomes.update(_send_and_record(ready, task_id, now))
     return outcomes
 
 
@@ -288,36 +295,88 @@ def _claim(message_ids: list[str], now: datetime) -> list[Any]:
         return [row[0] for row in cursor.fetchall()]
 
 
-def _send_all(messages: list[Message], task_id: str,
-              now: datetime) -> list[tuple[Message, DeliveryAttempt, Any, dict | None]]:
-    """Call each message's provider, concurrently; return (message, attempt, result,
-    rendered content) for each."""
-    results: list[tuple[Message, DeliveryAttempt, Any, dict | None]] = []
-    calls: list[tuple[Any, Outbound]] = []
-    for message in messages:
-        attempt = DeliveryAttempt(message=message, number=message.attempts,
-                                  task_id=task_id or "", started_at=now)
-        try:
-            provider, config = provider_for(message.workspace, message.channel)
-            if message.webhook_endpoint_id and message.webhook_endpoint is not None:
-                # An event delivery is signed for its endpoint, not with the workspace's.
-                config["secrets"] = events.endpoint_secrets(message.webhook_endpoint, now)
-            outbound = _outbound(message, config)
-        except (ValueError, KeyError) as exc:
-            results.append((message, attempt, ProviderError(str(exc), permanent=True,
-                                                            code="invalid"), None))
+@dataclass
+class _Call:
+    """One provider call of a batch: its message, attempt row, provider and request, and,
+    once it has finished, its result (set at once when the request cannot be built)."""
+
+    message: Message
+    attempt: DeliveryAttempt
+    provider: Any = None
+    outbound: Outbound | None = None
+    result: Receipt | ProviderError | None = None
+    started: bool = False  # its started attempt is written: the call may be made
+
+    @property
+    def rendered(self) -> dict | None:
+        return self.outbound.content if self.outbound is not None else None
+
+
+_pool: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _provider_pool() -> ThreadPoolExecutor:
+    """Return this process's provider threads. They outlive a batch so that each keeps its
+    HTTP session, and so its keep-alive connections, to every provider host (one new TCP
+    connection per call otherwise). Made again in a forked child (Celery's prefork pool)."""
+    global _pool
+    if _pool is None or _pool[0] != os.getpid():
+        _pool = (os.getpid(), ThreadPoolExecutor(
+            max_workers=max(1, settings.PROVIDER_CONCURRENCY), thread_name_prefix="provider"))
+    return _pool[1]
+
+
+def _prepare(message: Message, task_id: str, now: datetime) -> _Call:
+    """Return the message's call: its provider and request, or a permanent error as its
+    result when the request cannot be built (no call is made then)."""
+    call = _Call(message, DeliveryAttempt(message=message, number=message.attempts,
+                                          task_id=task_id or "", started_at=now))
+    try:
+        call.provider, config = provider_for(message.workspace, message.channel)
+        if message.webhook_endpoint_id and message.webhook_endpoint is not None:
+            # An event delivery is signed for its endpoint, not with the workspace's.
+            config["secrets"] = events.endpoint_secrets(message.webhook_endpoint, now)
+        call.outbound = _outbound(message, config)
+    except (ValueError, KeyError) as exc:
+        call.result = ProviderError(str(exc), permanent=True, code="invalid")
+        return call
+    call.attempt.provider = call.provider.name
+    return call
+
+
+def _send_and_record(messages: list[Message], task_id: str, now: datetime) -> dict[str, str]:
+    """Call each message's provider, PROVIDER_CONCURRENCY at a time, and record each
+    outcome as its call finishes; return {message id: outcome}.
+
+    Each transaction records the answers that came in (within RECORD_WINDOW_SECONDS of each
+    other) and writes the `started` attempts of the calls about to start, so a crash loses
+    only the calls in flight, and the sweeper can tell a message that was never called
+    (requeued as is) from one that may have been (flagged a possible duplicate).
+    """
+    calls = [_prepare(message, task_id, now) for message in messages]
+    waiting = deque(call for call in calls if call.result is None)
+    finished = [call for call in calls if call.result is not None]
+    running: dict[Future, _Call] = {}
+    limit = max(1, settings.PROVIDER_CONCURRENCY)
+    outcomes: dict[str, str] = {}
+    # Read once per batch, not once per transaction (see events.messages_emit).
+    endpoints = events.subscribers({message.workspace_id for message in messages})
+    while waiting or running or finished:
+        starting = [waiting.popleft() for _ in range(min(len(waiting), limit - len(running)))]
+        outcomes.update(_record_group(finished, starting, endpoints))
+        finished = []
+        for call in starting:
+            if call.started and call.outbound is not None:
+                running[_provider_pool().submit(_call, call.provider, call.outbound)] = call
+        if not running:
             continue
-        attempt.provider = provider.name
-        calls.append((provider, outbound))
-        results.append((message, attempt, len(calls) - 1, outbound.content))
-    if len(calls) > 1:
-        workers = min(len(calls), settings.PROVIDER_CONCURRENCY)
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="provider") as pool:
-            answers = list(pool.map(lambda call: _call(*call), calls))
-    else:
-        answers = [_call(*call) for call in calls]
-    return [(message, attempt, answers[result] if isinstance(result, int) else result,
-             rendered) for message, attempt, result, rendered in results]
+        done, _ = wait(running, return_when=FIRST_COMPLETED)
+        more, _ = wait(set(running) - done, timeout=RECORD_WINDOW_SECONDS)
+        for future in done | more:
+            call = running.pop(future)
+            call.result = future.result()
+            finished.append(call)
+    return outcomes
 
 
 def _call(provider: Any, outbound: Outbound) -> Receipt | ProviderError:
@@ -425,74 +484,202 @@ def backoff_seconds(attempt: int, retry_after: float | None = None) -> float:
 
 def _record_all(results: list[tuple[Message, DeliveryAttempt, Any, dict | None]]
                 ) -> dict[str, str]:
-    """Write every outcome and its attempt in one transaction; notify after commit."""
-    outcomes: dict[str, str] = {}
-    finals: list[tuple[Any, str]] = []
+    """Write each (message, attempt, result, rendered content) outcome in one transaction;
+    notify after commit."""
+    calls = []
+    for message, attempt, result, rendered in results:
+        call = _Call(message, attempt, result=result)
+        if rendered is not None:
+            call.outbound = Outbound(message_id=str(message.pk), workspace_id="", channel="",
+                                     to="", content=rendered, config={})
+        calls.append(call)
+    return _record_group(calls, [])
+
+
+def _record_group(finished: list[_Call], starting: list[_Call],
+                  endpoints: dict[str, list[Any]] | None = None) -> dict[str, str]:
+    """In one transaction: record the finished calls' outcomes (with their events) and write
+    the started attempts of the calls about to start. Both are fenced on the claim (the row
+    is still `sending` at the attempt's number; locked until commit), so nothing is written
+    for a message the sweeper took back: such an outcome is `stale`, and so is such a start,
+    whose call must not be made. Return {message id: outcome}.
+
+    Round trips: the lock, one UPDATE for the sent, one INSERT for every attempt, the
+    failures' own statements, the commit."""
+    if not finished and not starting:
+        return {}
+    now = timezone.now()
     with transaction.atomic():
-        attempts, changes, recorded = [], [], []
-        for message, attempt, result, rendered in results:
-            outcome = _record(message, attempt, result, rendered)
-            outcomes[str(message.pk)] = outcome
-            recorded.append((message, outcome))
-            if outcome != "stale":
-                attempts.append(attempt)
-            if outcome in ("sent", "failed"):
-                finals.append((message.pk, message.source))
-                changes.append((message, FINAL_EVENTS[outcome]))
-        DeliveryAttempt.objects.bulk_create(attempts)
-        events.messages_emit(changes=changes)
-        events.deliveries_recorded(outcomes=recorded)
-        if finals:
-            transaction.on_commit(lambda: _notify_finals(finals))
+        ours = _lock_sending([c.message.pk for c in finished + starting])
+
+        def current(call: _Call) -> bool:
+            return ours.get(call.message.pk) == call.attempt.number
+
+        recorded = _record_sent_all([c for c in finished if current(c)
+                                     and isinstance(c.result, Receipt)], now)
+        for call in finished:
+            if not current(call):
+                recorded.append((call, _record_stale(call)))
+            elif isinstance(call.result, ProviderError):
+                recorded.append((call, _record(call.message, call.attempt, call.result,
+                                               call.rendered)))
+        for call in starting:
+            call.started = current(call)
+            call.attempt.started_at = now
+        _save_attempts([call.attempt for call, outcome in recorded if outcome != "stale"]
+                       + [call.attempt for call in starting if call.started])
+        _emit_outcomes([(call.message, outcome) for call, outcome in recorded], endpoints)
+    outcomes = {str(call.message.pk): outcome for call, outcome in recorded}
+    outcomes.update({str(c.message.pk): "stale" for c in starting if not c.started})
     return outcomes
 
 
-def _record(message: Message, attempt: DeliveryAttempt, result: Receipt | ProviderError,
+def _emit_outcomes(recorded: list[tuple[Message, str]],
+                   endpoints: dict[str, list[Any]] | None = None) -> None:
+    """Emit the final outcomes' events and track endpoint health, in the caller's
+    transaction; notify the finals after commit."""
+    changes = [(message, FINAL_EVENTS[outcome]) for message, outcome in recorded
+               if outcome in FINAL_EVENTS]
+    events.messages_emit(changes=changes, endpoints=endpoints)
+    events.deliveries_recorded(outcomes=recorded)
+    finals = [(message.pk, message.source) for message, _ in changes]
+    if finals:
+        transaction.on_commit(lambda: _notify_finals(finals))
+
+
+# The attempt columns an outcome fills in (the others were written when it started).
+_ATTEMPT_OUTCOME_FIELDS = ["outcome", "status_code", "response", "error", "error_code",
+                           "possible_duplicate", "finished_at"]
+
+
+def _lock_sending(ids: list[Any]) -> dict[Any, int]:
+    """Lock those of the messages still `sending` until commit; return {id: attempts}."""
+    if connection.vendor != "postgresql":
+        return dict(Message.objects.select_for_update().filter(
+            pk__in=ids, status=MessageStatus.SENDING).values_list("pk", "attempts"))
+    with connection.cursor() as cursor:
+        cursor.execute(f'SELECT id, attempts FROM "{Message._meta.db_table}" WHERE id = ANY(%s)'
+                       " AND status = %s FOR UPDATE", [ids, MessageStatus.SENDING])
+        return dict(cursor.fetchall())
+
+
+def _save_attempts(attempts: list[DeliveryAttempt]) -> None:
+    """Insert the attempts about to start and those that never started (no call was made),
+    and fill in the outcomes of the started ones, in one INSERT ... ON CONFLICT (message,
+    number)."""
+    if not attempts:
+        return
+    if connection.vendor != "postgresql":
+        for attempt in attempts:
+            attempt.pk = None
+        DeliveryAttempt.objects.bulk_create(
+            attempts, update_conflicts=True, unique_fields=["message", "number"],
+            update_fields=_ATTEMPT_OUTCOME_FIELDS)
+        return
+    meta = DeliveryAttempt._meta
+    columns = [f for f in meta.concrete_fields if not f.primary_key]
+    rows, params = _unnest(columns, attempts)
+    names = ", ".join(f'"{column.column}"' for column in columns)
+    updates = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in (
+        _column(DeliveryAttempt, name) for name in _ATTEMPT_OUTCOME_FIELDS))
+    conflict = ", ".join(f'"{_column(DeliveryAttempt, name)}"' for name in ("message", "number"))
+    with connection.cursor() as cursor:
+        cursor.execute(f'INSERT INTO "{meta.db_table}" ({names}) SELECT * FROM {rows} '
+                       f'ON CONFLICT ({conflict}) DO UPDATE SET {updates}', params)
+
+
+def _column(model: Any, name: str) -> str:
+    """Return the database column of a model's field."""
+    return str(cast(Field, model._meta.get_field(name)).column)
+
+
+def _unnest(columns: list[Any], rows: list[Any]) -> tuple[str, list[Any]]:
+    """Return `unnest(%s::type[], ...) AS v(column, ...)` and its arrays: the rows'
+    values of the columns, one array per column, for one statement over all the rows."""
+    arrays = [[column.get_db_prep_save(getattr(row, column.attname), connection)
+               for row in rows] for column in columns]
+    types = ", ".join(f"%s::{column.db_type(connection)}[]" for column in columns)
+    names = ", ".join(f'"{column.column}"' for column in columns)
+    return f"unnest({types}) AS v({names})", arrays
+
+
+def _update_rows(model: Any, fields: list[str], rows: list[Any], **same: Any) -> None:
+    """Write each row's own values of `fields`, and the values in `same` to all of them
+    (rows already locked by the caller). On PostgreSQL one UPDATE ... FROM unnest(arrays):
+    Django's bulk_update builds a CASE per field and row, and compiling those cost more
+    CPU than the rest of a delivery batch."""
+    if not rows:
+        return
+    if connection.vendor != "postgresql":
+        for row in rows:
+            model.objects.filter(pk=row.pk).update(
+                **{name: getattr(row, name) for name in fields}, **same)
+        return
+    meta = model._meta
+    columns = [meta.pk, *(meta.get_field(name) for name in fields)]
+    values, arrays = _unnest(columns, rows)
+    constants = [(meta.get_field(name), value) for name, value in same.items()]
+    sets = ", ".join([f'"{column.column}" = v."{column.column}"' for column in columns[1:]]
+                     + [f'"{field.column}" = %s' for field, _ in constants])
+    params = [field.get_db_prep_save(value, connection) for field, value in constants]
+    with connection.cursor() as cursor:
+        cursor.execute(f'UPDATE "{meta.db_table}" AS t SET {sets} FROM {values} '
+                       f'WHERE t."{meta.pk.column}" = v."{meta.pk.column}"', params + arrays)
+
+
+def _record_sent_all(calls: list[_Call], now: datetime) -> list[tuple[_Call, str]]:
+    """Mark the calls' messages sent (their rows locked and checked by the caller) in one
+    UPDATE; fill in their attempts."""
+    if not calls:
+        return []
+    for call in calls:
+        receipt, message, attempt = call.result, call.message, call.attempt
+        assert isinstance(receipt, Receipt)
+        message.rendered, message.provider = call.rendered, attempt.provider
+        message.provider_message_id = receipt.provider_message_id[:200]
+        message.response = receipt.output or None
+        attempt.outcome, attempt.status_code = "sent", receipt.status_code
+        attempt.response, attempt.finished_at = _jsonable(receipt.response), now
+    _update_rows(Message, ["rendered", "provider", "provider_message_id", "response"],
+                 [call.message for call in calls], status=MessageStatus.SENT, sent_at=now,
+                 lease_until=None, due_at=None, last_error="", error_code="", updated_at=now)
+    for call in calls:
+        callback = (call.message.content or {}).get("callback_url")
+        if call.message.channel == AI and callback:
+            assert isinstance(call.result, Receipt)
+            _create_ai_callback(call.message, callback, call.result)
+    return [(call, "sent") for call in calls]
+
+
+def _record_stale(call: _Call) -> str:
+    """The sweeper took the message back meanwhile (and closed this attempt as lost): say
+    on the attempt what really happened; the message's rerun decides its outcome."""
+    result = call.result
+    assert result is not None
+    done = "sent" if isinstance(result, Receipt) else f"failed {result.message}"
+    DeliveryAttempt.objects.filter(message=call.message, number=call.attempt.number).update(
+        error=f"finished after its lease expired: {done}".strip()[:2000],
+        status_code=result.status_code)
+    return "stale"
+
+
+def _record(message: Message, attempt: DeliveryAttempt, error: ProviderError,
             rendered: dict | None = None) -> str:
-    """Write one outcome, fenced on (status=sending, attempts=this attempt's number) so a
-    worker that outlived its lease changes nothing; fill in the attempt (saved by the
-    caller). Runs inside the caller's transaction."""
+    """Write one failed call's outcome (retrying or failed), fenced on (status=sending,
+    attempts=this attempt's number) so a worker that outlived its lease changes nothing;
+    fill in the attempt (saved by the caller). Runs inside the caller's transaction."""
     now = timezone.now()
-    if isinstance(result, Receipt):
-        attempt_fields = {"outcome": "sent", "status_code": result.status_code,
-                          "response": _jsonable(result.response)}
-    else:
-        attempt_fields = {"status_code": result.status_code, "error": result.message[:2000],
-                          "error_code": result.code, "response": _jsonable(result.response),
-                          "possible_duplicate": result.outcome_unknown}
     current = Message.objects.filter(pk=message.pk, status=MessageStatus.SENDING,
                                      attempts=attempt.number)
     written = {"rendered": rendered, "provider": attempt.provider}
-    if isinstance(result, Receipt):
-        outcome = _record_success(message, current, result, now, written)
-    else:
-        outcome = _record_failure(message, current, result, now, written)
-        attempt_fields["outcome"] = "failed" if outcome == "failed" else "retry"
+    outcome = _record_failure(message, current, error, now, written)
     if outcome == "stale":
-        # The sweeper closed this attempt as lost; say what really happened.
-        DeliveryAttempt.objects.filter(message=message, number=attempt.number).update(
-            error=f"finished after its lease expired: {attempt_fields.get('outcome', '')}"
-                  f" {attempt_fields.get('error', '')}".strip()[:2000],
-            status_code=attempt_fields.get("status_code"))
-        return outcome
-    for field, value in attempt_fields.items():
-        setattr(attempt, field, value)
-    attempt.finished_at = now
+        return _record_stale(_Call(message, attempt, result=error))
+    attempt.outcome = "failed" if outcome == "failed" else "retry"
+    attempt.status_code, attempt.error = error.status_code, error.message[:2000]
+    attempt.error_code, attempt.response = error.code, _jsonable(error.response)
+    attempt.possible_duplicate, attempt.finished_at = error.outcome_unknown, now
     return outcome
-
-
-def _record_success(message: Message, current, receipt: Receipt, now: datetime,
-                    written: dict[str, Any]) -> str:
-    changed = current.update(
-        status=MessageStatus.SENT, sent_at=now, lease_until=None, due_at=None, **written,
-        provider_message_id=receipt.provider_message_id[:200],
-        response=receipt.output or None, last_error="", error_code="", updated_at=now)
-    if not changed:
-        return "stale"  # the sweeper took the message back meanwhile; its rerun decides
-    callback = (message.content or {}).get("callback_url")
-    if message.channel == AI and callback:
-        _create_ai_callback(message, callback, receipt)
-    return "sent"
 
 
 def _create_ai_callback(message: Message, url: str, receipt: Receipt) -> None:

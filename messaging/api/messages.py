@@ -55,6 +55,11 @@ class MessageCreateSerializer(serializers.Serializer):
             raise serializers.ValidationError(error_fields(exc)) from exc
         return {"message": message}
 
+    def run_validators(self, value: Any) -> None:
+        """Run no validators: the composer checked everything in to_internal_value and this
+        serializer declares none. DRF's default first builds every input field (for its
+        read-only defaults), which cost more than half of a batch request's CPU."""
+
     def build(self) -> Message:
         """Return the unsaved message these validated fields describe."""
         return self.validated_data["message"]

@@ -65,6 +65,37 @@ def test_a_worker_killed_during_the_provider_call_sends_once_after_recovery(
     assert outcomes == [("lost", True), ("sent", False)]
 
 
+def test_a_worker_killed_mid_batch_repeats_only_the_call_in_flight(
+        workspace, stub_server, worker_processes, dispatcher):
+    """Outcomes are recorded as their calls finish, not at the end of the batch: when the
+    worker dies while one call of a batch hangs, the others are already `sent`, and only
+    the hanging one is sent again after its lease."""
+    sms_workspace(workspace, stub_server)
+    stub_server.dedupe_header = "Idempotency-Key"
+    stub_server.script("/send-sms", Reply(200, {"id": "slow"}, delay=60))
+    worker = worker_processes(DELIVERY_LEASE_SECONDS="2")
+    messages = pipeline.message_create_many(messages=[pipeline.message_build(
+        workspace=workspace, channel="sms", to="+14155552671", content={"body": f"b{i}"})
+        for i in range(5)])  # one task: one batch
+    stub_server.wait_for(5, timeout=30)
+    statuses = Message.objects.filter(pk__in=[m.pk for m in messages]).values_list
+    wait_until(lambda: sorted(statuses("status", flat=True)) == ["sending"] + ["sent"] * 4,
+               timeout=20)
+    processes.kill(worker)
+    [hanging] = Message.objects.filter(pk__in=[m.pk for m in messages], status="sending")
+    worker_processes()
+    time.sleep(2.5)  # let the lease expire
+    assert pipeline.sweep()["expired_leases"] == 1
+    wait_until(lambda: set(statuses("status", flat=True)) == {"sent"}, timeout=60)
+    assert (len(stub_server.requests), stub_server.deduplicated) == (5, 1)
+    flagged = set(Message.objects.filter(pk__in=[m.pk for m in messages],
+                                         possible_duplicate=True).values_list("pk", flat=True))
+    assert flagged == {hanging.pk}
+    assert list(DeliveryAttempt.objects.filter(message=hanging).order_by("number")
+                .values_list("outcome", "possible_duplicate")) == [("lost", True),
+                                                                   ("sent", False)]
+
+
 def test_a_message_due_in_two_hours_survives_a_redis_flush_and_a_worker_restart(
         workspace, stub_server, worker_processes, dispatcher):
     sms_workspace(workspace, stub_server)

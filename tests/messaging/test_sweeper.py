@@ -112,6 +112,59 @@ def test_an_expired_lease_is_recovered_and_sent_again_with_the_same_key(
     assert outcomes == [(1, "lost"), (2, "sent")]
 
 
+def claimed_never_called(workspace, *, attempts: int = 1, **fields: Any) -> Message:
+    """A message whose worker died after the claim, before its call started: `sending`,
+    lease expired, no started attempt."""
+    now = timezone.now()
+    return insert(workspace, status=MessageStatus.SENDING, attempts=attempts,
+                  lease_until=now - timedelta(seconds=5),
+                  enqueued_at=now - timedelta(minutes=3), **fields)
+
+
+def test_an_expired_lease_without_a_started_attempt_is_requeued_unflagged(
+        workspace, stub_server, live_worker):
+    use_http_sms(workspace, stub_server)
+    stub_server.dedupe_header = "Idempotency-Key"
+    message = claimed_never_called(workspace)
+
+    assert pipeline.sweep() == {"expired_leases": 1, "requeued": 0}
+    assert not DeliveryAttempt.objects.filter(message=message).exists()
+
+    wait_until(lambda: fetch(message).status == "sent")
+    sent = fetch(message)
+    assert (sent.possible_duplicate, sent.attempts) == (False, 2)
+    assert list(DeliveryAttempt.objects.filter(message=message).values_list(
+        "number", "outcome", "possible_duplicate")) == [(2, "sent", False)]
+    assert (len(stub_server.requests), stub_server.deduplicated) == (1, 0)
+
+
+def test_a_lost_last_attempt_that_never_started_fails_unflagged(workspace):
+    message = claimed_never_called(workspace, attempts=3, max_attempts=3)
+
+    assert pipeline.sweep() == {"expired_leases": 1, "requeued": 0}
+
+    failed = fetch(message)
+    assert (failed.status, failed.error_code, failed.possible_duplicate) == (
+        "failed", "lost", False)
+    assert "before" in failed.last_error
+    assert not DeliveryAttempt.objects.filter(message=message).exists()
+
+
+def test_a_start_the_sweeper_took_back_makes_no_call(workspace, stub_server):
+    """The started attempt is written fenced on the claim: once the sweeper has requeued
+    the message, the worker that claimed it must not call the provider."""
+    use_http_sms(workspace, stub_server)
+    message = insert(workspace, status=MessageStatus.SENDING, attempts=1,
+                     lease_until=timezone.now() + timedelta(seconds=60))
+    loaded = Message.objects.select_related("workspace").get(pk=message.pk)
+    Message.objects.filter(pk=message.pk).update(status=MessageStatus.QUEUED)  # taken back
+
+    assert pipeline._send_and_record([loaded], "task", timezone.now()) == {
+        str(message.pk): "stale"}
+    assert stub_server.requests == []
+    assert not DeliveryAttempt.objects.filter(message=message).exists()
+
+
 def test_a_worker_outliving_its_lease_is_superseded_and_both_calls_share_the_key(
         workspace, stub_server, live_worker, settings):
     """The first call hangs past the lease; the sweeper requeues, a second call succeeds, and

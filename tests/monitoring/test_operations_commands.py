@@ -90,6 +90,9 @@ def test_requeue_stuck_repairs_and_reports(workspace, settings):
     now = timezone.now()
     lost = MessageFactory(workspace=workspace, status="sending", attempts=1, max_attempts=3,
                           lease_until=now - timedelta(seconds=5))
+    # Its worker died during the call: the attempt started, never finished.
+    DeliveryAttempt.objects.create(message=lost, number=1, started_at=now - timedelta(
+        seconds=30))
     stale = MessageFactory(workspace=workspace, status="queued",
                            enqueued_at=now - timedelta(seconds=settings.REQUEUE_AFTER_SECONDS
                                                        + 60))

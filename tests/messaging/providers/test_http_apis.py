@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -120,3 +121,35 @@ def test_missing_api_url_is_permanent(make_outbound: Callable[..., Outbound]) ->
     with pytest.raises(ProviderError) as caught:
         HttpSmsProvider().send(make_outbound(config={}))
     assert caught.value.permanent is True
+
+
+def _session_in_a_new_thread() -> Any:
+    """Return the session a fresh provider thread gets (sessions are per thread)."""
+    import threading
+
+    from messaging.providers import http
+
+    made: list[Any] = []
+    thread = threading.Thread(target=lambda: made.append(http.session()))
+    thread.start()
+    thread.join()
+    return made[0]
+
+
+def test_a_proxy_in_the_environment_is_still_honoured(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    assert _session_in_a_new_thread().trust_env is True
+
+
+def test_without_proxy_or_netrc_the_environment_is_read_once(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("NETRC", raising=False)
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
+                 "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    session = _session_in_a_new_thread()
+    assert (session.trust_env, session.verify) == (False, "/etc/ssl/certs/ca-certificates.crt")
+    (tmp_path / ".netrc").write_text("machine api.example.com login a password b\n")
+    assert _session_in_a_new_thread().trust_env is True
