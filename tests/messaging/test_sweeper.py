@@ -127,7 +127,7 @@ def test_an_expired_lease_without_a_started_attempt_is_requeued_unflagged(
     stub_server.dedupe_header = "Idempotency-Key"
     message = claimed_never_called(workspace)
 
-    assert pipeline.sweep() == {"expired_leases": 1, "requeued": 0}
+    assert pipeline.sweep() == {"expired_leases": 1, "requeued": 0, "released": 0}
     assert not DeliveryAttempt.objects.filter(message=message).exists()
 
     wait_until(lambda: fetch(message).status == "sent")
@@ -141,7 +141,7 @@ def test_an_expired_lease_without_a_started_attempt_is_requeued_unflagged(
 def test_a_lost_last_attempt_that_never_started_fails_unflagged(workspace):
     message = claimed_never_called(workspace, attempts=3, max_attempts=3)
 
-    assert pipeline.sweep() == {"expired_leases": 1, "requeued": 0}
+    assert pipeline.sweep() == {"expired_leases": 1, "requeued": 0, "released": 0}
 
     failed = fetch(message)
     assert (failed.status, failed.error_code, failed.possible_duplicate) == (
