@@ -42,6 +42,10 @@ def cron(cluster: Cluster, n: int, row: Callable[..., None]) -> None:
         time.sleep(2)
     time.sleep(5)
     lateness = sorted((r.fired_at - r.occurrence_at).total_seconds() for r in runs)
+    # fired_at is the firing pass's clock; the bulk start's created_at is its insert, which
+    # commits with the run: the later of the two is when the occurrence really started.
+    started = sorted((r.bulk_start.created_at - r.occurrence_at).total_seconds()
+                     for r in runs.select_related("bulk_start") if r.bulk_start)
     per_schedule = Counter(runs.values_list("schedule_id", flat=True))
     executions = Counter(Execution.objects.filter(flow=flow).values_list("contact_id",
                                                                         flat=True))
@@ -53,6 +57,8 @@ def cron(cluster: Cluster, n: int, row: Callable[..., None]) -> None:
         higher_is_better=False)
     row("cron", f"fire lateness p99, {n} schedules", percentile(lateness, 99), "s",
         target="p99 < 1 s", higher_is_better=False)
+    row("cron", f"run started (bulk start inserted) lateness p99, {n} schedules",
+        percentile(started, 99), "s", target="p99 < 1 s", higher_is_better=False)
     row("cron", "occurrences fired", len(lateness), "runs", target=str(n))
     row("cron", "duplicate runs or executions",
         sum(c - 1 for c in per_schedule.values()) + sum(c - 1 for c in executions.values()),

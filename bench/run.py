@@ -2,7 +2,7 @@
 
     python -m bench.run [--scenario NAME[,NAME]] [--n N] [--out var/bench/latest.json]
 
-Scenarios: ingest, e2e, latency, schedule, memory, flows, cron, policy, events. Every
+Scenarios: ingest, e2e, latency, schedule, memory, flows, cron, policy, events, metrics. Every
 figure is measured in the same run as its baseline, and printed with the ratio.
 BENCH_DATABASE_NAME names the database the run drops and creates (default relay_bench).
 """
@@ -408,10 +408,10 @@ def events(cluster: Cluster, n: int) -> None:
 
 
 SCENARIOS = ("ingest", "e2e", "latency", "schedule", "memory", "flows", "cron", "policy",
-             "events")
+             "events", "metrics")
 DEFAULT_N = {"ingest": 4000, "e2e": 10000, "latency": 3000, "schedule": 10000,
              "memory": 1_000_000, "flows": 5000, "cron": 1000, "policy": 10000,
-             "events": 5000}
+             "events": 5000, "metrics": 2_000_000}
 
 
 def machine() -> dict[str, Any]:
@@ -455,6 +455,10 @@ def main() -> None:
         sys.exit(f"unknown scenario(s): {', '.join(sorted(unknown))}; choose from {SCENARIOS}")
     # The events scenario's endpoint is the local stand-in: open loopback to the SSRF guard.
     env = {"SSRF_ALLOWED_NETWORKS": "127.0.0.0/8"} if "events" in chosen else {}
+    if "metrics" in chosen:
+        from bench.metrics_scrape import TOKEN
+
+        env["METRICS_TOKEN"] = TOKEN
     with Cluster(name=os.environ.get("BENCH_DATABASE_NAME", "relay_bench"),
                  env=env) as cluster:
         cluster.start_redis()
@@ -483,6 +487,10 @@ def main() -> None:
                 from bench.cron import cron
 
                 cron(cluster, size, row)
+            elif name == "metrics":
+                from bench.metrics_scrape import metrics
+
+                metrics(cluster, size, row)
             elif name == "policy":
                 from bench.policy import policy
 

@@ -396,6 +396,10 @@ CELERY_BEAT_SCHEDULE.update({
     # Alert windows are minutes long; once a minute bounds detection delay to a minute for a
     # few aggregate queries per enabled rule.
     "evaluate-alerts": {"task": "monitoring.tasks.evaluate_alerts", "schedule": 60.0},
+    # /metrics reads trigger-kept totals plus the deltas written since the last compaction;
+    # folding them every 30 s keeps a scrape to a few thousand rows at ~500 writes/s.
+    "compact-metric-counts": {"task": "monitoring.tasks.compact_metric_counts",
+                              "schedule": 30.0},
     # One heartbeat per queue at top priority (it measures consumption, not the backlog);
     # one that waited a whole interval expires unconsumed, so its age keeps growing.
     **{f"heartbeat-{queue}": {

@@ -23,9 +23,19 @@ def _message_finished(sender: Any, message_id: Any, source: str = "", **kwargs: 
     if source != "flow":
         return  # only flow steps wait for messages; skip the lookup for the rest
     # Imported here: apps.py loads before the models the engine needs are ready.
-    from flows.engine import on_message_finished
+    from core.publishing import hold
+    from flows.engine import on_messages_finished
 
-    on_message_finished(message_id=message_id)
+    # Inside a delivery task's grouped() block, the batch's finished messages resume their
+    # steps together when the block ends.
+    if not hold(_resume_held, [message_id]):
+        on_messages_finished(message_ids=[message_id])
+
+
+def _resume_held(message_ids: list[Any]) -> None:
+    from flows.engine import on_messages_finished
+
+    on_messages_finished(message_ids=message_ids)
 
 
 def _message_received(sender: Any, workspace: Any, contact: Any, name: str,

@@ -10,13 +10,17 @@ twice, and a worker that dies leaves the execution where its last completed step
 from __future__ import annotations
 
 import functools
+import logging
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
+from core.publishing import grouped
 from flows import events as flow_events
 from flows import walker
 from flows.graph import Graph, parse
@@ -25,6 +29,7 @@ from flows.publishing import publish, schedule_advance
 from messaging.models import Message, MessageStatus
 from messaging.templating import contact_context
 
+logger = logging.getLogger(__name__)
 ExecStatus = Execution.Status
 StepStatus = Step.Status
 # Light nodes run back to back in one task; past this many the task re-queues itself so a
@@ -56,32 +61,80 @@ def advance(*, execution_id: str) -> str:
     Returns what the walk did: skipped (leased, paused or not running), stale (lost a race),
     waiting, completed, failed, or yielded (node limit reached; continues in a new task).
     """
-    now = timezone.now()
-    claimed = (Execution.objects.filter(pk=execution_id, status=ExecStatus.RUNNING,
-                                        paused_at__isnull=True)
-               .exclude(lease_until__gt=now)
-               .update(lease_until=now + timedelta(seconds=lease_seconds())))
+    return advance_many(execution_ids=[execution_id])[str(execution_id)]
+
+
+def advance_many(*, execution_ids: list[str]) -> dict[str, str]:
+    """Advance a batch of executions (advance's result for each) with two commits in all:
+    one claims their leases, one persists every walk (each in a savepoint of its own, so
+    a walk that conflicts or raises rolls back alone); two reads load them all.
+
+    Each walk's send still goes out as a delivery task of its own: until a delivery records
+    each outcome as its call returns, a worker killed mid-task repeats the whole task, and
+    a flow's sends would be repeated by the batch."""
+    ids = [str(pk) for pk in execution_ids]
+    results = dict.fromkeys(ids, "skipped")
+    claimed = _claim(ids)
     if not claimed:
-        return "skipped"
+        return results
+    unpersisted: list[str] = []
+    with transaction.atomic():
+        executions = Execution.objects.select_related("contact", "workspace").in_bulk(claimed)
+        steps: dict[str, list[Step]] = {pk: [] for pk in claimed}
+        for step in Step.objects.filter(execution_id__in=claimed).order_by("started_at", "id"):
+            steps[str(step.execution_id)].append(step)
+        for execution_id in claimed:
+            try:
+                with transaction.atomic():
+                    results[execution_id] = _advance_claimed(
+                        executions[uuid.UUID(execution_id)], steps[execution_id])
+            except Exception:  # one broken walk must not cost the others theirs
+                logger.exception("advancing execution %s failed", execution_id)
+                results[execution_id] = "error"
+            if results[execution_id] in ("stale", "error"):
+                unpersisted.append(execution_id)
+        # A persisted walk gave its lease back in its own UPDATE.
+        Execution.objects.filter(pk__in=unpersisted).update(lease_until=None)
+    return results
+
+
+def _claim(ids: list[str]) -> list[str]:
+    """Lease the running, unpaused, unleased executions among ids; return them.
+
+    PostgreSQL: one UPDATE ... RETURNING. SQLite (development) has no arrays to bind: one
+    conditional UPDATE per id, each still atomic."""
+    now = timezone.now()
+    lease = now + timedelta(seconds=lease_seconds())
+    if connection.vendor != "postgresql":
+        free = Q(lease_until__isnull=True) | Q(lease_until__lte=now)
+        return [pk for pk in ids if Execution.objects.filter(
+            free, pk=pk, status=ExecStatus.RUNNING, paused_at__isnull=True,
+        ).update(lease_until=lease)]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Execution._meta.db_table} SET lease_until = %s WHERE id = ANY(%s) "
+            "AND status = %s AND paused_at IS NULL "
+            "AND (lease_until IS NULL OR lease_until <= %s) RETURNING id",
+            [lease, [uuid.UUID(pk) for pk in ids], ExecStatus.RUNNING, now])
+        leased = {str(row[0]) for row in cursor.fetchall()}
+    return [pk for pk in ids if pk in leased]
+
+
+def _advance_claimed(execution: Execution, existing: list[Step]) -> str:
+    """Walk and persist one claimed execution; return what the walk did."""
+    context = _context(execution, existing)
     try:
-        execution = Execution.objects.select_related("contact", "workspace").get(
-            pk=execution_id)
-        existing = list(execution.steps.order_by("started_at", "id"))
-        context = _context(execution, existing)
-        try:
-            state = walker.walk(execution, graph_of(execution.version_id), context, existing,
-                                MAX_INLINE_NODES)
-        except walker.Conflict:
-            return "stale"
-        origin = (execution.current_node, execution.current_visit)
-        if not walker.persist(state, origin=origin):
-            return "stale"
-        if state.more:
-            schedule_advance(execution_id)  # yield the worker; continue in a new task
-            return "yielded"
-        return state.status
-    finally:
-        Execution.objects.filter(pk=execution_id).update(lease_until=None)
+        state = walker.walk(execution, graph_of(execution.version_id), context, existing,
+                            MAX_INLINE_NODES)
+    except walker.Conflict:
+        return "stale"
+    origin = (execution.current_node, execution.current_visit)
+    if not walker.persist(state, origin=origin):
+        return "stale"
+    if state.more:
+        schedule_advance(execution.pk)  # yield the worker; continue in a new task
+        return "yielded"
+    return state.status
 
 
 def _context(execution: Execution, steps: list[Step]) -> dict[str, Any]:
@@ -151,55 +204,81 @@ def _fail_step(execution: Execution, step: Step, error: str, node: dict) -> None
 # --- resuming waiting steps ---------------------------------------------------------------
 
 def resume_step(*, step: Step, outcome: str, output: dict, handle: str | None = None,
-                error: str = "") -> bool:
+                error: str = "", execution: Execution | None = None) -> bool:
     """Finish a waiting step (message final, timer fired, event arrived) and move on.
 
     Return False when the step was no longer waiting (another path finished it first), or
     when its execution is paused: the step stays waiting and its resume finishes it.
     """
-    execution = Execution.objects.select_related("version").get(pk=step.execution_id)
+    execution = execution or Execution.objects.select_related("version").get(
+        pk=step.execution_id)
     if execution.paused_at is not None:
-        return False
+        return False  # a paused execution's waiting step completes on resume
     graph = graph_of(execution.version_id)
     node = graph.node(step.node_id)
     with transaction.atomic():
         now = timezone.now()
+        here = execution.current_node == step.node_id and execution.current_visit == step.visit
+        if here and outcome != "failed":
+            return _resume_completed(execution, step, graph.next(step.node_id, handle),
+                                     output, now)
         if not Step.objects.filter(pk=step.pk, status=StepStatus.WAITING).update(
                 status=StepStatus.RUNNING):
             return False
-        if execution.current_node != step.node_id or execution.current_visit != step.visit:
+        if not here:
             Step.objects.filter(pk=step.pk).update(status=StepStatus.SKIPPED, completed_at=now)
             return False
-        if outcome == "failed":
-            try:
-                _fail_step(execution, step, error, node)
-            except Stop:
-                return False
-            return True
-        next_node = graph.next(step.node_id, handle)
-        if not _move(execution, next_node, now, status=ExecStatus.RUNNING):
-            transaction.set_rollback(True)
+        try:  # outcome "failed"
+            _fail_step(execution, step, error, node)
+        except Stop:
             return False
-        Step.objects.filter(pk=step.pk).update(status=StepStatus.COMPLETED, completed_at=now,
-                                               output={**(step.output or {}), **output})
-        if next_node is not None:
-            schedule_advance(execution.pk)
+    return True
+
+
+def _resume_completed(execution: Execution, step: Step, next_node: str | None,
+                      output: dict, now: datetime) -> bool:
+    """Complete a waiting step and move the cursor past it: two fenced UPDATEs in the
+    caller's transaction (rolled back if the execution moved meanwhile)."""
+    if not Step.objects.filter(pk=step.pk, status=StepStatus.WAITING).update(
+            status=StepStatus.COMPLETED, completed_at=now,
+            output={**(step.output or {}), **output}):
+        return False
+    if not _move(execution, next_node, now, status=ExecStatus.RUNNING):
+        transaction.set_rollback(True)
+        return False
+    if next_node is not None:
+        schedule_advance(execution.pk)
     return True
 
 
 def on_message_finished(*, message_id: Any) -> None:
     """Complete (or fail) the flow step waiting for this message."""
-    step = Step.objects.filter(message_id=message_id, status=StepStatus.WAITING).first()
-    if step is None:
+    on_messages_finished(message_ids=[message_id])
+
+
+def on_messages_finished(*, message_ids: list[Any]) -> None:
+    """Complete (or fail) the flow steps waiting for these messages: three reads for all
+    of them, a savepoint each, one commit, and their next advances published together."""
+    steps = list(Step.objects.filter(message_id__in=message_ids, status=StepStatus.WAITING))
+    if not steps:
         return
-    message = Message.objects.get(pk=message_id)
+    messages = Message.objects.in_bulk([step.message_id for step in steps])
+    executions = Execution.objects.in_bulk([step.execution_id for step in steps])
+    with grouped(), transaction.atomic():
+        for step in steps:
+            with transaction.atomic():
+                _resume_for_message(step, messages[step.message_id],
+                                    executions[step.execution_id])
+
+
+def _resume_for_message(step: Step, message: Message, execution: Execution) -> None:
     if message.status == MessageStatus.FAILED:
-        resume_step(step=step, outcome="failed", output={},
+        resume_step(step=step, outcome="failed", output={}, execution=execution,
                     error=f"message {message.pk} failed: {message.last_error}")
         return
     # A suppressed message completes its step too (the recipients' rules said no): the
     # output's status and suppressed_reason let a condition branch on it.
-    resume_step(step=step, outcome="completed", output={
+    resume_step(step=step, outcome="completed", execution=execution, output={
         "message_id": str(message.pk), "status": message.status,
         "suppressed_reason": message.suppressed_reason,
         "provider_message_id": message.provider_message_id, "response": message.response})

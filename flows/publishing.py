@@ -13,6 +13,8 @@ from typing import Any
 from celery import current_app
 from django.db import transaction
 
+from core.publishing import hold
+
 logger = logging.getLogger(__name__)
 
 ADVANCE_EXECUTIONS = "flows.tasks.advance_executions"
@@ -35,9 +37,15 @@ def send_on_commit(task_name: str, *args: Any) -> None:
 
 
 def publish(execution_ids: Iterable[Any]) -> None:
-    """Queue advance tasks, ADVANCE_BATCH executions per task; a broker failure is left
-    to the flows sweeper."""
+    """Queue advance tasks, ADVANCE_BATCH executions per task (inside
+    core.publishing.grouped(), with the block's others at its end); a broker failure is
+    left to the flows sweeper."""
     ids = [str(execution_id) for execution_id in execution_ids]
+    if not hold(_publish_now, ids):
+        _publish_now(ids)
+
+
+def _publish_now(ids: list[str]) -> None:
     try:
         for offset in range(0, len(ids), ADVANCE_BATCH):
             send(ADVANCE_EXECUTIONS, ids[offset:offset + ADVANCE_BATCH])

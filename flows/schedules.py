@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,15 +34,15 @@ from flows.cron import (
     zone_get,
 )
 from flows.models import BulkStart, Execution, Flow, FlowSchedule, ScheduleRun
-from flows.publishing import RUN_SCHEDULE_BATCH, send_on_commit
+from flows.publishing import RUN_SCHEDULE_BATCH, send, send_on_commit
 
 logger = logging.getLogger(__name__)
 
 FIRE_TASK = "flows.schedule_tasks.fire_schedule"
 TASK_PREFIX = "flow-schedule:"
-# A sweep fires at most this many due schedules; each costs a few queries (~5 ms), so one
-# sweep stays well under a second and the next sweep takes the rest.
-SWEEP_BATCH = 200
+# A sweep fires at most this many due schedules in one pass (one transaction: a few bulk
+# statements plus ~0.3 ms per schedule), so a thousand due in the same minute fire together.
+SWEEP_BATCH = 1000
 
 
 class RunRefused(Exception):
@@ -235,30 +237,179 @@ def schedule_fire(*, schedule_id: Any, now: datetime | None = None) -> list[Sche
     as skipped, "run_once" starts it. A disabled or deleted schedule starts nothing, so a
     stale beat's wake-up is harmless.
     """
+    return schedules_fire(schedule_ids=[schedule_id], now=now)
+
+
+@dataclass
+class _Due:
+    """One occurrence of one schedule to record (skipped) or start."""
+
+    schedule: FlowSchedule
+    occurrence: datetime
+    skip: bool
+
+
+def schedules_fire(*, schedule_ids: list[Any], now: datetime | None = None,
+                   skip_locked: bool = False) -> list[ScheduleRun]:
+    """Fire many schedules in one pass (schedule_fire's rules for each); return the runs
+    inserted.
+
+    A thousand schedules due in the same minute cost a handful of statements, not a
+    transaction each: their occurrences are computed once per (cron, time zone), their runs
+    and bulk starts inserted in bulk. skip_locked leaves schedules another firer holds to it.
+    """
     now = now or timezone_now()
     with transaction.atomic():
-        # Locked so a concurrent disable either waits for this firing or is seen by it.
-        schedule = (FlowSchedule.objects.select_for_update(of=("self",))
-                    .select_related("flow", "workspace").filter(pk=schedule_id).first())
-        if schedule is None or not schedule.enabled:
+        # Locked so a concurrent disable either waits for this firing or is seen by it, and
+        # so nobody else inserts these schedules' runs meanwhile.
+        schedules = list(FlowSchedule.objects.select_for_update(
+            of=("self",), skip_locked=skip_locked).select_related("flow", "workspace")
+            .filter(pk__in=schedule_ids, enabled=True).order_by("pk"))
+        if not schedules:
             return []
-        zone = zone_get(schedule.timezone)
-        due = occurrences_between(cron=schedule.cron, zone=zone, end=now,
-                                  start=max(schedule.active_since, now - _grace()))
-        skip = False
-        if not due:
-            latest = occurrence_latest(cron=schedule.cron, zone=zone, now=now)
-            if latest is not None and latest >= schedule.active_since:
-                due, skip = [latest], schedule.catch_up == FlowSchedule.CatchUp.SKIP
+        due, next_runs = _due_occurrences(schedules, now)
         # Read first: most wake-ups are duplicates, and a refused INSERT is an error line
-        # in PostgreSQL's log. The unique constraint still settles any race.
-        fired = set(ScheduleRun.objects.filter(schedule=schedule, occurrence_at__in=due)
-                    .values_list("occurrence_at", flat=True))
-        runs = [_run_open(schedule, occurrence, now, skip=skip)
-                for occurrence in due if occurrence not in fired]
-        FlowSchedule.objects.filter(pk=schedule.pk).update(
-            next_run_at=occurrence_next(cron=schedule.cron, zone=zone, after=now))
-    return [run for run in runs if run is not None]
+        # in PostgreSQL's log. The locks above keep the read true until the commit.
+        fired = set(ScheduleRun.objects.filter(
+            schedule__in=schedules, occurrence_at__in={d.occurrence for d in due})
+            .values_list("schedule_id", "occurrence_at"))
+        due = [d for d in due if (d.schedule.pk, d.occurrence) not in fired]
+        runs = _runs_open(due, now)
+        for next_run, ids in next_runs.items():
+            FlowSchedule.objects.filter(pk__in=ids).update(next_run_at=next_run)
+    return runs
+
+
+def _due_occurrences(schedules: list[FlowSchedule], now: datetime
+                     ) -> tuple[list[_Due], dict[datetime | None, list[Any]]]:
+    """Return the occurrences to fire and the schedules' next runs, computing each
+    (cron, time zone)'s occurrences once."""
+    due: list[_Due] = []
+    next_runs: dict[datetime | None, list[Any]] = {}
+    computed: dict[tuple[str, str], tuple[list[datetime], datetime | None, datetime | None]] = {}
+    for schedule in schedules:
+        key = (schedule.cron, schedule.timezone)
+        if key not in computed:
+            zone = zone_get(schedule.timezone)
+            computed[key] = (
+                occurrences_between(cron=schedule.cron, zone=zone, end=now,
+                                    start=now - _grace()),
+                occurrence_latest(cron=schedule.cron, zone=zone, now=now),
+                occurrence_next(cron=schedule.cron, zone=zone, after=now))
+        window, latest, next_run = computed[key]
+        next_runs.setdefault(next_run, []).append(schedule.pk)
+        occurrences = [o for o in window if o >= schedule.active_since]
+        if occurrences:
+            due += [_Due(schedule, o, False) for o in occurrences]
+        elif latest is not None and latest >= schedule.active_since:
+            due.append(_Due(schedule, latest, schedule.catch_up == FlowSchedule.CatchUp.SKIP))
+    return due, next_runs
+
+
+def _runs_open(due: list[_Due], now: datetime) -> list[ScheduleRun]:
+    """Insert the occurrences' runs with their bulk starts and queue them, in bulk; one by
+    one if a run exists after all (a firer that did not take the schedule's lock)."""
+    if not due:
+        return []
+    plans = _plans([d for d in due if not d.skip])
+    runs, jobs, refused = [], [], []
+    for d in due:
+        run = ScheduleRun(
+            schedule=d.schedule, occurrence_at=d.occurrence, fired_at=now,
+            status=ScheduleRun.Status.SKIPPED if d.skip else ScheduleRun.Status.RUNNING,
+            finished_at=now if d.skip else None,
+            error=f"Missed by {now - d.occurrence}; catch_up is skip." if d.skip else "")
+        plan = None if d.skip else plans[d.schedule.pk]
+        if isinstance(plan, Exception):
+            refused.append((run, str(plan)))
+        elif plan is not None:
+            run.bulk_start, run.missing = _bulk_start(d.schedule, plan), plan[2]
+            jobs.append(run.bulk_start)
+        runs.append(run)
+    try:
+        with transaction.atomic():
+            BulkStart.objects.bulk_create(jobs)
+            ScheduleRun.objects.bulk_create(runs)
+    except IntegrityError:
+        opened = [_run_open(d.schedule, d.occurrence, now, skip=d.skip) for d in due]
+        return [run for run in opened if run is not None]
+    _runs_count([d.schedule.pk for d in due if not d.skip], now)
+    for run, error in refused:
+        _run_close(run, ScheduleRun.Status.FAILED, error, now=now)
+    queued = [run.pk for run in runs if run.bulk_start_id is not None]
+    transaction.on_commit(lambda: _send_all(queued))
+    return runs
+
+
+def _send_all(run_ids: list[int]) -> None:
+    for pk in run_ids:
+        send(RUN_SCHEDULE_BATCH, pk)
+
+
+Plan = tuple[list[str] | None, dict | None, int]
+
+
+def _plans(due: list[_Due]) -> dict[Any, Plan | Exception]:
+    """Return each schedule's audience plan (contact ids, rules, missing count), or why its
+    run cannot start; the named contacts of all of them are looked up in one query."""
+    named: dict[Any, list[str]] = {}
+    for d in due:
+        audience = d.schedule.audience or {}
+        if "filter" not in audience:
+            ids = [audience["contact_id"]] if "contact_id" in audience else audience.get(
+                "contact_ids") or []
+            named[d.schedule.pk] = list(dict.fromkeys(str(pk) for pk in ids))
+    wanted = {pk for ids in named.values() for pk in ids if _is_uuid(pk)}
+    found = {(str(workspace), str(pk)) for pk, workspace in Contact.objects.filter(
+        pk__in=wanted).values_list("pk", "workspace_id")} if wanted else set()
+    plans: dict[Any, Plan | Exception] = {}
+    startable: dict[Any, Exception | None] = {}  # one version lookup per flow
+    for d in due:
+        schedule = d.schedule
+        if schedule.flow_id not in startable:
+            try:
+                services.flow_startable_version(flow=schedule.flow)
+                startable[schedule.flow_id] = None
+            except services.StartRefused as exc:
+                startable[schedule.flow_id] = exc
+        refusal = startable[schedule.flow_id]
+        if refusal is not None:
+            plans[schedule.pk] = refusal
+            continue
+        if schedule.pk not in named:
+            plans[schedule.pk] = (None, (schedule.audience or {})["filter"], 0)
+            continue
+        ids = named[schedule.pk]
+        present = [pk for pk in ids if (str(schedule.workspace_id), pk) in found]
+        plans[schedule.pk] = (present, None, len(ids) - len(present)) if present else RunRefused(
+            "The audience's contact no longer exists." if len(ids) == 1
+            else "None of the audience's contacts exist any more.")
+    return plans
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _bulk_start(schedule: FlowSchedule, plan: Plan) -> BulkStart:
+    return BulkStart(workspace_id=schedule.workspace_id, flow=schedule.flow,
+                     source=Execution.Source.SCHEDULE, contact_ids=plan[0], filter=plan[1],
+                     data=schedule.data or {})
+
+
+def _runs_count(schedule_ids: list[Any], now: datetime) -> None:
+    """Count started runs on their schedules: one UPDATE per distinct number of runs."""
+    by_count: dict[int, list[Any]] = {}
+    for pk, count in Counter(schedule_ids).items():
+        by_count.setdefault(count, []).append(pk)
+    for count, ids in by_count.items():
+        FlowSchedule.objects.filter(pk__in=ids).update(
+            runs=F("runs") + count, last_run_at=now,
+            last_run_status=ScheduleRun.Status.RUNNING)
 
 
 def _run_open(schedule: FlowSchedule, occurrence: datetime, now: datetime,
@@ -278,37 +429,16 @@ def _run_open(schedule: FlowSchedule, occurrence: datetime, now: datetime,
     return run
 
 
-def _audience(schedule: FlowSchedule) -> tuple[list[str] | None, dict | None, int]:
-    """Return (contact ids, rules, missing count) for the bulk start of one run."""
-    audience = schedule.audience or {}
-    if "filter" in audience:
-        return None, audience["filter"], 0
-    named = [audience["contact_id"]] if "contact_id" in audience else audience.get(
-        "contact_ids") or []
-    ids = list(dict.fromkeys(str(pk) for pk in named))
-    found = {str(pk) for pk in Contact.objects.filter(
-        workspace_id=schedule.workspace_id, pk__in=ids).values_list("pk", flat=True)}
-    if not found:
-        raise RunRefused("The audience's contact no longer exists." if len(ids) == 1
-                         else "None of the audience's contacts exist any more.")
-    return [pk for pk in ids if pk in found], None, len(ids) - len(found)
-
-
 def _run_begin(schedule: FlowSchedule, run: ScheduleRun, now: datetime) -> None:
     """Count the run and queue its first batch, or fail it at once if it cannot start."""
-    FlowSchedule.objects.filter(pk=schedule.pk).update(
-        runs=F("runs") + 1, last_run_at=now, last_run_status=ScheduleRun.Status.RUNNING)
-    try:
-        services.flow_startable_version(flow=schedule.flow)
-        contact_ids, rules, missing = _audience(schedule)
-    except (services.StartRefused, RunRefused) as exc:
-        _run_close(run, ScheduleRun.Status.FAILED, str(exc), now=now)
+    _runs_count([schedule.pk], now)
+    plan = _plans([_Due(schedule, run.occurrence_at, False)])[schedule.pk]
+    if isinstance(plan, Exception):
+        _run_close(run, ScheduleRun.Status.FAILED, str(plan), now=now)
         return
-    job = BulkStart.objects.create(
-        workspace_id=schedule.workspace_id, flow=schedule.flow,
-        source=Execution.Source.SCHEDULE, contact_ids=contact_ids, filter=rules,
-        data=schedule.data or {})
-    ScheduleRun.objects.filter(pk=run.pk).update(bulk_start=job, missing=missing)
+    job = _bulk_start(schedule, plan)
+    job.save()
+    ScheduleRun.objects.filter(pk=run.pk).update(bulk_start=job, missing=plan[2])
     send_on_commit(RUN_SCHEDULE_BATCH, run.pk)
 
 
@@ -378,11 +508,19 @@ def schedules_fire_due(*, now: datetime | None = None) -> tuple[int, int]:
     now = now or timezone_now()
     due = list(FlowSchedule.objects.filter(enabled=True, next_run_at__lte=now)
                .order_by("next_run_at").values_list("pk", flat=True)[:SWEEP_BATCH])
+    if not due:
+        return 0, 0
+    try:
+        # Schedules another firer holds (beat's wake-up task) are left to it.
+        return len(due), len(schedules_fire(schedule_ids=due, now=now, skip_locked=True))
+    except Exception:  # one broken schedule must not stop the others from firing
+        logger.exception("firing %d schedules together failed; firing them one by one",
+                         len(due))
     fired = 0
     for pk in due:
         try:
             fired += len(schedule_fire(schedule_id=pk, now=now))
-        except Exception:  # one broken schedule must not stop the others from firing
+        except Exception:
             logger.exception("firing schedule %s failed", pk)
     return len(due), fired
 

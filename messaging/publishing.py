@@ -12,6 +12,7 @@ from datetime import datetime
 from celery import current_app
 from django.utils import timezone
 
+from core.publishing import hold
 from messaging.channels import queue_for
 from messaging.models import Message
 
@@ -30,8 +31,16 @@ DELIVER_TASK = "messaging.tasks.deliver_messages"
 
 def publish(messages: Iterable[Message], *, now: datetime | None = None) -> int:
     """Publish delivery tasks, one per batch of messages due together; return how many
-    messages were published. A broker failure is logged, never raised: the rows stay
+    messages were published (or held: inside core.publishing.grouped() they go out with the
+    block's others at its end). A broker failure is logged, never raised: the rows stay
     `queued`, so the sweeper publishes them again."""
+    messages = list(messages)
+    if hold(_publish_now, messages):
+        return len(messages)
+    return _publish_now(messages, now=now)
+
+
+def _publish_now(messages: list[Message], *, now: datetime | None = None) -> int:
     now = now or timezone.now()
     groups: dict[tuple[str, int, float], list[str]] = {}
     for message in messages:

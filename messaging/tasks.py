@@ -5,6 +5,7 @@ from celery import shared_task
 from celery.signals import task_prerun
 from django.db import connections
 
+from core.publishing import grouped
 from messaging import events, pipeline
 
 
@@ -22,9 +23,11 @@ def _drop_broken_connections(**kwargs) -> None:
 
 @shared_task(name=pipeline.DELIVER_TASK, acks_late=True)
 def deliver_messages(message_ids: list[str]) -> dict[str, str]:
-    """Deliver a batch of messages; ids another task already claimed are skipped."""
-    return pipeline.messages_deliver(message_ids=message_ids,
-                                     task_id=deliver_messages.request.id or "")
+    """Deliver a batch of messages; ids another task already claimed are skipped. What the
+    batch's outcomes publish (the flow steps they resume, events) goes out together."""
+    with grouped():
+        return pipeline.messages_deliver(message_ids=message_ids,
+                                         task_id=deliver_messages.request.id or "")
 
 
 @shared_task(name="messaging.tasks.sweep_messages")

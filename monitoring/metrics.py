@@ -17,6 +17,7 @@ import ipaddress
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db.models import (
@@ -44,7 +45,7 @@ from core.models import DeadLetter, Workspace
 from flows.models import Execution, Step
 from messaging import ratelimit
 from messaging.models import DeliveryAttempt, Message
-from monitoring import health, selectors
+from monitoring import counters, health, selectors
 from monitoring.models import AlertEvent
 
 logger = logging.getLogger(__name__)
@@ -53,6 +54,25 @@ logger = logging.getLogger(__name__)
 DELIVERY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 # Seconds a step took; sends and delays wait, so the buckets reach a day.
 STEP_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 3600.0, 86400.0)
+
+
+DELIVERY_FAMILY = ("relay_message_delivery_seconds",
+                   "Seconds from a message's intended send time to sent_at.")
+STEP_FAMILY = ("relay_step_duration_seconds", "Seconds a finished flow step took.")
+# (kind, name, help, labels) of the counted families, in the order counted() yields them.
+COUNTED_FAMILIES: tuple[tuple[Any, str, str, list[str]], ...] = (
+    (GaugeMetricFamily, "relay_messages", "Messages by workspace, channel, status.",
+     ["workspace", "channel", "status"]),
+    (CounterMetricFamily, "relay_delivery_attempts", "Provider calls by channel and outcome.",
+     ["channel", "outcome"]),
+    (GaugeMetricFamily, "relay_executions", "Flow executions by status.",
+     ["workspace", "status"]),
+)
+
+
+def _family(kind: type[GaugeMetricFamily] | type[CounterMetricFamily], name: str,
+            help_text: str, labels: list[str]) -> GaugeMetricFamily | CounterMetricFamily:
+    return kind(name, help_text, labels=labels)
 
 
 def _histogram(queryset: QuerySet, group: str, duration: ExpressionWrapper,
@@ -88,15 +108,42 @@ class RelayCollector:
 
     def collect(self) -> Iterator[Metric]:
         """Yield each family; one that fails to read is logged and left out, not fatal."""
+        try:
+            counts = counters.counters_read()
+        except Exception:
+            logger.exception("metrics: reading the counters failed; scanning the tables")
+            counts = None
+        history: list[Callable[[], Iterable[Metric]]] = [
+            self.messages, self.delivery_latency, self.attempts, self.executions,
+            self.step_latency]
+        if counts is not None:  # PostgreSQL: totals kept by triggers, not a scan per scrape
+            history = [lambda c=counts: self.counted(c)]  # type: ignore[misc]
         parts: list[Callable[[], Iterable[Metric]]] = [
-            self.workspaces, self.messages, self.delivery_latency, self.attempts,
-            self.dead_letters, self.executions, self.step_latency, self.queues,
-            self.dispatcher_lag, self.deferrals, self.alerts]
+            self.workspaces, *history, self.dead_letters, self.queues, self.dispatcher_lag,
+            self.deferrals, self.alerts]
         for part in parts:
             try:
                 yield from list(part())
             except Exception:  # a scrape reports what it can; the log says what it could not
-                logger.exception("metrics: %s failed", part.__name__)
+                logger.exception("metrics: %s failed", getattr(part, "__name__", part))
+
+    def counted(self, counts: counters.Counts) -> Iterable[Metric]:
+        """Yield the history's families from the trigger-kept totals (monitoring.counters),
+        the same families and labels the table scans below produce."""
+        messages, attempts, executions = (_family(*spec) for spec in COUNTED_FAMILIES)
+        for family, metric in ((messages, "messages"), (attempts, "attempts"),
+                               (executions, "executions")):
+            for labels, n in sorted(counts.plain[metric].items()):
+                family.add_metric(list(labels), n)
+        delivery = HistogramMetricFamily(*DELIVERY_FAMILY, labels=["channel"])
+        steps = HistogramMetricFamily(*STEP_FAMILY, labels=["node_type"])
+        for histogram_family, metric, bounds in ((delivery, "delivery", DELIVERY_BUCKETS),
+                                                 (steps, "steps", STEP_BUCKETS)):
+            for label, histogram in sorted(counts.histograms[metric].items()):
+                histogram_family.add_metric([label], [(_bound(b) if b != float("inf") else "+Inf",
+                                             float(n)) for b, n in histogram.cumulative(bounds)],
+                                  histogram.seconds)
+        return [messages, delivery, attempts, executions, steps]
 
     def workspaces(self) -> Iterable[Metric]:
         info = GaugeMetricFamily("relay_workspace_info", "Workspaces (join on workspace).",
@@ -106,8 +153,7 @@ class RelayCollector:
         return [info]
 
     def messages(self) -> Iterable[Metric]:
-        family = GaugeMetricFamily("relay_messages", "Messages by workspace, channel, status.",
-                                   labels=["workspace", "channel", "status"])
+        family = _family(*COUNTED_FAMILIES[0])
         rows = Message.objects.values("workspace_id", "channel", "status").annotate(
             n=Count("pk")).order_by()
         for row in rows:
@@ -116,9 +162,7 @@ class RelayCollector:
         return [family]
 
     def delivery_latency(self) -> Iterable[Metric]:
-        family = HistogramMetricFamily(
-            "relay_message_delivery_seconds",
-            "Seconds from a message's intended send time to sent_at.", labels=["channel"])
+        family = HistogramMetricFamily(*DELIVERY_FAMILY, labels=["channel"])
         sent = Message.objects.filter(sent_at__isnull=False)
         duration = _since_start("sent_at", Coalesce("scheduled_for", "created_at"))
         for channel, buckets, seconds in _histogram(sent, "channel", duration,
@@ -127,9 +171,7 @@ class RelayCollector:
         return [family]
 
     def attempts(self) -> Iterable[Metric]:
-        family = CounterMetricFamily("relay_delivery_attempts",
-                                     "Provider calls by channel and outcome.",
-                                     labels=["channel", "outcome"])
+        family = _family(*COUNTED_FAMILIES[1])
         rows = DeliveryAttempt.objects.values("message__channel", "outcome").annotate(
             n=Count("pk")).order_by()
         for row in rows:
@@ -146,8 +188,7 @@ class RelayCollector:
         return [family]
 
     def executions(self) -> Iterable[Metric]:
-        family = GaugeMetricFamily("relay_executions", "Flow executions by status.",
-                                   labels=["workspace", "status"])
+        family = _family(*COUNTED_FAMILIES[2])
         rows = Execution.objects.values("workspace_id", "status").annotate(
             n=Count("pk")).order_by()
         for row in rows:
@@ -155,9 +196,7 @@ class RelayCollector:
         return [family]
 
     def step_latency(self) -> Iterable[Metric]:
-        family = HistogramMetricFamily("relay_step_duration_seconds",
-                                       "Seconds a finished flow step took.",
-                                       labels=["node_type"])
+        family = HistogramMetricFamily(*STEP_FAMILY, labels=["node_type"])
         finished = Step.objects.filter(completed_at__isnull=False)
         duration = _since_start("completed_at", F("started_at"))
         for node_type, buckets, seconds in _histogram(finished, "node_type", duration,

@@ -89,3 +89,41 @@ class AlertEvent(models.Model):
     def __str__(self) -> str:
         state = "resolved" if self.resolved_at else "firing"
         return f"{self.rule} {state} at {self.triggered_at:%Y-%m-%d %H:%M}"
+
+
+
+class CountedLabels(models.Model):
+    """A metric's labels and how many rows (and, for histograms, seconds) they count."""
+
+    metric = models.CharField(max_length=20)
+    a = models.CharField(max_length=64, blank=True, default="")
+    b = models.CharField(max_length=64, blank=True, default="")
+    c = models.CharField(max_length=64, blank=True, default="")
+    n = models.BigIntegerField(default=0)
+    seconds = models.FloatField(default=0.0)
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return f"{self.metric}{{{self.a},{self.b},{self.c}}} {self.n:+d}"
+
+
+class MetricCount(CountedLabels):
+    """A running total behind /metrics (monitoring.counters).
+
+    Written only by PostgreSQL: triggers on the messages, attempts, executions and steps
+    tables append MetricDelta rows in the writing transaction, and counters_compact folds
+    them in here, so a scrape reads a few hundred rows however large the history is.
+    """
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["metric", "a", "b", "c"],
+                                               name="metric_count_labels_unique")]
+
+
+class MetricDelta(CountedLabels):
+    """A change to a MetricCount, appended by a trigger (insert-only, so concurrent writers
+    never wait on one counter row); counters_compact folds and deletes them."""
+
+    id = models.BigAutoField(primary_key=True)

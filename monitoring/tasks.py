@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from monitoring import alerts, health
+from monitoring import alerts, counters, health
 
 
 @shared_task(name="monitoring.tasks.evaluate_alerts")
@@ -16,3 +16,9 @@ def evaluate_alerts() -> dict[str, int]:
 def heartbeat(queue: str = "default") -> None:
     """Record that a worker consumed this queue's heartbeat (see monitoring.health)."""
     health.heartbeat_record(queue=queue)
+
+
+@shared_task(name="monitoring.tasks.compact_metric_counts", acks_late=False)
+def compact_metric_counts() -> int:
+    """Fold the counters' pending deltas into their totals (beat: every 30 s)."""
+    return counters.counters_compact()

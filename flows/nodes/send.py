@@ -98,8 +98,11 @@ def channel_of(node: dict) -> str | None:
 def run(node: dict, context: dict, execution: Any) -> Result:
     """Compose the node's message with the API's composer and hand it to the pipeline."""
     try:
+        # The execution's contact is loaded already: the composer need not look it up.
         message = message_compose(workspace=execution.workspace, source="flow",
-                                  data=_payload(node, context, execution))
+                                  data=_payload(node, context, execution),
+                                  contacts_cache={("pk", str(execution.contact_id)):
+                                                  execution.contact})
     except MessageInvalid as exc:
         return Result(failed=True, error=f"invalid message: {exc.message_dict}")
     return Result(wait=True, message=message, input={"channel": channel_of(node)},

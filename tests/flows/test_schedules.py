@@ -589,6 +589,48 @@ def test_the_sweep_requeues_a_stalled_run_then_fails_it_after_the_timeout(worksp
     assert BulkStart.objects.get(pk=run.bulk_start_id).status == "failed"
 
 
+def test_schedules_due_together_fire_in_one_pass_each_once_with_its_own_outcome(
+        workspace, django_assert_max_num_queries):
+    """Twelve schedules due at 09:00 fire in one pass: a handful of statements, not a
+    transaction each; a second pass and beat's own wake-up fire nothing more."""
+    created = at("2025-06-02T08:50:00Z")
+    shared = FlowFactory(workspace=workspace, scheduled=True)
+    ok = [FlowScheduleFactory(workspace=workspace, flow=shared, now=created) for _ in range(9)]
+    Contact.objects.filter(pk=ok[0].audience["contact_id"]).delete()  # fails: contact gone
+    paused = FlowScheduleFactory(workspace=workspace, now=created)
+    services.flow_set_status(flow=paused.flow, status=Flow.Status.PAUSED)
+    fired_early = FlowScheduleFactory(workspace=workspace, now=created)
+    schedule_fire(schedule_id=fired_early.pk, now=at("2025-06-02T09:00:00Z"))
+    berlin = FlowScheduleFactory(workspace=workspace, flow=shared, now=created,
+                                 cron="0 11 * * *",
+                                 timezone="Europe/Berlin")  # 11:00 CEST is 09:00 UTC
+    now = at("2025-06-02T09:00:01Z")
+    # ~12 statements for all of them, plus ~7 for each run that fails (its event, counters).
+    with django_assert_max_num_queries(30):
+        due, fired = schedules.schedules_fire_due(now=now)
+    assert (due, fired) == (11, 11)
+    assert schedules.schedules_fire_due(now=now) == (0, 0)
+    assert schedule_fire(schedule_id=ok[1].pk, now=at("2025-06-02T09:00:02Z")) == []
+    runs = {r.schedule_id: r for r in ScheduleRun.objects.all()}
+    assert len(runs) == 12
+    assert all(r.occurrence_at == at("2025-06-02T09:00:00Z") for r in runs.values())
+    assert runs[ok[0].pk].status == "failed" and "no longer exists" in runs[ok[0].pk].error
+    assert runs[paused.pk].status == "failed" and "paused" in runs[paused.pk].error
+    for schedule in (*ok[1:], berlin):
+        run = runs[schedule.pk]
+        assert (run.status, run.fired_at) == ("running", now)
+        assert run.bulk_start.contact_ids == [schedule.audience["contact_id"]]
+        drain(run)
+        run.refresh_from_db()
+        assert (run.status, run.started) == ("succeeded", 1)
+    counts = {s.pk: (s.runs, s.successes, s.failures, s.next_run_at)
+              for s in FlowSchedule.objects.all()}
+    tomorrow = at("2025-06-03T09:00:00Z")
+    assert counts[ok[0].pk] == counts[paused.pk] == (1, 0, 1, tomorrow)
+    assert {counts[s.pk] for s in (*ok[1:], berlin)} == {(1, 1, 0, tomorrow)}
+    assert counts[fired_early.pk] == (1, 0, 0, tomorrow)  # fired before, not drained
+
+
 # --- beat sees changes; sync_schedules -------------------------------------------------------
 
 @pytest.mark.django_db(transaction=True)
