@@ -69,16 +69,17 @@ def advance_many(*, execution_ids: list[str]) -> dict[str, str]:
     one claims their leases, one persists every walk (each in a savepoint of its own, so
     a walk that conflicts or raises rolls back alone); two reads load them all.
 
-    Each walk's send still goes out as a delivery task of its own: until a delivery records
-    each outcome as its call returns, a worker killed mid-task repeats the whole task, and
-    a flow's sends would be repeated by the batch."""
+    The walks' sends, and their next advances, are published together after the commit:
+    messages in delivery tasks of up to PUBLISH_BATCH, as an API batch is. A delivery task
+    records each outcome as its call returns, so a worker killed mid-task repeats only the
+    calls it had in flight, not the batch."""
     ids = [str(pk) for pk in execution_ids]
     results = dict.fromkeys(ids, "skipped")
     claimed = _claim(ids)
     if not claimed:
         return results
     unpersisted: list[str] = []
-    with transaction.atomic():
+    with grouped(), transaction.atomic():
         executions = Execution.objects.select_related("contact", "workspace").in_bulk(claimed)
         steps: dict[str, list[Step]] = {pk: [] for pk in claimed}
         for step in Step.objects.filter(execution_id__in=claimed).order_by("started_at", "id"):
