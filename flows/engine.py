@@ -66,8 +66,10 @@ def advance(*, execution_id: str) -> str:
 
 def advance_many(*, execution_ids: list[str]) -> dict[str, str]:
     """Advance a batch of executions (advance's result for each) with two commits in all:
-    one claims their leases, one persists every walk (each in a savepoint of its own, so
-    a walk that conflicts or raises rolls back alone); two reads load them all.
+    one claims their leases, one persists every walk; two reads load them all, and the
+    walks share their writes (walker.persist_many). Should that fail (a step exists after
+    all, or a walk's write raises), the batch's writes roll back and each walk is persisted
+    alone in a savepoint, so one broken walk never costs the others theirs.
 
     The walks' sends, and their next advances, are published together after the commit:
     messages in delivery tasks of up to PUBLISH_BATCH, as an API batch is. A delivery task
@@ -78,24 +80,63 @@ def advance_many(*, execution_ids: list[str]) -> dict[str, str]:
     claimed = _claim(ids)
     if not claimed:
         return results
-    unpersisted: list[str] = []
     with grouped(), transaction.atomic():
         executions = Execution.objects.select_related("contact", "workspace").in_bulk(claimed)
         steps: dict[str, list[Step]] = {pk: [] for pk in claimed}
         for step in Step.objects.filter(execution_id__in=claimed).order_by("started_at", "id"):
             steps[str(step.execution_id)].append(step)
+        walks: dict[str, tuple[walker.Walk, tuple[str, int]]] = {}
         for execution_id in claimed:
+            execution = executions[uuid.UUID(execution_id)]
             try:
-                with transaction.atomic():
-                    results[execution_id] = _advance_claimed(
-                        executions[uuid.UUID(execution_id)], steps[execution_id])
+                walks[execution_id] = (_walk(execution, steps[execution_id]),
+                                       (execution.current_node, execution.current_visit))
+            except walker.Conflict:
+                results[execution_id] = "stale"
             except Exception:  # one broken walk must not cost the others theirs
                 logger.exception("advancing execution %s failed", execution_id)
                 results[execution_id] = "error"
-            if results[execution_id] in ("stale", "error"):
-                unpersisted.append(execution_id)
+        results.update(_persist(walks))
         # A persisted walk gave its lease back in its own UPDATE.
-        Execution.objects.filter(pk__in=unpersisted).update(lease_until=None)
+        Execution.objects.filter(pk__in=[pk for pk in claimed if results[pk] in (
+            "stale", "error")]).update(lease_until=None)
+    return results
+
+
+def _walk(execution: Execution, existing: list[Step]) -> walker.Walk:
+    return walker.walk(execution, graph_of(execution.version_id),
+                       _context(execution, existing), existing, MAX_INLINE_NODES)
+
+
+def _persist(walks: dict[str, tuple[walker.Walk, tuple[str, int]]]) -> dict[str, str]:
+    """Persist the walks together, or one by one if that fails; return each one's result."""
+    written: dict[str, bool | None] = {}
+    new_steps = [row for state, _ in walks.values() for row in state.steps if row.pk is None]
+    try:
+        with transaction.atomic():
+            written = dict(zip(walks, walker.persist_many(list(walks.values())), strict=True))
+    except Exception:
+        logger.warning("persisting %d walks together failed; persisting them one by one",
+                       len(walks), exc_info=True)
+        for row in new_steps:  # rolled back: insert them again
+            row.pk, row._state.adding = None, True
+        for execution_id, (state, origin) in walks.items():
+            try:
+                written[execution_id] = walker.persist(state, origin=origin)
+            except Exception:
+                logger.exception("advancing execution %s failed", execution_id)
+                written[execution_id] = None
+    results: dict[str, str] = {}
+    for execution_id, (state, _) in walks.items():
+        if written[execution_id] is None:
+            results[execution_id] = "error"
+        elif not written[execution_id]:
+            results[execution_id] = "stale"
+        elif state.more:
+            schedule_advance(state.execution.pk)  # yield the worker; continue in a new task
+            results[execution_id] = "yielded"
+        else:
+            results[execution_id] = state.status
     return results
 
 
@@ -119,23 +160,6 @@ def _claim(ids: list[str]) -> list[str]:
             [lease, [uuid.UUID(pk) for pk in ids], ExecStatus.RUNNING, now])
         leased = {str(row[0]) for row in cursor.fetchall()}
     return [pk for pk in ids if pk in leased]
-
-
-def _advance_claimed(execution: Execution, existing: list[Step]) -> str:
-    """Walk and persist one claimed execution; return what the walk did."""
-    context = _context(execution, existing)
-    try:
-        state = walker.walk(execution, graph_of(execution.version_id), context, existing,
-                            MAX_INLINE_NODES)
-    except walker.Conflict:
-        return "stale"
-    origin = (execution.current_node, execution.current_visit)
-    if not walker.persist(state, origin=origin):
-        return "stale"
-    if state.more:
-        schedule_advance(execution.pk)  # yield the worker; continue in a new task
-        return "yielded"
-    return state.status
 
 
 def _context(execution: Execution, steps: list[Step]) -> dict[str, Any]:

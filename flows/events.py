@@ -25,11 +25,17 @@ def executions_emit(*, executions: Sequence[Execution], type: str) -> None:  # n
 
 def execution_finished_emit(*, execution: Execution, status: str) -> None:
     """Emit execution.completed or execution.failed for a final status (else nothing)."""
+    executions_finished_emit(executions=[execution], status=status)
+
+
+def executions_finished_emit(*, executions: Sequence[Execution], status: str) -> None:
+    """Emit execution.completed or execution.failed for executions that reached this final
+    status together (else nothing)."""
     finals: dict[str, str] = {Execution.Status.COMPLETED: events.EXECUTION_COMPLETED,
                               Execution.Status.FAILED: events.EXECUTION_FAILED}
     kind = finals.get(status)
-    if kind:
-        executions_emit(executions=[execution], type=kind)
+    if kind and executions:
+        executions_emit(executions=executions, type=kind)
 
 
 def schedule_run_failed_emit(*, run: ScheduleRun) -> None:

@@ -1,4 +1,5 @@
-"""One advance of an execution: walk nodes in memory, persist the walk in one transaction.
+"""One advance of an execution: walk nodes in memory, persist the walk in one transaction
+(a batch of walks shares its statements: persist_many).
 
 Light nodes (condition, update_contact, end, an elapsed delay) are evaluated in memory one
 after another; the walk stops at a node that waits (send, delay, wait_for_event), fails,
@@ -29,7 +30,7 @@ StepStatus = Step.Status
 
 
 class Conflict(Exception):
-    """The execution moved or the step exists: this walk must not be persisted."""
+    """A step of this visit exists already: this walk must not be persisted."""
 
 
 @dataclass
@@ -125,40 +126,64 @@ def _settle(state: Walk, graph: Graph, node: dict, result: nodes.Result, started
 
 def persist(state: Walk, *, origin: tuple[str, int]) -> bool:
     """Write the walk in one transaction; return False (nothing written) on a conflict."""
-    now = timezone.now()
-    execution = state.execution
-    final = state.status in (ExecStatus.COMPLETED, ExecStatus.FAILED)
     try:
         with transaction.atomic():
-            moved = Execution.objects.filter(
-                pk=execution.pk, status=ExecStatus.RUNNING, current_node=origin[0],
-                current_visit=origin[1]).update(
-                status=state.status, current_node=state.node or "", current_visit=state.visit,
-                visits=state.visits, wake_at=state.wake_at, waiting_event=state.waiting_event,
-                error=state.error[:4000], completed_at=now if final else None, updated_at=now,
-                # The lease ends with this commit, which publishes the walk's send: a message
-                # decided at once (suppressed, a fast provider) may resume the step and publish
-                # the next advance before this task's own cleanup would free the lease.
-                lease_until=None)
-            if not moved:
-                raise Conflict("the execution moved")
-            if state.message is not None:
-                pipeline.message_create_many(messages=[state.message])
-            _write_steps(state, now)
-            _write_attributes(execution.contact_id, state.attributes)
-            if state.failed_step is not None:
-                dead_letter(execution=execution, step=state.failed_step,
-                            node=state.failed_node or {}, error=state.failed_step.error)
-            if final:
-                flow_events.execution_finished_emit(execution=execution, status=state.status)
-    except (Conflict, IntegrityError):
+            return persist_many([(state, origin)])[0]
+    except IntegrityError:
         return False
-    return True
 
 
-def _write_steps(state: Walk, now: datetime) -> None:
+def persist_many(walks: list[tuple[Walk, tuple[str, int]]]) -> list[bool]:
+    """Write walks in the caller's transaction; for each, whether it was written.
+
+    Each execution moves by a conditional UPDATE fenced on where its walk started; a walk
+    whose execution moved meanwhile is left out (False) and writes nothing. The written
+    walks share their statements: one INSERT of their messages (with message.queued), one
+    of their new steps, one finished event per status. Attributes and dead letters go per
+    walk. An IntegrityError (a step exists after all) leaves the caller's transaction to
+    roll back: the caller then persists the walks one by one (`persist`)."""
+    now = timezone.now()
+    written = [_move(state, origin, now) for state, origin in walks]
+    kept = [state for (state, _), ok in zip(walks, written, strict=True) if ok]
+    messages = [state.message for state in kept if state.message is not None]
+    if messages:
+        pipeline.message_create_many(messages=messages)
+    _write_steps([row for state in kept for row in state.steps], now)
+    attributes: dict[Any, dict[str, Any]] = {}
+    for state in kept:
+        if state.attributes:
+            attributes.setdefault(state.execution.contact_id, {}).update(state.attributes)
+    _write_attributes(attributes)
+    finished: dict[str, list[Execution]] = {}
+    for state in kept:
+        if state.failed_step is not None:
+            dead_letter(execution=state.execution, step=state.failed_step,
+                        node=state.failed_node or {}, error=state.failed_step.error)
+        if state.status in (ExecStatus.COMPLETED, ExecStatus.FAILED):
+            finished.setdefault(state.status, []).append(state.execution)
+    for status, executions in finished.items():
+        flow_events.executions_finished_emit(executions=executions, status=status)
+    return written
+
+
+def _move(state: Walk, origin: tuple[str, int], now: datetime) -> bool:
+    """Move the execution to where the walk stopped, if it is still where it started."""
+    final = state.status in (ExecStatus.COMPLETED, ExecStatus.FAILED)
+    return bool(Execution.objects.filter(
+        pk=state.execution.pk, status=ExecStatus.RUNNING, current_node=origin[0],
+        current_visit=origin[1]).update(
+        status=state.status, current_node=state.node or "", current_visit=state.visit,
+        visits=state.visits, wake_at=state.wake_at, waiting_event=state.waiting_event,
+        error=state.error[:4000], completed_at=now if final else None, updated_at=now,
+        # The lease ends with this commit, which publishes the walk's send: a message
+        # decided at once (suppressed, a fast provider) may resume the step and publish the
+        # next advance before the advancing task's own cleanup would free the lease.
+        lease_until=None))
+
+
+def _write_steps(rows: list[Step], now: datetime) -> None:
     new: list[Step] = []
-    for row in state.steps:
+    for row in rows:
         if row.status in (StepStatus.COMPLETED, StepStatus.FAILED):
             row.completed_at = now
         if row.pk is None:
@@ -168,12 +193,17 @@ def _write_steps(state: Walk, now: datetime) -> None:
     Step.objects.bulk_create(new)
 
 
-def _write_attributes(contact_id: Any, values: dict[str, Any]) -> None:
+def _write_attributes(values: dict[Any, dict[str, Any]]) -> None:
+    """Merge attributes into contacts: one locking read and one UPDATE for all of them
+    (locked in id order, so two batches never wait on each other in a circle)."""
     if not values:
         return
-    contact = Contact.objects.select_for_update().get(pk=contact_id)
-    contact.attributes = {**(contact.attributes or {}), **values}
-    contact.save(update_fields=["attributes", "updated_at"])
+    now = timezone.now()
+    contacts = list(Contact.objects.select_for_update().filter(pk__in=values).order_by("pk"))
+    for contact in contacts:
+        contact.attributes = {**(contact.attributes or {}), **values[contact.pk]}
+        contact.updated_at = now
+    Contact.objects.bulk_update(contacts, ["attributes", "updated_at"])
 
 
 def dead_letter(*, execution: Execution, step: Step, node: dict, error: str) -> None:

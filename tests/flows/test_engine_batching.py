@@ -4,6 +4,7 @@ real broker's queue lengths)."""
 from __future__ import annotations
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from config.celery import app
@@ -58,3 +59,56 @@ def test_publishes_held_by_a_block_that_fails_still_go_out(workspace):
         raise RuntimeError("the rest of the task failed")
     assert broker_depths()["sms"] == 1
     app.control.purge()
+
+
+def test_a_batch_of_walks_shares_its_writes(workspace, django_assert_max_num_queries):
+    """Twenty walks to a send: one claim, two reads, per walk its fenced UPDATE, and for
+    all of them one INSERT of their messages, one of their steps, one locking read and one
+    UPDATE of their contacts' attributes."""
+    flow = FlowFactory(workspace=workspace, publish=True, nodes=[
+        {"id": "n1", "type": "update_contact", "data": {"attributes": {"seen": True}}},
+        {"id": "n2", "type": "send_sms", "data": {"body": "Hi"}}],
+        edges=[{"id": "e", "source": "n1", "target": "n2"}])
+    contacts = ContactFactory.create_batch(20, workspace=workspace)
+    executions, _ = services.executions_start_many(flow=flow, contacts=contacts, data={},
+                                                   source="api")
+    app.control.purge()
+    with django_assert_max_num_queries(36):  # 20 moves, 14 for the whole batch
+        results = advance_executions([str(e.pk) for e in executions])
+    assert set(results.values()) == {"waiting"}
+    assert Step.objects.filter(node_id="n2", status="waiting").count() == 20
+    assert Message.objects.filter(workspace=workspace, status="queued").count() == 20
+    assert broker_depths()["sms"] == 1  # the twenty sends share one delivery task
+    app.control.purge()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql",
+                    reason="adds a CHECK constraint to a live table")
+def test_a_walk_whose_write_fails_costs_the_others_nothing(workspace):
+    """The batch's shared writes roll back and each walk is written alone: the one whose
+    step the database refuses is left where it was, with its lease freed; the rest move."""
+    flow = FlowFactory(workspace=workspace, publish=True, nodes=[
+        {"id": "n1", "type": "condition", "data": {"rules": {"all": [
+            {"field": "contact.attributes.vip", "op": "eq", "value": True}]}}},
+        {"id": "refused", "type": "end"}, {"id": "fine", "type": "end"}],
+        edges=[{"id": "a", "source": "n1", "target": "refused", "sourceHandle": "true"},
+               {"id": "b", "source": "n1", "target": "fine", "sourceHandle": "false"}])
+    vip = ContactFactory(workspace=workspace, attributes={"vip": True})
+    others = ContactFactory.create_batch(3, workspace=workspace, attributes={"vip": False})
+    executions, _ = services.executions_start_many(flow=flow, contacts=[vip, *others],
+                                                   data={}, source="api")
+    with connection.cursor() as cursor:  # the database refuses this one step
+        cursor.execute("ALTER TABLE flows_step ADD CONSTRAINT refuse_node "
+                       "CHECK (node_id <> 'refused')")
+    try:
+        results = advance_executions([str(e.pk) for e in executions])
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE flows_step DROP CONSTRAINT refuse_node")
+    by_contact = {e.contact_id: str(e.pk) for e in executions}
+    assert results[by_contact[vip.pk]] == "stale"
+    assert [results[by_contact[c.pk]] for c in others] == ["completed"] * 3
+    stuck = Execution.objects.get(pk=by_contact[vip.pk])
+    assert (stuck.status, stuck.current_node, stuck.lease_until) == ("running", "n1", None)
+    assert not Step.objects.filter(execution=stuck).exists()
+    assert Step.objects.filter(node_id="fine", status="completed").count() == 3
