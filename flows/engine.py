@@ -10,12 +10,14 @@ twice, and a worker that dies leaves the execution where its last completed step
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -283,17 +285,87 @@ def on_message_finished(*, message_id: Any) -> None:
 
 def on_messages_finished(*, message_ids: list[Any]) -> None:
     """Complete (or fail) the flow steps waiting for these messages: three reads for all
-    of them, a savepoint each, one commit, and their next advances published together."""
+    of them, one commit, and their next advances published together. The common case (a
+    message that did not fail, its execution where the step left it) moves them all in two
+    statements (_resume_together); the rest go one by one, a savepoint each."""
     steps = list(Step.objects.filter(message_id__in=message_ids, status=StepStatus.WAITING))
     if not steps:
         return
     messages = Message.objects.in_bulk([step.message_id for step in steps])
     executions = Execution.objects.in_bulk([step.execution_id for step in steps])
     with grouped(), transaction.atomic():
-        for step in steps:
+        for step in _resume_together(steps, messages, executions):
             with transaction.atomic():
                 _resume_for_message(step, messages[step.message_id],
                                     executions[step.execution_id])
+
+
+def _resume_together(steps: list[Step], messages: dict[Any, Message],
+                     executions: dict[Any, Execution]) -> list[Step]:
+    """Complete the steps whose message did not fail and whose execution is unpaused and
+    still at that step, and move their executions past them: one UPDATE of the steps and
+    one of the executions (PostgreSQL). Should any of them have moved meanwhile, all of
+    it rolls back. Return the steps left to resume one by one."""
+    if connection.vendor != "postgresql":
+        return steps
+    now = timezone.now()
+    together: dict[Any, Step] = {}
+    for step in steps:
+        execution = executions[step.execution_id]
+        if (messages[step.message_id].status != MessageStatus.FAILED
+                and execution.paused_at is None
+                and (execution.current_node, execution.current_visit) == (
+                    step.node_id, step.visit)
+                and step.execution_id not in together):
+            together[step.execution_id] = step
+    if not together:
+        return steps
+    moves = [_move_past(executions[step.execution_id], step, now)
+             for step in together.values()]
+    outputs = [json.dumps({**(step.output or {}),
+                           **_message_output(messages[step.message_id])},
+                          cls=DjangoJSONEncoder) for step in together.values()]
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {Step._meta.db_table} AS s SET status = %s, completed_at = %s, "
+                "output = v.output::jsonb FROM unnest(%s::bigint[], %s::text[]) "
+                "AS v(id, output) WHERE s.id = v.id AND s.status = %s RETURNING s.id",
+                [StepStatus.COMPLETED, now, [step.pk for step in together.values()],
+                 outputs, StepStatus.WAITING])
+            completed = len(cursor.fetchall())
+        moved = walker.move_many(moves, statuses=[ExecStatus.RUNNING, ExecStatus.WAITING],
+                                 now=now)
+        if completed != len(together) or len(moved) != len(together):
+            transaction.set_rollback(True)  # another path got to one of them first
+            return steps
+    ended = [executions[m.execution_id] for m in moves if m.status == ExecStatus.COMPLETED]
+    flow_events.executions_finished_emit(executions=ended, status=ExecStatus.COMPLETED)
+    onward = [m.execution_id for m in moves if m.status == ExecStatus.RUNNING]
+    transaction.on_commit(lambda: publish(onward))
+    return [step for step in steps if together.get(step.execution_id) is not step]
+
+
+def _move_past(execution: Execution, step: Step, now: datetime) -> walker.Move:
+    """Where the execution goes once its waiting step completes (as _move does)."""
+    next_node = graph_of(execution.version_id).next(step.node_id)
+    visits = dict(execution.visits or {})
+    if next_node is None:
+        return walker.Move(execution.pk, (step.node_id, step.visit), ExecStatus.COMPLETED,
+                           "", execution.current_visit, visits, error=execution.error,
+                           completed_at=now)
+    visits[next_node] = visits.get(next_node, 0) + 1
+    return walker.Move(execution.pk, (step.node_id, step.visit), ExecStatus.RUNNING,
+                       next_node, visits[next_node], visits, error=execution.error)
+
+
+def _message_output(message: Message) -> dict[str, Any]:
+    """A send step's output once its message is final. A suppressed message completes its
+    step too (the recipients' rules said no): the output's status and suppressed_reason
+    let a condition branch on it."""
+    return {"message_id": str(message.pk), "status": message.status,
+            "suppressed_reason": message.suppressed_reason,
+            "provider_message_id": message.provider_message_id, "response": message.response}
 
 
 def _resume_for_message(step: Step, message: Message, execution: Execution) -> None:
@@ -301,12 +373,8 @@ def _resume_for_message(step: Step, message: Message, execution: Execution) -> N
         resume_step(step=step, outcome="failed", output={}, execution=execution,
                     error=f"message {message.pk} failed: {message.last_error}")
         return
-    # A suppressed message completes its step too (the recipients' rules said no): the
-    # output's status and suppressed_reason let a condition branch on it.
-    resume_step(step=step, outcome="completed", execution=execution, output={
-        "message_id": str(message.pk), "status": message.status,
-        "suppressed_reason": message.suppressed_reason,
-        "provider_message_id": message.provider_message_id, "response": message.response})
+    resume_step(step=step, outcome="completed", execution=execution,
+                output=_message_output(message))
 
 
 def dispatch_timers(*, now: datetime | None = None, batch: int = 500) -> int:

@@ -23,7 +23,7 @@ RUN_SCHEDULE_BATCH = "flows.schedule_tasks.run_schedule_batch"
 QUEUE = "flows"
 # Executions advanced by one task: a bulk start of 10,000 is 500 tasks, not 10,000, and a
 # batch of light walks still finishes in well under a second.
-ADVANCE_BATCH = 20
+ADVANCE_BATCH = 50
 
 
 def send(task_name: str, *args: Any) -> None:

@@ -167,20 +167,33 @@ def persist_many(walks: list[tuple[Walk, tuple[str, int]]]) -> list[bool]:
     return written
 
 
-def _move_many(walks: list[tuple[Walk, tuple[str, int]]], now: datetime) -> list[bool]:
-    """Move each execution to where its walk stopped, if it is still running where the walk
-    started; return which moved. Every move also frees the lease: it ends with this
-    commit, which publishes the walks' sends, and a message decided at once (suppressed, a
-    fast provider) may resume its step and publish the next advance before the advancing
-    task's own cleanup would free it.
+@dataclass
+class Move:
+    """Where one execution goes, from where it must still be."""
+    execution_id: Any
+    origin: tuple[str, int]
+    status: str
+    node: str
+    visit: int
+    visits: dict[str, int]
+    wake_at: datetime | None = None
+    waiting_event: str = ""
+    error: str = ""
+    completed_at: datetime | None = None
 
-    PostgreSQL: one UPDATE ... FROM unnest(...) RETURNING for all. SQLite (development): one
-    conditional UPDATE each."""
-    if connection.vendor != "postgresql":
-        return [_move(state, origin, now) for state, origin in walks]
-    rows = [(state.execution.pk, origin[0], origin[1], state.status, state.node or "",
-             state.visit, json.dumps(state.visits), state.wake_at, state.waiting_event,
-             state.error[:4000], now if _final(state) else None) for state, origin in walks]
+
+def move_many(moves: list[Move], *, statuses: list[str], now: datetime) -> set[Any]:
+    """Move each execution that is still at its move's origin in one of `statuses`, and
+    free its lease; return the ids that moved. PostgreSQL only: one UPDATE ... FROM
+    unnest(...) RETURNING for all of them."""
+    if not moves:
+        return set()
+    columns = [[m.execution_id for m in moves], [m.origin[0] for m in moves],
+               [m.origin[1] for m in moves], [m.status for m in moves],
+               [m.node for m in moves], [m.visit for m in moves],
+               [json.dumps(m.visits) for m in moves], [m.wake_at for m in moves],
+               [m.waiting_event for m in moves], [m.error[:4000] for m in moves],
+               [m.completed_at for m in moves]]
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {Execution._meta.db_table} AS e SET status = v.status, "
@@ -191,10 +204,28 @@ def _move_many(walks: list[tuple[Walk, tuple[str, int]]], now: datetime) -> list
             "%s::int[], %s::text[], %s::timestamptz[], %s::text[], %s::text[], "
             "%s::timestamptz[]) AS v(id, origin_node, origin_visit, status, node, visit, "
             "visits, wake_at, waiting_event, error, completed_at) "
-            "WHERE e.id = v.id AND e.status = %s AND e.current_node = v.origin_node "
+            "WHERE e.id = v.id AND e.status = ANY(%s) AND e.current_node = v.origin_node "
             "AND e.current_visit = v.origin_visit RETURNING e.id",
-            [now, *(list(column) for column in zip(*rows, strict=True)), ExecStatus.RUNNING])
-        moved = {row[0] for row in cursor.fetchall()}
+            [now, *columns, statuses])
+        return {row[0] for row in cursor.fetchall()}
+
+
+def _move_many(walks: list[tuple[Walk, tuple[str, int]]], now: datetime) -> list[bool]:
+    """Move each execution to where its walk stopped, if it is still running where the walk
+    started; return which moved. Every move also frees the lease: it ends with this
+    commit, which publishes the walks' sends, and a message decided at once (suppressed, a
+    fast provider) may resume its step and publish the next advance before the advancing
+    task's own cleanup would free it.
+
+    PostgreSQL: one statement for all (move_many). SQLite (development): one conditional
+    UPDATE each."""
+    if connection.vendor != "postgresql":
+        return [_move(state, origin, now) for state, origin in walks]
+    moved = move_many([Move(
+        state.execution.pk, origin, state.status, state.node or "", state.visit,
+        state.visits, state.wake_at, state.waiting_event, state.error,
+        now if _final(state) else None) for state, origin in walks],
+        statuses=[ExecStatus.RUNNING], now=now)
     return [state.execution.pk in moved for state, _ in walks]
 
 

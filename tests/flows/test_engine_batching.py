@@ -20,15 +20,24 @@ from tests.factories import ContactFactory, FlowFactory
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_a_delivery_batchs_finished_messages_resume_their_steps_with_one_advance_task(
-        workspace, django_assert_max_num_queries):
-    flow = FlowFactory(workspace=workspace, publish=True, nodes=[
-        {"id": "n1", "type": "send_sms", "data": {"body": "Hi"}},
-        {"id": "n2", "type": "update_contact", "data": {"attributes": {"done": True}}}],
-        edges=[{"id": "e", "source": "n1", "target": "n2"}])
-    contacts = ContactFactory.create_batch(5, workspace=workspace)
+SEND_THEN_UPDATE = ([{"id": "n1", "type": "send_sms", "data": {"body": "Hi"}},
+                     {"id": "n2", "type": "update_contact",
+                      "data": {"attributes": {"done": True}}}],
+                    [{"id": "e", "source": "n1", "target": "n2"}])
+
+
+def started(workspace, count: int, flow_nodes: list, edges: list) -> list[Execution]:
+    """Start a published flow for `count` new contacts; return the executions."""
+    flow = FlowFactory(workspace=workspace, publish=True, nodes=flow_nodes, edges=edges)
+    contacts = ContactFactory.create_batch(count, workspace=workspace)
     executions, _ = services.executions_start_many(flow=flow, contacts=contacts, data={},
                                                    source="api")
+    return executions
+
+
+def test_a_delivery_batchs_finished_messages_resume_their_steps_with_one_advance_task(
+        workspace, django_assert_max_num_queries):
+    executions = started(workspace, 5, *SEND_THEN_UPDATE)
     with django_assert_max_num_queries(60):  # ~7 a walk, two commits for the five
         results = advance_executions([str(e.pk) for e in executions])
     assert set(results.values()) == {"waiting"}
@@ -65,13 +74,10 @@ def test_a_batch_of_walks_shares_its_writes(workspace, django_assert_max_num_que
     """Twenty walks to a send: the claim, two reads, the fenced moves, and for all of them
     one INSERT of their messages, one of their steps, one locking read and one UPDATE of
     their contacts' attributes."""
-    flow = FlowFactory(workspace=workspace, publish=True, nodes=[
+    executions = started(workspace, 20, [
         {"id": "n1", "type": "update_contact", "data": {"attributes": {"seen": True}}},
         {"id": "n2", "type": "send_sms", "data": {"body": "Hi"}}],
-        edges=[{"id": "e", "source": "n1", "target": "n2"}])
-    contacts = ContactFactory.create_batch(20, workspace=workspace)
-    executions, _ = services.executions_start_many(flow=flow, contacts=contacts, data={},
-                                                   source="api")
+        [{"id": "e", "source": "n1", "target": "n2"}])
     app.control.purge()
     # PostgreSQL claims and moves all twenty in one statement each; SQLite one per walk.
     per_batch = 1 if connection.vendor == "postgresql" else 20
@@ -114,3 +120,44 @@ def test_a_walk_whose_write_fails_costs_the_others_nothing(workspace):
     assert (stuck.status, stuck.current_node, stuck.lease_until) == ("running", "n1", None)
     assert not Step.objects.filter(execution=stuck).exists()
     assert Step.objects.filter(node_id="fine", status="completed").count() == 3
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql",
+                    reason="the steps resume together on PostgreSQL only")
+def test_steps_resumed_together_roll_back_together_when_one_execution_moved(workspace):
+    """The batch read its executions at the send step, but one has moved on since (another
+    path resumed it): nothing of the batch is written, and every step is left to the
+    one-by-one path, which sees the move."""
+    from flows import engine
+
+    executions = started(workspace, 3, *SEND_THEN_UPDATE)
+    advance_executions([str(e.pk) for e in executions])
+    app.control.purge()
+    steps = list(Step.objects.filter(node_id="n1", status="waiting"))
+    Message.objects.filter(workspace=workspace).update(status="sent", sent_at=timezone.now())
+    messages = Message.objects.in_bulk([s.message_id for s in steps])
+    loaded = Execution.objects.in_bulk([s.execution_id for s in steps])
+    Execution.objects.filter(pk=steps[0].execution_id).update(current_node="n2")
+    assert engine._resume_together(steps, messages, loaded) == steps
+    assert Step.objects.filter(node_id="n1", status="waiting").count() == 3
+    assert Execution.objects.filter(current_node="n1", status="waiting").count() == 2
+    assert broker_depths()["flows"] == 0
+
+
+def test_steps_resumed_together_end_their_executions_or_move_them_on(workspace):
+    """A send step as the last node ends its execution; one with a node after it moves on
+    and is advanced: each step's output carries its message."""
+    executions = started(workspace, 4, [
+        {"id": "n1", "type": "send_sms", "data": {"body": "Hi"}}], [])
+    advance_executions([str(e.pk) for e in executions])
+    messages = list(Message.objects.filter(workspace=workspace))
+    Message.objects.filter(workspace=workspace).update(status="sent", sent_at=timezone.now())
+    app.control.purge()
+    with grouped():
+        for message in messages:
+            message_finished.send(sender=None, message_id=message.pk, source="flow")
+    assert set(Execution.objects.values_list("status", "current_node")) == {("completed", "")}
+    assert all(e.completed_at for e in Execution.objects.all())
+    outputs = {s.output["message_id"]: s.output["status"] for s in Step.objects.all()}
+    assert outputs == {str(m.pk): "sent" for m in messages}
+    assert broker_depths()["flows"] == 0
