@@ -114,3 +114,30 @@ def test_a_batch_posted_together_is_published_in_tasks_of_fifty(api):
     assert background_flush(30)
     assert broker_depths()["sms"] == 3
     app.control.purge()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_publishing_a_task_sends_no_task_sent_event(workspace):
+    import redis
+    from django.conf import settings
+
+    from messaging import pipeline
+
+    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    listener = client.pubsub(ignore_subscribe_messages=True)
+    db = client.connection_pool.connection_kwargs.get("db", 0)
+    listener.psubscribe(f"/{db}.celeryev/*")  # Celery's events on this broker
+    listener.subscribe("publishing-test-end")
+    app.control.purge()
+    pipeline.message_create(workspace=workspace, channel="sms", to="+14155552671",
+                            content={"body": "hi"})
+    assert broker_depths()["sms"] == 1
+    client.publish("publishing-test-end", b"end")  # after every publish of the task
+    seen: list[bytes] = []
+    while not seen or seen[-1] != b"publishing-test-end":
+        event = listener.get_message(timeout=5)
+        if event is not None:
+            seen.append(event["channel"])
+    listener.close()
+    assert not any(b"task.sent" in channel for channel in seen), seen
+    app.control.purge()
