@@ -10,6 +10,7 @@ batch; nothing more when nobody listens.
 """
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
 from core.models import DeadLetter, new_webhook_secret
@@ -136,14 +138,46 @@ def _insert(deliveries: list[Message]) -> None:
         transaction.on_commit(lambda: publish(deliveries))
 
 
+# Workspaces this process found without an enabled endpoint, and when (time.monotonic()):
+# most have none, and a message then goes without the lookup for a short while.
+_without_endpoints: dict[str, float] = {}
+
+
 def subscribers(workspace_ids: Iterable[Any]) -> dict[str, list[WebhookEndpoint]]:
-    """Return the enabled endpoints of these workspaces, by workspace id (one query)."""
+    """Return the enabled endpoints of these workspaces, by workspace id (one query, none
+    when each was seen without any in the last EVENT_ENDPOINTS_RECHECK_SECONDS: an endpoint
+    created or enabled in another process gets events from that long after at the latest;
+    in this process at once). Endpoints found are never remembered, so one disabled or
+    deleted gets nothing more."""
+    now = time.monotonic()
+    recheck = settings.EVENT_ENDPOINTS_RECHECK_SECONDS
+    wanted = {str(workspace_id) for workspace_id in workspace_ids}
+    wanted = {workspace_id for workspace_id in wanted
+              if now - _without_endpoints.get(workspace_id, -recheck) >= recheck}
     found: dict[str, list[WebhookEndpoint]] = {}
+    if not wanted:
+        return found
     for endpoint in WebhookEndpoint.objects.filter(
-            workspace_id__in=set(workspace_ids), enabled=True).only(
+            workspace_id__in=wanted, enabled=True).only(
             "id", "workspace_id", "url", "events").order_by("created_at"):
         found.setdefault(str(endpoint.workspace_id), []).append(endpoint)
+    for workspace_id in wanted:
+        if workspace_id in found:
+            _without_endpoints.pop(workspace_id, None)
+        else:
+            _without_endpoints[workspace_id] = now
     return found
+
+
+def subscribers_forget(**_: Any) -> None:
+    """Look endpoints up again from now on (an endpoint of this process changed)."""
+    _without_endpoints.clear()
+
+
+post_save.connect(subscribers_forget, sender=WebhookEndpoint,
+                  dispatch_uid="events.subscribers_forget.save")
+post_delete.connect(subscribers_forget, sender=WebhookEndpoint,
+                    dispatch_uid="events.subscribers_forget.delete")
 
 
 def subscribed(wanted: Any, event_type: str) -> bool:
@@ -269,6 +303,7 @@ def endpoint_enable(*, endpoint: WebhookEndpoint) -> None:
     WebhookEndpoint.objects.filter(pk=endpoint.pk).update(
         enabled=True, disabled_at=None, disabled_reason="", failing_since=None,
         updated_at=timezone.now())
+    subscribers_forget()
     endpoint.enabled, endpoint.disabled_at, endpoint.disabled_reason = True, None, ""
     endpoint.failing_since = None
 

@@ -32,10 +32,11 @@ DELIVER_TASK = "messaging.tasks.deliver_messages"
 def publish(messages: Iterable[Message], *, now: datetime | None = None) -> int:
     """Publish delivery tasks, one per batch of messages due together; return how many
     messages were published (or held: inside core.publishing.grouped() they go out with the
-    block's others at its end). A broker failure is logged, never raised: the rows stay
+    block's others at its end; inside core.publishing.in_background() this process's
+    publishing thread sends them). A broker failure is logged, never raised: the rows stay
     `queued`, so the sweeper publishes them again."""
     messages = list(messages)
-    if hold(_publish_now, messages):
+    if hold(_publish_now, messages, background=True):
         return len(messages)
     return _publish_now(messages, now=now)
 

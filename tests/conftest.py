@@ -118,6 +118,16 @@ def allow_local(settings) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _background_publishes_sent() -> Iterator[None]:
+    """Let a test's background publishes (API requests hand theirs to a thread) go out
+    within the test, so none lands in the broker after the next one has purged it."""
+    from core.publishing import background_flush
+
+    yield
+    background_flush(30)
+
+
+@pytest.fixture(autouse=True)
 def _forget_parsed_graphs() -> Iterator[None]:
     """Forget the engine's parsed flow versions: ids come again after a test's database is
     flushed, and a version of an earlier test must not stand in for this one's."""

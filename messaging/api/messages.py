@@ -17,6 +17,7 @@ from core.api import ApiError
 from core.audit import actor_of
 from core.auth import workspace_of
 from core.models import Scope
+from core.publishing import in_background
 from messaging import pipeline
 from messaging.api.idempotency import idempotent
 from messaging.compose import MessageInvalid, input_fields, message_compose
@@ -143,7 +144,10 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         def handler() -> Response:
             serializer = MessageCreateSerializer(data=request.data, context=self._context())
             serializer.is_valid(raise_exception=True)
-            message = pipeline.message_create_many(messages=[serializer.build()])[0]
+            # Committed before the answer; the delivery task goes out from this process's
+            # publishing thread, grouped with other requests' (core.publishing).
+            with in_background():
+                message = pipeline.message_create_many(messages=[serializer.build()])[0]
             return Response(MessageSerializer(message).data, status=status.HTTP_201_CREATED)
         return idempotent(request, handler)
 
@@ -173,7 +177,8 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
             if errors:
                 raise ApiError(400, f"{len(errors)} of {len(built) + len(errors)} messages are "
                                     "invalid; nothing was created.", fields={"messages": errors})
-            created = pipeline.message_create_many(messages=built)
+            with in_background():
+                created = pipeline.message_create_many(messages=built)
             return Response({"count": len(created),
                              "messages": MessageSerializer(created, many=True).data},
                             status=status.HTTP_201_CREATED)

@@ -9,6 +9,7 @@ import pytest
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from messaging import events
 from messaging.models import Message, WebhookEndpoint
 from tests.support.stub_server import Reply
 from tests.support.waiting import wait_until
@@ -203,3 +204,58 @@ def test_an_inbound_message_reaches_an_endpoint_as_message_received(
     assert (body["data"]["direction"], body["data"]["status"], body["data"]["sender"]) == (
         "inbound", "received", "+14155550123")
     assert body["data"]["content"]["body"] == "Is it open?"
+
+
+# --- the lookup of a workspace's endpoints -----------------------------------------------------
+
+def _queued_deliveries(workspace) -> int:
+    from messaging import pipeline
+
+    pipeline.message_create_many(messages=[pipeline.message_build(
+        workspace=workspace, channel="sms", to="+14155552671", content={"body": "x"})])
+    return Message.objects.filter(workspace=workspace, source="event").count()
+
+
+def test_a_workspace_without_endpoints_is_not_looked_up_again_right_away(
+        workspace, django_assert_num_queries):
+    events.subscribers_forget()
+    assert events.subscribers([workspace.pk]) == {}
+    with django_assert_num_queries(0):
+        assert events.subscribers([workspace.pk]) == {}
+
+
+def test_an_endpoint_created_in_this_process_gets_the_next_event_at_once(workspace):
+    events.subscribers_forget()
+    assert _queued_deliveries(workspace) == 0
+    WebhookEndpoint.objects.create(workspace=workspace, url="https://example.com/hook",
+                                   events=["*"])
+    assert _queued_deliveries(workspace) == 1
+
+
+def test_an_endpoint_enabled_again_gets_the_next_event_at_once(workspace):
+    endpoint = WebhookEndpoint.objects.create(workspace=workspace, enabled=False,
+                                              url="https://example.com/hook", events=["*"])
+    events.subscribers_forget()
+    assert _queued_deliveries(workspace) == 0
+    events.endpoint_enable(endpoint=endpoint)
+    assert _queued_deliveries(workspace) == 1
+
+
+def test_an_endpoint_created_elsewhere_is_found_once_the_recheck_time_passed(
+        workspace, settings):
+    events.subscribers_forget()
+    assert _queued_deliveries(workspace) == 0
+    # Another process's insert: no signal reaches this one.
+    WebhookEndpoint.objects.bulk_create([WebhookEndpoint(
+        workspace=workspace, url="https://example.com/hook", events=["*"])])
+    assert _queued_deliveries(workspace) == 0
+    settings.EVENT_ENDPOINTS_RECHECK_SECONDS = 0
+    assert _queued_deliveries(workspace) == 1
+
+
+def test_found_endpoints_are_not_remembered(workspace):
+    endpoint = WebhookEndpoint.objects.create(workspace=workspace,
+                                              url="https://example.com/hook", events=["*"])
+    assert _queued_deliveries(workspace) == 1
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(enabled=False)  # no signal
+    assert _queued_deliveries(workspace) == 1
