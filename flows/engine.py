@@ -302,10 +302,10 @@ def on_messages_finished(*, message_ids: list[Any]) -> None:
 
 def _resume_together(steps: list[Step], messages: dict[Any, Message],
                      executions: dict[Any, Execution]) -> list[Step]:
-    """Complete the steps whose message did not fail and whose execution is unpaused and
-    still at that step, and move their executions past them: one UPDATE of the steps and
-    one of the executions (PostgreSQL). Should any of them have moved meanwhile, all of
-    it rolls back. Return the steps left to resume one by one."""
+    """Complete the steps whose message did not fail and whose execution is unpaused, not
+    finished and still at that step, and move their executions past them: one UPDATE of
+    the steps and one of the executions (PostgreSQL). Should any of them have moved
+    meanwhile, all of it rolls back. Return the steps left to resume one by one."""
     if connection.vendor != "postgresql":
         return steps
     now = timezone.now()
@@ -314,6 +314,7 @@ def _resume_together(steps: list[Step], messages: dict[Any, Message],
         execution = executions[step.execution_id]
         if (messages[step.message_id].status != MessageStatus.FAILED
                 and execution.paused_at is None
+                and execution.status in (ExecStatus.RUNNING, ExecStatus.WAITING)
                 and (execution.current_node, execution.current_visit) == (
                     step.node_id, step.visit)
                 and step.execution_id not in together):
