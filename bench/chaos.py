@@ -401,12 +401,16 @@ def sigterm(run: Run, *, group: bool = False) -> None:
     Expected: the running batch finishes, unstarted ones go back to the broker (acks_late),
     so nothing is lost and nothing reaches the provider twice.
     """
+    from django.conf import settings
+
     run.cluster.stub_mode(mode="slow", delay=SLOW_PROVIDER_SECONDS)
-    # Spread over time, and on past N until both rolls are done, so each roll finds a batch
-    # in flight however slowly this machine starts the workers or answers `inspect`.
+    # Faster than one worker can send (its processes' calls at once through the slow
+    # provider), so neither worker can take all the batches while the other idles; and on
+    # past N until both rolls are done, so each roll finds a batch in flight.
+    one_worker = run.cluster.workers * settings.PROVIDER_CONCURRENCY / SLOW_PROVIDER_SECONDS
     rolling = threading.Event()
     rolling.set()
-    sender = in_background(lambda: run.send(seconds=max(15.0, run.n / 40),
+    sender = in_background(lambda: run.send(seconds=run.n / (1.5 * one_worker),
                                             more=rolling.is_set))
     try:
         run.details["rolls"] = [roll_worker(run, name, group=group)
@@ -426,6 +430,10 @@ def sigterm_group(run: Run) -> None:
     sigterm(run, group=True)
 
 
+# Seconds between two `inspect active` polls of a worker being rolled.
+INSPECT_EVERY = 0.2
+
+
 def roll_worker(run: Run, name: str, *, group: bool = False,
                 timeout: float = 120.0) -> dict[str, Any]:
     """Replace one worker while it runs a batch; return what was in flight and how its
@@ -443,6 +451,11 @@ def roll_worker(run: Run, name: str, *, group: bool = False,
         polls, replies = polls + 1, replies + (node in answer)
         active = [task for task in answer.get(node, [])
                   if task.get("name") == "messaging.tasks.deliver_messages"]
+        if not active:
+            # A worker answers at once, and every worker's event loop takes every broadcast:
+            # polled in a tight loop (hundreds a second) the worker spent its loop answering
+            # and took no task for the whole wait.
+            time.sleep(INSPECT_EVERY)
     waited = time.monotonic() - waited
     in_flight = sorted({mid for task in active for mid in task["args"][0]})
     run.cluster.start_worker(name)  # the new release; the supervisor now watches it
