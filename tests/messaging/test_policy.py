@@ -135,6 +135,19 @@ def test_webhooks_and_operator_alerts_skip_the_policy(workspace, stub_server):
     decision = policy.decide(alert, listed={}, now=timezone.now())
     assert decision == policy.ALLOW
     assert deliver(alert) == {str(alert.pk): "sent"}
+    # A marketing webhook about the same unsubscribed contact inside quiet hours is
+    # allowed; a marketing SMS at that moment to a subscribed contact is deferred.
+    workspace.timezone = "UTC"
+    workspace.settings = {**workspace.settings,
+                          "quiet_hours": {"start": "21:00", "end": "08:00"}}
+    late = datetime(2026, 3, 1, 23, 30, tzinfo=UTC)
+    hook = Message(workspace=workspace, contact=contact, channel="webhook",
+                   to="https://hooks.example.com/relay", category="marketing")
+    assert policy.decide(hook, listed={}, now=late) == policy.ALLOW
+    subscribed = ContactFactory(workspace=workspace, phone="+14155550115", timezone="")
+    texted = Message(workspace=workspace, contact=subscribed, channel="sms",
+                     to=subscribed.phone, category="marketing")
+    assert policy.decide(texted, listed={}, now=late).outcome == "deferred"
 
 
 # --- categories -----------------------------------------------------------------------------
