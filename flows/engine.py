@@ -174,15 +174,12 @@ def _context(execution: Execution, steps: list[Step]) -> dict[str, Any]:
 
 def _move(execution: Execution, next_node: str | None, now: datetime, **fields: Any) -> int:
     """Move the cursor from the current visit to next_node (fenced on the current visit)."""
-    visits = dict(execution.visits or {})
-    update: dict[str, Any] = {"updated_at": now, **fields}
+    node, visit, visits = _position(execution, next_node)
+    update: dict[str, Any] = {"updated_at": now, **fields, "current_node": node,
+                              "current_visit": visit, "visits": visits, "wake_at": None,
+                              "waiting_event": ""}
     if next_node is None:
-        update.update(status=ExecStatus.COMPLETED, completed_at=now, current_node="",
-                      wake_at=None, waiting_event="")
-    else:
-        visits[next_node] = visits.get(next_node, 0) + 1
-        update.update(current_node=next_node, current_visit=visits[next_node], visits=visits,
-                      wake_at=None, waiting_event="")
+        update.update(status=ExecStatus.COMPLETED, completed_at=now)
     moved = Execution.objects.filter(
         pk=execution.pk, current_node=execution.current_node,
         current_visit=execution.current_visit,
@@ -350,14 +347,21 @@ def _resume_together(steps: list[Step], messages: dict[Any, Message],
 def _move_past(execution: Execution, step: Step, now: datetime) -> walker.Move:
     """Where the execution goes once its waiting step completes (as _move does)."""
     next_node = graph_of(execution.version_id).next(step.node_id)
+    node, visit, visits = _position(execution, next_node)
+    ended = next_node is None
+    return walker.Move(execution.pk, (step.node_id, step.visit),
+                       ExecStatus.COMPLETED if ended else ExecStatus.RUNNING, node, visit,
+                       visits, error=execution.error, completed_at=now if ended else None)
+
+
+def _position(execution: Execution, next_node: str | None) -> tuple[str, int, dict]:
+    """The cursor (node, visit, visits) after moving to next_node; None ends the execution
+    where it stands."""
     visits = dict(execution.visits or {})
     if next_node is None:
-        return walker.Move(execution.pk, (step.node_id, step.visit), ExecStatus.COMPLETED,
-                           "", execution.current_visit, visits, error=execution.error,
-                           completed_at=now)
+        return "", execution.current_visit, visits
     visits[next_node] = visits.get(next_node, 0) + 1
-    return walker.Move(execution.pk, (step.node_id, step.visit), ExecStatus.RUNNING,
-                       next_node, visits[next_node], visits, error=execution.error)
+    return next_node, visits[next_node], visits
 
 
 def _message_output(message: Message) -> dict[str, Any]:
