@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.harness import ROOT, Cluster, PrivatePostgres, RabbitVhost, Unavailable
+from bench.harness import ROOT, Cluster, PrivatePostgres, RabbitVhost, Unavailable, http_json
 from bench.load import Client, Connection
 from messaging.channels import SMS
 
@@ -233,7 +233,7 @@ def repeats_per_kill(run: Run, kills: list[float]) -> dict[str, Any]:
     from django.conf import settings
 
     first = {r["key"]: r["at"] for r in run.cluster.stub_records()}
-    repeats = http_get(f"{run.cluster.stub_url}/_repeats")
+    repeats = http_json(f"{run.cluster.stub_url}/_repeats")
     per_kill = [0] * len(kills)
     for repeat in repeats:
         index = bisect_left(kills, first.get(repeat["key"], repeat["at"]))
@@ -243,12 +243,6 @@ def repeats_per_kill(run: Run, kills: list[float]) -> dict[str, Any]:
             "repeats_per_kill": round(len(repeats) / len(kills), 2) if kills else None,
             "max_repeats_one_kill": max(per_kill, default=0),
             "calls_in_flight_bound": run.cluster.workers * settings.PROVIDER_CONCURRENCY}
-
-
-def http_get(url: str) -> Any:
-    from bench.harness import http_json
-
-    return http_json(url)
 
 
 def redis(run: Run) -> None:
