@@ -62,6 +62,11 @@ class StubServer:
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
+                if len(body) < length:
+                    # The client died mid-request (a killed worker): as a real server, drop
+                    # it unanswered and unrecorded; no provider acts on half a request.
+                    self.close_connection = True
+                    return
                 record = Recorded(self.command, self.path, dict(self.headers.items()), body,
                                   time.time())
                 reply = stub._next_reply(self.path, record)
