@@ -116,11 +116,11 @@ class Run:
         from django.db import close_old_connections
 
         from flows import engine
-        from messaging import pipeline
+        from messaging.delivery import sweeper
 
         while not self.stop.is_set():
             try:
-                pipeline.sweep()
+                sweeper.sweep()
                 engine.sweep()
             except Exception:  # the database or broker is down mid-fault: try again
                 close_old_connections()

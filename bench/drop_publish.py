@@ -7,6 +7,6 @@ from __future__ import annotations
 
 
 def post_worker_init(worker) -> None:  # noqa: ARG001 (gunicorn's hook signature)
-    from messaging import pipeline
+    from messaging.delivery import creation
 
-    pipeline.publish = lambda messages, now=None: 0  # the lost on-commit publish
+    creation.publish = lambda messages, now=None: 0  # the lost on-commit publish

@@ -44,11 +44,11 @@ def history(n: int) -> tuple[int, int]:
 
     from core.models import Contact, Workspace
     from flows.models import Execution, Flow, Step
-    from messaging import pipeline
+    from messaging.delivery import creation
     from messaging.models import Message
 
     workspace = Workspace.objects.get(name="metrics")
-    [message] = pipeline.message_create_many(messages=[pipeline.message_build(
+    [message] = creation.message_create_many(messages=[creation.message_build(
         workspace=workspace, channel="sms", to="+14155552671", content={"body": "history"},
         send_at=timezone.now() + timezone.timedelta(days=365))])
     contact = Contact.objects.create(workspace=workspace, external_id="history")

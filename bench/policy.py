@@ -71,8 +71,8 @@ def decide_cost(workspace_name: str, batch: int = 50) -> float:
     """Return the milliseconds policy.decide_all takes per message, over the workspace's
     sent messages loaded in delivery-sized batches as the pipeline loads them (their caps
     were counted when they were sent, so this is the re-evaluation's cost)."""
-    from messaging import policy as rules_
     from messaging.models import Message
+    from messaging.recipients import policy as rules_
 
     ids = list(Message.objects.filter(workspace__name=workspace_name)
                .values_list("pk", flat=True))

@@ -181,7 +181,7 @@ def schedule(cluster: Cluster, n: int) -> None:
     import redis
     from django.utils import timezone
 
-    from messaging import pipeline
+    from messaging.delivery import creation
 
     spread_n = max(10, n // 10)
     print(f"schedule: {n} messages due at one instant, then {spread_n} spread", flush=True)
@@ -190,11 +190,11 @@ def schedule(cluster: Cluster, n: int) -> None:
     def run_phase(due_times: list) -> list[float]:
         """Schedule one message per due time; return each one's lateness at the provider."""
         cluster.stub_reset()
-        messages = [pipeline.message_build(workspace=workspace, channel=SMS,
+        messages = [creation.message_build(workspace=workspace, channel=SMS,
                                            to="+14155552671", content={"body": "timed"},
                                            send_at=due) for due in due_times]
         for offset in range(0, len(messages), 5000):
-            pipeline.message_create_many(messages=messages[offset:offset + 5000])
+            creation.message_create_many(messages=messages[offset:offset + 5000])
         due_of = {str(m.id): m.scheduled_for.timestamp() for m in messages}
         last = max(due_times).timestamp()
         wait_for(lambda: cluster.stub_stats()["unique"] >= len(messages),
@@ -260,7 +260,7 @@ def memory(cluster: Cluster, n: int) -> None:
     from django.db import connection
     from django.utils import timezone
 
-    from messaging import pipeline
+    from messaging.delivery import creation
 
     print(f"memory: {n} messages scheduled a day ahead", flush=True)
     workspace, _ = cluster.workspace("memory")
@@ -271,7 +271,7 @@ def memory(cluster: Cluster, n: int) -> None:
         size_before = cursor.fetchone()[0]
     due = timezone.now() + timedelta(days=1)
     for offset in range(0, n, 5000):
-        pipeline.message_create_many(messages=[pipeline.message_build(
+        creation.message_create_many(messages=[creation.message_build(
             workspace=workspace, channel=SMS, to="+14155552671", content={"body": "tomorrow"},
             send_at=due) for _ in range(min(5000, n - offset))])
     time.sleep(10)  # the dispatcher and workers run meanwhile

@@ -85,6 +85,9 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # Query strings and url-encoded forms (Twilio's webhooks) with a NUL answer 400 naming
+    # the parameter, before any view stores it (JSON bodies: the parser below).
+    "core.api_parsers.UnstorableParametersMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -217,7 +220,9 @@ REST_FRAMEWORK = {
     # HasScope: a key's scopes (read, send, manage) decide which requests it may make.
     "DEFAULT_PERMISSION_CLASSES": ["core.auth.HasWorkspace", "core.auth.HasScope"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # DRF's JSONParser, refusing (400, naming the field) NULs, lone surrogates and JSON
+    # nested deeper than core.api_parsers.MAX_JSON_DEPTH, which PostgreSQL or Python cannot take.
+    "DEFAULT_PARSER_CLASSES": ["core.api_parsers.SafeJSONParser"],
     "DEFAULT_PAGINATION_CLASS": "core.api.Pagination",
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
@@ -227,7 +232,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "core.api.exception_handler",
     # Per API key, atomic in Redis (API_RATE_LIMIT); answers 429 with Retry-After.
-    "DEFAULT_THROTTLE_CLASSES": ["messaging.ratelimit.ApiKeyRateThrottle"],
+    "DEFAULT_THROTTLE_CLASSES": ["messaging.api.throttling.ApiKeyRateThrottle"],
     "UNAUTHENTICATED_USER": None,
 }
 SPECTACULAR_SETTINGS = {

@@ -9,9 +9,9 @@ from core.models import Contact, Workspace
 from flows import nodes
 from flows.graph import parse
 from flows.models import Flow
-from messaging import policy
 from messaging.channels import WEBHOOK
 from messaging.compose import MessageInvalid, message_compose
+from messaging.recipients import policy
 
 # A cycle through a delay would walk forever when delays are skipped.
 MAX_DRY_RUN_STEPS = 100

@@ -28,8 +28,8 @@ from flows import walker
 from flows.graph import Graph, parse
 from flows.models import Execution, FlowVersion, Step
 from flows.publishing import publish, schedule_advance
+from messaging.delivery.templating import contact_context
 from messaging.models import Message, MessageStatus
-from messaging.templating import contact_context
 
 logger = logging.getLogger(__name__)
 ExecStatus = Execution.Status

@@ -14,8 +14,8 @@ from django.utils import timezone
 from core.audit import COMMAND, Actor, audit
 from flows.models import Execution, Step
 from flows.publishing import schedule_advance
+from messaging.delivery.creation import NotCancellable, message_cancel
 from messaging.models import FINAL_STATUSES, Message, MessageStatus
-from messaging.pipeline import NotCancellable, message_cancel
 from messaging.signals import message_finished
 
 ExecStatus = Execution.Status

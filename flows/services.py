@@ -16,7 +16,7 @@ from flows.nodes.aliases import engine_node, engine_type
 from flows.publishing import RUN_BULK_START, publish, schedule_advance, send_on_commit
 from flows.rules import CONDITION_ROOTS, evaluate, unknown_roots
 from messaging import events
-from messaging.templating import contact_context
+from messaging.delivery.templating import contact_context
 
 # One bulk-start batch: one query for the contacts, one for their live executions, one
 # bulk INSERT and N publishes; ~50 ms per 500 contacts on PostgreSQL.

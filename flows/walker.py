@@ -23,7 +23,8 @@ from flows import events as flow_events
 from flows import nodes
 from flows.graph import Graph
 from flows.models import Execution, Step
-from messaging import events, pipeline
+from messaging import events
+from messaging.delivery import creation
 from messaging.models import Message
 
 ExecStatus = Execution.Status
@@ -148,7 +149,7 @@ def persist_many(walks: list[tuple[Walk, tuple[str, int]]]) -> list[bool]:
     kept = [state for (state, _), ok in zip(walks, written, strict=True) if ok]
     messages = [state.message for state in kept if state.message is not None]
     if messages:
-        pipeline.message_create_many(messages=messages)
+        creation.message_create_many(messages=messages)
     _write_steps([row for state in kept for row in state.steps], now)
     attributes: dict[Any, dict[str, Any]] = {}
     for state in kept:

@@ -12,6 +12,8 @@ from django.utils import timezone
 from core.audit import actor_of
 from messaging import events
 from messaging.channels import CHANNEL_QUEUES
+from messaging.delivery.creation import NotCancellable, message_cancel
+from messaging.delivery.pauses import queue_pause, queue_resume
 from messaging.models import (
     DeliveryAttempt,
     IdempotencyRecord,
@@ -20,8 +22,6 @@ from messaging.models import (
     Suppression,
     WebhookEndpoint,
 )
-from messaging.pauses import queue_pause, queue_resume
-from messaging.pipeline import NotCancellable, message_cancel
 
 
 class DeliveryAttemptInline(admin.TabularInline):
@@ -144,7 +144,7 @@ class QueuePauseForm(forms.ModelForm):
 @admin.register(QueuePause)
 class QueuePauseAdmin(admin.ModelAdmin):
     """Paused queues: adding one pauses (no workspace: every workspace), deleting resumes
-    and releases the held messages in order; both through messaging.pauses, audited."""
+    and releases the held messages in order; both through messaging.delivery.pauses, audited."""
 
     form = QueuePauseForm
     list_display = ["queue", "workspace", "paused_at", "paused_by", "reason"]

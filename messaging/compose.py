@@ -26,12 +26,13 @@ from rest_framework.fields import SkipField, empty, get_error_detail
 from core.api import StrictCharField
 from core.models import Contact, Workspace
 from core.phones import normalize_phone
-from messaging import events, pipeline
+from messaging import events, ratelimit
 from messaging.channels import CHANNELS, CONTENT_FIELDS, ChannelSpec, ContentField
+from messaging.delivery import ai_callbacks, creation
 from messaging.models import Category, Channel, Message, Priority
 from messaging.providers.shared import COMPAT_IDS
+from messaging.providers.ssrf import UnsafeURL, check_url_literal
 from messaging.providers.webhook import EVENT_ID_FIELD
-from messaging.ssrf import UnsafeURL, check_url_literal
 
 MAX_DELAY_SECONDS = 366 * 24 * 3600
 COMMON_FIELDS = ("channel", "to", "contact_id", "contact_external_id", "send_at",
@@ -183,7 +184,7 @@ def _check_field_names(data: dict, spec: ChannelSpec) -> None:
 # contact's and workspace's (another client could speak for a stranger), a message's own
 # rate key (another client could split its limit into many), the AI callback's shape and
 # an event delivery's event (it is the webhook-id receivers deduplicate on).
-RESERVED_METADATA = (COMPAT_IDS, pipeline.RATE_KEY_FIELD, pipeline.CALLBACK_SHAPE_FIELD,
+RESERVED_METADATA = (COMPAT_IDS, ratelimit.RATE_KEY_FIELD, ai_callbacks.CALLBACK_SHAPE_FIELD,
                      EVENT_ID_FIELD, events.EVENT_TYPE_FIELD)
 
 
@@ -287,7 +288,7 @@ def message_compose(*, workspace: Workspace, data: Any, source: str = "api",
     contact = _contact(workspace, values, {} if contacts_cache is None else contacts_cache)
     to = RECIPIENTS[spec.recipient](values, contact)
     _require_content(values, spec)
-    return pipeline.message_build(
+    return creation.message_build(
         workspace=workspace, channel=spec.name, to=to, contact=contact, send_at=send_at,
         content={name: values[name] for name in spec.field_names if name in values},
         metadata={**(values.get("metadata") or {}), **(reserved or {})},

@@ -25,6 +25,7 @@ from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
 from core.models import DeadLetter, new_webhook_secret
+from messaging.api.serializers import MessageSerializer
 from messaging.channels import WEBHOOK
 from messaging.models import (
     CANCELLABLE_STATUSES,
@@ -33,10 +34,9 @@ from messaging.models import (
     MessageStatus,
     WebhookEndpoint,
 )
+from messaging.providers.ssrf import UnsafeURL, check_url_literal
 from messaging.providers.webhook import EVENT_ID_FIELD, signing_secrets
 from messaging.publishing import publish
-from messaging.serializers import MessageSerializer
-from messaging.ssrf import UnsafeURL, check_url_literal
 
 MESSAGE_QUEUED = "message.queued"
 MESSAGE_SENT = "message.sent"

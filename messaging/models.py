@@ -172,7 +172,7 @@ class Message(models.Model):
             models.Index(fields=["status", "enqueued_at"], name="message_live_idx",
                          condition=Q(status__in=["queued", "sending"])),
             # Inbound routing on the shared number asks which workspace last texted a phone
-            # (messaging.inbound); partial, so email and webhook rows (long `to`) stay out.
+            # (messaging.incoming.inbound); partial, so email and webhook rows (long `to`) stay out.
             models.Index(fields=["to", "-created_at"], name="message_sms_to_recent_idx",
                          condition=Q(direction="outbound", channel__in=["sms", "mms"])),
         ]

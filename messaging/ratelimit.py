@@ -13,21 +13,17 @@ with skewed clocks still share one timeline.
 """
 from __future__ import annotations
 
-import functools
 import json
 import logging
-import math
 import re
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, cast
 
 import redis
 from django.conf import settings
 from redis.commands.core import Script
-from rest_framework.request import Request
-from rest_framework.throttling import BaseThrottle
 
 from core.parsing import Rate
 from messaging.channels import rate_key_for
@@ -44,6 +40,9 @@ _SCAN_BATCH = 500
 # workspace's channel: short, and of characters that cannot reach another namespace or act as
 # a glob in reset()'s SCAN pattern.
 CLIENT_KEY_RE = re.compile(r"[A-Za-z0-9_.:@-]{1,100}")
+# Metadata naming a message's own rate key, counted apart inside its channel's limit (the
+# older AI queue's rate_limit_key: one counter per end user instead of one per workspace).
+RATE_KEY_FIELD = "_rate_limit_key"
 
 # KEYS[1] = TAT key; ARGV = interval_us, tolerance_us, now_us ("" = Redis TIME).
 # Returns the delay in microseconds until the booked slot.
@@ -267,48 +266,3 @@ def reset(workspace_id: str) -> None:
             batch = []
     if batch:
         redis_client.delete(*batch)
-
-
-@functools.lru_cache(maxsize=32)
-def _api_rate(text: str) -> Rate:
-    rate = Rate.parse(text)
-    # "N/s" for an API means N requests may arrive together (like DRF's own rates); spacing
-    # every request by 1/N would refuse the second of two simultaneous calls.
-    if "burst" not in text.lower():
-        rate = replace(rate, burst=rate.count)
-    return rate
-
-
-class ApiKeyRateThrottle(BaseThrottle):
-    """Throttle API requests per API key (request.auth.prefix) with GCRA via allow().
-
-    The rate is settings.API_RATE_LIMIT (default "50/s burst 100"), read on each request; an
-    empty string disables throttling. Without an explicit burst, "N/s" lets N requests go back
-    to back. Unauthenticated requests are not throttled here. If Redis is unreachable the
-    request is let through (and logged): throttling must not take the API down with it.
-    """
-
-    def __init__(self) -> None:
-        self._wait: float | None = None
-
-    def allow_request(self, request: Request, view: Any) -> bool:
-        """Return True when the request's API key is within its rate."""
-        text = getattr(settings, "API_RATE_LIMIT", "50/s burst 100")
-        prefix = getattr(request.auth, "prefix", None)
-        if not text or not prefix:
-            return True
-        try:
-            allowed, wait = allow(api_key(prefix), _api_rate(text))
-        except redis.RedisError:
-            logger.warning("rate limit check failed; letting the request through",
-                           exc_info=True)
-            return True
-        self._wait = None if allowed else wait
-        return allowed
-
-    def wait(self) -> float | None:
-        """Return the seconds to wait before retrying, rounded up for the Retry-After header."""
-        if self._wait is None:
-            return None
-        # DRF writes Retry-After as an integer ("%d"), so 0.3 s must become 1, not 0.
-        return float(max(1, math.ceil(self._wait)))

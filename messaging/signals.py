@@ -8,5 +8,5 @@ message_finished = Signal()
 # Sent with workspace, contact, name ("message.received"), properties and message (the
 # inbound row) for each contact an inbound message that is not a keyword came from. It is
 # sent inside the transaction that stores the row, so the row and what the event starts or
-# wakes commit together or not at all (messaging.inbound).
+# wakes commit together or not at all (messaging.incoming.inbound).
 message_received = Signal()

@@ -6,7 +6,8 @@ from celery.signals import task_prerun
 from django.db import connections
 
 from core.publishing import grouped
-from messaging import events, pipeline
+from messaging import events, publishing
+from messaging.delivery import sending, sweeper
 
 
 @task_prerun.connect
@@ -21,19 +22,19 @@ def _drop_broken_connections(**kwargs) -> None:
             conn.close_if_unusable_or_obsolete()
 
 
-@shared_task(name=pipeline.DELIVER_TASK, acks_late=True)
+@shared_task(name=publishing.DELIVER_TASK, acks_late=True)
 def deliver_messages(message_ids: list[str]) -> dict[str, str]:
     """Deliver a batch of messages; ids another task already claimed are skipped. What the
     batch's outcomes publish (the flow steps they resume, events) goes out together."""
     with grouped():
-        return pipeline.messages_deliver(message_ids=message_ids,
+        return sending.messages_deliver(message_ids=message_ids,
                                          task_id=deliver_messages.request.id or "")
 
 
 @shared_task(name="messaging.tasks.sweep_messages")
 def sweep_messages() -> dict[str, int]:
     """Republish lost tasks and recover messages from dead workers."""
-    return pipeline.sweep()
+    return sweeper.sweep()
 
 
 @shared_task(name="messaging.tasks.disable_failing_endpoints")

@@ -8,7 +8,7 @@ from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
-from messaging.unsubscribe import BadToken, Recipient, recipient_of, unsubscribe
+from messaging.recipients.unsubscribe import BadToken, Recipient, recipient_of, unsubscribe
 
 TEMPLATE = "messaging/unsubscribe.html"
 

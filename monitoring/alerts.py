@@ -30,8 +30,8 @@ from django.utils import timezone
 
 from core.models import DeadLetter
 from flows.models import Execution, FlowSchedule, ScheduleRun
-from messaging import pipeline
 from messaging.channels import EMAIL, WEBHOOK
+from messaging.delivery import creation
 from messaging.models import (
     FAILURE_STATUSES,
     SUCCESS_STATUSES,
@@ -40,7 +40,7 @@ from messaging.models import (
     MessageStatus,
     WebhookEndpoint,
 )
-from messaging.ssrf import UnsafeURL, check_url_literal
+from messaging.providers.ssrf import UnsafeURL, check_url_literal
 from monitoring.models import AlertEvent, AlertRule
 from monitoring.selectors import outcome_filters, rate_limit_events_since
 
@@ -235,7 +235,7 @@ def _trigger(rule: AlertRule, value: float | None, now: datetime) -> str:
         logger.info("alert %s breached while muted or cooling down; not notifying", rule.pk)
         return "suppressed"
     messages = notifications(rule=rule, event=event, resolved=False)
-    pipeline.message_create_many(messages=messages)
+    creation.message_create_many(messages=messages)
     AlertEvent.objects.filter(pk=event.pk).update(message_ids=[str(m.pk) for m in messages])
     logger.warning("alert %s triggered: %s", rule.pk, event.summary)
     return "triggered"
@@ -246,7 +246,7 @@ def _resolve(rule: AlertRule, event: AlertEvent, value: float | None, now: datet
     fields = ["resolved_at", "resolved_value"]
     if event.notified:
         messages = notifications(rule=rule, event=event, resolved=True)
-        pipeline.message_create_many(messages=messages)
+        creation.message_create_many(messages=messages)
         event.resolve_message_ids = [str(m.pk) for m in messages]
         fields.append("resolve_message_ids")
     event.save(update_fields=fields)
@@ -320,7 +320,7 @@ def alert_rule_send_test(*, rule: AlertRule) -> list[Message]:
     # count toward the workspace's dead-letter and failure-rate alerts.
     messages = _messages(rule, body, {"alert_rule_id": rule.pk, "alert_event_id": None,
                                       "alert_test": True})
-    return pipeline.message_create_many(messages=messages)
+    return creation.message_create_many(messages=messages)
 
 
 def alert_rule_mute(*, rule: AlertRule, until: datetime | None) -> AlertRule:
@@ -337,11 +337,11 @@ def _messages(rule: AlertRule, body: dict[str, Any], metadata: dict[str, Any]) -
     for recipient in rule.recipients:
         if rule.channel == AlertRule.Channel.EMAIL:
             content = {"subject": body["summary"], "text": _email_text(body)}
-            messages.append(pipeline.message_build(channel=EMAIL, to=recipient,
+            messages.append(creation.message_build(channel=EMAIL, to=recipient,
                                                    content=content, **common))
             continue
         data = {"text": body["summary"]} if rule.channel == AlertRule.Channel.SLACK else body
-        messages.append(pipeline.message_build(channel=WEBHOOK, to=recipient,
+        messages.append(creation.message_build(channel=WEBHOOK, to=recipient,
                                                content={"url": recipient, "payload": data},
                                                **common))
     return messages

@@ -22,8 +22,9 @@ from django.utils import timezone
 
 from core.models import AuditEntry, Workspace
 from flows.models import Execution
-from messaging import channels, pauses, ratelimit
+from messaging import channels, ratelimit
 from messaging.channels import CHANNEL_QUEUES, DEFAULT_QUEUE, FLOWS_QUEUE
+from messaging.delivery import pauses
 from messaging.models import (
     FAILURE_STATUSES,
     SUCCESS_STATUSES,
@@ -126,7 +127,7 @@ def _message_numbers(workspace: Workspace | None, since: datetime) -> dict[str, 
         completed=Count("pk", filter=succeeded),
         failed=Count("pk", filter=failed),
         suppressed=Count("pk", filter=suppressed),
-        # Held by a pause (messaging.pauses): scheduled without a timer.
+        # Held by a pause (messaging.delivery.pauses): scheduled without a timer.
         held=Count("pk", filter=Q(status=MessageStatus.SCHEDULED, due_at__isnull=True)),
     )
     return {row["channel"]: {key: value for key, value in row.items() if key != "channel"}

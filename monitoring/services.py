@@ -31,7 +31,8 @@ from core.audit import Actor, as_actor, audit
 from core.models import DeadLetter, Workspace
 from flows import engine, operations
 from flows.models import Execution, ScheduleRun, Step
-from messaging import pipeline
+from messaging import publishing
+from messaging.delivery import sweeper
 from messaging.models import (
     FAILURE_STATUSES,
     FINAL_STATUSES,
@@ -173,7 +174,7 @@ def _replay_message(letter: DeadLetter, now: datetime) -> str:
     if not changed:
         raise _Refused(f"The message is {message.status}, not failed.")
     message.status, message.due_at = MessageStatus.QUEUED, now
-    transaction.on_commit(lambda: pipeline.publish([message]))
+    transaction.on_commit(lambda: publishing.publish([message]))
     return (f"message {message.pk} queued again (attempt {message.attempts + 1}, "
             f"{budget} more allowed)")
 
@@ -318,7 +319,7 @@ def stuck_report(*, now: datetime | None = None) -> dict[str, int]:
 def stuck_requeue(*, now: datetime | None = None) -> dict[str, dict[str, int]]:
     """Run the message and flow sweepers once, now; return what was found and repaired."""
     found = stuck_report(now=now)
-    return {"found": found, "messages": pipeline.sweep(now=now),
+    return {"found": found, "messages": sweeper.sweep(now=now),
             "flows": engine.sweep(now=now)}
 
 

@@ -91,7 +91,7 @@ def dispatcher(transactional_db) -> Iterator[None]:
     from django.db import connection
 
     from flows.engine import dispatch_timers
-    from messaging.pipeline import dispatch_due
+    from messaging.delivery.timers import dispatch_due
 
     stop = threading.Event()
 

@@ -25,7 +25,7 @@ from flows.models import BulkStart, Execution, Flow, FlowVersion, Step
 from flows.rules import AUDIENCE_ROOTS, TRIGGER_FILTER_ROOTS, unknown_roots, validate_rules
 from flows.serializers import ExecutionSerializer
 from messaging.api.idempotency import idempotent
-from messaging.templating import contact_context
+from messaging.delivery.templating import contact_context
 
 TRIGGER_TYPES = ("manual", "event", "schedule")
 

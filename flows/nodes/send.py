@@ -12,7 +12,7 @@ from flows.nodes.base import Check, NodeType, Preview, Result, data_of
 from flows.nodes.checks import is_str, is_text, is_url, optional
 from messaging.channels import AI, EMAIL, MMS, SMS, WEBHOOK
 from messaging.compose import MessageInvalid, message_compose
-from messaging.templating import render_fields
+from messaging.delivery.templating import render_fields
 
 MAX_MEDIA_URLS = 10
 ON_FAILURE_CHOICES = ("continue", "stop")

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from flows.nodes.base import NodeType, Preview, Result, data_of
-from messaging.templating import render_data
+from messaging.delivery.templating import render_data
 
 
 def check(data: dict) -> list[str]:

@@ -30,11 +30,11 @@ from core.workspace_settings import (
     compat_workspace_ids,
     is_plain_id,
 )
-from messaging import pipeline
 from messaging.api.idempotency import idempotent
 from messaging.api.messages import error_fields
 from messaging.channels import EMAIL, MMS, SMS, WEBHOOK
 from messaging.compose import MAX_DELAY_SECONDS, RESERVED_METADATA, message_compose
+from messaging.delivery import creation
 from messaging.models import Message, MessageStatus
 from messaging.providers.shared import COMPAT_IDS
 
@@ -191,7 +191,7 @@ def _schedule(request: Request, v1: dict, ignored: list[str], *, job: bool = Fal
         raise ApiError(400, "Invalid input.", fields=fields) from exc
     if job:
         message.content["payload"] = {"jobId": str(message.id), **message.content["payload"]}
-    pipeline.message_create_many(messages=[message])
+    creation.message_create_many(messages=[message])
     scheduled = message.scheduled_for or message.created_at
     return Response({"success": True, "jobId": str(message.id),
                      "scheduledTime": scheduled.isoformat().replace("+00:00", "Z"),

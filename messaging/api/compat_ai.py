@@ -30,7 +30,8 @@ from messaging.api.compat import (
 )
 from messaging.api.idempotency import idempotent
 from messaging.channels import AI
-from messaging.pipeline import AI_RESPONSE_SHAPE, CALLBACK_SHAPE_FIELD, RATE_KEY_FIELD
+from messaging.delivery.ai_callbacks import AI_RESPONSE_SHAPE, CALLBACK_SHAPE_FIELD
+from messaging.ratelimit import RATE_KEY_FIELD
 
 REQUIRED = ("message_text", "callback_url")
 # The client's own ids, kept to answer the callback in its words.

@@ -15,8 +15,8 @@ from core.api import ApiError, StrictCharField
 from core.auth import workspace_of
 from core.models import Scope
 from messaging.channels import EMAIL
-from messaging.email_events import BOUNCE, KINDS, WrongRecipient, email_event_record
-from messaging.suppressions import normalize_address
+from messaging.incoming.email_events import BOUNCE, KINDS, WrongRecipient, email_event_record
+from messaging.recipients.suppressions import normalize_address
 
 
 class EmailEventSerializer(serializers.Serializer):

@@ -18,9 +18,10 @@ from core.audit import actor_of
 from core.auth import workspace_of
 from core.models import Scope
 from core.publishing import in_background
-from messaging import pipeline
 from messaging.api.idempotency import idempotent
+from messaging.api.serializers import DeliveryAttemptSerializer, MessageSerializer
 from messaging.compose import MessageInvalid, input_fields, message_compose
+from messaging.delivery import creation
 from messaging.models import (
     Category,
     Channel,
@@ -29,7 +30,6 @@ from messaging.models import (
     Message,
     SuppressedReason,
 )
-from messaging.serializers import DeliveryAttemptSerializer, MessageSerializer
 
 
 def error_fields(exc: DjangoValidationError) -> dict[str, Any]:
@@ -147,7 +147,7 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
             # Committed before the answer; the delivery task goes out from this process's
             # publishing thread, grouped with other requests' (core.publishing).
             with in_background():
-                message = pipeline.message_create_many(messages=[serializer.build()])[0]
+                message = creation.message_create_many(messages=[serializer.build()])[0]
             return Response(MessageSerializer(message).data, status=status.HTTP_201_CREATED)
         return idempotent(request, handler)
 
@@ -178,7 +178,7 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
                 raise ApiError(400, f"{len(errors)} of {len(built) + len(errors)} messages are "
                                     "invalid; nothing was created.", fields={"messages": errors})
             with in_background():
-                created = pipeline.message_create_many(messages=built)
+                created = creation.message_create_many(messages=built)
             return Response({"count": len(created),
                              "messages": MessageSerializer(created, many=True).data},
                             status=status.HTTP_201_CREATED)
@@ -190,7 +190,7 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         """Cancel while scheduled, queued or retrying; 409 otherwise."""
         message = self.get_object()
         try:
-            message = pipeline.message_cancel(message=message, actor=actor_of(request, "api"))
-        except pipeline.NotCancellable as exc:
+            message = creation.message_cancel(message=message, actor=actor_of(request, "api"))
+        except creation.NotCancellable as exc:
             raise ApiError(409, str(exc), code="not_cancellable") from exc
         return Response(MessageSerializer(message).data)

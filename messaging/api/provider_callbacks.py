@@ -19,7 +19,7 @@ from core.api import ApiError
 from core.models import Workspace
 from messaging import events
 from messaging.channels import MMS, SMS
-from messaging.inbound import (
+from messaging.incoming.inbound import (
     Received,
     Route,
     inbound_receive,
@@ -128,7 +128,7 @@ def twilio_token(workspace: Workspace) -> str:
 class TwilioInboundView(APIView):
     """Twilio's incoming-message webhook: verified by X-Twilio-Signature with the token of
     the workspaces owning the number (the environment's for the shared number), stored and
-    acted on (messaging.inbound); always answered with empty TwiML once verified."""
+    acted on (messaging.incoming.inbound); always answered with empty TwiML once verified."""
 
     authentication_classes: list = []
     permission_classes = [AllowAny]

@@ -13,7 +13,12 @@ from rest_framework.response import Response
 from core.api import ApiError, StrictCharField
 from core.auth import workspace_of
 from messaging.models import Suppression
-from messaging.suppressions import LISTS, normalize_address, suppression_add, suppression_remove
+from messaging.recipients.suppressions import (
+    LISTS,
+    normalize_address,
+    suppression_add,
+    suppression_remove,
+)
 
 # The lists a suppression belongs to, as choices (sms covers mms).
 LIST_CHOICES = [(name, name) for name in LISTS]

@@ -96,7 +96,7 @@ def request(method: str, url: str, *, guarded: bool, **kwargs: Any) -> requests.
     """
     kwargs.setdefault("timeout", timeouts())
     kwargs["allow_redirects"] = False
-    from messaging.ssrf import UnsafeURL, safe_request
+    from messaging.providers.ssrf import UnsafeURL, safe_request
 
     try:
         if guarded:

@@ -24,7 +24,8 @@ from core.api import ApiError
 from core.audit import actor_of
 from core.auth import ApiKeyAuthentication, HasScope
 from core.models import ApiKey, Workspace
-from messaging import pauses, ratelimit
+from messaging import ratelimit
+from messaging.delivery import pauses
 from messaging.models import QueuePause
 from monitoring import selectors
 

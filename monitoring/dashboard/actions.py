@@ -18,7 +18,8 @@ from core.audit import Actor
 from core.models import DeadLetter, Workspace
 from flows import operations, schedules
 from flows.models import Execution, FlowSchedule, Step
-from messaging import pauses, ratelimit
+from messaging import ratelimit
+from messaging.delivery import pauses
 from monitoring import alerts, services
 from monitoring.dashboard.selectors.common import workspace_tz
 from monitoring.models import AlertRule

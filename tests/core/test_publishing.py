@@ -121,7 +121,7 @@ def test_publishing_a_task_sends_no_task_sent_event(workspace):
     import redis
     from django.conf import settings
 
-    from messaging import pipeline
+    from messaging.delivery import creation
 
     client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
     listener = client.pubsub(ignore_subscribe_messages=True)
@@ -129,7 +129,7 @@ def test_publishing_a_task_sends_no_task_sent_event(workspace):
     listener.psubscribe(f"/{db}.celeryev/*")  # Celery's events on this broker
     listener.subscribe("publishing-test-end")
     app.control.purge()
-    pipeline.message_create(workspace=workspace, channel="sms", to="+14155552671",
+    creation.message_create(workspace=workspace, channel="sms", to="+14155552671",
                             content={"body": "hi"})
     assert broker_depths()["sms"] == 1
     client.publish("publishing-test-end", b"end")  # after every publish of the task

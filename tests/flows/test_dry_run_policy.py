@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.utils import timezone
 
-from messaging import caps, ratelimit
+from messaging import ratelimit
 from messaging.models import Message
-from messaging.suppressions import suppression_add
+from messaging.recipients import caps
+from messaging.recipients.suppressions import suppression_add
 from tests.factories import ContactFactory
 
 pytestmark = pytest.mark.django_db

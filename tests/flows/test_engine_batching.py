@@ -58,11 +58,11 @@ def test_a_delivery_batchs_finished_messages_resume_their_steps_with_one_advance
 
 
 def test_publishes_held_by_a_block_that_fails_still_go_out(workspace):
-    from messaging import pipeline
+    from messaging.delivery import creation
 
     app.control.purge()
     with pytest.raises(RuntimeError), grouped():
-        pipeline.message_create_many(messages=[pipeline.message_build(
+        creation.message_create_many(messages=[creation.message_build(
             workspace=workspace, channel="sms", to="+14155552671", content={"body": "x"})])
         assert broker_depths()["sms"] == 0  # committed, held until the block ends
         raise RuntimeError("the rest of the task failed")

@@ -10,7 +10,7 @@ from django.db import connection
 
 from flows import engine
 from flows.models import Execution, Step
-from messaging import pipeline
+from messaging.delivery import sweeper
 from messaging.models import Message
 from tests.factories import ContactFactory
 from tests.support import processes
@@ -38,7 +38,7 @@ def sweepers(settings):
 
     def loop() -> None:
         while not stop.is_set():
-            pipeline.sweep()
+            sweeper.sweep()
             engine.sweep()
             time.sleep(0.5)
         connection.close()

@@ -6,7 +6,7 @@ import pytest
 
 from flows import engine, rules, services
 from flows.models import Execution
-from messaging.templating import contact_context
+from messaging.delivery.templating import contact_context
 from tests.factories import ContactFactory, FlowFactory
 
 pytestmark = pytest.mark.django_db

@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 
 from core.models import ApiKey, DeadLetter
 from core.services import api_key_create
-from messaging import pipeline
+from messaging.delivery import creation
 from messaging.models import Message
 from tests.messaging.test_workspace_api import BAD_SETTINGS, GOOD_SETTINGS
 
@@ -22,7 +22,7 @@ def staff(client):
 
 
 def test_admin_pages_render(staff, workspace):
-    message = pipeline.message_create(workspace=workspace, channel="sms", to="+14155552671",
+    message = creation.message_create(workspace=workspace, channel="sms", to="+14155552671",
                                       content={"body": "x"})
     DeadLetter.objects.create(workspace=workspace, kind="message", source_id=str(message.id),
                               error="boom")
@@ -37,7 +37,7 @@ def test_admin_revokes_keys_and_cancels_messages(staff, workspace):
     key, _ = api_key_create(workspace=workspace)
     staff.post("/admin/core/apikey/", {"action": "revoke", "_selected_action": [key.pk]})
     assert ApiKey.objects.get(pk=key.pk).revoked_at is not None
-    message = pipeline.message_create(workspace=workspace, channel="sms", to="+14155552671",
+    message = creation.message_create(workspace=workspace, channel="sms", to="+14155552671",
                                       content={"body": "x"})
     staff.post("/admin/messaging/message/", {"action": "cancel",
                                              "_selected_action": [message.pk]})

@@ -6,9 +6,10 @@ import uuid
 
 import pytest
 
-from messaging import caps, ratelimit
+from messaging import ratelimit
 from messaging.models import Message
-from messaging.policy import decide_all
+from messaging.recipients import caps
+from messaging.recipients.policy import decide_all
 from tests.factories import ContactFactory
 
 CAP = caps.Cap.parse("2/day")

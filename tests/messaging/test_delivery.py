@@ -9,7 +9,7 @@ from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
 from core.models import DeadLetter
-from messaging import pipeline
+from messaging.delivery import creation
 from messaging.models import DeliveryAttempt, Message
 from tests.factories import ContactFactory, WorkspaceFactory
 from tests.support.stub_server import Reply
@@ -127,12 +127,12 @@ def test_a_rate_limit_spreads_one_workspace_without_slowing_another(
     use_http_sms(workspace, stub_server, rate_limits={"sms": "5/s"})
     other = WorkspaceFactory()
     use_http_sms(other, stub_server)
-    limited = [pipeline.message_build(workspace=workspace, channel="sms", to="+14155552671",
+    limited = [creation.message_build(workspace=workspace, channel="sms", to="+14155552671",
                                       content={"body": f"l{i}"}) for i in range(50)]
-    free = [pipeline.message_build(workspace=other, channel="sms", to="+14155552671",
+    free = [creation.message_build(workspace=other, channel="sms", to="+14155552671",
                                    content={"body": f"f{i}"}) for i in range(20)]
     start = time.time()
-    pipeline.message_create_many(messages=limited + free)
+    creation.message_create_many(messages=limited + free)
     stub_server.wait_for(70, timeout=40)
     by_body = {r.json()["message"]: r.at for r in stub_server.requests}
     limited_times = sorted(by_body[f"l{i}"] for i in range(50))

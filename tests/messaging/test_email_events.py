@@ -74,7 +74,7 @@ def test_a_soft_bounce_is_accepted_and_changes_nothing(api, workspace, smtp, liv
 
 
 def test_a_hard_bounce_turns_an_unsubscribe_into_bounced(api, workspace, smtp, live_worker):
-    from messaging.suppressions import suppression_add
+    from messaging.recipients.suppressions import suppression_add
 
     suppression_add(workspace=workspace, channel="email", address="ann@example.com",
                     reason="unsubscribed", source="list-unsubscribe")

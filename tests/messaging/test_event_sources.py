@@ -8,8 +8,9 @@ import pytest
 from django.utils import timezone
 
 from core.models import DeadLetter
-from messaging import events, pipeline
-from messaging.models import Message, MessageStatus, Suppression, WebhookEndpoint
+from messaging import events
+from messaging.delivery import creation, recording, sending
+from messaging.models import DeliveryAttempt, Message, MessageStatus, Suppression, WebhookEndpoint
 from messaging.providers.base import ProviderError
 from monitoring.alerts import alert_rule_evaluate
 from tests.factories import AlertRuleFactory, WorkspaceFactory
@@ -37,7 +38,7 @@ def emitted(endpoint: WebhookEndpoint) -> list[tuple[str, dict]]:
 
 def test_without_listeners_nothing_is_written(workspace):
     endpoint_for(WorkspaceFactory(), ["*"])  # another workspace's endpoint
-    pipeline.message_create(workspace=workspace, channel="sms", to="+14155552671",
+    creation.message_create(workspace=workspace, channel="sms", to="+14155552671",
                             content={"body": "x"})
     assert not Message.objects.filter(source="event").exists()
 
@@ -45,10 +46,10 @@ def test_without_listeners_nothing_is_written(workspace):
 def test_a_suppressed_message_emits_message_suppressed(workspace):
     endpoint = endpoint_for(workspace, ["message.suppressed"])
     Suppression.objects.create(workspace=workspace, channel="sms", address="+14155552671")
-    message = pipeline.message_create(workspace=workspace, channel="sms", to="+14155552671",
+    message = creation.message_create(workspace=workspace, channel="sms", to="+14155552671",
                                       content={"body": "x"})
 
-    assert pipeline.messages_deliver(message_ids=[str(message.pk)]) == {
+    assert sending.messages_deliver(message_ids=[str(message.pk)]) == {
         str(message.pk): "suppressed"}
 
     [(kind, data)] = emitted(endpoint)
@@ -58,13 +59,13 @@ def test_a_suppressed_message_emits_message_suppressed(workspace):
 
 def test_a_failed_message_emits_message_failed_and_dead_letter_created(workspace):
     endpoint = endpoint_for(workspace, ["message.failed", "dead_letter.created"])
-    message = pipeline.message_create(workspace=workspace, channel="sms", to="+14155552671",
+    message = creation.message_create(workspace=workspace, channel="sms", to="+14155552671",
                                       content={"body": "x"})
     Message.objects.filter(pk=message.pk).update(status=MessageStatus.SENDING, attempts=1)
     message.refresh_from_db()
-    attempt = pipeline.DeliveryAttempt(message=message, number=1, started_at=timezone.now())
+    attempt = DeliveryAttempt(message=message, number=1, started_at=timezone.now())
 
-    pipeline._record_all([(message, attempt, ProviderError("bad number", permanent=True),
+    recording.record_all([(message, attempt, ProviderError("bad number", permanent=True),
                            None)])
 
     kinds = dict(emitted(endpoint))
@@ -78,9 +79,9 @@ def test_a_failed_event_delivery_emits_nothing(workspace):
     [delivery] = events.event_emit(workspace_id=workspace.pk, type="message.sent", data={})
     Message.objects.filter(pk=delivery.pk).update(status=MessageStatus.SENDING, attempts=1)
     delivery.refresh_from_db()
-    attempt = pipeline.DeliveryAttempt(message=delivery, number=1, started_at=timezone.now())
+    attempt = DeliveryAttempt(message=delivery, number=1, started_at=timezone.now())
 
-    pipeline._record_all([(delivery, attempt, ProviderError("gone", permanent=True), None)])
+    recording.record_all([(delivery, attempt, ProviderError("gone", permanent=True), None)])
 
     assert Message.objects.filter(webhook_endpoint=endpoint).count() == 1
     assert WebhookEndpoint.objects.get(pk=endpoint.pk).failing_since is not None

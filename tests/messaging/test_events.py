@@ -209,9 +209,9 @@ def test_an_inbound_message_reaches_an_endpoint_as_message_received(
 # --- the lookup of a workspace's endpoints -----------------------------------------------------
 
 def _queued_deliveries(workspace) -> int:
-    from messaging import pipeline
+    from messaging.delivery import creation
 
-    pipeline.message_create_many(messages=[pipeline.message_build(
+    creation.message_create_many(messages=[creation.message_build(
         workspace=workspace, channel="sms", to="+14155552671", content={"body": "x"})])
     return Message.objects.filter(workspace=workspace, source="event").count()
 

@@ -12,9 +12,9 @@ from twilio.request_validator import RequestValidator
 
 from core.models import Contact
 from flows.models import Execution
-from messaging.keywords import DEFAULT_REPLIES
 from messaging.models import Message, Suppression
-from messaging.suppressions import suppression_add
+from messaging.recipients.keywords import DEFAULT_REPLIES
+from messaging.recipients.suppressions import suppression_add
 from tests.factories import (
     ContactFactory,
     FlowFactory,

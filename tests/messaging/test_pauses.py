@@ -8,7 +8,7 @@ import pytest
 
 from core.audit import Actor
 from core.models import AuditEntry
-from messaging import pauses, pipeline
+from messaging.delivery import creation, pauses, sending, sweeper, timers
 from messaging.models import Message, MessageStatus, QueuePause
 from tests.factories import WorkspaceFactory
 
@@ -18,9 +18,9 @@ OPERATOR = Actor(name="user:ops", source="dashboard")
 def _send(workspace, channel="sms", **content):
     if channel == "email":
         content = content or {"subject": "Hi", "text": "Hello"}
-        return pipeline.message_create(workspace=workspace, channel=channel,
+        return creation.message_create(workspace=workspace, channel=channel,
                                        to="a@example.com", content=content)
-    return pipeline.message_create(workspace=workspace, channel=channel, to="+14155552671",
+    return creation.message_create(workspace=workspace, channel=channel, to="+14155552671",
                                    content=content or {"body": "hi"})
 
 
@@ -36,7 +36,7 @@ def test_a_workspace_pause_holds_its_sms_without_an_attempt_and_says_why(workspa
     mine, mms, email, theirs = (_send(workspace), _send(workspace, "mms", media_urls=[
         "https://example.com/a.png"]), _send(workspace, "email"), _send(other))
 
-    outcomes = pipeline.messages_deliver(message_ids=[str(m.pk) for m in
+    outcomes = sending.messages_deliver(message_ids=[str(m.pk) for m in
                                                       (mine, mms, email, theirs)])
 
     assert outcomes[str(mine.pk)] == outcomes[str(mms.pk)] == "paused"
@@ -53,7 +53,7 @@ def test_a_global_pause_holds_every_workspace_and_a_workspace_resume_does_not_fr
     pauses.queue_pause(queue="sms", workspace=None, actor=OPERATOR)
     pauses.queue_pause(queue="sms", workspace=workspace, actor=OPERATOR)
     message = _send(workspace)
-    pipeline.messages_deliver(message_ids=[str(message.pk)])
+    sending.messages_deliver(message_ids=[str(message.pk)])
     assert _held(message).status_reason == "paused: sms (global)"
 
     assert pauses.queue_resume(queue="sms", workspace=workspace, actor=OPERATOR) == 0
@@ -69,7 +69,7 @@ def test_resume_re_times_held_messages_in_creation_order_at_the_rate_limit(works
     pauses.queue_pause(queue="sms", workspace=workspace, actor=OPERATOR)
     sent = [_send(workspace, body=f"m{i}") for i in range(5)]
     # Claimed newest first, as a broker may deliver them: the order comes from the rows.
-    pipeline.messages_deliver(message_ids=[str(m.pk) for m in reversed(sent)])
+    sending.messages_deliver(message_ids=[str(m.pk) for m in reversed(sent)])
     assert all(_held(m).due_at is None for m in sent)
 
     assert pauses.queue_resume(queue="sms", workspace=workspace, actor=OPERATOR) == 5
@@ -107,21 +107,21 @@ def test_the_sweeper_releases_a_message_held_after_its_pause_was_removed(workspa
     """A resume racing a hold: the pause is gone, the row still held; the sweeper frees it."""
     pauses.queue_pause(queue="sms", workspace=workspace, actor=OPERATOR)
     message = _send(workspace)
-    pipeline.messages_deliver(message_ids=[str(message.pk)])
+    sending.messages_deliver(message_ids=[str(message.pk)])
     QueuePause.objects.all().delete()  # as if the resume committed just before the hold
 
-    assert pipeline.sweep()["released"] == 1
+    assert sweeper.sweep()["released"] == 1
     assert _held(message).due_at is not None
-    assert pipeline.sweep()["released"] == 0
+    assert sweeper.sweep()["released"] == 0
 
 
 @pytest.mark.django_db
 def test_the_sweeper_leaves_messages_whose_pause_stands(workspace):
     pauses.queue_pause(queue="sms", workspace=workspace, actor=OPERATOR)
     message = _send(workspace)
-    pipeline.messages_deliver(message_ids=[str(message.pk)])
-    assert pipeline.sweep()["released"] == 0
-    assert pipeline.dispatch_due() == 0
+    sending.messages_deliver(message_ids=[str(message.pk)])
+    assert sweeper.sweep()["released"] == 0
+    assert timers.dispatch_due() == 0
     assert _held(message).status == MessageStatus.SCHEDULED and message.due_at is None
 
 
@@ -129,8 +129,8 @@ def test_the_sweeper_leaves_messages_whose_pause_stands(workspace):
 def test_a_held_message_can_be_cancelled(workspace):
     pauses.queue_pause(queue="sms", workspace=workspace, actor=OPERATOR)
     message = _send(workspace)
-    pipeline.messages_deliver(message_ids=[str(message.pk)])
-    cancelled = pipeline.message_cancel(message=_held(message), actor=OPERATOR)
+    sending.messages_deliver(message_ids=[str(message.pk)])
+    cancelled = creation.message_cancel(message=_held(message), actor=OPERATOR)
     assert (cancelled.status, cancelled.status_reason) == ("cancelled", "")
     assert AuditEntry.objects.filter(action="message.cancel",
                                      target_id=str(message.pk)).exists()

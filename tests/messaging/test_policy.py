@@ -11,9 +11,10 @@ from django.db import connection
 from django.utils import timezone
 
 from core.models import DeadLetter
-from messaging import caps, pipeline, policy
+from messaging.delivery import creation, sending
 from messaging.models import DeliveryAttempt, Message, Suppression
 from messaging.ratelimit import client as redis_client
+from messaging.recipients import caps, policy
 from tests.factories import ContactFactory, WorkspaceFactory
 from tests.support.waiting import wait_until
 
@@ -39,13 +40,13 @@ def create(workspace, contact=None, *, channel="sms", category=None, to=None, so
     to = to or (contact.email if channel == "email" else contact.phone)
     content = content or ({"subject": "Hi", "text": "Hello"} if channel == "email"
                           else {"body": "Hello"})
-    return pipeline.message_create(workspace=workspace, channel=channel, to=to,
+    return creation.message_create(workspace=workspace, channel=channel, to=to,
                                    contact=contact, content=content, source=source,
                                    category=category)
 
 
 def deliver(*messages) -> dict[str, str]:
-    return pipeline.messages_deliver(message_ids=[str(m.pk) for m in messages])
+    return sending.messages_deliver(message_ids=[str(m.pk) for m in messages])
 
 
 def reloaded(message) -> Message:

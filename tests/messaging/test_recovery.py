@@ -10,7 +10,7 @@ import redis
 from django.conf import settings
 from django.utils import timezone
 
-from messaging import pipeline
+from messaging.delivery import creation, sweeper
 from messaging.models import DeliveryAttempt, Message
 from tests.support import processes
 from tests.support.stub_server import Reply
@@ -46,14 +46,14 @@ def test_a_worker_killed_during_the_provider_call_sends_once_after_recovery(
     stub_server.dedupe_header = "Idempotency-Key"
     stub_server.script("/send-sms", Reply(200, {"id": "p-1"}, delay=30))
     worker = worker_processes(DELIVERY_LEASE_SECONDS="2")
-    message = pipeline.message_create(workspace=workspace, channel="sms", to="+14155552671",
+    message = creation.message_create(workspace=workspace, channel="sms", to="+14155552671",
                                       content={"body": "once"})
     stub_server.wait_for(1, timeout=30)  # the provider has the request: now kill the worker
     processes.kill(worker)
     assert Message.objects.get(pk=message.pk).status == "sending"
     worker_processes()
     time.sleep(2.5)  # let the lease expire
-    assert pipeline.sweep()["expired_leases"] == 1
+    assert sweeper.sweep()["expired_leases"] == 1
     wait_until(lambda: Message.objects.get(pk=message.pk).status == "sent", timeout=60)
     message.refresh_from_db()
     keys = {r.header("Idempotency-Key") for r in stub_server.requests}
@@ -74,7 +74,7 @@ def test_a_worker_killed_mid_batch_repeats_only_the_call_in_flight(
     stub_server.dedupe_header = "Idempotency-Key"
     stub_server.script("/send-sms", Reply(200, {"id": "slow"}, delay=60))
     worker = worker_processes(DELIVERY_LEASE_SECONDS="2")
-    messages = pipeline.message_create_many(messages=[pipeline.message_build(
+    messages = creation.message_create_many(messages=[creation.message_build(
         workspace=workspace, channel="sms", to="+14155552671", content={"body": f"b{i}"})
         for i in range(5)])  # one task: one batch
     stub_server.wait_for(5, timeout=30)
@@ -85,7 +85,7 @@ def test_a_worker_killed_mid_batch_repeats_only_the_call_in_flight(
     [hanging] = Message.objects.filter(pk__in=[m.pk for m in messages], status="sending")
     worker_processes()
     time.sleep(2.5)  # let the lease expire
-    assert pipeline.sweep()["expired_leases"] == 1
+    assert sweeper.sweep()["expired_leases"] == 1
     wait_until(lambda: set(statuses("status", flat=True)) == {"sent"}, timeout=60)
     assert (len(stub_server.requests), stub_server.deduplicated) == (5, 1)
     flagged = set(Message.objects.filter(pk__in=[m.pk for m in messages],
@@ -100,7 +100,7 @@ def test_a_message_due_in_two_hours_survives_a_redis_flush_and_a_worker_restart(
         workspace, stub_server, worker_processes, dispatcher):
     sms_workspace(workspace, stub_server)
     worker = worker_processes()
-    message = pipeline.message_create(workspace=workspace, channel="sms", to="+14155552671",
+    message = creation.message_create(workspace=workspace, channel="sms", to="+14155552671",
                                       content={"body": "later"},
                                       send_at=timezone.now() + timedelta(hours=2))
     # Its own database (broker, counters): what a FLUSHALL does to the service, without
@@ -119,15 +119,15 @@ def test_a_message_due_in_two_hours_survives_a_redis_flush_and_a_worker_restart(
 def test_queued_messages_lost_by_a_redis_flush_are_republished_by_the_sweeper(
         workspace, stub_server, worker_processes, settings):
     sms_workspace(workspace, stub_server)
-    messages = [pipeline.message_build(workspace=workspace, channel="sms", to="+14155552671",
+    messages = [creation.message_build(workspace=workspace, channel="sms", to="+14155552671",
                                        content={"body": f"m{i}"}) for i in range(20)]
-    pipeline.message_create_many(messages=messages)
+    creation.message_create_many(messages=messages)
     redis.Redis.from_url(settings.REDIS_URL).flushdb()  # every task is gone
     worker_processes()
     time.sleep(1)
     assert stub_server.requests == []
     settings.REQUEUE_AFTER_SECONDS = 0
-    assert pipeline.sweep()["requeued"] == 20
+    assert sweeper.sweep()["requeued"] == 20
     stub_server.wait_for(20, timeout=60)
     time.sleep(0.5)
     assert sorted(r.json()["message"] for r in stub_server.requests) == sorted(

@@ -18,7 +18,7 @@ import requests
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
-from messaging.ssrf import (
+from messaging.providers.ssrf import (
     UnsafeURL,
     check_url_literal,
     is_allowed_ip,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from messaging.models import Suppression
-from messaging.suppressions import suppression_add
+from messaging.recipients.suppressions import suppression_add
 from tests.factories import WorkspaceFactory
 
 pytestmark = pytest.mark.django_db

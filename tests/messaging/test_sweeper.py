@@ -9,7 +9,8 @@ import pytest
 from django.utils import timezone
 
 from core.models import DeadLetter
-from messaging import pipeline
+from messaging import publishing
+from messaging.delivery import creation, sending, sweeper, timers
 from messaging.models import DeliveryAttempt, Message, MessageStatus
 from messaging.signals import message_finished
 from tests.support.stub_server import Reply, StubServer
@@ -27,7 +28,7 @@ def use_http_sms(workspace, stub: StubServer) -> None:
 
 def insert(workspace, body: str = "x", **fields: Any) -> Message:
     """Insert a message row as the pipeline builds it, without publishing any task."""
-    message = pipeline.message_build(workspace=workspace, channel="sms", to="+14155552671",
+    message = creation.message_build(workspace=workspace, channel="sms", to="+14155552671",
                                      content={"body": body})
     for name, value in fields.items():
         setattr(message, name, value)
@@ -56,7 +57,7 @@ def test_a_queued_message_whose_task_was_lost_is_republished_and_sent(
     message = insert(workspace, body="lost task",
                      enqueued_at=timezone.now() - timedelta(minutes=10))
 
-    assert pipeline.sweep() == {"expired_leases": 0, "requeued": 1, "released": 0}
+    assert sweeper.sweep() == {"expired_leases": 0, "requeued": 1, "released": 0}
 
     request = stub_server.wait_for(1, path="/send-sms")[0]
     assert request.json()["message"] == "lost task"
@@ -69,7 +70,7 @@ def test_a_queued_message_whose_task_was_lost_is_republished_and_sent(
 def test_a_queued_row_without_enqueued_at_is_republished(workspace, stub_server, live_worker):
     use_http_sms(workspace, stub_server)
     message = insert(workspace, enqueued_at=None)
-    assert pipeline.sweep()["requeued"] == 1
+    assert sweeper.sweep()["requeued"] == 1
     wait_until(lambda: fetch(message).status == "sent")
 
 
@@ -79,8 +80,8 @@ def test_a_second_sweep_does_not_publish_the_same_rows_again(workspace, stub_ser
     old = timezone.now() - timedelta(minutes=10)
     messages = [insert(workspace, body=f"m{i}", enqueued_at=old) for i in range(3)]
 
-    assert pipeline.sweep() == {"expired_leases": 0, "requeued": 3, "released": 0}
-    assert pipeline.sweep() == NOTHING
+    assert sweeper.sweep() == {"expired_leases": 0, "requeued": 3, "released": 0}
+    assert sweeper.sweep() == NOTHING
 
     stub_server.wait_for(3, path="/send-sms")
     wait_until(lambda: all(fetch(m).status == "sent" for m in messages))
@@ -92,7 +93,7 @@ def test_an_expired_lease_is_recovered_and_sent_again_with_the_same_key(
     use_http_sms(workspace, stub_server)
     message = stuck_in_sending(workspace)
 
-    assert pipeline.sweep() == {"expired_leases": 1, "requeued": 0, "released": 0}
+    assert sweeper.sweep() == {"expired_leases": 1, "requeued": 0, "released": 0}
 
     lost = DeliveryAttempt.objects.get(message=message, number=1)
     assert lost.outcome == "lost"
@@ -127,7 +128,7 @@ def test_an_expired_lease_without_a_started_attempt_is_requeued_unflagged(
     stub_server.dedupe_header = "Idempotency-Key"
     message = claimed_never_called(workspace)
 
-    assert pipeline.sweep() == {"expired_leases": 1, "requeued": 0, "released": 0}
+    assert sweeper.sweep() == {"expired_leases": 1, "requeued": 0, "released": 0}
     assert not DeliveryAttempt.objects.filter(message=message).exists()
 
     wait_until(lambda: fetch(message).status == "sent")
@@ -141,7 +142,7 @@ def test_an_expired_lease_without_a_started_attempt_is_requeued_unflagged(
 def test_a_lost_last_attempt_that_never_started_fails_unflagged(workspace):
     message = claimed_never_called(workspace, attempts=3, max_attempts=3)
 
-    assert pipeline.sweep() == {"expired_leases": 1, "requeued": 0, "released": 0}
+    assert sweeper.sweep() == {"expired_leases": 1, "requeued": 0, "released": 0}
 
     failed = fetch(message)
     assert (failed.status, failed.error_code, failed.possible_duplicate) == (
@@ -159,7 +160,7 @@ def test_a_start_the_sweeper_took_back_makes_no_call(workspace, stub_server):
     loaded = Message.objects.select_related("workspace").get(pk=message.pk)
     Message.objects.filter(pk=message.pk).update(status=MessageStatus.QUEUED)  # taken back
 
-    assert pipeline._send_and_record([loaded], "task", timezone.now()) == {
+    assert sending._send_and_record([loaded], "task", timezone.now()) == {
         str(message.pk): "stale"}
     assert stub_server.requests == []
     assert not DeliveryAttempt.objects.filter(message=message).exists()
@@ -172,13 +173,13 @@ def test_a_worker_outliving_its_lease_is_superseded_and_both_calls_share_the_key
     settings.DELIVERY_LEASE_SECONDS = 1
     use_http_sms(workspace, stub_server)
     stub_server.script("/send-sms", Reply(200, {"id": "slow"}, delay=4))
-    message = pipeline.message_create(workspace=workspace, channel="sms", to="+14155552671",
+    message = creation.message_create(workspace=workspace, channel="sms", to="+14155552671",
                                       content={"body": "slow provider"})
 
     stub_server.wait_for(1, path="/send-sms")
     wait_until(lambda: (m := fetch(message)).status == "sending"
                and m.lease_until < timezone.now())
-    assert pipeline.sweep() == {"expired_leases": 1, "requeued": 0, "released": 0}
+    assert sweeper.sweep() == {"expired_leases": 1, "requeued": 0, "released": 0}
     assert DeliveryAttempt.objects.get(message=message, number=1).outcome == "lost"
 
     first, second = stub_server.wait_for(2, path="/send-sms")
@@ -201,7 +202,7 @@ def test_a_lost_lease_on_the_last_attempt_fails_into_the_dead_letters(workspace,
     use_http_sms(workspace, stub_server)
     message = stuck_in_sending(workspace, attempts=3, max_attempts=3)
 
-    assert pipeline.sweep() == {"expired_leases": 1, "requeued": 0, "released": 0}
+    assert sweeper.sweep() == {"expired_leases": 1, "requeued": 0, "released": 0}
 
     failed = fetch(message)
     assert failed.status == "failed"
@@ -213,13 +214,13 @@ def test_a_lost_lease_on_the_last_attempt_fails_into_the_dead_letters(workspace,
     assert (letter.kind, letter.channel, letter.attempts, letter.error_code) == (
         "message", "sms", 3, "lost")
     assert letter.payload["message_id"] == str(message.id)
-    assert pipeline.sweep() == NOTHING
+    assert sweeper.sweep() == NOTHING
     assert stub_server.requests == []
 
 
 def test_a_message_failed_by_a_lost_last_attempt_is_flagged_possible_duplicate(workspace):
     message = stuck_in_sending(workspace, attempts=3, max_attempts=3)
-    pipeline.sweep()
+    sweeper.sweep()
     assert fetch(message).status == "failed"
     assert fetch(message).possible_duplicate is True
 
@@ -233,7 +234,7 @@ def test_a_message_failed_by_the_sweeper_sends_message_finished(workspace):
 
     message_finished.connect(receiver, weak=False)
     try:
-        pipeline.sweep()
+        sweeper.sweep()
     finally:
         message_finished.disconnect(receiver)
     assert fetch(message).status == "failed"
@@ -253,7 +254,7 @@ def test_fresh_queued_rows_and_live_leases_are_left_alone(workspace):
     before = {m.pk: (fetch(m).status, fetch(m).enqueued_at, fetch(m).updated_at)
               for m in (fresh, recent, leased, scheduled)}
 
-    assert pipeline.sweep() == NOTHING
+    assert sweeper.sweep() == NOTHING
 
     after = {m.pk: (fetch(m).status, fetch(m).enqueued_at, fetch(m).updated_at)
              for m in (fresh, recent, leased, scheduled)}
@@ -266,7 +267,7 @@ def test_finished_messages_are_never_swept(workspace):
     for status in (MessageStatus.SENT, MessageStatus.FAILED, MessageStatus.CANCELLED,
                    MessageStatus.DELIVERED, MessageStatus.RETRYING):
         insert(workspace, status=status, enqueued_at=old, lease_until=old)
-    assert pipeline.sweep() == NOTHING
+    assert sweeper.sweep() == NOTHING
 
 
 def test_dispatch_due_queues_an_overdue_timer_and_the_worker_sends_it(workspace, stub_server,
@@ -279,23 +280,23 @@ def test_dispatch_due_queues_an_overdue_timer_and_the_worker_sends_it(workspace,
     later = insert(workspace, body="later", status=MessageStatus.SCHEDULED, enqueued_at=None,
                    scheduled_for=now + timedelta(hours=1), due_at=now + timedelta(hours=1))
 
-    assert pipeline.dispatch_due() == 1
+    assert timers.dispatch_due() == 1
     assert fetch(overdue).enqueued_at is not None
 
     wait_until(lambda: fetch(overdue).status == "sent")
     assert [r.json()["message"] for r in stub_server.requests] == ["overdue"]
     assert fetch(later).status == "scheduled"
-    assert pipeline.dispatch_due() == 0
-    assert pipeline.sweep() == NOTHING
+    assert timers.dispatch_due() == 0
+    assert sweeper.sweep() == NOTHING
 
 
 def test_publish_returns_how_many_tasks_it_published(workspace, stub_server, live_worker):
     use_http_sms(workspace, stub_server)
     messages = [insert(workspace, body=f"p{i}") for i in range(2)]
-    assert pipeline.publish(messages) == 2
+    assert publishing.publish(messages) == 2
     stub_server.wait_for(2, path="/send-sms")
     wait_until(lambda: all(fetch(m).status == "sent" for m in messages))
-    assert pipeline.publish(messages) == 2  # duplicates are published but find nothing
+    assert publishing.publish(messages) == 2  # duplicates are published but find nothing
     time.sleep(0.5)
-    assert pipeline.sweep() == NOTHING
+    assert sweeper.sweep() == NOTHING
     assert len(stub_server.requests) == 2

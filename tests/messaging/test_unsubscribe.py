@@ -13,8 +13,8 @@ from urllib.parse import quote, unquote, urlsplit
 import pytest
 from django.test import Client
 
-from messaging import unsubscribe
 from messaging.models import Message, Suppression
+from messaging.recipients import unsubscribe
 from tests.factories import ContactFactory
 from tests.support.smtp_server import RecordingHandler, running, smtp_settings
 from tests.support.stub_server import Reply

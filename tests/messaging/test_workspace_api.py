@@ -179,7 +179,7 @@ def test_another_workspace_is_untouched(api, workspace):
 
 def test_the_policy_reads_what_the_api_wrote(api, workspace):
     """A value the API accepts is one the pipeline parses (the same parsers)."""
-    from messaging.policy import quiet_window
+    from messaging.recipients.policy import quiet_window
 
     patch(api, {"settings": {"quiet_hours": {"start": "21:30", "end": "06:00"}}})
     workspace.refresh_from_db()

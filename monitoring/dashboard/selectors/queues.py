@@ -7,8 +7,8 @@ from typing import Any
 from django.db.models import Count
 
 from core.models import Workspace
-from messaging import pauses
 from messaging.channels import CHANNEL_QUEUES, QUEUE_CHANNELS
+from messaging.delivery import pauses
 from messaging.models import QueuePause
 
 

@@ -9,7 +9,7 @@ from django.db import DatabaseError, close_old_connections
 
 from flows.engine import dispatch_timers
 from flows.schedules import schedules_fire_due
-from messaging.pipeline import DISPATCH_BATCH, dispatch_due
+from messaging.delivery.timers import DISPATCH_BATCH, dispatch_due
 
 
 class Command(BaseCommand):

@@ -33,9 +33,9 @@ from django.conf import settings
 from django.utils import timezone
 
 from core.parsing import Cap, parse_clock
-from messaging import caps
 from messaging.channels import EMAIL, MMS, SMS
 from messaging.models import Category, Message, SuppressedReason, Suppression
+from messaging.recipients import caps
 
 ALLOWED, DEFERRED, SUPPRESSED = "allowed", "deferred", "suppressed"
 # Sources whose messages do not go to the workspace's contacts as such: alerts go to staff,

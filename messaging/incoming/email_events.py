@@ -15,7 +15,7 @@ from django.utils import timezone
 from core.models import Workspace
 from messaging.channels import EMAIL
 from messaging.models import Message, MessageStatus, Suppression
-from messaging.suppressions import normalize_address, suppression_add
+from messaging.recipients.suppressions import normalize_address, suppression_add
 
 BOUNCE, COMPLAINT = "bounce", "complaint"
 KINDS = (BOUNCE, COMPLAINT)

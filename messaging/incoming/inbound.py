@@ -25,11 +25,12 @@ from django.db.models import Q, QuerySet
 
 from core.models import Contact, Workspace
 from core.phones import normalize_phone
-from messaging import events, keywords
+from messaging import events
 from messaging.channels import MMS, SMS
+from messaging.delivery.creation import message_create
 from messaging.models import Category, Direction, Message, MessageStatus
-from messaging.pipeline import message_create
 from messaging.providers.registry import workspace_override
+from messaging.recipients import keywords
 from messaging.signals import message_received
 
 logger = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ from django.utils import timezone
 from core.models import Contact, Workspace
 from messaging.channels import EMAIL
 from messaging.models import Category, Message, Suppression
-from messaging.suppressions import suppression_add
+from messaging.recipients.suppressions import suppression_add
 
 # Keeps these signatures apart from every other use of SECRET_KEY.
 SALT = "relay.unsubscribe"

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from core.models import Contact, Workspace
 from messaging.models import Suppression
-from messaging.suppressions import suppression_add_many, suppression_remove_many
+from messaging.recipients.suppressions import suppression_add_many, suppression_remove_many
 
 STOP, START, HELP = "stop", "start", "help"
 WORDS: dict[str, frozenset[str]] = {

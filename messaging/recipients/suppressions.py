@@ -1,4 +1,4 @@
-"""The suppression list: addresses a workspace must not send to (messaging.policy reads it).
+"""The suppression list: addresses a workspace must not send to (messaging.recipients.policy reads it).
 
 Every way an address gets on the list (the API, admin, an inbound STOP, a provider refusing
 the address, a bounce or complaint) goes through `suppression_add`, so the address is

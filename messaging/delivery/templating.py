@@ -14,7 +14,7 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
-from messaging.unsubscribe import unsubscribe_url
+from messaging.recipients.unsubscribe import unsubscribe_url
 
 if TYPE_CHECKING:
     from messaging.models import Message

@@ -3,7 +3,15 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from messaging.models import DeliveryAttempt, Message
+from messaging.models import DeliveryAttempt, Message, SuppressedReason
+
+
+class BlankAsNullChoiceField(serializers.ChoiceField):
+    """A choice the model stores as "" when there is none, answered as null: the schema then
+    says "one of the choices, or null" (a nullable enum), which generated clients parse."""
+
+    def to_representation(self, value: str | None) -> str | None:
+        return None if value in ("", None) else super().to_representation(value)
 
 
 class DeliveryAttemptSerializer(serializers.ModelSerializer):
@@ -15,6 +23,9 @@ class DeliveryAttemptSerializer(serializers.ModelSerializer):
 
 class MessageSerializer(serializers.ModelSerializer):
     contact_id = serializers.UUIDField(read_only=True, allow_null=True)
+    # null, not "", when the message was not suppressed (README.md, "API").
+    suppressed_reason = BlankAsNullChoiceField(choices=SuppressedReason.choices,
+                                               read_only=True, allow_null=True)
 
     class Meta:
         model = Message

@@ -1,0 +1,263 @@
+"""Sending a batch: claim, the gates before a provider call (pause, recipients' rules, rate
+limit), the provider calls on a thread pool, and their outcomes handed to recording.
+
+The Message row is the truth; the broker only wakes workers (README.md, "Delivery"). Every
+step that changes a message's status is a conditional UPDATE, so a duplicated or late task
+does nothing, and a provider is never called inside an open transaction.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from messaging import events, ratelimit
+from messaging.channels import rate_key_for
+from messaging.delivery import pauses
+from messaging.delivery.recording import Call, notify_finals, record_group
+from messaging.delivery.templating import render_content
+from messaging.models import DeliveryAttempt, Message, MessageStatus
+from messaging.providers.base import Outbound, ProviderError, Receipt
+from messaging.providers.registry import provider_for
+from messaging.ratelimit import RATE_KEY_FIELD
+from messaging.recipients import policy
+from messaging.recipients.unsubscribe import list_unsubscribe_headers
+
+logger = logging.getLogger(__name__)
+
+
+# Provider answers that arrive within this long of the first one waited for are recorded in
+# one transaction: a crash loses at most the calls in flight and this window's answers,
+# and a fast provider's wave of PROVIDER_CONCURRENCY calls costs one commit, not one each.
+RECORD_WINDOW_SECONDS = 0.02
+
+
+def messages_deliver(*, message_ids: list[str], task_id: str = "") -> dict[str, str]:
+    """Claim the messages, respect rate limits, call providers, record the outcomes.
+
+    Return {message id: skipped (not ours) | paused | deferred | suppressed | sent | retrying
+    | failed | stale}. A paused queue holds its messages first (messaging.delivery.pauses), then the
+    recipients' rules (messaging.recipients.policy) decide, then the rate limit.
+    Round trips per batch: one claim, one read, then one transaction per wave of concurrent
+    provider calls (see _send_and_record); the calls run outside any transaction.
+    """
+    now = timezone.now()
+    claimed = _claim(message_ids, now)
+    outcomes = {str(mid): "skipped" for mid in message_ids}
+    if not claimed:
+        return outcomes
+    # In due order, so rate-limit slots are booked in the order the messages were due.
+    messages = list(Message.objects.select_related("workspace", "contact", "webhook_endpoint")
+                    .filter(pk__in=claimed).order_by("due_at", "created_at", "id"))
+    held = pauses.hold_paused(messages, now)
+    outcomes.update({str(pk): "paused" for pk in held})
+    messages = [message for message in messages if message.pk not in held]
+    decisions = policy.decide_all(messages, now=now)
+    ready, refused = [], []
+    for message in messages:
+        decision = decisions[message.pk]
+        if decision.outcome == policy.SUPPRESSED:
+            refused.append((message, decision.reason))
+            outcomes[str(message.pk)] = "suppressed"
+        elif decision.outcome == policy.DEFERRED and decision.until is not None:
+            _put_back(message, decision.until, now)
+            outcomes[str(message.pk)] = "deferred"
+        elif _defer_for_rate_limit(message, now):
+            outcomes[str(message.pk)] = "deferred"
+        else:
+            ready.append(message)
+    notify_finals(_suppress_all(refused, now))
+    outcomes.update(_send_and_record(ready, task_id, now))
+    return outcomes
+
+
+def _claim(message_ids: list[str], now: datetime) -> list[Any]:
+    """Move queued messages to sending with a lease and count the attempt; return the ids
+    this call claimed (UPDATE ... RETURNING: one round trip, atomic per row)."""
+    from uuid import UUID
+
+    ids = [UUID(str(mid)) for mid in message_ids]
+    lease_until = now + timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)
+    table = Message._meta.db_table
+    placeholders = ", ".join(["%s"] * len(ids))
+    params: list[Any] = [MessageStatus.SENDING, lease_until, now]
+    if connection.vendor == "sqlite":
+        params += [mid.hex for mid in ids]  # Django stores UUIDs as 32-char hex there
+    else:
+        params += ids
+    params.append(MessageStatus.QUEUED)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET status = %s, lease_until = %s, updated_at = %s, "
+            f"attempts = attempts + 1, status_reason = '' "
+            f"WHERE id IN ({placeholders}) AND status = %s RETURNING id", params)
+        return [row[0] for row in cursor.fetchall()]
+
+
+_pool: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _provider_pool() -> ThreadPoolExecutor:
+    """Return this process's provider threads. They outlive a batch so that each keeps its
+    HTTP session, and so its keep-alive connections, to every provider host (one new TCP
+    connection per call otherwise). Made again in a forked child (Celery's prefork pool)."""
+    global _pool
+    if _pool is None or _pool[0] != os.getpid():
+        _pool = (os.getpid(), ThreadPoolExecutor(
+            max_workers=max(1, settings.PROVIDER_CONCURRENCY), thread_name_prefix="provider"))
+    return _pool[1]
+
+
+def _prepare(message: Message, task_id: str, now: datetime) -> Call:
+    """Return the message's call: its provider and request, or a permanent error as its
+    result when the request cannot be built (no call is made then)."""
+    call = Call(message, DeliveryAttempt(message=message, number=message.attempts,
+                                          task_id=task_id or "", started_at=now))
+    try:
+        call.provider, config = provider_for(message.workspace, message.channel)
+        if message.webhook_endpoint_id and message.webhook_endpoint is not None:
+            # An event delivery is signed for its endpoint, not with the workspace's.
+            config["secrets"] = events.endpoint_secrets(message.webhook_endpoint, now)
+        call.outbound = _outbound(message, config)
+    except (ValueError, KeyError) as exc:
+        call.result = ProviderError(str(exc), permanent=True, code="invalid")
+        return call
+    call.attempt.provider = call.provider.name
+    return call
+
+
+def _send_and_record(messages: list[Message], task_id: str, now: datetime) -> dict[str, str]:
+    """Call each message's provider, PROVIDER_CONCURRENCY at a time, and record each
+    outcome as its call finishes; return {message id: outcome}.
+
+    Each transaction records the answers that came in (within RECORD_WINDOW_SECONDS of each
+    other) and writes the `started` attempts of the calls about to start, so a crash loses
+    only the calls in flight, and the sweeper can tell a message that was never called
+    (requeued as is) from one that may have been (flagged a possible duplicate).
+    """
+    calls = [_prepare(message, task_id, now) for message in messages]
+    waiting = deque(call for call in calls if call.result is None)
+    finished = [call for call in calls if call.result is not None]
+    running: dict[Future, Call] = {}
+    limit = max(1, settings.PROVIDER_CONCURRENCY)
+    outcomes: dict[str, str] = {}
+    # Read once per batch, not once per transaction (see events.messages_emit).
+    endpoints = events.subscribers({message.workspace_id for message in messages})
+    while waiting or running or finished:
+        starting = [waiting.popleft() for _ in range(min(len(waiting), limit - len(running)))]
+        outcomes.update(record_group(finished, starting, endpoints))
+        finished = []
+        for call in starting:
+            if call.started and call.outbound is not None:
+                running[_provider_pool().submit(_call, call.provider, call.outbound)] = call
+        if not running:
+            continue
+        done, _ = wait(running, return_when=FIRST_COMPLETED)
+        more, _ = wait(set(running) - done, timeout=RECORD_WINDOW_SECONDS)
+        for future in done | more:
+            call = running.pop(future)
+            call.result = future.result()
+            finished.append(call)
+    return outcomes
+
+
+def _call(provider: Any, outbound: Outbound) -> Receipt | ProviderError:
+    """Send through the provider, turning every failure into a ProviderError."""
+    try:
+        return provider.send(outbound)
+    except ProviderError as exc:
+        return exc
+    except Exception as exc:  # a provider bug must not strand the message in `sending`
+        logger.exception("provider %s raised unexpectedly", provider.name)
+        return ProviderError(f"{type(exc).__name__}: {exc}", permanent=False,
+                             outcome_unknown=True, code="exception")
+
+
+def _defer_for_rate_limit(message: Message, now: datetime) -> bool:
+    """Book a rate-limit slot; if it is in the future, put the message back on its timer."""
+    if message.rate_slot_at is not None and message.rate_slot_at <= now + timedelta(
+            milliseconds=50):
+        return False  # this message already holds the slot it is due at
+    rate, reservation = _rate_and_key(message)
+    if rate is None:
+        return False
+    key = rate_key_for(message.channel)
+    delay = ratelimit.reserve(reservation, rate)
+    if delay <= 0.001:
+        return False
+    slot = now + timedelta(seconds=delay)
+    _put_back(message, slot, now, rate_slot_at=slot)
+    ratelimit.record_deferral(workspace_id=str(message.workspace_id),
+                              channel=key, delay=delay)
+    return True
+
+
+def _rate_and_key(message: Message) -> tuple[ratelimit.Rate | None, str]:
+    """Return the rate a message counts against and its Redis key: an event delivery's
+    endpoint's own rate_limit when set (one counter per endpoint), else its channel's."""
+    endpoint = message.webhook_endpoint if message.webhook_endpoint_id else None
+    if endpoint is not None and endpoint.rate_limit:
+        return (ratelimit.Rate.parse(endpoint.rate_limit),
+                ratelimit.client_channel_key(str(message.workspace_id), rate_key_for(
+                    message.channel), f"endpoint:{endpoint.pk}"))
+    return (ratelimit.rate_for(message.workspace, message.channel),
+            _reservation_key(message, rate_key_for(message.channel)))
+
+
+def _put_back(message: Message, due: datetime, now: datetime, **fields: Any) -> None:
+    """Return a claimed message to its timer, due at `due`. A deferral is not an attempt:
+    give back the one the claim counted."""
+    Message.objects.filter(pk=message.pk, status=MessageStatus.SENDING).update(
+        status=MessageStatus.SCHEDULED, due_at=due, lease_until=None,
+        attempts=F("attempts") - 1, updated_at=now, **fields)
+
+
+def _suppress(message: Message, reason: str, now: datetime) -> bool:
+    """Finish a claimed message as suppressed: no provider call, no attempt, no dead
+    letter. Return whether this call finished it."""
+    return bool(Message.objects.filter(pk=message.pk, status=MessageStatus.SENDING).update(
+        status=MessageStatus.SUPPRESSED, suppressed_reason=reason, lease_until=None,
+        due_at=None, attempts=F("attempts") - 1, updated_at=now))
+
+
+def _suppress_all(refused: list[tuple[Message, str]], now: datetime) -> list[tuple[Any, str]]:
+    """Suppress each (message, reason) and emit message.suppressed in one transaction;
+    return the (id, source) pairs this call finished."""
+    if not refused:
+        return []
+    with transaction.atomic():
+        done = [message for message, reason in refused if _suppress(message, reason, now)]
+        events.messages_emit(changes=[(m, events.MESSAGE_SUPPRESSED) for m in done])
+    return [(message.pk, message.source) for message in done]
+
+
+def _reservation_key(message: Message, key: str) -> str:
+    """Return the Redis key the message books its slot under: its own rate key inside the
+    channel's when it names a valid one (still in its workspace), else the channel's."""
+    workspace_id = str(message.workspace_id)
+    own = (message.metadata or {}).get(RATE_KEY_FIELD)
+    if own is not None:
+        try:
+            return ratelimit.client_channel_key(workspace_id, key, own)
+        except ValueError:
+            logger.warning("message %s names an invalid rate key; using the channel's",
+                           message.pk)
+    return ratelimit.channel_key(workspace_id, key)
+
+
+def _outbound(message: Message, config: dict[str, Any]) -> Outbound:
+    return Outbound(
+        message_id=str(message.id), workspace_id=str(message.workspace_id),
+        channel=message.channel, to=message.to, content=render_content(message),
+        config=config, contact_id=str(message.contact_id) if message.contact_id else None,
+        metadata={k: v for k, v in (message.metadata or {}).items() if k != "_context"},
+        attempt=message.attempts, headers=list_unsubscribe_headers(message),
+    )
