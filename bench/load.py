@@ -1,4 +1,5 @@
-"""A small HTTP load generator: closed loop (max throughput) and open loop (fixed rate)."""
+"""A small HTTP load generator: closed loop (max throughput) and open loop (fixed rate), and
+the batch-API and polling helpers the scenarios share."""
 from __future__ import annotations
 
 import http.client
@@ -7,8 +8,11 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from bench.harness import Cluster
 
 
 class Connection(http.client.HTTPConnection):
@@ -114,3 +118,27 @@ def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     rank = max(0, min(len(ordered) - 1, int(round(q / 100 * len(ordered) + 0.5)) - 1))
     return ordered[rank]
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.2) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise TimeoutError("benchmark condition not reached")
+
+
+def accept_batch(cluster: Cluster, key: str, n: int, message: Callable[[int], dict],
+                 batch: int = 1000) -> tuple[float, list[str]]:
+    """Create n messages through the batch API; return the first accept time and ids."""
+    client = Client(cluster.web_url, {"Authorization": f"Bearer {key}"})
+    ids: list[str] = []
+    first = time.time()
+    for offset in range(0, n, batch):
+        items = [message(i) for i in range(offset, min(n, offset + batch))]
+        status, answer = client.post("/api/v1/messages/batch", {"messages": items})
+        if status != 201:
+            raise RuntimeError(f"batch refused: {status} {answer}")
+        ids.extend(m["id"] for m in answer["messages"])
+    return first, ids

@@ -55,7 +55,7 @@ def deliver(cluster: Cluster, name: str, key: str, ids: list[str]) -> float:
     to the last sent."""
     from django.db.models import Max
 
-    from bench.run import accept_batch, wait_for
+    from bench.load import accept_batch, wait_for
     from messaging.models import Message
 
     n = len(ids)

@@ -14,13 +14,12 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from bench.harness import ROOT, Cluster
-from bench.load import closed_loop, open_loop, percentile
+from bench.load import accept_batch, closed_loop, open_loop, percentile, wait_for
 from messaging.channels import SMS
 
 ROWS: list[dict[str, Any]] = []
@@ -41,15 +40,6 @@ def row(scenario: str, metric: str, value: float, unit: str, baseline: float | N
 
 def sms(i: int, stub: str = "") -> dict[str, Any]:
     return {"channel": SMS, "to": "+14155552671", "body": f"bench {i}"}
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.2) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise TimeoutError("benchmark condition not reached")
 
 
 # --- 1. ingest --------------------------------------------------------------------------------
@@ -104,23 +94,6 @@ def plain_celery_drain(cluster: Cluster, n: int) -> float:
     elapsed = time.perf_counter() - start
     cluster.stop("plain-worker")
     return n / elapsed
-
-
-def accept_batch(cluster: Cluster, key: str, n: int, message: Callable[[int], dict],
-                 batch: int = 1000) -> tuple[float, list[str]]:
-    """Create n messages through the batch API; return the first accept time and ids."""
-    from bench.load import Client
-
-    client = Client(cluster.web_url, {"Authorization": f"Bearer {key}"})
-    ids: list[str] = []
-    first = time.time()
-    for offset in range(0, n, batch):
-        items = [message(i) for i in range(offset, min(n, offset + batch))]
-        status, answer = client.post("/api/v1/messages/batch", {"messages": items})
-        if status != 201:
-            raise RuntimeError(f"batch refused: {status} {answer}")
-        ids.extend(m["id"] for m in answer["messages"])
-    return first, ids
 
 
 def delivery_rate(cluster: Cluster, workspace: Any, key: str, n: int) -> float:

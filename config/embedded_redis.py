@@ -19,7 +19,7 @@ from pathlib import Path
 
 import redis
 
-from config.env import load_env_file, var_dir
+from core.env import load_env_file, var_dir
 
 # The same .env and var directory as the settings, whichever is imported first.
 load_env_file()

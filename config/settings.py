@@ -9,7 +9,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
-from config.env import (
+from core.env import (
     env_bool,
     env_float,
     env_int,

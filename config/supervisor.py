@@ -12,7 +12,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from config.env import BASE_DIR, load_env_file, var_dir
+from core.env import BASE_DIR, load_env_file, var_dir
 
 PROCFILE = BASE_DIR / "Procfile"
 # Seconds a process must stay up to count as started; restarts of one that keeps failing

@@ -24,7 +24,7 @@ from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from kombu import Connection
 
-from config.env import redis_url_for_kombu
+from core.env import redis_url_for_kombu
 from messaging import ratelimit
 from messaging.channels import ALL_QUEUES
 

@@ -8,8 +8,8 @@ cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 PY=python
 # .env as the settings read it (the environment wins), so this script decides alike.
-eval "$($PY -m config.env exports)"
-VAR="$($PY -c 'from config.env import var_dir; print(var_dir())')"
+eval "$($PY -m core.env exports)"
+VAR="$($PY -c 'from core.env import var_dir; print(var_dir())')"
 export VAR_DIR="$VAR"
 mkdir -p "$VAR"
 export DEBUG="${DEBUG:-1}"

@@ -103,8 +103,8 @@ def env_or_var_file(name: str, filename: str) -> str:
 
 
 if __name__ == "__main__":
-    # `eval "$(python -m config.env)"` (scripts/run.sh): the shell sees what settings see.
+    # `eval "$(python -m core.env)"` (scripts/run.sh): the shell sees what settings see.
     if sys.argv[1:] not in ([], ["exports"]):
-        sys.exit("usage: python -m config.env [exports]")
+        sys.exit("usage: python -m core.env [exports]")
     for key, value in env_file_values().items():
         print(f"export {key}={shlex.quote(value)}")
