@@ -52,6 +52,17 @@ class SuppressedReason(models.TextChoices):
     FREQUENCY_CAP = "frequency_cap"
 
 
+class WaitReason(models.TextChoices):
+    """Why a live message waits (the API's `waiting_for`): `scheduled` says only that a timer
+    holds it, this says whose timer (docs/glossary.md)."""
+    SEND_AT = "send_at"  # the sender asked for a later time (send_at / a flow delay)
+    RETRY = "retry_backoff"  # a transient provider error: the next attempt's backoff
+    RATE_LIMIT = "rate_limit"  # its channel's (or endpoint's) rate limit booked a later slot
+    QUIET_HOURS = "quiet_hours"  # the recipient's quiet hours
+    FREQUENCY_CAP = "frequency_cap"  # the recipient's frequency cap (action: defer)
+    PAUSE = "pause"  # its queue is paused (status_reason names the pause)
+
+
 class Priority(models.TextChoices):
     HIGH = "high"
     NORMAL = "normal"
@@ -60,6 +71,12 @@ class Priority(models.TextChoices):
 
 # Statuses a durable timer (due_at) governs: the dispatcher turns them into `queued`.
 TIMER_STATUSES = (MessageStatus.SCHEDULED, MessageStatus.RETRYING)
+
+# Metadata keys starting with this are the service's own (the older endpoints' ids and
+# rate key, an event delivery's event): senders cannot write them (messaging.compose) and
+# the API's answers and events leave them out (messaging.api.serializers).
+INTERNAL_METADATA_PREFIX = "_"
+
 CANCELLABLE_STATUSES = (MessageStatus.SCHEDULED, MessageStatus.QUEUED, MessageStatus.RETRYING)
 FINAL_STATUSES = (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.UNDELIVERED,
                   MessageStatus.FAILED, MessageStatus.CANCELLED, MessageStatus.SUPPRESSED)
@@ -125,7 +142,12 @@ class Message(models.Model):
                                          choices=SuppressedReason.choices)
     content = models.JSONField(default=dict)  # as submitted (templates unrendered)
     rendered = models.JSONField(null=True, blank=True)  # as sent
+    # The sender's, answered as given; keys starting with INTERNAL_METADATA_PREFIX are the
+    # service's own (only the endpoints that own them write them; no answer shows them).
     metadata = models.JSONField(default=dict, blank=True)
+    # A flow send's template context ({"trigger", "steps"}): the service's, not the sender's,
+    # so it lives apart from metadata, where no answer, event or provider sees it.
+    flow_context = models.JSONField(null=True, blank=True)
     # api | compat | flow | alert | ai | keyword (STOP/START/HELP replies) | inbound
     source = models.CharField(max_length=20, default="api")
     parent = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True,
@@ -151,8 +173,9 @@ class Message(models.Model):
     last_error = models.TextField(blank=True, default="")
     error_code = models.CharField(max_length=50, blank=True, default="")
     possible_duplicate = models.BooleanField(default=False)
-    # Why a live message waits, when something other than its timer holds it: "paused: sms
-    # (workspace)" while its queue is paused (README.md, "Pausing"). Cleared when claimed.
+    # Why a live message waits, when something other than its own timer holds it: "paused:
+    # sms (workspace)" while its queue is paused (README.md, "Pausing"), or the WaitReason of
+    # a deferral (rate_limit, quiet_hours, frequency_cap). Cleared when claimed.
     status_reason = models.CharField(max_length=200, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -182,6 +205,19 @@ class Message(models.Model):
                 fields=["workspace", "provider_message_id"], name="inbound_provider_id_unique",
                 condition=Q(direction="inbound") & ~Q(provider_message_id="")),
         ]
+
+    @property
+    def waiting_for(self) -> str | None:
+        """Return the WaitReason of a `scheduled` or `retrying` message, else None."""
+        if self.status == MessageStatus.RETRYING:
+            return WaitReason.RETRY
+        if self.status != MessageStatus.SCHEDULED:
+            return None
+        if self.status_reason.startswith("paused"):
+            return WaitReason.PAUSE
+        if self.status_reason in WaitReason.values:
+            return self.status_reason
+        return WaitReason.SEND_AT
 
     def __str__(self) -> str:
         return f"{self.channel} {self.id} ({self.status})"

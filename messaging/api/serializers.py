@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from messaging.models import DeliveryAttempt, Message, SuppressedReason
+from messaging.models import DeliveryAttempt, Message, SuppressedReason, WaitReason
 
 
 class BlankAsNullChoiceField(serializers.ChoiceField):
@@ -26,10 +26,14 @@ class MessageSerializer(serializers.ModelSerializer):
     # null, not "", when the message was not suppressed (README.md, "API").
     suppressed_reason = BlankAsNullChoiceField(choices=SuppressedReason.choices,
                                                read_only=True, allow_null=True)
+    # Why a `scheduled` or `retrying` message waits (docs/glossary.md); null otherwise.
+    waiting_for = BlankAsNullChoiceField(choices=WaitReason.choices, read_only=True,
+                                         allow_null=True)
 
     class Meta:
         model = Message
-        fields = ["id", "channel", "direction", "status", "status_reason", "suppressed_reason",
+        fields = ["id", "channel", "direction", "status", "status_reason", "waiting_for",
+                  "suppressed_reason",
                   "category",
                   "to", "sender", "contact_id", "priority", "content",
                   "rendered", "metadata", "scheduled_for", "due_at", "attempts",

@@ -24,7 +24,7 @@ from messaging.channels import rate_key_for
 from messaging.delivery import pauses
 from messaging.delivery.recording import Call, notify_finals, record_group
 from messaging.delivery.templating import render_content
-from messaging.models import DeliveryAttempt, Message, MessageStatus
+from messaging.models import DeliveryAttempt, Message, MessageStatus, WaitReason
 from messaging.providers.base import Outbound, ProviderError, Receipt
 from messaging.providers.registry import provider_for
 from messaging.ratelimit import RATE_KEY_FIELD
@@ -68,7 +68,7 @@ def messages_deliver(*, message_ids: list[str], task_id: str = "") -> dict[str, 
             refused.append((message, decision.reason))
             outcomes[str(message.pk)] = "suppressed"
         elif decision.outcome == policy.DEFERRED and decision.until is not None:
-            _put_back(message, decision.until, now)
+            _put_back(message, decision.until, now, status_reason=decision.check)
             outcomes[str(message.pk)] = "deferred"
         elif _defer_for_rate_limit(message, now):
             outcomes[str(message.pk)] = "deferred"
@@ -194,7 +194,7 @@ def _defer_for_rate_limit(message: Message, now: datetime) -> bool:
     if delay <= 0.001:
         return False
     slot = now + timedelta(seconds=delay)
-    _put_back(message, slot, now, rate_slot_at=slot)
+    _put_back(message, slot, now, rate_slot_at=slot, status_reason=WaitReason.RATE_LIMIT)
     ratelimit.record_deferral(workspace_id=str(message.workspace_id),
                               channel=key, delay=delay)
     return True
@@ -258,6 +258,6 @@ def _outbound(message: Message, config: dict[str, Any]) -> Outbound:
         message_id=str(message.id), workspace_id=str(message.workspace_id),
         channel=message.channel, to=message.to, content=render_content(message),
         config=config, contact_id=str(message.contact_id) if message.contact_id else None,
-        metadata={k: v for k, v in (message.metadata or {}).items() if k != "_context"},
+        metadata=dict(message.metadata or {}),
         attempt=message.attempts, headers=list_unsubscribe_headers(message),
     )

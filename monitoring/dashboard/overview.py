@@ -87,7 +87,7 @@ def overview_context(workspace: Workspace, window: Window) -> dict[str, Any]:
         "latency_chart": charts.line_svg(
             messages.labels, [charts.Series("avg latency", "#7c3aed",
                                             messages.values["latency"], connect=True)],
-            label="Average delivery latency", y_format=format_seconds),
+            label="Average time to send", y_format=format_seconds),
         "execution_time_chart": charts.line_svg(
             executions.labels, [charts.Series("avg execution time", "#0e7490",
                                               executions.values["duration"], connect=True)],

@@ -143,7 +143,7 @@ def overview_kpis(workspace: Workspace, window: Window) -> list[Kpi]:
         return "–" if value is None else f"{value * 100:.1f}%"
 
     return [
-        _kpi("sent", "Sent", cur["sent"], prev.get("sent"), fmt=num, better=True,
+        _kpi("sent", "Sent or delivered", cur["sent"], prev.get("sent"), fmt=num, better=True,
              has_previous=has_previous),
         _kpi("failed", "Failed", cur["failed"], prev.get("failed"), fmt=num, better=False,
              has_previous=has_previous),
@@ -152,7 +152,7 @@ def overview_kpis(workspace: Workspace, window: Window) -> list[Kpi]:
              points=True, has_previous=has_previous),
         _kpi("suppressed", "Suppressed", cur["suppressed"], prev.get("suppressed"), fmt=num,
              better=None, has_previous=has_previous),
-        _kpi("latency", "Avg delivery latency", seconds_of(cur["latency"]),
+        _kpi("latency", "Avg time to send", seconds_of(cur["latency"]),
              seconds_of(prev.get("latency")), fmt=format_seconds, better=False,
              has_previous=has_previous),
         _kpi("executions", "Executions", executions["current"]["count"],
@@ -203,7 +203,8 @@ def _series(queryset: QuerySet, window: Window, stamp: str,
 
 
 def message_series(workspace: Workspace, window: Window) -> TimeSeries:
-    """Return message volume (total, sent, failed) and mean delivery latency per bucket."""
+    """Return message volume (total, sent, failed) and the mean time to send (created, or
+    send_at, to sent) per bucket."""
     return _series(Message.objects.filter(workspace=workspace), window, "created_at", {
         "total": Count("id"),
         "sent": Count("id", filter=SENT_Q),
