@@ -6,6 +6,8 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
 from core.audit import actor_of, audit
 from core.models import ApiKey, AuditEntry, Contact, Membership, Scope, Workspace
@@ -24,7 +26,7 @@ class ApiKeyInline(admin.TabularInline):
     can_delete = False
     show_change_link = True
 
-    def has_add_permission(self, request, obj=None) -> bool:
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # keys are made by the "create API key" action, so the secret is shown
 
 
@@ -65,7 +67,7 @@ class WorkspaceAdmin(admin.ModelAdmin):
                       detail={"fields": sorted(form.changed_data)})
 
     @admin.action(description="Create an API key (shown once)")
-    def create_key(self, request, queryset) -> None:
+    def create_key(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         for workspace in queryset:
             _, secret = api_key_create(workspace=workspace, name="admin")
             self.message_user(request, f"New key for {workspace.slug} (copy it now, it is "
@@ -102,11 +104,11 @@ class ApiKeyAdmin(admin.ModelAdmin):
                        "revoked_at"]
     actions = ["revoke"]
 
-    def has_add_permission(self, request) -> bool:
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     @admin.action(description="Revoke selected keys")
-    def revoke(self, request, queryset) -> None:
+    def revoke(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         for key in queryset:
             api_key_revoke(api_key=key)
         self.message_user(request, f"Revoked {queryset.count()} key(s).")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
+from rest_framework.views import APIView
 
 from core.models import ApiKey, Scope, Workspace
 from core.services import ApiKeyExpired, api_key_authenticate
@@ -34,11 +35,11 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 class HasWorkspace(permissions.BasePermission):
     """Allow only requests authenticated by a workspace API key."""
 
-    def has_permission(self, request: Request, view) -> bool:
+    def has_permission(self, request: Request, view: APIView) -> bool:
         return isinstance(request.auth, ApiKey)
 
 
-def required_scope(request: Request, view) -> str:
+def required_scope(request: Request, view: APIView) -> str:
     """Return the scope a request needs: read for GET/HEAD/OPTIONS; for a write the view's
     `action_scopes[action]`, else its `write_scope`, else manage (configuration)."""
     if request.method in permissions.SAFE_METHODS:
@@ -56,7 +57,7 @@ class HasScope(permissions.BasePermission):
     Requests not made with a key (a staff session on the operator views) are left to the
     view's other permissions."""
 
-    def has_permission(self, request: Request, view) -> bool:
+    def has_permission(self, request: Request, view: APIView) -> bool:
         key = request.auth
         if not isinstance(key, ApiKey):
             return True

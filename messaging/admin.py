@@ -7,6 +7,8 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
 from django.utils import timezone
 
 from core.audit import actor_of
@@ -32,7 +34,7 @@ class DeliveryAttemptInline(admin.TabularInline):
               "error_code", "error", "possible_duplicate", "task_id")
     readonly_fields = fields
 
-    def has_add_permission(self, request, obj=None) -> bool:
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 
@@ -51,11 +53,11 @@ class MessageAdmin(admin.ModelAdmin):
     inlines = [DeliveryAttemptInline]
     actions = ["cancel"]
 
-    def has_add_permission(self, request) -> bool:
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # messages are created through the API or flows, never by hand
 
     @admin.action(description="Cancel selected messages (scheduled, queued or retrying)")
-    def cancel(self, request, queryset) -> None:
+    def cancel(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         cancelled = skipped = 0
         for message in queryset:
             try:
@@ -95,7 +97,7 @@ class DeliveryInline(admin.TabularInline):
     readonly_fields = fields
     ordering = ("-created_at",)
 
-    def has_add_permission(self, request, obj=None) -> bool:
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 
@@ -114,19 +116,19 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
     actions = ["disable", "enable", "replay_failed"]
 
     @admin.action(description="Disable (cancels pending deliveries)")
-    def disable(self, request, queryset) -> None:
+    def disable(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         for endpoint in queryset.filter(enabled=True):
             events.endpoint_disable(endpoint=endpoint)
         self.message_user(request, "Disabled.")
 
     @admin.action(description="Enable")
-    def enable(self, request, queryset) -> None:
+    def enable(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         for endpoint in queryset.filter(enabled=False):
             events.endpoint_enable(endpoint=endpoint)
         self.message_user(request, "Enabled.")
 
     @admin.action(description="Replay failed deliveries of the last 7 days")
-    def replay_failed(self, request, queryset) -> None:
+    def replay_failed(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         since = timezone.now() - timedelta(days=7)
         count = sum(len(events.deliveries_replay_failed(endpoint=endpoint, since=since))
                     for endpoint in queryset.filter(enabled=True))

@@ -1,6 +1,8 @@
 """Celery tasks: thin wrappers that take ids and call one service."""
 from __future__ import annotations
 
+from typing import Any
+
 from celery import shared_task
 from celery.signals import task_prerun
 from django.db import connections
@@ -11,7 +13,7 @@ from messaging.delivery import sending, sweeper
 
 
 @task_prerun.connect
-def _drop_broken_connections(**kwargs) -> None:
+def _drop_broken_connections(**kwargs: Any) -> None:
     """Reopen a database connection a previous task broke (e.g. PostgreSQL restarted).
 
     Connections are reused across tasks (CELERY_DB_REUSE_MAX); one that raised is checked

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
@@ -13,7 +14,7 @@ from core.services import api_key_create, workspace_create
 class Command(BaseCommand):
     help = "First run only: create a demo workspace with an API key and an admin user."
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         if Workspace.objects.filter(slug="demo").exists():
             self.stdout.write("Demo workspace exists already (keys are shown only once; "
                               "make another with: python manage.py create_api_key demo).")

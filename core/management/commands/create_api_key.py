@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -43,7 +44,7 @@ class Command(BaseCommand):
     help = ("Create an API key for a workspace (slug or id) and print it alone on stdout. "
             "Scopes: read, send, manage (default all three).")
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("workspace", help="workspace slug or id")
         parser.add_argument("--name", default="default")
         parser.add_argument("--scopes", default=None,
@@ -51,7 +52,7 @@ class Command(BaseCommand):
         parser.add_argument("--expires-in", type=int, default=None, metavar="DAYS")
         parser.add_argument("--expires-at", default=None, help="ISO 8601 time (UTC if naive)")
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         workspace = workspace_by_ref(options["workspace"])
         scopes = options["scopes"].split(",") if options["scopes"] is not None else None
         try:

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from core.services import api_key_create, workspace_create
 
@@ -9,12 +11,12 @@ from core.services import api_key_create, workspace_create
 class Command(BaseCommand):
     help = "Create a workspace and print a new API key alone on stdout."
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("name")
         parser.add_argument("--timezone", default="UTC")
         parser.add_argument("--slug", default=None)
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         try:
             workspace = workspace_create(name=options["name"], slug=options["slug"],
                                          timezone_name=options["timezone"])

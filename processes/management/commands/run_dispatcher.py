@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import signal
 import time
+from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 from django.db import DatabaseError, close_old_connections
 
 from flows.engine import dispatch_timers
@@ -17,10 +18,10 @@ class Command(BaseCommand):
             "flow delays and wait timeouts, cron schedules). "
             "Run one per machine or more; they share the work with SKIP LOCKED.")
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--once", action="store_true", help="one pass, then exit")
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         self.running = True
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
@@ -42,5 +43,5 @@ class Command(BaseCommand):
             time.sleep(1)
             return 0
 
-    def _stop(self, *args) -> None:
+    def _stop(self, *args: Any) -> None:
         self.running = False
