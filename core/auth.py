@@ -1,12 +1,18 @@
 """API key authentication: `Authorization: Bearer <key>` or `X-API-Key: <key>`."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
-from rest_framework.views import APIView
 
 from core.models import ApiKey, Scope, Workspace
 from core.services import ApiKeyExpired, api_key_authenticate
+
+if TYPE_CHECKING:
+    # For annotations only: DRF loads this module (DEFAULT_AUTHENTICATION_CLASSES) while
+    # rest_framework.views is itself still loading, so it cannot be imported at run time.
+    from rest_framework.views import APIView
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
