@@ -355,7 +355,7 @@ REQUEUE_AFTER_SECONDS = env_int("REQUEUE_AFTER_SECONDS", 120)
 DISPATCH_LOOKAHEAD_SECONDS = env_float("DISPATCH_LOOKAHEAD_SECONDS", 1.0)
 DISPATCH_POLL_SECONDS = env_float("DISPATCH_POLL_SECONDS", 0.2)
 # A workspace seen without an enabled event endpoint is looked up again after this long
-# (messaging.events.subscribers): what an endpoint created elsewhere may miss at most.
+# (messaging.events.outbox.subscribers): what an endpoint created elsewhere may miss at most.
 EVENT_ENDPOINTS_RECHECK_SECONDS = env_float("EVENT_ENDPOINTS_RECHECK_SECONDS", 1.0)
 # `send_at` may be this far in the past (clock skew, slow clients) before it is refused.
 SEND_AT_PAST_TOLERANCE_SECONDS = env_int("SEND_AT_PAST_TOLERANCE_SECONDS", 60)

@@ -14,13 +14,14 @@ from __future__ import annotations
 import io
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import SuspiciousOperation
 from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from rest_framework.exceptions import ValidationError
-from rest_framework.parsers import JSONParser, get_encoding
+from rest_framework.parsers import JSONParser
 
 # Deepest nesting of objects and arrays a JSON body may have (the body itself is level 1).
 # Flow graphs, the deepest documents the API takes, need about 26 (rule groups nest 10
@@ -55,23 +56,28 @@ def first_unstorable(data: Any, *, max_depth: int = MAX_JSON_DEPTH) -> tuple[Pat
 
     Walks with a stack rather than recursion, so a deep document cannot exhaust Python's.
     """
+    if isinstance(data, str):
+        fault = text_fault(data)
+        return ((), fault) if fault is not None else None
     stack: list[tuple[Path, Any, int]] = [((), data, 1)]
     while stack:
         path, value, depth = stack.pop()
-        if isinstance(value, str):
-            fault = text_fault(value)
-            if fault is not None:
-                return path, fault
-        elif isinstance(value, dict | list):
-            if depth > max_depth:
-                return path, TOO_DEEP
-            items = value.items() if isinstance(value, dict) else enumerate(value)
-            children = []
-            for key, item in items:
-                if isinstance(key, str) and (fault := text_fault(key)) is not None:
+        if not isinstance(value, dict | list):
+            continue
+        if depth > max_depth:
+            return path, TOO_DEEP
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        containers = []
+        for key, item in items:
+            # Texts are checked here and only containers stacked: most of a body is texts.
+            if isinstance(key, str) and (fault := text_fault(key)) is not None:
+                return (*path, key), fault
+            if isinstance(item, str):
+                if (fault := text_fault(item)) is not None:
                     return (*path, key), fault
-                children.append(((*path, key), item, depth + 1))
-            stack.extend(reversed(children))  # in document order
+            elif isinstance(item, dict | list):
+                containers.append(((*path, key), item, depth + 1))
+        stack.extend(reversed(containers))  # in document order
     return None
 
 
@@ -94,10 +100,19 @@ def deep_path(text: str, *, max_depth: int = MAX_JSON_DEPTH) -> Path:
                 frames[-1][0] += 1
         elif token == ":":
             if frames:
-                frames[-1][0] = json.loads(last_string)
+                frames[-1][0] = _key_of(last_string)
         else:
             last_string = token
     return ()
+
+
+def _key_of(literal: str) -> str:
+    """Return the text of a JSON string literal (its raw text when it is malformed: the
+    decoder stopped before reaching it)."""
+    try:
+        return str(json.loads(literal))
+    except ValueError:
+        return literal[1:-1]
 
 
 def printable(part: str | int) -> str:
@@ -120,13 +135,15 @@ class SafeJSONParser(JSONParser):
     deeper than MAX_JSON_DEPTH (REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"])."""
 
     def parse(self, stream: Any, media_type: str | None = None,
-              parser_context: dict[str, Any] | None = None) -> Any:
+              parser_context: Mapping[str, Any] | None = None) -> Any:
         """Return the parsed body; raise a 400 naming the field at fault."""
         raw = stream.read()
         try:
             data = super().parse(io.BytesIO(raw), media_type, parser_context)
         except RecursionError:
-            text = raw.decode(get_encoding(parser_context or {}), errors="replace")
+            # The charset passed DRF's check before the decoder ran.
+            encoding = (parser_context or {}).get("encoding") or settings.DEFAULT_CHARSET
+            text = raw.decode(encoding, errors="replace")
             raise refusal(deep_path(text), TOO_DEEP) from None
         found = first_unstorable(data)
         if found is not None:

@@ -6,6 +6,7 @@ from typing import Any
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 
 from core.api import CODES
+from core.api_parsers import MAX_JSON_DEPTH
 
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):
@@ -36,7 +37,10 @@ ERROR_SCHEMA: dict[str, Any] = {
     }},
 }
 DESCRIPTIONS = {
-    400: "Invalid input: `fields` names each field at fault.",
+    400: "Invalid input: `fields` names each field at fault, by its dotted path in the body "
+         "(`attributes.x`) or its query parameter. This includes text the database cannot "
+         "store (a NUL character or a lone surrogate, in any key or string) and JSON nested "
+         f"deeper than {MAX_JSON_DEPTH} levels of objects and arrays.",
     401: "No API key, or an invalid or revoked one.",
     403: "The key may not do this (e.g. a workspace id of another workspace).",
     404: "No such object in the key's workspace (or no such page of a list).",
