@@ -15,8 +15,8 @@ from flows.models import BulkStart, Execution, Flow, FlowVersion
 from flows.nodes.aliases import engine_node, engine_type
 from flows.publishing import RUN_BULK_START, publish, schedule_advance, send_on_commit
 from flows.rules import CONDITION_ROOTS, evaluate, unknown_roots
-from messaging import events
 from messaging.delivery.templating import contact_context
+from messaging.events.types import EXECUTION_STARTED
 
 # One bulk-start batch: one query for the contacts, one for their live executions, one
 # bulk INSERT and N publishes; ~50 ms per 500 contacts on PostgreSQL.
@@ -116,7 +116,7 @@ def execution_start(*, flow: Flow, contact: Contact, data: dict | None = None,
             workspace_id=flow.workspace_id, flow=flow, version=version, contact=contact,
             data=data or {}, source=source, current_node=graph.start,
             visits={graph.start: 1}, enqueued_at=timezone.now())
-        flow_events.executions_emit(executions=[execution], type=events.EXECUTION_STARTED)
+        flow_events.executions_emit(executions=[execution], type=EXECUTION_STARTED)
         schedule_advance(execution.pk)
     return execution
 
@@ -144,7 +144,7 @@ def executions_start_many(*, flow: Flow, contacts: list[Contact], data: dict | N
                                 enqueued_at=now)
                       for contact in contacts if contact.pk not in busy]
         Execution.objects.bulk_create(executions, batch_size=BULK_BATCH)
-        flow_events.executions_emit(executions=executions, type=events.EXECUTION_STARTED)
+        flow_events.executions_emit(executions=executions, type=EXECUTION_STARTED)
         transaction.on_commit(lambda: publish([e.pk for e in executions]))
     return executions, len(contacts) - len(executions)
 

@@ -23,8 +23,8 @@ from flows import events as flow_events
 from flows import nodes
 from flows.graph import Graph
 from flows.models import Execution, Step
-from messaging import events
 from messaging.delivery import creation
+from messaging.events.outbox import dead_letter_emit
 from messaging.models import Message
 
 ExecStatus = Execution.Status
@@ -279,4 +279,4 @@ def dead_letter(*, execution: Execution, step: Step, node: dict, error: str) -> 
         payload={"execution_id": str(execution.pk), "step_id": step.pk, "node_id": node["id"],
                  "node_type": node["type"], "visit": step.visit,
                  "flow_id": str(execution.flow_id)})
-    events.dead_letter_emit(letter=letter)
+    dead_letter_emit(letter=letter)

@@ -12,10 +12,10 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from core.audit import actor_of
-from messaging import events
 from messaging.channels import CHANNEL_QUEUES
 from messaging.delivery.creation import NotCancellable, message_cancel
 from messaging.delivery.pauses import queue_pause, queue_resume
+from messaging.events.endpoints import deliveries_replay_failed, endpoint_disable, endpoint_enable
 from messaging.models import (
     DeliveryAttempt,
     IdempotencyRecord,
@@ -118,19 +118,19 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
     @admin.action(description="Disable (cancels pending deliveries)")
     def disable(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         for endpoint in queryset.filter(enabled=True):
-            events.endpoint_disable(endpoint=endpoint)
+            endpoint_disable(endpoint=endpoint)
         self.message_user(request, "Disabled.")
 
     @admin.action(description="Enable")
     def enable(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         for endpoint in queryset.filter(enabled=False):
-            events.endpoint_enable(endpoint=endpoint)
+            endpoint_enable(endpoint=endpoint)
         self.message_user(request, "Enabled.")
 
     @admin.action(description="Replay failed deliveries of the last 7 days")
     def replay_failed(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         since = timezone.now() - timedelta(days=7)
-        count = sum(len(events.deliveries_replay_failed(endpoint=endpoint, since=since))
+        count = sum(len(deliveries_replay_failed(endpoint=endpoint, since=since))
                     for endpoint in queryset.filter(enabled=True))
         self.message_user(request, f"Replayed {count} deliveries.")
 

@@ -8,8 +8,9 @@ from celery.signals import task_prerun
 from django.db import connections
 
 from core.publishing import grouped
-from messaging import events, publishing
+from messaging import publishing
 from messaging.delivery import sending, sweeper
+from messaging.events.endpoints import endpoints_disable_failing
 
 
 @task_prerun.connect
@@ -42,4 +43,4 @@ def sweep_messages() -> dict[str, int]:
 @shared_task(name="messaging.tasks.disable_failing_endpoints")
 def disable_failing_endpoints() -> list[str]:
     """Disable webhook endpoints that failed every delivery for days (beat: hourly)."""
-    return events.endpoints_disable_failing()
+    return endpoints_disable_failing()

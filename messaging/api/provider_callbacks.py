@@ -5,7 +5,6 @@ import logging
 import uuid
 
 from django.conf import settings
-from django.db import transaction
 from django.http import HttpResponse, QueryDict
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
@@ -17,7 +16,6 @@ from rest_framework.views import APIView
 
 from core.api import ApiError
 from core.models import Workspace
-from messaging import events
 from messaging.channels import MMS, SMS
 from messaging.incoming.inbound import (
     Received,
@@ -28,17 +26,12 @@ from messaging.incoming.inbound import (
     route_owned,
     route_shared,
 )
-from messaging.models import Message, MessageStatus
+from messaging.models import Message
 from messaging.providers import twilio
 from messaging.providers.registry import provider_for, workspace_override
+from messaging.transitions import RECEIPT_STATUSES, receipt_apply
 
 logger = logging.getLogger(__name__)
-
-# A status callback may only move a message forward from `sent`.
-FINAL_FROM = {
-    "delivered": (MessageStatus.SENT, MessageStatus.UNDELIVERED),
-    "undelivered": (MessageStatus.SENT,),
-}
 
 
 def bad_signature() -> ApiError:
@@ -73,15 +66,13 @@ class TwilioStatusView(APIView):
         if not twilio_signed(request, config.get("auth_token", "")):
             raise bad_signature()
         status = twilio.STATUS_MAP.get(request.POST.get("MessageStatus", ""))
-        if status in FINAL_FROM:
+        if status in RECEIPT_STATUSES:
+            # Only forward from sent (messaging.transitions), with its event.
             now = timezone.now()
             fields = {"delivered_at": now} if status == "delivered" else {
                 "last_error": f"Twilio error {request.POST.get('ErrorCode', '')}".strip(),
                 "error_code": request.POST.get("ErrorCode", "")}
-            with transaction.atomic():
-                if Message.objects.filter(pk=message.pk, status__in=FINAL_FROM[status]).update(
-                        status=status, updated_at=now, **fields):
-                    events.messages_emit(changes=[(message, f"message.{status}")])
+            receipt_apply(message=message, status=status, fields=fields, now=now)
         return Response(status=204)
 
     def _message(self, request: Request) -> Message:

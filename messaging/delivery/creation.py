@@ -1,47 +1,24 @@
-"""Creating and cancelling messages: one builder, one insert path, publish after commit."""
+"""Creating and cancelling messages: one builder, one insert path, publish after commit.
+
+The builder is messaging.building.message_build (imported here for the callers of
+creation.message_build): event deliveries, below this room, build with it too."""
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from core.audit import Actor, audit
-from core.models import Contact, Workspace
-from messaging import events
-from messaging.models import CANCELLABLE_STATUSES, Category, Message, MessageStatus
+from messaging.building import message_build
+from messaging.events.outbox import messages_emit
+from messaging.events.types import MESSAGE_QUEUED
+from messaging.models import CANCELLABLE_STATUSES, Message, MessageStatus
 from messaging.publishing import publish
-
-# A message's category when its sender names none: flow (and so schedule) sends are
-# marketing, API and compat sends transactional (README.md, "Recipients' rules").
-DEFAULT_CATEGORY = {"flow": Category.MARKETING}
 
 
 class NotCancellable(Exception):
     """The message is past the point where it can be cancelled."""
-
-
-def message_build(*, workspace: Workspace, channel: str, to: str, content: dict[str, Any],
-                  contact: Contact | None = None, send_at: datetime | None = None,
-                  metadata: dict | None = None, priority: str = "normal",
-                  source: str = "api", parent: Message | None = None,
-                  category: str | None = None, status_callback_url: str = "") -> Message:
-    """Return an unsaved Message, `scheduled` when send_at is more than a moment away.
-    Without a category, flow sends are marketing and everything else transactional."""
-    now = timezone.now()
-    scheduled = send_at is not None and send_at > now
-    return Message(
-        workspace=workspace, contact=contact, channel=channel, to=to, content=content,
-        metadata=metadata or {}, priority=priority, source=source, parent=parent,
-        category=category or DEFAULT_CATEGORY.get(source, Category.TRANSACTIONAL),
-        status=MessageStatus.SCHEDULED if scheduled else MessageStatus.QUEUED,
-        scheduled_for=send_at, due_at=send_at if scheduled else now,
-        enqueued_at=None if scheduled else now,
-        max_attempts=settings.MAX_ATTEMPTS.get(channel, 3),
-        status_callback_url=status_callback_url,
-    )
 
 
 def message_create_many(*, messages: list[Message]) -> list[Message]:
@@ -49,7 +26,7 @@ def message_create_many(*, messages: list[Message]) -> list[Message]:
     message.queued goes out in the same transaction."""
     with transaction.atomic():
         Message.objects.bulk_create(messages, batch_size=500)
-        events.messages_emit(changes=[(m, events.MESSAGE_QUEUED) for m in messages],
+        messages_emit(changes=[(m, MESSAGE_QUEUED) for m in messages],
                              fresh=True)
         queued = [m for m in messages if m.status == MessageStatus.QUEUED]
         if queued:

@@ -11,23 +11,27 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from core.models import DeadLetter
-from messaging import events
 from messaging.channels import AI
 from messaging.delivery.ai_callbacks import ai_callback_create
 from messaging.delivery.sql import column, unnest, update_rows
+from messaging.events.endpoints import deliveries_recorded
+from messaging.events.outbox import dead_letter_emit, messages_emit
 from messaging.models import DeliveryAttempt, Message, MessageStatus, Suppression
 from messaging.providers.base import Outbound, ProviderError, Receipt
 from messaging.recipients import policy
 from messaging.recipients.suppressions import suppression_add
+from messaging.transitions import event_of
 
 logger = logging.getLogger(__name__)
 
 
-# The event a delivery outcome emits.
-FINAL_EVENTS = {"sent": events.MESSAGE_SENT, "failed": events.MESSAGE_FAILED}
+# The event a delivery outcome emits: the one its status's move emits (messaging.transitions).
+FINAL_EVENTS: dict[str, str] = {status.value: event_of(status) for status in (
+    MessageStatus.SENT, MessageStatus.FAILED)}
 
 
 @dataclass
@@ -114,8 +118,8 @@ def _emit_outcomes(recorded: list[tuple[Message, str]],
     transaction; notify the finals after commit."""
     changes = [(message, FINAL_EVENTS[outcome]) for message, outcome in recorded
                if outcome in FINAL_EVENTS]
-    events.messages_emit(changes=changes, endpoints=endpoints)
-    events.deliveries_recorded(outcomes=recorded)
+    messages_emit(changes=changes, endpoints=endpoints)
+    deliveries_recorded(outcomes=recorded)
     finals = [(message.pk, message.source) for message, _ in changes]
     if finals:
         transaction.on_commit(lambda: notify_finals(finals))
@@ -217,8 +221,8 @@ def _record(message: Message, attempt: DeliveryAttempt, error: ProviderError,
     return outcome
 
 
-def _record_failure(message: Message, current, error: ProviderError, now: datetime,
-                    written: dict[str, Any]) -> str:
+def _record_failure(message: Message, current: QuerySet[Message], error: ProviderError,
+                    now: datetime, written: dict[str, Any]) -> str:
     flags = dict(written)
     if error.outcome_unknown:
         flags["possible_duplicate"] = True
@@ -239,7 +243,7 @@ def _record_failure(message: Message, current, error: ProviderError, now: dateti
 def _suppress_address(message: Message, error: ProviderError, provider: str) -> None:
     """Put the recipient the provider refuses for good on the workspace's list (in the
     failure's transaction), so the policy suppresses later messages before the provider."""
-    list_name = policy.LIST_OF.get(message.channel)
+    list_name = policy.list_of(message.channel)
     if list_name is None:
         return
     try:
@@ -262,7 +266,7 @@ def fail(message: Message, now: datetime, error: str, code: str, **fields: Any) 
         payload={"message_id": str(message.pk), "channel": message.channel, "to": message.to,
                  "content": message.content, "metadata": message.metadata},
     )
-    events.dead_letter_emit(letter=letter, source=message.source)
+    dead_letter_emit(letter=letter, source=message.source)
 
 
 def notify_finals(finals: list[tuple[Any, str]]) -> None:

@@ -10,9 +10,11 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from messaging import events
 from messaging.delivery import pauses
 from messaging.delivery.recording import fail, notify_finals
+from messaging.events.endpoints import deliveries_recorded
+from messaging.events.outbox import messages_emit
+from messaging.events.types import MESSAGE_FAILED
 from messaging.models import DeliveryAttempt, Message, MessageStatus
 from messaging.publishing import publish
 
@@ -58,8 +60,8 @@ def _recover_expired_leases(now: datetime) -> int:
                 due_at=now, updated_at=now, **flag)
         requeue = [m for m in expired if m.attempts < m.max_attempts]
         lost = [m for m in expired if m.attempts >= m.max_attempts]
-        events.messages_emit(changes=[(m, events.MESSAGE_FAILED) for m in lost])
-        events.deliveries_recorded(outcomes=[(m, "failed") for m in lost], now=now)
+        messages_emit(changes=[(m, MESSAGE_FAILED) for m in lost])
+        deliveries_recorded(outcomes=[(m, "failed") for m in lost], now=now)
         transaction.on_commit(lambda: publish(requeue, now=now))
         transaction.on_commit(lambda: notify_finals(failed))
     if expired:

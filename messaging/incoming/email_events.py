@@ -10,21 +10,18 @@ import uuid
 from dataclasses import dataclass
 
 from django.db import transaction
-from django.utils import timezone
 
 from core.models import Workspace
 from messaging.channels import EMAIL
 from messaging.models import Message, MessageStatus, Suppression
 from messaging.recipients.suppressions import normalize_address, suppression_add
+from messaging.transitions import receipt_apply
 
 BOUNCE, COMPLAINT = "bounce", "complaint"
 KINDS = (BOUNCE, COMPLAINT)
 REASONS = {BOUNCE: Suppression.Reason.BOUNCED, COMPLAINT: Suppression.Reason.COMPLAINED}
 # The suppression row's source.
 SOURCE = "provider-event"
-# A bounce moves a message to undelivered only from sent, like a status callback
-# (messaging.api.provider_callbacks): a later delivered report does not undo it.
-UNDELIVERED_FROM = (MessageStatus.SENT,)
 
 
 class WrongRecipient(Exception):
@@ -67,10 +64,9 @@ def email_event_record(*, workspace: Workspace, kind: str, address: str,
         suppression_add(workspace=workspace, channel=EMAIL, address=address,
                         reason=REASONS[kind], source=SOURCE)
         if message is not None and kind == BOUNCE:
-            now = timezone.now()
-            Message.objects.filter(pk=message.pk, status__in=UNDELIVERED_FROM).update(
-                status=MessageStatus.UNDELIVERED, last_error="hard bounce",
-                error_code="bounced", updated_at=now)
+            # Only from sent, emitting message.undelivered, like a status callback.
+            receipt_apply(message=message, status=MessageStatus.UNDELIVERED,
+                          fields={"last_error": "hard bounce", "error_code": "bounced"})
     if message is not None:
         message.refresh_from_db()
     return EventOutcome(suppressed=REASONS[kind], message=message)

@@ -40,7 +40,8 @@ from core import roles
 from core.audit import Actor, actor_of
 from core.models import DeadLetter, Membership, Workspace
 from flows.models import Execution, FlowSchedule, Step
-from messaging import events, ratelimit
+from messaging import ratelimit
+from messaging.events import endpoints as event_endpoints
 from messaging.models import Message, MessageStatus, WebhookEndpoint
 from monitoring import selectors as monitoring_selectors
 from monitoring import services
@@ -616,7 +617,7 @@ def delivery_replay(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     if endpoint is None or not endpoint.enabled:
         flash.error(request, "The endpoint is disabled; enable it to replay.")
     else:
-        copy = events.delivery_replay(delivery=delivery)
+        copy = event_endpoints.delivery_replay(delivery=delivery)
         flash.success(request, f"Replayed as delivery {copy.pk}.")
     return _back(request, _with_workspace(reverse("dashboard:endpoints"),
                                           delivery.workspace_id)

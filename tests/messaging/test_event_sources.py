@@ -8,8 +8,10 @@ import pytest
 from django.utils import timezone
 
 from core.models import DeadLetter
-from messaging import events
 from messaging.delivery import creation, recording, sending
+from messaging.events.endpoints import endpoint_enable, endpoints_disable_failing
+from messaging.events.outbox import event_emit
+from messaging.incoming.email_events import email_event_record
 from messaging.models import DeliveryAttempt, Message, MessageStatus, Suppression, WebhookEndpoint
 from messaging.providers.base import ProviderError
 from monitoring.alerts import alert_rule_evaluate
@@ -76,7 +78,7 @@ def test_a_failed_message_emits_message_failed_and_dead_letter_created(workspace
 
 def test_a_failed_event_delivery_emits_nothing(workspace):
     endpoint = endpoint_for(workspace, ["*"])
-    [delivery] = events.event_emit(workspace_id=workspace.pk, type="message.sent", data={})
+    [delivery] = event_emit(workspace_id=workspace.pk, type="message.sent", data={})
     Message.objects.filter(pk=delivery.pk).update(status=MessageStatus.SENDING, attempts=1)
     delivery.refresh_from_db()
     attempt = DeliveryAttempt(message=delivery, number=1, started_at=timezone.now())
@@ -102,10 +104,34 @@ def test_a_delivered_callback_emits_message_delivered(workspace, settings):
     assert (kind, data["status"]) == ("message.delivered", "delivered")
 
 
+def test_a_hard_bounce_of_a_sent_email_emits_message_undelivered(workspace):
+    endpoint = endpoint_for(workspace, ["message.undelivered"])
+    message = Message.objects.create(workspace=workspace, channel="email", to="ann@example.com",
+                                     status=MessageStatus.SENT, provider_message_id="<m1@x>")
+
+    email_event_record(workspace=workspace, kind="bounce", address="ann@example.com",
+                       permanent=True, message_ref="<m1@x>")
+
+    [(kind, data)] = emitted(endpoint)
+    assert (kind, data["id"], data["status"], data["error_code"]) == (
+        "message.undelivered", str(message.pk), "undelivered", "bounced")
+
+
+def test_a_bounce_of_an_email_already_undelivered_emits_nothing_again(workspace):
+    endpoint = endpoint_for(workspace, ["*"])
+    Message.objects.create(workspace=workspace, channel="email", to="ann@example.com",
+                           status=MessageStatus.UNDELIVERED, provider_message_id="<m1@x>")
+
+    email_event_record(workspace=workspace, kind="bounce", address="ann@example.com",
+                       permanent=True, message_ref="<m1@x>")
+
+    assert emitted(endpoint) == []
+
+
 def test_an_endpoint_failing_for_five_days_is_disabled_and_alerts(workspace):
     endpoint = endpoint_for(workspace, ["*"])
     healthy = endpoint_for(workspace, ["*"])
-    [pending, _] = events.event_emit(workspace_id=workspace.pk, type="message.sent", data={})
+    [pending, _] = event_emit(workspace_id=workspace.pk, type="message.sent", data={})
     WebhookEndpoint.objects.filter(pk=endpoint.pk).update(
         failing_since=timezone.now() - timedelta(days=5, minutes=1))
     WebhookEndpoint.objects.filter(pk=healthy.pk).update(
@@ -114,7 +140,7 @@ def test_an_endpoint_failing_for_five_days_is_disabled_and_alerts(workspace):
                             channel="email", recipients=["ops@example.com"])
     assert alert_rule_evaluate(rule_id=rule.pk) == "ok"
 
-    assert events.endpoints_disable_failing() == [str(endpoint.pk)]
+    assert endpoints_disable_failing() == [str(endpoint.pk)]
 
     endpoint.refresh_from_db()
     assert not endpoint.enabled and "failed" in endpoint.disabled_reason
@@ -124,5 +150,5 @@ def test_an_endpoint_failing_for_five_days_is_disabled_and_alerts(workspace):
     notice = Message.objects.get(source="alert")
     assert "webhook endpoints disabled" in notice.content["subject"]
     # The customer enabling it again resolves the incident.
-    events.endpoint_enable(endpoint=endpoint)
+    endpoint_enable(endpoint=endpoint)
     assert alert_rule_evaluate(rule_id=rule.pk) == "resolved"

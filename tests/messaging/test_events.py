@@ -9,7 +9,8 @@ import pytest
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from messaging import events
+from messaging.events.endpoints import endpoint_enable
+from messaging.events.outbox import subscribers, subscribers_forget
 from messaging.models import Message, WebhookEndpoint
 from tests.support.stub_server import Reply
 from tests.support.waiting import wait_until
@@ -53,7 +54,7 @@ def test_message_sent_reaches_the_endpoint_signed_with_the_secret_shown_at_creat
     assert body["type"] == "message.sent"
     assert body["data"]["id"] == message_id
     assert body["data"]["status"] == "sent"
-    assert set(body) == {"type", "timestamp", "data"}
+    assert set(body) == {"type", "schema_version", "timestamp", "data"}
     # webhook-id is the event id, the same in the delivery log.
     delivery = Message.objects.get(webhook_endpoint_id=endpoint["id"])
     assert request.header("webhook-id") == delivery.metadata["_event_id"]
@@ -218,14 +219,14 @@ def _queued_deliveries(workspace) -> int:
 
 def test_a_workspace_without_endpoints_is_not_looked_up_again_right_away(
         workspace, django_assert_num_queries):
-    events.subscribers_forget()
-    assert events.subscribers([workspace.pk]) == {}
+    subscribers_forget()
+    assert subscribers([workspace.pk]) == {}
     with django_assert_num_queries(0):
-        assert events.subscribers([workspace.pk]) == {}
+        assert subscribers([workspace.pk]) == {}
 
 
 def test_an_endpoint_created_in_this_process_gets_the_next_event_at_once(workspace):
-    events.subscribers_forget()
+    subscribers_forget()
     assert _queued_deliveries(workspace) == 0
     WebhookEndpoint.objects.create(workspace=workspace, url="https://example.com/hook",
                                    events=["*"])
@@ -235,15 +236,15 @@ def test_an_endpoint_created_in_this_process_gets_the_next_event_at_once(workspa
 def test_an_endpoint_enabled_again_gets_the_next_event_at_once(workspace):
     endpoint = WebhookEndpoint.objects.create(workspace=workspace, enabled=False,
                                               url="https://example.com/hook", events=["*"])
-    events.subscribers_forget()
+    subscribers_forget()
     assert _queued_deliveries(workspace) == 0
-    events.endpoint_enable(endpoint=endpoint)
+    endpoint_enable(endpoint=endpoint)
     assert _queued_deliveries(workspace) == 1
 
 
 def test_an_endpoint_created_elsewhere_is_found_once_the_recheck_time_passed(
         workspace, settings):
-    events.subscribers_forget()
+    subscribers_forget()
     assert _queued_deliveries(workspace) == 0
     # Another process's insert: no signal reaches this one.
     WebhookEndpoint.objects.bulk_create([WebhookEndpoint(

@@ -5,7 +5,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from messaging import events
+from messaging.events.outbox import event_emit
 from messaging.models import Message, MessageStatus, WebhookEndpoint
 from tests.factories import StaffUserFactory, WorkspaceFactory
 
@@ -25,7 +25,7 @@ def endpoint(workspace) -> WebhookEndpoint:
 
 
 def deliveries(workspace, status: str, count: int) -> list[Message]:
-    made = [events.event_emit(workspace_id=workspace.pk, type="message.sent", data={})[0]
+    made = [event_emit(workspace_id=workspace.pk, type="message.sent", data={})[0]
             for _ in range(count)]
     Message.objects.filter(pk__in=[m.pk for m in made]).update(status=status)
     return made
