@@ -6,30 +6,39 @@ whichever way it comes in. The checks run in three rounds, each reporting all it
 before the next runs: field types and single-field rules; unknown fields and fields the
 channel does not take; then contact, recipient and required content.
 
-Field types are checked with REST framework fields built from the channel table, so the
-type messages are the ones the API has always answered with.
+Field types are checked here, in plain Python, from one table of inputs (`message_inputs`,
+built from the channel table): the domain does not depend on the API layer. The API builds
+its REST framework fields (its request schema) from the same table
+(messaging.api.compose_fields), and the type messages are word for word the ones REST
+framework answers with, which the API has always answered with (a test holds them equal).
 """
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from datetime import datetime, timedelta
+import json
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from enum import Enum
+from types import MappingProxyType
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import EmailValidator
+from django.core.validators import EmailValidator, URLValidator
 from django.utils import timezone
-from rest_framework import serializers
-from rest_framework.fields import SkipField, empty, get_error_detail
+from django.utils.dateparse import parse_datetime
 
-from core.api import StrictCharField
 from core.models import Contact, Workspace
 from core.phones import normalize_phone
-from messaging import events, ratelimit
+from messaging import ratelimit
 from messaging.channels import CHANNELS, CONTENT_FIELDS, ChannelSpec, ContentField
 from messaging.delivery import ai_callbacks, creation
-from messaging.models import Category, Channel, Message, Priority
+from messaging.events.endpoints import callback_url_check
+from messaging.events.types import EVENT_TYPE_FIELD
+from messaging.models import INTERNAL_METADATA_PREFIX, Category, Channel, Message, Priority
 from messaging.providers.shared import COMPAT_IDS
 from messaging.providers.ssrf import UnsafeURL, check_url_literal
 from messaging.providers.webhook import EVENT_ID_FIELD
@@ -59,45 +68,267 @@ def _flat(errors: Any) -> list[str]:
 
 # --- field types ----------------------------------------------------------------------------
 
-def _content_field(spec: ContentField) -> serializers.Field:
-    """Return the REST framework field that checks a content field's type."""
-    if spec.kind == "text":
-        return StrictCharField(required=False, max_length=spec.max_length)
-    if spec.kind == "media":
-        return serializers.ListField(child=serializers.URLField(max_length=2048),
-                                     required=False, min_length=1, max_length=10)
-    if spec.kind == "url":
-        return serializers.URLField(required=False, max_length=2048)
-    if spec.kind == "json":
-        return serializers.JSONField(required=False)
-    if spec.kind == "headers":
-        return serializers.DictField(child=StrictCharField(max_length=1000), required=False)
-    raise ValueError(f"unknown content field kind {spec.kind!r}")
+# Sizes the API has always had (its request schema says them too).
+URL_MAX_LENGTH = 2048
+MEDIA_MAX_ITEMS = 10
+HEADER_MAX_LENGTH = 1000
+# REST framework's guard against huge numbers written as text.
+INTEGER_MAX_TEXT = 1000
+# What a send_at that is no time is told (REST framework's words for its ISO 8601 input).
+DATETIME_FORMAT_HINT = "YYYY-MM-DDThh:mm[:ss[.uuuuuu]][+HH:MM|-HH:MM|Z]"
 
 
-def input_fields() -> dict[str, serializers.Field]:
-    """Return a fresh field per input name, in the order errors are reported (the API's
-    request schema is built from these too)."""
-    return {
-        "channel": serializers.ChoiceField(choices=Channel.choices),
-        "to": StrictCharField(required=False, max_length=320),
-        "contact_id": serializers.UUIDField(required=False),
-        "contact_external_id": StrictCharField(required=False, max_length=200),
-        **{name: _content_field(spec) for name, spec in CONTENT_FIELDS.items()},
-        "send_at": serializers.DateTimeField(required=False),
-        "delay_seconds": serializers.IntegerField(required=False, min_value=0,
-                                                  max_value=MAX_DELAY_SECONDS),
-        "metadata": serializers.DictField(required=False),
-        "priority": serializers.ChoiceField(choices=Priority.choices, default=Priority.NORMAL),
-        "category": serializers.ChoiceField(choices=Category.choices, required=False),
-        "status_callback_url": StrictCharField(required=False, max_length=2048),
-    }
+class _Missing:
+    """The type of MISSING (a field not given at all, which is not a given null)."""
+
+    def __repr__(self) -> str:
+        return "MISSING"
 
 
-@functools.cache
-def _parsers() -> dict[str, serializers.Field]:
-    """Return the fields the composer checks types with (they keep no state per value)."""
-    return input_fields()
+MISSING: Any = _Missing()
+
+
+class FieldInvalid(Exception):
+    """Refuse one field's value: `detail` lists its messages, or maps a list item's position
+    or an object's key to that item's messages."""
+
+    def __init__(self, detail: list[str] | dict[Any, Any]) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class InputField:
+    """One field a message takes. `kind` picks its type check: the content kinds of
+    messaging.channels.ContentField (text, url, media, json, headers) and choice, uuid,
+    datetime, integer, object (a JSON object of anything)."""
+
+    name: str
+    kind: str
+    required: bool = False
+    # The value of a field left out (None: it stays out).
+    default: str | None = None
+    max_length: int | None = None
+    choices: tuple[tuple[str, str], ...] = ()
+    min_value: int | None = None
+    max_value: int | None = None
+
+    def parse(self, raw: Any) -> Any:
+        """Return the typed value of `raw` (MISSING given: the default, or MISSING when the
+        field stays out), or raise FieldInvalid with REST framework's words for the same
+        mistake, so every way of sending answers as the API always has."""
+        if raw is MISSING:
+            if self.required:
+                raise FieldInvalid(["This field is required."])
+            return MISSING if self.default is None else self.default
+        return KIND_PARSERS[self.kind](self, raw)
+
+
+def _not_null(raw: Any) -> None:
+    """Refuse a null (no input field allows one)."""
+    if raw is None:
+        raise FieldInvalid(["This field may not be null."])
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _string(raw: Any, max_length: int | None, *, url: bool = False) -> str:
+    """Return the trimmed text; numbers and booleans are refused, not turned into text."""
+    if isinstance(raw, str) and not raw.strip():
+        raise FieldInvalid(["This field may not be blank."])
+    _not_null(raw)
+    # A URL field takes a number as its text (then refuses it as no URL) and calls any other
+    # non-text "no URL", as the API's URLField always has; the other text fields refuse
+    # numbers outright.
+    number = isinstance(raw, int | float) and not isinstance(raw, bool)
+    if not (isinstance(raw, str) or (url and number)):
+        raise FieldInvalid(["Enter a valid URL." if url else "Not a valid string."])
+    value = str(raw).strip()
+    errors = []
+    if max_length is not None and len(value) > max_length:
+        errors.append(f"Ensure this field has no more than {max_length} characters.")
+    if "\x00" in value:
+        errors.append("Null characters are not allowed.")
+    if surrogate := _SURROGATE.search(value):
+        errors.append(f"Surrogate characters are not allowed: U+{ord(surrogate.group()):X}.")
+    if url:
+        try:
+            URLValidator()(value)
+        except ValidationError as exc:
+            errors.extend(exc.messages)
+    if errors:
+        raise FieldInvalid(errors)
+    return value
+
+
+def _media(field: InputField, raw: Any) -> list[str]:
+    """Return a list of 1 to MEDIA_MAX_ITEMS URLs; a bad URL is reported at its position."""
+    _not_null(raw)
+    if isinstance(raw, str | Mapping) or not hasattr(raw, "__iter__"):
+        raise FieldInvalid([f'Expected a list of items but got type "{type(raw).__name__}".'])
+    values, errors = [], {}
+    for index, item in enumerate(raw):
+        try:
+            values.append(_string(item, URL_MAX_LENGTH, url=True))
+        except FieldInvalid as exc:
+            errors[index] = exc.detail
+    if errors:
+        raise FieldInvalid(errors)
+    if len(values) > MEDIA_MAX_ITEMS:
+        raise FieldInvalid([f"Ensure this field has no more than {MEDIA_MAX_ITEMS} elements."])
+    if not values:
+        raise FieldInvalid(["Ensure this field has at least 1 elements."])
+    return values
+
+
+def _object(raw: Any) -> dict:
+    """Return a JSON object (any other value, even a list, is refused)."""
+    _not_null(raw)
+    if not isinstance(raw, dict):
+        raise FieldInvalid([f'Expected a dictionary of items but got type '
+                            f'"{type(raw).__name__}".'])
+    return raw
+
+
+def _headers(field: InputField, raw: Any) -> dict[str, str]:
+    """Return an object of short strings; a bad value is reported under its key."""
+    values, errors = {}, {}
+    for key, value in _object(raw).items():
+        try:
+            values[str(key)] = _string(value, HEADER_MAX_LENGTH)
+        except FieldInvalid as exc:
+            errors[str(key)] = exc.detail
+    if errors:
+        raise FieldInvalid(errors)
+    return values
+
+
+def _json(field: InputField, raw: Any) -> Any:
+    """Return any value JSON can write (the payload goes out as JSON)."""
+    _not_null(raw)
+    try:
+        json.dumps(raw)
+    except (TypeError, ValueError) as exc:
+        raise FieldInvalid(["Value must be valid JSON."]) from exc
+    return raw
+
+
+def _choice(field: InputField, raw: Any) -> str:
+    """Return the choice `raw` names (compared as text, as the API always has)."""
+    _not_null(raw)
+    if isinstance(raw, Enum) and str(raw) != str(raw.value):
+        raw = raw.value
+    for value, _label in field.choices:
+        if str(value) == str(raw):
+            return value
+    raise FieldInvalid([f'"{raw}" is not a valid choice.'])
+
+
+def _uuid(field: InputField, raw: Any) -> uuid.UUID:
+    """Return the UUID written as text (any of Python's notations) or as an integer."""
+    _not_null(raw)
+    try:
+        if isinstance(raw, uuid.UUID):
+            return raw
+        if isinstance(raw, int):
+            return uuid.UUID(int=raw)
+        if isinstance(raw, str):
+            return uuid.UUID(hex=raw)
+    except ValueError:
+        pass
+    raise FieldInvalid(["Must be a valid UUID."])
+
+
+# A trailing ".0" is allowed on a whole number (12.0), as REST framework allows it.
+_DECIMAL_ZEROS = re.compile(r"\.0*\s*$")
+
+
+def _integer(field: InputField, raw: Any) -> int:
+    """Return a whole number (12, 12.0, "12" or "12.0") within the field's bounds."""
+    _not_null(raw)
+    if isinstance(raw, str) and len(raw) > INTEGER_MAX_TEXT:
+        raise FieldInvalid(["String value too large."])
+    try:
+        value = int(_DECIMAL_ZEROS.sub("", str(raw)))
+    except (ValueError, TypeError) as exc:
+        raise FieldInvalid(["A valid integer is required."]) from exc
+    if field.max_value is not None and value > field.max_value:
+        raise FieldInvalid([f"Ensure this value is less than or equal to {field.max_value}."])
+    if field.min_value is not None and value < field.min_value:
+        raise FieldInvalid([f"Ensure this value is greater than or equal to "
+                            f"{field.min_value}."])
+    return value
+
+
+def _datetime(field: InputField, raw: Any) -> datetime:
+    """Return an aware time from ISO 8601 text (a naive one is taken in the current time
+    zone here; _check_send_at then refuses text without an offset)."""
+    _not_null(raw)
+    if isinstance(raw, date) and not isinstance(raw, datetime):
+        raise FieldInvalid(["Expected a datetime but got a date."])
+    parsed = raw if isinstance(raw, datetime) else None
+    if parsed is None:
+        try:
+            parsed = parse_datetime(raw)
+        except (ValueError, TypeError):
+            parsed = None
+    if parsed is None:
+        raise FieldInvalid([f"Datetime has wrong format. Use one of these formats instead: "
+                            f"{DATETIME_FORMAT_HINT}."])
+    zone = timezone.get_current_timezone()
+    if timezone.is_aware(parsed):
+        try:
+            return parsed.astimezone(zone)
+        except OverflowError as exc:
+            raise FieldInvalid(["Datetime value out of range."]) from exc
+    aware = timezone.make_aware(parsed, zone)
+    # A local time that happens twice is ambiguous (one that never happens is let through).
+    exists = aware.astimezone(UTC) == aware
+    if exists and aware.replace(fold=not aware.fold).utcoffset() != aware.utcoffset():
+        raise FieldInvalid([f'Invalid datetime for the timezone "{zone}".'])
+    return aware
+
+
+# How each kind of input is checked and typed (InputField.kind).
+KIND_PARSERS: dict[str, Callable[[InputField, Any], Any]] = {
+    "text": lambda field, raw: _string(raw, field.max_length),
+    "url": lambda field, raw: _string(raw, URL_MAX_LENGTH, url=True),
+    "media": _media,
+    "json": _json,
+    "headers": _headers,
+    "object": lambda field, raw: {str(key): value for key, value in _object(raw).items()},
+    "choice": _choice,
+    "uuid": _uuid,
+    "integer": _integer,
+    "datetime": _datetime,
+}
+
+
+def message_inputs() -> Mapping[str, InputField]:
+    """Return the fields a message takes, in the order their errors are reported (the API's
+    request schema is built from these too). Rebuilt when a channel is registered."""
+    return _inputs(tuple(CONTENT_FIELDS.values()))
+
+
+@functools.lru_cache(maxsize=8)
+def _inputs(content: tuple[ContentField, ...]) -> Mapping[str, InputField]:
+    """Return the input table for these content fields (cached: a batch reads it per item)."""
+    fields = (
+        InputField("channel", "choice", required=True, choices=tuple(Channel.choices)),
+        InputField("to", "text", max_length=320),
+        InputField("contact_id", "uuid"),
+        InputField("contact_external_id", "text", max_length=200),
+        *(InputField(spec.name, spec.kind, max_length=spec.max_length) for spec in content),
+        InputField("send_at", "datetime"),
+        InputField("delay_seconds", "integer", min_value=0, max_value=MAX_DELAY_SECONDS),
+        InputField("metadata", "object"),
+        InputField("priority", "choice", choices=tuple(Priority.choices),
+                   default=Priority.NORMAL),
+        InputField("category", "choice", choices=tuple(Category.choices)),
+        InputField("status_callback_url", "text", max_length=URL_MAX_LENGTH),
+    )
+    return MappingProxyType({field.name: field for field in fields})
 
 
 # --- single-field rules ---------------------------------------------------------------------
@@ -142,7 +373,7 @@ def _rule_for(name: str) -> Callable[[Any, Any], Any] | None:
     if name == "send_at":
         return _check_send_at
     if name == "status_callback_url":
-        return lambda value, raw: events.callback_url_check(value)
+        return lambda value, raw: callback_url_check(value)
     spec = CONTENT_FIELDS.get(name)
     return KIND_RULES.get(spec.kind) if spec else None
 
@@ -151,18 +382,18 @@ def _parse(data: dict) -> dict[str, Any]:
     """Return the typed values of the given fields; raise with every type or rule error."""
     values: dict[str, Any] = {}
     errors: dict[str, Any] = {}
-    for name, parser in _parsers().items():
-        raw = data.get(name, empty)
+    for name, field in message_inputs().items():
+        raw = data.get(name, MISSING)
         rule = _rule_for(name)
         try:
-            value = parser.run_validation(raw)
+            value = field.parse(raw)
+            if value is MISSING:
+                continue
             values[name] = rule(value, raw) if rule else value
-        except SkipField:
-            continue
-        except serializers.ValidationError as exc:
+        except FieldInvalid as exc:
             errors[name] = exc.detail
         except ValidationError as exc:
-            errors[name] = get_error_detail(exc)
+            errors[name] = exc.messages
     if errors:
         raise MessageInvalid(errors)
     return values
@@ -183,18 +414,24 @@ def _check_field_names(data: dict, spec: ChannelSpec) -> None:
 # Metadata keys only the older endpoints write: the client ids providers send as the
 # contact's and workspace's (another client could speak for a stranger), a message's own
 # rate key (another client could split its limit into many), the AI callback's shape and
-# an event delivery's event (it is the webhook-id receivers deduplicate on).
+# an event delivery's event (it is the webhook-id receivers deduplicate on). Every one
+# starts with INTERNAL_METADATA_PREFIX, and a sender may write no key that does: a key the
+# service adds later is then never one a sender already uses.
 RESERVED_METADATA = (COMPAT_IDS, ratelimit.RATE_KEY_FIELD, ai_callbacks.CALLBACK_SHAPE_FIELD,
-                     EVENT_ID_FIELD, events.EVENT_TYPE_FIELD)
+                     EVENT_ID_FIELD, EVENT_TYPE_FIELD)
+
+
+def metadata_key_reserved(key: Any) -> bool:
+    """Tell whether a top-level metadata key is the service's own (README.md, "Messages")."""
+    return isinstance(key, str) and key.startswith(INTERNAL_METADATA_PREFIX)
 
 
 def _check_reserved_metadata(values: dict) -> None:
-    """Refuse reserved metadata keys in what a sender wrote: only the endpoints that own
-    them add them, through message_compose's `reserved`."""
-    metadata = values.get("metadata") or {}
-    taken = [key for key in RESERVED_METADATA if key in metadata]
+    """Refuse reserved metadata keys in what a sender wrote, naming each: only the endpoints
+    that own them add them, through message_compose's `reserved`."""
+    taken = sorted(key for key in values.get("metadata") or {} if metadata_key_reserved(key))
     if taken:
-        raise MessageInvalid({"metadata": [f"{taken[0]} is a reserved key."]})
+        raise MessageInvalid({"metadata": [f"{key} is a reserved key." for key in taken]})
 
 
 def _contact(workspace: Workspace, values: dict, cache: dict) -> Contact | None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
@@ -76,6 +77,15 @@ TIMER_STATUSES = (MessageStatus.SCHEDULED, MessageStatus.RETRYING)
 # rate key, an event delivery's event): senders cannot write them (messaging.compose) and
 # the API's answers and events leave them out (messaging.api.serializers).
 INTERNAL_METADATA_PREFIX = "_"
+
+
+def metadata_public(metadata: Any) -> Any:
+    """Return metadata as its sender gave it, without the service's own keys, for what the
+    outside sees (API answers, event payloads); anything but a dict is returned as is."""
+    if not isinstance(metadata, dict):
+        return metadata
+    return {key: value for key, value in metadata.items()
+            if not str(key).startswith(INTERNAL_METADATA_PREFIX)}
 
 CANCELLABLE_STATUSES = (MessageStatus.SCHEDULED, MessageStatus.QUEUED, MessageStatus.RETRYING)
 FINAL_STATUSES = (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.UNDELIVERED,
@@ -206,6 +216,9 @@ class Message(models.Model):
                 condition=Q(direction="inbound") & ~Q(provider_message_id="")),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.channel} {self.id} ({self.status})"
+
     @property
     def waiting_for(self) -> str | None:
         """Return the WaitReason of a `scheduled` or `retrying` message, else None."""
@@ -218,9 +231,6 @@ class Message(models.Model):
         if self.status_reason in WaitReason.values:
             return self.status_reason
         return WaitReason.SEND_AT
-
-    def __str__(self) -> str:
-        return f"{self.channel} {self.id} ({self.status})"
 
 
 class DeliveryAttempt(models.Model):

@@ -105,6 +105,9 @@ def run(node: dict, context: dict, execution: Any) -> Result:
                                                   execution.contact})
     except MessageInvalid as exc:
         return Result(failed=True, error=f"invalid message: {exc.message_dict}")
+    # What its templates may quote besides the contact and metadata; the service's own, so
+    # it goes beside the message's metadata, not in it (no answer or event shows it).
+    message.flow_context = {"trigger": context["trigger"], "steps": context["steps"]}
     return Result(wait=True, message=message, input={"channel": channel_of(node)},
                   output={"message_id": str(message.id)})
 
@@ -116,8 +119,7 @@ def _payload(node: dict, context: dict, execution: Any) -> dict[str, Any]:
     payload = {key: data[key] for key in SEND_FIELDS if key in data}
     payload.update(channel=channel, contact_id=str(execution.contact_id), metadata={
         "flow_id": str(execution.flow_id), "execution_id": str(execution.pk),
-        "node_id": node["id"],
-        "_context": {"trigger": context["trigger"], "steps": context["steps"]}})
+        "node_id": node["id"]})
     if channel == WEBHOOK:
         payload.pop("to", None)
     return payload

@@ -33,7 +33,7 @@ from core.workspace_settings import (
 from messaging.api.idempotency import idempotent
 from messaging.api.messages import error_fields
 from messaging.channels import EMAIL, MMS, SMS, WEBHOOK
-from messaging.compose import MAX_DELAY_SECONDS, RESERVED_METADATA, message_compose
+from messaging.compose import MAX_DELAY_SECONDS, message_compose, metadata_key_reserved
 from messaging.delivery import creation
 from messaging.models import Message, MessageStatus
 from messaging.providers.shared import COMPAT_IDS
@@ -133,14 +133,15 @@ def _client_ids(data: dict) -> dict[str, Any]:
 
 
 def _metadata(data: dict) -> dict:
-    """Return the client's metadata with its contactId. Reserved keys the client put there
-    itself are dropped, as the older service ignored what it did not know; the ids it sent
-    go in through `_compat_ids`."""
+    """Return the client's metadata with its contactId. Reserved keys (any starting with
+    "_") the client put there itself are dropped, as the older service ignored what it did
+    not know, rather than refused: its clients keep working; the ids it sent go in through
+    `_compat_ids`."""
     metadata = data.get("metadata")
     metadata = {} if metadata is None else metadata
     if not isinstance(metadata, dict):
         raise _invalid("metadata", "Must be an object.")
-    metadata = {k: v for k, v in metadata.items() if k not in RESERVED_METADATA}
+    metadata = {k: v for k, v in metadata.items() if not metadata_key_reserved(k)}
     if data.get("contactId"):
         metadata = {**metadata, "contactId": data["contactId"]}
     return metadata

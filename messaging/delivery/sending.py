@@ -19,11 +19,14 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from messaging import events, ratelimit
+from messaging import ratelimit
 from messaging.channels import rate_key_for
 from messaging.delivery import pauses
 from messaging.delivery.recording import Call, notify_finals, record_group
 from messaging.delivery.templating import render_content
+from messaging.events.endpoints import endpoint_secrets
+from messaging.events.outbox import messages_emit, subscribers
+from messaging.events.types import MESSAGE_SUPPRESSED
 from messaging.models import DeliveryAttempt, Message, MessageStatus, WaitReason
 from messaging.providers.base import Outbound, ProviderError, Receipt
 from messaging.providers.registry import provider_for
@@ -125,7 +128,7 @@ def _prepare(message: Message, task_id: str, now: datetime) -> Call:
         call.provider, config = provider_for(message.workspace, message.channel)
         if message.webhook_endpoint_id and message.webhook_endpoint is not None:
             # An event delivery is signed for its endpoint, not with the workspace's.
-            config["secrets"] = events.endpoint_secrets(message.webhook_endpoint, now)
+            config["secrets"] = endpoint_secrets(message.webhook_endpoint, now)
         call.outbound = _outbound(message, config)
     except (ValueError, KeyError) as exc:
         call.result = ProviderError(str(exc), permanent=True, code="invalid")
@@ -149,8 +152,8 @@ def _send_and_record(messages: list[Message], task_id: str, now: datetime) -> di
     running: dict[Future, Call] = {}
     limit = max(1, settings.PROVIDER_CONCURRENCY)
     outcomes: dict[str, str] = {}
-    # Read once per batch, not once per transaction (see events.messages_emit).
-    endpoints = events.subscribers({message.workspace_id for message in messages})
+    # Read once per batch, not once per transaction (see messages_emit).
+    endpoints = subscribers({message.workspace_id for message in messages})
     while waiting or running or finished:
         starting = [waiting.popleft() for _ in range(min(len(waiting), limit - len(running)))]
         outcomes.update(record_group(finished, starting, endpoints))
@@ -235,7 +238,7 @@ def _suppress_all(refused: list[tuple[Message, str]], now: datetime) -> list[tup
         return []
     with transaction.atomic():
         done = [message for message, reason in refused if _suppress(message, reason, now)]
-        events.messages_emit(changes=[(m, events.MESSAGE_SUPPRESSED) for m in done])
+        messages_emit(changes=[(m, MESSAGE_SUPPRESSED) for m in done])
     return [(message.pk, message.source) for message in done]
 
 

@@ -14,11 +14,11 @@ pytestmark = pytest.mark.django_db
 def test_it_returns_an_unsaved_message_with_the_channel_content_only(workspace):
     message = message_compose(workspace=workspace, source="flow", data={
         "channel": "mms", "to": "+1 415 555 2671", "body": "Look",
-        "media_urls": ["https://example.com/a.png"], "metadata": {"_context": {"a": 1}}})
+        "media_urls": ["https://example.com/a.png"], "metadata": {"node_id": "n1"}})
     assert message.content == {"body": "Look", "media_urls": ["https://example.com/a.png"]}
     assert (message.to, message.source, message.status) == ("+14155552671", "flow",
                                                             MessageStatus.QUEUED)
-    assert message.metadata == {"_context": {"a": 1}} and message.max_attempts == 3
+    assert message.metadata == {"node_id": "n1"} and message.max_attempts == 3
     assert not Message.objects.exists()
 
 
