@@ -5,13 +5,14 @@ from typing import Any
 
 import django_filters
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.api import ApiError, StrictCharField
-from core.auth import workspace_of
+from core.api import ApiError, StrictCharField, WorkspaceScoped
+from core.models import Workspace
 from messaging.models import Suppression
 from messaging.recipients.suppressions import (
     LISTS,
@@ -19,13 +20,17 @@ from messaging.recipients.suppressions import (
     suppression_add,
     suppression_remove,
 )
+from messaging.selectors import suppressions_list
 
-# The lists a suppression belongs to, as choices (sms covers mms).
-LIST_CHOICES = [(name, name) for name in LISTS]
+
+def list_choices() -> list[tuple[str, str]]:
+    """Return the lists a suppression belongs to, as choices (each channel's spec names its
+    list; sms covers mms), read when asked so a channel registered later counts."""
+    return [(name, name) for name in LISTS]
 
 
 class SuppressionSerializer(serializers.ModelSerializer):
-    channel = serializers.ChoiceField(choices=LIST_CHOICES)
+    channel = serializers.ChoiceField(choices=list_choices())
     address = StrictCharField(max_length=320)
     reason = serializers.ChoiceField(choices=Suppression.Reason.choices,
                                      default=Suppression.Reason.MANUAL)
@@ -34,6 +39,13 @@ class SuppressionSerializer(serializers.ModelSerializer):
         model = Suppression
         fields = ["id", "channel", "address", "reason", "source", "created_at"]
         read_only_fields = ["id", "source", "created_at"]
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        channel = fields["channel"]
+        if isinstance(channel, serializers.ChoiceField):
+            channel.choices = list_choices()
+        return fields
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -44,7 +56,7 @@ class SuppressionSerializer(serializers.ModelSerializer):
 
 
 class SuppressionFilter(django_filters.FilterSet):
-    channel = django_filters.ChoiceFilter(choices=LIST_CHOICES)
+    channel = django_filters.ChoiceFilter(choices=list_choices)
     reason = django_filters.ChoiceFilter(choices=Suppression.Reason.choices)
     address = django_filters.CharFilter(method="filter_address")
     created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
@@ -69,7 +81,7 @@ ADDRESS_QUERY = [OpenApiParameter("channel", str, enum=list(LISTS), required=Tru
                  OpenApiParameter("address", str, required=True)]
 
 
-class SuppressionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
+class SuppressionViewSet(WorkspaceScoped, mixins.ListModelMixin, mixins.RetrieveModelMixin,
                          mixins.DestroyModelMixin, viewsets.GenericViewSet):
     """The key's workspace's suppression list."""
 
@@ -78,10 +90,10 @@ class SuppressionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
     ordering_fields = ["created_at", "address"]
     search_fields = ["address", "source"]
 
-    def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):  # schema generation: no request key
-            return Suppression.objects.none()
-        return Suppression.objects.filter(workspace=workspace_of(self.request))
+    model = Suppression
+
+    def scoped_queryset(self, *, workspace: Workspace) -> QuerySet[Suppression]:
+        return suppressions_list(workspace=workspace)
 
     def create(self, request: Request) -> Response:
         """Add an address (201), or answer the row already there (200)."""
@@ -90,7 +102,7 @@ class SuppressionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         data = serializer.validated_data
         auth = getattr(request, "auth", None)
         row, created = suppression_add(
-            workspace=workspace_of(request), channel=data["channel"], address=data["address"],
+            workspace=self.workspace, channel=data["channel"], address=data["address"],
             reason=data["reason"], source=f"api:{getattr(auth, 'prefix', '')}")
         return Response(SuppressionSerializer(row).data,
                         status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
@@ -102,10 +114,10 @@ class SuppressionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         channel, address = (request.query_params.get("channel", ""),
                             request.query_params.get("address", ""))
         if channel not in LISTS:
-            raise ApiError(400, "Give channel (sms or email) and address.",
+            raise ApiError(400, f"Give channel ({' or '.join(LISTS)}) and address.",
                            fields={"channel": [f"Use one of {', '.join(LISTS)}."]})
         try:
-            removed = suppression_remove(workspace=workspace_of(request), channel=channel,
+            removed = suppression_remove(workspace=self.workspace, channel=channel,
                                          address=address)
         except DjangoValidationError as exc:
             raise ApiError(400, "Invalid address.", fields={"address": exc.messages}) from exc

@@ -1,8 +1,10 @@
-"""Inbound SMS/MMS: which workspaces a received message belongs to, storing it, and what it
+"""Inbound messages: which workspaces a received message belongs to, storing it, and what it
 does: a keyword changes consent and is answered, anything else becomes the contact's event
-`message.received` (README.md, "Inbound SMS").
+`message.received` (README.md, "Inbound SMS"). Any channel whose spec says `inbound` (sms,
+mms) may be received; its spec says how its sender is matched to contacts and whether
+keywords apply.
 
-Routing, by the number that received the message:
+Routing (the Twilio webhook's), by the sms number that received the message:
 - a number (or Twilio messaging service) named in workspaces' sms provider settings
   (`from_number`, `messaging_service_sid`) belongs to those workspaces;
 - any other number is the environment's shared sender: the message goes to the workspace
@@ -25,12 +27,14 @@ from django.db.models import Q, QuerySet
 
 from core.models import Contact, Workspace
 from core.phones import normalize_phone
-from messaging import events
-from messaging.channels import MMS, SMS
+from messaging.channels import CHANNELS, CONTACT_FIELDS, MMS, SMS, ChannelSpec
 from messaging.delivery.creation import message_create
+from messaging.events.outbox import messages_emit
+from messaging.events.types import MESSAGE_RECEIVED
 from messaging.models import Category, Direction, Message, MessageStatus
 from messaging.providers.registry import workspace_override
 from messaging.recipients import keywords
+from messaging.recipients.suppressions import NORMALIZERS
 from messaging.signals import message_received
 
 logger = logging.getLogger(__name__)
@@ -155,8 +159,13 @@ def _last_texted(phone: str, among: Q) -> Any:
 def inbound_receive(*, received: Received, route: Route) -> Outcome:
     """Store the message in each routed workspace, then apply its keyword (and reply) or
     raise `message.received` for its contacts, all in one transaction: a failure keeps
-    nothing, and a repeat of the same provider message id changes nothing."""
-    outcome = Outcome(keyword=keywords.keyword_of(received.body))
+    nothing, and a repeat of the same provider message id changes nothing. Raise
+    ValueError for a channel whose spec does not say it receives (`inbound`)."""
+    spec = CHANNELS.get(received.channel)
+    if spec is None or not spec.inbound:
+        raise ValueError(f"channel {received.channel!r} receives no messages")
+    outcome = Outcome(keyword=keywords.keyword_of(received.body)
+                      if spec.keyword_reply_channel else None)
     stored = _stored(received, route)
     if stored:
         return Outcome(messages=stored, keyword=outcome.keyword, duplicate=True)
@@ -165,7 +174,7 @@ def inbound_receive(*, received: Received, route: Route) -> Outcome:
             outcome.messages = [_store(workspace, received, outcome.keyword)
                                 for workspace in route.workspaces]
             # Subscribed endpoints hear of every inbound message, keywords included.
-            events.messages_emit(changes=[(row, events.MESSAGE_RECEIVED)
+            messages_emit(changes=[(row, MESSAGE_RECEIVED)
                                           for row in outcome.messages], fresh=True)
             if outcome.keyword is not None:
                 outcome.reply = _apply_keyword(outcome.keyword, received, route,
@@ -190,9 +199,17 @@ def _stored(received: Received, route: Route) -> list[Message]:
         provider_message_id=received.provider_message_id[:200]))
 
 
+def _senders_contacts(workspace: Workspace, received: Received) -> QuerySet[Contact]:
+    """Return the workspace's contacts with the sender's address, in the Contact field of
+    the channel's recipient kind (phone for sms and mms); none for a kind without one."""
+    field = CONTACT_FIELDS.get(CHANNELS[received.channel].recipient)
+    if not received.sender or field is None:
+        return Contact.objects.none()
+    return Contact.objects.filter(workspace=workspace, **{field: received.sender})
+
+
 def _store(workspace: Workspace, received: Received, keyword: str | None) -> Message:
-    contact = (Contact.objects.filter(workspace=workspace, phone=received.sender)
-               .order_by("created_at").first() if received.sender else None)
+    contact = _senders_contacts(workspace, received).order_by("created_at").first()
     metadata: dict[str, Any] = {"keyword": keyword} if keyword else {}
     if received.messaging_service_sid:
         metadata["messaging_service_sid"] = received.messaging_service_sid
@@ -206,21 +223,25 @@ def _store(workspace: Workspace, received: Received, keyword: str | None) -> Mes
 
 def _apply_keyword(kind: str, received: Received, route: Route,
                    rows: list[Message]) -> Message | None:
-    """Change consent across the route's scope; answer from the first routed workspace."""
+    """Change consent across the route's scope; answer from the first routed workspace, on
+    the channel's keyword_reply_channel (an mms STOP is answered by sms)."""
+    spec: ChannelSpec = CHANNELS[received.channel]
     try:
-        phone = normalize_phone(received.sender)
+        address = NORMALIZERS.get(spec.recipient, str.strip)(received.sender)
     except ValidationError:
-        logger.warning("keyword %s from %r ignored: not a phone number", kind, received.sender)
+        logger.warning("keyword %s from %r ignored: not a valid %s", kind, received.sender,
+                       spec.recipient)
         return None
-    keywords.keyword_apply(kind=kind, phone=phone, scope=route.scope,
-                           source=f"inbound {kind} to {received.to}"[:100])
+    keywords.keyword_apply(kind=kind, channel=received.channel, address=address,
+                           scope=route.scope, source=f"inbound {kind} to {received.to}"[:100])
     if not rows:
         return None
     inbound = rows[0]
     text = keywords.reply_text(inbound.workspace, kind)
     if text is None:
         return None
-    return message_create(workspace=inbound.workspace, channel=SMS, to=phone,
+    return message_create(workspace=inbound.workspace, channel=spec.keyword_reply_channel,
+                          to=address,
                           content={"body": text}, contact=inbound.contact, source="keyword",
                           category=Category.TRANSACTIONAL, parent=inbound,
                           metadata={"keyword": kind})
@@ -233,7 +254,7 @@ def _raise_event(row: Message, received: Received) -> int:
         return 0
     properties = {"body": received.body, "from": received.sender, "to": received.to,
                   "media_urls": list(received.media_urls), "message_id": str(row.pk)}
-    contacts = list(Contact.objects.filter(workspace=row.workspace, phone=received.sender))
+    contacts = list(_senders_contacts(row.workspace, received))
     for contact in contacts:
         message_received.send(sender=Message, workspace=row.workspace, contact=contact,
                               name=EVENT, properties=properties, message=row)

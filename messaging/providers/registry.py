@@ -22,7 +22,7 @@ from messaging.providers.base import Provider
 if TYPE_CHECKING:
     from core.models import Workspace
 
-# Channel -> provider name -> dotted path of its class (read from the channel table).
+# Channel -> provider name -> dotted path of its class (the channel table's, at import).
 PROVIDERS: dict[str, dict[str, str]] = {name: spec.providers for name, spec in CHANNELS.items()}
 
 
@@ -54,17 +54,18 @@ def provider_for(workspace: Workspace, channel: str) -> tuple[Provider, dict[str
 
     Raises ValueError for an unknown channel or provider name.
     """
-    if channel not in PROVIDERS:
+    # The table itself, not PROVIDERS: a channel registered after import sends too.
+    spec = CHANNELS.get(channel)
+    if spec is None:
         raise ValueError(f"unknown channel {channel!r}")
-    spec = CHANNELS[channel]
     override = workspace_override(workspace, channel)
     name = override.pop("name", None)
     if not name or spec.provider_setting is None:  # None: only one way to deliver
         name = default_name(channel)
-    path = PROVIDERS[channel].get(name)
+    path = spec.providers.get(name)
     if path is None:
         raise ValueError(f"unknown {channel} provider {name!r}; "
-                         f"choose one of {sorted(PROVIDERS[channel])}")
+                         f"choose one of {sorted(spec.providers)}")
     provider = load(path)
     defaults = getattr(provider, "defaults", None)
     config = {**(defaults() if defaults else {}), **override}

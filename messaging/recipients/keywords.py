@@ -1,5 +1,6 @@
-"""SMS keywords: STOP, START and HELP in the words carriers and Twilio recognise, what each
-does to consent and the suppression list, and the reply a workspace sends for it.
+"""Keywords: STOP, START and HELP in the words carriers and Twilio recognise, what each
+does to consent and the suppression list, and the reply a workspace sends for it. They
+apply to the channels whose spec names a `keyword_reply_channel` (sms and mms).
 
 The lists are the CTIA short-code handbook's opt-out/opt-in/help words as Twilio applies
 them to every number (https://help.twilio.com/articles/223134027). A keyword is the whole
@@ -13,6 +14,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from core.models import Contact, Workspace
+from messaging.channels import CHANNELS, CONTACT_FIELDS
 from messaging.models import Suppression
 from messaging.recipients.suppressions import suppression_add_many, suppression_remove_many
 
@@ -50,20 +52,27 @@ def keyword_of(body: Any) -> str | None:
     return KEYWORDS.get(body.strip().upper())
 
 
-def keyword_apply(*, kind: str, phone: str, scope: QuerySet[Workspace], source: str) -> None:
-    """Apply a STOP (unsubscribe every contact with the phone and suppress it) or a START
+def keyword_apply(*, kind: str, channel: str, address: str, scope: QuerySet[Workspace],
+                  source: str) -> None:
+    """Apply a STOP (unsubscribe every contact with the address and suppress it) or a START
     (resubscribe and lift the opt-out rows) in every workspace of `scope`; HELP changes
-    nothing. The phone is in E.164."""
-    now = timezone.now()
-    contacts = Contact.objects.filter(workspace__in=scope, phone=phone)
+    nothing. The channel's spec names the list and the contacts' consent flag (sms and mms:
+    the sms list, `sms_subscribed`); the address is as that list stores it (E.164)."""
+    spec = CHANNELS[channel]
+    if kind not in (STOP, START):
+        return
+    field = CONTACT_FIELDS.get(spec.recipient)
+    if spec.consent_flag and field:
+        Contact.objects.filter(workspace__in=scope, **{field: address}).update(
+            **{spec.consent_flag: kind == START, "updated_at": timezone.now()})
+    if spec.suppression_list is None:
+        return
     if kind == STOP:
-        contacts.update(sms_subscribed=False, updated_at=now)
-        suppression_add_many(workspaces=scope, channel="sms", address=phone,
-                             reason=Suppression.Reason.STOP, source=source)
-    elif kind == START:
-        contacts.update(sms_subscribed=True, updated_at=now)
-        suppression_remove_many(workspaces=scope, channel="sms", address=phone,
-                                reasons=LIFTED_BY_START)
+        suppression_add_many(workspaces=scope, channel=spec.suppression_list,
+                             address=address, reason=Suppression.Reason.STOP, source=source)
+    else:
+        suppression_remove_many(workspaces=scope, channel=spec.suppression_list,
+                                address=address, reasons=LIFTED_BY_START)
 
 
 def reply_text(workspace: Workspace, kind: str) -> str | None:

@@ -4,14 +4,17 @@ The pipeline asks `decide` about each message it has just claimed, at the moment
 so a STOP, an unsubscribe or a settings change made after the message was accepted still
 counts. The checks run in this order, and the first that does not allow decides:
 
-1. Who it is for: only sms, mms and email reach people; webhooks, AI calls, operator alerts
-   (source `alert`) and keyword confirmations (source `keyword`) are always allowed.
-2. Consent: an sms/mms to a contact with `sms_subscribed` off, or to a phone on the
-   workspace's suppression list, is suppressed whatever its category. An email: a contact
-   with `email_subscribed` off gets no marketing email; a suppressed address gets no email
-   at all when it bounced, complained, texted STOP or was added by hand, and no marketing
-   email when it unsubscribed.
-3. Quiet hours (marketing sms/mms only): inside the workspace's window, in the contact's
+1. Who it is for: only channels with a suppression list (messaging.channels: sms, mms and
+   email) reach people; webhooks, AI calls, operator alerts (source `alert`) and keyword
+   confirmations (source `keyword`) are always allowed.
+2. Consent, as the channel's spec says (`opt_out`, `consent_flag`): an sms/mms (opt-out
+   "all") to a contact with `sms_subscribed` off, or to a phone on the workspace's
+   suppression list, is suppressed whatever its category. An email (opt-out "marketing"):
+   a contact with `email_subscribed` off gets no marketing email; a suppressed address gets
+   no email at all when it bounced, complained, texted STOP or was added by hand, and no
+   marketing email when it unsubscribed.
+3. Quiet hours (marketing, channels whose spec says `quiet_hours`: sms/mms): inside the
+   workspace's window, in the contact's
    time zone (else the workspace's), the message is deferred to the window's end plus a
    per-message jitter.
 4. Frequency caps (marketing only): over the workspace's cap for the channel, the message
@@ -33,7 +36,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from core.parsing import Cap, parse_clock
-from messaging.channels import EMAIL, MMS, SMS
+from messaging.channels import list_of, spec_of
 from messaging.models import Category, Message, SuppressedReason, Suppression
 from messaging.recipients import caps
 
@@ -41,11 +44,12 @@ ALLOWED, DEFERRED, SUPPRESSED = "allowed", "deferred", "suppressed"
 # Sources whose messages do not go to the workspace's contacts as such: alerts go to staff,
 # keyword confirmations answer the recipient's own STOP/START/HELP and must reach them.
 EXEMPT_SOURCES = frozenset({"alert", "keyword"})
-# The channels that reach a person, and the suppression list each one reads.
-LIST_OF = {SMS: "sms", MMS: "sms", EMAIL: "email"}
-# Email suppressions that stop only marketing email (the recipient asked for no more of it).
+# The channels that reach a person, and the list each one reads, are their specs'
+# `suppression_list` (list_of). With opt-out "marketing" (email), these list rows stop only
+# marketing (the recipient asked for no more of it).
 MARKETING_ONLY_EMAIL_REASONS = frozenset({Suppression.Reason.UNSUBSCRIBED})
-# A suppressed email's reason, from its list row's (STOP, manual, provider: the address).
+# With opt-out "marketing", a suppressed message's reason, from its list row's (STOP,
+# manual, provider: the address).
 EMAIL_REASONS: dict[str, str] = {
     Suppression.Reason.BOUNCED: SuppressedReason.BOUNCED,
     Suppression.Reason.COMPLAINED: SuppressedReason.COMPLAINED,
@@ -77,19 +81,20 @@ ALLOW = Decision(ALLOWED)
 
 def is_contact_facing(message: Message) -> bool:
     """Tell whether the policy applies to the message at all."""
-    return message.channel in LIST_OF and message.source not in EXEMPT_SOURCES
+    return list_of(message.channel) is not None and message.source not in EXEMPT_SOURCES
 
 
 def list_address(message: Message) -> str:
     """Return the recipient as the suppression list stores it: an email lower-cased (a
-    message keeps the case it was given), a phone as it is (already E.164)."""
-    return message.to.strip().lower() if message.channel == EMAIL else message.to
+    message keeps the case it was given), a phone (already E.164) or other kind as it is."""
+    spec = spec_of(message.channel)
+    return message.to.strip().lower() if spec and spec.recipient == "address" else message.to
 
 
 def suppressions_for(messages: Iterable[Message]) -> dict[tuple[Any, str, str], str]:
     """Return {(workspace id, list, address): reason} for the messages' recipients, in one
     query."""
-    wanted = {(m.workspace_id, LIST_OF[m.channel], list_address(m)) for m in messages
+    wanted = {(m.workspace_id, list_of(m.channel), list_address(m)) for m in messages
               if is_contact_facing(m) and m.to}
     if not wanted:
         return {}
@@ -149,19 +154,25 @@ def _before_caps(message: Message, listed: dict[tuple[Any, str, str], str],
 
 
 def _consent(message: Message, listed: dict[tuple[Any, str, str], str]) -> Decision | None:
+    """Apply the channel's consent rule (its spec's opt_out and consent_flag)."""
+    spec = spec_of(message.channel)
+    if spec is None or spec.suppression_list is None:  # only contact-facing ones get here
+        return None
     contact = message.contact
     marketing = message.category == Category.MARKETING
-    listing = listed.get((message.workspace_id, LIST_OF[message.channel],
+    listing = listed.get((message.workspace_id, spec.suppression_list,
                           list_address(message)))
-    if message.channel in (SMS, MMS):
-        if contact is not None and not contact.sms_subscribed:
+    opted_out = bool(contact is not None and spec.consent_flag
+                     and not getattr(contact, spec.consent_flag))
+    if spec.opt_out == "all":
+        if opted_out:
             return _suppress(SuppressedReason.UNSUBSCRIBED)
         if listing is not None:
             return _suppress(SuppressedReason.SUPPRESSED_ADDRESS)
         return None
     if listing is not None and (marketing or listing not in MARKETING_ONLY_EMAIL_REASONS):
         return _suppress(EMAIL_REASONS.get(listing, SuppressedReason.SUPPRESSED_ADDRESS))
-    if marketing and contact is not None and not contact.email_subscribed:
+    if marketing and opted_out:
         return _suppress(SuppressedReason.UNSUBSCRIBED)
     return None
 
@@ -218,7 +229,8 @@ def jitter_seconds(message: Message) -> float:
 
 
 def _quiet_hours(message: Message, now: datetime) -> Decision | None:
-    if message.channel not in (SMS, MMS):
+    spec = spec_of(message.channel)
+    if spec is None or not spec.quiet_hours:
         return None
     window = quiet_window(message.workspace.settings)
     if window is None:
@@ -235,9 +247,9 @@ def _quiet_hours(message: Message, now: datetime) -> Decision | None:
 def _cap_of(message: Message) -> tuple[str, Cap] | None:
     """Return the message's cap key and cap, or None when its channel has no cap."""
     configured = (message.workspace.settings or {}).get(FREQUENCY_CAPS)
-    list_name = LIST_OF[message.channel]
-    text = configured.get(list_name) if isinstance(configured, dict) else None
-    if not text:
+    list_name = list_of(message.channel)
+    text = configured.get(list_name) if isinstance(configured, dict) and list_name else None
+    if not text or not list_name:
         return None
     try:
         cap = Cap.parse(text)

@@ -1,4 +1,4 @@
-"""The suppression list: addresses a workspace must not send to (messaging.recipients.policy reads it).
+"""The suppression lists: addresses a workspace must not send to (recipients.policy reads them).
 
 Every way an address gets on the list (the API, admin, an inbound STOP, a provider refusing
 the address, a bounce or complaint) goes through `suppression_add`, so the address is
@@ -6,7 +6,7 @@ always stored the way the policy looks it up: phones in E.164, emails lower-case
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -15,23 +15,34 @@ from django.db import IntegrityError, transaction
 
 from core.models import Workspace
 from core.phones import normalize_phone
+from messaging.channels import SUPPRESSION_LISTS
 from messaging.models import Suppression
 
-LISTS = ("sms", "email")
+# The lists (each channel's spec names its own: sms and mms share "sms"), and the address
+# kind each holds; the channel table keeps this dict current.
+LISTS = SUPPRESSION_LISTS
+
+
+def _email(value: str) -> str:
+    value = value.lower()
+    EmailValidator(message="Enter a valid email address.")(value)
+    return value
+
+
+# How each recipient kind of the channel table is stored; a kind not here (free) is kept
+# as given, trimmed.
+NORMALIZERS: dict[str, Callable[[str], str]] = {"phone": normalize_phone, "address": _email}
 
 
 def normalize_address(channel: str, address: Any) -> str:
-    """Return the address as the list stores it; raise ValidationError when it is not a
-    phone number (sms) or an email address (email)."""
+    """Return the address as the list `channel` stores it; raise ValidationError when it is
+    not of the list's kind (a phone number for sms, an email address for email)."""
     if channel not in LISTS:
         raise ValidationError(f"'{channel}' is not a list: use one of {', '.join(LISTS)}.")
     if not isinstance(address, str) or not address.strip():
         raise ValidationError("An address is required.")
-    if channel == "sms":
-        return normalize_phone(address.strip())
-    value = address.strip().lower()
-    EmailValidator(message="Enter a valid email address.")(value)
-    return value
+    normalize = NORMALIZERS.get(LISTS[channel])
+    return normalize(address.strip()) if normalize else address.strip()
 
 
 def suppression_add(*, workspace: Workspace, channel: str, address: str, reason: str,

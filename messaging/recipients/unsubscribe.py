@@ -26,7 +26,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from core.models import Contact, Workspace
-from messaging.channels import EMAIL
+from messaging.channels import CHANNELS, CONTACT_FIELDS, EMAIL, ChannelSpec
 from messaging.models import Category, Message, Suppression
 from messaging.recipients.suppressions import suppression_add
 
@@ -38,6 +38,13 @@ SOURCE = "list-unsubscribe"
 
 class BadToken(Exception):
     """The token is malformed, tampered with, or names nothing this service knows."""
+
+
+def link_spec(channel: str) -> ChannelSpec | None:
+    """Return the channel's spec when its messages carry unsubscribe links (email), else
+    None."""
+    spec = CHANNELS.get(channel)
+    return spec if spec is not None and spec.unsubscribe_link else None
 
 
 @dataclass(frozen=True)
@@ -64,7 +71,7 @@ def read_token(token: str) -> Target:
     except (signing.BadSignature, ValueError, TypeError) as exc:
         raise BadToken("This unsubscribe link is not valid.") from exc
     if not (isinstance(data, list) and len(data) == 4 and all(isinstance(v, str) for v in data)
-            and data[0] and data[3] == EMAIL and (data[1] or data[2])):
+            and data[0] and link_spec(data[3]) is not None and (data[1] or data[2])):
         raise BadToken("This unsubscribe link is not valid.")
     return Target(workspace_id=data[0], contact_id=data[1], address=data[2], channel=data[3])
 
@@ -73,11 +80,11 @@ def token_for(message: Message) -> str:
     """Return the token of an email message's recipient, or "" when it has none. It names
     the contact when there is one (its address is then read at unsubscribe time, and the
     link does not carry it), else the address."""
-    if message.channel != EMAIL or not (message.contact_id or message.to):
+    if link_spec(message.channel) is None or not (message.contact_id or message.to):
         return ""
     address = "" if message.contact_id else (message.to or "").strip().lower()
     return make_token(workspace_id=message.workspace_id, contact_id=message.contact_id,
-                      address=address)
+                      address=address, channel=message.channel)
 
 
 def unsubscribe_url(message: Message) -> str:
@@ -106,7 +113,7 @@ def list_unsubscribe_headers(message: Message) -> dict[str, str]:
     The token rides in the mailto's subject, not its local part: RFC 5321 caps a local part
     at 64 octets, shorter than a signed token.
     """
-    if message.channel != EMAIL or message.category != Category.MARKETING:
+    if link_spec(message.channel) is None or message.category != Category.MARKETING:
         return {}
     token, url, mailbox = token_for(message), unsubscribe_url(message), mailto_address()
     if not token:
@@ -124,11 +131,13 @@ def list_unsubscribe_headers(message: Message) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Recipient:
-    """What a valid token names, loaded: the workspace, its contact (if any) and address."""
+    """What a valid token names, loaded: the workspace, its contact (if any), address and
+    channel."""
 
     workspace: Workspace
     contact: Contact | None
     address: str
+    channel: str = EMAIL
 
 
 def recipient_of(token: str) -> Recipient:
@@ -143,26 +152,31 @@ def recipient_of(token: str) -> Recipient:
         raise BadToken("This unsubscribe link is not valid.") from exc
     if workspace is None:
         raise BadToken("This unsubscribe link is no longer valid.")
-    address = target.address or (contact.email.strip().lower() if contact else "")
+    field = CONTACT_FIELDS.get(CHANNELS[target.channel].recipient, "")
+    address = target.address or (
+        str(getattr(contact, field, "") or "").strip().lower() if contact else "")
     if contact is None and not address:
         raise BadToken("This unsubscribe link is no longer valid.")
-    return Recipient(workspace=workspace, contact=contact, address=address)
+    return Recipient(workspace=workspace, contact=contact, address=address,
+                     channel=target.channel)
 
 
 def unsubscribe(*, token: str) -> Recipient:
-    """Unsubscribe the token's recipient from marketing email: the contact's
-    email_subscribed goes off and the address goes on the list (reason unsubscribed).
-    Idempotent. Raise BadToken (and change nothing) when the token is not valid."""
+    """Unsubscribe the token's recipient from marketing email (its channel's spec names
+    the consent flag and list): the contact's email_subscribed goes off and the address
+    goes on the list (reason unsubscribed). Idempotent. Raise BadToken (and change nothing)
+    when the token is not valid."""
     recipient = recipient_of(token)
+    spec = CHANNELS[recipient.channel]
     with transaction.atomic():
-        if recipient.contact is not None:
+        if recipient.contact is not None and spec.consent_flag:
             Contact.objects.filter(pk=recipient.contact.pk).update(
-                email_subscribed=False, updated_at=timezone.now())
-            recipient.contact.email_subscribed = False
-        if recipient.address:
+                **{spec.consent_flag: False, "updated_at": timezone.now()})
+            setattr(recipient.contact, spec.consent_flag, False)
+        if recipient.address and spec.suppression_list is not None:
             # An address the list cannot hold (a contact's odd email): the flag suffices.
             with contextlib.suppress(ValidationError):
-                suppression_add(workspace=recipient.workspace, channel=EMAIL,
+                suppression_add(workspace=recipient.workspace, channel=spec.suppression_list,
                                 address=recipient.address,
                                 reason=Suppression.Reason.UNSUBSCRIBED, source=SOURCE)
     return recipient
