@@ -14,12 +14,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.api import ApiError, StrictCharField, error_body
+from core.api import ApiError, StrictCharField, WorkspaceScoped, error_body
 from core.auth import workspace_of
 from core.models import Contact, Scope, Workspace
 from flows import cron, schedules
 from flows.models import Flow, FlowSchedule
 from flows.rules import AUDIENCE_ROOTS, unknown_roots, validate_rules
+from flows.selectors import flows_list, schedules_list
 from flows.serializers import ScheduleRunSerializer
 from messaging.api.idempotency import idempotent
 
@@ -155,7 +156,7 @@ class ScheduleFilter(django_filters.FilterSet):
         fields = ["flow", "enabled"]
 
 
-class ScheduleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
+class ScheduleViewSet(WorkspaceScoped, mixins.ListModelMixin, mixins.RetrieveModelMixin,
                       viewsets.GenericViewSet):
     """Cron schedules of the key's workspace; a flow may have several."""
 
@@ -164,10 +165,10 @@ class ScheduleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
     ordering_fields = ["created_at", "next_run_at", "last_run_at"]
     http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
 
-    def get_queryset(self) -> QuerySet[FlowSchedule]:
-        if getattr(self, "swagger_fake_view", False):  # schema generation: no request key
-            return FlowSchedule.objects.none()
-        return FlowSchedule.objects.filter(workspace=workspace_of(self.request))
+    model = FlowSchedule
+
+    def scoped_queryset(self, *, workspace: Workspace) -> QuerySet[FlowSchedule]:
+        return schedules_list(workspace=workspace)
 
     @extend_schema(request=ScheduleInputSerializer, responses={201: ScheduleSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -194,8 +195,9 @@ class ScheduleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         schedules.schedule_delete(schedule=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
+    # The schedules' filters are not the runs': none is listed or applied here.
     @extend_schema(responses=ScheduleRunSerializer(many=True))
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], filter_backends=[])
     def runs(self, request: Request, pk: str | None = None) -> Response:
         """List the schedule's runs, newest occurrence first."""
         queryset = self.get_object().schedule_runs.order_by("-occurrence_at")
@@ -209,13 +211,17 @@ class ScheduleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         return Response(cron.presets())
 
 
-class FlowScheduleView(GenericAPIView):
+class FlowScheduleView(WorkspaceScoped, GenericAPIView):
     """A flow's first schedule, in the older one-schedule-per-flow shape."""
 
     serializer_class = ScheduleSerializer
+    model = Flow  # the schedule hangs off one of the workspace's flows
 
-    def _flow(self, request: Request, flow_id: str) -> Flow:
-        flow = Flow.objects.filter(workspace=workspace_of(request), pk=flow_id).first()
+    def scoped_queryset(self, *, workspace: Workspace) -> QuerySet[Flow]:
+        return flows_list(workspace=workspace)
+
+    def _flow(self, flow_id: str) -> Flow:
+        flow = self.get_queryset().filter(pk=flow_id).first()
         if flow is None:
             raise ApiError(404, "Not found.")
         return flow
@@ -232,13 +238,13 @@ class FlowScheduleView(GenericAPIView):
     @extend_schema(responses=ScheduleSerializer)
     def get(self, request: Request, flow_id: str) -> Response:
         """Return the flow's schedule."""
-        return Response(ScheduleSerializer(self._schedule(self._flow(request, flow_id))).data)
+        return Response(ScheduleSerializer(self._schedule(self._flow(flow_id))).data)
 
     @extend_schema(request=ScheduleInputSerializer, responses={200: ScheduleSerializer,
                                                                201: ScheduleSerializer})
     def post(self, request: Request, flow_id: str) -> Response:
         """Create the flow's schedule, or replace the one it has."""
-        flow = self._flow(request, flow_id)
+        flow = self._flow(flow_id)
 
         def handler() -> Response:
             existing = self._schedule_or_none(flow)
@@ -250,13 +256,13 @@ class FlowScheduleView(GenericAPIView):
     @extend_schema(request=ScheduleInputSerializer, responses=ScheduleSerializer)
     def patch(self, request: Request, flow_id: str) -> Response:
         """Change some fields of the flow's schedule; {"enabled": false} disables."""
-        flow = self._flow(request, flow_id)
+        flow = self._flow(flow_id)
         schedule = _write(request, schedule=self._schedule(flow), partial=True, flow=flow)
         return Response(ScheduleSerializer(schedule).data)
 
     def delete(self, request: Request, flow_id: str) -> Response:
         """Delete the flow's schedule."""
-        schedules.schedule_delete(schedule=self._schedule(self._flow(request, flow_id)))
+        schedules.schedule_delete(schedule=self._schedule(self._flow(flow_id)))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

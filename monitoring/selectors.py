@@ -20,7 +20,7 @@ from django.db.models import Count, Min, Q, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from core.models import AuditEntry, Workspace
+from core.models import AuditEntry, DeadLetter, Workspace
 from flows.models import Execution
 from messaging import channels, ratelimit
 from messaging.channels import CHANNEL_QUEUES, DEFAULT_QUEUE, FLOWS_QUEUE
@@ -34,6 +34,7 @@ from messaging.models import (
     QueuePause,
 )
 from monitoring import health
+from monitoring.models import AlertEvent, AlertRule
 from monitoring.services import parse_age
 
 logger = logging.getLogger(__name__)
@@ -399,3 +400,30 @@ def audit_actions(workspace: Workspace) -> list[str]:
     """Return the actions the workspace's audit log holds (the dashboard's filter)."""
     return sorted(AuditEntry.objects.filter(workspace=workspace).order_by()
                   .values_list("action", flat=True).distinct())
+
+
+# --- API lists ---------------------------------------------------------------------------
+# The monitoring viewsets get their rows here through core.api.WorkspaceScoped, which passes
+# the key's workspace.
+
+def dead_letters_list(*, workspace: Workspace) -> QuerySet[DeadLetter]:
+    """Return the workspace's dead letters (one by id; the filtered list is
+    services.dead_letters_filter)."""
+    return DeadLetter.objects.filter(workspace=workspace)
+
+
+def alert_rules_list(*, workspace: Workspace) -> QuerySet[AlertRule]:
+    """Return the workspace's alert rules."""
+    return AlertRule.objects.filter(workspace=workspace)
+
+
+def alert_events_list(*, workspace: Workspace, rule_id: int | None = None,
+                      firing: bool | None = None) -> QuerySet[AlertEvent]:
+    """Return the workspace's alert events with their rules, of one rule if given, only the
+    open (firing=True) or only the resolved ones (firing=False) if asked."""
+    events = AlertEvent.objects.filter(workspace=workspace).select_related("rule")
+    if rule_id is not None:
+        events = events.filter(rule_id=rule_id)
+    if firing is not None:
+        events = events.filter(resolved_at__isnull=firing)
+    return events

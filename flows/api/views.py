@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 
 import django_filters
-from django.db.models import Prefetch, QuerySet
+from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
@@ -15,7 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.api import ApiError, StrictCharField
+from core.api import ApiError, StrictCharField, WorkspaceScoped
 from core.audit import actor_of
 from core.auth import workspace_of
 from core.models import Contact, Scope, Workspace
@@ -23,6 +23,7 @@ from flows import dry_run, operations, services
 from flows.graph import GraphError
 from flows.models import BulkStart, Execution, Flow, FlowVersion, Step
 from flows.rules import AUDIENCE_ROOTS, TRIGGER_FILTER_ROOTS, unknown_roots, validate_rules
+from flows.selectors import executions_list, flows_list
 from flows.serializers import ExecutionSerializer
 from messaging.api.idempotency import idempotent
 from messaging.delivery.templating import contact_context
@@ -97,7 +98,7 @@ class FlowVersionSerializer(serializers.ModelSerializer):
 
 
 class StepSerializer(serializers.ModelSerializer):
-    duration_ms = serializers.FloatField(read_only=True)
+    duration_ms = serializers.FloatField(read_only=True, allow_null=True)  # null: not finished
     message_id = serializers.UUIDField(read_only=True, allow_null=True)
 
     class Meta:
@@ -192,7 +193,7 @@ class FlowFilter(django_filters.FilterSet):
         fields = ["status"]
 
 
-class FlowViewSet(viewsets.ModelViewSet):
+class FlowViewSet(WorkspaceScoped, viewsets.ModelViewSet):
     """Flows of the key's workspace."""
 
     # Editing a flow is configuration; starting executions is sending; a dry run changes nothing.
@@ -203,19 +204,16 @@ class FlowViewSet(viewsets.ModelViewSet):
     search_fields = ["name", "description"]
     ordering_fields = ["created_at", "updated_at", "name"]
 
-    def get_queryset(self) -> QuerySet[Flow]:
-        if getattr(self, "swagger_fake_view", False):  # schema generation: no request key
-            return Flow.objects.none()
-        return Flow.objects.filter(workspace=workspace_of(self.request))
+    model = Flow
+
+    def scoped_queryset(self, *, workspace: Workspace) -> QuerySet[Flow]:
+        return flows_list(workspace=workspace)
 
     def _context(self) -> dict:
-        return {"workspace": workspace_of(self.request), "request": self.request}
+        return {"workspace": self.workspace, "request": self.request}
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return idempotent(request, lambda: super(FlowViewSet, self).create(request))
-
-    def perform_create(self, serializer: serializers.BaseSerializer) -> None:
-        serializer.save(workspace=workspace_of(self.request))
 
     def perform_destroy(self, flow: Flow) -> None:
         if flow.executions.filter(status__in=services.ACTIVE_STATUSES).exists():
@@ -327,12 +325,14 @@ class FlowViewSet(viewsets.ModelViewSet):
             raise graph_error(exc) from exc
         return Response(result)
 
+    # Paged like every list (the schema says so); the flows' filters do not apply here.
     @extend_schema(responses=FlowVersionSerializer(many=True))
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], filter_backends=[])
     def versions(self, request: Request, pk: str | None = None) -> Response:
         """List the flow's published versions, newest first."""
         flow = self.get_object()
-        return Response(FlowVersionSerializer(flow.versions.all(), many=True).data)
+        page = self.paginate_queryset(flow.versions.order_by("-number"))
+        return self.get_paginated_response(FlowVersionSerializer(page, many=True).data)
 
 
 def _uuid_or_404(value: str | None) -> str:
@@ -357,7 +357,7 @@ class ExecutionFilter(django_filters.FilterSet):
         fields = ["flow", "contact", "status", "source"]
 
 
-class ExecutionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
+class ExecutionViewSet(WorkspaceScoped, mixins.ListModelMixin, mixins.RetrieveModelMixin,
                        viewsets.GenericViewSet):
     """Executions of the key's workspace, with their steps."""
 
@@ -368,15 +368,10 @@ class ExecutionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
     filterset_class = ExecutionFilter
     ordering_fields = ["started_at", "completed_at"]
 
-    def get_queryset(self) -> QuerySet[Execution]:
-        if getattr(self, "swagger_fake_view", False):  # schema generation: no request key
-            return Execution.objects.none()
-        queryset = Execution.objects.filter(workspace=workspace_of(self.request)
-                                            ).select_related("version")
-        if self.action == "retrieve":
-            queryset = queryset.prefetch_related(
-                Prefetch("steps", Step.objects.order_by("started_at", "id")))
-        return queryset
+    model = Execution
+
+    def scoped_queryset(self, *, workspace: Workspace) -> QuerySet[Execution]:
+        return executions_list(workspace=workspace, with_steps=self.action == "retrieve")
 
     def get_serializer_class(self) -> type[serializers.Serializer]:
         return ExecutionDetailSerializer if self.action == "retrieve" else ExecutionSerializer
@@ -431,10 +426,18 @@ class ExecutionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         return Response(StepSerializer(step).data)
 
 
+class EventIngestedSerializer(serializers.Serializer):
+    """The answer to an event: the executions it started and how many waits it woke."""
+
+    executions = ExecutionSerializer(many=True)
+    started = serializers.IntegerField()
+    woken = serializers.IntegerField()
+
+
 class EventView(APIView):
     write_scope = Scope.SEND  # sending, not configuration
 
-    @extend_schema(request=EventSerializer, responses={202: None})
+    @extend_schema(request=EventSerializer, responses={202: EventIngestedSerializer})
     def post(self, request: Request) -> Response:
         """Record a contact's event: start matching flows and wake waiting executions."""
         def handler() -> Response:
@@ -445,6 +448,7 @@ class EventView(APIView):
             started, woken = services.event_ingest(
                 workspace=workspace_of(request), contact=data["contact"], name=data["name"],
                 properties=data["properties"])
-            return Response({"executions": ExecutionSerializer(started, many=True).data,
-                             "started": len(started), "woken": woken}, status=202)
+            answer = EventIngestedSerializer({"executions": started, "started": len(started),
+                                              "woken": woken})
+            return Response(answer.data, status=202)
         return idempotent(request, handler)

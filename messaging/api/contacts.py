@@ -1,20 +1,20 @@
 """Contacts REST API: list/filter/search, CRUD and upsert by external_id."""
 from __future__ import annotations
 
-from typing import Any
-
 import django_filters
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.auth import workspace_of
-from core.models import Contact, validate_timezone
+from core.api import WorkspaceScoped
+from core.models import Contact, Workspace, validate_timezone
 from core.phones import normalize_phone
 from core.services import contact_upsert
+from messaging.selectors import contacts_list
 
 
 class ContactSerializer(serializers.ModelSerializer):
@@ -89,7 +89,7 @@ class ContactFilter(django_filters.FilterSet):
         return queryset.filter(phone=value)
 
 
-class ContactViewSet(viewsets.ModelViewSet):
+class ContactViewSet(WorkspaceScoped, viewsets.ModelViewSet):
     """Contacts of the key's workspace."""
 
     serializer_class = ContactSerializer
@@ -97,19 +97,10 @@ class ContactViewSet(viewsets.ModelViewSet):
     search_fields = ["first_name", "last_name", "email", "phone", "external_id"]
     ordering_fields = ["created_at", "updated_at", "last_name"]
 
-    def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):  # schema generation: no request key
-            return Contact.objects.none()
-        return Contact.objects.filter(workspace=workspace_of(self.request))
+    model = Contact
 
-    def get_serializer_context(self) -> dict[str, Any]:
-        context = dict(super().get_serializer_context())
-        if getattr(self.request, "auth", None) is not None:
-            context["workspace"] = workspace_of(self.request)
-        return context
-
-    def perform_create(self, serializer: serializers.BaseSerializer) -> None:
-        serializer.save(workspace=workspace_of(self.request))
+    def scoped_queryset(self, *, workspace: Workspace) -> QuerySet[Contact]:
+        return contacts_list(workspace=workspace)
 
     @extend_schema(request=ContactUpsertSerializer,
                    responses={200: ContactSerializer, 201: ContactSerializer})
@@ -121,7 +112,7 @@ class ContactViewSet(viewsets.ModelViewSet):
         serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)
         external_id = data.pop("external_id")
-        contact, created = contact_upsert(workspace=workspace_of(request),
+        contact, created = contact_upsert(workspace=self.workspace,
                                           external_id=external_id, data=data)
         return Response(ContactSerializer(contact).data,
                         status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)

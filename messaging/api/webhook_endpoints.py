@@ -6,19 +6,31 @@ from typing import Any
 import django_filters
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
-from django.db.models import Prefetch
-from drf_spectacular.utils import extend_schema
+from django.db.models import QuerySet
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.api import ApiError, StrictCharField
+from core.api import ApiError, StrictCharField, WorkspaceScoped
 from core.audit import actor_of, audit
-from core.auth import workspace_of
-from messaging import events, ratelimit
+from core.models import Workspace
+from messaging import ratelimit
+from messaging.events.endpoints import (
+    callback_url_check,
+    deliveries_replay_failed,
+    delivery_replay,
+    endpoint_disable,
+    endpoint_enable,
+    endpoint_rotate_secret,
+    overlap,
+)
+from messaging.events.types import ALL_EVENTS, EVENT_TYPE_FIELD, EVENT_TYPES
 from messaging.models import DeliveryAttempt, Message, MessageStatus, WebhookEndpoint
 from messaging.providers.webhook import EVENT_ID_FIELD
+from messaging.selectors import deliveries_list, webhook_endpoints_list
 
 # Replaying "all failed since" takes at most this many deliveries per call (one INSERT).
 REPLAY_LIMIT = 1000
@@ -27,7 +39,7 @@ REPLAY_LIMIT = 1000
 class WebhookEndpointSerializer(serializers.ModelSerializer):
     url = StrictCharField(max_length=2048)
     events = serializers.ListField(child=StrictCharField(max_length=50), min_length=1,
-                                   max_length=len(events.EVENT_TYPES) + 1)
+                                   max_length=len(EVENT_TYPES) + 1)
     description = StrictCharField(max_length=500, required=False, allow_blank=True)
     rate_limit = StrictCharField(max_length=50, required=False, allow_blank=True)
 
@@ -41,17 +53,17 @@ class WebhookEndpointSerializer(serializers.ModelSerializer):
 
     def validate_url(self, value: str) -> str:
         try:
-            return events.callback_url_check(value)
+            return callback_url_check(value)
         except DjangoValidationError as exc:
             raise serializers.ValidationError(exc.messages) from exc
 
     def validate_events(self, value: list[str]) -> list[str]:
         unknown = [name for name in value
-                   if name != events.ALL_EVENTS and name not in events.EVENT_TYPES]
+                   if name != ALL_EVENTS and name not in EVENT_TYPES]
         if unknown:
             raise serializers.ValidationError(
                 f"Unknown event types: {', '.join(unknown)}. Choose from "
-                f"{', '.join(events.EVENT_TYPES)} or *.")
+                f"{', '.join(EVENT_TYPES)} or *.")
         return list(dict.fromkeys(value))
 
     def validate_rate_limit(self, value: str) -> str:
@@ -98,7 +110,7 @@ class DeliverySerializer(serializers.ModelSerializer):
         return str((message.metadata or {}).get(EVENT_ID_FIELD, ""))
 
     def get_event_type(self, message: Message) -> str:
-        return str((message.metadata or {}).get(events.EVENT_TYPE_FIELD, ""))
+        return str((message.metadata or {}).get(EVENT_TYPE_FIELD, ""))
 
     def _last(self, message: Message) -> DeliveryAttempt | None:
         attempts = list(message.delivery_attempts.all())
@@ -114,16 +126,18 @@ class DeliverySerializer(serializers.ModelSerializer):
             return None
         return round((last.finished_at - last.started_at).total_seconds() * 1000, 1)
 
+    # A date-time like every other (format and "Z" as DateTimeField writes them), not text.
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
     def get_next_retry_at(self, message: Message) -> str | None:
         if message.status != MessageStatus.RETRYING or message.due_at is None:
             return None
-        return message.due_at.isoformat()
+        return serializers.DateTimeField().to_representation(message.due_at)
 
 
 class DeliveryFilter(django_filters.FilterSet):
     status = django_filters.MultipleChoiceFilter(choices=MessageStatus.choices)
     event_type = django_filters.ChoiceFilter(
-        choices=[(name, name) for name in events.EVENT_TYPES], method="filter_event_type")
+        choices=[(name, name) for name in EVENT_TYPES], method="filter_event_type")
     created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
@@ -132,14 +146,31 @@ class DeliveryFilter(django_filters.FilterSet):
         fields = ["status"]
 
     def filter_event_type(self, queryset, name: str, value: str):
-        return queryset.filter(**{f"metadata__{events.EVENT_TYPE_FIELD}": value})
+        return queryset.filter(**{f"metadata__{EVENT_TYPE_FIELD}": value})
+
+
+# The delivery log's query parameters as the schema lists them: DeliveryFilter's, not the
+# endpoint list's (enabled, search, ordering), which the log does not read.
+DELIVERY_QUERY = [
+    OpenApiParameter("status", str, enum=MessageStatus.values, many=True),
+    OpenApiParameter("event_type", str, enum=list(EVENT_TYPES)),
+    OpenApiParameter("created_after", OpenApiTypes.DATETIME),
+    OpenApiParameter("created_before", OpenApiTypes.DATETIME),
+]
 
 
 class ReplaySerializer(serializers.Serializer):
     since = serializers.DateTimeField()
 
 
-class WebhookEndpointViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
+class ReplayedSerializer(serializers.Serializer):
+    """The answer to a replay: how many deliveries were made again, and their ids."""
+
+    count = serializers.IntegerField()
+    deliveries = serializers.ListField(child=serializers.UUIDField())
+
+
+class WebhookEndpointViewSet(WorkspaceScoped, mixins.ListModelMixin, mixins.RetrieveModelMixin,
                              mixins.CreateModelMixin, mixins.UpdateModelMixin,
                              mixins.DestroyModelMixin, viewsets.GenericViewSet):
     """Webhook endpoints of the key's workspace."""
@@ -150,17 +181,17 @@ class WebhookEndpointViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
     search_fields = ["url", "description"]
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
-    def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):
-            return WebhookEndpoint.objects.none()
-        return WebhookEndpoint.objects.filter(workspace=workspace_of(self.request))
+    model = WebhookEndpoint
+
+    def scoped_queryset(self, *, workspace: Workspace) -> QuerySet[WebhookEndpoint]:
+        return webhook_endpoints_list(workspace=workspace)
 
     @extend_schema(responses={201: WebhookEndpointCreatedSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Create an endpoint; the answer carries its secret, shown this once."""
         serializer = WebhookEndpointSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        endpoint = serializer.save(workspace=workspace_of(request))
+        endpoint = serializer.save(workspace=self.workspace)
         return Response(WebhookEndpointCreatedSerializer(endpoint).data,
                         status=status.HTTP_201_CREATED)
 
@@ -169,13 +200,13 @@ class WebhookEndpointViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         with transaction.atomic():
             endpoint = serializer.save()
             if enabled is False and endpoint.enabled:
-                events.endpoint_disable(endpoint=endpoint)
+                endpoint_disable(endpoint=endpoint)
             elif enabled is True and not endpoint.enabled:
-                events.endpoint_enable(endpoint=endpoint)
+                endpoint_enable(endpoint=endpoint)
 
     def perform_destroy(self, instance: WebhookEndpoint) -> None:
         with transaction.atomic():
-            events.endpoint_disable(endpoint=instance)  # cancels what is still pending
+            endpoint_disable(endpoint=instance)  # cancels what is still pending
             instance.delete()
 
     @extend_schema(request=None, responses={200: SecretSerializer})
@@ -184,20 +215,18 @@ class WebhookEndpointViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         """Give the endpoint a new secret; the old one also signs for 24 hours."""
         endpoint = self.get_object()
         with transaction.atomic():
-            secret = events.endpoint_rotate_secret(endpoint=endpoint)
+            secret = endpoint_rotate_secret(endpoint=endpoint)
             audit(actor=actor_of(request, "api"), action="webhook_endpoint.rotate_secret",
                   workspace=endpoint.workspace_id, target_type="webhook_endpoint",
                   target_id=endpoint.pk)
         return Response(secret_answer(secret, endpoint.secret_rotated_at))
 
-    @extend_schema(responses={200: DeliverySerializer(many=True)})
-    @action(detail=True, methods=["get"])
+    @extend_schema(responses={200: DeliverySerializer(many=True)}, parameters=DELIVERY_QUERY)
+    @action(detail=True, methods=["get"], filter_backends=[])
     def deliveries(self, request: Request, pk: str | None = None) -> Response:
         """List the endpoint's deliveries, newest first (filter by status, event_type)."""
         endpoint = self.get_object()
-        queryset = endpoint.deliveries.order_by("-created_at").prefetch_related(
-            Prefetch("delivery_attempts", DeliveryAttempt.objects.order_by("number")))
-        queryset = DeliveryFilter(request.query_params, queryset=queryset)
+        queryset = DeliveryFilter(request.query_params, queryset=deliveries_list(endpoint=endpoint))
         if not queryset.is_valid():
             raise ApiError(400, "Invalid filter.", fields=queryset.errors)
         page = self.paginate_queryset(queryset.qs)
@@ -213,19 +242,20 @@ class WebhookEndpointViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         delivery = endpoint.deliveries.filter(pk=delivery_id).first()
         if delivery is None:
             raise ApiError(404, "Unknown delivery.")
-        copy = events.delivery_replay(delivery=delivery)
+        copy = delivery_replay(delivery=delivery)
         return Response(DeliverySerializer(copy).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=ReplaySerializer, responses={200: None})
+    @extend_schema(request=ReplaySerializer, responses={200: ReplayedSerializer})
     @action(detail=True, methods=["post"])
     def replay(self, request: Request, pk: str | None = None) -> Response:
         """Replay every failed delivery created since `since` (at most 1000 per call)."""
         endpoint = self._enabled()
         serializer = ReplaySerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        copies = events.deliveries_replay_failed(
+        copies = deliveries_replay_failed(
             endpoint=endpoint, since=serializer.validated_data["since"], limit=REPLAY_LIMIT)
-        return Response({"count": len(copies), "deliveries": [str(c.pk) for c in copies]})
+        return Response(ReplayedSerializer({"count": len(copies),
+                                            "deliveries": [c.pk for c in copies]}).data)
 
     def _enabled(self) -> WebhookEndpoint:
         endpoint = self.get_object()
@@ -238,4 +268,4 @@ class WebhookEndpointViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
 def secret_answer(secret: str, rotated_at: Any) -> dict[str, Any]:
     """Return the answer to a rotation: the new secret and how long the old one signs."""
     return {"secret": secret,
-            "previous_secret_valid_until": (rotated_at + events.overlap()).isoformat()}
+            "previous_secret_valid_until": (rotated_at + overlap()).isoformat()}

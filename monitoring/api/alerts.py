@@ -11,18 +11,21 @@ from rest_framework import mixins, serializers, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.api import ApiError
-from core.auth import workspace_of
+from core.api import ApiError, WorkspaceScoped
+from core.models import Workspace
 from flows.models import Flow
 from messaging.models import Channel
 from monitoring import alerts
 from monitoring.models import AlertEvent, AlertRule
+from monitoring.selectors import alert_events_list, alert_rules_list
 
 
 class AlertRuleSerializer(serializers.ModelSerializer):
     flow = serializers.PrimaryKeyRelatedField(queryset=Flow.objects.none(), required=False,
                                               allow_null=True)
-    message_channel = serializers.ChoiceField(choices=[("", "all"), *Channel.choices],
+    # "" means every channel. Blank is allowed rather than listed as a choice, so the schema
+    # says ChannelEnum or BlankEnum and ChannelEnum's description has no "`` - all" line.
+    message_channel = serializers.ChoiceField(choices=Channel.choices, allow_blank=True,
                                               required=False)
     recipients = serializers.ListField(child=serializers.CharField(max_length=2048),
                                        min_length=1, max_length=alerts.MAX_RECIPIENTS)
@@ -77,30 +80,25 @@ class AlertRuleSerializer(serializers.ModelSerializer):
             "cooldown_seconds", "muted_until")}
 
 
-class AlertRuleViewSet(viewsets.ModelViewSet):
+class AlertRuleViewSet(WorkspaceScoped, viewsets.ModelViewSet):
     """The workspace's alert rules; beat evaluates the enabled ones every minute."""
 
     serializer_class = AlertRuleSerializer
     lookup_value_regex = r"\d+"
     filterset_fields = ["type", "channel", "enabled"]
 
-    def get_queryset(self) -> QuerySet[AlertRule]:
-        if getattr(self, "swagger_fake_view", False):  # schema generation: no request key
-            return AlertRule.objects.none()
-        return AlertRule.objects.filter(workspace=workspace_of(self.request))
+    model = AlertRule
+
+    def scoped_queryset(self, *, workspace: Workspace) -> QuerySet[AlertRule]:
+        return alert_rules_list(workspace=workspace)
 
     def get_serializer_context(self) -> dict[str, Any]:
-        context = dict(super().get_serializer_context())
-        if getattr(self.request, "auth", None) is not None:
-            workspace = workspace_of(self.request)
-            context["workspace"] = workspace
+        context = super().get_serializer_context()
+        if "workspace" in context:  # a key's request, not the schema generator's
             context["firing"] = set(AlertEvent.objects.filter(
-                workspace=workspace, resolved_at__isnull=True).values_list("rule_id",
-                                                                           flat=True))
+                workspace=context["workspace"], resolved_at__isnull=True).values_list(
+                    "rule_id", flat=True))
         return context
-
-    def perform_create(self, serializer: serializers.BaseSerializer) -> None:
-        serializer.save(workspace=workspace_of(self.request))
 
 
 class AlertEventSerializer(serializers.ModelSerializer):
@@ -130,7 +128,7 @@ class AlertEventSerializer(serializers.ModelSerializer):
         return known[event.pk]
 
 
-class AlertEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
+class AlertEventViewSet(WorkspaceScoped, mixins.ListModelMixin, mixins.RetrieveModelMixin,
                         viewsets.GenericViewSet):
     """The workspace's alert history, newest first."""
 
@@ -138,11 +136,9 @@ class AlertEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
     lookup_value_regex = r"\d+"
     filter_backends: list = []
 
-    def get_queryset(self) -> QuerySet[AlertEvent]:
-        if getattr(self, "swagger_fake_view", False):  # schema generation: no request key
-            return AlertEvent.objects.none()
-        queryset = AlertEvent.objects.filter(workspace=workspace_of(self.request)) \
-            .select_related("rule")
+    model = AlertEvent
+
+    def scoped_queryset(self, *, workspace: Workspace) -> QuerySet[AlertEvent]:
         params = self.request.query_params
         rule, state = params.get("rule"), params.get("state")
         if rule is not None and not rule.isdigit():
@@ -150,11 +146,9 @@ class AlertEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         if state not in (None, "firing", "resolved"):
             raise ApiError(400, "state must be firing or resolved.",
                            fields={"state": ["Use firing or resolved."]})
-        if rule is not None:
-            queryset = queryset.filter(rule_id=int(rule))
-        if state is not None:
-            queryset = queryset.filter(resolved_at__isnull=state == "firing")
-        return queryset
+        return alert_events_list(workspace=workspace,
+                                 rule_id=None if rule is None else int(rule),
+                                 firing=None if state is None else state == "firing")
 
     @extend_schema(parameters=[OpenApiParameter("rule", OpenApiTypes.INT),
                                OpenApiParameter("state", OpenApiTypes.STR,

@@ -10,8 +10,8 @@ from rest_framework import mixins, serializers, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.auth import workspace_of
-from core.models import AuditEntry
+from core.api import WorkspaceScoped
+from core.models import AuditEntry, Workspace
 from monitoring.selectors import audit_entries
 
 
@@ -29,19 +29,19 @@ class AuditFilterSerializer(serializers.Serializer):
     created_before = serializers.DateTimeField(required=False)
 
 
-class AuditLogViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+class AuditLogViewSet(WorkspaceScoped, mixins.ListModelMixin, viewsets.GenericViewSet):
     """Who paused, resumed, replayed, discarded, cancelled or changed settings."""
 
     serializer_class = AuditEntrySerializer
     filter_backends: list = []
 
-    def get_queryset(self) -> QuerySet[AuditEntry]:
-        if getattr(self, "swagger_fake_view", False):  # schema generation: no request key
-            return AuditEntry.objects.none()
+    model = AuditEntry
+
+    def scoped_queryset(self, *, workspace: Workspace) -> QuerySet[AuditEntry]:
         filters = AuditFilterSerializer(data=self.request.query_params)
         filters.is_valid(raise_exception=True)
         values = filters.validated_data
-        return audit_entries(workspace=workspace_of(self.request),
+        return audit_entries(workspace=workspace,
                              action=values.get("action", ""),
                              after=values.get("created_after"),
                              before=values.get("created_before"))

@@ -15,13 +15,13 @@ from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.api import ApiError
+from core.api import ApiError, WorkspaceScoped
 from core.audit import Actor, actor_of
-from core.auth import workspace_of
-from core.models import DeadLetter
+from core.models import DeadLetter, Workspace
 from core.serializers import DeadLetterSerializer
 from messaging.models import Channel
 from monitoring import services
+from monitoring.selectors import dead_letters_list
 
 
 class DeadLetterFilterSerializer(serializers.Serializer):
@@ -107,7 +107,7 @@ def _actor(request: Request) -> Actor:
     return actor_of(request, "api")
 
 
-class DeadLetterViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
+class DeadLetterViewSet(WorkspaceScoped, mixins.ListModelMixin, mixins.RetrieveModelMixin,
                         viewsets.GenericViewSet):
     """The workspace's dead letters: failed messages and failed flow steps."""
 
@@ -115,12 +115,12 @@ class DeadLetterViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
     lookup_value_regex = r"\d+"
     filter_backends: list = []
 
-    def get_queryset(self) -> QuerySet[DeadLetter]:
-        if getattr(self, "swagger_fake_view", False):  # schema generation: no request key
-            return DeadLetter.objects.none()
+    model = DeadLetter
+
+    def scoped_queryset(self, *, workspace: Workspace) -> QuerySet[DeadLetter]:
         if self.action == "list":
-            return filtered(workspace_of(self.request), self.request.query_params)
-        return DeadLetter.objects.filter(workspace=workspace_of(self.request))
+            return filtered(workspace, self.request.query_params)
+        return dead_letters_list(workspace=workspace)
 
     @extend_schema(parameters=FILTER_PARAMETERS)
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -161,7 +161,7 @@ class DeadLetterViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         serializer = BulkReplaySerializer(data=data)
         serializer.is_valid(raise_exception=True)
         values = serializer.validated_data
-        queryset = _apply(workspace_of(request), values, default_status=DeadLetter.Status.OPEN)
+        queryset = _apply(self.workspace, values, default_status=DeadLetter.Status.OPEN)
         report = services.dead_letters_replay(
             queryset=queryset, actor=_actor(request),
             limit=values.get("limit", services.BULK_REPLAY_LIMIT))
@@ -183,7 +183,7 @@ class DeadLetterViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
                            fields={"format": ["Use csv or json."]})
         params = request.query_params.copy()
         params.pop("format", None)
-        queryset = filtered(workspace_of(request), params)
+        queryset = filtered(self.workspace, params)
         response = StreamingHttpResponse(
             services.dead_letters_export(queryset=queryset, fmt=fmt),
             content_type="text/csv; charset=utf-8" if fmt == "csv" else "application/json")
