@@ -36,11 +36,13 @@ fuzz: $(STAMP)
 		$(BIN)/python -m pytest tests/test_api_fuzz.py -q -p no:cacheprovider
 
 # ruff (style and bugs), mypy (types, with the Django and DRF plugins), lint-imports (the
-# app layers declared in pyproject.toml: lower layers never import higher ones, no circles).
+# app layers declared in pyproject.toml: lower layers never import higher ones, no circles),
+# openapi-spec-validator (the OpenAPI schema the API serves is a valid OpenAPI document).
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	SECRET_KEY=$${SECRET_KEY:-lint-only-secret} $(BIN)/mypy
 	$(BIN)/lint-imports
+	SECRET_KEY=$${SECRET_KEY:-lint-only-secret} $(BIN)/python manage.py spectacular --format openapi-json --fail-on-warn | $(BIN)/openapi-spec-validator -
 
 clean:
 	rm -rf var .pytest_cache

@@ -10,7 +10,7 @@ class ExecutionSerializer(serializers.ModelSerializer):
     flow_id = serializers.UUIDField(read_only=True)
     contact_id = serializers.UUIDField(read_only=True)
     version = serializers.IntegerField(source="version.number", read_only=True)
-    duration_seconds = serializers.FloatField(read_only=True)
+    duration_seconds = serializers.FloatField(read_only=True, allow_null=True)  # null: running
 
     class Meta:
         model = Execution

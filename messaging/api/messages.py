@@ -6,30 +6,30 @@ from typing import Any, cast
 import django_filters
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import Prefetch
+from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.api import ApiError
+from core.api import ApiError, WorkspaceScoped
 from core.audit import actor_of
-from core.auth import workspace_of
-from core.models import Scope
+from core.models import Scope, Workspace
 from core.publishing import in_background
+from messaging.api.compose_fields import input_fields
 from messaging.api.idempotency import idempotent
 from messaging.api.serializers import DeliveryAttemptSerializer, MessageSerializer
-from messaging.compose import MessageInvalid, input_fields, message_compose
+from messaging.compose import MessageInvalid, message_compose
 from messaging.delivery import creation
 from messaging.models import (
     Category,
     Channel,
-    DeliveryAttempt,
     Direction,
     Message,
     SuppressedReason,
 )
+from messaging.selectors import messages_list
 
 
 def error_fields(exc: DjangoValidationError) -> dict[str, Any]:
@@ -37,8 +37,9 @@ def error_fields(exc: DjangoValidationError) -> dict[str, Any]:
     return exc.fields if isinstance(exc, MessageInvalid) else exc.message_dict
 
 
-# A shell around messaging.compose: the rules are the composer's, and so are the fields (they
-# describe the request in the API schema). No docstring: it would show in that schema.
+# A shell around messaging.compose: the rules are the composer's, and so are the fields (built
+# from its inputs by compose_fields, they describe the request in the API schema). No
+# docstring: it would show in that schema.
 class MessageCreateSerializer(serializers.Serializer):
     def get_fields(self) -> dict[str, serializers.Field]:
         """Return the composer's input fields (for the schema and browsable forms)."""
@@ -80,6 +81,25 @@ class BatchSerializer(serializers.Serializer):
                                      max_length=settings.MESSAGE_BATCH_LIMIT)
 
 
+class BatchCreatedSerializer(serializers.Serializer):
+    """The answer to a batch: how many were created, and each as POST /messages answers it."""
+
+    count = serializers.IntegerField()
+    messages = MessageSerializer(many=True)
+
+
+class MessagePreviewSerializer(MessageSerializer):
+    """A message as it would be created: not saved, so it has no created_at or updated_at."""
+
+    created_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    updated_at = serializers.DateTimeField(read_only=True, allow_null=True)
+
+
+class ValidatedSerializer(serializers.Serializer):
+    valid = serializers.BooleanField()
+    message = MessagePreviewSerializer()
+
+
 class MessageFilter(django_filters.FilterSet):
     status = django_filters.MultipleChoiceFilter(choices=Message._meta.get_field(
         "status").choices)
@@ -112,7 +132,7 @@ class MessageFilter(django_filters.FilterSet):
         return queryset  # read by filter_metadata_key
 
 
-class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
+class MessageViewSet(WorkspaceScoped, mixins.ListModelMixin, mixins.RetrieveModelMixin,
                      viewsets.GenericViewSet):
     """Messages of the key's workspace."""
 
@@ -122,20 +142,16 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
     ordering_fields = ["created_at", "scheduled_for", "sent_at"]
     search_fields = ["to"]
 
-    def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):  # schema generation: no request key
-            return Message.objects.none()
-        queryset = Message.objects.filter(workspace=workspace_of(self.request))
-        if self.action == "retrieve":
-            queryset = queryset.prefetch_related(
-                Prefetch("delivery_attempts", DeliveryAttempt.objects.order_by("number")))
-        return queryset
+    model = Message
+
+    def scoped_queryset(self, *, workspace: Workspace) -> QuerySet[Message]:
+        return messages_list(workspace=workspace, with_attempts=self.action == "retrieve")
 
     def get_serializer_class(self):
         return MessageDetailSerializer if self.action == "retrieve" else MessageSerializer
 
     def _context(self, source: str = "api") -> dict:
-        return {"workspace": workspace_of(self.request), "request": self.request,
+        return {"workspace": self.workspace, "request": self.request,
                 "source": source}
 
     @extend_schema(request=MessageCreateSerializer, responses={201: MessageSerializer})
@@ -151,15 +167,15 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
             return Response(MessageSerializer(message).data, status=status.HTTP_201_CREATED)
         return idempotent(request, handler)
 
-    @extend_schema(request=MessageCreateSerializer, responses={200: MessageSerializer})
+    @extend_schema(request=MessageCreateSerializer, responses={200: ValidatedSerializer})
     @action(detail=False, methods=["post"])
     def validate(self, request: Request) -> Response:
         """Check a message exactly as POST /messages would, creating nothing (200 or 400)."""
         serializer = MessageCreateSerializer(data=request.data, context=self._context())
         serializer.is_valid(raise_exception=True)
-        return Response({"valid": True, "message": MessageSerializer(serializer.build()).data})
+        return Response(ValidatedSerializer({"valid": True, "message": serializer.build()}).data)
 
-    @extend_schema(request=BatchSerializer, responses={201: MessageSerializer(many=True)})
+    @extend_schema(request=BatchSerializer, responses={201: BatchCreatedSerializer})
     @action(detail=False, methods=["post"])
     def batch(self, request: Request) -> Response:
         """Validate all (400 with errors by index, nothing created), then create all at once."""
@@ -179,9 +195,8 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
                                     "invalid; nothing was created.", fields={"messages": errors})
             with in_background():
                 created = creation.message_create_many(messages=built)
-            return Response({"count": len(created),
-                             "messages": MessageSerializer(created, many=True).data},
-                            status=status.HTTP_201_CREATED)
+            answer = BatchCreatedSerializer({"count": len(created), "messages": created})
+            return Response(answer.data, status=status.HTTP_201_CREATED)
         return idempotent(request, handler)
 
     @extend_schema(request=None, responses={200: MessageSerializer})

@@ -1,17 +1,35 @@
 """How the API shows messages (also the `data` of message events: messaging.events)."""
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework import serializers
 
-from messaging.models import DeliveryAttempt, Message, SuppressedReason, WaitReason
+from messaging.models import (
+    DeliveryAttempt,
+    Message,
+    SuppressedReason,
+    WaitReason,
+    metadata_public,
+)
 
 
 class BlankAsNullChoiceField(serializers.ChoiceField):
     """A choice the model stores as "" when there is none, answered as null: the schema then
     says "one of the choices, or null" (a nullable enum), which generated clients parse."""
 
-    def to_representation(self, value: str | None) -> str | None:
+    # Any, not str | None: the stubs type ChoiceField's answer as str, which null is not.
+    def to_representation(self, value: Any) -> Any:
         return None if value in ("", None) else super().to_representation(value)
+
+
+class PublicMetadataField(serializers.JSONField):
+    """A message's metadata as its sender gave it: the service's own keys (those starting
+    with INTERNAL_METADATA_PREFIX, which no sender can write) are for its pipeline alone
+    (messaging.models.metadata_public)."""
+
+    def to_representation(self, value: Any) -> Any:
+        return super().to_representation(metadata_public(value))
 
 
 class DeliveryAttemptSerializer(serializers.ModelSerializer):
@@ -29,6 +47,8 @@ class MessageSerializer(serializers.ModelSerializer):
     # Why a `scheduled` or `retrying` message waits (docs/glossary.md); null otherwise.
     waiting_for = BlankAsNullChoiceField(choices=WaitReason.choices, read_only=True,
                                          allow_null=True)
+    # Without the service's own keys (README.md, "Messages"); flow_context is not answered.
+    metadata = PublicMetadataField(read_only=True)
 
     class Meta:
         model = Message

@@ -67,7 +67,9 @@ def test_publish_activate_pause_and_versions(api):
     assert api.post(f"/api/v1/flows/{flow['id']}/pause").json()["status"] == "paused"
     assert api.post(f"/api/v1/flows/{flow['id']}/publish").json()["number"] == 2
     versions = api.get(f"/api/v1/flows/{flow['id']}/versions").json()
-    assert [v["number"] for v in versions] == [2, 1]
+    assert versions["count"] == 2
+    assert [v["number"] for v in versions["results"]] == [2, 1]
+    assert api.get(f"/api/v1/flows/{flow['id']}/versions?page_size=0").status_code == 400
 
 
 def test_activate_publishes_the_first_version(api):
