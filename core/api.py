@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.db.models import Model, QuerySet
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
@@ -127,18 +127,18 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     return response
 
 
-def json_400(request, exception=None) -> JsonResponse:  # noqa: ARG001
+def json_400(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:  # noqa: ARG001
     """Answer requests Django refuses before any view (e.g. a bad Host) with the error shape."""
     return JsonResponse(error_body(400, "Bad request.", code="bad_request"),
                         status=status.HTTP_400_BAD_REQUEST)
 
 
-def json_404(request, exception=None) -> JsonResponse:  # noqa: ARG001
+def json_404(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:  # noqa: ARG001
     """Answer unknown URLs with the API's error shape."""
     return JsonResponse(error_body(404, "Not found."), status=status.HTTP_404_NOT_FOUND)
 
 
-def json_500(request) -> JsonResponse:  # noqa: ARG001
+def json_500(request: HttpRequest) -> JsonResponse:  # noqa: ARG001
     """Answer unhandled errors with the API's error shape (details go to the log)."""
     return JsonResponse(error_body(500, "Internal server error.", code="server_error"),
                         status=500)

@@ -13,7 +13,7 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
     target_class = "core.auth.ApiKeyAuthentication"
     name = "ApiKey"
 
-    def get_security_definition(self, auto_schema):
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
         return {"type": "http", "scheme": "bearer",
                 "description": "Workspace API key, as `Authorization: Bearer <key>` "
                                "or `X-API-Key: <key>`."}

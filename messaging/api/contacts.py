@@ -1,6 +1,8 @@
 """Contacts REST API: list/filter/search, CRUD and upsert by external_id."""
 from __future__ import annotations
 
+from typing import Any
+
 import django_filters
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
@@ -81,7 +83,7 @@ class ContactFilter(django_filters.FilterSet):
         model = Contact
         fields = ["external_id", "email", "phone", "sms_subscribed", "email_subscribed"]
 
-    def filter_phone(self, queryset, name: str, value: str):
+    def filter_phone(self, queryset: QuerySet[Any], name: str, value: str) -> QuerySet[Any]:
         try:
             value = normalize_phone(value)
         except DjangoValidationError:

@@ -20,6 +20,7 @@ from rest_framework.response import Response
 
 from core.api import ApiError
 from core.auth import workspace_of
+from core.models import Workspace
 from messaging.models import IdempotencyRecord
 
 # An in-flight record older than this belongs to a request that died; it may be taken over.
@@ -31,7 +32,7 @@ def _fingerprint(request: Request) -> str:
     return hashlib.sha256(f"{request.method} {request.path}\n{body}".encode()).hexdigest()
 
 
-def _claim(workspace, key: str, fingerprint: str) -> IdempotencyRecord | Response:
+def _claim(workspace: Workspace, key: str, fingerprint: str) -> IdempotencyRecord | Response:
     """Insert the in-flight record, or return the answer an existing one dictates."""
     now = timezone.now()
     for _ in range(3):

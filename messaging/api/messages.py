@@ -121,14 +121,14 @@ class MessageFilter(django_filters.FilterSet):
         model = Message
         fields = ["status", "channel", "contact_id", "source"]
 
-    def filter_metadata_key(self, queryset, name: str, value: str):
+    def filter_metadata_key(self, queryset: QuerySet[Any], name: str, value: str) -> QuerySet[Any]:
         """metadata_key=k has key k; with metadata_value=v, k equals v (as a string)."""
         wanted = self.data.get("metadata_value")
         if wanted is None:
             return queryset.filter(metadata__has_key=value)
         return queryset.filter(**{f"metadata__{value}": wanted})
 
-    def filter_noop(self, queryset, name: str, value: str):
+    def filter_noop(self, queryset: QuerySet[Any], name: str, value: str) -> QuerySet[Any]:
         return queryset  # read by filter_metadata_key
 
 
@@ -147,7 +147,7 @@ class MessageViewSet(WorkspaceScoped, mixins.ListModelMixin, mixins.RetrieveMode
     def scoped_queryset(self, *, workspace: Workspace) -> QuerySet[Message]:
         return messages_list(workspace=workspace, with_attempts=self.action == "retrieve")
 
-    def get_serializer_class(self):
+    def get_serializer_class(self) -> type[serializers.BaseSerializer]:
         return MessageDetailSerializer if self.action == "retrieve" else MessageSerializer
 
     def _context(self, source: str = "api") -> dict:

@@ -1,4 +1,5 @@
-"""How the API shows messages (also the `data` of message events: messaging.events)."""
+"""How the API shows messages. Event payloads are built apart (messaging/events/payloads.py),
+so a change here does not change the webhook contract."""
 from __future__ import annotations
 
 from typing import Any

@@ -66,7 +66,7 @@ class SuppressionFilter(django_filters.FilterSet):
         model = Suppression
         fields = ["channel", "reason"]
 
-    def filter_address(self, queryset, name: str, value: str):
+    def filter_address(self, queryset: QuerySet[Any], name: str, value: str) -> QuerySet[Any]:
         """Match the address as stored (a phone in any format finds its E.164 row)."""
         channel = self.data.get("channel")
         for candidate in ([channel] if channel in LISTS else list(LISTS)):

@@ -145,7 +145,7 @@ class DeliveryFilter(django_filters.FilterSet):
         model = Message
         fields = ["status"]
 
-    def filter_event_type(self, queryset, name: str, value: str):
+    def filter_event_type(self, queryset: QuerySet[Any], name: str, value: str) -> QuerySet[Any]:
         return queryset.filter(**{f"metadata__{EVENT_TYPE_FIELD}": value})
 
 
