@@ -19,8 +19,8 @@ from rest_framework.test import APIRequestFactory, force_authenticate
 from rest_framework.views import APIView
 
 from messaging import ratelimit
+from messaging.api.throttling import ApiKeyRateThrottle
 from messaging.ratelimit import (
-    ApiKeyRateThrottle,
     Rate,
     allow,
     channel_key,
