@@ -163,7 +163,7 @@ class StrictCharField(serializers.CharField):
 
 class WorkspaceScoped(_GenericView):
     """Scope a generic view or viewset to the workspace of the key that authenticated the
-    request (DESIGN.md, "Tenancy and security"); put it first among the bases.
+    request (README.md, "API"); put it first among the bases.
 
     Every row the view lists, shows, changes or deletes comes from `scoped_queryset`, given
     the key's workspace, so another workspace's id is not there and answers 404 (a 403

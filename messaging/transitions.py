@@ -1,10 +1,12 @@
 """The one table of a message's status moves: which status may follow which, and the event
-each move emits (DESIGN.md, "Message lifecycle"), and the one function that applies a
-receipt (a provider's later word on a sent message: a status callback, an email bounce).
+each move emits (README.md, "Delivery"), and the one function that applies a receipt (a
+provider's later word on a sent message: a status callback, an email bounce).
 
-Every writer fences its UPDATE on the statuses the table allows before the new one, so
+receipt_apply fences its UPDATE on the statuses the table allows before the new one, so
 "delivered or undelivered only after sent" holds whichever report arrives, in any order,
-any number of times; and the event goes out in the transaction of the change.
+any number of times, and the event goes out in the transaction of the change. The delivery
+pipeline's own moves (claim, sent, retrying, failed) are fenced on their claim instead
+(messaging/delivery/); the table names their events and documents those moves.
 """
 from __future__ import annotations
 

@@ -261,6 +261,7 @@ def _outbound(message: Message, config: dict[str, Any]) -> Outbound:
         message_id=str(message.id), workspace_id=str(message.workspace_id),
         channel=message.channel, to=message.to, content=render_content(message),
         config=config, contact_id=str(message.contact_id) if message.contact_id else None,
-        metadata=dict(message.metadata or {}),
+        # A row written during a rolling deploy may still hold its flow context here.
+        metadata={k: v for k, v in (message.metadata or {}).items() if k != "_context"},
         attempt=message.attempts, headers=list_unsubscribe_headers(message),
     )

@@ -30,6 +30,6 @@ def dispatch_due(*, now: datetime | None = None, batch: int = DISPATCH_BATCH) ->
         if not due:
             return 0
         Message.objects.filter(pk__in=[m.pk for m in due], status__in=TIMER_STATUSES).update(
-            status=MessageStatus.QUEUED, enqueued_at=now, updated_at=now)
+            status=MessageStatus.QUEUED, enqueued_at=now, status_reason="", updated_at=now)
         transaction.on_commit(lambda: publish(due))
     return len(due)

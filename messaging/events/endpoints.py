@@ -86,7 +86,8 @@ def endpoint_disable(*, endpoint: WebhookEndpoint, reason: str = "",
             enabled=False, disabled_at=now, disabled_reason=reason[:200], updated_at=now)
         Message.objects.filter(webhook_endpoint=endpoint,
                                status__in=CANCELLABLE_STATUSES).update(
-            status=MessageStatus.CANCELLED, cancelled_at=now, due_at=None, updated_at=now)
+            status=MessageStatus.CANCELLED, cancelled_at=now, due_at=None, status_reason="",
+            updated_at=now)
     endpoint.enabled, endpoint.disabled_at, endpoint.disabled_reason = False, now, reason
 
 

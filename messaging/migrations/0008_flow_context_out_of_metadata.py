@@ -33,7 +33,9 @@ def _move(apps: Any, schema_editor: Any, *, forward: bool) -> None:
             if not batch:
                 return
             for message in batch:
-                metadata = dict(message.metadata or {})
+                if not isinstance(message.metadata, dict):
+                    continue  # a JSON array holding the string "_context" matches has_key
+                metadata = dict(message.metadata)
                 if forward:
                     message.flow_context = metadata.pop(KEY)
                 else:
