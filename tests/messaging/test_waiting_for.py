@@ -9,7 +9,8 @@ import pytest
 from django.utils import timezone
 
 from core.audit import Actor
-from messaging.delivery import creation, pauses, sending
+from messaging.delivery import creation, pauses, sending, timers
+from messaging.models import Message
 from messaging.ratelimit import reset
 from tests.factories import ContactFactory
 from tests.support.stub_server import Reply
@@ -86,3 +87,18 @@ def test_a_message_held_by_a_paused_queue_waits_for_the_pause(api, workspace):
     assert sending.messages_deliver(message_ids=[str(message.pk)]) == {
         str(message.pk): "paused"}
     assert waiting_for(api, message) == "pause"
+
+
+def test_a_deferral_s_reason_ends_when_its_timer_fires(api, workspace, stub_server):
+    use_stub(workspace, stub_server, rate_limits={"sms": "1/m"})
+    first, second = sms(workspace), sms(workspace)
+    try:
+        sending.messages_deliver(message_ids=[str(first.pk), str(second.pk)])
+    finally:
+        reset(str(workspace.id))
+    Message.objects.filter(pk=second.pk).update(due_at=timezone.now())
+
+    assert timers.dispatch_due() == 1
+    answer = api.get(f"/api/v1/messages/{second.pk}").json()
+    assert (answer["status"], answer["status_reason"], answer["waiting_for"]) == (
+        "queued", "", None)
