@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,8 @@ INSTALLED_APPS = [
     # Swagger UI's files, served from STATIC_ROOT instead of a CDN (SPECTACULAR_SETTINGS).
     "drf_spectacular_sidecar",
     "django_celery_beat",
+    # Failed sign-in counting and lockout; its admin pages list and lift lockouts.
+    "axes",
     # The apps in layers, bottom first: each imports only those listed above it.
     "core",
     "messaging",
@@ -92,6 +95,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as axes asks: turns a refused (locked-out) sign-in into the lockout answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -139,6 +144,32 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file (not :memory:) so worker processes started by integration tests see it too.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Sign-in -----------------------------------------------------------------------------
+# django-axes first: it refuses a locked-out client before any password is checked
+# (core.signin; README "Security"). The model backend then checks the password.
+AUTHENTICATION_BACKENDS = [
+    "core.signin.RequestOnlyAxesBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Failures per username, and separately per client address, within the window that lock it.
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+# The window and the cool-off: a lockout lifts this long after the last counted failure.
+AXES_COOLOFF_TIME = timedelta(minutes=env_float("LOGIN_COOLOFF_MINUTES", 15.0))
+# Either one locks: a username guessed from many addresses, an address guessing many names.
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+# Attempts refused during the cool-off do not extend it, so it ends when the page says.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# A success must not wipe the failures: one's own account would reset the address counter
+# between guesses at someone else's.
+AXES_RESET_ON_SUCCESS = False
+# REMOTE_ADDR only (gunicorn sets it from the trusted proxy header): axes' default also
+# believes X-Forwarded-For, which any client can write to dodge the per-address limit.
+AXES_CLIENT_IP_CALLABLE = "core.signin.client_ip"
+AXES_LOCKOUT_CALLABLE = "core.signin.lockout_response"
+# Request bodies hold passwords: keep them out of the attempt records.
+AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "password", "old_password",
+                             "new_password1", "new_password2"]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

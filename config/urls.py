@@ -6,6 +6,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from core.accounts import GuardedPasswordChangeView
 from messaging.views import UnsubscribeView
 from monitoring import health
 
@@ -21,7 +22,8 @@ accounts = [
                                                 redirect_authenticated_user=True),
          name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("password/", auth_views.PasswordChangeView.as_view(
+    # The old password counts toward the sign-in lockout (core/accounts.py).
+    path("password/", GuardedPasswordChangeView.as_view(
         template_name="registration/password_change.html"), name="password_change"),
     path("password/done/", auth_views.PasswordChangeDoneView.as_view(
         template_name="registration/password_changed.html"), name="password_change_done"),
@@ -30,6 +32,10 @@ accounts = [
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="dashboard:overview"), name="home"),
     path("accounts/", include(accounts)),
+    # One password change page, the guarded one: the admin's own form would let a stolen
+    # session guess the old password without the lockout.
+    path("admin/password_change/", RedirectView.as_view(pattern_name="password_change"),
+         name="admin-password-change"),
     path("admin/", admin.site.urls),
     path("health", health.health, name="health"),
     # Email unsubscribe links (List-Unsubscribe, {{ unsubscribe_url }}): short, no login.

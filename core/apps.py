@@ -7,4 +7,7 @@ class CoreConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from core import schema  # noqa: F401  (registers the OpenAPI auth extension)
+        from core import (
+            schema,  # noqa: F401  (registers the OpenAPI auth extension)
+            signin,  # noqa: F401  (audits and counts failed sign-ins, lockouts)
+        )

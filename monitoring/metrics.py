@@ -41,6 +41,7 @@ from prometheus_client.core import (
     Metric,
 )
 
+from core import signin
 from core.models import DeadLetter, Workspace
 from flows.models import Execution, Step
 from messaging import ratelimit
@@ -120,7 +121,7 @@ class RelayCollector:
             history = [lambda c=counts: self.counted(c)]  # type: ignore[misc]
         parts: list[Callable[[], Iterable[Metric]]] = [
             self.workspaces, *history, self.dead_letters, self.queues, self.dispatcher_lag,
-            self.deferrals, self.alerts]
+            self.deferrals, self.alerts, self.signins]
         for part in parts:
             try:
                 yield from list(part())
@@ -241,6 +242,23 @@ class RelayCollector:
         for row in rows:
             family.add_metric([str(row["workspace_id"])], row["n"])
         return [family]
+
+
+    def signins(self) -> Iterable[Metric]:
+        """Failed sign-ins and lockouts per form (login, admin, password), counted in Redis
+        by every web process (core.signin)."""
+        families = {
+            "failures": CounterMetricFamily(
+                "relay_login_failures", "Failed password checks by form.", labels=["form"]),
+            "lockouts": CounterMetricFamily(
+                "relay_login_lockouts", "Usernames or addresses locked out, by form.",
+                labels=["form"]),
+        }
+        counts = signin.counts()
+        for form in ("login", "admin", "password"):
+            for field, family in families.items():
+                family.add_metric([form], counts.get((field, form), 0))
+        return list(families.values())
 
 
 REGISTRY = CollectorRegistry(auto_describe=False)
