@@ -1,10 +1,12 @@
 """URL map: API v1, compatible endpoints, health, unsubscribe links, docs, admin; `/` opens
 the dashboard."""
+from csp.constants import SELF, UNSAFE_INLINE
+from csp.decorators import csp_replace
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from core.accounts import GuardedPasswordChangeView
 from messaging.views import UnsubscribeView
@@ -44,8 +46,13 @@ urlpatterns = [
     path("health/ready", health.ready, name="health-ready"),
     path("api/schema/", SpectacularAPIView.as_view(permission_classes=[],
                                                    authentication_classes=[]), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema", permission_classes=[],
-                                                     authentication_classes=[]), name="docs"),
+    # The split view loads its setup script from this URL instead of inline, so the page
+    # needs no script nonce; Swagger UI (React) sets style="" attributes, so styles are
+    # relaxed here only (scripts stay 'self'; a nonce would make browsers ignore
+    # 'unsafe-inline', hence replace, not update).
+    path("api/docs/", csp_replace({"style-src": [SELF, UNSAFE_INLINE]})(
+        SpectacularSwaggerSplitView.as_view(url_name="schema", permission_classes=[],
+                                            authentication_classes=[])), name="docs"),
     path("api/v1/", include("messaging.api.urls")),
     path("api/v1/", include("flows.api.urls")),
     path("api/v1/", include("flows.schedule_urls")),

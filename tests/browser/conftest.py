@@ -30,9 +30,18 @@ def _unavailable(reason: str) -> None:
     pytest.skip(message)
 
 
+def csp_violations(driver: Any) -> list[str]:
+    """Return the console messages since the last call that report a Content-Security-Policy
+    violation (Chromium logs each refused script, style or resource as a severe message)."""
+    return [entry["message"] for entry in driver.get_log("browser")
+            if "Content Security Policy" in entry["message"]
+            or "Content-Security-Policy" in entry["message"]]
+
+
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    """Yield a Selenium WebDriver for a fresh headless Chromium profile."""
+    """Yield a Selenium WebDriver for a fresh headless Chromium profile; the test fails if
+    the console reported a Content-Security-Policy violation on any page it opened."""
     try:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
@@ -47,10 +56,14 @@ def browser() -> Iterator[Any]:
     for argument in [*CHROME_ARGS, f"--user-data-dir={profile}",
                      f"--window-size={DESKTOP[0]},{DESKTOP[1]}"]:
         options.add_argument(argument)
+    # The console's messages, for csp_violations().
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(30)
     try:
         yield driver
+        violations = csp_violations(driver)
+        assert not violations, f"CSP violations in the console: {violations}"
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
