@@ -55,6 +55,10 @@ SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
 # Behind a TLS-terminating proxy: the header it sets, e.g. X-Forwarded-Proto (see README).
+# Behind proxies that append the client's address to X-Forwarded-For: how many. The client
+# is that many entries from the right (the audit log's ip, the sign-in lockout's address);
+# 0 (no proxy) takes REMOTE_ADDR. Too high, and a client could choose its own address.
+TRUSTED_PROXY_HOPS = env_int("TRUSTED_PROXY_HOPS", 0)
 SECURE_PROXY_SSL_HEADER = env_proxy_ssl_header("SECURE_PROXY_SSL_HEADER")
 # check --deploy warns until preload is on; not preloading is a choice, not an oversight.
 SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
@@ -189,8 +193,9 @@ AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 # A success must not wipe the failures: one's own account would reset the address counter
 # between guesses at someone else's.
 AXES_RESET_ON_SUCCESS = False
-# REMOTE_ADDR only (gunicorn sets it from the trusted proxy header): axes' default also
-# believes X-Forwarded-For, which any client can write to dodge the per-address limit.
+# The address the audit log records (core.audit.client_ip): REMOTE_ADDR, or behind this many
+# proxies the one they saw. axes' default believes any X-Forwarded-For, which a client can
+# write to dodge the per-address limit.
 AXES_CLIENT_IP_CALLABLE = "core.signin.client_ip"
 AXES_LOCKOUT_CALLABLE = "core.signin.lockout_response"
 # Request bodies hold passwords: keep them out of the attempt records.

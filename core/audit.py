@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 
 from core.models import AuditEntry, Workspace
@@ -55,9 +56,17 @@ def as_actor(value: Actor | str | None) -> Actor:
 
 
 def client_ip(request: Any) -> str | None:
-    """Return the address the request came from (REMOTE_ADDR, which gunicorn sets from the
-    trusted proxy header), or None."""
-    return (getattr(request, "META", {}) or {}).get("REMOTE_ADDR") or None
+    """Return the address the request came from, or None: REMOTE_ADDR, or behind
+    TRUSTED_PROXY_HOPS proxies the address the outermost of them saw (that many entries
+    from the right of X-Forwarded-For; entries further left are the client's own words)."""
+    meta = getattr(request, "META", {}) or {}
+    hops = getattr(settings, "TRUSTED_PROXY_HOPS", 0)
+    if hops > 0:
+        forwarded = [part.strip() for part in meta.get("HTTP_X_FORWARDED_FOR", "").split(",")
+                     if part.strip()]
+        if len(forwarded) >= hops:
+            return forwarded[-hops]
+    return meta.get("REMOTE_ADDR") or None
 
 
 def actor_of(request: Any, source: str) -> Actor:

@@ -4,10 +4,11 @@ django-axes (https://django-axes.readthedocs.io/) counts failed password checks 
 username and per client address in the database, shared by every web process; after
 `LOGIN_FAILURE_LIMIT` failures for either within the cool-off window, it refuses further
 attempts (the right password too) until `LOGIN_COOLOFF_MINUTES` after the last failure.
-This module gives it the client address (REMOTE_ADDR only: a client-sent X-Forwarded-For
-must not pick its own address), the page a locked-out client sees, a guard for the password
-change form (which checks a password without `authenticate()`), and turns its signals into
-audit entries and the counters `/metrics` reads.
+This module gives it the client address (the audit log's: REMOTE_ADDR, or the one the
+trusted proxies saw; never an X-Forwarded-For the client wrote), the page a locked-out
+client sees, a guard for the password change form (which checks a password without
+`authenticate()`), and turns its signals into audit entries and the counters `/metrics`
+reads.
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from django.shortcuts import render
 from django.utils import timezone
 
 from core.audit import Actor, audit
+from core.audit import client_ip as audit_client_ip
 
 logger = logging.getLogger(__name__)
 
@@ -57,9 +59,9 @@ class RequestOnlyAxesBackend(AxesStandaloneBackend):
 
 
 def client_ip(request: HttpRequest) -> str | None:
-    """Return the address the lockout counts: REMOTE_ADDR, which gunicorn sets (from the
-    trusted proxy's header when configured), never a header the client wrote itself."""
-    return request.META.get("REMOTE_ADDR") or None
+    """Return the address the lockout counts, the one the audit log records: REMOTE_ADDR, or
+    behind TRUSTED_PROXY_HOPS proxies the address they saw, never one the client wrote."""
+    return audit_client_ip(request)
 
 
 def _kind(request: HttpRequest) -> str:

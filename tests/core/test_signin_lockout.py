@@ -187,3 +187,20 @@ def test_api_keys_are_not_affected_by_sign_in_lockouts(api):
     for n in range(LIMIT):
         _login(Client(), "/accounts/login/", f"guess{n}", "wrong", "127.0.0.1")
     assert api.get("/api/v1/workspace", REMOTE_ADDR="127.0.0.1").status_code == 200
+
+
+def test_behind_a_trusted_proxy_the_address_is_the_one_the_proxy_saw(settings):
+    """All clients reach the web process from the proxy's address; the proxy appends the
+    real one to X-Forwarded-For. Entries left of it are the client's own and do not count."""
+    settings.TRUSTED_PROXY_HOPS = 1
+    user = StaffUserFactory()
+    for n in range(LIMIT):
+        _login(Client(), "/accounts/login/", f"guess{n}", "wrong", "10.0.0.2",
+               HTTP_X_FORWARDED_FOR=f"203.0.113.{n}, 192.0.2.110")
+    # Another client behind the same proxy is not locked out ...
+    assert _login(Client(), "/accounts/login/", user.username, PASSWORD, "10.0.0.2",
+                  HTTP_X_FORWARDED_FOR="192.0.2.111").status_code == 302
+    # ... the guessing one is, whatever it writes in front.
+    assert _login(Client(), "/accounts/login/", user.username, PASSWORD, "10.0.0.2",
+                  HTTP_X_FORWARDED_FOR="198.51.100.7, 192.0.2.110").status_code == 429
+    assert AuditEntry.objects.get(action=LOCKOUT_ACTION).ip == "192.0.2.110"
