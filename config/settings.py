@@ -101,6 +101,10 @@ INSTALLED_APPS = [
     "axes",
     # Content-Security-Policy header (CONTENT_SECURITY_POLICY below).
     "csp",
+    # Two-factor sign-in (core/twofactor.py): TOTP apps and single-use recovery codes.
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     # The apps in layers, bottom first: each imports only those listed above it.
     "core",
     "messaging",
@@ -121,6 +125,10 @@ MIDDLEWARE = [
     "core.api_parsers.UnstorableParametersMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # request.user.is_verified(): the session passed two-factor sign-in (django-otp) ...
+    "django_otp.middleware.OTPMiddleware",
+    # ... and where a session that has not (or a user who must and has no 2FA) may go.
+    "core.twofactor.TwoFactorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Content-Security-Policy on every answer, with a fresh nonce per request.
@@ -201,6 +209,11 @@ AXES_LOCKOUT_CALLABLE = "core.signin.lockout_response"
 # Request bodies hold passwords: keep them out of the attempt records.
 AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "password", "old_password",
                              "new_password1", "new_password2"]
+
+# Two-factor sign-in (docs/security.md): staff replay, discard, pause and change the admin
+# only from a session that passed it; the name authenticator apps show for the account.
+TWO_FACTOR_REQUIRED_FOR_STAFF = env_bool("TWO_FACTOR_REQUIRED_FOR_STAFF", True)
+OTP_TOTP_ISSUER = env_str("OTP_TOTP_ISSUER", "Relay")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

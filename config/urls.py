@@ -8,6 +8,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from core import twofactor_views
 from core.accounts import GuardedPasswordChangeView
 from messaging.views import UnsubscribeView
 from monitoring import health
@@ -27,6 +28,12 @@ accounts = [
     # The old password counts toward the sign-in lockout (core/accounts.py).
     path("password/", GuardedPasswordChangeView.as_view(
         template_name="registration/password_change.html"), name="password_change"),
+    # Two-factor sign-in (core/twofactor.py): setup, the second step, codes, off.
+    path("2fa/", twofactor_views.setup, name="two_factor"),
+    path("2fa/verify/", twofactor_views.verify, name="two_factor_verify"),
+    path("2fa/recovery-codes/", twofactor_views.recovery_codes,
+         name="two_factor_recovery_codes"),
+    path("2fa/off/", twofactor_views.turn_off, name="two_factor_off"),
     path("password/done/", auth_views.PasswordChangeDoneView.as_view(
         template_name="registration/password_changed.html"), name="password_change_done"),
 ]

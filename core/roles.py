@@ -1,7 +1,9 @@
 """Who may do what in a workspace: the one permission rule of the dashboard (and of anything
 a logged-in person does).
 
-Staff (operators) may do everything everywhere. A member's role in a workspace decides:
+Staff (operators) may do everything everywhere, once their session passed two-factor
+sign-in (core.twofactor; before that they may only read). A member's role in a workspace
+decides:
 
 - viewer: read the workspace's pages, nothing else;
 - admin: also act (replay, discard, cancel, retry, pause, resume) and edit (alert rules,
@@ -18,6 +20,7 @@ from typing import Any
 from django.db.models import QuerySet
 
 from core.models import Membership, Workspace
+from core.twofactor import may_act
 
 VIEW = "view"
 REPLAY = "replay"
@@ -59,7 +62,8 @@ def can(user: Any, workspace: Workspace | None, action: str) -> bool:
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}")
     if _is_staff(user):
-        return True
+        # Staff act only after two-factor sign-in (TWO_FACTOR_REQUIRED_FOR_STAFF).
+        return action == VIEW or may_act(user)
     if workspace is None or action == RESET_RATE_LIMITS:
         return False
     role = role_of(user, workspace)
@@ -69,7 +73,7 @@ def can(user: Any, workspace: Workspace | None, action: str) -> bool:
 def allowed_actions(user: Any, workspace: Workspace) -> frozenset[str]:
     """Return every action the user may do in the workspace (one query, for templates)."""
     if _is_staff(user):
-        return ACTIONS
+        return ACTIONS if may_act(user) else frozenset({VIEW})
     role = role_of(user, workspace)
     return ROLE_ACTIONS.get(role or "", frozenset())
 

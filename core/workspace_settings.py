@@ -14,6 +14,7 @@ removes it). Both run the checks of this module, so they refuse the same values.
 - `compat_workspace_ids`: the older client's (a CRM's) own ids for this workspace, strings
   or integers; `workspaceId` may name one of them as well as the workspace's id or slug.
 - `rate_limits`: {rate key: "5/s"} (core.parsing.Rate; "" means no limit).
+- `require_two_factor`: true: every member must sign in with two-factor (core.twofactor).
 - `providers`: {settings key: {"name": provider, ...its config}}; the name must be one of the
   channel's providers (settings.WORKSPACE_PROVIDER_NAMES, built from the channel table).
 
@@ -43,6 +44,7 @@ KEYWORD_REPLIES = "keyword_replies"
 KEYWORD_REPLIES_BY_PROVIDER = "keyword_replies_by_provider"
 RATE_LIMITS = "rate_limits"
 PROVIDERS = "providers"
+REQUIRE_TWO_FACTOR = "require_two_factor"
 
 CAP_ACTIONS = ("defer", "suppress")
 CAP_LISTS = ("sms", "email")  # the suppression lists: sms counts mms too
@@ -238,6 +240,7 @@ CHECKS: dict[str, Callable[[Any, str], Errors]] = {
     COMPAT_WORKSPACE_IDS: _check_compat_ids,
     RATE_LIMITS: _check_rate_limits,
     PROVIDERS: _check_providers,
+    REQUIRE_TWO_FACTOR: _check_bool,
 }
 
 

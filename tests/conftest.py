@@ -118,6 +118,18 @@ def allow_local(settings) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _staff_act_without_two_factor() -> Iterator[None]:
+    """Let staff act from a password-only session, as before two-factor sign-in existed:
+    the tests of actions are about the actions. tests/core/test_two_factor.py and the
+    browser test of it turn the requirement back on. (override_settings, not the
+    `settings` fixture: some tests have a parameter of that name.)"""
+    from django.test import override_settings
+
+    with override_settings(TWO_FACTOR_REQUIRED_FOR_STAFF=False):
+        yield
+
+
+@pytest.fixture(autouse=True)
 def _background_publishes_sent() -> Iterator[None]:
     """Let a test's background publishes (API requests hand theirs to a thread) go out
     within the test, so none lands in the broker after the next one has purged it."""

@@ -96,6 +96,20 @@ def test_sign_in_password_and_unsubscribe_pages_carry_the_strict_policy(staff):
         assert_strict(response)
 
 
+def test_the_two_factor_pages_carry_the_strict_policy(staff):
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    assert_strict(staff.get("/accounts/2fa/"))
+    setup = staff.post("/accounts/2fa/", {"step": "start"})  # with the QR code (data: image)
+    assert 'src="data:image/svg+xml' in setup.content.decode()
+    assert_strict(setup)
+    user = StaffUserFactory()
+    TOTPDevice.objects.create(user=user, name="app", confirmed=True)
+    second_step = Client()
+    second_step.force_login(user)
+    assert_strict(second_step.get("/accounts/2fa/verify/"))
+
+
 def test_the_lockout_page_carries_the_strict_policy():
     for n in range(settings.AXES_FAILURE_LIMIT + 1):
         response = Client().post("/accounts/login/", {"username": f"x{n}", "password": "no"},

@@ -308,7 +308,8 @@ def test_the_overview_uses_a_fixed_number_of_queries(staff, workspace,
         failed_message(workspace, created=now - timedelta(hours=hours))
         failed_execution(workspace, started=now - timedelta(hours=hours))
 
-    with django_assert_max_num_queries(14):
+    # (one of them: whether the user has two-factor sign-in, core.twofactor)
+    with django_assert_max_num_queries(15):
         response = page(staff, "dashboard:overview", workspace)
 
     assert response.status_code == 200
@@ -490,7 +491,8 @@ def test_the_messages_list_does_not_query_per_row(staff, workspace,
     for _ in range(25):
         failed_message(workspace)
 
-    with django_assert_max_num_queries(6):
+    # (one of them: whether the user has two-factor sign-in, core.twofactor)
+    with django_assert_max_num_queries(7):
         page(staff, "dashboard:messages", workspace)
 
 
