@@ -123,7 +123,9 @@ def test_publishing_a_task_sends_no_task_sent_event(workspace):
 
     from messaging.delivery import creation
 
-    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    # kombu's redis+socket:// (the embedded Redis of a fresh machine) is redis-py's unix://.
+    broker = settings.CELERY_BROKER_URL.replace("redis+socket://", "unix://", 1)
+    client = redis.Redis.from_url(broker)
     listener = client.pubsub(ignore_subscribe_messages=True)
     db = client.connection_pool.connection_kwargs.get("db", 0)
     listener.psubscribe(f"/{db}.celeryev/*")  # Celery's events on this broker
