@@ -358,7 +358,12 @@ LOGGING = {
         }
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        # django-axes says "BEGIN version ..." at INFO whenever Django starts, so every
+        # management command would print it first; its lockout warnings still show.
+        "axes": {"level": "WARNING"},
+    },
 }
 
 # --- Providers ------------------------------------------------------------------------
