@@ -324,6 +324,9 @@ SPECTACULAR_SETTINGS = {
         "MessageStatusEnum": "messaging.models.MessageStatus",
         "ExecutionStatusEnum": "flows.models.Execution.Status",
         "DeadLetterStatusEnum": "core.models.DeadLetter.Status",
+        "TimelineKindEnum": "messaging.models.TimelineKind",
+        # The dead letters' kind had the name to itself before timelines came.
+        "KindEnum": "core.models.DeadLetter.Kind",
     },
     # Swagger UI from the drf-spectacular-sidecar package (collected into STATIC_ROOT), so
     # /api/docs/ needs no CDN and its version is pinned with the other dependencies.
@@ -432,6 +435,9 @@ DISPATCH_POLL_SECONDS = env_float("DISPATCH_POLL_SECONDS", 0.2)
 # A workspace seen without an enabled event endpoint is looked up again after this long
 # (messaging.events.outbox.subscribers): what an endpoint created elsewhere may miss at most.
 EVENT_ENDPOINTS_RECHECK_SECONDS = env_float("EVENT_ENDPOINTS_RECHECK_SECONDS", 1.0)
+# Write each message's timeline (README.md, "Timelines"). Off only to measure what it
+# costs (make bench, scenario e2e): the timeline is how support answers "why?".
+TIMELINE_ENABLED = env_bool("TIMELINE_ENABLED", True)
 # `send_at` may be this far in the past (clock skew, slow clients) before it is refused.
 SEND_AT_PAST_TOLERANCE_SECONDS = env_int("SEND_AT_PAST_TOLERANCE_SECONDS", 60)
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600

@@ -338,3 +338,40 @@ class QueuePause(models.Model):
     def scope(self) -> str:
         """Return "workspace" or "global"."""
         return "global" if self.workspace_id is None else "workspace"
+
+
+class TimelineKind(models.TextChoices):
+    """What a timeline entry records (README.md, "Timelines")."""
+    ACCEPTED = "accepted"  # created: by whom and through what (API key, flow, schedule)
+    DEFERRED = "deferred"  # the recipients' rules put it off (quiet hours, frequency cap)
+    SUPPRESSED = "suppressed"  # the recipients' rules refused it (no provider call)
+    PAUSED = "paused"  # a paused queue held it
+    RELEASED = "released"  # the pause was lifted (or the sweeper released it)
+    RATE_LIMITED = "rate_limited"  # a rate limit booked a later slot (counted on one row)
+    PROVIDER_CALL = "provider_call"  # one provider call: status, latency, error, outcome
+    RECEIPT = "receipt"  # a carrier's status callback or an email event moved it
+    EVENT = "event"  # an event it raised, with the deliveries made for it
+    CANCELLED = "cancelled"  # cancelled (by whom)
+
+
+class TimelineEntry(models.Model):
+    """One fact of a message's life, written in the transaction of the change it describes;
+    never updated except to count a repeat of the same fact (rate-limit deferrals)."""
+
+    id = models.BigAutoField(primary_key=True)
+    # Indexed by (message, id) below, which also serves the cascade's lookups.
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="timeline",
+                                db_index=False)
+    kind = models.CharField(max_length=16, choices=TimelineKind.choices)
+    at = models.DateTimeField()
+    # How many times this fact happened in a row, and the last time (for counted kinds).
+    count = models.PositiveIntegerField(default=1)
+    last_at = models.DateTimeField(null=True, blank=True)
+    detail = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+
+    class Meta:
+        ordering = ["message", "id"]
+        indexes = [models.Index(fields=["message", "id"], name="timeline_message_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} of {self.message_id} at {self.at:%Y-%m-%d %H:%M:%S}"

@@ -9,7 +9,13 @@ from __future__ import annotations
 from django.db.models import Prefetch, QuerySet
 
 from core.models import Contact, Workspace
-from messaging.models import DeliveryAttempt, Message, Suppression, WebhookEndpoint
+from messaging.models import (
+    DeliveryAttempt,
+    Message,
+    Suppression,
+    TimelineEntry,
+    WebhookEndpoint,
+)
 
 
 def _attempts_in_order() -> Prefetch:
@@ -29,6 +35,11 @@ def messages_list(*, workspace: Workspace, with_attempts: bool = False) -> Query
     if with_attempts:
         queryset = queryset.prefetch_related(_attempts_in_order())
     return queryset
+
+
+def timeline_list(*, message: Message) -> QuerySet[TimelineEntry]:
+    """Return a message's timeline entries in the order they were written."""
+    return TimelineEntry.objects.filter(message=message).order_by("id")
 
 
 def suppressions_list(*, workspace: Workspace) -> QuerySet[Suppression]:

@@ -257,6 +257,13 @@ def test_suppressions_and_webhook_endpoints_with_deliveries_read_back_typed(
                    body=models.MessageCreateRequest(channel=models.ChannelEnum.SMS,
                                                     to="+14155552672", body="Hi"))
     deliver(str(message.id))
+    timeline = call(contract, "v1_messages_timeline_list", "PaginatedTimelineEntryList",
+                    client=client, id=message.id)
+    kinds = models.TimelineKindEnum
+    # The endpoint takes every event: message.queued, then message.sent.
+    assert [e.kind for e in timeline.results] == [kinds.ACCEPTED, kinds.EVENT,
+                                                  kinds.PROVIDER_CALL, kinds.EVENT]
+    assert timeline.results[2].detail.additional_properties["outcome"] == "sent"
     deliveries = call(contract, "v1_webhook_endpoints_deliveries_list",
                       "PaginatedDeliveryList", client=client, id=endpoint.id)
     assert deliveries.count >= 1

@@ -13,19 +13,23 @@ from core.audit import Actor, audit
 from messaging.building import message_build
 from messaging.events.outbox import messages_emit
 from messaging.events.types import MESSAGE_QUEUED
-from messaging.models import CANCELLABLE_STATUSES, Message, MessageStatus
+from messaging.models import CANCELLABLE_STATUSES, Message, MessageStatus, TimelineKind
 from messaging.publishing import publish
+from messaging.timeline import accepted, entries_write, entry
 
 
 class NotCancellable(Exception):
     """The message is past the point where it can be cancelled."""
 
 
-def message_create_many(*, messages: list[Message]) -> list[Message]:
+def message_create_many(*, messages: list[Message], origin: dict[str, Any] | None = None,
+                        origins: dict[Any, dict[str, Any]] | None = None) -> list[Message]:
     """Insert the messages in one transaction and publish the queued ones after commit;
-    message.queued goes out in the same transaction."""
+    message.queued and their `accepted` timeline entries (with `origin`, or `origins` per
+    message id: see messaging.timeline.accepted) go in the same transaction."""
     with transaction.atomic():
         Message.objects.bulk_create(messages, batch_size=500)
+        entries_write(entries=accepted(messages, timezone.now(), origin, origins))
         messages_emit(changes=[(m, MESSAGE_QUEUED) for m in messages],
                              fresh=True)
         queued = [m for m in messages if m.status == MessageStatus.QUEUED]
@@ -48,6 +52,10 @@ def message_cancel(*, message: Message, actor: Actor | None = None) -> Message:
                                          ).update(status=MessageStatus.CANCELLED,
                                                   cancelled_at=now, due_at=None,
                                                   status_reason="", updated_at=now)
+        if changed:
+            entries_write(entries=[entry(
+                message_id=message.pk, kind=TimelineKind.CANCELLED, at=now,
+                by=actor.label if actor is not None else "", from_status=message.status)])
         if changed and actor is not None:
             audit(actor=actor, action="message.cancel", workspace=message.workspace_id,
                   target_type="message", target_id=message.pk,

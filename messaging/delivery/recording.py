@@ -20,10 +20,18 @@ from messaging.delivery.ai_callbacks import ai_callback_create
 from messaging.delivery.sql import column, unnest, update_rows
 from messaging.events.endpoints import deliveries_recorded
 from messaging.events.outbox import dead_letter_emit, messages_emit
-from messaging.models import DeliveryAttempt, Message, MessageStatus, Suppression
+from messaging.models import (
+    DeliveryAttempt,
+    Message,
+    MessageStatus,
+    Suppression,
+    TimelineEntry,
+    TimelineKind,
+)
 from messaging.providers.base import Outbound, ProviderError, Receipt
 from messaging.recipients import policy
 from messaging.recipients.suppressions import suppression_add
+from messaging.timeline import entries_write, entry
 from messaging.transitions import event_of
 
 logger = logging.getLogger(__name__)
@@ -45,6 +53,7 @@ class Call:
     outbound: Outbound | None = None
     result: Receipt | ProviderError | None = None
     started: bool = False  # its started attempt is written: the call may be made
+    latency: float | None = None  # how long the provider took to answer (s)
 
     @property
     def rendered(self) -> dict | None:
@@ -106,10 +115,26 @@ def record_group(finished: list[Call], starting: list[Call],
             call.attempt.started_at = now
         _save_attempts([call.attempt for call, outcome in recorded if outcome != "stale"]
                        + [call.attempt for call in starting if call.started])
+        entries_write(entries=[_call_entry(call, outcome) for call, outcome in recorded
+                               if outcome != "stale"])
         _emit_outcomes([(call.message, outcome) for call, outcome in recorded], endpoints)
     outcomes = {str(call.message.pk): outcome for call, outcome in recorded}
     outcomes.update({str(c.message.pk): "stale" for c in starting if not c.started})
     return outcomes
+
+
+def _call_entry(call: Call, outcome: str) -> TimelineEntry:
+    """Return the timeline entry of one recorded provider call (or of a request that could
+    not be built: no provider, no latency)."""
+    attempt, result = call.attempt, call.result
+    error = result if isinstance(result, ProviderError) else None
+    return entry(message_id=call.message.pk, kind=TimelineKind.PROVIDER_CALL,
+                 at=attempt.finished_at or timezone.now(), attempt=attempt.number,
+                 provider=attempt.provider, status_code=attempt.status_code,
+                 latency_ms=None if call.latency is None else round(call.latency * 1000, 1),
+                 outcome=outcome, error=error.message[:500] if error else "",
+                 error_code=error.code if error else "",
+                 possible_duplicate=True if attempt.possible_duplicate else None)
 
 
 def _emit_outcomes(recorded: list[tuple[Message, str]],
