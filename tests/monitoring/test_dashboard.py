@@ -507,6 +507,21 @@ def test_a_message_detail_lists_its_attempts(staff, workspace):
     assert "[http_500]" in html
 
 
+def test_a_message_detail_shows_its_timeline_in_order(staff, workspace):
+    from core.audit import Actor
+    from messaging.delivery import creation
+
+    message = creation.message_create(workspace=workspace, channel="sms", to="+14155552671",
+                                      content={"body": "x"}, send_at=timezone.now()
+                                      + timedelta(hours=1))
+    creation.message_cancel(message=message, actor=Actor(name="user:ops", source="dashboard"))
+
+    html = staff.get(reverse("dashboard:message-detail", args=[message.pk])).content.decode()
+
+    assert html.index('data-timeline="accepted"') < html.index('data-timeline="cancelled"')
+    assert "dashboard:ops" in html and "from_status" in html
+
+
 def test_a_suppressed_marketing_message_says_why_in_the_list_and_the_detail(staff, workspace):
     message = MessageFactory(workspace=workspace, status=MessageStatus.SUPPRESSED,
                              category="marketing", suppressed_reason="frequency_cap")
