@@ -43,9 +43,11 @@ def message_create(**kwargs: Any) -> Message:
     return message_create_many(messages=[message_build(**kwargs)])[0]
 
 
-def message_cancel(*, message: Message, actor: Actor | None = None) -> Message:
+def message_cancel(*, message: Message, actor: Actor | None = None,
+                   reason: str = "") -> Message:
     """Cancel a message that has not been handed to a provider yet; an operator's cancel
-    (with an actor) goes in the audit log in the same transaction."""
+    (with an actor) goes in the audit log in the same transaction. Its timeline says who,
+    and `reason` why when the service cancels it on its own (an execution's cancel)."""
     now = timezone.now()
     with transaction.atomic():
         changed = Message.objects.filter(pk=message.pk, status__in=CANCELLABLE_STATUSES
@@ -55,7 +57,8 @@ def message_cancel(*, message: Message, actor: Actor | None = None) -> Message:
         if changed:
             entries_write(entries=[entry(
                 message_id=message.pk, kind=TimelineKind.CANCELLED, at=now,
-                by=actor.label if actor is not None else "", from_status=message.status)])
+                by=actor.label if actor is not None else "", reason=reason,
+                from_status=message.status)])
         if changed and actor is not None:
             audit(actor=actor, action="message.cancel", workspace=message.workspace_id,
                   target_type="message", target_id=message.pk,

@@ -204,3 +204,40 @@ def test_with_timelines_off_nothing_is_written(workspace, settings):
     creation.message_cancel(message=message)
 
     assert not TimelineEntry.objects.exists()
+
+
+def test_an_execution_cancel_says_on_its_messages_timeline_why_they_were_cancelled(
+        workspace, api):
+    from flows.models import Execution, Step
+    from flows.operations import execution_cancel
+    from tests.factories import ExecutionFactory, StepFactory
+
+    execution = ExecutionFactory(workspace=workspace, status=Execution.Status.WAITING)
+    message = creation.message_create(workspace=workspace, channel="sms", to="+14155552671",
+                                      content={"body": "x"}, source="flow")
+    StepFactory(execution=execution, status=Step.Status.WAITING, message=message)
+
+    execution_cancel(execution=execution, actor=Actor(name="user:ops", source="dashboard"))
+
+    last = timeline(api, str(message.pk))[-1]
+    assert last["kind"] == "cancelled"
+    assert last["detail"]["reason"] == f"execution {execution.pk} cancelled by dashboard:ops"
+
+
+def test_disabling_an_endpoint_cancels_its_pending_deliveries_on_their_timelines(
+        api, workspace, settings):
+    from messaging.events.endpoints import endpoint_disable
+    from messaging.models import WebhookEndpoint
+
+    settings.SSRF_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    endpoint = WebhookEndpoint.objects.create(workspace=workspace, url="http://127.0.0.1:9/h",
+                                              events=["message.queued"])
+    creation.message_create(workspace=workspace, channel="sms", to="+14155552671",
+                            content={"body": "x"})
+    delivery = Message.objects.get(webhook_endpoint=endpoint)
+
+    endpoint_disable(endpoint=endpoint, reason="failing for 3 days")
+
+    last = timeline(api, str(delivery.pk))[-1]
+    assert (last["kind"], last["detail"]) == ("cancelled", {
+        "reason": "endpoint disabled: failing for 3 days", "from_status": "queued"})
