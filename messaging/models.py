@@ -7,9 +7,10 @@ from typing import Any
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Lower
 
 from core.models import Contact, Workspace, new_webhook_secret
-from messaging.channels import CHANNEL_NAMES
+from messaging.channels import CHANNEL_NAMES, CHANNELS
 
 # The channels of messaging.channels as model choices; members are named by their upper-case
 # values (Channel.SMS).
@@ -86,6 +87,11 @@ def metadata_public(metadata: Any) -> Any:
         return metadata
     return {key: value for key, value in metadata.items()
             if not str(key).startswith(INTERNAL_METADATA_PREFIX)}
+
+# The channels whose `to` is a person's phone or email address: what a search by recipient
+# looks through (messaging.selectors.messages_to), indexed on lower(to).
+RECIPIENT_CHANNELS = tuple(name for name, spec in CHANNELS.items()
+                           if spec.recipient in ("phone", "address"))
 
 CANCELLABLE_STATUSES = (MessageStatus.SCHEDULED, MessageStatus.QUEUED, MessageStatus.RETRYING)
 FINAL_STATUSES = (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.UNDELIVERED,
@@ -208,6 +214,12 @@ class Message(models.Model):
             # (messaging.incoming.inbound); partial, so email and webhook rows (long `to`) stay out.
             models.Index(fields=["to", "-created_at"], name="message_sms_to_recent_idx",
                          condition=Q(direction="outbound", channel__in=["sms", "mms"])),
+            # A search by recipient (phones are E.164, emails compared lowercased), and by
+            # an inbound message's sender.
+            models.Index(Lower("to"), name="message_recipient_idx",
+                         condition=Q(channel__in=RECIPIENT_CHANNELS)),
+            models.Index(fields=["sender"], name="message_sender_idx",
+                         condition=Q(direction="inbound")),
         ]
         constraints = [
             # A provider's repeated webhook (same MessageSid) stores its message once.

@@ -187,6 +187,13 @@ def test_messages_of_every_channel_suppressed_or_not_read_back_typed(
     suppressed = call(contract, "v1_messages_list", "PaginatedMessageList", client=client,
                       suppressed_reason=models.V1MessagesListSuppressedReason.SUPPRESSED_ADDRESS)
     assert [m.id for m in suppressed.results] == [refused.id]
+    to_blocked = call(contract, "v1_messages_list", "PaginatedMessageList", client=client,
+                      recipient="Blocked@Example.com")
+    assert [m.id for m in to_blocked.results] == [refused.id]
+    call(contract, "v1_messages_list", "Error", client=client, recipient="nobody")
+    by_contact = call(contract, "v1_messages_list", "PaginatedMessageList", client=client,
+                      contact_external_id="no-such-contact", provider_message_id="x")
+    assert by_contact.count == 0
     for message in [*sent, refused]:
         detail = call(contract, "v1_messages_retrieve", "MessageDetail", client=client,
                       id=message.id)

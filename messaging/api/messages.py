@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 import django_filters
+from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
@@ -33,7 +34,12 @@ from messaging.models import (
     Message,
     SuppressedReason,
 )
-from messaging.selectors import messages_list, timeline_list
+from messaging.selectors import (
+    messages_list,
+    messages_to,
+    recipient_normalize,
+    timeline_list,
+)
 
 
 def origin_of(request: Request) -> dict[str, Any]:
@@ -111,7 +117,31 @@ class ValidatedSerializer(serializers.Serializer):
     message = MessagePreviewSerializer()
 
 
+class RecipientField(forms.CharField):
+    """A phone number (any way written) or an email address, cleaned to how messages store
+    it (messaging.selectors.recipient_normalize)."""
+
+    def clean(self, value: Any) -> str:
+        value = super().clean(value)
+        if not value:
+            return ""
+        try:
+            return recipient_normalize(value)
+        except DjangoValidationError as exc:
+            raise forms.ValidationError(
+                f"Not a phone number or an email address: {' '.join(exc.messages)}") from exc
+
+
+class RecipientFilter(django_filters.CharFilter):
+    field_class = RecipientField
+
+
 class MessageFilter(django_filters.FilterSet):
+    # Everything sent to a phone or an email address (and received from it), any status
+    # and channel: "+1 (415) 555-2671" finds +14155552671, "Ada@Example.com" ada@example.com.
+    recipient = RecipientFilter(method="filter_recipient")
+    provider_message_id = django_filters.CharFilter(field_name="provider_message_id")
+    contact_external_id = django_filters.CharFilter(field_name="contact__external_id")
     status = django_filters.MultipleChoiceFilter(choices=Message._meta.get_field(
         "status").choices)
     channel = django_filters.ChoiceFilter(choices=Channel.choices)
@@ -138,6 +168,9 @@ class MessageFilter(django_filters.FilterSet):
         if wanted is None:
             return queryset.filter(metadata__has_key=value)
         return queryset.filter(**{f"metadata__{value}": wanted})
+
+    def filter_recipient(self, queryset: QuerySet[Any], name: str, value: str) -> QuerySet[Any]:
+        return messages_to(queryset, value) if value else queryset
 
     def filter_noop(self, queryset: QuerySet[Any], name: str, value: str) -> QuerySet[Any]:
         return queryset  # read by filter_metadata_key

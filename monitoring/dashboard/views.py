@@ -330,8 +330,10 @@ def messages(request: HttpRequest, workspace: Workspace) -> HttpResponse:
     """List messages with status/channel/search filters, paginated."""
     form = MessageFilterForm(request.GET)
     values = form.values()
-    queryset = messages_list(workspace, status=values["status"],
-                                       channel=values["channel"], search=values["q"])
+    queryset = messages_list(workspace, status=values["status"], channel=values["channel"],
+                             search=values["q"], recipient=values["recipient"])
+    if form.recipient_invalid():
+        queryset = queryset.none()
     return _render(request, "dashboard/messages.html", workspace,
                    {"form": form, "page": _page_of(request, queryset)}, section="messages")
 
