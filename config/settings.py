@@ -114,6 +114,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every answer (a redirect or an error included) carries its X-Request-ID, and
+    # every line logged while serving it the id (core.logcontext).
+    "core.logcontext.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Right after the HTTPS redirect, before everything else: a static file needs no
     # session, user or CSRF token (https://whitenoise.readthedocs.io/en/stable/django.html).
@@ -347,8 +350,11 @@ LOG_JSON = env_bool("LOG_JSON", False)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    # Every line carries the request, workspace, message, execution and task ids it is
+    # about (core.logcontext): fields of a JSON line, "[request_id=…]" after a plain one.
+    "filters": {"context": {"()": "core.logcontext.ContextFilter", "plain": not LOG_JSON}},
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s%(context)s"},
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
             "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
@@ -358,6 +364,7 @@ LOGGING = {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": "json" if LOG_JSON else "plain",
+            "filters": ["context"],
         }
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},

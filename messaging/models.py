@@ -166,6 +166,9 @@ class Message(models.Model):
     flow_context = models.JSONField(null=True, blank=True)
     # api | compat | flow | alert | ai | keyword (STOP/START/HELP replies) | inbound
     source = models.CharField(max_length=20, default="api")
+    # The X-Request-ID of the request (or of the task's request) that created it: every log
+    # line about the message carries it, a retry hours later too (core.logcontext).
+    request_id = models.CharField(max_length=128, blank=True, default="")
     parent = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True,
                                related_name="children")  # e.g. the AI message of a callback
     # An event delivery: the endpoint it goes to (and is signed for).

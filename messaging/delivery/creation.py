@@ -4,11 +4,13 @@ The builder is messaging.building.message_build (imported here for the callers o
 creation.message_build): event deliveries, below this room, build with it too."""
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
+from core import logcontext
 from core.audit import Actor, audit
 from messaging.building import message_build
 from messaging.events.outbox import messages_emit
@@ -16,6 +18,8 @@ from messaging.events.types import MESSAGE_QUEUED
 from messaging.models import CANCELLABLE_STATUSES, Message, MessageStatus, TimelineKind
 from messaging.publishing import publish
 from messaging.timeline import accepted, entries_write, entry
+
+logger = logging.getLogger(__name__)
 
 
 class NotCancellable(Exception):
@@ -30,12 +34,23 @@ def message_create_many(*, messages: list[Message], origin: dict[str, Any] | Non
     with transaction.atomic():
         Message.objects.bulk_create(messages, batch_size=500)
         entries_write(entries=accepted(messages, timezone.now(), origin, origins))
+        transaction.on_commit(lambda: _log_accepted(messages))
         messages_emit(changes=[(m, MESSAGE_QUEUED) for m in messages],
                              fresh=True)
         queued = [m for m in messages if m.status == MessageStatus.QUEUED]
         if queued:
             transaction.on_commit(lambda: publish(queued))
     return messages
+
+
+def _log_accepted(messages: list[Message]) -> None:
+    """Log one line per message created, carrying its ids."""
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    for message in messages:
+        with logcontext.bind(message_id=message.pk, workspace_id=message.workspace_id,
+                             request_id=message.request_id):
+            logger.info("%s message accepted: %s", message.channel, message.status)
 
 
 def message_create(**kwargs: Any) -> Message:

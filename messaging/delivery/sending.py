@@ -21,6 +21,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from core import logcontext
 from messaging import ratelimit
 from messaging.channels import rate_key_for
 from messaging.delivery import pauses
@@ -70,6 +71,7 @@ def messages_deliver(*, message_ids: list[str], task_id: str = "") -> dict[str, 
     # In due order, so rate-limit slots are booked in the order the messages were due.
     messages = list(Message.objects.select_related("workspace", "contact", "webhook_endpoint")
                     .filter(pk__in=claimed).order_by("due_at", "created_at", "id"))
+    claimed_messages = list(messages)
     held = pauses.hold_paused(messages, now)
     outcomes.update({str(pk): "paused" for pk in held})
     messages = [message for message in messages if message.pk not in held]
@@ -94,7 +96,19 @@ def messages_deliver(*, message_ids: list[str], task_id: str = "") -> dict[str, 
     _put_back_all(deferred, now)
     notify_finals(_suppress_all(refused, now))
     outcomes.update(_send_and_record(ready, task_id, now))
+    _log_outcomes(claimed_messages, outcomes)
     return outcomes
+
+
+def _log_outcomes(messages: list[Message], outcomes: dict[str, str]) -> None:
+    """Log one line per claimed message with its outcome, carrying its ids (the request
+    that created it included: README.md, "Following a message through the logs")."""
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    for message in messages:
+        with logcontext.bind(message_id=message.pk, workspace_id=message.workspace_id,
+                             request_id=message.request_id):
+            logger.info("%s message %s", message.channel, outcomes[str(message.pk)])
 
 
 def _claim(message_ids: list[str], now: datetime) -> list[Any]:
@@ -175,8 +189,11 @@ def _send_and_record(messages: list[Message], task_id: str, now: datetime) -> di
         finished = []
         for call in starting:
             if call.started and call.outbound is not None:
-                running[_provider_pool().submit(_timed_call, call.provider,
-                                                call.outbound)] = call
+                # The provider's own lines carry the message's ids (another thread).
+                running[_provider_pool().submit(
+                    logcontext.run_bound, _timed_call, call.provider, call.outbound,
+                    message_id=call.message.pk, workspace_id=call.message.workspace_id,
+                    request_id=call.message.request_id, task_id=task_id)] = call
         if not running:
             continue
         done, _ = wait(running, return_when=FIRST_COMPLETED)
