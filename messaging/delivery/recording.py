@@ -54,6 +54,7 @@ class Call:
     result: Receipt | ProviderError | None = None
     started: bool = False  # its started attempt is written: the call may be made
     latency: float | None = None  # how long the provider took to answer (s)
+    cap_counted: bool = False  # the recipient's frequency cap counted it (its timeline says)
 
     @property
     def rendered(self) -> dict | None:
@@ -134,7 +135,8 @@ def _call_entry(call: Call, outcome: str) -> TimelineEntry:
                  latency_ms=None if call.latency is None else round(call.latency * 1000, 1),
                  outcome=outcome, error=error.message[:500] if error else "",
                  error_code=error.code if error else "",
-                 possible_duplicate=True if attempt.possible_duplicate else None)
+                 possible_duplicate=True if attempt.possible_duplicate else None,
+                 frequency_cap="counted" if call.cap_counted else None)
 
 
 def _emit_outcomes(recorded: list[tuple[Message, str]],

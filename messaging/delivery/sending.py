@@ -89,13 +89,16 @@ def messages_deliver(*, message_ids: list[str], task_id: str = "") -> dict[str, 
                                            reason=decision.reason)))
             outcomes[str(message.pk)] = "deferred"
         elif (deferral := _defer_for_rate_limit(message, now)) is not None:
+            if decision.check == "frequency_cap":  # counted against its cap all the same
+                deferral.entry.detail["frequency_cap"] = "counted"
             deferred.append(deferral)
             outcomes[str(message.pk)] = "deferred"
         else:
             ready.append(message)
     _put_back_all(deferred, now)
     notify_finals(_suppress_all(refused, now))
-    outcomes.update(_send_and_record(ready, task_id, now))
+    counted = {m.pk for m in ready if decisions[m.pk].check == "frequency_cap"}
+    outcomes.update(_send_and_record(ready, task_id, now, counted))
     _log_outcomes(claimed_messages, outcomes)
     return outcomes
 
@@ -166,7 +169,8 @@ def _prepare(message: Message, task_id: str, now: datetime) -> Call:
     return call
 
 
-def _send_and_record(messages: list[Message], task_id: str, now: datetime) -> dict[str, str]:
+def _send_and_record(messages: list[Message], task_id: str, now: datetime,
+                     cap_counted: set[Any] | frozenset[Any] = frozenset()) -> dict[str, str]:
     """Call each message's provider, PROVIDER_CONCURRENCY at a time, and record each
     outcome as its call finishes; return {message id: outcome}.
 
@@ -176,6 +180,8 @@ def _send_and_record(messages: list[Message], task_id: str, now: datetime) -> di
     (requeued as is) from one that may have been (flagged a possible duplicate).
     """
     calls = [_prepare(message, task_id, now) for message in messages]
+    for call in calls:
+        call.cap_counted = call.message.pk in cap_counted
     waiting = deque(call for call in calls if call.result is None)
     finished = [call for call in calls if call.result is not None]
     running: dict[Future, Call] = {}

@@ -241,3 +241,27 @@ def test_disabling_an_endpoint_cancels_its_pending_deliveries_on_their_timelines
     last = timeline(api, str(delivery.pk))[-1]
     assert (last["kind"], last["detail"]) == ("cancelled", {
         "reason": "endpoint disabled: failing for 3 days", "from_status": "queued"})
+
+
+def test_a_frequency_cap_that_counts_a_message_and_then_defers_the_next_says_so(
+        api, workspace, stub_server):
+    from messaging.ratelimit import client as redis_client
+    from messaging.recipients import caps
+
+    for key in redis_client().scan_iter(match=f"{caps.KEY_PREFIX}{workspace.pk}*"):
+        redis_client().delete(key)
+    settings_of(workspace, providers={"sms": {"name": "http", "api_url": stub_server.url}},
+                frequency_caps={"sms": "1/day"})
+    contact = ContactFactory(workspace=workspace, phone="+14155550123")
+    first, second = (creation.message_create(
+        workspace=workspace, channel="sms", to=contact.phone, contact=contact,
+        content={"body": "x"}, category="marketing") for _ in range(2))
+
+    assert sending.messages_deliver(message_ids=[str(first.pk)])[str(first.pk)] == "sent"
+    assert sending.messages_deliver(message_ids=[str(second.pk)])[str(second.pk)] == \
+        "deferred"
+
+    call = timeline(api, str(first.pk))[-1]
+    held = timeline(api, str(second.pk))[-1]
+    assert (call["kind"], call["detail"]["frequency_cap"]) == ("provider_call", "counted")
+    assert (held["kind"], held["detail"]["check"]) == ("deferred", "frequency_cap")
