@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import Any
 
 # The fields a line may carry, in the order a plain line shows them.
@@ -136,15 +136,27 @@ def task_headers_add(headers: dict[str, Any] | None = None, **_: Any) -> None:
         headers["request_id"] = rid
 
 
+# task id -> the context to restore when the task ends (a task run eagerly, inside a
+# request or another task, gives its caller's back).
+_before_task: dict[str, Token[dict[str, str]]] = {}
+
+
 def task_context_bind(task_id: str = "", task: Any = None, **_: Any) -> None:
     """task_prerun: the task's lines carry its id and the request id it was published with
-    (each task starts from a clean context)."""
-    rid = getattr(getattr(task, "request", None), "request_id", None) or ""
-    _context.set(_clean({"task_id": task_id, "request_id": rid}))
+    (an eager task's: its caller's); nothing else of what was bound before."""
+    rid = getattr(getattr(task, "request", None), "request_id", None) or request_id()
+    _before_task[task_id] = _context.set(_clean({"task_id": task_id, "request_id": rid}))
 
 
-def task_context_clear(**_: Any) -> None:
-    """task_postrun: nothing bound outlives its task."""
+def task_context_clear(task_id: str = "", **_: Any) -> None:
+    """task_postrun: nothing bound outlives its task; the caller's context comes back."""
+    token = _before_task.pop(task_id, None)
+    try:
+        if token is not None:
+            _context.reset(token)
+            return
+    except ValueError:  # set in another context: nothing of ours to give back
+        pass
     _context.set({})
 
 

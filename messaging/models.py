@@ -374,9 +374,13 @@ class TimelineEntry(models.Model):
     never updated except to count a repeat of the same fact (rate-limit deferrals)."""
 
     id = models.BigAutoField(primary_key=True)
-    # Indexed by (message, id) below, which also serves the cascade's lookups.
+    # Indexed by (message, id) below, which also serves the cascade's lookups. No database
+    # constraint: its check, once per row at every commit of the delivery path, was most of
+    # the timeline's cost (README.md, "Timelines"); rows are written only for the message
+    # being changed in the same transaction, and deleting a message through the ORM (the
+    # only way the service deletes them: purge_history, admin) deletes its entries.
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="timeline",
-                                db_index=False)
+                                db_index=False, db_constraint=False)
     kind = models.CharField(max_length=16, choices=TimelineKind.choices)
     at = models.DateTimeField()
     # How many times this fact happened in a row, and the last time (for counted kinds).

@@ -16,6 +16,8 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connection
 from django.db.models import F, Max
 
 from messaging.models import Message, TimelineEntry, TimelineKind
@@ -36,9 +38,32 @@ def entry(*, message_id: Any, kind: str, at: datetime, **detail: Any) -> Timelin
 
 
 def entries_write(*, entries: Sequence[TimelineEntry]) -> None:
-    """Insert the entries in one statement (in the caller's transaction)."""
-    if entries and enabled():
+    """Insert the entries in one statement (in the caller's transaction).
+
+    On PostgreSQL one INSERT ... SELECT FROM unnest(arrays), without RETURNING: on the hot
+    path Django's bulk_create (a placeholder per value, ids returned) cost several times
+    more than the row writes themselves."""
+    if not entries or not enabled():
+        return
+    if connection.vendor != "postgresql":
         TimelineEntry.objects.bulk_create(entries)
+        return
+    sql, params = insert_sql(entries)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def insert_sql(entries: Sequence[TimelineEntry]) -> tuple[str, list[Any]]:
+    """Return PostgreSQL's INSERT of the entries and its parameters, for a caller that runs
+    it inside a statement of its own (WITH timeline AS (...) ...): each statement costs a
+    round trip, and on the delivery path the timeline's would be one per transaction."""
+    encode = DjangoJSONEncoder().encode
+    return (f'INSERT INTO "{TimelineEntry._meta.db_table}" '
+            '("message_id", "kind", "at", "count", "detail") SELECT * FROM '
+            "unnest(%s::uuid[], %s::varchar[], %s::timestamptz[], %s::integer[], %s::jsonb[])",
+            [[e.message_id for e in entries], [e.kind for e in entries],
+             [e.at for e in entries], [e.count for e in entries],
+             [encode(e.detail) for e in entries]])
 
 
 def counted_write(*, entries: Sequence[TimelineEntry]) -> None:

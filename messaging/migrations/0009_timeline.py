@@ -21,7 +21,7 @@ class Migration(migrations.Migration):
                 ('count', models.PositiveIntegerField(default=1)),
                 ('last_at', models.DateTimeField(blank=True, null=True)),
                 ('detail', models.JSONField(blank=True, default=dict, encoder=django.core.serializers.json.DjangoJSONEncoder)),
-                ('message', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='timeline', to='messaging.message')),
+                ('message', models.ForeignKey(db_constraint=False, db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='timeline', to='messaging.message')),
             ],
             options={
                 'ordering': ['message', 'id'],

@@ -118,3 +118,15 @@ def test_a_walk_that_breaks_logs_with_its_executions_ids(workspace, logged, monk
         str(execution.pk): "error"}
     [line] = [r for r in logged.records if r.getMessage().startswith("advancing execution")]
     assert (line.execution_id, line.workspace_id) == (str(execution.pk), str(workspace.pk))
+
+
+def test_a_task_run_inside_a_request_gives_the_requests_ids_back_when_it_ends():
+    with logcontext.bind(request_id="req-eager", workspace_id="w1"):
+        logcontext.task_context_bind(task_id="t1", task=None)
+        inside = logcontext.current()
+        logcontext.task_context_clear(task_id="t1")
+        after = logcontext.current()
+
+    assert inside == {"task_id": "t1", "request_id": "req-eager"}
+    assert after == {"request_id": "req-eager", "workspace_id": "w1"}
+    assert logcontext.current() == {}
