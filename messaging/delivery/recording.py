@@ -175,9 +175,9 @@ def _save_attempts(attempts: list[DeliveryAttempt],
     and fill in the outcomes of the started ones, in one INSERT ... ON CONFLICT (message,
     number); with the finished calls' timeline entries in the same statement on PostgreSQL
     (a data-modifying WITH: no round trip of their own)."""
-    entries = entries if timeline_enabled() else []
+    entries = (entries or []) if timeline_enabled() else []
     if not attempts:
-        entries_write(entries=entries or [])
+        entries_write(entries=entries)
         return
     if connection.vendor != "postgresql":
         entries_write(entries=entries)
@@ -194,7 +194,8 @@ def _save_attempts(attempts: list[DeliveryAttempt],
     updates = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in (
         column(DeliveryAttempt, name) for name in _ATTEMPT_OUTCOME_FIELDS))
     conflict = ", ".join(f'"{column(DeliveryAttempt, name)}"' for name in ("message", "number"))
-    with_timeline, timeline_params = ("", [])
+    with_timeline = ""
+    timeline_params: list[Any] = []
     if entries:
         sql, timeline_params = insert_sql(entries)
         with_timeline = f"WITH timeline AS ({sql}) "
