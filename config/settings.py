@@ -114,6 +114,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every answer (a redirect or an error included) carries its X-Request-ID, and
+    # every line logged while serving it the id (core.logcontext).
+    "core.logcontext.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Right after the HTTPS redirect, before everything else: a static file needs no
     # session, user or CSRF token (https://whitenoise.readthedocs.io/en/stable/django.html).
@@ -324,6 +327,9 @@ SPECTACULAR_SETTINGS = {
         "MessageStatusEnum": "messaging.models.MessageStatus",
         "ExecutionStatusEnum": "flows.models.Execution.Status",
         "DeadLetterStatusEnum": "core.models.DeadLetter.Status",
+        "TimelineKindEnum": "messaging.models.TimelineKind",
+        # The dead letters' kind had the name to itself before timelines came.
+        "KindEnum": "core.models.DeadLetter.Kind",
     },
     # Swagger UI from the drf-spectacular-sidecar package (collected into STATIC_ROOT), so
     # /api/docs/ needs no CDN and its version is pinned with the other dependencies.
@@ -344,8 +350,11 @@ LOG_JSON = env_bool("LOG_JSON", False)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    # Every line carries the request, workspace, message, execution and task ids it is
+    # about (core.logcontext): fields of a JSON line, "[request_id=…]" after a plain one.
+    "filters": {"context": {"()": "core.logcontext.ContextFilter", "plain": not LOG_JSON}},
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s%(context)s"},
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
             "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
@@ -355,6 +364,7 @@ LOGGING = {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": "json" if LOG_JSON else "plain",
+            "filters": ["context"],
         }
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
@@ -437,6 +447,9 @@ DISPATCH_POLL_SECONDS = env_float("DISPATCH_POLL_SECONDS", 0.2)
 # A workspace seen without an enabled event endpoint is looked up again after this long
 # (messaging.events.outbox.subscribers): what an endpoint created elsewhere may miss at most.
 EVENT_ENDPOINTS_RECHECK_SECONDS = env_float("EVENT_ENDPOINTS_RECHECK_SECONDS", 1.0)
+# Write each message's timeline (README.md, "Timelines"). Off only to measure what it
+# costs (make bench, scenario e2e): the timeline is how support answers "why?".
+TIMELINE_ENABLED = env_bool("TIMELINE_ENABLED", True)
 # `send_at` may be this far in the past (clock skew, slow clients) before it is refused.
 SEND_AT_PAST_TOLERANCE_SECONDS = env_int("SEND_AT_PAST_TOLERANCE_SECONDS", 60)
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600

@@ -6,10 +6,21 @@ other reads, and not inside a view.
 """
 from __future__ import annotations
 
-from django.db.models import Prefetch, QuerySet
+from django.core.validators import EmailValidator
+from django.db.models import Prefetch, Q, QuerySet
+from django.db.models.functions import Lower
 
 from core.models import Contact, Workspace
-from messaging.models import DeliveryAttempt, Message, Suppression, WebhookEndpoint
+from core.phones import normalize_phone
+from messaging.models import (
+    RECIPIENT_CHANNELS,
+    DeliveryAttempt,
+    Direction,
+    Message,
+    Suppression,
+    TimelineEntry,
+    WebhookEndpoint,
+)
 
 
 def _attempts_in_order() -> Prefetch:
@@ -29,6 +40,29 @@ def messages_list(*, workspace: Workspace, with_attempts: bool = False) -> Query
     if with_attempts:
         queryset = queryset.prefetch_related(_attempts_in_order())
     return queryset
+
+
+def timeline_list(*, message: Message) -> QuerySet[TimelineEntry]:
+    """Return a message's timeline entries in the order they were written."""
+    return TimelineEntry.objects.filter(message=message).order_by("id")
+
+
+def recipient_normalize(text: str) -> str:
+    """Return a recipient as messages store it: an email address lowercased, a phone
+    number in E.164 (however it was written); raise ValidationError when it is neither."""
+    text = (text or "").strip()
+    if "@" in text:
+        EmailValidator(message=f"'{text}' is not a valid email address.")(text)
+        return text.lower()
+    return normalize_phone(text)
+
+
+def messages_to(queryset: QuerySet[Message], recipient: str) -> QuerySet[Message]:
+    """Return the messages of `queryset` sent to the recipient (as recipient_normalize
+    returns it), whatever their status and channel, and those received from it."""
+    return queryset.alias(to_lower=Lower("to")).filter(
+        Q(to_lower=recipient, channel__in=RECIPIENT_CHANNELS)
+        | Q(sender=recipient, direction=Direction.INBOUND))
 
 
 def suppressions_list(*, workspace: Workspace) -> QuerySet[Suppression]:

@@ -187,6 +187,13 @@ def test_messages_of_every_channel_suppressed_or_not_read_back_typed(
     suppressed = call(contract, "v1_messages_list", "PaginatedMessageList", client=client,
                       suppressed_reason=models.V1MessagesListSuppressedReason.SUPPRESSED_ADDRESS)
     assert [m.id for m in suppressed.results] == [refused.id]
+    to_blocked = call(contract, "v1_messages_list", "PaginatedMessageList", client=client,
+                      recipient="Blocked@Example.com")
+    assert [m.id for m in to_blocked.results] == [refused.id]
+    call(contract, "v1_messages_list", "Error", client=client, recipient="nobody")
+    by_contact = call(contract, "v1_messages_list", "PaginatedMessageList", client=client,
+                      contact_external_id="no-such-contact", provider_message_id="x")
+    assert by_contact.count == 0
     for message in [*sent, refused]:
         detail = call(contract, "v1_messages_retrieve", "MessageDetail", client=client,
                       id=message.id)
@@ -257,6 +264,13 @@ def test_suppressions_and_webhook_endpoints_with_deliveries_read_back_typed(
                    body=models.MessageCreateRequest(channel=models.ChannelEnum.SMS,
                                                     to="+14155552672", body="Hi"))
     deliver(str(message.id))
+    timeline = call(contract, "v1_messages_timeline_list", "PaginatedTimelineEntryList",
+                    client=client, id=message.id)
+    kinds = models.TimelineKindEnum
+    # The endpoint takes every event: message.queued, then message.sent.
+    assert [e.kind for e in timeline.results] == [kinds.ACCEPTED, kinds.EVENT,
+                                                  kinds.PROVIDER_CALL, kinds.EVENT]
+    assert timeline.results[2].detail.additional_properties["outcome"] == "sent"
     deliveries = call(contract, "v1_webhook_endpoints_deliveries_list",
                       "PaginatedDeliveryList", client=client, id=endpoint.id)
     assert deliveries.count >= 1

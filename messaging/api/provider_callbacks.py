@@ -72,7 +72,9 @@ class TwilioStatusView(APIView):
             fields = {"delivered_at": now} if status == "delivered" else {
                 "last_error": f"Twilio error {request.POST.get('ErrorCode', '')}".strip(),
                 "error_code": request.POST.get("ErrorCode", "")}
-            receipt_apply(message=message, status=status, fields=fields, now=now)
+            receipt_apply(message=message, status=status, fields=fields, now=now, report={
+                "source": "twilio", "reported": request.POST.get("MessageStatus", ""),
+                "error_code": request.POST.get("ErrorCode", "")})
         return Response(status=204)
 
     def _message(self, request: Request) -> Message:

@@ -10,6 +10,7 @@ from messaging.models import (
     DeliveryAttempt,
     Message,
     SuppressedReason,
+    TimelineEntry,
     WaitReason,
     metadata_public,
 )
@@ -61,4 +62,23 @@ class MessageSerializer(serializers.ModelSerializer):
                   "max_attempts", "provider", "provider_message_id", "response", "last_error",
                   "error_code", "possible_duplicate", "source", "created_at", "updated_at",
                   "sent_at", "delivered_at", "failed_at", "cancelled_at"]
+        read_only_fields = fields
+
+
+class TimelineEntrySerializer(serializers.ModelSerializer):
+    """One fact of a message's life (README.md, "Timelines"). `count` > 1: the same fact
+    happened that many times in a row (a rate-limit deferral), the last at `last_at`."""
+
+    detail = serializers.DictField(read_only=True, help_text=(
+        "What the entry says, by kind: accepted {source, status, api_key, flow_id, "
+        "execution_id, node_id, execution_source, send_at, event, event_id}; deferred {until, "
+        "check, reason}; suppressed {reason, check}; paused {reason, paused_by}; released "
+        "{due, by}; rate_limited {until, rate, key}; provider_call {attempt, provider, "
+        "status_code, latency_ms, outcome, error, error_code, possible_duplicate}; receipt "
+        "{status, source, reported, error_code}; event {type, event_id, deliveries}; "
+        "cancelled {by, from_status}. Keys without a value are left out."))
+
+    class Meta:
+        model = TimelineEntry
+        fields = ["id", "kind", "at", "count", "last_at", "detail"]
         read_only_fields = fields

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,6 +21,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from core import logcontext
 from messaging import ratelimit
 from messaging.channels import rate_key_for
 from messaging.delivery import pauses
@@ -27,12 +30,20 @@ from messaging.delivery.templating import render_content
 from messaging.events.endpoints import endpoint_secrets
 from messaging.events.outbox import messages_emit, subscribers
 from messaging.events.types import MESSAGE_SUPPRESSED
-from messaging.models import DeliveryAttempt, Message, MessageStatus, WaitReason
+from messaging.models import (
+    DeliveryAttempt,
+    Message,
+    MessageStatus,
+    TimelineEntry,
+    TimelineKind,
+    WaitReason,
+)
 from messaging.providers.base import Outbound, ProviderError, Receipt
 from messaging.providers.registry import provider_for
 from messaging.ratelimit import RATE_KEY_FIELD
 from messaging.recipients import policy
 from messaging.recipients.unsubscribe import list_unsubscribe_headers
+from messaging.timeline import counted_write, entries_write, entry
 
 logger = logging.getLogger(__name__)
 
@@ -60,26 +71,47 @@ def messages_deliver(*, message_ids: list[str], task_id: str = "") -> dict[str, 
     # In due order, so rate-limit slots are booked in the order the messages were due.
     messages = list(Message.objects.select_related("workspace", "contact", "webhook_endpoint")
                     .filter(pk__in=claimed).order_by("due_at", "created_at", "id"))
+    claimed_messages = list(messages)
     held = pauses.hold_paused(messages, now)
     outcomes.update({str(pk): "paused" for pk in held})
     messages = [message for message in messages if message.pk not in held]
     decisions = policy.decide_all(messages, now=now)
-    ready, refused = [], []
+    ready, refused, deferred = [], [], []
     for message in messages:
         decision = decisions[message.pk]
         if decision.outcome == policy.SUPPRESSED:
-            refused.append((message, decision.reason))
+            refused.append((message, decision))
             outcomes[str(message.pk)] = "suppressed"
         elif decision.outcome == policy.DEFERRED and decision.until is not None:
-            _put_back(message, decision.until, now, status_reason=decision.check)
+            deferred.append(Deferral(message, decision.until, {"status_reason": decision.check},
+                                     entry(message_id=message.pk, kind=TimelineKind.DEFERRED,
+                                           at=now, until=decision.until, check=decision.check,
+                                           reason=decision.reason)))
             outcomes[str(message.pk)] = "deferred"
-        elif _defer_for_rate_limit(message, now):
+        elif (deferral := _defer_for_rate_limit(message, now)) is not None:
+            if decision.check == "frequency_cap":  # counted against its cap all the same
+                deferral.entry.detail["frequency_cap"] = "counted"
+            deferred.append(deferral)
             outcomes[str(message.pk)] = "deferred"
         else:
             ready.append(message)
+    _put_back_all(deferred, now)
     notify_finals(_suppress_all(refused, now))
-    outcomes.update(_send_and_record(ready, task_id, now))
+    counted = {m.pk for m in ready if decisions[m.pk].check == "frequency_cap"}
+    outcomes.update(_send_and_record(ready, task_id, now, counted))
+    _log_outcomes(claimed_messages, outcomes)
     return outcomes
+
+
+def _log_outcomes(messages: list[Message], outcomes: dict[str, str]) -> None:
+    """Log one line per claimed message with its outcome, carrying its ids (the request
+    that created it included: README.md, "Following a message through the logs")."""
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    for message in messages:
+        with logcontext.bind(message_id=message.pk, workspace_id=message.workspace_id,
+                             request_id=message.request_id):
+            logger.info("%s message %s", message.channel, outcomes[str(message.pk)])
 
 
 def _claim(message_ids: list[str], now: datetime) -> list[Any]:
@@ -137,7 +169,8 @@ def _prepare(message: Message, task_id: str, now: datetime) -> Call:
     return call
 
 
-def _send_and_record(messages: list[Message], task_id: str, now: datetime) -> dict[str, str]:
+def _send_and_record(messages: list[Message], task_id: str, now: datetime,
+                     cap_counted: set[Any] | frozenset[Any] = frozenset()) -> dict[str, str]:
     """Call each message's provider, PROVIDER_CONCURRENCY at a time, and record each
     outcome as its call finishes; return {message id: outcome}.
 
@@ -147,6 +180,8 @@ def _send_and_record(messages: list[Message], task_id: str, now: datetime) -> di
     (requeued as is) from one that may have been (flagged a possible duplicate).
     """
     calls = [_prepare(message, task_id, now) for message in messages]
+    for call in calls:
+        call.cap_counted = call.message.pk in cap_counted
     waiting = deque(call for call in calls if call.result is None)
     finished = [call for call in calls if call.result is not None]
     running: dict[Future, Call] = {}
@@ -160,16 +195,27 @@ def _send_and_record(messages: list[Message], task_id: str, now: datetime) -> di
         finished = []
         for call in starting:
             if call.started and call.outbound is not None:
-                running[_provider_pool().submit(_call, call.provider, call.outbound)] = call
+                # The provider's own lines carry the message's ids (another thread).
+                running[_provider_pool().submit(
+                    logcontext.run_bound, _timed_call, call.provider, call.outbound,
+                    message_id=call.message.pk, workspace_id=call.message.workspace_id,
+                    request_id=call.message.request_id, task_id=task_id)] = call
         if not running:
             continue
         done, _ = wait(running, return_when=FIRST_COMPLETED)
         more, _ = wait(set(running) - done, timeout=RECORD_WINDOW_SECONDS)
         for future in done | more:
             call = running.pop(future)
-            call.result = future.result()
+            call.result, call.latency = future.result()
             finished.append(call)
     return outcomes
+
+
+def _timed_call(provider: Any, outbound: Outbound) -> tuple[Receipt | ProviderError, float]:
+    """Send through the provider; return the result and how long the call took (s)."""
+    started = time.monotonic()
+    result = _call(provider, outbound)
+    return result, time.monotonic() - started
 
 
 def _call(provider: Any, outbound: Outbound) -> Receipt | ProviderError:
@@ -184,23 +230,48 @@ def _call(provider: Any, outbound: Outbound) -> Receipt | ProviderError:
                              outcome_unknown=True, code="exception")
 
 
-def _defer_for_rate_limit(message: Message, now: datetime) -> bool:
-    """Book a rate-limit slot; if it is in the future, put the message back on its timer."""
+@dataclass
+class Deferral:
+    """A claimed message going back on its timer, due at `due`, with the fields to write
+    and its timeline entry."""
+
+    message: Message
+    due: datetime
+    fields: dict[str, Any]
+    entry: TimelineEntry
+
+
+def _defer_for_rate_limit(message: Message, now: datetime) -> Deferral | None:
+    """Book a rate-limit slot; if it is in the future, return the message's deferral to it."""
     if message.rate_slot_at is not None and message.rate_slot_at <= now + timedelta(
             milliseconds=50):
-        return False  # this message already holds the slot it is due at
+        return None  # this message already holds the slot it is due at
     rate, reservation = _rate_and_key(message)
     if rate is None:
-        return False
+        return None
     key = rate_key_for(message.channel)
     delay = ratelimit.reserve(reservation, rate)
     if delay <= 0.001:
-        return False
+        return None
     slot = now + timedelta(seconds=delay)
-    _put_back(message, slot, now, rate_slot_at=slot, status_reason=WaitReason.RATE_LIMIT)
     ratelimit.record_deferral(workspace_id=str(message.workspace_id),
                               channel=key, delay=delay)
-    return True
+    fields = {"rate_slot_at": slot, "status_reason": WaitReason.RATE_LIMIT}
+    return Deferral(message, slot, fields,
+                    entry(message_id=message.pk, kind=TimelineKind.RATE_LIMITED, at=now,
+                          until=slot, rate=f"{rate.count}/{rate.period:g}s", key=key))
+
+
+def _put_back_all(deferred: list[Deferral], now: datetime) -> None:
+    """Put the deferred messages back on their timers and write their timeline entries, in
+    one transaction (rate-limit deferrals counted on the message's latest entry when it
+    is one already)."""
+    if not deferred:
+        return
+    with transaction.atomic():
+        entries = [d.entry for d in deferred if _put_back(d.message, d.due, now, **d.fields)]
+        entries_write(entries=[e for e in entries if e.kind != TimelineKind.RATE_LIMITED])
+        counted_write(entries=[e for e in entries if e.kind == TimelineKind.RATE_LIMITED])
 
 
 def _rate_and_key(message: Message) -> tuple[ratelimit.Rate | None, str]:
@@ -215,12 +286,12 @@ def _rate_and_key(message: Message) -> tuple[ratelimit.Rate | None, str]:
             _reservation_key(message, rate_key_for(message.channel)))
 
 
-def _put_back(message: Message, due: datetime, now: datetime, **fields: Any) -> None:
-    """Return a claimed message to its timer, due at `due`. A deferral is not an attempt:
-    give back the one the claim counted."""
-    Message.objects.filter(pk=message.pk, status=MessageStatus.SENDING).update(
+def _put_back(message: Message, due: datetime, now: datetime, **fields: Any) -> bool:
+    """Return a claimed message to its timer, due at `due`; return whether it was still
+    ours. A deferral is not an attempt: give back the one the claim counted."""
+    return bool(Message.objects.filter(pk=message.pk, status=MessageStatus.SENDING).update(
         status=MessageStatus.SCHEDULED, due_at=due, lease_until=None,
-        attempts=F("attempts") - 1, updated_at=now, **fields)
+        attempts=F("attempts") - 1, updated_at=now, **fields))
 
 
 def _suppress(message: Message, reason: str, now: datetime) -> bool:
@@ -231,15 +302,19 @@ def _suppress(message: Message, reason: str, now: datetime) -> bool:
         due_at=None, attempts=F("attempts") - 1, updated_at=now))
 
 
-def _suppress_all(refused: list[tuple[Message, str]], now: datetime) -> list[tuple[Any, str]]:
-    """Suppress each (message, reason) and emit message.suppressed in one transaction;
-    return the (id, source) pairs this call finished."""
+def _suppress_all(refused: list[tuple[Message, policy.Decision]],
+                  now: datetime) -> list[tuple[Any, str]]:
+    """Suppress each (message, the policy's decision), write why on its timeline and emit
+    message.suppressed, in one transaction; return the (id, source) pairs it finished."""
     if not refused:
         return []
     with transaction.atomic():
-        done = [message for message, reason in refused if _suppress(message, reason, now)]
-        messages_emit(changes=[(m, MESSAGE_SUPPRESSED) for m in done])
-    return [(message.pk, message.source) for message in done]
+        done = [(message, decision) for message, decision in refused
+                if _suppress(message, decision.reason, now)]
+        entries_write(entries=[entry(message_id=m.pk, kind=TimelineKind.SUPPRESSED, at=now,
+                                     reason=d.reason, check=d.check) for m, d in done])
+        messages_emit(changes=[(m, MESSAGE_SUPPRESSED) for m, _ in done])
+    return [(message.pk, message.source) for message, _ in done]
 
 
 def _reservation_key(message: Message, key: str) -> str:
