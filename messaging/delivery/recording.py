@@ -45,6 +45,7 @@ class Call:
     outbound: Outbound | None = None
     result: Receipt | ProviderError | None = None
     started: bool = False  # its started attempt is written: the call may be made
+    chain: Any = None  # its providers in failover order (messaging.delivery.failover.Chain)
 
     @property
     def rendered(self) -> dict | None:
@@ -127,7 +128,7 @@ def _emit_outcomes(recorded: list[tuple[Message, str]],
 
 # The attempt columns an outcome fills in (the others were written when it started).
 _ATTEMPT_OUTCOME_FIELDS = ["outcome", "status_code", "response", "error", "error_code",
-                           "possible_duplicate", "finished_at"]
+                           "possible_duplicate", "finished_at", "provider", "provider_calls"]
 
 
 def _lock_sending(ids: list[Any]) -> dict[Any, int]:

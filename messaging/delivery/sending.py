@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from messaging import ratelimit
 from messaging.channels import rate_key_for
-from messaging.delivery import pauses
+from messaging.delivery import failover, pauses
 from messaging.delivery.recording import Call, notify_finals, record_group
 from messaging.delivery.templating import render_content
 from messaging.events.endpoints import endpoint_secrets
@@ -29,7 +29,7 @@ from messaging.events.outbox import messages_emit, subscribers
 from messaging.events.types import MESSAGE_SUPPRESSED
 from messaging.models import DeliveryAttempt, Message, MessageStatus, WaitReason
 from messaging.providers.base import Outbound, ProviderError, Receipt
-from messaging.providers.registry import provider_for
+from messaging.providers.registry import providers_for
 from messaging.ratelimit import RATE_KEY_FIELD
 from messaging.recipients import policy
 from messaging.recipients.unsubscribe import list_unsubscribe_headers
@@ -120,21 +120,55 @@ def _provider_pool() -> ThreadPoolExecutor:
 
 
 def _prepare(message: Message, task_id: str, now: datetime) -> Call:
-    """Return the message's call: its provider and request, or a permanent error as its
-    result when the request cannot be built (no call is made then)."""
+    """Return the message's call: its providers in failover order and their requests, or a
+    permanent error as its result when the request cannot be built (no call is made then)."""
     call = Call(message, DeliveryAttempt(message=message, number=message.attempts,
                                           task_id=task_id or "", started_at=now))
     try:
-        call.provider, config = provider_for(message.workspace, message.channel)
-        if message.webhook_endpoint_id and message.webhook_endpoint is not None:
-            # An event delivery is signed for its endpoint, not with the workspace's.
-            config["secrets"] = endpoint_secrets(message.webhook_endpoint, now)
-        call.outbound = _outbound(message, config)
+        content = render_content(message)
+        links = []
+        for choice in providers_for(message.workspace, message.channel):
+            config = dict(choice.config)
+            if message.webhook_endpoint_id and message.webhook_endpoint is not None:
+                # An event delivery is signed for its endpoint, not with the workspace's.
+                config["secrets"] = endpoint_secrets(message.webhook_endpoint, now)
+            links.append(failover.Link(choice, _outbound(
+                message, config, content, choice.idempotency_key(str(message.id)))))
     except (ValueError, KeyError) as exc:
         call.result = ProviderError(str(exc), permanent=True, code="invalid")
         return call
-    call.attempt.provider = call.provider.name
+    call.chain = failover.Chain(links, workspace_id=str(message.workspace_id),
+                                allow_unknown=failover.allows_unknown(message.workspace.settings))
+    _start_at(call, 0)
     return call
+
+
+def _start_at(call: Call, index: int) -> None:
+    """Point the call at the provider its attempt starts with."""
+    call.chain.start = index
+    call.provider, call.outbound = call.chain.first.choice.provider, call.chain.first.outbound
+    call.attempt.provider = call.chain.first.choice.name
+
+
+def _gate_breakers(calls: list[Call], now: datetime) -> tuple[list[Call], dict[str, str]]:
+    """Start each call at its first provider whose breaker lets it through; put back on its
+    timer (a deferral, not an attempt) each message whose every provider's is open. Return
+    the calls to make and the deferred messages' outcomes."""
+    closed: set[str] = set()
+    kept, outcomes = [], {}
+    for call in calls:
+        if call.result is not None or call.chain is None:
+            kept.append(call)
+            continue
+        wait = failover.first_allowed(call.chain, closed)
+        if wait is None:
+            _start_at(call, call.chain.start)
+            kept.append(call)
+            continue
+        _put_back(call.message, now + timedelta(seconds=wait), now,
+                  status_reason=WaitReason.PROVIDER_DOWN)
+        outcomes[str(call.message.pk)] = "deferred"
+    return kept, outcomes
 
 
 def _send_and_record(messages: list[Message], task_id: str, now: datetime) -> dict[str, str]:
@@ -146,12 +180,12 @@ def _send_and_record(messages: list[Message], task_id: str, now: datetime) -> di
     only the calls in flight, and the sweeper can tell a message that was never called
     (requeued as is) from one that may have been (flagged a possible duplicate).
     """
-    calls = [_prepare(message, task_id, now) for message in messages]
+    calls, outcomes = _gate_breakers([_prepare(message, task_id, now) for message in messages],
+                                     now)
     waiting = deque(call for call in calls if call.result is None)
     finished = [call for call in calls if call.result is not None]
     running: dict[Future, Call] = {}
     limit = max(1, settings.PROVIDER_CONCURRENCY)
-    outcomes: dict[str, str] = {}
     # Read once per batch, not once per transaction (see messages_emit).
     endpoints = subscribers({message.workspace_id for message in messages})
     while waiting or running or finished:
@@ -159,8 +193,8 @@ def _send_and_record(messages: list[Message], task_id: str, now: datetime) -> di
         outcomes.update(record_group(finished, starting, endpoints))
         finished = []
         for call in starting:
-            if call.started and call.outbound is not None:
-                running[_provider_pool().submit(_call, call.provider, call.outbound)] = call
+            if call.started and call.chain is not None:
+                running[_provider_pool().submit(failover.send, call.chain, _call)] = call
         if not running:
             continue
         done, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -168,6 +202,8 @@ def _send_and_record(messages: list[Message], task_id: str, now: datetime) -> di
         for future in done | more:
             call = running.pop(future)
             call.result = future.result()
+            call.attempt.provider = call.chain.used or call.attempt.provider
+            call.attempt.provider_calls = call.chain.calls
             finished.append(call)
     return outcomes
 
@@ -256,10 +292,12 @@ def _reservation_key(message: Message, key: str) -> str:
     return ratelimit.channel_key(workspace_id, key)
 
 
-def _outbound(message: Message, config: dict[str, Any]) -> Outbound:
+def _outbound(message: Message, config: dict[str, Any], content: dict[str, Any],
+              idempotency_key: str) -> Outbound:
     return Outbound(
         message_id=str(message.id), workspace_id=str(message.workspace_id),
-        channel=message.channel, to=message.to, content=render_content(message),
+        channel=message.channel, to=message.to, content=content,
+        idempotency_key=idempotency_key,
         config=config, contact_id=str(message.contact_id) if message.contact_id else None,
         # A row written during a rolling deploy may still hold its flow context here.
         metadata={k: v for k, v in (message.metadata or {}).items() if k != "_context"},

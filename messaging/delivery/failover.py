@@ -1,0 +1,136 @@
+"""Failover inside one attempt: the providers of a channel in order, behind their breakers.
+
+A definite transient failure (a 5xx, a refused connection, a 429 with a long Retry-After)
+sends the same message through the next provider in the same attempt, with that provider's
+own idempotency key. A permanent error (an invalid number) is the message's fault, not the
+provider's: no failover. A failure whose outcome is unknown (a timeout after the request was
+sent) may have been sent: it fails over only when the workspace allows it
+(`failover_on_unknown_outcome`), else the same provider retries it with the same key. A
+provider whose breaker is open is passed over; when every one is, the message waits (a
+deferral, decided before the attempt starts: see `first_allowed`).
+
+The calls run on the provider threads, outside any transaction; what they did is returned
+for the attempt row (its `provider` and `provider_calls`).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+
+from core.workspace_settings import FAILOVER_ON_UNKNOWN_OUTCOME
+from messaging.providers import breaker
+from messaging.providers.base import Outbound, ProviderError, Receipt
+from messaging.providers.registry import Choice
+
+logger = logging.getLogger(__name__)
+
+SKIPPED = "skipped"  # a provider call not made: its breaker was open
+
+
+@dataclass
+class Link:
+    """One provider of a message's failover order and its request."""
+
+    choice: Choice
+    outbound: Outbound
+
+
+@dataclass
+class Chain:
+    """A message's providers in order, where its attempt starts, and what the calls did."""
+
+    links: list[Link]
+    workspace_id: str
+    allow_unknown: bool = False
+    start: int = 0
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    used: str = ""  # the provider called last
+
+    @property
+    def first(self) -> Link:
+        return self.links[self.start]
+
+
+def allows_unknown(workspace_settings: dict | None) -> bool:
+    """Tell whether a workspace lets an outcome-unknown failure fail over."""
+    return (workspace_settings or {}).get(FAILOVER_ON_UNKNOWN_OUTCOME) is True
+
+
+def fails_over(error: ProviderError, *, allow_unknown: bool) -> bool:
+    """Tell whether this failure sends the message through the next provider now."""
+    if error.permanent:
+        return False
+    if error.outcome_unknown:
+        return allow_unknown
+    if error.status_code == 429:
+        wait = error.retry_after or 0.0
+        return wait >= settings.PROVIDER_FAILOVER_RETRY_AFTER_SECONDS
+    return True
+
+
+def first_allowed(chain: Chain, closed: set[str]) -> float | None:
+    """Set where the chain starts: its first provider whose breaker lets a call through
+    (`closed`: breakers this batch already found closed, asked no more). Return None when
+    one does, else the seconds until the soonest may (the message waits that long)."""
+    waits = []
+    for index, link in enumerate(chain.links):
+        breaker_id = link.choice.breaker_id
+        if not breaker_id or breaker_id in closed:
+            chain.start = index
+            return None
+        allowed, wait = breaker.acquire(breaker_id)
+        if allowed:
+            chain.start = index
+            if breaker.read(breaker_id).state == breaker.CLOSED:
+                closed.add(breaker_id)
+            return None
+        waits.append(wait)
+    return max(0.05, min(waits))
+
+
+def send(chain: Chain, call: Any) -> Receipt | ProviderError:
+    """Call the chain's providers from its start until one accepts or a failure does not
+    fail over; return the last result. `call(provider, outbound)` makes one call and
+    returns its result (never raises)."""
+    result: Receipt | ProviderError | None = None
+    for index in range(chain.start, len(chain.links)):
+        link = chain.links[index]
+        breaker_id = link.choice.breaker_id
+        if index > chain.start and breaker_id and not breaker.acquire(breaker_id)[0]:
+            chain.calls.append(_entry(link, SKIPPED))
+            continue
+        began = time.monotonic()
+        result = call(link.choice.provider, link.outbound)
+        latency = time.monotonic() - began
+        chain.used = link.choice.name
+        if breaker_id:
+            state = breaker.record(breaker_id, workspace_id=chain.workspace_id,
+                                   kind=breaker.classify(result), latency=latency)
+            if state == breaker.OPEN:
+                logger.warning("provider breaker %s is open", breaker_id)
+        chain.calls.append(_entry(link, "sent" if isinstance(result, Receipt) else "failed",
+                                  result, latency))
+        if isinstance(result, Receipt) or not fails_over(result,
+                                                         allow_unknown=chain.allow_unknown):
+            return result
+    assert result is not None  # the start link is always called
+    return result
+
+
+def _entry(link: Link, outcome: str, result: Receipt | ProviderError | None = None,
+           latency: float | None = None) -> dict[str, Any]:
+    """Return one provider call as the attempt's `provider_calls` lists it."""
+    entry: dict[str, Any] = {"provider": link.choice.name,
+                             "idempotency_key": link.outbound.key, "outcome": outcome,
+                             "status_code": None, "error_code": "", "error": "", "ms": None}
+    if result is not None:
+        entry["status_code"] = result.status_code
+        if isinstance(result, ProviderError):
+            entry["error_code"], entry["error"] = result.code, result.message[:300]
+    if latency is not None:
+        entry["ms"] = round(latency * 1000, 1)
+    return entry

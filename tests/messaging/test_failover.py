@@ -1,0 +1,164 @@
+"""Failover between a channel's providers, end to end: API -> live worker -> two local
+stand-in providers (an HTTP SMS API first, a Twilio-like API second)."""
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from core.models import DeadLetter
+from messaging.models import DeliveryAttempt, Message
+from tests.support.stub_server import Reply
+from tests.support.waiting import wait_until
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
+
+TWILIO_PATH = "/2010-04-01/Accounts/AC1/Messages.json"
+
+
+def use_two_providers(workspace, first_url: str, second, **extra) -> None:
+    workspace.settings = {"providers": {"sms": [
+        {"name": "http", "api_url": first_url},
+        {"name": "twilio", "api_base": second.url, "account_sid": "AC1", "auth_token": "t",
+         "from_number": "+14155550000"}]}, **extra}
+    workspace.save()
+
+
+def send_sms(api) -> str:
+    response = api.post("/api/v1/messages", {"channel": "sms", "to": "+14155552671",
+                                             "body": "code 1234"}, format="json")
+    assert response.status_code == 201, response.content
+    return response.json()["id"]
+
+
+def message(message_id: str) -> Message:
+    return Message.objects.get(id=message_id)
+
+
+def attempts(message_id: str) -> list[DeliveryAttempt]:
+    return list(DeliveryAttempt.objects.filter(message_id=message_id).order_by("number"))
+
+
+def closed_port() -> str:
+    """Return the URL of a local port nothing listens on (connections are refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def fast_retries(settings) -> None:
+    settings.RETRY_BASE_SECONDS = 0.2
+    settings.RETRY_CAP_SECONDS = 0.5
+
+
+def test_a_503_sends_the_message_through_the_next_provider_in_the_same_attempt(
+        api, workspace, stub_server, second_stub_server, live_worker):
+    use_two_providers(workspace, stub_server.url, second_stub_server)
+    stub_server.default = Reply(503, {"error": "down"})
+    second_stub_server.default = Reply(201, {"sid": "SM1", "status": "queued"})
+    message_id = send_sms(api)
+    wait_until(lambda: message(message_id).status == "sent")
+    first = stub_server.wait_for(1, path="/send-sms")[0]
+    second = second_stub_server.wait_for(1, path=TWILIO_PATH)[0]
+    assert first.header("Idempotency-Key") == message_id
+    assert second.header("Idempotency-Key") == f"{message_id}:twilio"
+    assert (message(message_id).provider, message(message_id).attempts) == ("twilio", 1)
+    [attempt] = attempts(message_id)
+    assert (attempt.outcome, attempt.provider, attempt.status_code) == ("sent", "twilio", 201)
+    assert [(c["provider"], c["outcome"], c["status_code"]) for c in attempt.provider_calls] == [
+        ("http", "failed", 503), ("twilio", "sent", 201)]
+    detail = api.get(f"/api/v1/messages/{message_id}").json()
+    assert [c["provider"] for c in detail["attempts_log"][0]["provider_calls"]] == [
+        "http", "twilio"]
+
+
+def test_a_refused_connection_fails_over(api, workspace, second_stub_server, live_worker):
+    use_two_providers(workspace, closed_port(), second_stub_server)
+    message_id = send_sms(api)
+    wait_until(lambda: message(message_id).status == "sent")
+    [attempt] = attempts(message_id)
+    assert [(c["provider"], c["outcome"], c["error_code"]) for c in attempt.provider_calls] == [
+        ("http", "failed", "connection"), ("twilio", "sent", "")]
+    assert not attempt.possible_duplicate
+
+
+def test_a_permanent_error_does_not_fail_over(api, workspace, stub_server, second_stub_server,
+                                              live_worker):
+    use_two_providers(workspace, stub_server.url, second_stub_server)
+    stub_server.script("/send-sms", Reply(400, {"error": "invalid number"}))
+    message_id = send_sms(api)
+    wait_until(lambda: message(message_id).status == "failed")
+    time.sleep(0.3)
+    assert second_stub_server.requests == []
+    assert DeadLetter.objects.filter(source_id=message_id).count() == 1
+    assert [c["provider"] for c in attempts(message_id)[0].provider_calls] == ["http"]
+
+
+def test_a_429_fails_over_only_with_a_long_retry_after(
+        api, workspace, stub_server, second_stub_server, live_worker, dispatcher,
+        fast_retries, settings):
+    settings.PROVIDER_FAILOVER_RETRY_AFTER_SECONDS = 5
+    use_two_providers(workspace, stub_server.url, second_stub_server)
+    stub_server.script("/send-sms", Reply(429, {"error": "slow"}, headers={"Retry-After": "60"}),
+                       Reply(429, {"error": "slow"}, headers={"Retry-After": "1"}))
+    long_wait = send_sms(api)
+    wait_until(lambda: message(long_wait).status == "sent")
+    assert message(long_wait).provider == "twilio"
+    short_wait = send_sms(api)
+    wait_until(lambda: message(short_wait).status == "sent", timeout=20)
+    assert [a.provider for a in attempts(short_wait)] == ["http", "http"]
+    assert len(second_stub_server.requests) == 1
+
+
+def test_an_unknown_outcome_is_retried_on_the_same_provider(
+        api, workspace, stub_server, second_stub_server, live_worker, dispatcher,
+        fast_retries, settings):
+    settings.PROVIDER_TIMEOUT_SECONDS = 0.5
+    use_two_providers(workspace, stub_server.url, second_stub_server)
+    stub_server.script("/send-sms", Reply(200, {"id": "late"}, delay=1.5))
+    message_id = send_sms(api)
+    wait_until(lambda: message(message_id).status == "sent", timeout=20)
+    assert second_stub_server.requests == []
+    first, second = attempts(message_id)
+    assert (first.outcome, first.provider, first.possible_duplicate) == ("retry", "http", True)
+    assert [c["provider"] for c in first.provider_calls] == ["http"]
+    assert second.provider == "http"
+    keys = {r.header("Idempotency-Key") for r in stub_server.wait_for(2, path="/send-sms")}
+    assert keys == {message_id}  # the same key: the provider can deduplicate the repeat
+
+
+def test_an_unknown_outcome_fails_over_when_the_workspace_allows_it(
+        api, workspace, stub_server, second_stub_server, live_worker, settings):
+    settings.PROVIDER_TIMEOUT_SECONDS = 0.5
+    use_two_providers(workspace, stub_server.url, second_stub_server,
+                      failover_on_unknown_outcome=True)
+    stub_server.script("/send-sms", Reply(200, {"id": "late"}, delay=1.5))
+    message_id = send_sms(api)
+    wait_until(lambda: message(message_id).status == "sent")
+    [attempt] = attempts(message_id)
+    assert [(c["provider"], c["outcome"]) for c in attempt.provider_calls] == [
+        ("http", "failed"), ("twilio", "sent")]
+
+
+def test_each_provider_sends_a_message_at_most_once_across_attempts(
+        api, workspace, stub_server, second_stub_server, live_worker, dispatcher,
+        fast_retries, settings):
+    """The first provider is down; the second accepts but answers too late (outcome
+    unknown), so the attempt is retried: the second provider sees its own key again and
+    deduplicates it. In total the message was accepted once."""
+    settings.PROVIDER_TIMEOUT_SECONDS = 0.5
+    use_two_providers(workspace, stub_server.url, second_stub_server)
+    stub_server.default = Reply(503, {"error": "down"})
+    for server in (stub_server, second_stub_server):
+        server.dedupe_header = "Idempotency-Key"
+    second_stub_server.script(TWILIO_PATH, Reply(201, {"sid": "SM1"}, delay=1.5))
+    second_stub_server.default = Reply(201, {"sid": "SM2"})
+    message_id = send_sms(api)
+    wait_until(lambda: message(message_id).status == "sent", timeout=20)
+    assert len(second_stub_server.requests) == 1 and second_stub_server.deduplicated == 1
+    assert message(message_id).provider_message_id == "SM1"
+    assert [a.outcome for a in attempts(message_id)] == ["retry", "sent"]
+    assert not DeadLetter.objects.exists()
