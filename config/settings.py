@@ -324,6 +324,8 @@ SPECTACULAR_SETTINGS = {
         "MessageStatusEnum": "messaging.models.MessageStatus",
         "ExecutionStatusEnum": "flows.models.Execution.Status",
         "DeadLetterStatusEnum": "core.models.DeadLetter.Status",
+        "ProviderCallOutcomeEnum": "messaging.delivery.failover.CALL_OUTCOMES",
+        "ProviderStateEnum": "messaging.providers.breaker.STATES",
     },
     # Swagger UI from the drf-spectacular-sidecar package (collected into STATIC_ROOT), so
     # /api/docs/ needs no CDN and its version is pinned with the other dependencies.

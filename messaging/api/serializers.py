@@ -6,6 +6,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from messaging.delivery.failover import CALL_OUTCOMES
 from messaging.models import (
     DeliveryAttempt,
     Message,
@@ -39,7 +40,7 @@ class ProviderCallSerializer(serializers.Serializer):
     provider = serializers.CharField(read_only=True)
     idempotency_key = serializers.CharField(read_only=True)
     # skipped: not called, its circuit breaker was open.
-    outcome = serializers.ChoiceField(choices=["sent", "failed", "skipped"], read_only=True)
+    outcome = serializers.ChoiceField(choices=CALL_OUTCOMES, read_only=True)
     status_code = serializers.IntegerField(read_only=True, allow_null=True)
     error_code = serializers.CharField(read_only=True)
     error = serializers.CharField(read_only=True)

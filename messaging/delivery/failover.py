@@ -29,6 +29,7 @@ from messaging.providers.registry import Choice
 logger = logging.getLogger(__name__)
 
 SKIPPED = "skipped"  # a provider call not made: its breaker was open
+CALL_OUTCOMES = ("sent", "failed", SKIPPED)  # of an attempt's provider_calls
 
 
 @dataclass

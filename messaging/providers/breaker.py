@@ -30,16 +30,20 @@ logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "cb:"
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+STATES = (CLOSED, OPEN, HALF_OPEN)
 SUCCESS, FAILURE, NEUTRAL = "success", "failure", "neutral"
 LATENCIES_KEPT = 500  # per workspace and provider: enough for a p95 of recent calls
 STATS_TTL_SECONDS = 7 * 24 * 3600
+PROBE_RECHECK_US = 1_000_000  # while a probe is out, others ask again this soon (at most)
 
 _NOW = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 """
 
-# KEYS[1] = breaker hash; ARGV = cooldown_us, probe_us. Returns {allowed, wait_us}.
+# KEYS[1] = breaker hash; ARGV = cooldown_us, probe_us, recheck_us (how soon to ask again
+# while another caller's probe is out: it usually answers long before its deadline).
+# Returns {allowed, wait_us}.
 _BEFORE_LUA = _NOW + """
 local state = redis.call('HGET', KEYS[1], 'state') or 'closed'
 if state == 'closed' then return {1, 0} end
@@ -49,7 +53,9 @@ if state == 'open' then
   if now < opened + cooldown then return {0, string.format('%.0f', opened + cooldown - now)} end
 else
   local probe_until = tonumber(redis.call('HGET', KEYS[1], 'probe_until') or '0')
-  if now < probe_until then return {0, string.format('%.0f', probe_until - now)} end
+  if now < probe_until then
+    return {0, string.format('%.0f', math.min(probe_until - now, tonumber(ARGV[3])))}
+  end
 end
 redis.call('HSET', KEYS[1], 'state', 'half_open',
            'probe_until', string.format('%.0f', now + tonumber(ARGV[2])))
@@ -157,7 +163,8 @@ def acquire(breaker_id: str) -> tuple[bool, float]:
     cooldown_us = int(settings.PROVIDER_BREAKER_COOLDOWN_SECONDS * 1_000_000)
     try:
         allowed, wait_us = _script(_BEFORE_LUA)(
-            keys=[_key(breaker_id)], args=[cooldown_us, int(probe_seconds() * 1_000_000)])
+            keys=[_key(breaker_id)], args=[cooldown_us, int(probe_seconds() * 1_000_000),
+                                           min(cooldown_us, PROBE_RECHECK_US)])
     except redis.RedisError:
         logger.warning("breaker %s: Redis unavailable; letting the call through", breaker_id)
         return True, 0.0

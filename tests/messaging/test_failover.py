@@ -162,3 +162,59 @@ def test_each_provider_sends_a_message_at_most_once_across_attempts(
     assert message(message_id).provider_message_id == "SM1"
     assert [a.outcome for a in attempts(message_id)] == ["retry", "sent"]
     assert not DeadLetter.objects.exists()
+
+
+@pytest.fixture
+def quick_breakers(settings) -> None:
+    settings.PROVIDER_BREAKER_FAILURES = 3
+    settings.PROVIDER_BREAKER_COOLDOWN_SECONDS = 1.0
+
+
+def test_an_open_breaker_sends_straight_to_the_next_provider_until_a_probe_closes_it(
+        api, workspace, stub_server, second_stub_server, live_worker, quick_breakers):
+    use_two_providers(workspace, stub_server.url, second_stub_server)
+    stub_server.default = Reply(503, {"error": "down"})
+    first = [send_sms(api) for _ in range(3)]
+    wait_until(lambda: all(message(m).status == "sent" for m in first))
+    health = api.get("/api/v1/providers/health").json()["providers"]
+    http = next(row for row in health if row["channel"] == "sms" and row["name"] == "http")
+    assert (http["state"], http["failed"], http["position"]) == ("open", 3, 0)
+    assert http["opened_at"] is not None
+    passed_over = send_sms(api)
+    wait_until(lambda: message(passed_over).status == "sent")
+    assert len(stub_server.requests) == 3  # not called while open
+    [attempt] = attempts(passed_over)
+    assert [(c["provider"], c["outcome"]) for c in attempt.provider_calls] == [("twilio", "sent")]
+    stub_server.default = Reply(200, {"id": "ok"})
+    time.sleep(1.1)
+    probe = send_sms(api)
+    wait_until(lambda: message(probe).status == "sent")
+    assert message(probe).provider == "http"
+    health = api.get("/api/v1/providers/health").json()["providers"]
+    http = next(row for row in health if row["channel"] == "sms" and row["name"] == "http")
+    assert (http["state"], http["sent"], http["failed"]) == ("closed", 1, 3)
+    twilio = next(row for row in health if row["channel"] == "sms" and row["name"] == "twilio")
+    assert (twilio["state"], twilio["sent"], twilio["position"]) == ("closed", 4, 1)
+    assert twilio["latency_p95_ms"] is not None
+
+
+def test_with_every_breaker_open_a_message_waits_without_spending_attempts(
+        api, workspace, stub_server, live_worker, dispatcher, quick_breakers, settings):
+    settings.PROVIDER_BREAKER_COOLDOWN_SECONDS = 2.0
+    settings.RETRY_BASE_SECONDS = 0.1
+    settings.RETRY_CAP_SECONDS = 0.1
+    workspace.settings = {"providers": {"sms": {"name": "http", "api_url": stub_server.url}}}
+    workspace.save()
+    stub_server.script("/send-sms", *[Reply(503, {"error": "down"})] * 3)
+    opened = [send_sms(api) for _ in range(3)]
+    stub_server.wait_for(3, path="/send-sms")
+    waiting = send_sms(api)
+    wait_until(lambda: api.get(f"/api/v1/messages/{waiting}").json()["waiting_for"]
+               == "provider_down")
+    assert message(waiting).attempts == 0 and attempts(waiting) == []
+    assert len(stub_server.requests) == 3  # nothing called while the breaker is open
+    wait_until(lambda: all(message(m).status == "sent" for m in [*opened, waiting]),
+               timeout=20)
+    assert message(waiting).attempts == 1
+    assert [message(m).attempts for m in opened] == [2, 2, 2]
+    assert len(stub_server.requests) == 7 and not DeadLetter.objects.exists()
