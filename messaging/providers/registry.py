@@ -94,14 +94,18 @@ def providers_for(workspace: Workspace, channel: str) -> list[Choice]:
     if spec is None:
         raise ValueError(f"unknown channel {channel!r}")
     entries = _workspace_entries(workspace, channel)
-    if spec.provider_setting is None or not isinstance(entries, (list, dict)) or not entries:
-        entries = [{"name": name} for name in default_names(channel)]
-    elif isinstance(entries, dict):
-        if entries.get("name"):
-            entries = [entries]
-        else:  # overrides of the environment's first provider
-            entries = [{**entry, **entries} if index == 0 else entry for index, entry in
-                       enumerate({"name": name} for name in default_names(channel))]
+    defaults: list[dict[str, Any]] = [{"name": name} for name in default_names(channel)]
+    if spec.provider_setting is None:
+        # Only one way to deliver: the workspace's settings configure it, whatever they name.
+        entries = [{**workspace_override(workspace, channel), **defaults[0]}]
+    elif isinstance(entries, list) and entries:
+        pass
+    elif isinstance(entries, dict) and entries.get("name"):
+        entries = [entries]
+    elif isinstance(entries, dict) and entries:  # overrides of the environment's first
+        entries = [{**defaults[0], **entries}, *defaults[1:]]
+    else:
+        entries = defaults
     return [_choice(workspace, spec.name, dict(entry), index)
             for index, entry in enumerate(entries) if isinstance(entry, dict)]
 

@@ -200,7 +200,7 @@ def test_an_open_breaker_sends_straight_to_the_next_provider_until_a_probe_close
 
 def test_with_every_breaker_open_a_message_waits_without_spending_attempts(
         api, workspace, stub_server, live_worker, dispatcher, quick_breakers, settings):
-    settings.PROVIDER_BREAKER_COOLDOWN_SECONDS = 2.0
+    settings.PROVIDER_BREAKER_COOLDOWN_SECONDS = 5.0  # long enough to see it wait
     settings.RETRY_BASE_SECONDS = 0.1
     settings.RETRY_CAP_SECONDS = 0.1
     workspace.settings = {"providers": {"sms": {"name": "http", "api_url": stub_server.url}}}
