@@ -405,10 +405,10 @@ def provider_outage(run: Run) -> None:
     `<id>:twilio`), none may reach the dead letters, the primary's breaker must open and
     close again, and a provider_down alert rule must fire."""
     from core.models import DeadLetter
-    from monitoring import alerts
-    from monitoring.models import AlertEvent, AlertRule
     from messaging.providers import breaker
     from messaging.providers.registry import providers_for
+    from monitoring import alerts
+    from monitoring.models import AlertEvent, AlertRule
 
     c = run.cluster
     secondary = Secondary(c)
