@@ -9,6 +9,12 @@ sent) may have been sent: it fails over only when the workspace allows it
 provider whose breaker is open is passed over; when every one is, the message waits (a
 deferral, decided before the attempt starts: see `first_allowed`).
 
+A message may be sent by the provider that may already have it, never by an earlier one:
+before a call to any provider but the first, its position is noted in Redis (one write, on
+failover only). A later attempt of a message flagged `possible_duplicate` (its call's outcome
+was unknown, or its worker died during the call) starts no earlier than the noted provider,
+whose own key lets it deduplicate; otherwise a recovered first provider would send it again.
+
 The calls run on the provider threads, outside any transaction; what they did is returned
 for the attempt row (its `provider` and `provider_calls`).
 """
@@ -19,9 +25,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis
 from django.conf import settings
 
 from core.workspace_settings import FAILOVER_ON_UNKNOWN_OUTCOME
+from messaging import ratelimit
 from messaging.providers import breaker
 from messaging.providers.base import Outbound, ProviderError, Receipt
 from messaging.providers.registry import Choice
@@ -30,6 +38,8 @@ logger = logging.getLogger(__name__)
 
 SKIPPED = "skipped"  # a provider call not made: its breaker was open
 CALL_OUTCOMES = ("sent", "failed", SKIPPED)  # of an attempt's provider_calls
+MARK_PREFIX = "fo:"  # fo:<message id> -> the position of the last provider called past the first
+MARK_TTL_SECONDS = 7 * 24 * 3600  # longer than any message retries
 
 
 @dataclass
@@ -48,6 +58,8 @@ class Chain:
     workspace_id: str
     allow_unknown: bool = False
     start: int = 0
+    floor: int = 0  # no provider before this one may be called (see the module docstring)
+    marked: int = 0
     calls: list[dict[str, Any]] = field(default_factory=list)
     used: str = ""  # the provider called last
 
@@ -79,6 +91,8 @@ def first_allowed(chain: Chain, closed: set[str]) -> float | None:
     one does, else the seconds until the soonest may (the message waits that long)."""
     waits = []
     for index, link in enumerate(chain.links):
+        if index < chain.floor:
+            continue
         breaker_id = link.choice.breaker_id
         if not breaker_id or breaker_id in closed:
             chain.start = index
@@ -104,6 +118,9 @@ def send(chain: Chain, call: Any) -> Receipt | ProviderError:
         if index > chain.start and breaker_id and not breaker.acquire(breaker_id)[0]:
             chain.calls.append(_entry(link, SKIPPED))
             continue
+        if index > chain.marked:
+            _mark(link.outbound.message_id, index)
+            chain.marked = index
         began = time.monotonic()
         result = call(link.choice.provider, link.outbound)
         latency = time.monotonic() - began
@@ -120,6 +137,25 @@ def send(chain: Chain, call: Any) -> Receipt | ProviderError:
             return result
     assert result is not None  # the start link is always called
     return result
+
+
+def floor_of(message_id: str) -> int:
+    """Return the position of the last provider past the first that a message's earlier
+    attempts called (0 when none, or when Redis cannot say)."""
+    try:
+        value = ratelimit.client().get(f"{MARK_PREFIX}{message_id}")
+    except redis.RedisError:
+        logger.warning("message %s: cannot read its failover mark", message_id)
+        return 0
+    return int(value) if value else 0
+
+
+def _mark(message_id: str, position: int) -> None:
+    """Note that a message is about to be sent through the provider at this position."""
+    try:
+        ratelimit.client().set(f"{MARK_PREFIX}{message_id}", position, ex=MARK_TTL_SECONDS)
+    except redis.RedisError:
+        logger.warning("message %s: cannot note its failover to %s", message_id, position)
 
 
 def _entry(link: Link, outcome: str, result: Receipt | ProviderError | None = None,

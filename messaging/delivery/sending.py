@@ -139,7 +139,11 @@ def _prepare(message: Message, task_id: str, now: datetime) -> Call:
         return call
     call.chain = failover.Chain(links, workspace_id=str(message.workspace_id),
                                 allow_unknown=failover.allows_unknown(message.workspace.settings))
-    _start_at(call, 0)
+    if message.possible_duplicate and len(links) > 1:
+        # A provider past the first may have it: never go back before that one.
+        call.chain.floor = call.chain.marked = min(failover.floor_of(str(message.id)),
+                                                   len(links) - 1)
+    _start_at(call, call.chain.floor)
     return call
 
 

@@ -218,3 +218,40 @@ def test_with_every_breaker_open_a_message_waits_without_spending_attempts(
     assert message(waiting).attempts == 1
     assert [message(m).attempts for m in opened] == [2, 2, 2]
     assert len(stub_server.requests) == 7 and not DeadLetter.objects.exists()
+
+
+def test_a_fallback_whose_outcome_is_unknown_gets_the_retry_not_the_recovered_first(
+        api, workspace, stub_server, second_stub_server, live_worker, dispatcher,
+        fast_retries, settings):
+    """The first provider fails, the second may have sent it (its answer timed out): the
+    retry goes to the second again (its own key: deduplicated), not to the first, which
+    has recovered meanwhile and would send the message a second time."""
+    settings.PROVIDER_TIMEOUT_SECONDS = 0.5
+    use_two_providers(workspace, stub_server.url, second_stub_server)
+    second_stub_server.dedupe_header = "Idempotency-Key"
+    stub_server.script("/send-sms", Reply(503, {"error": "down"}))
+    second_stub_server.script(TWILIO_PATH, Reply(201, {"sid": "SM1"}, delay=1.5))
+    message_id = send_sms(api)
+    wait_until(lambda: message(message_id).status == "sent", timeout=20)
+    assert len(stub_server.requests) == 1  # only the 503
+    assert second_stub_server.deduplicated == 1
+    assert [a.provider for a in attempts(message_id)] == ["twilio", "twilio"]
+    assert message(message_id).provider_message_id == "SM1"
+
+
+def test_after_a_worker_died_calling_the_fallback_the_retry_starts_at_the_fallback(
+        workspace, stub_server, second_stub_server):
+    """As the sweeper leaves it: queued again, flagged possible_duplicate, and the note
+    that the second provider was being called when the worker died."""
+    from messaging.delivery import creation, failover
+    from messaging.delivery.sending import messages_deliver
+
+    use_two_providers(workspace, stub_server.url, second_stub_server)
+    created = creation.message_create(workspace=workspace, channel="sms", to="+14155552671",
+                                      content={"body": "code"})
+    Message.objects.filter(pk=created.pk).update(possible_duplicate=True, attempts=1)
+    failover._mark(str(created.pk), 1)
+    assert messages_deliver(message_ids=[str(created.pk)]) == {str(created.pk): "sent"}
+    assert stub_server.requests == []
+    [request] = second_stub_server.requests
+    assert request.header("Idempotency-Key") == f"{created.pk}:twilio"
