@@ -62,6 +62,9 @@ class Chain:
     marked: int = 0
     calls: list[dict[str, Any]] = field(default_factory=list)
     used: str = ""  # the provider called last
+    # (breaker id, workspace id, kind, latency) of each call, for the breakers: counted by
+    # the batch in one round trip per wave (see count), not one per call.
+    results: list[tuple[str, str, str, float]] = field(default_factory=list)
 
     @property
     def first(self) -> Link:
@@ -126,10 +129,8 @@ def send(chain: Chain, call: Any) -> Receipt | ProviderError:
         latency = time.monotonic() - began
         chain.used = link.choice.name
         if breaker_id:
-            state = breaker.record(breaker_id, workspace_id=chain.workspace_id,
-                                   kind=breaker.classify(result), latency=latency)
-            if state == breaker.OPEN:
-                logger.warning("provider breaker %s is open", breaker_id)
+            chain.results.append((breaker_id, chain.workspace_id, breaker.classify(result),
+                                  latency))
         chain.calls.append(_entry(link, "sent" if isinstance(result, Receipt) else "failed",
                                   result, latency))
         if isinstance(result, Receipt) or not fails_over(result,
@@ -137,6 +138,11 @@ def send(chain: Chain, call: Any) -> Receipt | ProviderError:
             return result
     assert result is not None  # the start link is always called
     return result
+
+
+def count(chains: list[Chain]) -> None:
+    """Count the finished chains' calls against their breakers, in one round trip."""
+    breaker.record_many([result for chain in chains for result in chain.results])
 
 
 def floor_of(message_id: str) -> int:

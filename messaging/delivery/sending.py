@@ -209,6 +209,7 @@ def _send_and_record(messages: list[Message], task_id: str, now: datetime) -> di
             call.attempt.provider = call.chain.used or call.attempt.provider
             call.attempt.provider_calls = call.chain.calls
             finished.append(call)
+        failover.count([call.chain for call in finished if call.chain is not None])
     return outcomes
 
 

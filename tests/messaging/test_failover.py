@@ -208,6 +208,8 @@ def test_with_every_breaker_open_a_message_waits_without_spending_attempts(
     stub_server.script("/send-sms", *[Reply(503, {"error": "down"})] * 3)
     opened = [send_sms(api) for _ in range(3)]
     stub_server.wait_for(3, path="/send-sms")
+    wait_until(lambda: api.get("/api/v1/providers/health").json()["providers"][0]["state"]
+               == "open")
     waiting = send_sms(api)
     wait_until(lambda: api.get(f"/api/v1/messages/{waiting}").json()["waiting_for"]
                == "provider_down")

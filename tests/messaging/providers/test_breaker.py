@@ -102,3 +102,13 @@ def test_no_breakers_when_disabled(breaker_id, settings):
     settings.PROVIDER_BREAKER_FAILURES = 0
     fail(breaker_id, 10)
     assert breaker.acquire(breaker_id)[0]
+
+
+def test_many_results_are_counted_in_one_round_trip_as_one_by_one(breaker_id):
+    breaker.record_many([(breaker_id, "w1", breaker.FAILURE, 0.01)] * 2
+                        + [(breaker_id, "w2", breaker.SUCCESS, 0.03)])
+    assert breaker.read(breaker_id).consecutive == 0
+    breaker.record_many([(breaker_id, "w1", breaker.FAILURE, 0.01)] * 3)
+    state = breaker.read(breaker_id)
+    assert (state.state, state.sent, state.failed) == (breaker.OPEN, 1, 5)
+    assert breaker.workspace_stats(breaker_id, "w2")["sent"] == 1
