@@ -63,6 +63,7 @@ class WaitReason(models.TextChoices):
     QUIET_HOURS = "quiet_hours"  # the recipient's quiet hours
     FREQUENCY_CAP = "frequency_cap"  # the recipient's frequency cap (action: defer)
     PAUSE = "pause"  # its queue is paused (status_reason names the pause)
+    PROVIDER_DOWN = "provider_down"  # every provider's circuit breaker is open
 
 
 class Priority(models.TextChoices):
@@ -263,6 +264,10 @@ class DeliveryAttempt(models.Model):
     error_code = models.CharField(max_length=50, blank=True, default="")
     response = models.JSONField(null=True, blank=True)
     possible_duplicate = models.BooleanField(default=False)
+    # Each provider call of this attempt, in order (failover): [{"provider", "idempotency_key",
+    # "outcome": sent|failed|skipped, "status_code", "error_code", "error", "ms"}]; `provider`
+    # above is the last one called.
+    provider_calls = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["message", "number"]

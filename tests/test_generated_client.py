@@ -19,6 +19,7 @@ import pytest
 from openapi_schema_validator import OAS30ReadValidator, oas30_format_checker
 from rest_framework.test import APIClient
 
+from tests.support.stub_server import Reply as StubReply
 from tests.support.stub_server import StubServer
 
 PACKAGE = "relay_contract_client"
@@ -330,3 +331,25 @@ def test_schedules_dead_letters_alerts_and_audit_read_back_typed(
     call(contract, "v1_alerts_events_list", "PaginatedAlertEventList", client=client)
     call(contract, "v1_alerts_events_retrieve", "AlertEvent", client=client, id=event.pk)
     call(contract, "v1_audit_log_list", "PaginatedAuditEntryList", client=client)
+
+
+def test_failover_calls_and_provider_health_read_back_typed(
+        transactional_db, contract, client, stub, workspace):
+    workspace.settings = {"providers": {"sms": [{"name": "http", "api_url": stub.url},
+                                                {"name": "console"}]}}
+    workspace.save()
+    stub.default = StubReply(503, {"error": "down"})
+    models = contract.module("models")
+    sent = call(contract, "v1_messages_create", "Message", client=client,
+                body=models.MessageCreateRequest(channel=models.ChannelEnum.SMS,
+                                                 to="+14155552671", body="code"))
+    assert deliver(str(sent.id)) == {str(sent.id): "sent"}
+    detail = call(contract, "v1_messages_retrieve", "MessageDetail", client=client, id=sent.id)
+    calls = detail.attempts_log[0].provider_calls
+    assert [(c.provider, c.outcome) for c in calls] == [
+        ("http", models.ProviderCallOutcomeEnum.FAILED),
+        ("console", models.ProviderCallOutcomeEnum.SENT)]
+    health = call(contract, "v1_providers_health_retrieve", "ProvidersHealth", client=client)
+    rows = {(row.channel, row.name): row for row in health.providers}
+    assert rows["sms", "http"].failed == 1 and rows["sms", "console"].sent == 1
+    assert rows["sms", "http"].state == models.ProviderStateEnum.CLOSED

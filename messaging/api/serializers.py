@@ -6,6 +6,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from messaging.delivery.failover import CALL_OUTCOMES
 from messaging.models import (
     DeliveryAttempt,
     Message,
@@ -34,11 +35,27 @@ class PublicMetadataField(serializers.JSONField):
         return super().to_representation(metadata_public(value))
 
 
+class ProviderCallSerializer(serializers.Serializer):
+    """One provider call of an attempt (several when it failed over)."""
+
+    provider = serializers.CharField(read_only=True)
+    idempotency_key = serializers.CharField(read_only=True)
+    # skipped: not called, its circuit breaker was open.
+    outcome = serializers.ChoiceField(choices=CALL_OUTCOMES, read_only=True)
+    status_code = serializers.IntegerField(read_only=True, allow_null=True)
+    error_code = serializers.CharField(read_only=True)
+    error = serializers.CharField(read_only=True)
+    ms = serializers.FloatField(read_only=True, allow_null=True)
+
+
 class DeliveryAttemptSerializer(serializers.ModelSerializer):
+    provider_calls = ProviderCallSerializer(many=True, read_only=True)
+
     class Meta:
         model = DeliveryAttempt
         fields = ["number", "provider", "task_id", "started_at", "finished_at", "outcome",
-                  "status_code", "error", "error_code", "response", "possible_duplicate"]
+                  "status_code", "error", "error_code", "response", "possible_duplicate",
+                  "provider_calls"]
 
 
 class MessageSerializer(serializers.ModelSerializer):

@@ -56,6 +56,7 @@ class Call:
     started: bool = False  # its started attempt is written: the call may be made
     latency: float | None = None  # how long the provider took to answer (s)
     cap_counted: bool = False  # the recipient's frequency cap counted it (its timeline says)
+    chain: Any = None  # its providers in failover order (messaging.delivery.failover.Chain)
 
     @property
     def rendered(self) -> dict | None:
@@ -155,7 +156,7 @@ def _emit_outcomes(recorded: list[tuple[Message, str]],
 
 # The attempt columns an outcome fills in (the others were written when it started).
 _ATTEMPT_OUTCOME_FIELDS = ["outcome", "status_code", "response", "error", "error_code",
-                           "possible_duplicate", "finished_at"]
+                           "possible_duplicate", "finished_at", "provider", "provider_calls"]
 
 
 def _lock_sending(ids: list[Any]) -> dict[Any, int]:

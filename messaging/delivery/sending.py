@@ -24,7 +24,7 @@ from django.utils import timezone
 from core import logcontext
 from messaging import ratelimit
 from messaging.channels import rate_key_for
-from messaging.delivery import pauses
+from messaging.delivery import failover, pauses
 from messaging.delivery.recording import Call, notify_finals, record_group
 from messaging.delivery.templating import render_content
 from messaging.events.endpoints import endpoint_secrets
@@ -39,7 +39,7 @@ from messaging.models import (
     WaitReason,
 )
 from messaging.providers.base import Outbound, ProviderError, Receipt
-from messaging.providers.registry import provider_for
+from messaging.providers.registry import providers_for
 from messaging.ratelimit import RATE_KEY_FIELD
 from messaging.recipients import policy
 from messaging.recipients.unsubscribe import list_unsubscribe_headers
@@ -152,21 +152,64 @@ def _provider_pool() -> ThreadPoolExecutor:
 
 
 def _prepare(message: Message, task_id: str, now: datetime) -> Call:
-    """Return the message's call: its provider and request, or a permanent error as its
-    result when the request cannot be built (no call is made then)."""
+    """Return the message's call: its providers in failover order and their requests, or a
+    permanent error as its result when the request cannot be built (no call is made then)."""
     call = Call(message, DeliveryAttempt(message=message, number=message.attempts,
                                           task_id=task_id or "", started_at=now))
     try:
-        call.provider, config = provider_for(message.workspace, message.channel)
-        if message.webhook_endpoint_id and message.webhook_endpoint is not None:
-            # An event delivery is signed for its endpoint, not with the workspace's.
-            config["secrets"] = endpoint_secrets(message.webhook_endpoint, now)
-        call.outbound = _outbound(message, config)
+        content = render_content(message)
+        links = []
+        for choice in providers_for(message.workspace, message.channel):
+            config = dict(choice.config)
+            if message.webhook_endpoint_id and message.webhook_endpoint is not None:
+                # An event delivery is signed for its endpoint, not with the workspace's.
+                config["secrets"] = endpoint_secrets(message.webhook_endpoint, now)
+            links.append(failover.Link(choice, _outbound(
+                message, config, content, choice.idempotency_key(str(message.id)))))
     except (ValueError, KeyError) as exc:
         call.result = ProviderError(str(exc), permanent=True, code="invalid")
         return call
-    call.attempt.provider = call.provider.name
+    call.chain = failover.Chain(links, workspace_id=str(message.workspace_id),
+                                allow_unknown=failover.allows_unknown(message.workspace.settings))
+    if message.possible_duplicate and len(links) > 1:
+        # A provider past the first may have it: never go back before that one.
+        call.chain.floor = call.chain.marked = min(failover.floor_of(str(message.id)),
+                                                   len(links) - 1)
+    _start_at(call, call.chain.floor)
     return call
+
+
+def _start_at(call: Call, index: int) -> None:
+    """Point the call at the provider its attempt starts with."""
+    call.chain.start = index
+    call.provider, call.outbound = call.chain.first.choice.provider, call.chain.first.outbound
+    call.attempt.provider = call.chain.first.choice.name
+
+
+def _gate_breakers(calls: list[Call], now: datetime) -> tuple[list[Call], dict[str, str]]:
+    """Start each call at its first provider whose breaker lets it through; put back on its
+    timer (a deferral, not an attempt) each message whose every provider's is open. Return
+    the calls to make and the deferred messages' outcomes."""
+    closed: set[str] = set()
+    kept, outcomes = [], {}
+    deferred: list[Deferral] = []
+    for call in calls:
+        if call.result is not None or call.chain is None:
+            kept.append(call)
+            continue
+        wait = failover.first_allowed(call.chain, closed)
+        if wait is None:
+            _start_at(call, call.chain.start)
+            kept.append(call)
+            continue
+        until = now + timedelta(seconds=wait)
+        deferred.append(Deferral(call.message, until,
+                                 {"status_reason": WaitReason.PROVIDER_DOWN},
+                                 entry(message_id=call.message.pk, kind=TimelineKind.DEFERRED,
+                                       at=now, until=until, check=WaitReason.PROVIDER_DOWN)))
+        outcomes[str(call.message.pk)] = "deferred"
+    _put_back_all(deferred, now)
+    return kept, outcomes
 
 
 def _send_and_record(messages: list[Message], task_id: str, now: datetime,
@@ -179,14 +222,14 @@ def _send_and_record(messages: list[Message], task_id: str, now: datetime,
     only the calls in flight, and the sweeper can tell a message that was never called
     (requeued as is) from one that may have been (flagged a possible duplicate).
     """
-    calls = [_prepare(message, task_id, now) for message in messages]
+    calls, outcomes = _gate_breakers([_prepare(message, task_id, now) for message in messages],
+                                     now)
     for call in calls:
         call.cap_counted = call.message.pk in cap_counted
     waiting = deque(call for call in calls if call.result is None)
     finished = [call for call in calls if call.result is not None]
     running: dict[Future, Call] = {}
     limit = max(1, settings.PROVIDER_CONCURRENCY)
-    outcomes: dict[str, str] = {}
     # Read once per batch, not once per transaction (see messages_emit).
     endpoints = subscribers({message.workspace_id for message in messages})
     while waiting or running or finished:
@@ -194,10 +237,10 @@ def _send_and_record(messages: list[Message], task_id: str, now: datetime,
         outcomes.update(record_group(finished, starting, endpoints))
         finished = []
         for call in starting:
-            if call.started and call.outbound is not None:
+            if call.started and call.chain is not None:
                 # The provider's own lines carry the message's ids (another thread).
                 running[_provider_pool().submit(
-                    logcontext.run_bound, _timed_call, call.provider, call.outbound,
+                    logcontext.run_bound, _timed_send, call.chain,
                     message_id=call.message.pk, workspace_id=call.message.workspace_id,
                     request_id=call.message.request_id, task_id=task_id)] = call
         if not running:
@@ -207,14 +250,18 @@ def _send_and_record(messages: list[Message], task_id: str, now: datetime,
         for future in done | more:
             call = running.pop(future)
             call.result, call.latency = future.result()
+            call.attempt.provider = call.chain.used or call.attempt.provider
+            call.attempt.provider_calls = call.chain.calls
             finished.append(call)
+        failover.count([call.chain for call in finished if call.chain is not None])
     return outcomes
 
 
-def _timed_call(provider: Any, outbound: Outbound) -> tuple[Receipt | ProviderError, float]:
-    """Send through the provider; return the result and how long the call took (s)."""
+def _timed_send(chain: failover.Chain) -> tuple[Receipt | ProviderError, float]:
+    """Send through the chain's providers in failover order; return the last result and how
+    long the calls took (s)."""
     started = time.monotonic()
-    result = _call(provider, outbound)
+    result = failover.send(chain, _call)
     return result, time.monotonic() - started
 
 
@@ -331,10 +378,12 @@ def _reservation_key(message: Message, key: str) -> str:
     return ratelimit.channel_key(workspace_id, key)
 
 
-def _outbound(message: Message, config: dict[str, Any]) -> Outbound:
+def _outbound(message: Message, config: dict[str, Any], content: dict[str, Any],
+              idempotency_key: str) -> Outbound:
     return Outbound(
         message_id=str(message.id), workspace_id=str(message.workspace_id),
-        channel=message.channel, to=message.to, content=render_content(message),
+        channel=message.channel, to=message.to, content=content,
+        idempotency_key=idempotency_key,
         config=config, contact_id=str(message.contact_id) if message.contact_id else None,
         # A row written during a rolling deploy may still hold its flow context here.
         metadata={k: v for k, v in (message.metadata or {}).items() if k != "_context"},
