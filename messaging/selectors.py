@@ -6,6 +6,10 @@ other reads, and not inside a view.
 """
 from __future__ import annotations
 
+from typing import Any
+
+from django import forms
+from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
 from django.db.models import Prefetch, Q, QuerySet
 from django.db.models.functions import Lower
@@ -79,3 +83,18 @@ def deliveries_list(*, endpoint: WebhookEndpoint) -> QuerySet[Message]:
     """Return an endpoint's deliveries, newest first, with their attempts in order (the
     delivery log shows each one's last attempt)."""
     return endpoint.deliveries.order_by("-created_at").prefetch_related(_attempts_in_order())
+
+
+class RecipientField(forms.CharField):
+    """A phone number (any way written) or an email address, cleaned to how messages store
+    it (recipient_normalize); the API's filter and the dashboard's form both use it."""
+
+    def clean(self, value: Any) -> str:
+        value = super().clean(value)
+        if not value:
+            return ""
+        try:
+            return recipient_normalize(value)
+        except ValidationError as exc:
+            raise forms.ValidationError(
+                f"Not a phone number or an email address: {' '.join(exc.messages)}") from exc

@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import Any, cast
 
 import django_filters
-from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
@@ -35,9 +34,9 @@ from messaging.models import (
     SuppressedReason,
 )
 from messaging.selectors import (
+    RecipientField,
     messages_list,
     messages_to,
-    recipient_normalize,
     timeline_list,
 )
 
@@ -115,21 +114,6 @@ class MessagePreviewSerializer(MessageSerializer):
 class ValidatedSerializer(serializers.Serializer):
     valid = serializers.BooleanField()
     message = MessagePreviewSerializer()
-
-
-class RecipientField(forms.CharField):
-    """A phone number (any way written) or an email address, cleaned to how messages store
-    it (messaging.selectors.recipient_normalize)."""
-
-    def clean(self, value: Any) -> str:
-        value = super().clean(value)
-        if not value:
-            return ""
-        try:
-            return recipient_normalize(value)
-        except DjangoValidationError as exc:
-            raise forms.ValidationError(
-                f"Not a phone number or an email address: {' '.join(exc.messages)}") from exc
 
 
 class RecipientFilter(django_filters.CharFilter):

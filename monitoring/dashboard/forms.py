@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError
 from core.models import DeadLetter, Workspace
 from flows.models import Execution, Flow
 from messaging.models import Channel, MessageStatus
-from messaging.selectors import recipient_normalize
+from messaging.selectors import RecipientField
 from monitoring import alerts
 from monitoring.dashboard.selectors.windows import DEFAULT_RANGE, RANGES, REFRESH_CHOICES
 from monitoring.models import AlertRule
@@ -60,20 +60,6 @@ class ExecutionFilterForm(FilterForm):
         # fields["flow"] is the ModelChoiceField declared above; the stubs type it as Field.
         flow_field = cast(forms.ModelChoiceField, self.fields["flow"])
         flow_field.queryset = Flow.objects.filter(workspace=workspace).order_by("name")
-
-
-class RecipientField(forms.CharField):
-    """A phone number (any way written) or an email address, cleaned to how messages store
-    it (messaging.selectors.recipient_normalize)."""
-
-    def clean(self, value: Any) -> str:
-        value = super().clean(value)
-        if not value:
-            return ""
-        try:
-            return recipient_normalize(value)
-        except ValidationError as exc:
-            raise ValidationError("Not a phone number or an email address.") from exc
 
 
 class MessageFilterForm(FilterForm):
