@@ -1,7 +1,7 @@
 """make chaos: inject faults while messages flow; count lost and duplicated (Jepsen-style).
 
     python -m bench.chaos [--scenario kill,redis,postgres,publish,provider,visibility,
-                                      sigterm,sigterm-group]
+                                      sigterm,sigterm-group,provider-outage]
                           [--n 10000] [--broker redis|amqp] [--out var/bench/chaos.json]
 
 Every scenario sends N SMS through the API to the recording stand-in provider (which
@@ -28,7 +28,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.harness import ROOT, Cluster, PrivatePostgres, RabbitVhost, Unavailable, http_json
+from bench.harness import (
+    ROOT,
+    Cluster,
+    PrivatePostgres,
+    RabbitVhost,
+    Unavailable,
+    free_port,
+    http_json,
+    wait_port,
+)
 from bench.load import Client, Connection
 from messaging.channels import SMS
 
@@ -66,6 +75,9 @@ class Run:
         self.stop = threading.Event()
         # What a scenario measures once everything is delivered (into `details`).
         self.after_drain: Callable[[], None] = lambda: None
+        # The message ids the provider(s) received (a scenario with two providers: both).
+        self.received: Callable[[], set[str]] = lambda: {
+            r["key"] for r in self.cluster.stub_records()}
 
     def start(self) -> None:
         c = self.cluster
@@ -165,7 +177,7 @@ class Run:
         deadline = time.monotonic() + timeout
         received: set[str] = set()
         while time.monotonic() < deadline:
-            received = {r["key"] for r in self.cluster.stub_records()}
+            received = self.received()
             if wanted <= received and Message.objects.filter(
                     pk__in=self.accepted, status="sent").count() == len(wanted):
                 break
@@ -173,6 +185,7 @@ class Run:
         done = time.time()
         self.stop.set()
         stats = self.cluster.stub_stats()
+        received = self.received()
         persisted = set(map(str, Message.objects.filter(pk__in=self.accepted)
                             .values_list("pk", flat=True)))
         sent = Message.objects.filter(pk__in=self.accepted, status="sent").count()
@@ -381,6 +394,126 @@ def provider(run: Run) -> None:
     sender.join()
 
 
+OUTAGE_SECONDS = 30  # provider-outage: 503 for the first half, refused connections after
+
+
+def provider_outage(run: Run) -> None:
+    """Two SMS providers in order, the primary (http) down for OUTAGE_SECONDS while N
+    messages are sent over OUTAGE_SECONDS + 15 s: it answers 503 for half the outage, then
+    refuses connections (its process stopped), then comes back. Every message must be sent
+    exactly once in total across the two providers (the secondary, twilio-shaped, receives
+    `<id>:twilio`), none may reach the dead letters, the primary's breaker must open and
+    close again, and a provider_down alert rule must fire."""
+    from core.models import DeadLetter
+    from messaging.providers import breaker
+    from messaging.providers.registry import providers_for
+    from monitoring import alerts
+    from monitoring.models import AlertEvent, AlertRule
+
+    c = run.cluster
+    secondary = Secondary(c)
+    workspace = secondary.route(run.name)
+    primary_breaker = providers_for(workspace, SMS)[0].breaker_id
+    rule = AlertRule.objects.create(workspace=workspace, name="sms provider down",
+                                    type=AlertRule.Type.PROVIDER_DOWN, threshold=1,
+                                    window_seconds=60, channel=AlertRule.Channel.EMAIL,
+                                    recipients=["ops@example.com"])
+    evaluating = in_background(lambda: evaluate_until(run, alerts.alerts_evaluate))
+    kept: list[dict] = []  # the primary's records from before its process was stopped
+    run.received = lambda: secondary.received() | {r["key"] for r in [
+        *kept, *c.stub_records()]}
+    sender = in_background(lambda: run.send(batch=10, seconds=OUTAGE_SECONDS + 15))
+    time.sleep(3)
+    c.stub_mode(mode="error", status=503)
+    time.sleep(OUTAGE_SECONDS / 2)
+    kept.extend(c.stub_records())
+    c.stop("stub")  # connections refused from here on
+    time.sleep(OUTAGE_SECONDS / 2)
+    c.start_stub()
+    run.last_fault = time.time()
+    sender.join()
+
+    def measure() -> None:
+        evaluating.join(5)
+        primary = [*kept, *c.stub_records()]
+        by_primary = [r["key"] for r in primary]
+        by_secondary = secondary.keys()
+        both = set(by_primary) & set(by_secondary)
+        state = breaker.read(primary_breaker)
+        events = AlertEvent.objects.filter(rule=rule)
+        run.details.update({
+            "sent_by_primary": len(set(by_primary)), "sent_by_secondary": len(set(by_secondary)),
+            "sent_by_both": len(both),
+            "repeated_keys": (len(by_primary) - len(set(by_primary))
+                              + len(by_secondary) - len(set(by_secondary))),
+            "deduplicated_by_secondary": secondary.stats()["deduplicated"],
+            "dead_letters": DeadLetter.objects.filter(workspace=workspace).count(),
+            "breaker_opened": state.times_opened, "breaker_closed": state.times_closed,
+            "breaker_state": state.state, "alert_fired": events.exists(),
+            "alert_resolved": events.filter(resolved_at__isnull=False).exists()})
+        broken = [name for name, bad in (
+            ("a message reached both providers", both),
+            ("a provider was asked twice for one message", run.details["repeated_keys"]),
+            ("dead letters", run.details["dead_letters"]),
+            ("the breaker never opened", not state.times_opened),
+            ("the breaker never closed", not state.times_closed or state.state != "closed"),
+            ("the alert did not fire", not run.details["alert_fired"])) if bad]
+        run.details["broken"] = broken
+        secondary.stop()
+
+    run.after_drain = measure
+
+
+def evaluate_until(run: Run, evaluate: Callable[[], Any]) -> None:
+    """Evaluate the alert rules every 2 s, as beat does every minute, until the run ends."""
+    from django.db import close_old_connections
+
+    while not run.stop.is_set():
+        try:
+            evaluate()
+        except Exception:  # the database is busy or down mid-fault: try again
+            close_old_connections()
+        time.sleep(2)
+
+
+class Secondary:
+    """A second recording provider, answering the Twilio API's path, behind the first."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster, self.port = cluster, free_port()
+        cluster.spawn("stub-secondary", [sys.executable, "-m", "bench.stub_provider",
+                                         str(self.port)])
+        wait_port(self.port)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def route(self, name: str) -> Any:
+        """Return the run's workspace with sms through the primary, then this provider."""
+        from core.models import Workspace
+
+        workspace = Workspace.objects.get(name=name)
+        workspace.settings = {**workspace.settings, "providers": {
+            **workspace.settings["providers"],
+            SMS: [{"name": "http", "api_url": self.cluster.stub_url},
+                  {"name": "twilio", "api_base": self.url, "account_sid": "ACchaos",
+                   "auth_token": "chaos", "from_number": "+14155550000"}],
+            "email": {"name": "console"}}}
+        workspace.save(update_fields=["settings"])
+        return workspace
+
+    def keys(self) -> list[str]:
+        """Return the message ids this provider received (its key is `<id>:twilio`)."""
+        return [r["key"].removesuffix(":twilio") for r in http_json(f"{self.url}/_records")]
+
+    def received(self) -> set[str]:
+        return set(self.keys())
+
+    def stats(self) -> dict:
+        return http_json(f"{self.url}/_stats")
+
+    def stop(self) -> None:
+        self.cluster.stop("stub-secondary")
+
+
 # Each provider call takes this long, so a batch of 50 (8 calls at a time) is in flight for
 # about 3.5 s: a signal lands mid-batch. Below the chaos provider timeout (2 s): no retries.
 SLOW_PROVIDER_SECONDS = 0.5
@@ -503,10 +636,12 @@ SCENARIOS: dict[str, tuple[Callable[[Run], None], dict]] = {
     "visibility": (visibility, {"env": {"CELERY_VISIBILITY_TIMEOUT": "60"}}),
     "sigterm": (sigterm, {}),
     "sigterm-group": (sigterm_group, {}),
+    # A short cool-down so the breaker is seen to probe and close within the run.
+    "provider-outage": (provider_outage, {"env": {"PROVIDER_BREAKER_COOLDOWN_SECONDS": "5"}}),
 }
 BROKERS = ("redis", "amqp")
 # Scenarios whose promise is exactly once at the provider, not only nothing lost.
-EXACTLY_ONCE = {"sigterm"}
+EXACTLY_ONCE = {"sigterm", "provider-outage"}
 
 
 def run_scenario(name: str, n: int, broker: str = "redis") -> dict[str, Any]:
@@ -591,7 +726,8 @@ def failed(report: dict[str, Any]) -> bool:
         return False
     return bool(report["lost"] is None or report["lost"] or report["accepted_not_persisted"]
                 or not report["accepted"]
-                or (report["scenario"] in EXACTLY_ONCE and report["duplicate_requests"]))
+                or (report["scenario"] in EXACTLY_ONCE and report["duplicate_requests"])
+                or report["details"].get("broken"))
 
 
 def table(reports: list[dict[str, Any]]) -> str:

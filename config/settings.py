@@ -114,6 +114,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every answer (a redirect or an error included) carries its X-Request-ID, and
+    # every line logged while serving it the id (core.logcontext).
+    "core.logcontext.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Right after the HTTPS redirect, before everything else: a static file needs no
     # session, user or CSRF token (https://whitenoise.readthedocs.io/en/stable/django.html).
@@ -324,6 +327,11 @@ SPECTACULAR_SETTINGS = {
         "MessageStatusEnum": "messaging.models.MessageStatus",
         "ExecutionStatusEnum": "flows.models.Execution.Status",
         "DeadLetterStatusEnum": "core.models.DeadLetter.Status",
+        "TimelineKindEnum": "messaging.models.TimelineKind",
+        # The dead letters' kind had the name to itself before timelines came.
+        "KindEnum": "core.models.DeadLetter.Kind",
+        "ProviderCallOutcomeEnum": "messaging.delivery.failover.CALL_OUTCOMES",
+        "ProviderStateEnum": "messaging.providers.breaker.STATES",
     },
     # Swagger UI from the drf-spectacular-sidecar package (collected into STATIC_ROOT), so
     # /api/docs/ needs no CDN and its version is pinned with the other dependencies.
@@ -344,8 +352,11 @@ LOG_JSON = env_bool("LOG_JSON", False)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    # Every line carries the request, workspace, message, execution and task ids it is
+    # about (core.logcontext): fields of a JSON line, "[request_id=…]" after a plain one.
+    "filters": {"context": {"()": "core.logcontext.ContextFilter", "plain": not LOG_JSON}},
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s%(context)s"},
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
             "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
@@ -355,6 +366,7 @@ LOGGING = {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": "json" if LOG_JSON else "plain",
+            "filters": ["context"],
         }
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
@@ -374,6 +386,10 @@ LOGGING = {
 WORKSPACE_PROVIDER_NAMES = {spec.provider_settings_key: tuple(spec.providers)
                             for spec in CHANNELS.values()}
 SMS_PROVIDER = env_str("SMS_PROVIDER", "console")  # twilio | http | console
+# Several providers in order (e.g. "twilio,http"): a definite transient failure of one sends
+# the message through the next in the same attempt. Empty: SMS_PROVIDER alone. The same
+# holds for EMAIL_PROVIDERS and AI_PROVIDERS (README.md, "Provider failover").
+SMS_PROVIDERS = env_list("SMS_PROVIDERS", [])
 SMS_API_URL = env_str("SMS_API_URL")  # generic HTTP SMS API base (POST <base>/send-sms)
 SMS_API_KEY = env_str("SMS_API_KEY")
 TWILIO_ACCOUNT_SID = env_str("TWILIO_ACCOUNT_SID")
@@ -385,6 +401,7 @@ TWILIO_API_BASE = env_str("TWILIO_API_BASE", "https://api.twilio.com")
 # (empty: no callbacks requested, no unsubscribe link).
 PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL")
 EMAIL_PROVIDER = env_str("EMAIL_PROVIDER", "console")  # smtp | http | console
+EMAIL_PROVIDERS = env_list("EMAIL_PROVIDERS", [])
 EMAIL_API_URL = env_str("EMAIL_API_URL")  # generic HTTP email API base (<base>/api/email/send)
 EMAIL_API_KEY = env_str("EMAIL_API_KEY")
 EMAIL_FROM = env_str("EMAIL_FROM", "noreply@localhost")
@@ -401,6 +418,7 @@ EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 15)
 AI_PROVIDER = env_str("AI_PROVIDER", "console")  # openai | console
+AI_PROVIDERS = env_list("AI_PROVIDERS", [])
 AI_API_BASE = env_str("AI_API_BASE", "https://api.openai.com/v1")
 AI_API_KEY = env_str("AI_API_KEY")
 AI_MODEL = env_str("AI_MODEL", "gpt-4o-mini")
@@ -409,6 +427,19 @@ PROVIDER_CONNECT_TIMEOUT_SECONDS = env_float("PROVIDER_CONNECT_TIMEOUT_SECONDS",
 PROVIDER_TIMEOUT_SECONDS = env_float("PROVIDER_TIMEOUT_SECONDS", 15.0)
 # Provider calls of one delivery batch run on this many threads at once (I/O bound).
 PROVIDER_CONCURRENCY = env_int("PROVIDER_CONCURRENCY", 8)
+# A 429 fails over to the next provider only when its Retry-After is at least this long;
+# a shorter wait is the same provider's retry (its backoff honours the Retry-After).
+PROVIDER_FAILOVER_RETRY_AFTER_SECONDS = env_float("PROVIDER_FAILOVER_RETRY_AFTER_SECONDS", 10.0)
+# Circuit breakers per provider (state in Redis, shared by every worker): open after this
+# many consecutive failures (0: no breakers) ...
+PROVIDER_BREAKER_FAILURES = env_int("PROVIDER_BREAKER_FAILURES", 5)
+# ... or when at least PROVIDER_BREAKER_MIN_CALLS calls of the current window (seconds)
+# failed at this rate or more; an open breaker lets one probe call through after the
+# cool-down, and closes on its success (or opens again on its failure).
+PROVIDER_BREAKER_ERROR_RATE = env_float("PROVIDER_BREAKER_ERROR_RATE", 0.5)
+PROVIDER_BREAKER_MIN_CALLS = env_int("PROVIDER_BREAKER_MIN_CALLS", 20)
+PROVIDER_BREAKER_WINDOW_SECONDS = env_float("PROVIDER_BREAKER_WINDOW_SECONDS", 30.0)
+PROVIDER_BREAKER_COOLDOWN_SECONDS = env_float("PROVIDER_BREAKER_COOLDOWN_SECONDS", 10.0)
 # CIDRs that user-supplied URLs may reach although private (development and tests only).
 SSRF_ALLOWED_NETWORKS = env_list("SSRF_ALLOWED_NETWORKS", [])
 
@@ -437,6 +468,9 @@ DISPATCH_POLL_SECONDS = env_float("DISPATCH_POLL_SECONDS", 0.2)
 # A workspace seen without an enabled event endpoint is looked up again after this long
 # (messaging.events.outbox.subscribers): what an endpoint created elsewhere may miss at most.
 EVENT_ENDPOINTS_RECHECK_SECONDS = env_float("EVENT_ENDPOINTS_RECHECK_SECONDS", 1.0)
+# Write each message's timeline (README.md, "Timelines"). Off only to measure what it
+# costs (make bench, scenario e2e): the timeline is how support answers "why?".
+TIMELINE_ENABLED = env_bool("TIMELINE_ENABLED", True)
 # `send_at` may be this far in the past (clock skew, slow clients) before it is refused.
 SEND_AT_PAST_TOLERANCE_SECONDS = env_int("SEND_AT_PAST_TOLERANCE_SECONDS", 60)
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600

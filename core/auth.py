@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
+from core import logcontext
 from core.models import ApiKey, Scope, Workspace
 from core.services import ApiKeyExpired, api_key_authenticate
 
@@ -32,6 +33,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed(str(exc)) from exc
         if key is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
+        logcontext.update(workspace_id=key.workspace_id)  # the rest of the request's lines
         return (None, key)
 
     def authenticate_header(self, request: Request) -> str:

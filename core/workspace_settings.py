@@ -16,7 +16,12 @@ removes it). Both run the checks of this module, so they refuse the same values.
 - `rate_limits`: {rate key: "5/s"} (core.parsing.Rate; "" means no limit).
 - `require_two_factor`: true: every member must sign in with two-factor (core.twofactor).
 - `providers`: {settings key: {"name": provider, ...its config}}; the name must be one of the
-  channel's providers (settings.WORKSPACE_PROVIDER_NAMES, built from the channel table).
+  channel's providers (settings.WORKSPACE_PROVIDER_NAMES, built from the channel table). A
+  list of such entries (each naming a different provider) is the failover order.
+- `failover_on_unknown_outcome`: true: a call whose outcome is unknown (a timeout after the
+  request was sent) fails over to the next provider too, accepting that the recipient may
+  get the message twice; false (default): it is retried on the same provider, whose
+  idempotency key can deduplicate it.
 
 Credentials (keys naming a token, key, password or secret) are write-only: `mask_secrets`
 hides them from every reader, and a change that sends the mask back keeps the stored value.
@@ -45,6 +50,7 @@ KEYWORD_REPLIES_BY_PROVIDER = "keyword_replies_by_provider"
 RATE_LIMITS = "rate_limits"
 PROVIDERS = "providers"
 REQUIRE_TWO_FACTOR = "require_two_factor"
+FAILOVER_ON_UNKNOWN_OUTCOME = "failover_on_unknown_outcome"
 
 CAP_ACTIONS = ("defer", "suppress")
 CAP_LISTS = ("sms", "email")  # the suppression lists: sms counts mms too
@@ -210,7 +216,8 @@ def _check_rate_limits(value: Any, path: str) -> Errors:
 def _check_provider(value: Any, path: str) -> Errors:
     """Refuse a provider entry whose name the channel does not have, or whose config is not
     flat JSON (providers read strings, numbers and flags)."""
-    names: tuple[str, ...] = settings.WORKSPACE_PROVIDER_NAMES[path.rsplit(".", 1)[1]]
+    key = path.split(".")[path.split(".").index(PROVIDERS) + 1]
+    names: tuple[str, ...] = settings.WORKSPACE_PROVIDER_NAMES[key]
     if not isinstance(value, dict):
         return {path: ['Must be a JSON object ({"name": "twilio", ...}).']}
     errors: Errors = {}
@@ -225,9 +232,27 @@ def _check_provider(value: Any, path: str) -> Errors:
     return errors
 
 
+def _check_provider_order(value: Any, path: str) -> Errors:
+    """Check one provider entry, or a list of them: the failover order, each entry naming
+    a different provider (each has its own idempotency key and breaker by name)."""
+    if not isinstance(value, list):
+        return _check_provider(value, path)
+    if not value:
+        return {path: ["List at least one provider."]}
+    errors: Errors = {}
+    for index, entry in enumerate(value):
+        errors.update(_check_provider(entry, f"{path}.{index}"))
+    names = [entry.get("name") for entry in value if isinstance(entry, dict)]
+    if len(names) != len(value) or None in names:
+        errors.setdefault(path, []).append("Each entry of a list names its provider.")
+    elif len(set(names)) != len(names):
+        errors.setdefault(path, []).append("Each provider may appear once.")
+    return errors
+
+
 def _check_providers(value: Any, path: str) -> Errors:
     return _object(value, path, tuple(settings.WORKSPACE_PROVIDER_NAMES),
-                   '{"sms": {"name": "twilio"}}', _check_provider)
+                   '{"sms": {"name": "twilio"}}', _check_provider_order)
 
 
 CHECKS: dict[str, Callable[[Any, str], Errors]] = {
@@ -241,6 +266,7 @@ CHECKS: dict[str, Callable[[Any, str], Errors]] = {
     RATE_LIMITS: _check_rate_limits,
     PROVIDERS: _check_providers,
     REQUIRE_TWO_FACTOR: _check_bool,
+    FAILOVER_ON_UNKNOWN_OUTCOME: _check_bool,
 }
 
 
@@ -293,7 +319,12 @@ def settings_merge(current: dict, changes: Any, *, operator: bool = False) -> di
 
 
 def _keep_secrets(value: Any, stored: Any, path: str, errors: Errors) -> Any:
-    """Return `value` with each credential given as "***" replaced by the stored one."""
+    """Return `value` with each credential given as "***" replaced by the stored one (in a
+    list, the one stored at the same position)."""
+    if isinstance(value, list):
+        kept = stored if isinstance(stored, list) else []
+        return [_keep_secrets(item, kept[index] if index < len(kept) else None,
+                              f"{path}.{index}", errors) for index, item in enumerate(value)]
     if not isinstance(value, dict):
         return value
     out = {}
@@ -310,13 +341,27 @@ def _keep_secrets(value: Any, stored: Any, path: str, errors: Errors) -> Any:
 
 def _operator_only(current: dict, merged: dict) -> Errors:
     """Refuse changes to provider keys only an operator may set."""
-    def entry(settings_: dict, name: str) -> dict:
+    def entries(settings_: dict, name: str) -> dict[str, dict]:
+        """Return {path suffix: entry}: "" for one entry, ".<index>" for each of a list."""
         providers = settings_.get(PROVIDERS)
         found = providers.get(name) if isinstance(providers, dict) else None
-        return found if isinstance(found, dict) else {}
+        if isinstance(found, list):
+            return {f".{index}": item for index, item in enumerate(found)
+                    if isinstance(item, dict)}
+        return {"": found} if isinstance(found, dict) else {}
+
+    def keys_of(settings_: dict, name: str) -> dict[str, Any]:
+        return {f"{suffix}.{key}": entry.get(key)
+                for suffix, entry in entries(settings_, name).items()
+                for key in OPERATOR_ONLY_PROVIDER_KEYS if entry.get(key) is not None}
 
     names = {name for settings_ in (current, merged)
              if isinstance(settings_.get(PROVIDERS), dict) for name in settings_[PROVIDERS]}
-    return {f"settings.{PROVIDERS}.{name}.{key}": ["Set by an operator on the admin page."]
-            for name in sorted(names) for key in sorted(OPERATOR_ONLY_PROVIDER_KEYS)
-            if entry(current, name).get(key) != entry(merged, name).get(key)}
+    errors: Errors = {}
+    for name in sorted(names):
+        before, after = keys_of(current, name), keys_of(merged, name)
+        for path in sorted(set(before) | set(after)):
+            if before.get(path) != after.get(path):
+                errors[f"settings.{PROVIDERS}.{name}{path}"] = [
+                    "Set by an operator on the admin page."]
+    return errors

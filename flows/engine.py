@@ -22,6 +22,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from core import logcontext
 from core.publishing import grouped
 from flows import events as flow_events
 from flows import walker
@@ -90,14 +91,17 @@ def advance_many(*, execution_ids: list[str]) -> dict[str, str]:
         walks: dict[str, tuple[walker.Walk, tuple[str, int]]] = {}
         for execution_id in claimed:
             execution = executions[uuid.UUID(execution_id)]
-            try:
-                walks[execution_id] = (_walk(execution, steps[execution_id]),
-                                       (execution.current_node, execution.current_visit))
-            except walker.Conflict:
-                results[execution_id] = "stale"
-            except Exception:  # one broken walk must not cost the others theirs
-                logger.exception("advancing execution %s failed", execution_id)
-                results[execution_id] = "error"
+            # What its nodes log carries the execution's ids (core.logcontext).
+            with logcontext.bind(execution_id=execution_id,
+                                 workspace_id=execution.workspace_id):
+                try:
+                    walks[execution_id] = (_walk(execution, steps[execution_id]),
+                                           (execution.current_node, execution.current_visit))
+                except walker.Conflict:
+                    results[execution_id] = "stale"
+                except Exception:  # one broken walk must not cost the others theirs
+                    logger.exception("advancing execution %s failed", execution_id)
+                    results[execution_id] = "error"
         results.update(_persist(walks))
         # A persisted walk gave its lease back in its own UPDATE.
         Execution.objects.filter(pk__in=[pk for pk in claimed if results[pk] in (

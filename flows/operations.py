@@ -11,7 +11,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from core.audit import COMMAND, Actor, audit
+from core.audit import COMMAND, Actor, as_actor, audit
 from flows.models import Execution, Step
 from flows.publishing import schedule_advance
 from messaging.delivery.creation import NotCancellable, message_cancel
@@ -47,7 +47,9 @@ def execution_cancel(*, execution: Execution, actor: Actor | str | None = None) 
                                                        completed_at=now)
                 if step.message is not None:
                     with contextlib.suppress(NotCancellable):  # already with the provider
-                        message_cancel(message=step.message)
+                        message_cancel(message=step.message, reason=(
+                            f"execution {execution.pk} cancelled by "
+                            f"{as_actor(actor or COMMAND).label}"))
             audit(actor=actor or COMMAND, action="execution.cancel",
                   workspace=execution.workspace_id, target_type="execution",
                   target_id=execution.pk, detail={"flow_id": str(execution.flow_id)})

@@ -149,7 +149,10 @@ def persist_many(walks: list[tuple[Walk, tuple[str, int]]]) -> list[bool]:
     kept = [state for (state, _), ok in zip(walks, written, strict=True) if ok]
     messages = [state.message for state in kept if state.message is not None]
     if messages:
-        creation.message_create_many(messages=messages)
+        # What started each execution (api, event, schedule, ...) goes on its timeline.
+        creation.message_create_many(messages=messages, origins={
+            state.message.pk: {"execution_source": state.execution.source}
+            for state in kept if state.message is not None})
     _write_steps([row for state in kept for row in state.steps], now)
     attributes: dict[Any, dict[str, Any]] = {}
     for state in kept:

@@ -13,6 +13,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+from core import logcontext
 from core.models import Contact, Workspace
 from messaging.models import Category, Message, MessageStatus, WebhookEndpoint
 
@@ -56,4 +57,5 @@ def message_build(*, channel: str, to: str, content: dict[str, Any],
         enqueued_at=None if scheduled else now,
         max_attempts=attempts_limit(channel),
         status_callback_url=status_callback_url, webhook_endpoint=webhook_endpoint,
+        request_id=logcontext.request_id(),
     )

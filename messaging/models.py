@@ -7,9 +7,10 @@ from typing import Any
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Lower
 
 from core.models import Contact, Workspace, new_webhook_secret
-from messaging.channels import CHANNEL_NAMES
+from messaging.channels import CHANNEL_NAMES, CHANNELS
 
 # The channels of messaging.channels as model choices; members are named by their upper-case
 # values (Channel.SMS).
@@ -62,6 +63,7 @@ class WaitReason(models.TextChoices):
     QUIET_HOURS = "quiet_hours"  # the recipient's quiet hours
     FREQUENCY_CAP = "frequency_cap"  # the recipient's frequency cap (action: defer)
     PAUSE = "pause"  # its queue is paused (status_reason names the pause)
+    PROVIDER_DOWN = "provider_down"  # every provider's circuit breaker is open
 
 
 class Priority(models.TextChoices):
@@ -86,6 +88,11 @@ def metadata_public(metadata: Any) -> Any:
         return metadata
     return {key: value for key, value in metadata.items()
             if not str(key).startswith(INTERNAL_METADATA_PREFIX)}
+
+# The channels whose `to` is a person's phone or email address: what a search by recipient
+# looks through (messaging.selectors.messages_to), indexed on lower(to).
+RECIPIENT_CHANNELS = tuple(name for name, spec in CHANNELS.items()
+                           if spec.recipient in ("phone", "address"))
 
 CANCELLABLE_STATUSES = (MessageStatus.SCHEDULED, MessageStatus.QUEUED, MessageStatus.RETRYING)
 FINAL_STATUSES = (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.UNDELIVERED,
@@ -160,6 +167,9 @@ class Message(models.Model):
     flow_context = models.JSONField(null=True, blank=True)
     # api | compat | flow | alert | ai | keyword (STOP/START/HELP replies) | inbound
     source = models.CharField(max_length=20, default="api")
+    # The X-Request-ID of the request (or of the task's request) that created it: every log
+    # line about the message carries it, a retry hours later too (core.logcontext).
+    request_id = models.CharField(max_length=128, blank=True, default="")
     parent = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True,
                                related_name="children")  # e.g. the AI message of a callback
     # An event delivery: the endpoint it goes to (and is signed for).
@@ -208,6 +218,12 @@ class Message(models.Model):
             # (messaging.incoming.inbound); partial, so email and webhook rows (long `to`) stay out.
             models.Index(fields=["to", "-created_at"], name="message_sms_to_recent_idx",
                          condition=Q(direction="outbound", channel__in=["sms", "mms"])),
+            # A search by recipient (phones are E.164, emails compared lowercased), and by
+            # an inbound message's sender.
+            models.Index(Lower("to"), name="message_recipient_idx",
+                         condition=Q(channel__in=RECIPIENT_CHANNELS)),
+            models.Index(fields=["sender"], name="message_sender_idx",
+                         condition=Q(direction="inbound")),
         ]
         constraints = [
             # A provider's repeated webhook (same MessageSid) stores its message once.
@@ -248,6 +264,10 @@ class DeliveryAttempt(models.Model):
     error_code = models.CharField(max_length=50, blank=True, default="")
     response = models.JSONField(null=True, blank=True)
     possible_duplicate = models.BooleanField(default=False)
+    # Each provider call of this attempt, in order (failover): [{"provider", "idempotency_key",
+    # "outcome": sent|failed|skipped, "status_code", "error_code", "error", "ms"}]; `provider`
+    # above is the last one called.
+    provider_calls = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["message", "number"]
@@ -338,3 +358,44 @@ class QueuePause(models.Model):
     def scope(self) -> str:
         """Return "workspace" or "global"."""
         return "global" if self.workspace_id is None else "workspace"
+
+
+class TimelineKind(models.TextChoices):
+    """What a timeline entry records (README.md, "Timelines")."""
+    ACCEPTED = "accepted"  # created: by whom and through what (API key, flow, schedule)
+    DEFERRED = "deferred"  # the recipients' rules put it off (quiet hours, frequency cap)
+    SUPPRESSED = "suppressed"  # the recipients' rules refused it (no provider call)
+    PAUSED = "paused"  # a paused queue held it
+    RELEASED = "released"  # the pause was lifted (or the sweeper released it)
+    RATE_LIMITED = "rate_limited"  # a rate limit booked a later slot (counted on one row)
+    PROVIDER_CALL = "provider_call"  # one provider call: status, latency, error, outcome
+    RECEIPT = "receipt"  # a carrier's status callback or an email event moved it
+    EVENT = "event"  # an event it raised, with the deliveries made for it
+    CANCELLED = "cancelled"  # cancelled (by whom)
+
+
+class TimelineEntry(models.Model):
+    """One fact of a message's life, written in the transaction of the change it describes;
+    never updated except to count a repeat of the same fact (rate-limit deferrals)."""
+
+    id = models.BigAutoField(primary_key=True)
+    # Indexed by (message, id) below, which also serves the cascade's lookups. No database
+    # constraint: its check, once per row at every commit of the delivery path, was most of
+    # the timeline's cost (README.md, "Timelines"); rows are written only for the message
+    # being changed in the same transaction, and deleting a message through the ORM (the
+    # only way the service deletes them: purge_history, admin) deletes its entries.
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="timeline",
+                                db_index=False, db_constraint=False)
+    kind = models.CharField(max_length=16, choices=TimelineKind.choices)
+    at = models.DateTimeField()
+    # How many times this fact happened in a row, and the last time (for counted kinds).
+    count = models.PositiveIntegerField(default=1)
+    last_at = models.DateTimeField(null=True, blank=True)
+    detail = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+
+    class Meta:
+        ordering = ["message", "id"]
+        indexes = [models.Index(fields=["message", "id"], name="timeline_message_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} of {self.message_id} at {self.at:%Y-%m-%d %H:%M:%S}"

@@ -43,22 +43,32 @@ def publish(messages: Iterable[Message], *, now: datetime | None = None) -> int:
 
 def _publish_now(messages: list[Message], *, now: datetime | None = None) -> int:
     now = now or timezone.now()
-    groups: dict[tuple[str, int, float], list[str]] = {}
+    groups: dict[tuple[str, int, float], list[Message]] = {}
     for message in messages:
         countdown = 0.0
         if message.due_at is not None:
             # Messages due within the same 50 ms share a task; rounding up, never early.
             countdown = math.ceil(max(0.0, (message.due_at - now).total_seconds()) * 20) / 20
         key = (queue_for(message.channel), PRIORITY_STEPS.get(message.priority, 3), countdown)
-        groups.setdefault(key, []).append(str(message.id))
+        groups.setdefault(key, []).append(message)
     count = 0
     try:
-        for (queue, priority, countdown), ids in groups.items():
-            for offset in range(0, len(ids), PUBLISH_BATCH):
-                chunk = ids[offset:offset + PUBLISH_BATCH]
-                current_app.send_task(DELIVER_TASK, args=[chunk], queue=queue,
-                                      priority=priority, countdown=countdown or None)
+        for (queue, priority, countdown), batch in groups.items():
+            for offset in range(0, len(batch), PUBLISH_BATCH):
+                chunk = batch[offset:offset + PUBLISH_BATCH]
+                current_app.send_task(DELIVER_TASK, args=[[str(m.id) for m in chunk]],
+                                      queue=queue, priority=priority,
+                                      countdown=countdown or None, headers=_headers(chunk))
                 count += len(chunk)
     except Exception:  # the broker is down: the sweeper republishes from the database
         logger.exception("publish failed after %d messages; the sweeper will retry", count)
     return count
+
+
+def _headers(chunk: list[Message]) -> dict[str, str] | None:
+    """Return the task's headers: the request id its messages were created by, when they
+    share one (requests' messages published together by the publishing thread may not;
+    each message keeps its own anyway: Message.request_id)."""
+    ids = {getattr(message, "request_id", "") for message in chunk}
+    rid = ids.pop() if len(ids) == 1 else ""
+    return {"request_id": rid} if rid else None

@@ -6,10 +6,25 @@ other reads, and not inside a view.
 """
 from __future__ import annotations
 
-from django.db.models import Prefetch, QuerySet
+from typing import Any
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.core.validators import EmailValidator
+from django.db.models import Prefetch, Q, QuerySet
+from django.db.models.functions import Lower
 
 from core.models import Contact, Workspace
-from messaging.models import DeliveryAttempt, Message, Suppression, WebhookEndpoint
+from core.phones import normalize_phone
+from messaging.models import (
+    RECIPIENT_CHANNELS,
+    DeliveryAttempt,
+    Direction,
+    Message,
+    Suppression,
+    TimelineEntry,
+    WebhookEndpoint,
+)
 
 
 def _attempts_in_order() -> Prefetch:
@@ -31,6 +46,29 @@ def messages_list(*, workspace: Workspace, with_attempts: bool = False) -> Query
     return queryset
 
 
+def timeline_list(*, message: Message) -> QuerySet[TimelineEntry]:
+    """Return a message's timeline entries in the order they were written."""
+    return TimelineEntry.objects.filter(message=message).order_by("id")
+
+
+def recipient_normalize(text: str) -> str:
+    """Return a recipient as messages store it: an email address lowercased, a phone
+    number in E.164 (however it was written); raise ValidationError when it is neither."""
+    text = (text or "").strip()
+    if "@" in text:
+        EmailValidator(message=f"'{text}' is not a valid email address.")(text)
+        return text.lower()
+    return normalize_phone(text)
+
+
+def messages_to(queryset: QuerySet[Message], recipient: str) -> QuerySet[Message]:
+    """Return the messages of `queryset` sent to the recipient (as recipient_normalize
+    returns it), whatever their status and channel, and those received from it."""
+    return queryset.alias(to_lower=Lower("to")).filter(
+        Q(to_lower=recipient, channel__in=RECIPIENT_CHANNELS)
+        | Q(sender=recipient, direction=Direction.INBOUND))
+
+
 def suppressions_list(*, workspace: Workspace) -> QuerySet[Suppression]:
     """Return the workspace's suppression list."""
     return Suppression.objects.filter(workspace=workspace)
@@ -45,3 +83,18 @@ def deliveries_list(*, endpoint: WebhookEndpoint) -> QuerySet[Message]:
     """Return an endpoint's deliveries, newest first, with their attempts in order (the
     delivery log shows each one's last attempt)."""
     return endpoint.deliveries.order_by("-created_at").prefetch_related(_attempts_in_order())
+
+
+class RecipientField(forms.CharField):
+    """A phone number (any way written) or an email address, cleaned to how messages store
+    it (recipient_normalize); the API's filter and the dashboard's form both use it."""
+
+    def clean(self, value: Any) -> str:
+        value = super().clean(value)
+        if not value:
+            return ""
+        try:
+            return recipient_normalize(value)
+        except ValidationError as exc:
+            raise forms.ValidationError(
+                f"Not a phone number or an email address: {' '.join(exc.messages)}") from exc

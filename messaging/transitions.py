@@ -19,7 +19,8 @@ from django.utils import timezone
 
 from messaging.events import types
 from messaging.events.outbox import messages_emit
-from messaging.models import CANCELLABLE_STATUSES, Message, MessageStatus
+from messaging.models import CANCELLABLE_STATUSES, Message, MessageStatus, TimelineKind
+from messaging.timeline import entries_write, entry
 
 S = MessageStatus
 
@@ -64,17 +65,22 @@ def event_of(status: str) -> str:
 
 
 def receipt_apply(*, message: Message, status: str, fields: dict[str, Any] | None = None,
-                  now: datetime | None = None) -> bool:
+                  now: datetime | None = None, report: dict[str, Any] | None = None) -> bool:
     """Move a message to a receipt's status (delivered or undelivered) with `fields`, if
-    the table allows it from its current status (one conditional UPDATE), and emit the
-    status's event in the same transaction. Return whether it moved; a receipt that came
-    too late, too early or twice changes nothing and emits nothing."""
+    the table allows it from its current status (one conditional UPDATE), and write its
+    timeline entry (with `report`: who reported what, e.g. the carrier's status and error
+    code) and emit the status's event in the same transaction. Return whether it moved; a
+    receipt that came too late, too early or twice changes nothing and emits nothing."""
     if status not in RECEIPT_STATUSES:
         raise ValueError(f"{status!r} is not a receipt's status.")
     move = MOVES[status]
+    now = now or timezone.now()
     with transaction.atomic():
         moved = bool(Message.objects.filter(pk=message.pk, status__in=move.sources).update(
-            status=status, updated_at=now or timezone.now(), **(fields or {})))
+            status=status, updated_at=now, **(fields or {})))
+        if moved:
+            entries_write(entries=[entry(message_id=message.pk, kind=TimelineKind.RECEIPT,
+                                         at=now, status=status, **(report or {}))])
         if moved and move.event:
             messages_emit(changes=[(message, move.event)])
     return moved

@@ -40,6 +40,7 @@ from messaging.models import (
     MessageStatus,
     WebhookEndpoint,
 )
+from messaging.providers.health import providers_down
 from messaging.providers.ssrf import UnsafeURL, check_url_literal
 from monitoring.models import AlertEvent, AlertRule
 from monitoring.selectors import outcome_filters, rate_limit_events_since
@@ -57,6 +58,7 @@ LABELS: dict[str, tuple[str, str]] = {
     Type.RATE_LIMIT_EVENTS: ("rate-limit deferrals", ""),
     Type.SCHEDULE_NO_SUCCESS: ("successful schedule runs", ""),
     Type.ENDPOINT_DISABLED: ("webhook endpoints disabled after failing", ""),
+    Type.PROVIDER_DOWN: ("providers down", ""),
 }
 MAX_RECIPIENTS = 20
 MIN_WINDOW_SECONDS = 60
@@ -158,6 +160,9 @@ def rule_measure(*, rule: AlertRule, now: datetime | None = None) -> float | Non
         return _schedule_successes(rule, since)
     if rule.type == Type.ENDPOINT_DISABLED:
         return _endpoints_disabled(rule, since)
+    if rule.type == Type.PROVIDER_DOWN:
+        return float(providers_down(workspace=rule.workspace, since=since,
+                                    channel=rule.message_channel))
     raise ValueError(f"unknown alert type {rule.type!r}")
 
 

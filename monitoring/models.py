@@ -16,6 +16,8 @@ class AlertRule(models.Model):
         SCHEDULE_NO_SUCCESS = "schedule_no_success"  # successful schedule runs in window
         # Webhook endpoints disabled for failing every delivery (in the window, still off).
         ENDPOINT_DISABLED = "endpoint_disabled"
+        # Providers whose circuit breaker is open now or opened in the window.
+        PROVIDER_DOWN = "provider_down"
 
     class Channel(models.TextChoices):
         EMAIL = "email"

@@ -69,6 +69,14 @@ def stub_server() -> Iterator[StubServer]:
 
 
 @pytest.fixture
+def second_stub_server() -> Iterator[StubServer]:
+    """Another such server: a second provider, for failover."""
+    server = StubServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def live_worker(transactional_db) -> Iterator[object]:
     """A Celery worker consuming every queue of the real broker, in this process."""
     from celery.contrib.testing.worker import start_worker

@@ -76,3 +76,14 @@ def test_postgres_restart_never_answers_201_without_a_row():
     assert report["lost"] == 0, report
     assert report["sent"] == report["accepted"], report
     assert details["first_201_after_restart_s"] is not None, report  # it came back
+
+
+def test_a_provider_outage_fails_over_and_sends_every_message_once():
+    """The primary SMS provider answers 503, then refuses connections, for 30 s."""
+    report = run("provider-outage", 300)
+    assert_none_lost(report, 300)
+    details = report["details"]
+    assert details["broken"] == [], details
+    assert details["sent_by_both"] == 0 and details["dead_letters"] == 0, details
+    assert details["sent_by_secondary"] > 0 and details["breaker_closed"] >= 1, details
+    assert details["alert_fired"], details

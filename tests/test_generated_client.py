@@ -19,6 +19,7 @@ import pytest
 from openapi_schema_validator import OAS30ReadValidator, oas30_format_checker
 from rest_framework.test import APIClient
 
+from tests.support.stub_server import Reply as StubReply
 from tests.support.stub_server import StubServer
 
 PACKAGE = "relay_contract_client"
@@ -187,6 +188,13 @@ def test_messages_of_every_channel_suppressed_or_not_read_back_typed(
     suppressed = call(contract, "v1_messages_list", "PaginatedMessageList", client=client,
                       suppressed_reason=models.V1MessagesListSuppressedReason.SUPPRESSED_ADDRESS)
     assert [m.id for m in suppressed.results] == [refused.id]
+    to_blocked = call(contract, "v1_messages_list", "PaginatedMessageList", client=client,
+                      recipient="Blocked@Example.com")
+    assert [m.id for m in to_blocked.results] == [refused.id]
+    call(contract, "v1_messages_list", "Error", client=client, recipient="nobody")
+    by_contact = call(contract, "v1_messages_list", "PaginatedMessageList", client=client,
+                      contact_external_id="no-such-contact", provider_message_id="x")
+    assert by_contact.count == 0
     for message in [*sent, refused]:
         detail = call(contract, "v1_messages_retrieve", "MessageDetail", client=client,
                       id=message.id)
@@ -257,6 +265,13 @@ def test_suppressions_and_webhook_endpoints_with_deliveries_read_back_typed(
                    body=models.MessageCreateRequest(channel=models.ChannelEnum.SMS,
                                                     to="+14155552672", body="Hi"))
     deliver(str(message.id))
+    timeline = call(contract, "v1_messages_timeline_list", "PaginatedTimelineEntryList",
+                    client=client, id=message.id)
+    kinds = models.TimelineKindEnum
+    # The endpoint takes every event: message.queued, then message.sent.
+    assert [e.kind for e in timeline.results] == [kinds.ACCEPTED, kinds.EVENT,
+                                                  kinds.PROVIDER_CALL, kinds.EVENT]
+    assert timeline.results[2].detail.additional_properties["outcome"] == "sent"
     deliveries = call(contract, "v1_webhook_endpoints_deliveries_list",
                       "PaginatedDeliveryList", client=client, id=endpoint.id)
     assert deliveries.count >= 1
@@ -316,3 +331,25 @@ def test_schedules_dead_letters_alerts_and_audit_read_back_typed(
     call(contract, "v1_alerts_events_list", "PaginatedAlertEventList", client=client)
     call(contract, "v1_alerts_events_retrieve", "AlertEvent", client=client, id=event.pk)
     call(contract, "v1_audit_log_list", "PaginatedAuditEntryList", client=client)
+
+
+def test_failover_calls_and_provider_health_read_back_typed(
+        transactional_db, contract, client, stub, workspace):
+    workspace.settings = {"providers": {"sms": [{"name": "http", "api_url": stub.url},
+                                                {"name": "console"}]}}
+    workspace.save()
+    stub.default = StubReply(503, {"error": "down"})
+    models = contract.module("models")
+    sent = call(contract, "v1_messages_create", "Message", client=client,
+                body=models.MessageCreateRequest(channel=models.ChannelEnum.SMS,
+                                                 to="+14155552671", body="code"))
+    assert deliver(str(sent.id)) == {str(sent.id): "sent"}
+    detail = call(contract, "v1_messages_retrieve", "MessageDetail", client=client, id=sent.id)
+    calls = detail.attempts_log[0].provider_calls
+    assert [(c.provider, c.outcome) for c in calls] == [
+        ("http", models.ProviderCallOutcomeEnum.FAILED),
+        ("console", models.ProviderCallOutcomeEnum.SENT)]
+    health = call(contract, "v1_providers_health_retrieve", "ProvidersHealth", client=client)
+    rows = {(row.channel, row.name): row for row in health.providers}
+    assert rows["sms", "http"].failed == 1 and rows["sms", "console"].sent == 1
+    assert rows["sms", "http"].state == models.ProviderStateEnum.CLOSED

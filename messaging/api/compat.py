@@ -31,7 +31,7 @@ from core.workspace_settings import (
     is_plain_id,
 )
 from messaging.api.idempotency import idempotent
-from messaging.api.messages import error_fields
+from messaging.api.messages import error_fields, origin_of
 from messaging.channels import EMAIL, MMS, SMS, WEBHOOK
 from messaging.compose import MAX_DELAY_SECONDS, message_compose, metadata_key_reserved
 from messaging.delivery import creation
@@ -192,7 +192,7 @@ def _schedule(request: Request, v1: dict, ignored: list[str], *, job: bool = Fal
         raise ApiError(400, "Invalid input.", fields=fields) from exc
     if job:
         message.content["payload"] = {"jobId": str(message.id), **message.content["payload"]}
-    creation.message_create_many(messages=[message])
+    creation.message_create_many(messages=[message], origin=origin_of(request))
     scheduled = message.scheduled_for or message.created_at
     return Response({"success": True, "jobId": str(message.id),
                      "scheduledTime": scheduled.isoformat().replace("+00:00", "Z"),

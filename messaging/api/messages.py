@@ -19,7 +19,11 @@ from core.models import Scope, Workspace
 from core.publishing import in_background
 from messaging.api.compose_fields import input_fields
 from messaging.api.idempotency import idempotent
-from messaging.api.serializers import DeliveryAttemptSerializer, MessageSerializer
+from messaging.api.serializers import (
+    DeliveryAttemptSerializer,
+    MessageSerializer,
+    TimelineEntrySerializer,
+)
 from messaging.compose import MessageInvalid, message_compose
 from messaging.delivery import creation
 from messaging.models import (
@@ -29,7 +33,19 @@ from messaging.models import (
     Message,
     SuppressedReason,
 )
-from messaging.selectors import messages_list
+from messaging.selectors import (
+    RecipientField,
+    messages_list,
+    messages_to,
+    timeline_list,
+)
+
+
+def origin_of(request: Request) -> dict[str, Any]:
+    """Return what a message's `accepted` timeline entry says about the request: the
+    prefix of the API key that sent it."""
+    prefix = getattr(request.auth, "prefix", "")
+    return {"api_key": prefix} if prefix else {}
 
 
 def error_fields(exc: DjangoValidationError) -> dict[str, Any]:
@@ -100,7 +116,16 @@ class ValidatedSerializer(serializers.Serializer):
     message = MessagePreviewSerializer()
 
 
+class RecipientFilter(django_filters.CharFilter):
+    field_class = RecipientField
+
+
 class MessageFilter(django_filters.FilterSet):
+    # Everything sent to a phone or an email address (and received from it), any status
+    # and channel: "+1 (415) 555-2671" finds +14155552671, "Ada@Example.com" ada@example.com.
+    recipient = RecipientFilter(method="filter_recipient")
+    provider_message_id = django_filters.CharFilter(field_name="provider_message_id")
+    contact_external_id = django_filters.CharFilter(field_name="contact__external_id")
     status = django_filters.MultipleChoiceFilter(choices=Message._meta.get_field(
         "status").choices)
     channel = django_filters.ChoiceFilter(choices=Channel.choices)
@@ -127,6 +152,9 @@ class MessageFilter(django_filters.FilterSet):
         if wanted is None:
             return queryset.filter(metadata__has_key=value)
         return queryset.filter(**{f"metadata__{value}": wanted})
+
+    def filter_recipient(self, queryset: QuerySet[Any], name: str, value: str) -> QuerySet[Any]:
+        return messages_to(queryset, value) if value else queryset
 
     def filter_noop(self, queryset: QuerySet[Any], name: str, value: str) -> QuerySet[Any]:
         return queryset  # read by filter_metadata_key
@@ -163,7 +191,8 @@ class MessageViewSet(WorkspaceScoped, mixins.ListModelMixin, mixins.RetrieveMode
             # Committed before the answer; the delivery task goes out from this process's
             # publishing thread, grouped with other requests' (core.publishing).
             with in_background():
-                message = creation.message_create_many(messages=[serializer.build()])[0]
+                message = creation.message_create_many(messages=[serializer.build()],
+                                                       origin=origin_of(request))[0]
             return Response(MessageSerializer(message).data, status=status.HTTP_201_CREATED)
         return idempotent(request, handler)
 
@@ -194,7 +223,8 @@ class MessageViewSet(WorkspaceScoped, mixins.ListModelMixin, mixins.RetrieveMode
                 raise ApiError(400, f"{len(errors)} of {len(built) + len(errors)} messages are "
                                     "invalid; nothing was created.", fields={"messages": errors})
             with in_background():
-                created = creation.message_create_many(messages=built)
+                created = creation.message_create_many(messages=built,
+                                                       origin=origin_of(request))
             answer = BatchCreatedSerializer({"count": len(created), "messages": created})
             return Response(answer.data, status=status.HTTP_201_CREATED)
         return idempotent(request, handler)
@@ -209,3 +239,11 @@ class MessageViewSet(WorkspaceScoped, mixins.ListModelMixin, mixins.RetrieveMode
         except creation.NotCancellable as exc:
             raise ApiError(409, str(exc), code="not_cancellable") from exc
         return Response(MessageSerializer(message).data)
+
+    @extend_schema(responses={200: TimelineEntrySerializer(many=True)})
+    @action(detail=True, methods=["get"], filter_backends=[])
+    def timeline(self, request: Request, pk: str | None = None) -> Response:
+        """List what happened to the message and why, oldest first (README.md,
+        "Timelines")."""
+        page = self.paginate_queryset(timeline_list(message=self.get_object()))
+        return self.get_paginated_response(TimelineEntrySerializer(page, many=True).data)

@@ -28,7 +28,7 @@ from messaging.incoming.inbound import (
 )
 from messaging.models import Message
 from messaging.providers import twilio
-from messaging.providers.registry import provider_for, workspace_override
+from messaging.providers.registry import provider_named, workspace_override
 from messaging.transitions import RECEIPT_STATUSES, receipt_apply
 
 logger = logging.getLogger(__name__)
@@ -62,7 +62,8 @@ class TwilioStatusView(APIView):
     @extend_schema(request=None, responses={204: None, 403: None, 404: None})
     def post(self, request: Request) -> Response:
         message = self._message(request)
-        _, config = provider_for(message.workspace, message.channel)
+        # The provider that sent it (failover may have passed over the first).
+        _, config = provider_named(message.workspace, message.channel, message.provider)
         if not twilio_signed(request, config.get("auth_token", "")):
             raise bad_signature()
         status = twilio.STATUS_MAP.get(request.POST.get("MessageStatus", ""))
@@ -72,7 +73,9 @@ class TwilioStatusView(APIView):
             fields = {"delivered_at": now} if status == "delivered" else {
                 "last_error": f"Twilio error {request.POST.get('ErrorCode', '')}".strip(),
                 "error_code": request.POST.get("ErrorCode", "")}
-            receipt_apply(message=message, status=status, fields=fields, now=now)
+            receipt_apply(message=message, status=status, fields=fields, now=now, report={
+                "source": "twilio", "reported": request.POST.get("MessageStatus", ""),
+                "error_code": request.POST.get("ErrorCode", "")})
         return Response(status=204)
 
     def _message(self, request: Request) -> Message:
@@ -112,7 +115,7 @@ def received_from_twilio(form: QueryDict) -> Received:
 def twilio_token(workspace: Workspace) -> str:
     """Return the auth token Twilio signs a workspace's webhooks with: its own account's,
     else the environment's (as the status callback's provider config resolves it)."""
-    token = workspace_override(workspace, SMS).get("auth_token")
+    token = workspace_override(workspace, SMS, "twilio").get("auth_token")
     return token if isinstance(token, str) and token else settings.TWILIO_AUTH_TOKEN
 
 

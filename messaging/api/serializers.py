@@ -6,10 +6,12 @@ from typing import Any
 
 from rest_framework import serializers
 
+from messaging.delivery.failover import CALL_OUTCOMES
 from messaging.models import (
     DeliveryAttempt,
     Message,
     SuppressedReason,
+    TimelineEntry,
     WaitReason,
     metadata_public,
 )
@@ -33,11 +35,27 @@ class PublicMetadataField(serializers.JSONField):
         return super().to_representation(metadata_public(value))
 
 
+class ProviderCallSerializer(serializers.Serializer):
+    """One provider call of an attempt (several when it failed over)."""
+
+    provider = serializers.CharField(read_only=True)
+    idempotency_key = serializers.CharField(read_only=True)
+    # skipped: not called, its circuit breaker was open.
+    outcome = serializers.ChoiceField(choices=CALL_OUTCOMES, read_only=True)
+    status_code = serializers.IntegerField(read_only=True, allow_null=True)
+    error_code = serializers.CharField(read_only=True)
+    error = serializers.CharField(read_only=True)
+    ms = serializers.FloatField(read_only=True, allow_null=True)
+
+
 class DeliveryAttemptSerializer(serializers.ModelSerializer):
+    provider_calls = ProviderCallSerializer(many=True, read_only=True)
+
     class Meta:
         model = DeliveryAttempt
         fields = ["number", "provider", "task_id", "started_at", "finished_at", "outcome",
-                  "status_code", "error", "error_code", "response", "possible_duplicate"]
+                  "status_code", "error", "error_code", "response", "possible_duplicate",
+                  "provider_calls"]
 
 
 class MessageSerializer(serializers.ModelSerializer):
@@ -61,4 +79,23 @@ class MessageSerializer(serializers.ModelSerializer):
                   "max_attempts", "provider", "provider_message_id", "response", "last_error",
                   "error_code", "possible_duplicate", "source", "created_at", "updated_at",
                   "sent_at", "delivered_at", "failed_at", "cancelled_at"]
+        read_only_fields = fields
+
+
+class TimelineEntrySerializer(serializers.ModelSerializer):
+    """One fact of a message's life (README.md, "Timelines"). `count` > 1: the same fact
+    happened that many times in a row (a rate-limit deferral), the last at `last_at`."""
+
+    detail = serializers.DictField(read_only=True, help_text=(
+        "What the entry says, by kind: accepted {source, status, api_key, flow_id, "
+        "execution_id, node_id, execution_source, send_at, event, event_id}; deferred {until, "
+        "check, reason}; suppressed {reason, check}; paused {reason, paused_by}; released "
+        "{due, by}; rate_limited {until, rate, key}; provider_call {attempt, provider, "
+        "status_code, latency_ms, outcome, error, error_code, possible_duplicate}; receipt "
+        "{status, source, reported, error_code}; event {type, event_id, deliveries}; "
+        "cancelled {by, from_status}. Keys without a value are left out."))
+
+    class Meta:
+        model = TimelineEntry
+        fields = ["id", "kind", "at", "count", "last_at", "detail"]
         read_only_fields = fields

@@ -6,6 +6,7 @@ from messaging.api.email_events import EmailEventView
 from messaging.api.inbound import InboundView
 from messaging.api.messages import MessageViewSet
 from messaging.api.provider_callbacks import TwilioInboundView, TwilioStatusView
+from messaging.api.providers_health import ProvidersHealthView
 from messaging.api.suppressions import SuppressionViewSet
 from messaging.api.webhook_endpoints import WebhookEndpointViewSet
 from messaging.api.workspace import WebhookSecretRotateView, WorkspaceView
@@ -24,6 +25,7 @@ urlpatterns = [
     re_path(r"^suppressions/?$",
             SuppressionViewSet.as_view({"get": "list", "post": "create", "delete": "remove"}),
             name="suppression-list"),
+    path("providers/health", ProvidersHealthView.as_view(), name="providers-health"),
     path("providers/twilio/status", TwilioStatusView.as_view(), name="twilio-status"),
     path("providers/email/events", EmailEventView.as_view(), name="email-events"),
     path("providers/twilio/inbound", TwilioInboundView.as_view(), name="twilio-inbound"),

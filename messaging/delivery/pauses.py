@@ -26,7 +26,8 @@ from core.audit import Actor, audit
 from core.models import Workspace
 from messaging import ratelimit
 from messaging.channels import CHANNEL_QUEUES, QUEUE_CHANNELS, queue_for
-from messaging.models import Message, MessageStatus, QueuePause
+from messaging.models import Message, MessageStatus, QueuePause, TimelineKind
+from messaging.timeline import entries_write, entry
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +81,8 @@ def queue_resume(*, queue: str, workspace: Workspace | None, actor: Actor) -> in
             return None
         paused_for = timezone.now() - pause.paused_at
         pause.delete()
-        released = held_release(queue=queue, workspace_id=getattr(workspace, "pk", None))
+        released = held_release(queue=queue, workspace_id=getattr(workspace, "pk", None),
+                                by=actor.label)
         audit(actor=actor, action="queue.resume", workspace=workspace, target_type="queue",
               target_id=queue, detail={"scope": GLOBAL if workspace is None else WORKSPACE,
                                        "released": released,
@@ -119,33 +121,44 @@ def hold_paused(messages: Iterable[Message], now: datetime) -> set[Any]:
         return set()
     queues = {queue_for(m.channel) for m in messages}
     workspaces = {m.workspace_id for m in messages}
-    pauses: set[tuple[str, Any]] = set(QueuePause.objects.filter(queue__in=queues).filter(
-        Q(workspace__isnull=True) | Q(workspace_id__in=workspaces))
-        .values_list("queue", "workspace_id"))
+    # (queue, workspace id or None) -> who paused it
+    pauses: dict[tuple[str, Any], str] = {
+        (queue, workspace): by for queue, workspace, by in QueuePause.objects.filter(
+            queue__in=queues).filter(Q(workspace__isnull=True) | Q(
+                workspace_id__in=workspaces)).values_list("queue", "workspace_id", "paused_by")}
     if not pauses:
         return set()
     by_reason: dict[str, list[Any]] = {}
+    paused_by: dict[Any, str] = {}
     for message in messages:
         queue = queue_for(message.channel)
         scope = (GLOBAL if (queue, None) in pauses else
                  WORKSPACE if (queue, message.workspace_id) in pauses else None)
         if scope is not None:
-            by_reason.setdefault(reason_for(queue, scope), []).append(message.pk)
-    for reason, ids in by_reason.items():
-        # No timer, no attempt: the claim's attempt is given back, as for a deferral.
-        Message.objects.filter(pk__in=ids, status=MessageStatus.SENDING).update(
-            status=MessageStatus.SCHEDULED, due_at=None, lease_until=None,
-            attempts=F("attempts") - 1, status_reason=reason, updated_at=now)
+            reason = reason_for(queue, scope)
+            by_reason.setdefault(reason, []).append(message.pk)
+            paused_by[message.pk] = pauses[(queue, None if scope == GLOBAL else
+                                            message.workspace_id)]
+    with transaction.atomic():
+        for reason, ids in by_reason.items():
+            # No timer, no attempt: the claim's attempt is given back, as for a deferral.
+            Message.objects.filter(pk__in=ids, status=MessageStatus.SENDING).update(
+                status=MessageStatus.SCHEDULED, due_at=None, lease_until=None,
+                attempts=F("attempts") - 1, status_reason=reason, updated_at=now)
+        entries_write(entries=[entry(message_id=pk, kind=TimelineKind.PAUSED, at=now,
+                                     reason=reason, paused_by=paused_by[pk])
+                               for reason, ids in by_reason.items() for pk in ids])
     return {pk for ids in by_reason.values() for pk in ids}
 
 
 # --- releasing ------------------------------------------------------------------------------
 
-def held_release(*, queue: str, workspace_id: Any = None,
-                 now: datetime | None = None) -> int:
+def held_release(*, queue: str, workspace_id: Any = None, now: datetime | None = None,
+                 by: str = "") -> int:
     """Give the held messages of a queue (one workspace's, or all) their timers back, in
     creation order and spaced at each workspace's rate limit; skip those another pause still
-    covers. Return how many were released. Runs in the caller's transaction if any."""
+    covers; their timelines say who released them (`by`; none: the sweeper). Return how
+    many were released. Runs in the caller's transaction if any."""
     if QueuePause.objects.filter(queue=queue, workspace__isnull=True).exists():
         return 0
     now = now or timezone.now()
@@ -165,6 +178,8 @@ def held_release(*, queue: str, workspace_id: Any = None,
             released.append(Message(pk=pk, due_at=due, status_reason="", updated_at=now))
         Message.objects.bulk_update(released, ["due_at", "status_reason", "updated_at"],
                                     batch_size=RELEASE_BATCH)
+        entries_write(entries=[entry(message_id=m.pk, kind=TimelineKind.RELEASED, at=now,
+                                     due=m.due_at, by=by or "sweeper") for m in released])
     if released:
         logger.info("released %d held %s messages", len(released), queue)
     return len(released)

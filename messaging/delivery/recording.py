@@ -20,10 +20,19 @@ from messaging.delivery.ai_callbacks import ai_callback_create
 from messaging.delivery.sql import column, unnest, update_rows
 from messaging.events.endpoints import deliveries_recorded
 from messaging.events.outbox import dead_letter_emit, messages_emit
-from messaging.models import DeliveryAttempt, Message, MessageStatus, Suppression
+from messaging.models import (
+    DeliveryAttempt,
+    Message,
+    MessageStatus,
+    Suppression,
+    TimelineEntry,
+    TimelineKind,
+)
 from messaging.providers.base import Outbound, ProviderError, Receipt
 from messaging.recipients import policy
 from messaging.recipients.suppressions import suppression_add
+from messaging.timeline import enabled as timeline_enabled
+from messaging.timeline import entries_write, entry, insert_sql
 from messaging.transitions import event_of
 
 logger = logging.getLogger(__name__)
@@ -45,6 +54,9 @@ class Call:
     outbound: Outbound | None = None
     result: Receipt | ProviderError | None = None
     started: bool = False  # its started attempt is written: the call may be made
+    latency: float | None = None  # how long the provider took to answer (s)
+    cap_counted: bool = False  # the recipient's frequency cap counted it (its timeline says)
+    chain: Any = None  # its providers in failover order (messaging.delivery.failover.Chain)
 
     @property
     def rendered(self) -> dict | None:
@@ -105,11 +117,28 @@ def record_group(finished: list[Call], starting: list[Call],
             call.started = current(call)
             call.attempt.started_at = now
         _save_attempts([call.attempt for call, outcome in recorded if outcome != "stale"]
-                       + [call.attempt for call in starting if call.started])
+                       + [call.attempt for call in starting if call.started],
+                       [_call_entry(call, outcome) for call, outcome in recorded
+                        if outcome != "stale"])
         _emit_outcomes([(call.message, outcome) for call, outcome in recorded], endpoints)
     outcomes = {str(call.message.pk): outcome for call, outcome in recorded}
     outcomes.update({str(c.message.pk): "stale" for c in starting if not c.started})
     return outcomes
+
+
+def _call_entry(call: Call, outcome: str) -> TimelineEntry:
+    """Return the timeline entry of one recorded provider call (or of a request that could
+    not be built: no provider, no latency)."""
+    attempt, result = call.attempt, call.result
+    error = result if isinstance(result, ProviderError) else None
+    return entry(message_id=call.message.pk, kind=TimelineKind.PROVIDER_CALL,
+                 at=attempt.finished_at or timezone.now(), attempt=attempt.number,
+                 provider=attempt.provider, status_code=attempt.status_code,
+                 latency_ms=None if call.latency is None else round(call.latency * 1000, 1),
+                 outcome=outcome, error=error.message[:500] if error else "",
+                 error_code=error.code if error else "",
+                 possible_duplicate=True if attempt.possible_duplicate else None,
+                 frequency_cap="counted" if call.cap_counted else None)
 
 
 def _emit_outcomes(recorded: list[tuple[Message, str]],
@@ -127,7 +156,7 @@ def _emit_outcomes(recorded: list[tuple[Message, str]],
 
 # The attempt columns an outcome fills in (the others were written when it started).
 _ATTEMPT_OUTCOME_FIELDS = ["outcome", "status_code", "response", "error", "error_code",
-                           "possible_duplicate", "finished_at"]
+                           "possible_duplicate", "finished_at", "provider", "provider_calls"]
 
 
 def _lock_sending(ids: list[Any]) -> dict[Any, int]:
@@ -141,13 +170,18 @@ def _lock_sending(ids: list[Any]) -> dict[Any, int]:
         return dict(cursor.fetchall())
 
 
-def _save_attempts(attempts: list[DeliveryAttempt]) -> None:
+def _save_attempts(attempts: list[DeliveryAttempt],
+                   entries: list[TimelineEntry] | None = None) -> None:
     """Insert the attempts about to start and those that never started (no call was made),
     and fill in the outcomes of the started ones, in one INSERT ... ON CONFLICT (message,
-    number)."""
+    number); with the finished calls' timeline entries in the same statement on PostgreSQL
+    (a data-modifying WITH: no round trip of their own)."""
+    entries = (entries or []) if timeline_enabled() else []
     if not attempts:
+        entries_write(entries=entries)
         return
     if connection.vendor != "postgresql":
+        entries_write(entries=entries)
         for attempt in attempts:
             attempt.pk = None
         DeliveryAttempt.objects.bulk_create(
@@ -161,9 +195,15 @@ def _save_attempts(attempts: list[DeliveryAttempt]) -> None:
     updates = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in (
         column(DeliveryAttempt, name) for name in _ATTEMPT_OUTCOME_FIELDS))
     conflict = ", ".join(f'"{column(DeliveryAttempt, name)}"' for name in ("message", "number"))
+    with_timeline = ""
+    timeline_params: list[Any] = []
+    if entries:
+        sql, timeline_params = insert_sql(entries)
+        with_timeline = f"WITH timeline AS ({sql}) "
     with connection.cursor() as cursor:
-        cursor.execute(f'INSERT INTO "{meta.db_table}" ({names}) SELECT * FROM {rows} '
-                       f'ON CONFLICT ({conflict}) DO UPDATE SET {updates}', params)
+        cursor.execute(f'{with_timeline}INSERT INTO "{meta.db_table}" ({names}) SELECT * '
+                       f'FROM {rows} ON CONFLICT ({conflict}) DO UPDATE SET {updates}',
+                       timeline_params + params)
 
 
 def _record_sent_all(calls: list[Call], now: datetime) -> list[tuple[Call, str]]:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,20 +21,29 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from core import logcontext
 from messaging import ratelimit
 from messaging.channels import rate_key_for
-from messaging.delivery import pauses
+from messaging.delivery import failover, pauses
 from messaging.delivery.recording import Call, notify_finals, record_group
 from messaging.delivery.templating import render_content
 from messaging.events.endpoints import endpoint_secrets
 from messaging.events.outbox import messages_emit, subscribers
 from messaging.events.types import MESSAGE_SUPPRESSED
-from messaging.models import DeliveryAttempt, Message, MessageStatus, WaitReason
+from messaging.models import (
+    DeliveryAttempt,
+    Message,
+    MessageStatus,
+    TimelineEntry,
+    TimelineKind,
+    WaitReason,
+)
 from messaging.providers.base import Outbound, ProviderError, Receipt
-from messaging.providers.registry import provider_for
+from messaging.providers.registry import providers_for
 from messaging.ratelimit import RATE_KEY_FIELD
 from messaging.recipients import policy
 from messaging.recipients.unsubscribe import list_unsubscribe_headers
+from messaging.timeline import counted_write, entries_write, entry
 
 logger = logging.getLogger(__name__)
 
@@ -60,26 +71,47 @@ def messages_deliver(*, message_ids: list[str], task_id: str = "") -> dict[str, 
     # In due order, so rate-limit slots are booked in the order the messages were due.
     messages = list(Message.objects.select_related("workspace", "contact", "webhook_endpoint")
                     .filter(pk__in=claimed).order_by("due_at", "created_at", "id"))
+    claimed_messages = list(messages)
     held = pauses.hold_paused(messages, now)
     outcomes.update({str(pk): "paused" for pk in held})
     messages = [message for message in messages if message.pk not in held]
     decisions = policy.decide_all(messages, now=now)
-    ready, refused = [], []
+    ready, refused, deferred = [], [], []
     for message in messages:
         decision = decisions[message.pk]
         if decision.outcome == policy.SUPPRESSED:
-            refused.append((message, decision.reason))
+            refused.append((message, decision))
             outcomes[str(message.pk)] = "suppressed"
         elif decision.outcome == policy.DEFERRED and decision.until is not None:
-            _put_back(message, decision.until, now, status_reason=decision.check)
+            deferred.append(Deferral(message, decision.until, {"status_reason": decision.check},
+                                     entry(message_id=message.pk, kind=TimelineKind.DEFERRED,
+                                           at=now, until=decision.until, check=decision.check,
+                                           reason=decision.reason)))
             outcomes[str(message.pk)] = "deferred"
-        elif _defer_for_rate_limit(message, now):
+        elif (deferral := _defer_for_rate_limit(message, now)) is not None:
+            if decision.check == "frequency_cap":  # counted against its cap all the same
+                deferral.entry.detail["frequency_cap"] = "counted"
+            deferred.append(deferral)
             outcomes[str(message.pk)] = "deferred"
         else:
             ready.append(message)
+    _put_back_all(deferred, now)
     notify_finals(_suppress_all(refused, now))
-    outcomes.update(_send_and_record(ready, task_id, now))
+    counted = {m.pk for m in ready if decisions[m.pk].check == "frequency_cap"}
+    outcomes.update(_send_and_record(ready, task_id, now, counted))
+    _log_outcomes(claimed_messages, outcomes)
     return outcomes
+
+
+def _log_outcomes(messages: list[Message], outcomes: dict[str, str]) -> None:
+    """Log one line per claimed message with its outcome, carrying its ids (the request
+    that created it included: README.md, "Following a message through the logs")."""
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    for message in messages:
+        with logcontext.bind(message_id=message.pk, workspace_id=message.workspace_id,
+                             request_id=message.request_id):
+            logger.info("%s message %s", message.channel, outcomes[str(message.pk)])
 
 
 def _claim(message_ids: list[str], now: datetime) -> list[Any]:
@@ -120,24 +152,68 @@ def _provider_pool() -> ThreadPoolExecutor:
 
 
 def _prepare(message: Message, task_id: str, now: datetime) -> Call:
-    """Return the message's call: its provider and request, or a permanent error as its
-    result when the request cannot be built (no call is made then)."""
+    """Return the message's call: its providers in failover order and their requests, or a
+    permanent error as its result when the request cannot be built (no call is made then)."""
     call = Call(message, DeliveryAttempt(message=message, number=message.attempts,
                                           task_id=task_id or "", started_at=now))
     try:
-        call.provider, config = provider_for(message.workspace, message.channel)
-        if message.webhook_endpoint_id and message.webhook_endpoint is not None:
-            # An event delivery is signed for its endpoint, not with the workspace's.
-            config["secrets"] = endpoint_secrets(message.webhook_endpoint, now)
-        call.outbound = _outbound(message, config)
+        content = render_content(message)
+        links = []
+        for choice in providers_for(message.workspace, message.channel):
+            config = dict(choice.config)
+            if message.webhook_endpoint_id and message.webhook_endpoint is not None:
+                # An event delivery is signed for its endpoint, not with the workspace's.
+                config["secrets"] = endpoint_secrets(message.webhook_endpoint, now)
+            links.append(failover.Link(choice, _outbound(
+                message, config, content, choice.idempotency_key(str(message.id)))))
     except (ValueError, KeyError) as exc:
         call.result = ProviderError(str(exc), permanent=True, code="invalid")
         return call
-    call.attempt.provider = call.provider.name
+    call.chain = failover.Chain(links, workspace_id=str(message.workspace_id),
+                                allow_unknown=failover.allows_unknown(message.workspace.settings))
+    if message.possible_duplicate and len(links) > 1:
+        # A provider past the first may have it: never go back before that one.
+        call.chain.floor = call.chain.marked = min(failover.floor_of(str(message.id)),
+                                                   len(links) - 1)
+    _start_at(call, call.chain.floor)
     return call
 
 
-def _send_and_record(messages: list[Message], task_id: str, now: datetime) -> dict[str, str]:
+def _start_at(call: Call, index: int) -> None:
+    """Point the call at the provider its attempt starts with."""
+    call.chain.start = index
+    call.provider, call.outbound = call.chain.first.choice.provider, call.chain.first.outbound
+    call.attempt.provider = call.chain.first.choice.name
+
+
+def _gate_breakers(calls: list[Call], now: datetime) -> tuple[list[Call], dict[str, str]]:
+    """Start each call at its first provider whose breaker lets it through; put back on its
+    timer (a deferral, not an attempt) each message whose every provider's is open. Return
+    the calls to make and the deferred messages' outcomes."""
+    closed: set[str] = set()
+    kept, outcomes = [], {}
+    deferred: list[Deferral] = []
+    for call in calls:
+        if call.result is not None or call.chain is None:
+            kept.append(call)
+            continue
+        wait = failover.first_allowed(call.chain, closed)
+        if wait is None:
+            _start_at(call, call.chain.start)
+            kept.append(call)
+            continue
+        until = now + timedelta(seconds=wait)
+        deferred.append(Deferral(call.message, until,
+                                 {"status_reason": WaitReason.PROVIDER_DOWN},
+                                 entry(message_id=call.message.pk, kind=TimelineKind.DEFERRED,
+                                       at=now, until=until, check=WaitReason.PROVIDER_DOWN)))
+        outcomes[str(call.message.pk)] = "deferred"
+    _put_back_all(deferred, now)
+    return kept, outcomes
+
+
+def _send_and_record(messages: list[Message], task_id: str, now: datetime,
+                     cap_counted: set[Any] | frozenset[Any] = frozenset()) -> dict[str, str]:
     """Call each message's provider, PROVIDER_CONCURRENCY at a time, and record each
     outcome as its call finishes; return {message id: outcome}.
 
@@ -146,12 +222,14 @@ def _send_and_record(messages: list[Message], task_id: str, now: datetime) -> di
     only the calls in flight, and the sweeper can tell a message that was never called
     (requeued as is) from one that may have been (flagged a possible duplicate).
     """
-    calls = [_prepare(message, task_id, now) for message in messages]
+    calls, outcomes = _gate_breakers([_prepare(message, task_id, now) for message in messages],
+                                     now)
+    for call in calls:
+        call.cap_counted = call.message.pk in cap_counted
     waiting = deque(call for call in calls if call.result is None)
     finished = [call for call in calls if call.result is not None]
     running: dict[Future, Call] = {}
     limit = max(1, settings.PROVIDER_CONCURRENCY)
-    outcomes: dict[str, str] = {}
     # Read once per batch, not once per transaction (see messages_emit).
     endpoints = subscribers({message.workspace_id for message in messages})
     while waiting or running or finished:
@@ -159,17 +237,32 @@ def _send_and_record(messages: list[Message], task_id: str, now: datetime) -> di
         outcomes.update(record_group(finished, starting, endpoints))
         finished = []
         for call in starting:
-            if call.started and call.outbound is not None:
-                running[_provider_pool().submit(_call, call.provider, call.outbound)] = call
+            if call.started and call.chain is not None:
+                # The provider's own lines carry the message's ids (another thread).
+                running[_provider_pool().submit(
+                    logcontext.run_bound, _timed_send, call.chain,
+                    message_id=call.message.pk, workspace_id=call.message.workspace_id,
+                    request_id=call.message.request_id, task_id=task_id)] = call
         if not running:
             continue
         done, _ = wait(running, return_when=FIRST_COMPLETED)
         more, _ = wait(set(running) - done, timeout=RECORD_WINDOW_SECONDS)
         for future in done | more:
             call = running.pop(future)
-            call.result = future.result()
+            call.result, call.latency = future.result()
+            call.attempt.provider = call.chain.used or call.attempt.provider
+            call.attempt.provider_calls = call.chain.calls
             finished.append(call)
+        failover.count([call.chain for call in finished if call.chain is not None])
     return outcomes
+
+
+def _timed_send(chain: failover.Chain) -> tuple[Receipt | ProviderError, float]:
+    """Send through the chain's providers in failover order; return the last result and how
+    long the calls took (s)."""
+    started = time.monotonic()
+    result = failover.send(chain, _call)
+    return result, time.monotonic() - started
 
 
 def _call(provider: Any, outbound: Outbound) -> Receipt | ProviderError:
@@ -184,23 +277,48 @@ def _call(provider: Any, outbound: Outbound) -> Receipt | ProviderError:
                              outcome_unknown=True, code="exception")
 
 
-def _defer_for_rate_limit(message: Message, now: datetime) -> bool:
-    """Book a rate-limit slot; if it is in the future, put the message back on its timer."""
+@dataclass
+class Deferral:
+    """A claimed message going back on its timer, due at `due`, with the fields to write
+    and its timeline entry."""
+
+    message: Message
+    due: datetime
+    fields: dict[str, Any]
+    entry: TimelineEntry
+
+
+def _defer_for_rate_limit(message: Message, now: datetime) -> Deferral | None:
+    """Book a rate-limit slot; if it is in the future, return the message's deferral to it."""
     if message.rate_slot_at is not None and message.rate_slot_at <= now + timedelta(
             milliseconds=50):
-        return False  # this message already holds the slot it is due at
+        return None  # this message already holds the slot it is due at
     rate, reservation = _rate_and_key(message)
     if rate is None:
-        return False
+        return None
     key = rate_key_for(message.channel)
     delay = ratelimit.reserve(reservation, rate)
     if delay <= 0.001:
-        return False
+        return None
     slot = now + timedelta(seconds=delay)
-    _put_back(message, slot, now, rate_slot_at=slot, status_reason=WaitReason.RATE_LIMIT)
     ratelimit.record_deferral(workspace_id=str(message.workspace_id),
                               channel=key, delay=delay)
-    return True
+    fields = {"rate_slot_at": slot, "status_reason": WaitReason.RATE_LIMIT}
+    return Deferral(message, slot, fields,
+                    entry(message_id=message.pk, kind=TimelineKind.RATE_LIMITED, at=now,
+                          until=slot, rate=f"{rate.count}/{rate.period:g}s", key=key))
+
+
+def _put_back_all(deferred: list[Deferral], now: datetime) -> None:
+    """Put the deferred messages back on their timers and write their timeline entries, in
+    one transaction (rate-limit deferrals counted on the message's latest entry when it
+    is one already)."""
+    if not deferred:
+        return
+    with transaction.atomic():
+        entries = [d.entry for d in deferred if _put_back(d.message, d.due, now, **d.fields)]
+        entries_write(entries=[e for e in entries if e.kind != TimelineKind.RATE_LIMITED])
+        counted_write(entries=[e for e in entries if e.kind == TimelineKind.RATE_LIMITED])
 
 
 def _rate_and_key(message: Message) -> tuple[ratelimit.Rate | None, str]:
@@ -215,12 +333,12 @@ def _rate_and_key(message: Message) -> tuple[ratelimit.Rate | None, str]:
             _reservation_key(message, rate_key_for(message.channel)))
 
 
-def _put_back(message: Message, due: datetime, now: datetime, **fields: Any) -> None:
-    """Return a claimed message to its timer, due at `due`. A deferral is not an attempt:
-    give back the one the claim counted."""
-    Message.objects.filter(pk=message.pk, status=MessageStatus.SENDING).update(
+def _put_back(message: Message, due: datetime, now: datetime, **fields: Any) -> bool:
+    """Return a claimed message to its timer, due at `due`; return whether it was still
+    ours. A deferral is not an attempt: give back the one the claim counted."""
+    return bool(Message.objects.filter(pk=message.pk, status=MessageStatus.SENDING).update(
         status=MessageStatus.SCHEDULED, due_at=due, lease_until=None,
-        attempts=F("attempts") - 1, updated_at=now, **fields)
+        attempts=F("attempts") - 1, updated_at=now, **fields))
 
 
 def _suppress(message: Message, reason: str, now: datetime) -> bool:
@@ -231,15 +349,19 @@ def _suppress(message: Message, reason: str, now: datetime) -> bool:
         due_at=None, attempts=F("attempts") - 1, updated_at=now))
 
 
-def _suppress_all(refused: list[tuple[Message, str]], now: datetime) -> list[tuple[Any, str]]:
-    """Suppress each (message, reason) and emit message.suppressed in one transaction;
-    return the (id, source) pairs this call finished."""
+def _suppress_all(refused: list[tuple[Message, policy.Decision]],
+                  now: datetime) -> list[tuple[Any, str]]:
+    """Suppress each (message, the policy's decision), write why on its timeline and emit
+    message.suppressed, in one transaction; return the (id, source) pairs it finished."""
     if not refused:
         return []
     with transaction.atomic():
-        done = [message for message, reason in refused if _suppress(message, reason, now)]
-        messages_emit(changes=[(m, MESSAGE_SUPPRESSED) for m in done])
-    return [(message.pk, message.source) for message in done]
+        done = [(message, decision) for message, decision in refused
+                if _suppress(message, decision.reason, now)]
+        entries_write(entries=[entry(message_id=m.pk, kind=TimelineKind.SUPPRESSED, at=now,
+                                     reason=d.reason, check=d.check) for m, d in done])
+        messages_emit(changes=[(m, MESSAGE_SUPPRESSED) for m, _ in done])
+    return [(message.pk, message.source) for message, _ in done]
 
 
 def _reservation_key(message: Message, key: str) -> str:
@@ -256,10 +378,12 @@ def _reservation_key(message: Message, key: str) -> str:
     return ratelimit.channel_key(workspace_id, key)
 
 
-def _outbound(message: Message, config: dict[str, Any]) -> Outbound:
+def _outbound(message: Message, config: dict[str, Any], content: dict[str, Any],
+              idempotency_key: str) -> Outbound:
     return Outbound(
         message_id=str(message.id), workspace_id=str(message.workspace_id),
-        channel=message.channel, to=message.to, content=render_content(message),
+        channel=message.channel, to=message.to, content=content,
+        idempotency_key=idempotency_key,
         config=config, contact_id=str(message.contact_id) if message.contact_id else None,
         # A row written during a rolling deploy may still hold its flow context here.
         metadata={k: v for k, v in (message.metadata or {}).items() if k != "_context"},

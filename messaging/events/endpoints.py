@@ -14,9 +14,16 @@ from django.utils import timezone
 from core.models import new_webhook_secret
 from messaging.events.outbox import deliveries_insert, delivery_build, subscribers_forget
 from messaging.events.types import EVENT_TYPE_FIELD, Event
-from messaging.models import CANCELLABLE_STATUSES, Message, MessageStatus, WebhookEndpoint
+from messaging.models import (
+    CANCELLABLE_STATUSES,
+    Message,
+    MessageStatus,
+    TimelineKind,
+    WebhookEndpoint,
+)
 from messaging.providers.ssrf import UnsafeURL, check_url_literal
 from messaging.providers.webhook import EVENT_ID_FIELD, signing_secrets
+from messaging.timeline import entries_write, entry
 
 # --- checking -------------------------------------------------------------------------------
 
@@ -84,10 +91,16 @@ def endpoint_disable(*, endpoint: WebhookEndpoint, reason: str = "",
     with transaction.atomic():
         WebhookEndpoint.objects.filter(pk=endpoint.pk).update(
             enabled=False, disabled_at=now, disabled_reason=reason[:200], updated_at=now)
-        Message.objects.filter(webhook_endpoint=endpoint,
-                               status__in=CANCELLABLE_STATUSES).update(
+        pending = list(Message.objects.select_for_update().filter(
+            webhook_endpoint=endpoint, status__in=CANCELLABLE_STATUSES).values_list("pk",
+                                                                                    "status"))
+        Message.objects.filter(pk__in=[pk for pk, _ in pending]).update(
             status=MessageStatus.CANCELLED, cancelled_at=now, due_at=None, status_reason="",
             updated_at=now)
+        entries_write(entries=[entry(
+            message_id=pk, kind=TimelineKind.CANCELLED, at=now, from_status=status,
+            reason=f"endpoint disabled: {reason}" if reason else "endpoint disabled")
+            for pk, status in pending])
     endpoint.enabled, endpoint.disabled_at, endpoint.disabled_reason = False, now, reason
 
 

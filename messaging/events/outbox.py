@@ -13,6 +13,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
+from django.utils import timezone
 
 from core.models import DeadLetter
 from messaging.building import message_build
@@ -27,9 +28,10 @@ from messaging.events.types import (
     QUIET_SOURCES,
     Event,
 )
-from messaging.models import Category, Message, WebhookEndpoint
+from messaging.models import Category, Message, TimelineKind, WebhookEndpoint
 from messaging.providers.webhook import EVENT_ID_FIELD
 from messaging.publishing import publish
+from messaging.timeline import accepted, entries_write, entry
 
 # Deliveries written per INSERT statement.
 INSERT_BATCH = 500
@@ -70,6 +72,9 @@ def deliveries_insert(*, deliveries: list[Message]) -> None:
     commit."""
     with transaction.atomic():
         Message.objects.bulk_create(deliveries, batch_size=INSERT_BATCH)
+        entries_write(entries=accepted(deliveries, timezone.now(), origins={
+            d.pk: {"event": d.metadata.get(EVENT_TYPE_FIELD), "event_id":
+                   d.metadata.get(EVENT_ID_FIELD)} for d in deliveries}))
         transaction.on_commit(lambda: publish(deliveries))
 
 
@@ -156,10 +161,24 @@ def messages_emit(*, changes: Sequence[tuple[Message, str]], fresh: bool = False
     if not changes:
         return []
     shown = {str(m.pk): message_data(m) for m in changes_read(changes, fresh)}
-    events = [Event(workspace_id=m.workspace_id, type=kind, data=shown[str(m.pk)],
-                    callback_url=m.status_callback_url)
+    raised = [(m, Event(workspace_id=m.workspace_id, type=kind, data=shown[str(m.pk)],
+                        callback_url=m.status_callback_url))
               for m, kind in changes if str(m.pk) in shown]
-    return events_emit(events=events, endpoints=endpoints)
+    deliveries = events_emit(events=[event for _, event in raised], endpoints=endpoints)
+    _raised_write(raised, deliveries)
+    return deliveries
+
+
+def _raised_write(raised: list[tuple[Message, Event]], deliveries: list[Message]) -> None:
+    """Write on each message's timeline the event it raised and the deliveries made for it
+    (one INSERT; an event nobody was subscribed to was not raised)."""
+    by_event: dict[str, list[str]] = {}
+    for delivery in deliveries:
+        by_event.setdefault(delivery.metadata[EVENT_ID_FIELD], []).append(str(delivery.pk))
+    entries_write(entries=[
+        entry(message_id=message.pk, kind=TimelineKind.EVENT, at=event.occurred_at,
+              type=event.type, event_id=event.id, deliveries=by_event[event.id])
+        for message, event in raised if event.id in by_event])
 
 
 def changes_read(changes: Sequence[tuple[Message, str]], fresh: bool) -> list[Message]:

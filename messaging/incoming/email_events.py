@@ -66,7 +66,8 @@ def email_event_record(*, workspace: Workspace, kind: str, address: str,
         if message is not None and kind == BOUNCE:
             # Only from sent, emitting message.undelivered, like a status callback.
             receipt_apply(message=message, status=MessageStatus.UNDELIVERED,
-                          fields={"last_error": "hard bounce", "error_code": "bounced"})
+                          fields={"last_error": "hard bounce", "error_code": "bounced"},
+                          report={"source": SOURCE, "reported": "hard bounce"})
     if message is not None:
         message.refresh_from_db()
     return EventOutcome(suppressed=REASONS[kind], message=message)

@@ -92,7 +92,7 @@ def phone_or_raw(value: Any) -> str:
 def own_sender(workspace: Workspace) -> tuple[str, str]:
     """Return the workspace's own (number, messaging service sid), "" where it has none.
     Naming the environment's number or service is not owning it: that one is shared."""
-    override = workspace_override(workspace, SMS)
+    override = workspace_override(workspace, SMS, "twilio")
     number = phone_or_raw(override.get("from_number"))
     service = override.get("messaging_service_sid")
     service = service.strip() if isinstance(service, str) else ""

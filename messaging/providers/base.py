@@ -14,7 +14,7 @@ from typing import Any, Protocol
 class Outbound:
     """What a provider needs to send one message; content is already rendered."""
 
-    message_id: str  # also the idempotency key of every provider request
+    message_id: str
     workspace_id: str
     channel: str  # sms | mms | email | ai | webhook
     to: str
@@ -25,6 +25,14 @@ class Outbound:
     attempt: int = 1
     # Extra email headers the pipeline computed (List-Unsubscribe on marketing email).
     headers: dict[str, str] = field(default_factory=dict)
+    # This provider's idempotency key for the message ("" : the message id); each provider
+    # of a failover order has its own (messaging.providers.registry.Choice).
+    idempotency_key: str = ""
+
+    @property
+    def key(self) -> str:
+        """Return the idempotency key every request of this call carries."""
+        return self.idempotency_key or self.message_id
 
 
 @dataclass

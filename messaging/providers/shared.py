@@ -59,7 +59,7 @@ def answer_id(body: Any) -> str:
 
 def auth_headers(outbound: Outbound) -> dict[str, str]:
     """Return the Idempotency-Key header, plus the Bearer token when an api_key is set."""
-    headers = {"Idempotency-Key": outbound.message_id}
+    headers = {"Idempotency-Key": outbound.key}
     if outbound.config.get("api_key"):
         headers["Authorization"] = f"Bearer {outbound.config['api_key']}"
     return headers

@@ -78,8 +78,8 @@ class TwilioProvider:
             "POST", f"{base}/2010-04-01/Accounts/{quote(sid, safe='')}/Messages.json",
             guarded=False,  # the operator configures this host, not a tenant
             data=form_fields(outbound), auth=(sid, token),
-            headers={"Idempotency-Key": outbound.message_id,
-                     "I-Twilio-Idempotency-Token": outbound.message_id},
+            headers={"Idempotency-Key": outbound.key,
+                     "I-Twilio-Idempotency-Token": outbound.key},
         )
         check(response)
         body = http.excerpt(response)

@@ -77,6 +77,8 @@ class Decision:
 
 
 ALLOW = Decision(ALLOWED)
+# Allowed, and counted against the recipient's frequency cap.
+CAP_COUNTED = Decision(ALLOWED, check="frequency_cap")
 
 
 def is_contact_facing(message: Message) -> bool:
@@ -260,9 +262,10 @@ def _cap_of(message: Message) -> tuple[str, Cap] | None:
 
 
 def _cap_decision(message: Message, wait: float, now: datetime) -> Decision:
-    """Return the decision once the cap answered `wait` seconds (0: there is room)."""
+    """Return the decision once the cap answered `wait` seconds (0: there is room, and the
+    message counts against the cap: said by `check`, for its timeline)."""
     if wait <= 0:
-        return ALLOW
+        return CAP_COUNTED
     if (message.workspace.settings or {}).get(FREQUENCY_CAP_ACTION) == "suppress":
         return _suppress(SuppressedReason.FREQUENCY_CAP, check="frequency_cap")
     return Decision(DEFERRED, reason="frequency_cap", until=now + timedelta(seconds=wait),

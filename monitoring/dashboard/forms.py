@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from core.models import DeadLetter, Workspace
 from flows.models import Execution, Flow
 from messaging.models import Channel, MessageStatus
+from messaging.selectors import RecipientField
 from monitoring import alerts
 from monitoring.dashboard.selectors.windows import DEFAULT_RANGE, RANGES, REFRESH_CHOICES
 from monitoring.models import AlertRule
@@ -64,8 +65,17 @@ class ExecutionFilterForm(FilterForm):
 class MessageFilterForm(FilterForm):
     status = forms.ChoiceField(choices=ANY + list(MessageStatus.choices), required=False)
     channel = forms.ChoiceField(choices=ANY + list(Channel.choices), required=False)
+    recipient = RecipientField(required=False, max_length=320, label="Recipient",
+                               widget=forms.TextInput(attrs={"placeholder": "phone or email"}))
     q = forms.CharField(required=False, max_length=200, label="Search",
-                        widget=forms.TextInput(attrs={"placeholder": "to, error, contact"}))
+                        widget=forms.TextInput(attrs={
+                            "placeholder": "to, error, contact, provider id"}))
+
+    def recipient_invalid(self) -> bool:
+        """Tell whether a recipient was asked for that is neither phone nor email (the
+        page then lists nothing rather than everything)."""
+        self.is_valid()
+        return "recipient" in self.errors
 
 
 class DeadLetterFilterForm(FilterForm):

@@ -43,6 +43,7 @@ from flows.models import Execution, FlowSchedule, Step
 from messaging import ratelimit
 from messaging.events import endpoints as event_endpoints
 from messaging.models import Message, MessageStatus, WebhookEndpoint
+from messaging.selectors import timeline_list
 from monitoring import selectors as monitoring_selectors
 from monitoring import services
 from monitoring.dashboard import actions
@@ -329,8 +330,10 @@ def messages(request: HttpRequest, workspace: Workspace) -> HttpResponse:
     """List messages with status/channel/search filters, paginated."""
     form = MessageFilterForm(request.GET)
     values = form.values()
-    queryset = messages_list(workspace, status=values["status"],
-                                       channel=values["channel"], search=values["q"])
+    queryset = messages_list(workspace, status=values["status"], channel=values["channel"],
+                             search=values["q"], recipient=values["recipient"])
+    if form.recipient_invalid():
+        queryset = queryset.none()
     return _render(request, "dashboard/messages.html", workspace,
                    {"form": form, "page": _page_of(request, queryset)}, section="messages")
 
@@ -354,6 +357,8 @@ def message_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     context = {
         "message": message,
         "attempts": message.delivery_attempts.order_by("number"),
+        # Oldest first, as the API answers it; a message has tens of entries, not thousands.
+        "timeline": timeline_list(message=message)[:TIMELINE_SHOWN],
         "steps": message.flow_steps.select_related("execution__flow"),
         "dead_letters": DeadLetter.objects.filter(workspace_id=message.workspace_id,
                                                   kind=DeadLetter.Kind.MESSAGE,
@@ -366,6 +371,10 @@ def message_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     }
     return _render(request, "dashboard/message_detail.html", message.workspace, context,
                    section="messages")
+
+
+# The dashboard shows this many of a message's timeline entries (the API pages the rest).
+TIMELINE_SHOWN = 200
 
 
 def _latency(message: Message) -> float | None:

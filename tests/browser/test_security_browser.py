@@ -26,10 +26,17 @@ def _css(browser: Any, selector: str) -> Any:
 
 
 def _submit_login(browser: Any, base_url: str, username: str, password: str) -> None:
+    """Sign in through the form and wait for the answer's page: leaving before it came
+    would cancel the POST, and a failure that was never counted cannot lock anyone out."""
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
     browser.get(f"{base_url}/accounts/login/")
     _css(browser, "#id_username").send_keys(username)
     _css(browser, "#id_password").send_keys(password)
-    _css(browser, "#login-form [type=submit]").click()
+    submit = _css(browser, "#login-form [type=submit]")
+    submit.click()
+    WebDriverWait(browser, WAIT_SECONDS).until(ec.staleness_of(submit))
 
 
 def test_admin_pages_with_their_scripts_run_under_the_policy(browser, live_server):

@@ -57,6 +57,9 @@ def _sign_in(browser: Any, base_url: str, user: Any) -> None:
 
 
 def test_a_staff_user_turns_on_two_factor_and_signs_in_with_it(browser, live_server):
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
     user = StaffUserFactory()
     _sign_in(browser, live_server.url, user)
     _css(browser, ".user")  # signed in: the top bar shows the user
@@ -69,11 +72,15 @@ def test_a_staff_user_turns_on_two_factor_and_signs_in_with_it(browser, live_ser
     app = AuthenticatorApp(_css(browser, "#totp-secret").text)
     _css(browser, "#two-factor-confirm [name=token]").send_keys(app.code())
     _css(browser, "#two-factor-confirm [type=submit]").click()
+    _css(browser, "#recovery-codes code")  # the confirm's answer has come
     codes = [element.text for element in browser.find_elements("css selector",
                                                                "#recovery-codes code")]
     assert len(codes) == 10
     _css(browser, "#continue").click()
-    _css(browser, ".user form [type=submit]").click()  # sign out
+    sign_out = _css(browser, ".user form [type=submit]")
+    sign_out.click()
+    # Leaving before the answer came would cancel the sign-out.
+    WebDriverWait(browser, WAIT_SECONDS).until(ec.staleness_of(sign_out))
 
     _sign_in(browser, live_server.url, user)
     _css(browser, "#verify-form")

@@ -185,3 +185,37 @@ def test_the_policy_reads_what_the_api_wrote(api, workspace):
     workspace.refresh_from_db()
     start, end = quiet_window(workspace.settings)
     assert (start.hour, start.minute, end.hour, end.minute) == (21, 30, 6, 0)
+
+
+def test_a_list_of_providers_is_a_failover_order_each_named_once(api, workspace):
+    order = [{"name": "twilio", "account_sid": "AC1"}, {"name": "console"}]
+    response = patch(api, {"settings": {"providers": {"sms": order},
+                                        "failover_on_unknown_outcome": True}})
+    assert response.status_code == 200, response.content
+    workspace.refresh_from_db()
+    assert workspace.settings["providers"]["sms"] == order
+    twice = patch(api, {"settings": {"providers": {"sms": [{"name": "console"},
+                                                           {"name": "console"}]}}})
+    assert "settings.providers.sms" in twice.json()["error"]["fields"]
+    unknown = patch(api, {"settings": {"providers": {"sms": [{"name": "pigeon"}]},
+                                       "failover_on_unknown_outcome": "yes"}})
+    assert {"settings.providers.sms.0.name", "settings.failover_on_unknown_outcome"} <= set(
+        unknown.json()["error"]["fields"])
+
+
+def test_a_masked_secret_in_a_provider_list_keeps_its_stored_value(api, workspace):
+    workspace.settings = {"providers": {"sms": [
+        {"name": "twilio", "auth_token": "t1"}, {"name": "http", "api_url": "https://a.example",
+                                                 "api_key": "k1"}]}}
+    workspace.save()
+    shown = api.get(URL).json()["settings"]["providers"]
+    assert shown["sms"][0]["auth_token"] == "***"
+    shown["sms"][1]["api_key"] = "k2"
+    assert patch(api, {"settings": {"providers": shown}}).status_code == 200
+    workspace.refresh_from_db()
+    assert workspace.settings["providers"]["sms"] == [
+        {"name": "twilio", "auth_token": "t1"},
+        {"name": "http", "api_url": "https://a.example", "api_key": "k2"}]
+    moved = [{"name": "http", "api_url": "https://b.example"}, {"name": "twilio"}]
+    response = patch(api, {"settings": {"providers": {"sms": moved}}})
+    assert "settings.providers.sms.0.api_url" in response.json()["error"]["fields"]

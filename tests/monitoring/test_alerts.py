@@ -12,6 +12,8 @@ from standardwebhooks import Webhook
 from flows.models import FlowSchedule, ScheduleRun
 from messaging import ratelimit
 from messaging.models import Message
+from messaging.providers import breaker
+from messaging.providers.registry import providers_for
 from monitoring import alerts
 from monitoring.models import AlertEvent, AlertRule
 from tests.factories import (
@@ -156,6 +158,33 @@ def test_rate_limit_events_count_the_deferrals_in_the_window(workspace):
         assert alerts.rule_measure(rule=rule, now=timezone.now() + timedelta(hours=1)) == 0.0
     finally:
         ratelimit.reset(str(workspace.pk))
+
+
+def test_a_provider_down_alert_fires_while_a_breaker_is_open_and_for_a_window_after(
+        workspace, settings):
+    settings.PROVIDER_BREAKER_FAILURES = 2
+    settings.PROVIDER_BREAKER_COOLDOWN_SECONDS = 0.1
+    workspace.settings = {"providers": {"sms": [{"name": "http", "api_url": "https://a.example"},
+                                                {"name": "console"}]}}
+    workspace.save()
+    rule = AlertRuleFactory(workspace=workspace, type="provider_down", threshold=1,
+                            message_channel="sms", window_seconds=300)
+    email_rule = AlertRuleFactory(workspace=workspace, type="provider_down", threshold=1,
+                                  message_channel="email")
+    [first, _] = providers_for(workspace, "sms")
+    assert alerts.rule_measure(rule=rule) == 0.0
+    for _ in range(2):
+        breaker.record(first.breaker_id, workspace_id=str(workspace.pk), kind=breaker.FAILURE,
+                       latency=0.1)
+    assert alerts.alert_rule_evaluate(rule_id=rule.pk) == "triggered"
+    assert alerts.rule_measure(rule=email_rule) == 0.0
+    time.sleep(0.15)  # the cool-down: a probe succeeds and closes it
+    assert breaker.acquire(first.breaker_id)[0]
+    breaker.record(first.breaker_id, workspace_id=str(workspace.pk), kind=breaker.SUCCESS,
+                   latency=0.1)
+    assert alerts.rule_measure(rule=rule) == 1.0  # opened within the window
+    later = timezone.now() + timedelta(minutes=6)
+    assert alerts.alert_rule_evaluate(rule_id=rule.pk, now=later) == "resolved"
 
 
 def test_a_schedule_without_a_successful_run_in_the_window_fires(workspace):

@@ -507,6 +507,43 @@ def test_a_message_detail_lists_its_attempts(staff, workspace):
     assert "[http_500]" in html
 
 
+def test_the_messages_page_finds_a_recipients_messages_however_the_phone_is_written(
+        staff, workspace):
+    from messaging.models import Direction
+
+    to_her = MessageFactory(workspace=workspace, to="+14155552671",
+                            status=MessageStatus.FAILED)
+    from_her = MessageFactory(workspace=workspace, direction=Direction.INBOUND,
+                              sender="+14155552671", to="+14155550199",
+                              status=MessageStatus.RECEIVED)
+    MessageFactory(workspace=workspace, to="+14155550100", provider_message_id="SM9")
+
+    found = page(staff, "dashboard:messages", workspace,
+                 recipient="+1 (415) 555-2671").content.decode()
+    refused = page(staff, "dashboard:messages", workspace, recipient="nobody").content.decode()
+    by_id = page(staff, "dashboard:messages", workspace, q="SM9").content.decode()
+
+    assert found.count("data-message=") == 2
+    assert f'data-message="{to_her.pk}"' in found and f'data-message="{from_her.pk}"' in found
+    assert "data-message=" not in refused and "Not a phone number" in refused
+    assert by_id.count("data-message=") == 1
+
+
+def test_a_message_detail_shows_its_timeline_in_order(staff, workspace):
+    from core.audit import Actor
+    from messaging.delivery import creation
+
+    message = creation.message_create(workspace=workspace, channel="sms", to="+14155552671",
+                                      content={"body": "x"}, send_at=timezone.now()
+                                      + timedelta(hours=1))
+    creation.message_cancel(message=message, actor=Actor(name="user:ops", source="dashboard"))
+
+    html = staff.get(reverse("dashboard:message-detail", args=[message.pk])).content.decode()
+
+    assert html.index('data-timeline="accepted"') < html.index('data-timeline="cancelled"')
+    assert "dashboard:ops" in html and "from_status" in html
+
+
 def test_a_suppressed_marketing_message_says_why_in_the_list_and_the_detail(staff, workspace):
     message = MessageFactory(workspace=workspace, status=MessageStatus.SUPPRESSED,
                              category="marketing", suppressed_reason="frequency_cap")

@@ -5,7 +5,7 @@ from django.test import override_settings
 from django.utils.module_loading import import_string
 
 from messaging.providers.console import ConsoleProvider
-from messaging.providers.registry import PROVIDERS, provider_for
+from messaging.providers.registry import PROVIDERS, provider_for, provider_named, providers_for
 from messaging.providers.smtp import SmtpProvider
 from messaging.providers.twilio import TwilioProvider
 from messaging.providers.webhook import WebhookProvider
@@ -85,3 +85,28 @@ def test_every_registered_class_imports_and_has_its_name() -> None:
     for channel, names in PROVIDERS.items():
         for name, path in names.items():
             assert import_string(path).name == name, (channel, name)
+
+
+@override_settings(SMS_PROVIDERS=["twilio", "http"], SMS_API_URL="https://sms.env")
+def test_the_environment_lists_providers_in_failover_order_each_with_its_key() -> None:
+    workspace = WorkspaceFactory()
+    choices = providers_for(workspace, "mms")
+    assert [(c.name, c.position, c.breaker_id) for c in choices] == [
+        ("twilio", 0, "sms:twilio"), ("http", 1, "sms:http")]
+    assert [c.idempotency_key("m1") for c in choices] == ["m1", "m1:http"]
+    assert choices[1].config["api_url"] == "https://sms.env"
+
+
+@override_settings(SMS_PROVIDERS=["twilio", "http"])
+def test_a_workspace_object_overrides_the_first_and_a_list_replaces_the_order() -> None:
+    workspace = WorkspaceFactory(settings={"providers": {"sms": {"auth_token": "own"}}})
+    first, second = providers_for(workspace, "sms")
+    assert (first.name, first.config["auth_token"]) == ("twilio", "own")
+    assert first.breaker_id == f"sms:twilio:ws:{workspace.pk}"  # its own account
+    assert second.breaker_id == "sms:http"  # the environment's, shared
+    workspace.settings = {"providers": {"sms": [{"name": "http", "api_url": "https://a"},
+                                                {"name": "console"}]}}
+    assert [c.name for c in providers_for(workspace, "sms")] == ["http", "console"]
+    assert provider_named(workspace, "sms", "console")[0].name == "console"
+    workspace.settings = {"providers": {"sms": TWILIO_OVERRIDE}}
+    assert [c.name for c in providers_for(workspace, "sms")] == ["twilio"]
