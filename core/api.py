@@ -1,6 +1,7 @@
 """API-wide pieces: one error shape, pagination, the workspace scope of every view."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
@@ -175,15 +176,24 @@ class WorkspaceScoped(_GenericView):
 
     # What the schema generator's queryset is made of: it calls get_queryset with no key.
     model: type[Model]
+    # The view's rows of a workspace: each view says which (a selector call), and a view
+    # that does not say cannot be declared (__init_subclass__).
+    scoped_queryset: Callable[..., QuerySet]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Refuse, when the class is defined, a view that does not say which rows it serves."""
+        super().__init_subclass__(**kwargs)
+        missing = [name for name in ("model", "scoped_queryset")
+                   if not any(name in vars(base) for base in cls.__mro__
+                              if base is not WorkspaceScoped)]
+        if missing:
+            raise TypeError(f"{cls.__name__} must declare {' and '.join(missing)} "
+                            "(core.api.WorkspaceScoped).")
 
     @property
     def workspace(self) -> Workspace:
         """Return the workspace of the key that authenticated the request."""
         return workspace_of(self.request)
-
-    def scoped_queryset(self, *, workspace: Workspace) -> QuerySet:
-        """Return the view's rows of `workspace`; each view says which (a selector)."""
-        raise NotImplementedError(f"{type(self).__name__} does not say which rows it serves.")
 
     def get_queryset(self) -> QuerySet:
         """Return the view's rows of the key's workspace (none while the schema is built)."""

@@ -119,6 +119,13 @@ def dispatcher(transactional_db) -> Iterator[None]:
 
 
 @pytest.fixture
+def fast_retries(settings) -> None:
+    """Retry a failed delivery after a fraction of a second instead of the real backoff."""
+    settings.RETRY_BASE_SECONDS = 0.2
+    settings.RETRY_CAP_SECONDS = 0.5
+
+
+@pytest.fixture
 def allow_local(settings) -> None:
     """Let user-supplied URLs reach the local stand-in servers (the SSRF allow-list)."""
     settings.SSRF_ALLOWED_NETWORKS = ["127.0.0.0/8", "::1/128"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 
+import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from core.api import WorkspaceScoped
@@ -39,8 +40,7 @@ def _view_class(callback: Callable) -> type | None:
 def _scoped(view: type | None) -> bool:
     """Say whether the view's rows come through WorkspaceScoped, not around it."""
     return (isinstance(view, type) and issubclass(view, WorkspaceScoped)
-            and view.get_queryset is WorkspaceScoped.get_queryset
-            and view.scoped_queryset is not WorkspaceScoped.scoped_queryset)
+            and view.get_queryset is WorkspaceScoped.get_queryset)
 
 
 def test_every_api_route_with_an_id_is_scoped_to_the_keys_workspace() -> None:
@@ -59,13 +59,25 @@ def test_every_api_route_with_an_id_is_scoped_to_the_keys_workspace() -> None:
 
 def test_a_view_that_filters_its_own_rows_is_not_taken_for_scoped() -> None:
     class OwnRows(WorkspaceScoped):
-        def get_queryset(self):  # bypasses scoped_queryset: the walk must refuse it
-            return ContactViewSet.model.objects.all()
+        model = ContactViewSet.model
 
-    class NoRows(WorkspaceScoped):
-        pass
+        def scoped_queryset(self, *, workspace):
+            return self.model.objects.filter(workspace=workspace)
+
+        def get_queryset(self):  # bypasses scoped_queryset: the walk must refuse it
+            return self.model.objects.all()
 
     assert _scoped(ContactViewSet)
     assert not _scoped(OwnRows)
-    assert not _scoped(NoRows)
     assert not _scoped(None)  # a plain function view
+
+
+@pytest.mark.parametrize(("declared", "missing"), [
+    ({"model": ContactViewSet.model}, "scoped_queryset"),
+    ({"scoped_queryset": ContactViewSet.scoped_queryset}, "model"),
+    ({}, "model and scoped_queryset"),
+])
+def test_a_view_that_does_not_say_which_rows_it_serves_cannot_be_declared(
+        declared: dict, missing: str) -> None:
+    with pytest.raises(TypeError, match=f"NoRows must declare {missing}"):
+        type("NoRows", (WorkspaceScoped,), declared)

@@ -28,12 +28,6 @@ def status_of(message_id: str) -> str:
     return Message.objects.get(id=message_id).status
 
 
-@pytest.fixture
-def fast_retries(settings) -> None:
-    settings.RETRY_BASE_SECONDS = 0.2
-    settings.RETRY_CAP_SECONDS = 0.5
-
-
 def test_an_sms_is_rendered_and_sent_through_the_http_provider(
         api, workspace, stub_server, live_worker):
     use_http_sms(workspace, stub_server)

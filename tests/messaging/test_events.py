@@ -37,12 +37,6 @@ def send_webhook(api, url: str) -> str:
     return response.json()["id"]
 
 
-@pytest.fixture
-def fast_retries(settings) -> None:
-    settings.RETRY_BASE_SECONDS = 0.2
-    settings.RETRY_CAP_SECONDS = 0.5
-
-
 def test_message_sent_reaches_the_endpoint_signed_with_the_secret_shown_at_creation(
         api, workspace, stub_server, live_worker, allow_local):
     endpoint = create_endpoint(api, f"{stub_server.url}/events", ["message.sent"])

@@ -48,12 +48,6 @@ def closed_port() -> str:
     return f"http://127.0.0.1:{port}"
 
 
-@pytest.fixture
-def fast_retries(settings) -> None:
-    settings.RETRY_BASE_SECONDS = 0.2
-    settings.RETRY_CAP_SECONDS = 0.5
-
-
 def test_a_503_sends_the_message_through_the_next_provider_in_the_same_attempt(
         api, workspace, stub_server, second_stub_server, live_worker):
     use_two_providers(workspace, stub_server.url, second_stub_server)

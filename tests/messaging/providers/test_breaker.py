@@ -20,20 +20,21 @@ def breaker_id(settings) -> str:
     return f"sms:test-{uuid.uuid4().hex}"
 
 
-def fail(breaker_id: str, times: int = 1, workspace_id: str = "w1") -> str:
+def record(breaker_id: str, kind: str, times: int, workspace_id: str, latency: float) -> str:
+    """Record `times` results of one kind and return the state after the last."""
     state = ""
     for _ in range(times):
-        state = breaker.record(breaker_id, workspace_id=workspace_id, kind=breaker.FAILURE,
-                               latency=0.01)
+        state = breaker.record(breaker_id, workspace_id=workspace_id, kind=kind,
+                               latency=latency)
     return state
+
+
+def fail(breaker_id: str, times: int = 1, workspace_id: str = "w1") -> str:
+    return record(breaker_id, breaker.FAILURE, times, workspace_id, latency=0.01)
 
 
 def succeed(breaker_id: str, times: int = 1, workspace_id: str = "w1") -> str:
-    state = ""
-    for _ in range(times):
-        state = breaker.record(breaker_id, workspace_id=workspace_id, kind=breaker.SUCCESS,
-                               latency=0.02)
-    return state
+    return record(breaker_id, breaker.SUCCESS, times, workspace_id, latency=0.02)
 
 
 def test_it_opens_after_consecutive_failures_and_refuses_calls(breaker_id):
