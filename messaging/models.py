@@ -193,6 +193,10 @@ class Message(models.Model):
     last_error = models.TextField(blank=True, default="")
     error_code = models.CharField(max_length=50, blank=True, default="")
     possible_duplicate = models.BooleanField(default=False)
+    # Leases that expired after the claim and before the provider call (the worker died
+    # with the message still waiting its turn in the batch): each gives its attempt back,
+    # up to max_attempts of them, so a message that kills its worker cannot loop forever.
+    lost_before_call = models.PositiveSmallIntegerField(default=0)
     # Why a live message waits, when something other than its own timer holds it: "paused:
     # sms (workspace)" while its queue is paused (README.md, "Pausing"), or the WaitReason of
     # a deferral (rate_limit, quiet_hours, frequency_cap). Cleared when claimed.

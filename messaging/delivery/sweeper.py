@@ -7,7 +7,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from messaging.delivery import pauses
@@ -30,8 +30,10 @@ def sweep(*, now: datetime | None = None) -> dict[str, int]:
 
     - `sending` past its lease: the worker died. With a started attempt it died mid-call:
       the attempt is closed as `lost` and the message flagged a possible duplicate (the
-      provider may have acted); without one it was never called and is not flagged. Either
-      way the message is queued again, or fails if it has no attempts left.
+      provider may have acted), then queued again, or failed if it has no attempts left.
+      Without one it was never called: it is not flagged and gets its attempt back (a
+      worker killed with a batch in hand costs its waiting messages nothing), up to
+      max_attempts such losses; past those it fails like a lost last attempt.
     - `queued` for longer than REQUEUE_AFTER_SECONDS: its task was lost; publish again.
     - held by a pause that is gone (a resume raced the hold): give it its timer back.
     """
@@ -46,20 +48,30 @@ def _recover_expired_leases(now: datetime) -> int:
         expired = list(Message.objects.select_for_update(skip_locked=True)
                        .filter(status=MessageStatus.SENDING, lease_until__lt=now)
                        .select_related("workspace")[:SWEEP_BATCH])
+        requeue: list[Message] = []
+        lost: list[Message] = []
         for message in expired:
             # Only a started attempt may have reached the provider: flag only those.
             called = _close_lost_attempt(message, now)
-            flag = {"possible_duplicate": True} if called else {}
-            if message.attempts >= message.max_attempts:
+            if called:
+                flag: dict[str, Any] = {"possible_duplicate": True}
+                spent = message.attempts >= message.max_attempts
+            else:
+                # Never called: the claim's attempt was not spent; give it back.
+                flag = {"attempts": F("attempts") - 1,
+                        "lost_before_call": F("lost_before_call") + 1}
+                spent = message.lost_before_call >= message.max_attempts
+            if spent:
                 fail(message, now, "worker lost during the last attempt" if called else
-                      "worker lost before the last attempt's provider call", "lost", **flag)
+                     f"worker lost before the provider call {message.lost_before_call} "
+                     "times", "lost", **(flag if called else {}))
                 failed.append((message.pk, message.source))
+                lost.append(message)
                 continue
             Message.objects.filter(pk=message.pk, status=MessageStatus.SENDING).update(
                 status=MessageStatus.QUEUED, lease_until=None, enqueued_at=now,
                 due_at=now, updated_at=now, **flag)
-        requeue = [m for m in expired if m.attempts < m.max_attempts]
-        lost = [m for m in expired if m.attempts >= m.max_attempts]
+            requeue.append(message)
         messages_emit(changes=[(m, MESSAGE_FAILED) for m in lost])
         deliveries_recorded(outcomes=[(m, "failed") for m in lost], now=now)
         transaction.on_commit(lambda: publish(requeue, now=now))

@@ -130,24 +130,42 @@ def test_an_expired_lease_without_a_started_attempt_is_requeued_unflagged(
 
     assert sweeper.sweep() == {"expired_leases": 1, "requeued": 0, "released": 0}
     assert not DeliveryAttempt.objects.filter(message=message).exists()
+    requeued = fetch(message)
+    # The claim's attempt was never spent: it is given back, the loss counted apart.
+    assert (requeued.attempts, requeued.lost_before_call) == (0, 1)
 
     wait_until(lambda: fetch(message).status == "sent")
     sent = fetch(message)
-    assert (sent.possible_duplicate, sent.attempts) == (False, 2)
+    assert (sent.possible_duplicate, sent.attempts) == (False, 1)
     assert list(DeliveryAttempt.objects.filter(message=message).values_list(
-        "number", "outcome", "possible_duplicate")) == [(2, "sent", False)]
+        "number", "outcome", "possible_duplicate")) == [(1, "sent", False)]
     assert (len(stub_server.requests), stub_server.deduplicated) == (1, 0)
 
 
-def test_a_lost_last_attempt_that_never_started_fails_unflagged(workspace):
+def test_a_last_attempt_lost_before_its_call_is_not_spent(workspace):
+    """A worker killed with a batch in hand three times must not fail the messages that
+    were still waiting their turn (they never reached a provider)."""
     message = claimed_never_called(workspace, attempts=3, max_attempts=3)
+
+    assert sweeper.sweep() == {"expired_leases": 1, "requeued": 0, "released": 0}
+
+    requeued = fetch(message)
+    assert (requeued.status, requeued.attempts, requeued.lost_before_call) == (
+        "queued", 2, 1)
+    assert not requeued.possible_duplicate
+
+
+def test_a_message_lost_before_its_call_max_attempts_times_fails_unflagged(workspace):
+    """A message whose worker dies before every call (one that kills its worker) stops
+    after max_attempts such losses instead of going round for ever."""
+    message = claimed_never_called(workspace, attempts=1, max_attempts=3, lost_before_call=3)
 
     assert sweeper.sweep() == {"expired_leases": 1, "requeued": 0, "released": 0}
 
     failed = fetch(message)
     assert (failed.status, failed.error_code, failed.possible_duplicate) == (
         "failed", "lost", False)
-    assert "before" in failed.last_error
+    assert "before the provider call 3 times" in failed.last_error
     assert not DeliveryAttempt.objects.filter(message=message).exists()
 
 
