@@ -19,7 +19,7 @@ from django.conf import settings
 from django.contrib import messages as flash
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Page, Paginator
+from django.core.paginator import Page
 from django.db.models import Count, Q, QuerySet
 from django.http import (
     Http404,
@@ -59,6 +59,7 @@ from monitoring.dashboard.forms import (
     OverviewForm,
 )
 from monitoring.dashboard.overview import overview_context
+from monitoring.dashboard.paging import WindowPaginator
 from monitoring.dashboard.selectors.alerts import alerts_context
 from monitoring.dashboard.selectors.common import (
     as_uuid,
@@ -68,7 +69,11 @@ from monitoring.dashboard.selectors.common import (
     workspace_with_latest_traffic,
 )
 from monitoring.dashboard.selectors.dead_letters import dead_letter_link
-from monitoring.dashboard.selectors.executions import execution_timeline, executions_list
+from monitoring.dashboard.selectors.executions import (
+    execution_timeline,
+    executions_count_steps,
+    executions_list,
+)
 from monitoring.dashboard.selectors.messages import messages_list
 from monitoring.dashboard.selectors.outbox import console_in_use, outbox_item, outbox_messages
 from monitoring.dashboard.selectors.queues import queue_rows
@@ -216,7 +221,8 @@ def _render(request: HttpRequest, template: str, workspace: Workspace | None,
 
 
 def _page_of(request: HttpRequest, queryset: QuerySet) -> Page:
-    return Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
+    """Return the asked page of the rows (no row count: monitoring.dashboard.paging)."""
+    return WindowPaginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
 
 
 def _back(request: HttpRequest, fallback: str) -> HttpResponseRedirect:
@@ -265,8 +271,10 @@ def executions(request: HttpRequest, workspace: Workspace) -> HttpResponse:
     values = form.values()
     queryset = executions_list(workspace, flow=values["flow"] or None,
                                          status=values["status"], contact=values["contact"])
+    page = _page_of(request, queryset)
+    executions_count_steps(page.object_list)
     return _render(request, "dashboard/executions.html", workspace,
-                   {"form": form, "page": _page_of(request, queryset)}, section="executions")
+                   {"form": form, "page": page}, section="executions")
 
 
 @require_GET
