@@ -37,8 +37,9 @@ def _copy_rows(cursor, table: str, template_id: object, n: int, override: dict[s
         print(f"  {log}: {offset + size} rows ({time.monotonic() - started:.1f}s)", flush=True)
 
 
-def history(n: int) -> tuple[int, int]:
-    """Generate n messages and n // 5 steps; return the table sizes after."""
+def history(n: int, workspace_name: str = "metrics") -> tuple[int, int]:
+    """Generate n messages and n // 5 steps in the named workspace (its flow "history");
+    return the table sizes after."""
     from django.db import connection
     from django.utils import timezone
 
@@ -47,7 +48,7 @@ def history(n: int) -> tuple[int, int]:
     from messaging.delivery import creation
     from messaging.models import Message
 
-    workspace = Workspace.objects.get(name="metrics")
+    workspace = Workspace.objects.get(name=workspace_name)
     [message] = creation.message_create_many(messages=[creation.message_build(
         workspace=workspace, channel="sms", to="+14155552671", content={"body": "history"},
         send_at=timezone.now() + timezone.timedelta(days=365))])

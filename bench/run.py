@@ -381,10 +381,10 @@ def events(cluster: Cluster, n: int) -> None:
 
 
 SCENARIOS = ("ingest", "e2e", "latency", "schedule", "memory", "flows", "cron", "policy",
-             "events", "metrics", "timeline")
+             "events", "metrics", "timeline", "dashboard")
 DEFAULT_N = {"ingest": 4000, "e2e": 10000, "latency": 3000, "schedule": 10000,
              "memory": 1_000_000, "flows": 5000, "cron": 1000, "policy": 10000,
-             "events": 5000, "metrics": 2_000_000, "timeline": 4000}
+             "events": 5000, "metrics": 2_000_000, "timeline": 4000, "dashboard": 10_000_000}
 
 
 def machine() -> dict[str, Any]:
@@ -468,6 +468,10 @@ def main() -> None:
                 from bench.policy import policy
 
                 policy(cluster, size, row)
+            elif name == "dashboard":
+                from bench.dashboard_pages import dashboard
+
+                dashboard(cluster, size, row)
             elif name == "timeline":
                 from bench.timeline import timeline
 

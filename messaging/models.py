@@ -228,6 +228,9 @@ class Message(models.Model):
                          condition=Q(channel__in=RECIPIENT_CHANNELS)),
             models.Index(fields=["sender"], name="message_sender_idx",
                          condition=Q(direction="inbound")),
+            # The dashboard overview's newest failures: a walk down the failed rows only.
+            models.Index(fields=["workspace", "-updated_at"], name="message_failed_recent_idx",
+                         condition=Q(status__in=["failed", "undelivered"])),
         ]
         constraints = [
             # A provider's repeated webhook (same MessageSid) stores its message once.

@@ -129,3 +129,38 @@ class MetricDelta(CountedLabels):
     never wait on one counter row); counters_compact folds and deletes them."""
 
     id = models.BigAutoField(primary_key=True)
+
+
+class HourlyCounted(models.Model):
+    """What one workspace's messages (by creation hour) or executions (by start hour) of one
+    status count: rows, the rows with a time (sent, or finished) and their seconds."""
+
+    workspace_id = models.UUIDField()
+    kind = models.CharField(max_length=10)  # message | execution
+    hour = models.DateTimeField()  # the UTC hour
+    status = models.CharField(max_length=20)
+    n = models.BigIntegerField(default=0)
+    timed = models.BigIntegerField(default=0)
+    seconds = models.FloatField(default=0.0)
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.hour:%Y-%m-%d %H:00} {self.status} {self.n:+d}"
+
+
+class HourlyCount(HourlyCounted):
+    """The overview's hourly totals (monitoring.rollups), kept like MetricCount: PostgreSQL
+    triggers append HourlyDelta rows and counters_compact folds them in, so the overview
+    reads a few hundred rows per window however many messages it covers."""
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["workspace_id", "kind", "hour", "status"],
+                                               name="hourly_count_unique")]
+
+
+class HourlyDelta(HourlyCounted):
+    """A change to an HourlyCount, appended by a trigger; counters_compact folds them."""
+
+    id = models.BigAutoField(primary_key=True)

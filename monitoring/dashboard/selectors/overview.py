@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db.models import (
@@ -28,6 +28,11 @@ from monitoring.dashboard.selectors.windows import (
     bucket_label,
     bucket_starts,
 )
+from monitoring.rollups import Hourly, hour_start, hourly_rows, rollups_cover
+
+# Hourly totals answer for windows that start on an hour (window_for makes every window
+# but the last hour's do): the all-time window reads from this.
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 RECENT_FAILURES = 10
 
@@ -115,19 +120,68 @@ def _period_aggregates(queryset: QuerySet, window: Window, stamp: str,
     return result
 
 
+def _rolled(window: Window) -> bool:
+    """Return whether the hourly totals answer for the window (monitoring.rollups)."""
+    if window.bucket == "minute":
+        return False  # the last hour, by the minute: its rows are few, count them
+    return rollups_cover(window.tz, window.end, window.chart_start,
+                         window.previous_start or window.chart_start)
+
+
+def _hours(workspace: Workspace, window: Window, kind: str) -> list[Hourly]:
+    """Return the hourly totals the window and its previous one cover."""
+    return hourly_rows(workspace.pk, kind, hour_start(
+        min(window.previous_start or EPOCH, window.chart_start, window.start or EPOCH)))
+
+
+def _in_period(hour: datetime, window: Window, period: str) -> bool:
+    if period == "current":
+        return window.start is None or hour >= window.start
+    return (window.start is not None and window.previous_start is not None
+            and window.previous_start <= hour < window.start)
+
+
+def _rolled_periods(rows: list[Hourly], window: Window,
+                    counted: dict[str, frozenset[str] | None],
+                    timed: str = "") -> dict[str, dict[str, Any]]:
+    """Sum the hourly totals as _period_aggregates counts the rows: per period, the rows of
+    each metric's statuses (None: every status), and the mean seconds of the timed rows."""
+    result: dict[str, dict[str, Any]] = {"current": {}, "previous": {}}
+    for period in ("current", "previous"):
+        if period == "previous" and (window.start is None or window.previous_start is None):
+            continue
+        hours = [row for row in rows if _in_period(row.hour, window, period)]
+        for name, statuses in counted.items():
+            result[period][name] = sum(row.n for row in hours
+                                       if statuses is None or row.status in statuses)
+        if timed:
+            count = sum(row.timed for row in hours)
+            result[period][timed] = (sum(row.seconds for row in hours) / count
+                                     if count else None)
+    return result
+
+
 def overview_kpis(workspace: Workspace, window: Window) -> list[Kpi]:
     """Return the overview KPIs with their trend against the previous window."""
-    messages = _period_aggregates(Message.objects.filter(workspace=workspace), window,
-                                  "created_at", {
-        "sent": (lambda **kw: Count("id", **kw), SENT_Q),
-        "failed": (lambda **kw: Count("id", **kw), FAILED_Q),
-        "suppressed": (lambda **kw: Count("id", **kw), Q(status=MessageStatus.SUPPRESSED)),
-        "latency": (lambda **kw: Avg(DELIVERY_LATENCY, **kw), Q(sent_at__isnull=False)),
-    })
-    executions = _period_aggregates(Execution.objects.filter(workspace=workspace), window,
-                                    "started_at", {
-        "count": (lambda **kw: Count("id", **kw), Q()),
-    })
+    if _rolled(window):
+        messages = _rolled_periods(_hours(workspace, window, "message"), window, {
+            "sent": SUCCESS_STATUSES, "failed": FAILURE_STATUSES,
+            "suppressed": frozenset({MessageStatus.SUPPRESSED})}, timed="latency")
+        executions = _rolled_periods(_hours(workspace, window, "execution"), window,
+                                     {"count": None})
+    else:
+        messages = _period_aggregates(Message.objects.filter(workspace=workspace), window,
+                                      "created_at", {
+            "sent": (lambda **kw: Count("id", **kw), SENT_Q),
+            "failed": (lambda **kw: Count("id", **kw), FAILED_Q),
+            "suppressed": (lambda **kw: Count("id", **kw),
+                           Q(status=MessageStatus.SUPPRESSED)),
+            "latency": (lambda **kw: Avg(DELIVERY_LATENCY, **kw), Q(sent_at__isnull=False)),
+        })
+        executions = _period_aggregates(Execution.objects.filter(workspace=workspace), window,
+                                        "started_at", {
+            "count": (lambda **kw: Count("id", **kw), Q()),
+        })
     letters = _period_aggregates(DeadLetter.objects.filter(workspace=workspace), window,
                                  "created_at", {
         "open": (lambda **kw: Count("id", **kw), Q(status=DeadLetter.Status.OPEN)),
@@ -169,6 +223,13 @@ def overview_kpis(workspace: Workspace, window: Window) -> list[Kpi]:
 def status_counts(model: type[Message] | type[Execution], workspace: Workspace, window: Window,
                   stamp: str) -> list[tuple[str, int]]:
     """Return (status, count) for the window, largest first."""
+    if _rolled(window):
+        counts: dict[str, int] = {}
+        for hourly in _hours(workspace, window, "message" if model is Message else "execution"):
+            if _in_period(hourly.hour, window, "current"):
+                counts[hourly.status] = counts.get(hourly.status, 0) + hourly.n
+        return sorted(((status, n) for status, n in counts.items() if n),
+                      key=lambda pair: (-pair[1], pair[0]))
     rows = (model.objects.filter(window.current(stamp), workspace=workspace)
             .values("status").annotate(n=Count("id")).order_by("-n", "status"))
     return [(row["status"], row["n"]) for row in rows]
@@ -202,9 +263,39 @@ def _series(queryset: QuerySet, window: Window, stamp: str,
     return series
 
 
+def _rolled_series(rows: list[Hourly], window: Window,
+                   counted: dict[str, frozenset[str] | None], timed: str) -> TimeSeries:
+    """Sum the hourly totals into the chart's buckets as _series aggregates the rows."""
+    sums: dict[Any, dict[str, float]] = {}
+    first = hour_start(window.chart_start)
+    for row in rows:
+        if row.hour < first:
+            continue
+        local = row.hour.astimezone(window.tz)
+        if window.bucket == "week":
+            local -= timedelta(days=local.weekday())
+        bucket = sums.setdefault(bucket_key(local, window), {"timed": 0, "seconds": 0.0})
+        for name, statuses in counted.items():
+            if statuses is None or row.status in statuses:
+                bucket[name] = bucket.get(name, 0) + row.n
+        bucket["timed"] += row.timed
+        bucket["seconds"] += row.seconds
+    keys = bucket_starts(window)
+    series = TimeSeries([bucket_label(key, window) for key in keys])
+    for name in counted:
+        series.values[name] = [int(sums.get(key, {}).get(name, 0)) for key in keys]
+    series.values[timed] = [
+        sums[key]["seconds"] / sums[key]["timed"] if key in sums and sums[key]["timed"]
+        else None for key in keys]
+    return series
+
+
 def message_series(workspace: Workspace, window: Window) -> TimeSeries:
     """Return message volume (total, sent, failed) and the mean time to send (created, or
     send_at, to sent) per bucket."""
+    if _rolled(window):
+        return _rolled_series(_hours(workspace, window, "message"), window, {
+            "total": None, "sent": SUCCESS_STATUSES, "failed": FAILURE_STATUSES}, "latency")
     return _series(Message.objects.filter(workspace=workspace), window, "created_at", {
         "total": Count("id"),
         "sent": Count("id", filter=SENT_Q),
@@ -215,6 +306,9 @@ def message_series(workspace: Workspace, window: Window) -> TimeSeries:
 
 def execution_series(workspace: Workspace, window: Window) -> TimeSeries:
     """Return executions started and the mean time of the finished ones per bucket."""
+    if _rolled(window):
+        return _rolled_series(_hours(workspace, window, "execution"), window,
+                              {"started": None}, "duration")
     return _series(Execution.objects.filter(workspace=workspace), window, "started_at", {
         "started": Count("id"),
         "duration": Avg(EXECUTION_TIME, filter=Q(completed_at__isnull=False)),

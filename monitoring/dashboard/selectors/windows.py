@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from django.db.models import Min, Q
@@ -75,6 +75,10 @@ def window_for(workspace: Workspace, key: str, *, now: datetime | None = None) -
     label, length = RANGES[key]
     if length is not None:
         start = now - length
+        if _bucket_for(length) != "minute":
+            # From the start of that hour: the hourly totals (monitoring.rollups) then answer
+            # for the window exactly, and a bucket is never cut in two.
+            start = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
         return Window(key, label, start, now, start - length, start, _bucket_for(length),
                       workspace_tz(workspace))
     first = _earliest(workspace) or now - timedelta(hours=24)
