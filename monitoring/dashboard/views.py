@@ -272,7 +272,7 @@ def executions(request: HttpRequest, workspace: Workspace) -> HttpResponse:
     queryset = executions_list(workspace, flow=values["flow"] or None,
                                          status=values["status"], contact=values["contact"])
     page = _page_of(request, queryset)
-    executions_count_steps(page.object_list)
+    executions_count_steps(list(page))
     return _render(request, "dashboard/executions.html", workspace,
                    {"form": form, "page": page}, section="executions")
 
