@@ -8,7 +8,7 @@ from django.db.models import Count, Max, Q, QuerySet
 from django.utils import timezone
 
 from core.models import Contact, Workspace
-from flows import engine
+from flows import engine, journeys
 from flows import events as flow_events
 from flows.graph import GraphError, parse, validate
 from flows.models import BulkStart, Execution, Flow, FlowVersion
@@ -195,8 +195,12 @@ def bulk_start_run_batch(*, job: BulkStart) -> bool:
 
 
 def event_ingest(*, workspace: Workspace, contact: Contact, name: str,
-                 properties: dict) -> tuple[list[Execution], int]:
-    """Start every active flow triggered by this event; wake waits for it."""
+                 properties: dict) -> tuple[list[Execution], int, dict[str, int]]:
+    """End the contact's executions whose goal or exit condition the event meets (flows.
+    journeys), start every active flow it triggers and wake waits for it; return the
+    executions started, the waits woken and {"exited", "converted"}."""
+    ended = journeys.event_apply(workspace_id=workspace.pk, contact=contact, name=name,
+                                 properties=properties)
     started: list[Execution] = []
     context = trigger_filter_context(contact=contact, name=name, properties=properties)
     flows = Flow.objects.filter(workspace=workspace, status=Flow.Status.ACTIVE,
@@ -212,4 +216,4 @@ def event_ingest(*, workspace: Workspace, contact: Contact, name: str,
             continue
     woken = engine.deliver_event(workspace_id=workspace.pk, contact_id=contact.pk, name=name,
                                  properties=properties)
-    return started, woken
+    return started, woken, ended

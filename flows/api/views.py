@@ -19,7 +19,7 @@ from core.api import ApiError, StrictCharField, WorkspaceScoped
 from core.audit import actor_of
 from core.auth import workspace_of
 from core.models import Contact, Scope, Workspace
-from flows import dry_run, operations, services
+from flows import dry_run, journeys, operations, services
 from flows.graph import GraphError
 from flows.models import BulkStart, Execution, Flow, FlowVersion, Step
 from flows.rules import AUDIENCE_ROOTS, TRIGGER_FILTER_ROOTS, unknown_roots, validate_rules
@@ -79,6 +79,9 @@ class FlowSerializer(serializers.ModelSerializer):
         if isinstance(concurrent, bool) or not isinstance(concurrent, int) or concurrent < 1:
             raise serializers.ValidationError(
                 {"max_concurrent_per_contact": "Must be an integer >= 1."})
+        problems = journeys.check_settings(value)
+        if problems:
+            raise serializers.ValidationError(problems)
         return value
 
     def validate(self, attrs: dict) -> dict:
@@ -432,6 +435,10 @@ class EventIngestedSerializer(serializers.Serializer):
     executions = ExecutionSerializer(many=True)
     started = serializers.IntegerField()
     woken = serializers.IntegerField()
+    exited = serializers.IntegerField(help_text="executions the event ended (goal or exit_on)")
+    converted = serializers.IntegerField(
+        help_text="executions whose goal it is (exited now, or finished within the goal's "
+                  "attribution window)")
 
 
 class EventView(APIView):
@@ -439,16 +446,17 @@ class EventView(APIView):
 
     @extend_schema(request=EventSerializer, responses={202: EventIngestedSerializer})
     def post(self, request: Request) -> Response:
-        """Record a contact's event: start matching flows and wake waiting executions."""
+        """Record a contact's event: end the executions whose goal or exit condition it
+        meets, start matching flows and wake waiting executions."""
         def handler() -> Response:
             serializer = EventSerializer(data=request.data,
                                          context={"workspace": workspace_of(request)})
             serializer.is_valid(raise_exception=True)
             data = serializer.validated_data
-            started, woken = services.event_ingest(
+            started, woken, ended = services.event_ingest(
                 workspace=workspace_of(request), contact=data["contact"], name=data["name"],
                 properties=data["properties"])
             answer = EventIngestedSerializer({"executions": started, "started": len(started),
-                                              "woken": woken})
+                                              "woken": woken, **ended})
             return Response(answer.data, status=202)
         return idempotent(request, handler)
