@@ -20,7 +20,6 @@ than `within` before the goal arrived: the attribution window.
 """
 from __future__ import annotations
 
-import re
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,6 +30,7 @@ from django.utils import timezone
 from core.models import Contact
 from flows import events as flow_events
 from flows.models import Execution, FlowVersion, Step
+from flows.nodes.checks import DURATION_HELP, duration_seconds
 from flows.rules import TRIGGER_FILTER_ROOTS, evaluate, unknown_roots, validate_rules
 from messaging.delivery.creation import messages_cancel_many
 from messaging.delivery.templating import contact_context
@@ -40,27 +40,8 @@ ExecStatus = Execution.Status
 StepStatus = Step.Status
 ACTIVE = (ExecStatus.RUNNING, ExecStatus.WAITING)
 GOAL = "goal"
-# The longest attribution window and send-outcome timeout: a year, like the longest delay.
-MAX_DURATION_SECONDS = 366 * 24 * 3600
-_DURATION = re.compile(r"([1-9]\d{0,8})([smhd])", re.ASCII)
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 GOAL_KEYS = ("event", "filter", "within")
 EXIT_KEYS = ("event", "filter")
-DURATION_HELP = ('a duration like "30s", "10m", "12h" or "7d", or whole seconds, at most '
-                 f"{MAX_DURATION_SECONDS}")
-
-
-def duration_seconds(value: Any) -> int | None:
-    """Return the seconds of a duration ("10m", "7d" or whole seconds); None if invalid."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        seconds = value
-    elif isinstance(value, str) and (match := _DURATION.fullmatch(value.strip())):
-        seconds = int(match.group(1)) * _UNITS[match.group(2)]
-    else:
-        return None
-    return seconds if 0 < seconds <= MAX_DURATION_SECONDS else None
 
 
 # --- checking the settings ------------------------------------------------------------------

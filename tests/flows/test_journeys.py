@@ -8,11 +8,12 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from flows import journeys
 from flows.models import Execution, Step
+from flows.nodes.checks import duration_seconds
 from messaging.delivery.sending import messages_deliver
 from messaging.models import Message, WebhookEndpoint
 from tests.factories import ContactFactory, WorkspaceFactory
+from tests.flows.conftest import create_flow, readme_journey
 from tests.flows.test_engine_end_to_end import make_flow, start
 from tests.support.waiting import wait_until
 
@@ -173,7 +174,32 @@ def test_bad_goal_and_exit_settings_answer_400_naming_them(api, settings, field,
 
 
 def test_durations():
-    assert [journeys.duration_seconds(v) for v in ("30s", "10m", "12h", "7d", 90)] == [
+    assert [duration_seconds(v) for v in ("30s", "10m", "12h", "7d", 90)] == [
         30, 600, 43200, 604800, 90]
-    assert [journeys.duration_seconds(v) for v in ("0m", "10x", "", True, -5, "400d")] == [
+    assert [duration_seconds(v) for v in ("0m", "10x", "", True, -5, "400d")] == [
         None] * 6
+
+
+def test_the_readmes_abandoned_cart_stops_at_the_purchase_and_counts_it(
+        api, workspace, providers, live_worker, dispatcher):
+    flow = create_flow(api, readme_journey("Abandoned cart"))
+    assert api.post(f"/api/v1/flows/{flow['id']}/activate").status_code == 200
+    buyer, leaver = (ContactFactory(workspace=workspace) for _ in range(2))
+    for contact in (buyer, leaver):
+        assert post_event(api, contact, "cart.abandoned", items=2)["started"] == 1
+    wait_until(lambda: Execution.objects.filter(status="waiting", current_node="wait")
+               .count() == 2)
+    assert [r.json()["message"] for r in providers.requests] == [
+        "You left 2 item(s) in your cart"] * 2
+
+    assert post_event(api, buyer, "order.paid", total=30)["converted"] == 1
+    assert post_event(api, leaver, "unsubscribed")["exited"] == 1
+
+    bought = Execution.objects.get(contact=buyer)
+    left = Execution.objects.get(contact=leaver)
+    assert (bought.status, bought.exit_reason, bought.converted_node) == (
+        "exited", "goal", "wait")
+    assert (left.status, left.exit_reason, left.converted_at) == (
+        "exited", "event:unsubscribed", None)
+    assert not Execution.objects.filter(status__in=["running", "waiting"]).exists()
+    assert len(providers.requests) == 2
