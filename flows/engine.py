@@ -394,8 +394,9 @@ def _resume_for_message(step: Step, message: Message, execution: Execution) -> N
 
 # A send step waiting for its outcome leaves by the exit its message's status names; a
 # message that is only `sent` keeps it waiting, for a receipt or the timeout.
-OUTCOME_EXITS: dict[str, str] = {MessageStatus.DELIVERED: "delivered", MessageStatus.UNDELIVERED: "failed",
-                 MessageStatus.FAILED: "failed", MessageStatus.SUPPRESSED: "failed"}
+OUTCOME_EXITS: dict[str, str] = {
+    MessageStatus.DELIVERED: "delivered", MessageStatus.UNDELIVERED: "failed",
+    MessageStatus.FAILED: "failed", MessageStatus.SUPPRESSED: "failed"}
 
 
 def _resume_outcome(step: Step, message: Message, execution: Execution | None = None,
