@@ -1,4 +1,4 @@
-"""Running executions finish on the version they started on (README.md, "Versions")."""
+"""Running executions finish on the version they started on (README.md, "Drafts", versions)."""
 from __future__ import annotations
 
 import pytest
