@@ -93,9 +93,9 @@ class StepInline(admin.TabularInline):
 
 @admin.register(Execution)
 class ExecutionAdmin(admin.ModelAdmin):
-    list_display = ["id", "flow", "contact", "status", "source", "current_node", "started_at",
-                    "completed_at"]
-    list_filter = ["status", "source", "workspace", "flow"]
+    list_display = ["id", "flow", "contact", "status", "exit_reason", "source", "current_node",
+                    "started_at", "completed_at", "converted_at"]
+    list_filter = ["status", "source", "exit_reason", "workspace", "flow"]
     search_fields = ["id", "contact__external_id", "contact__phone", "contact__email"]
     date_hierarchy = "started_at"
     list_select_related = ["flow", "contact"]

@@ -28,7 +28,9 @@ def walk(*, flow: Flow, contact: dict[str, Any], data: dict[str, Any],
     """
     graph = parse(flow.nodes, flow.edges)
     contact = {"attributes": {}, **contact}
-    context: dict[str, Any] = {"contact": contact, "trigger": data, "steps": {}}
+    # flow_id: a split previews the branch the sample contact (with an id) would get.
+    context: dict[str, Any] = {"contact": contact, "trigger": data, "steps": {},
+                               "flow_id": str(flow.pk)}
     path: list[dict[str, Any]] = []
     messages: list[dict[str, Any]] = []
     node_id: str | None = graph.start

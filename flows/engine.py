@@ -29,6 +29,8 @@ from flows import walker
 from flows.graph import Graph, parse
 from flows.models import Execution, FlowVersion, Step
 from flows.publishing import publish, schedule_advance
+from messaging.channels import EMAIL
+from messaging.delivery.creation import messages_cancel_many
 from messaging.delivery.templating import contact_context
 from messaging.models import Message, MessageStatus
 
@@ -314,6 +316,7 @@ def _resume_together(steps: list[Step], messages: dict[Any, Message],
     for step in steps:
         execution = executions[step.execution_id]
         if (messages[step.message_id].status != MessageStatus.FAILED
+                and not (step.input or {}).get("wait_for")  # its outcome picks the exit
                 and execution.paused_at is None
                 and execution.status in (ExecStatus.RUNNING, ExecStatus.WAITING)
                 and (execution.current_node, execution.current_visit) == (
@@ -378,12 +381,47 @@ def _message_output(message: Message) -> dict[str, Any]:
 
 
 def _resume_for_message(step: Step, message: Message, execution: Execution) -> None:
+    if (step.input or {}).get("wait_for"):
+        _resume_outcome(step, message, execution)
+        return
     if message.status == MessageStatus.FAILED:
         resume_step(step=step, outcome="failed", output={}, execution=execution,
                     error=f"message {message.pk} failed: {message.last_error}")
         return
     resume_step(step=step, outcome="completed", execution=execution,
                 output=_message_output(message))
+
+
+# A send step waiting for its outcome leaves by the exit its message's status names; a
+# message that is only `sent` keeps it waiting, for a receipt or the timeout.
+OUTCOME_EXITS: dict[str, str] = {
+    MessageStatus.DELIVERED: "delivered", MessageStatus.UNDELIVERED: "failed",
+    MessageStatus.FAILED: "failed", MessageStatus.SUPPRESSED: "failed"}
+
+
+def _resume_outcome(step: Step, message: Message, execution: Execution | None = None,
+                    handle: str | None = None) -> bool:
+    """Complete a send step that waits for its outcome through the exit the message's
+    status (or `handle`, the timer's) names; return whether it moved on."""
+    handle = handle or OUTCOME_EXITS.get(message.status)
+    if handle is None:
+        return False
+    return resume_step(step=step, outcome="completed", handle=handle, execution=execution,
+                       output={**_message_output(message), "outcome": handle})
+
+
+def _outcome_timed_out(step: Step, now: datetime) -> None:
+    """The timeout of a send waiting for its outcome: an email accepted by its provider and
+    not bounced counts as delivered; otherwise the `timeout` exit, and the message is
+    cancelled if it has not reached a provider yet (the flow has moved on without it)."""
+    message = Message.objects.get(pk=str(step.message_id))
+    handle = OUTCOME_EXITS.get(message.status)
+    if handle is None:
+        handle = ("delivered" if message.channel == EMAIL
+                  and message.status == MessageStatus.SENT else "timeout")
+    if _resume_outcome(step, message, handle=handle) and handle == "timeout":
+        messages_cancel_many(ids=[message.pk], now=now,
+                             reason=f"flow step {step.node_id} timed out")
 
 
 def dispatch_timers(*, now: datetime | None = None, batch: int = 500) -> int:
@@ -407,6 +445,8 @@ def dispatch_timers(*, now: datetime | None = None, batch: int = 500) -> int:
             if execution.waiting_event:
                 resume_step(step=step, outcome="completed", output={"timed_out": True},
                             handle="timeout")
+            elif step.message_id is not None:
+                _outcome_timed_out(step, now)
             else:
                 resume_step(step=step, outcome="completed",
                             output={"waited_until": now.isoformat()})
@@ -441,7 +481,10 @@ def sweep(*, now: datetime | None = None) -> dict[str, int]:
     orphans = Step.objects.filter(status=StepStatus.WAITING, execution__paused_at__isnull=True,
                                   message__status__in=[
         MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.UNDELIVERED,
-        MessageStatus.FAILED, MessageStatus.SUPPRESSED]).values_list("message_id", flat=True)[:1000]
+        MessageStatus.FAILED, MessageStatus.SUPPRESSED]).exclude(
+        # A send waiting for its outcome keeps waiting on a sent message (receipt or timer).
+        input__wait_for="delivered", message__status=MessageStatus.SENT,
+    ).values_list("message_id", flat=True)[:1000]
     for message_id in list(orphans):
         on_message_finished(message_id=message_id)
         finished += 1

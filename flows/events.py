@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from flows.models import Execution, ScheduleRun
+from flows.models import Execution, FlowVersion, ScheduleRun
 from messaging.events.outbox import event_emit, events_emit, subscribers
 from messaging.events.payloads import id_text, time_text
 from messaging.events.types import EXECUTION_COMPLETED, EXECUTION_FAILED, SCHEDULE_RUN_FAILED, Event
@@ -26,6 +26,20 @@ def executions_emit(*, executions: Sequence[Execution], type: str) -> None:  # n
     events_emit(events=[Event(workspace_id=row.workspace_id, type=type,
                               data=execution_data(row)) for row in rows],
                 endpoints=listening)
+
+
+def journey_emit(*, executions: Sequence[Execution], type: str) -> None:  # noqa: A002
+    """Emit execution.exited or execution.converted: the execution as execution.* events
+    show it, with why it exited and its conversion (journey_data)."""
+    listening = subscribers({e.workspace_id for e in executions})
+    rows = [e for e in executions if listening.get(str(e.workspace_id))]
+    if not rows:
+        return
+    numbers = dict(FlowVersion.objects.filter(pk__in={e.version_id for e in rows})
+                   .values_list("pk", "number"))
+    events_emit(events=[Event(workspace_id=row.workspace_id, type=type,
+                              data=journey_data(row, numbers[row.version_id]))
+                        for row in rows], endpoints=listening)
 
 
 def execution_finished_emit(*, execution: Execution, status: str) -> None:
@@ -53,11 +67,13 @@ def schedule_run_failed_emit(*, run: ScheduleRun) -> None:
                data=schedule_run_data(row))
 
 
-def execution_data(execution: Execution) -> dict[str, Any]:
-    """Return an execution as the execution.* events show it (its version row loaded)."""
+def execution_data(execution: Execution, version: int | None = None) -> dict[str, Any]:
+    """Return an execution as the execution.* events show it (its version row loaded, or
+    its number given)."""
     return {
         "id": str(execution.pk), "flow_id": id_text(execution.flow_id),
-        "version": execution.version.number, "contact_id": id_text(execution.contact_id),
+        "version": execution.version.number if version is None else version,
+        "contact_id": id_text(execution.contact_id),
         "status": execution.status, "source": execution.source, "data": execution.data,
         "current_node": execution.current_node, "wake_at": time_text(execution.wake_at),
         "waiting_event": execution.waiting_event,
@@ -66,6 +82,16 @@ def execution_data(execution: Execution) -> dict[str, Any]:
         "completed_at": time_text(execution.completed_at),
         "duration_seconds": execution.duration_seconds,
     }
+
+
+def journey_data(execution: Execution, version: int) -> dict[str, Any]:
+    """Return an execution as execution.exited and execution.converted show it."""
+    data = execution_data(execution, version)
+    data.update(exit_reason=execution.exit_reason,
+                converted_at=time_text(execution.converted_at),
+                converted_node=execution.converted_node,
+                time_to_convert_seconds=execution.time_to_convert_seconds)
+    return data
 
 
 def schedule_run_data(run: ScheduleRun) -> dict[str, Any]:

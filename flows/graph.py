@@ -3,8 +3,10 @@
 A graph is `{"nodes": [{"id", "type", "data", ...}], "edges": [{"id", "source", "target",
 "sourceHandle", ...}]}`; keys the builder adds for itself (position, label, styling) are kept
 and ignored. The start is the one node no edge points to. `condition` nodes leave through the
-handles "true"/"false", `wait_for_event` nodes through "event"/"timeout"; every other node has
-at most one outgoing edge (its handle is ignored). An execution ends where no edge leads on.
+handles "true"/"false", `wait_for_event` nodes through "event"/"timeout", a send node that
+waits for its outcome (`wait_for`) through "delivered"/"failed"/"timeout" (each optional);
+every other node has at most one outgoing edge (its handle is ignored). An execution ends
+where no edge leads on.
 
 The older builder's node names (`send-message`, `send-email`, and `delay`/`condition` with the
 builder's data fields) are accepted as aliases of the engine's types (flows.nodes.aliases):
@@ -21,14 +23,11 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, NamedTuple
 
-from flows.nodes import ALIASES, REGISTRY, engine_node, engine_type
+from flows.nodes import ALIASES, REGISTRY, engine_node, engine_type, exits_of
 from flows.nodes import check as check_node
 
 # Views of REGISTRY for the checks below (and for callers that want a set).
 NODE_TYPES = frozenset(REGISTRY)
-# Exits of branching nodes: sourceHandle -> (fewest, most) edges allowed with that handle.
-BRANCH_EXITS: dict[str, dict[str, tuple[int, int]]] = {
-    name: node_type.exits for name, node_type in REGISTRY.items() if node_type.exits}
 # Nodes that pause an execution: a cycle through one of them cannot spin without end.
 PAUSING_TYPES = frozenset(name for name, node_type in REGISTRY.items() if node_type.pauses)
 
@@ -57,7 +56,7 @@ class Graph:
     def next(self, node_id: str, handle: str | None = None) -> str | None:
         """Return the target of the node's outgoing edge (for condition: handle "true"/"false";
         for wait_for_event: "event"/"timeout"); None when there is none (the execution ends)."""
-        exits = BRANCH_EXITS.get(self.nodes[node_id].get("type", ""))
+        exits = exits_of(self.nodes[node_id])
         if exits is None:
             handle = None
         elif handle not in exits:
@@ -69,7 +68,7 @@ class Graph:
         targets: dict[tuple[str, str | None], str] = {}
         for edge in self.edges:
             source = edge["source"]
-            branching = self.nodes[source].get("type") in BRANCH_EXITS
+            branching = exits_of(self.nodes[source]) is not None
             targets[(source, edge.get("sourceHandle") if branching else None)] = edge["target"]
         return targets
 
@@ -225,8 +224,9 @@ def _check_exits(by_id: dict[str, dict], links: list[_Link], errors: list[dict])
         # Messages name the type as the client gave it (a builder alias stays one).
         node_type, shown = _node_type(node), node.get("type")
         exits = outgoing.get(node_id, [])
-        if node_type in BRANCH_EXITS:
-            errors.extend(_branch_problems(node_id, node_type, exits))
+        allowed = exits_of({"type": node_type, "data": node.get("data")}) if node_type else None
+        if node_type and allowed is not None:
+            errors.extend(_branch_problems(node_id, node_type, exits, allowed))
         elif node_type in NODE_TYPES and REGISTRY[node_type].final and exits:
             message = f"{shown} node {node_id} cannot have outgoing edges"
             errors.append(_error(message, node=node_id))
@@ -235,8 +235,8 @@ def _check_exits(by_id: dict[str, dict], links: list[_Link], errors: list[dict])
             errors.append(_error(message, node=node_id))
 
 
-def _branch_problems(node_id: str, node_type: str, exits: list[_Link]) -> list[dict]:
-    allowed = BRANCH_EXITS[node_type]
+def _branch_problems(node_id: str, node_type: str, exits: list[_Link],
+                     allowed: dict[str, tuple[int, int]]) -> list[dict]:
     names = " or ".join(f"'{handle}'" for handle in allowed)
     # The isinstance check keeps junk handles (lists, objects) out of the dict lookups.
     valid = [link for link in exits if isinstance(link.handle, str) and link.handle in allowed]
@@ -251,7 +251,8 @@ def _branch_problems(node_id: str, node_type: str, exits: list[_Link]) -> list[d
             message = f"{node_type} node {node_id} needs a '{handle}' exit"
         elif counts[handle] > most:
             count = counts[handle]
-            message = f"{node_type} node {node_id} has {count} '{handle}' exits (one allowed)"
+            allowed_text = "none allowed" if most == 0 else "one allowed"
+            message = f"{node_type} node {node_id} has {count} '{handle}' exits ({allowed_text})"
         else:
             continue
         problems.append(_error(message, node=node_id))

@@ -74,6 +74,8 @@ class Execution(models.Model):
         COMPLETED = "completed"
         FAILED = "failed"
         CANCELLED = "cancelled"
+        # Ended by the flow's goal or one of its exit_on events (exit_reason says which).
+        EXITED = "exited"
 
     class Source(models.TextChoices):
         MANUAL = "manual"
@@ -108,6 +110,12 @@ class Execution(models.Model):
     # "Pausing"). The status stays what it was (running or waiting).
     paused_at = models.DateTimeField(null=True, blank=True)
     paused_by = models.CharField(max_length=150, blank=True, default="")
+    # Journeys (README.md, "Goals and exits"): why an exited execution ended ("goal" or
+    # "event:<name>"), and when the flow's goal event arrived for it, with the node it had
+    # reached (a goal within the attribution window after completion counts too).
+    exit_reason = models.CharField(max_length=110, blank=True, default="")
+    converted_at = models.DateTimeField(null=True, blank=True)
+    converted_node = models.CharField(max_length=100, blank=True, default="")
     started_at = models.DateTimeField(auto_now_add=True)
     completed_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -133,6 +141,12 @@ class Execution(models.Model):
         if self.completed_at is None:
             return None
         return (self.completed_at - self.started_at).total_seconds()
+
+    @property
+    def time_to_convert_seconds(self) -> float | None:
+        if self.converted_at is None:
+            return None
+        return (self.converted_at - self.started_at).total_seconds()
 
 
 class Step(models.Model):

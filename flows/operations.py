@@ -5,16 +5,14 @@ the admin and the dashboard call, and they reach the engine only through the que
 """
 from __future__ import annotations
 
-import contextlib
-
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from core.audit import COMMAND, Actor, as_actor, audit
+from flows.journeys import waiting_steps_end
 from flows.models import Execution, Step
 from flows.publishing import schedule_advance
-from messaging.delivery.creation import NotCancellable, message_cancel
 from messaging.models import FINAL_STATUSES, Message, MessageStatus
 from messaging.signals import message_finished
 
@@ -41,15 +39,8 @@ def execution_cancel(*, execution: Execution, actor: Actor | str | None = None) 
             status=ExecStatus.CANCELLED, completed_at=now, wake_at=None, waiting_event="",
             paused_at=None, updated_at=now)
         if changed:
-            for step in execution.steps.filter(status=StepStatus.WAITING).select_related(
-                    "message"):
-                Step.objects.filter(pk=step.pk).update(status=StepStatus.SKIPPED,
-                                                       completed_at=now)
-                if step.message is not None:
-                    with contextlib.suppress(NotCancellable):  # already with the provider
-                        message_cancel(message=step.message, reason=(
-                            f"execution {execution.pk} cancelled by "
-                            f"{as_actor(actor or COMMAND).label}"))
+            waiting_steps_end(execution_ids=[execution.pk], now=now, reason=(
+                f"execution {execution.pk} cancelled by {as_actor(actor or COMMAND).label}"))
             audit(actor=actor or COMMAND, action="execution.cancel",
                   workspace=execution.workspace_id, target_type="execution",
                   target_id=execution.pk, detail={"flow_id": str(execution.flow_id)})

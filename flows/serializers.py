@@ -11,12 +11,20 @@ class ExecutionSerializer(serializers.ModelSerializer):
     contact_id = serializers.UUIDField(read_only=True)
     version = serializers.IntegerField(source="version.number", read_only=True)
     duration_seconds = serializers.FloatField(read_only=True, allow_null=True)  # null: running
+    exit_reason = serializers.CharField(
+        read_only=True, help_text='"goal" or "event:<name>" when exited, else empty')
+    converted_at = serializers.DateTimeField(
+        read_only=True, allow_null=True, help_text="when the flow's goal arrived for it")
+    converted_node = serializers.CharField(
+        read_only=True, help_text="the node it had reached when the goal arrived")
+    time_to_convert_seconds = serializers.FloatField(read_only=True, allow_null=True)
 
     class Meta:
         model = Execution
         fields = ["id", "flow_id", "version", "contact_id", "status", "source", "data",
                   "current_node", "wake_at", "waiting_event", "paused_at", "paused_by",
-                  "error", "started_at", "completed_at", "duration_seconds"]
+                  "error", "exit_reason", "converted_at", "converted_node",
+                  "time_to_convert_seconds", "started_at", "completed_at", "duration_seconds"]
 
 
 class ScheduleRunSerializer(serializers.ModelSerializer):

@@ -8,9 +8,9 @@ from django.db.models import Count, Max, Q, QuerySet
 from django.utils import timezone
 
 from core.models import Contact, Workspace
-from flows import engine
+from flows import engine, journeys
 from flows import events as flow_events
-from flows.graph import GraphError, parse, validate
+from flows.graph import GraphError, validate
 from flows.models import BulkStart, Execution, Flow, FlowVersion
 from flows.nodes.aliases import engine_node, engine_type
 from flows.publishing import RUN_BULK_START, publish, schedule_advance, send_on_commit
@@ -28,14 +28,20 @@ class StartRefused(Exception):
     """The flow cannot start for this contact (not active, re-entry, concurrency)."""
 
 
-def flow_check_graph(*, nodes: Any, edges: Any) -> None:
-    """Raise GraphError with node-level errors unless the graph is valid and its condition
-    fields start with what conditions see (checked on save only: see unknown_roots)."""
-    errors = validate(nodes, edges) or [
+def flow_graph_problems(*, nodes: Any, edges: Any) -> list[dict]:
+    """Return every problem of the graph ({node, edge, message}), its condition fields that
+    do not start with what conditions see included (checked on save and publish only: see
+    unknown_roots); empty when it can be published."""
+    return validate(nodes, edges) or [
         {"node": node["id"], "edge": None, "message": problem}
         for node in nodes if engine_type(node.get("type")) == "condition"
         for problem in unknown_roots(engine_node(node).get("data", {}).get("rules"),
                                      CONDITION_ROOTS, "a condition", "data.rules")]
+
+
+def flow_check_graph(*, nodes: Any, edges: Any) -> None:
+    """Raise GraphError with every problem unless the graph can be published."""
+    errors = flow_graph_problems(nodes=nodes, edges=edges)
     if errors:
         raise GraphError(errors)
 
@@ -52,8 +58,9 @@ def audience_context(contact: Contact) -> dict:
 
 
 def flow_publish(*, flow: Flow) -> FlowVersion:
-    """Freeze the flow's current graph as its next version."""
-    parse(flow.nodes, flow.edges)  # raises GraphError
+    """Freeze the flow's current graph as its next version; raise GraphError with every
+    problem when it cannot run (a draft saves with them: README.md, "Drafts")."""
+    flow_check_graph(nodes=flow.nodes, edges=flow.edges)
     with transaction.atomic():
         Flow.objects.select_for_update().filter(pk=flow.pk).first()
         number = (flow.versions.aggregate(n=Max("number"))["n"] or 0) + 1
@@ -195,8 +202,12 @@ def bulk_start_run_batch(*, job: BulkStart) -> bool:
 
 
 def event_ingest(*, workspace: Workspace, contact: Contact, name: str,
-                 properties: dict) -> tuple[list[Execution], int]:
-    """Start every active flow triggered by this event; wake waits for it."""
+                 properties: dict) -> tuple[list[Execution], int, dict[str, int]]:
+    """End the contact's executions whose goal or exit condition the event meets (flows.
+    journeys), start every active flow it triggers and wake waits for it; return the
+    executions started, the waits woken and {"exited", "converted"}."""
+    ended = journeys.event_apply(workspace_id=workspace.pk, contact=contact, name=name,
+                                 properties=properties)
     started: list[Execution] = []
     context = trigger_filter_context(contact=contact, name=name, properties=properties)
     flows = Flow.objects.filter(workspace=workspace, status=Flow.Status.ACTIVE,
@@ -212,4 +223,4 @@ def event_ingest(*, workspace: Workspace, contact: Contact, name: str,
             continue
     woken = engine.deliver_event(workspace_id=workspace.pk, contact_id=contact.pk, name=name,
                                  properties=properties)
-    return started, woken
+    return started, woken, ended

@@ -20,6 +20,7 @@ from django.utils import timezone
 from messaging.events import types
 from messaging.events.outbox import messages_emit
 from messaging.models import CANCELLABLE_STATUSES, Message, MessageStatus, TimelineKind
+from messaging.signals import message_finished
 from messaging.timeline import entries_write, entry
 
 S = MessageStatus
@@ -83,4 +84,7 @@ def receipt_apply(*, message: Message, status: str, fields: dict[str, Any] | Non
                                          at=now, status=status, **(report or {}))])
         if moved and move.event:
             messages_emit(changes=[(message, move.event)])
+        if moved:  # a flow step waiting for this message's outcome goes on (flows.engine)
+            transaction.on_commit(lambda: message_finished.send(
+                sender=Message, message_id=message.pk, source=message.source))
     return moved

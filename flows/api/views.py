@@ -8,7 +8,7 @@ from typing import Any
 import django_filters
 from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -19,11 +19,11 @@ from core.api import ApiError, StrictCharField, WorkspaceScoped
 from core.audit import actor_of
 from core.auth import workspace_of
 from core.models import Contact, Scope, Workspace
-from flows import dry_run, operations, services
+from flows import dry_run, journeys, operations, services
 from flows.graph import GraphError
 from flows.models import BulkStart, Execution, Flow, FlowVersion, Step
 from flows.rules import AUDIENCE_ROOTS, TRIGGER_FILTER_ROOTS, unknown_roots, validate_rules
-from flows.selectors import executions_list, flows_list
+from flows.selectors import executions_list, flow_stats, flows_list
 from flows.serializers import ExecutionSerializer
 from messaging.api.idempotency import idempotent
 from messaging.delivery.templating import contact_context
@@ -36,6 +36,14 @@ def graph_error(exc: GraphError) -> ApiError:
                     code="invalid_graph", fields={"graph": exc.errors})
 
 
+class GraphProblemSerializer(serializers.Serializer):
+    """One problem of a flow graph: the node or edge it is about (null if neither)."""
+
+    node = serializers.CharField(allow_null=True)
+    edge = serializers.CharField(allow_null=True)
+    message = serializers.CharField()
+
+
 class FlowSerializer(serializers.ModelSerializer):
     name = StrictCharField(max_length=200)
     nodes = serializers.JSONField()
@@ -43,16 +51,23 @@ class FlowSerializer(serializers.ModelSerializer):
     trigger = serializers.JSONField(required=False)
     settings = serializers.JSONField(required=False)
     version = serializers.SerializerMethodField()
+    warnings = serializers.SerializerMethodField(
+        help_text="What publishing would refuse in the current graph: a draft saves with "
+                  "these; empty when it can be published")
 
     class Meta:
         model = Flow
         fields = ["id", "name", "description", "status", "trigger", "nodes", "edges",
-                  "settings", "version", "created_at", "updated_at"]
-        read_only_fields = ["id", "status", "version", "created_at", "updated_at"]
+                  "settings", "version", "warnings", "created_at", "updated_at"]
+        read_only_fields = ["id", "status", "version", "warnings", "created_at", "updated_at"]
 
     def get_version(self, flow: Flow) -> int | None:
         version = flow.live_version
         return version.number if version else None
+
+    @extend_schema_field(GraphProblemSerializer(many=True))
+    def get_warnings(self, flow: Flow) -> list[dict]:
+        return services.flow_graph_problems(nodes=flow.nodes, edges=flow.edges)
 
     def validate_trigger(self, value: object) -> dict:
         if not isinstance(value, dict) or value.get("type") not in TRIGGER_TYPES:
@@ -79,15 +94,26 @@ class FlowSerializer(serializers.ModelSerializer):
         if isinstance(concurrent, bool) or not isinstance(concurrent, int) or concurrent < 1:
             raise serializers.ValidationError(
                 {"max_concurrent_per_contact": "Must be an integer >= 1."})
+        problems = journeys.check_settings(value)
+        if problems:
+            raise serializers.ValidationError(problems)
         return value
 
     def validate(self, attrs: dict) -> dict:
+        """A draft saves with the graph's problems (the answer's `warnings`), as long as
+        nodes and edges are lists; a published flow's graph must stay publishable."""
         nodes = attrs.get("nodes", self.instance.nodes if self.instance else None)
         edges = attrs.get("edges", self.instance.edges if self.instance else None)
-        try:
-            services.flow_check_graph(nodes=nodes, edges=edges)
-        except GraphError as exc:
-            raise graph_error(exc) from exc
+        draft = self.instance is None or self.instance.status == Flow.Status.DRAFT
+        shapeless = {name: ["Must be a list."] for name, value in (
+            ("nodes", nodes), ("edges", edges)) if not isinstance(value, list)}
+        if shapeless:
+            raise serializers.ValidationError(shapeless)
+        if not draft:
+            try:
+                services.flow_check_graph(nodes=nodes, edges=edges)
+            except GraphError as exc:
+                raise graph_error(exc) from exc
         return attrs
 
 
@@ -187,6 +213,43 @@ def find_contact(workspace: Workspace, attrs: dict) -> Contact:
                                                       "contact_external_id."]})
 
 
+class StatsQuerySerializer(serializers.Serializer):
+    since = serializers.DateTimeField(required=False, help_text="count executions started "
+                                      "at or after this moment (ISO 8601); all when absent")
+
+
+class NodeStatsSerializer(serializers.Serializer):
+    node_id = serializers.CharField()
+    type = serializers.CharField()
+    entered = serializers.IntegerField(help_text="visits of the node (steps)")
+    completed = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    exited = serializers.IntegerField(help_text="executions that exited (goal or exit_on) "
+                                      "while at this node")
+
+
+class BranchStatsSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    entered = serializers.IntegerField(help_text="executions that took the branch")
+    sent = serializers.IntegerField(help_text="their messages that reached a provider")
+    delivered = serializers.IntegerField()
+    converted = serializers.IntegerField(help_text="their executions that reached the goal")
+    conversion_rate = serializers.FloatField(help_text="converted / entered (0 to 1)")
+
+
+class SplitStatsSerializer(serializers.Serializer):
+    node_id = serializers.CharField()
+    branches = BranchStatsSerializer(many=True)
+
+
+class FlowStatsSerializer(serializers.Serializer):
+    since = serializers.DateTimeField(allow_null=True)
+    executions = serializers.IntegerField(help_text="executions started since")
+    converted = serializers.IntegerField(help_text="of them, converted (the flow's goal)")
+    nodes = NodeStatsSerializer(many=True)
+    splits = SplitStatsSerializer(many=True)
+
+
 class FlowFilter(django_filters.FilterSet):
     class Meta:
         model = Flow
@@ -197,7 +260,8 @@ class FlowViewSet(WorkspaceScoped, viewsets.ModelViewSet):
     """Flows of the key's workspace."""
 
     # Editing a flow is configuration; starting executions is sending; a dry run changes nothing.
-    action_scopes = {"start": Scope.SEND, "bulk": Scope.SEND, "test": Scope.READ}
+    action_scopes = {"start": Scope.SEND, "bulk": Scope.SEND, "test": Scope.READ,
+                     "stats": Scope.READ}
 
     serializer_class = FlowSerializer
     filterset_class = FlowFilter
@@ -223,6 +287,17 @@ class FlowViewSet(WorkspaceScoped, viewsets.ModelViewSet):
             services.flow_set_status(flow=flow, status=Flow.Status.ARCHIVED)
             return
         flow.delete()
+
+    @extend_schema(parameters=[StatsQuerySerializer], responses=FlowStatsSerializer)
+    @action(detail=True, methods=["get"])
+    def stats(self, request: Request, pk: str | None = None) -> Response:
+        """The flow's funnel: per node, visits entered, completed and failed, executions
+        exited there; per split branch, executions, messages sent and delivered,
+        conversions and the conversion rate."""
+        query = StatsQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        return Response(FlowStatsSerializer(flow_stats(
+            flow=self.get_object(), since=query.validated_data.get("since"))).data)
 
     @extend_schema(request=None, responses={201: FlowVersionSerializer})
     @action(detail=True, methods=["post"])
@@ -432,6 +507,10 @@ class EventIngestedSerializer(serializers.Serializer):
     executions = ExecutionSerializer(many=True)
     started = serializers.IntegerField()
     woken = serializers.IntegerField()
+    exited = serializers.IntegerField(help_text="executions the event ended (goal or exit_on)")
+    converted = serializers.IntegerField(
+        help_text="executions whose goal it is (exited now, or finished within the goal's "
+                  "attribution window)")
 
 
 class EventView(APIView):
@@ -439,16 +518,17 @@ class EventView(APIView):
 
     @extend_schema(request=EventSerializer, responses={202: EventIngestedSerializer})
     def post(self, request: Request) -> Response:
-        """Record a contact's event: start matching flows and wake waiting executions."""
+        """Record a contact's event: end the executions whose goal or exit condition it
+        meets, start matching flows and wake waiting executions."""
         def handler() -> Response:
             serializer = EventSerializer(data=request.data,
                                          context={"workspace": workspace_of(request)})
             serializer.is_valid(raise_exception=True)
             data = serializer.validated_data
-            started, woken = services.event_ingest(
+            started, woken, ended = services.event_ingest(
                 workspace=workspace_of(request), contact=data["contact"], name=data["name"],
                 properties=data["properties"])
             answer = EventIngestedSerializer({"executions": started, "started": len(started),
-                                              "woken": woken})
+                                              "woken": woken, **ended})
             return Response(answer.data, status=202)
         return idempotent(request, handler)

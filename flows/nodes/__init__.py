@@ -10,13 +10,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from flows.nodes import aliases, condition, delay, end, send, update_contact, wait_for_event
+from flows.nodes import (
+    aliases,
+    condition,
+    delay,
+    end,
+    send,
+    split,
+    update_contact,
+    wait_for_event,
+)
 from flows.nodes.aliases import ALIASES, engine_node, engine_type
 from flows.nodes.base import NodeType, Preview, Result
+from flows.nodes.base import exits_of as _exits_of
 from flows.nodes.send import channel_of
 
 __all__ = ["ALIASES", "REGISTRY", "NodeType", "Preview", "Result", "channel_of", "check",
-           "dry_run", "engine_node", "engine_type", "run"]
+           "dry_run", "engine_node", "engine_type", "exits_of", "run"]
 
 REGISTRY: dict[str, NodeType] = {node_type.name: node_type for node_type in (
     send.SEND_SMS,
@@ -25,10 +35,18 @@ REGISTRY: dict[str, NodeType] = {node_type.name: node_type for node_type in (
     send.AI_REPLY,
     delay.DELAY,
     condition.CONDITION,
+    split.SPLIT,
     update_contact.UPDATE_CONTACT,
     wait_for_event.WAIT_FOR_EVENT,
     end.END,
 )}
+
+
+def exits_of(node: dict) -> dict[str, tuple[int, int]] | None:
+    """Return the exits of an engine node ({sourceHandle: (fewest, most) edges}), or None
+    when it has a single way on: a condition's, a wait's, a send's that waits for its
+    outcome."""
+    return _exits_of(node, REGISTRY)
 
 
 def check(node_type: str, data: dict) -> list[str]:

@@ -58,9 +58,24 @@ class NodeType:
     dry_run: DryRun
     # Exits of a branching node: sourceHandle -> (fewest, most) edges with that handle.
     exits: dict[str, tuple[int, int]] | None = None
+    # Exits that depend on the node's data (a send that waits for its outcome), else None:
+    # (data) -> exits as above, or None when this node has a single way on.
+    exits_for: Callable[[dict], dict[str, tuple[int, int]] | None] | None = None
     channel: str | None = None  # the message channel of a send node
     pauses: bool = False  # a cycle through it cannot spin without end
     final: bool = False  # ends the execution; no edge may leave it
+
+
+def exits_of(node: dict, registry: dict[str, NodeType]) -> dict[str, tuple[int, int]] | None:
+    """Return the exits of an engine node (its type's, or those its data gives it), or None
+    when it has a single way on."""
+    node_type = registry.get(node.get("type", ""))
+    if node_type is None:
+        return None
+    if node_type.exits_for is not None:
+        data = node.get("data")
+        return node_type.exits_for(data if isinstance(data, dict) else {})
+    return node_type.exits
 
 
 def data_of(node: dict) -> dict:

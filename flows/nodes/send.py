@@ -6,10 +6,13 @@ and this module is the one place a flow composes a message (with the API's compo
 """
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
+from django.utils import timezone
+
 from flows.nodes.base import Check, NodeType, Preview, Result, data_of
-from flows.nodes.checks import is_str, is_text, is_url, optional
+from flows.nodes.checks import DURATION_HELP, duration_seconds, is_str, is_text, is_url, optional
 from messaging.channels import AI, EMAIL, MMS, SMS, WEBHOOK
 from messaging.compose import MessageInvalid, message_compose
 from messaging.delivery.templating import render_fields
@@ -21,6 +24,30 @@ SEND_FIELDS = ("to", "body", "media_urls", "subject", "html", "text", "url", "pa
                "headers", "prompt", "system", "model", "callback_url", "priority", "category")
 # A send node's category when it names none is the composer's default for flows: marketing.
 CATEGORY_CHOICES = ("transactional", "marketing")
+# A send that waits for its outcome (data.wait_for "delivered", data.timeout) leaves by one
+# of these exits; an exit without an edge ends the execution there.
+WAIT_FOR_CHOICES = ("delivered",)
+OUTCOME_EXITS: dict[str, tuple[int, int]] = {"delivered": (0, 1), "failed": (0, 1),
+                                             "timeout": (0, 1)}
+OUTCOME_TYPES = ("send_sms", "send_email")
+
+
+def outcome_exits(data: dict) -> dict[str, tuple[int, int]] | None:
+    """Return the outcome exits of a send node that waits for its outcome, else None."""
+    return OUTCOME_EXITS if "wait_for" in data else None
+
+
+def check_outcome(name: str, data: dict) -> list[str]:
+    """Check wait_for and timeout: both or neither, on an SMS or email send only."""
+    if "wait_for" not in data:
+        return [f"{name} data.timeout needs data.wait_for"] if "timeout" in data else []
+    if name not in OUTCOME_TYPES:
+        return [f"{name} cannot wait for its outcome (only send_sms and send_email)"]
+    problems = [] if data["wait_for"] in WAIT_FOR_CHOICES else [
+        f"{name} data.wait_for must be 'delivered'"]
+    if duration_seconds(data.get("timeout")) is None:
+        problems.append(f"{name} data.timeout (with wait_for) must be {DURATION_HELP}")
+    return problems
 
 
 def check_send_sms(data: dict) -> list[str]:
@@ -108,6 +135,12 @@ def run(node: dict, context: dict, execution: Any) -> Result:
     # What its templates may quote besides the contact and metadata; the service's own, so
     # it goes beside the message's metadata, not in it (no answer or event shows it).
     message.flow_context = {"trigger": context["trigger"], "steps": context["steps"]}
+    data = data_of(node)
+    if "wait_for" in data:  # waits for the receipt, until the timeout's timer
+        timeout = timezone.now() + timedelta(seconds=duration_seconds(data["timeout"]) or 0)
+        return Result(wait=True, message=message, wake_at=timeout,
+                      input={"channel": channel_of(node), "wait_for": data["wait_for"]},
+                      output={"message_id": str(message.id), "timeout_at": timeout.isoformat()})
     return Result(wait=True, message=message, input={"channel": channel_of(node)},
                   output={"message_id": str(message.id)})
 
@@ -134,8 +167,10 @@ def dry_run(node: dict, context: dict, events: list[str]) -> Preview:
                                 else context["contact"].get("phone", ""))
     if channel == WEBHOOK:
         to = rendered.get("url", "")
+    # A send that waits for its outcome is shown delivered.
     return Preview(output={"would_send": channel, "to": to}, message={
-        "node_id": node["id"], "channel": channel, "to": to, "content": rendered})
+        "node_id": node["id"], "channel": channel, "to": to, "content": rendered},
+        handle="delivered" if "wait_for" in data else None)
 
 
 def _with_on_failure(name: str, check: Check) -> Check:
@@ -146,13 +181,13 @@ def _with_on_failure(name: str, check: Check) -> Check:
             problems.append(f"{name} data.on_failure must be 'continue' or 'stop'")
         if data.get("category", "marketing") not in CATEGORY_CHOICES:
             problems.append(f"{name} data.category must be 'transactional' or 'marketing'")
-        return problems
+        return problems + check_outcome(name, data)
     return checked
 
 
 def _send_type(name: str, check: Check) -> NodeType:
     return NodeType(name=name, check=_with_on_failure(name, check), run=run, dry_run=dry_run,
-                    channel=CHANNELS[name])
+                    channel=CHANNELS[name], exits_for=outcome_exits)
 
 
 SEND_SMS = _send_type("send_sms", check_send_sms)

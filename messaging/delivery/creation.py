@@ -58,6 +58,26 @@ def message_create(**kwargs: Any) -> Message:
     return message_create_many(messages=[message_build(**kwargs)])[0]
 
 
+def messages_cancel_many(*, ids: list[Any], reason: str, now: Any = None) -> list[Any]:
+    """Cancel the messages among ids that have not been handed to a provider yet, in the
+    caller's transaction, each with its `cancelled` timeline entry saying why; return the
+    ids cancelled. The rows are locked first: a delivery claim waiting on one finds it
+    cancelled once this commits, and sends nothing."""
+    if not ids:
+        return []
+    now = now or timezone.now()
+    with transaction.atomic():
+        pending = list(Message.objects.select_for_update().filter(
+            pk__in=ids, status__in=CANCELLABLE_STATUSES).values_list("pk", "status"))
+        Message.objects.filter(pk__in=[pk for pk, _ in pending]).update(
+            status=MessageStatus.CANCELLED, cancelled_at=now, due_at=None, status_reason="",
+            updated_at=now)
+        entries_write(entries=[entry(message_id=pk, kind=TimelineKind.CANCELLED, at=now,
+                                     from_status=status, reason=reason)
+                               for pk, status in pending])
+    return [pk for pk, _ in pending]
+
+
 def message_cancel(*, message: Message, actor: Actor | None = None,
                    reason: str = "") -> Message:
     """Cancel a message that has not been handed to a provider yet; an operator's cancel

@@ -19,6 +19,8 @@ MESSAGE_RECEIVED = "message.received"
 EXECUTION_STARTED = "execution.started"
 EXECUTION_COMPLETED = "execution.completed"
 EXECUTION_FAILED = "execution.failed"
+EXECUTION_EXITED = "execution.exited"
+EXECUTION_CONVERTED = "execution.converted"
 SCHEDULE_RUN_FAILED = "schedule.run_failed"
 DEAD_LETTER_CREATED = "dead_letter.created"
 # The only list of event types (the API refuses any other; "*" subscribes to all), each with
@@ -28,8 +30,8 @@ DEAD_LETTER_CREATED = "dead_letter.created"
 SCHEMA_VERSIONS: dict[str, int] = {
     MESSAGE_QUEUED: 1, MESSAGE_SENT: 1, MESSAGE_DELIVERED: 1, MESSAGE_UNDELIVERED: 1,
     MESSAGE_FAILED: 1, MESSAGE_SUPPRESSED: 1, MESSAGE_RECEIVED: 1, EXECUTION_STARTED: 1,
-    EXECUTION_COMPLETED: 1, EXECUTION_FAILED: 1, SCHEDULE_RUN_FAILED: 1,
-    DEAD_LETTER_CREATED: 1}
+    EXECUTION_COMPLETED: 1, EXECUTION_FAILED: 1, EXECUTION_EXITED: 1, EXECUTION_CONVERTED: 1,
+    SCHEDULE_RUN_FAILED: 1, DEAD_LETTER_CREATED: 1}
 EVENT_TYPES: tuple[str, ...] = tuple(SCHEMA_VERSIONS)
 ALL_EVENTS = "*"
 # Message sources of event deliveries: they emit no events of their own, or a failing

@@ -12,6 +12,7 @@ urlpatterns = [
     path("", views.overview, name="overview"),
     path("executions/", views.executions, name="executions"),
     path("executions/<uuid:pk>/", views.execution_detail, name="execution-detail"),
+    path("flows/<uuid:pk>/", views.flow_detail, name="flow-detail"),
     path("executions/<uuid:pk>/cancel/", views.execution_cancel, name="execution-cancel"),
     path("executions/<uuid:pk>/pause/", views.execution_pause, name="execution-pause"),
     path("steps/<int:pk>/retry/", views.step_retry, name="step-retry"),

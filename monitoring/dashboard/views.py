@@ -39,7 +39,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from core import roles
 from core.audit import Actor, actor_of
 from core.models import DeadLetter, Membership, Workspace
-from flows.models import Execution, FlowSchedule, Step
+from flows.models import Execution, Flow, FlowSchedule, Step
 from messaging import ratelimit
 from messaging.events import endpoints as event_endpoints
 from messaging.models import Message, MessageStatus, WebhookEndpoint
@@ -74,6 +74,7 @@ from monitoring.dashboard.selectors.executions import (
     executions_count_steps,
     executions_list,
 )
+from monitoring.dashboard.selectors.flows import flow_funnel
 from monitoring.dashboard.selectors.messages import messages_list
 from monitoring.dashboard.selectors.outbox import console_in_use, outbox_item, outbox_messages
 from monitoring.dashboard.selectors.queues import queue_rows
@@ -293,6 +294,15 @@ def execution_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     }
     return _render(request, "dashboard/execution_detail.html", execution.workspace, context,
                    section="executions")
+
+
+@require_GET
+@member_required
+def flow_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
+    """Show a flow's funnel: each node with its counts, and its splits' comparison."""
+    flow = _owned(request, Flow.objects.select_related("workspace"), pk)
+    return _render(request, "dashboard/flow_detail.html", flow.workspace,
+                   {"flow": flow, **flow_funnel(flow)}, section="executions")
 
 
 @require_POST

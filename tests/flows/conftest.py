@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
+
 import pytest
 
 from tests.support.stub_server import StubServer
@@ -62,3 +66,21 @@ def providers(workspace, stub_server, allow_local):
         "email": {"name": "http", "api_url": stub_server.url}}}
     workspace.save()
     return stub_server
+
+
+README = Path(__file__).resolve().parent.parent.parent / "README.md"
+
+
+def readme_journey(name: str) -> dict:
+    """Return the README's example journey (a JSON flow) of this name, as written."""
+    blocks = re.findall(r"```json\n(.*?)```", README.read_text(), flags=re.S)
+    [block] = [block for block in blocks if re.match(rf'\{{"name": "{name}"', block)]
+    flow: dict = json.loads(block)
+    return flow
+
+
+def create_flow(api, flow: dict) -> dict:
+    """Create the flow as given (201) and return it."""
+    response = api.post("/api/v1/flows", flow, format="json")
+    assert response.status_code == 201, response.json()
+    return response.json()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from flows import engine, rules, services
-from flows.models import Execution
+from flows.models import Execution, FlowVersion
 from messaging.delivery.templating import contact_context
 from tests.factories import ContactFactory, FlowFactory
 
@@ -65,8 +65,10 @@ def test_an_update_cannot_bring_in_an_unknown_root(api):
     ("properties.total", False), ("attributes.vip", False),
 ])
 def test_condition_nodes_see_contact_trigger_steps_and_execution(api, field, accepted):
-    response = api.post("/api/v1/flows", {"name": "c", **condition_graph(field)},
-                        format="json")
+    flow = api.post("/api/v1/flows", {"name": "c", **condition_graph(field)},
+                    format="json").json()
+    assert (flow["warnings"] == []) is accepted, flow
+    response = api.post(f"/api/v1/flows/{flow['id']}/publish")
     assert (response.status_code == 201) is accepted, response.json()
     if not accepted:
         error = response.json()["error"]
@@ -81,7 +83,8 @@ def test_a_builder_condition_is_checked_as_the_engine_sees_it(api):
         {"field": "amount", "operator": "greaterThan", "value": 1}]}}
     graph = condition_graph("x")
     graph["nodes"][0] = node
-    response = api.post("/api/v1/flows", {"name": "b", **graph}, format="json")
+    flow = api.post("/api/v1/flows", {"name": "b", **graph}, format="json").json()
+    response = api.post(f"/api/v1/flows/{flow['id']}/publish")
     assert response.status_code == 400
     assert "'amount'" in response.json()["error"]["fields"]["graph"][0]["message"]
 
@@ -101,8 +104,11 @@ def test_audiences_see_only_the_contact(api, workspace):
 
 
 def test_a_saved_flow_with_an_unknown_root_still_runs_and_takes_the_false_exit(workspace):
-    # Saved before paths were checked: the engine evaluates it (the path is just absent).
-    flow = FlowFactory(workspace=workspace, publish=True, **condition_graph("order.total"))
+    # Saved and published before paths were checked (publishing refuses it now): the engine
+    # evaluates it (the path is just absent).
+    flow = FlowFactory(workspace=workspace, **condition_graph("order.total"))
+    FlowVersion.objects.create(flow=flow, number=1, nodes=flow.nodes, edges=flow.edges,
+                               trigger=flow.trigger, settings=flow.settings)
     execution = services.execution_start(flow=flow, contact=ContactFactory(
         workspace=workspace))
     engine.advance(execution_id=str(execution.pk))

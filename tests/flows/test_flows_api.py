@@ -42,13 +42,55 @@ def test_it_creates_a_draft_flow_keeping_builder_keys(api, workspace):
      [{"id": "e1", "source": "s", "target": "a"}, {"id": "e2", "source": "a", "target": "b"},
       {"id": "e3", "source": "b", "target": "a"}], "cycle"),
 ])
-def test_invalid_graphs_are_refused_with_node_level_errors(api, nodes, edges, fragment):
+def test_invalid_graphs_save_as_drafts_with_warnings_and_publishing_refuses_them(
+        api, nodes, edges, fragment):
     response = api.post("/api/v1/flows", {"name": "x", "trigger": {"type": "manual"},
                                           "nodes": nodes, "edges": edges}, format="json")
+    assert response.status_code == 201, response.json()
+    flow = response.json()
+    assert fragment in str(flow["warnings"])
+    for action in ("publish", "activate"):
+        answer = api.post(f"/api/v1/flows/{flow['id']}/{action}")
+        assert answer.status_code == 400
+        error = answer.json()["error"]
+        assert error["code"] == "invalid_graph"
+        assert error["fields"]["graph"] == flow["warnings"]
+    assert FlowVersion.objects.count() == 0
+    assert Flow.objects.get(pk=flow["id"]).status == "draft"
+
+
+def test_a_draft_with_every_kind_of_problem_lists_them_all_and_publishing_names_each(api):
+    nodes = [{"id": "a", "type": "send_sms", "data": {}},  # no body
+             {"id": "b", "type": "end"},  # a second start
+             {"id": "c", "type": "delay", "data": {"seconds": 5}},
+             {"id": "d", "type": "send_email", "data": {"subject": "s", "text": "t"}}]
+    edges = [{"id": "e1", "source": "a", "target": "c"},
+             {"id": "e2", "source": "c", "target": "d"}, {"id": "e3", "source": "d",
+                                                          "target": "c"}]
+    flow = api.post("/api/v1/flows", {"name": "wip", "nodes": nodes, "edges": edges},
+                    format="json").json()
+    messages = [w["message"] for w in flow["warnings"]]
+    assert "send_sms needs data.body" in messages
+    assert any("more than one start node" in m for m in messages)
+    assert api.get(f"/api/v1/flows/{flow['id']}").json()["warnings"] == flow["warnings"]
+    refused = api.post(f"/api/v1/flows/{flow['id']}/publish").json()["error"]
+    assert [p["message"] for p in refused["fields"]["graph"]] == messages
+    # Fixed, it publishes; a published flow's graph must then stay publishable.
+    fixed = api.patch(f"/api/v1/flows/{flow['id']}", {"nodes": [
+        {"id": "a", "type": "send_sms", "data": {"body": "hi"}}], "edges": []}, format="json")
+    assert fixed.status_code == 200 and fixed.json()["warnings"] == []
+    assert api.post(f"/api/v1/flows/{flow['id']}/activate").status_code == 200
+    broken = api.patch(f"/api/v1/flows/{flow['id']}", {"nodes": nodes}, format="json")
+    assert broken.status_code == 400
+    assert broken.json()["error"]["code"] == "invalid_graph"
+
+
+@pytest.mark.parametrize("field", ["nodes", "edges"])
+def test_a_draft_still_needs_lists_of_nodes_and_edges(api, field):
+    body = {"name": "x", "nodes": [{"id": "a", "type": "end"}], "edges": [], field: {"a": 1}}
+    response = api.post("/api/v1/flows", body, format="json")
     assert response.status_code == 400
-    error = response.json()["error"]
-    assert error["code"] == "invalid_graph"
-    assert fragment in str(error["fields"]["graph"])
+    assert response.json()["error"]["fields"][field] == ["Must be a list."]
     assert Flow.objects.count() == 0
 
 
@@ -191,12 +233,14 @@ def test_a_builder_shaped_graph_is_refused_in_the_builder_names(api):
     nodes = copy.deepcopy(BUILDER_GRAPH["nodes"])
     del nodes[0]["data"]["messageText"]
     nodes[1]["data"] = {"delayMs": -5}
-    response = create(api, nodes=nodes, edges=BUILDER_GRAPH["edges"])
+    flow = create(api, nodes=nodes, edges=BUILDER_GRAPH["edges"]).json()
+    response = api.post(f"/api/v1/flows/{flow['id']}/publish")
     assert response.status_code == 400
     graph_errors = str(response.json()["error"]["fields"]["graph"])
     assert "send-message needs data.messageText" in graph_errors
     assert "delay data.delayMs must come to more than 0" in graph_errors
-    assert Flow.objects.count() == 0
+    assert graph_errors == str(flow["warnings"])
+    assert FlowVersion.objects.count() == 0
 
 
 def builder_graph_with_a_condition() -> dict:

@@ -143,7 +143,7 @@ def test_edge_ids_may_be_absent() -> None:
 def test_type_tables_cover_every_node_type() -> None:
     assert NODE_TYPES == set(REGISTRY)
     assert REGISTRY["send_sms"].channel == "sms"
-    assert len(NODE_TYPES) == 9
+    assert len(NODE_TYPES) == 10
 
 
 @pytest.mark.parametrize(
@@ -163,6 +163,8 @@ def test_type_tables_cover_every_node_type() -> None:
         ("delay", {"until_local_time": "23:59"}),
         ("update_contact", {"attributes": {"vip": True}}),
         ("end", {}),
+        ("split", {"branches": [{"name": "a", "weight": 60}, {"name": "b", "weight": 40}]}),
+        ("send_sms", {"body": "Hi", "wait_for": "delivered", "timeout": "10m"}),
     ],
 )
 def test_each_node_type_accepts_its_configuration(node_type: str, data: dict) -> None:

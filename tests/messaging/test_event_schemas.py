@@ -92,6 +92,11 @@ def payloads(workspace) -> dict[str, list[dict[str, Any]]]:
     flow_events.executions_emit(executions=[running], type="execution.started")
     flow_events.executions_emit(executions=[done], type="execution.completed")
     flow_events.executions_emit(executions=[done], type="execution.failed")
+    exited = ExecutionFactory(workspace=workspace, status=Execution.Status.EXITED,
+                              completed_at=now, exit_reason="goal", converted_at=now,
+                              converted_node="n1")
+    flow_events.journey_emit(executions=[exited, done], type="execution.converted")
+    flow_events.journey_emit(executions=[exited], type="execution.exited")
     schedule = FlowScheduleFactory(workspace=workspace)
     run = ScheduleRun.objects.create(schedule=schedule, occurrence_at=now, fired_at=now,
                                      status=ScheduleRun.Status.FAILED, error="boom")
