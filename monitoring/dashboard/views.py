@@ -275,9 +275,11 @@ def execution_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     """Show one execution with its step timeline (inputs, outputs, errors) and actions."""
     execution = _owned(request, Execution.objects.select_related(
         "workspace", "flow", "contact", "version"), pk)
+    timeline = execution_timeline(execution)
     context = {
         "execution": execution,
-        "timeline": execution_timeline(execution),
+        "timeline": timeline,
+        "has_steps": any(item.step is not None for item in timeline),
         "data": pretty_json(execution.data),
         "duration": format_seconds(execution.duration_seconds),
         "can_cancel": execution.status in (Execution.Status.RUNNING, Execution.Status.WAITING),

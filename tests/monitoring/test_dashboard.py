@@ -371,7 +371,10 @@ def test_an_execution_detail_shows_the_step_timeline(staff, workspace):
     html = response.content.decode()
 
     assert response.status_code == 200
-    assert html.count('class="tl-item') == 2
+    # started, the two steps, failed
+    assert html.count('class="tl-item') == 4
+    assert html.count('data-kind="step"') == 2
+    assert 'data-kind="started"' in html and 'data-kind="failed"' in html
     assert "webhook answered 502" in html
     assert "&quot;message_id&quot;: &quot;m-1&quot;" in html  # a step's output, as JSON
     assert f"Dead letter #{letter.pk}" in html
