@@ -445,7 +445,7 @@ class ExecutionViewSet(WorkspaceScoped, mixins.ListModelMixin, mixins.RetrieveMo
         output, the branch taken and the values a condition saw, waits and what woke them,
         operators' pauses and how it ended (README.md, "Timelines")."""
         entries = timeline.execution_timeline(execution=self.get_object())
-        page = self.paginate_queryset(entries)  # type: ignore[arg-type]
+        page = self.paginate_queryset(entries)
         return self.get_paginated_response(
             ExecutionTimelineEntrySerializer(page, many=True).data)
 

@@ -51,7 +51,7 @@ class ConsentSerializer(serializers.Serializer):
 
 
 class CapCountSerializer(serializers.Serializer):
-    list = serializers.CharField()
+    list = serializers.CharField(source="list_name")
     cap = serializers.CharField(help_text="As the workspace's settings say it, e.g. 3/day.")
     limit = serializers.IntegerField()
     period_seconds = serializers.IntegerField()
@@ -62,7 +62,8 @@ class CapCountSerializer(serializers.Serializer):
 
 class RecipientSerializer(serializers.Serializer):
     address = serializers.CharField(help_text="Normalised: E.164, or the email lowercased.")
-    list = serializers.ChoiceField(choices=["sms", "email"])
+    list = serializers.CharField(source="list_name", help_text="The suppression list the "
+                                 "address is on: sms (covers mms) or email.")
     since = serializers.DateTimeField()
     until = serializers.DateTimeField()
     messages = MessageCountsSerializer()

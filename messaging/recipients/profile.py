@@ -27,7 +27,7 @@ class CapCount:
     """One frequency-cap window of the address (per contact, or the address itself for
     messages sent without a contact)."""
 
-    list: str
+    list_name: str
     cap: str
     limit: int
     period_seconds: int
@@ -46,7 +46,7 @@ class Consent:
 @dataclass
 class RecipientProfile:
     address: str
-    list: str
+    list_name: str
     since: datetime
     until: datetime
     messages: QuerySet[Message]
@@ -74,7 +74,7 @@ def recipient_profile(*, workspace: Workspace, address: str, since: datetime,
         workspace=workspace).order_by("created_at"))
     flag = CHANNELS[list_name].consent_flag
     return RecipientProfile(
-        address=address, list=list_name, since=since, until=until, messages=messages,
+        address=address, list_name=list_name, since=since, until=until, messages=messages,
         by_status=_counts(messages, "status"), by_channel=_counts(messages, "channel"),
         consent=[Consent(contact=c, subscribed=bool(getattr(c, flag, True))) for c in contacts],
         suppressions=list(Suppression.objects.filter(workspace=workspace, channel=list_name,
@@ -99,6 +99,6 @@ def _caps(workspace: Workspace, list_name: str, address: str,
     counted = caps.counted_many([(caps.cap_key(str(workspace.pk), list_name, who), cap)
                                  for _, who in owners])
     text = (workspace.settings or {}).get(FREQUENCY_CAPS, {}).get(list_name, "")
-    return [CapCount(list=list_name, cap=str(text), limit=cap.count, period_seconds=cap.period,
+    return [CapCount(list_name=list_name, cap=str(text), limit=cap.count, period_seconds=cap.period,
                      counted=n, contact_id=contact_id)
             for (contact_id, _), n in zip(owners, counted, strict=True)]
