@@ -216,6 +216,8 @@ def flow_figures(workspace: Workspace, window: Window) -> list[FlowFigures]:
     figures = {row["flow_id"]: FlowFigures(row["flow_id"], row["flow__name"], row["finished"],
                                            row["completed"], row["failed"], None, None, None)
                for row in rows}
+    if not figures:
+        return []
     for flow_id, (p50, p90, p99) in _duration_percentiles(
             finished.filter(status=Execution.Status.COMPLETED, flow_id__in=list(figures))):
         figures[flow_id].p50, figures[flow_id].p90, figures[flow_id].p99 = p50, p90, p99
@@ -239,7 +241,8 @@ def _duration_percentiles(executions: QuerySet[Execution]) -> list[tuple[Any, tu
     durations: dict[Any, list[float]] = {}
     for flow_id, started, completed in executions.values_list("flow_id", "started_at",
                                                               "completed_at"):
-        durations.setdefault(flow_id, []).append((completed - started).total_seconds())
+        if completed is not None:  # the caller's filter: only finished ones come here
+            durations.setdefault(flow_id, []).append((completed - started).total_seconds())
     return [(flow_id, tuple(_percentile(sorted(values), p) for p in PERCENTILES))
             for flow_id, values in durations.items()]
 
