@@ -13,6 +13,7 @@ class CoreConfig(AppConfig):
             logcontext,
             schema,  # noqa: F401  (registers the OpenAPI auth extension)
             signin,  # noqa: F401  (audits and counts failed sign-ins, lockouts)
+            tracing,
         )
 
         # Correlation ids (core.logcontext): published with the task, bound while it runs.
@@ -22,3 +23,5 @@ class CoreConfig(AppConfig):
                             dispatch_uid="core.logcontext.prerun")
         task_postrun.connect(logcontext.task_context_clear, weak=False,
                              dispatch_uid="core.logcontext.postrun")
+        # OpenTelemetry, when OTEL_* variables ask for it (off by default).
+        tracing.start_from_environment()

@@ -27,6 +27,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
+from core import tracing
+
 logger = logging.getLogger(__name__)
 
 Send = Callable[[list[Any]], Any]
@@ -85,7 +87,9 @@ class Publisher:
     the items gathered since the last round in one call."""
 
     def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[tuple[Send, list[Any]] | None] = queue.SimpleQueue()
+        # Each submission keeps its trace context (core.tracing; None when off).
+        self._queue: queue.SimpleQueue[tuple[Send, list[Any], Any] | None] = \
+            queue.SimpleQueue()
         self._idle = threading.Condition()
         self._pending = 0
         self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
@@ -94,7 +98,7 @@ class Publisher:
     def submit(self, send: Send, items: list[Any]) -> None:
         with self._idle:
             self._pending += 1
-        self._queue.put((send, items))
+        self._queue.put((send, items, tracing.capture()))
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything submitted so far was sent (or failed); False on timeout."""
@@ -109,19 +113,23 @@ class Publisher:
     def _run(self) -> None:
         while True:
             first = self._queue.get()
-            round_: list[tuple[Send, list[Any]] | None] = [first]
+            round_: list[tuple[Send, list[Any], Any] | None] = [first]
             while True:  # everything that gathered while the last round was sending
                 try:
                     round_.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
             gathered: dict[Send, list[Any]] = {}
+            # A publish that gathers several submissions joins the first one's trace.
+            traced: dict[Send, Any] = {}
             for entry in round_:
                 if entry is not None:
                     gathered.setdefault(entry[0], []).extend(entry[1])
+                    traced.setdefault(entry[0], entry[2])
             for send, items in gathered.items():
                 try:
-                    send(items)
+                    with tracing.within(traced[send]):
+                        send(items)
                 except Exception:  # publishers log their own failures; never stop the thread
                     logger.exception("background publish of %d items failed", len(items))
             with self._idle:

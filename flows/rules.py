@@ -141,6 +141,20 @@ def _fields(group: Any, path: str, depth: int) -> list[tuple[str, str]]:
     return found
 
 
+def values_seen(rules: Any, context: dict) -> dict[str, Any]:
+    """Return what each field of the rules held when they were evaluated: its value, or
+    absent fields under "missing" (an execution's timeline shows why a branch was taken)."""
+    values: dict[str, Any] = {}
+    missing: list[str] = []
+    for _, field in _fields(rules, "rules", depth=1):
+        found, value = lookup(context, field)
+        if found:
+            values[field] = value
+        elif field not in missing:
+            missing.append(field)
+    return {"values": values, "missing": missing} if missing else {"values": values}
+
+
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."

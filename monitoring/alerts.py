@@ -43,13 +43,13 @@ from messaging.models import (
 from messaging.providers.health import providers_down
 from messaging.providers.ssrf import UnsafeURL, check_url_literal
 from monitoring.models import AlertEvent, AlertRule
-from monitoring.selectors import outcome_filters, rate_limit_events_since
+from monitoring.selectors import executions_overdue, outcome_filters, rate_limit_events_since
 
 logger = logging.getLogger(__name__)
 
 Type = AlertRule.Type
 # For these types a value *below* the threshold is the problem.
-LOWER_IS_WORSE = {Type.SCHEDULE_NO_SUCCESS}
+LOWER_IS_WORSE = {Type.SCHEDULE_NO_SUCCESS, Type.EXECUTION_SUCCESS_RATE}
 LABELS: dict[str, tuple[str, str]] = {
     Type.FAILURE_RATE: ("failure rate", " %"),
     Type.DEAD_LETTERS: ("dead letters", ""),
@@ -59,6 +59,8 @@ LABELS: dict[str, tuple[str, str]] = {
     Type.SCHEDULE_NO_SUCCESS: ("successful schedule runs", ""),
     Type.ENDPOINT_DISABLED: ("webhook endpoints disabled after failing", ""),
     Type.PROVIDER_DOWN: ("providers down", ""),
+    Type.EXECUTIONS_STUCK: ("executions stuck past their due time", ""),
+    Type.EXECUTION_SUCCESS_RATE: ("execution success rate", " %"),
 }
 MAX_RECIPIENTS = 20
 MIN_WINDOW_SECONDS = 60
@@ -125,6 +127,29 @@ def _avg_execution_time(rule: AlertRule, since: datetime) -> float | None:
     return None if average is None else round(average.total_seconds(), 3)
 
 
+def _execution_success_rate(rule: AlertRule, since: datetime) -> float | None:
+    """Return the % of executions finished in the window that completed (None under
+    min_samples). Cancelled ones are an operator's choice, not a failure: left out."""
+    executions = Execution.objects.filter(workspace_id=rule.workspace_id,
+                                          completed_at__gte=since)
+    if rule.flow_id:
+        executions = executions.filter(flow_id=rule.flow_id)
+    counts = executions.aggregate(
+        good=Count("pk", filter=Q(status=Execution.Status.COMPLETED)),
+        bad=Count("pk", filter=Q(status=Execution.Status.FAILED)))
+    total = counts["good"] + counts["bad"]
+    if total == 0 or total < rule.min_samples:
+        return None
+    return round(100.0 * counts["good"] / total, 2)
+
+
+def _executions_stuck(rule: AlertRule, now: datetime) -> float:
+    """Return the executions overdue by more than the window (monitoring.selectors)."""
+    return float(executions_overdue(workspace_id=rule.workspace_id, flow_id=rule.flow_id,
+                                    before=now - timedelta(seconds=rule.window_seconds),
+                                    now=now).count())
+
+
 def _schedule_successes(rule: AlertRule, since: datetime) -> float | None:
     if not rule.schedule_id:
         return None
@@ -163,6 +188,10 @@ def rule_measure(*, rule: AlertRule, now: datetime | None = None) -> float | Non
     if rule.type == Type.PROVIDER_DOWN:
         return float(providers_down(workspace=rule.workspace, since=since,
                                     channel=rule.message_channel))
+    if rule.type == Type.EXECUTIONS_STUCK:
+        return _executions_stuck(rule, now)
+    if rule.type == Type.EXECUTION_SUCCESS_RATE:
+        return _execution_success_rate(rule, since)
     raise ValueError(f"unknown alert type {rule.type!r}")
 
 
@@ -369,8 +398,8 @@ def alert_rule_validate(*, rule: AlertRule) -> None:
     errors.update(_recipient_errors(rule))
     if rule.threshold is None or rule.threshold < 0:
         errors.setdefault("threshold", []).append("Must be zero or more.")
-    elif rule.type == Type.FAILURE_RATE and rule.threshold > 100:
-        errors.setdefault("threshold", []).append("A failure rate is a percentage (0-100).")
+    elif rule.type in (Type.FAILURE_RATE, Type.EXECUTION_SUCCESS_RATE) and rule.threshold > 100:
+        errors.setdefault("threshold", []).append("A rate is a percentage (0-100).")
     if not MIN_WINDOW_SECONDS <= (rule.window_seconds or 0) <= MAX_WINDOW_SECONDS:
         errors["window_seconds"] = [f"Must be between {MIN_WINDOW_SECONDS} and "
                                     f"{MAX_WINDOW_SECONDS} seconds."]

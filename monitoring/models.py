@@ -18,6 +18,11 @@ class AlertRule(models.Model):
         ENDPOINT_DISABLED = "endpoint_disabled"
         # Providers whose circuit breaker is open now or opened in the window.
         PROVIDER_DOWN = "provider_down"
+        # Executions past their due time by more than the window: a timer not fired, or a
+        # running one nobody advanced (README.md, "Alerts").
+        EXECUTIONS_STUCK = "executions_stuck"
+        # % of executions finished in the window that completed (lower is worse).
+        EXECUTION_SUCCESS_RATE = "execution_success_rate"
 
     class Channel(models.TextChoices):
         EMAIL = "email"

@@ -317,6 +317,20 @@ def dispatcher_lag_seconds(*, now: datetime | None = None) -> float:
     return round((now - min(candidates)).total_seconds(), 3) if candidates else 0.0
 
 
+def executions_overdue(*, workspace_id: Any, before: datetime, now: datetime,
+                       flow_id: Any = None) -> QuerySet[Execution]:
+    """Return the workspace's executions stuck past their due time since before `before`:
+    waiting with a timer that was due then and has not fired, or running, not advanced
+    since then and not leased by a worker now. Paused ones are held on purpose: left out."""
+    executions = Execution.objects.filter(workspace_id=workspace_id, paused_at__isnull=True)
+    if flow_id:
+        executions = executions.filter(flow_id=flow_id)
+    return executions.filter(
+        Q(status=Execution.Status.WAITING, wake_at__lte=before)
+        | (Q(status=Execution.Status.RUNNING, updated_at__lte=before)
+           & (Q(lease_until__isnull=True) | Q(lease_until__lte=now))))
+
+
 def parse_window(text: str | None, default: timedelta = timedelta(hours=1)) -> timedelta:
     """Parse a window such as "15m", "1h", "7d" or plain seconds (ValueError otherwise)."""
     if not text:

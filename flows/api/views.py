@@ -19,7 +19,7 @@ from core.api import ApiError, StrictCharField, WorkspaceScoped
 from core.audit import actor_of
 from core.auth import workspace_of
 from core.models import Contact, Scope, Workspace
-from flows import dry_run, journeys, operations, services
+from flows import dry_run, journeys, operations, services, timeline
 from flows.graph import GraphError
 from flows.models import BulkStart, Execution, Flow, FlowVersion, Step
 from flows.rules import AUDIENCE_ROOTS, TRIGGER_FILTER_ROOTS, unknown_roots, validate_rules
@@ -138,6 +138,36 @@ class ExecutionDetailSerializer(ExecutionSerializer):
 
     class Meta(ExecutionSerializer.Meta):
         fields = [*ExecutionSerializer.Meta.fields, "steps"]
+
+
+class TimelineWaitSerializer(serializers.Serializer):
+    """A step that waited: until when or for what, and what woke it (null: still waiting)."""
+
+    until = serializers.CharField(allow_null=True, help_text="When its timer fires (delay, "
+                                  "wait_for_event's timeout), ISO 8601.")
+    event = serializers.CharField(allow_null=True, help_text="The event it waits for.")
+    message_id = serializers.UUIDField(allow_null=True,
+                                       help_text="The message a send step waits for.")
+    woke_by = serializers.ChoiceField(choices=timeline.WokeBy.ALL, allow_null=True)
+    woke_at = serializers.DateTimeField(allow_null=True)
+
+
+class ExecutionTimelineEntrySerializer(serializers.Serializer):
+    """One entry of an execution's timeline (README.md, "Timelines")."""
+
+    kind = serializers.ChoiceField(choices=timeline.Kind.ALL)
+    at = serializers.DateTimeField()
+    step = StepSerializer(allow_null=True, help_text="The step (kind step), with its input "
+                          "(a condition's values seen), output and error.")
+    branch = serializers.CharField(allow_null=True, help_text="The exit a branching step "
+                                   "took: true/false (condition), event/timeout.")
+    next_node = serializers.CharField(allow_null=True,
+                                      help_text="The node the step led to; null: none yet, "
+                                      "or the flow ended there.")
+    wait = TimelineWaitSerializer(allow_null=True)
+    actor = serializers.CharField(help_text="Who paused, resumed or cancelled it.")
+    detail = serializers.DictField(help_text="started: source, data, version; paused/"
+                                   "resumed: status, node; failed: error.")
 
 
 class StartSerializer(serializers.Serializer):
@@ -482,6 +512,17 @@ class ExecutionViewSet(WorkspaceScoped, mixins.ListModelMixin, mixins.RetrieveMo
         except operations.NotPausable as exc:
             raise ApiError(409, str(exc), code="not_pausable") from exc
         return Response(ExecutionSerializer(execution).data)
+
+    @extend_schema(responses={200: ExecutionTimelineEntrySerializer(many=True)})
+    @action(detail=True, methods=["get"], filter_backends=[])
+    def timeline(self, request: Request, pk: str | None = None) -> Response:
+        """List what the execution did and why, oldest first: each step with its input and
+        output, the branch taken and the values a condition saw, waits and what woke them,
+        operators' pauses and how it ended (README.md, "Timelines")."""
+        entries = timeline.execution_timeline(execution=self.get_object())
+        page = self.paginate_queryset(entries)
+        return self.get_paginated_response(
+            ExecutionTimelineEntrySerializer(page, many=True).data)
 
     @extend_schema(request=None, responses=StepSerializer)
     @action(detail=True, methods=["post"], url_path=r"steps/(?P<step_id>\d+)/retry")

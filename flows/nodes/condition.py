@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from flows.nodes.base import NodeType, Preview, Result, data_of
-from flows.rules import evaluate, validate_rules
+from flows.rules import evaluate, validate_rules, values_seen
 
 
 def check(data: dict) -> list[str]:
@@ -21,9 +21,11 @@ def _decide(node: dict, context: dict) -> tuple[dict, str]:
 
 
 def run(node: dict, context: dict, execution: Any) -> Result:
-    """Evaluate the rules and take the matching exit."""
+    """Evaluate the rules and take the matching exit; the step's input keeps the values the
+    rules saw, for the execution's timeline."""
     output, handle = _decide(node, context)
-    return Result(output=output, handle=handle)
+    return Result(output=output, handle=handle,
+                  input=values_seen(data_of(node)["rules"], context))
 
 
 def dry_run(node: dict, context: dict, events: list[str]) -> Preview:

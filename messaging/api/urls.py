@@ -7,6 +7,7 @@ from messaging.api.inbound import InboundView
 from messaging.api.messages import MessageViewSet
 from messaging.api.provider_callbacks import TwilioInboundView, TwilioStatusView
 from messaging.api.providers_health import ProvidersHealthView
+from messaging.api.recipients import RecipientView
 from messaging.api.suppressions import SuppressionViewSet
 from messaging.api.webhook_endpoints import WebhookEndpointViewSet
 from messaging.api.workspace import WebhookSecretRotateView, WorkspaceView
@@ -30,5 +31,6 @@ urlpatterns = [
     path("providers/email/events", EmailEventView.as_view(), name="email-events"),
     path("providers/twilio/inbound", TwilioInboundView.as_view(), name="twilio-inbound"),
     path("inbound", InboundView.as_view(), name="inbound"),
+    path("recipients/<str:address>", RecipientView.as_view(), name="recipient"),
     *router.urls,
 ]

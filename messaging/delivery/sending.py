@@ -21,7 +21,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from core import logcontext
+from core import logcontext, tracing
 from messaging import ratelimit
 from messaging.channels import rate_key_for
 from messaging.delivery import failover, pauses
@@ -240,7 +240,7 @@ def _send_and_record(messages: list[Message], task_id: str, now: datetime,
             if call.started and call.chain is not None:
                 # The provider's own lines carry the message's ids (another thread).
                 running[_provider_pool().submit(
-                    logcontext.run_bound, _timed_send, call.chain,
+                    tracing.carried(logcontext.run_bound), _timed_send, call.chain,
                     message_id=call.message.pk, workspace_id=call.message.workspace_id,
                     request_id=call.message.request_id, task_id=task_id)] = call
         if not running:

@@ -67,3 +67,17 @@ def take(key: str, cap: Cap, *, member: str) -> float:
 def peek(key: str, cap: Cap) -> float:
     """Return 0 when one more message would fit now, else the seconds until it would."""
     return take_many([(key, cap, "")], take=False)[0]
+
+
+def counted_many(requests: list[tuple[str, Cap]]) -> list[int]:
+    """Return how many messages each (key, cap) counts in its window now, without counting
+    one (what a recipient's page shows). One pipeline after reading the server's clock."""
+    if not requests:
+        return []
+    redis_client = ratelimit.client()
+    seconds, micros = redis_client.time()
+    now = int(seconds) * 1_000_000 + int(micros)
+    with redis_client.pipeline(transaction=False) as pipe:
+        for key, cap in requests:
+            pipe.zcount(key, f"({now - cap.period * 1_000_000}", "+inf")
+        return [int(n) for n in pipe.execute()]

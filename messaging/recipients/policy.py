@@ -248,17 +248,24 @@ def _quiet_hours(message: Message, now: datetime) -> Decision | None:
 
 def _cap_of(message: Message) -> tuple[str, Cap] | None:
     """Return the message's cap key and cap, or None when its channel has no cap."""
-    configured = (message.workspace.settings or {}).get(FREQUENCY_CAPS)
     list_name = list_of(message.channel)
-    text = configured.get(list_name) if isinstance(configured, dict) and list_name else None
-    if not text or not list_name:
-        return None
-    try:
-        cap = Cap.parse(text)
-    except ValueError:
+    cap = cap_of_list(message.workspace.settings or {}, list_name) if list_name else None
+    if cap is None or not list_name:
         return None
     who = str(message.contact_id) if message.contact_id else message.to
     return caps.cap_key(str(message.workspace_id), list_name, who), cap
+
+
+def cap_of_list(workspace_settings: dict, list_name: str) -> Cap | None:
+    """Return the workspace's frequency cap on a list (sms, email), or None without one."""
+    configured = workspace_settings.get(FREQUENCY_CAPS)
+    text = configured.get(list_name) if isinstance(configured, dict) else None
+    if not text:
+        return None
+    try:
+        return Cap.parse(text)
+    except ValueError:
+        return None
 
 
 def _cap_decision(message: Message, wait: float, now: datetime) -> Decision:

@@ -78,6 +78,24 @@ class MessageFilterForm(FilterForm):
         return "recipient" in self.errors
 
 
+class RecipientForm(forms.Form):
+    """The recipient page's address and range (a bad value is shown, not ignored)."""
+
+    address = RecipientField(required=True, max_length=320, label="Address",
+                             widget=forms.TextInput(attrs={"placeholder": "phone or email"}))
+    since = forms.DateTimeField(required=False, label="Since",
+                                widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
+    until = forms.DateTimeField(required=False, label="Until",
+                                widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        since, until = cleaned.get("since"), cleaned.get("until")
+        if since and until and since >= until:
+            self.add_error("since", "Must be before until.")
+        return cleaned
+
+
 class DeadLetterFilterForm(FilterForm):
     # Open ones by default: that is the work queue; "all" is an explicit choice.
     status = forms.ChoiceField(choices=[*DeadLetter.Status.choices, ("all", "all")],

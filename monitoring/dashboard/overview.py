@@ -17,6 +17,7 @@ from monitoring.dashboard.selectors.overview import (
     EXECUTION_COLORS,
     MESSAGE_COLORS,
     execution_series,
+    flow_figures,
     message_series,
     overview_kpis,
     recent_failures,
@@ -93,4 +94,5 @@ def overview_context(workspace: Workspace, window: Window) -> dict[str, Any]:
                                               executions.values["duration"], connect=True)],
             label="Average execution time", y_format=format_seconds),
         "failures": recent_failures(workspace, window),
+        "flows": flow_figures(workspace, window),
     }

@@ -18,6 +18,7 @@ urlpatterns = [
     path("steps/<int:pk>/retry/", views.step_retry, name="step-retry"),
     path("messages/", views.messages, name="messages"),
     path("messages/<uuid:pk>/", views.message_detail, name="message-detail"),
+    path("recipient/", views.recipient, name="recipient"),
     path("outbox/", views.outbox, name="outbox"),
     path("dead-letters/", views.dead_letters, name="dead-letters"),
     path("dead-letters/export/", views.dead_letters_export, name="dead-letters-export"),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import Callable
-from datetime import UTC
+from datetime import UTC, timedelta
 from typing import Any
 
 import redis
@@ -43,6 +43,7 @@ from flows.models import Execution, Flow, FlowSchedule, Step
 from messaging import ratelimit
 from messaging.events import endpoints as event_endpoints
 from messaging.models import Message, MessageStatus, WebhookEndpoint
+from messaging.recipients.profile import recipient_profile
 from messaging.selectors import timeline_list
 from monitoring import selectors as monitoring_selectors
 from monitoring import services
@@ -57,6 +58,7 @@ from monitoring.dashboard.forms import (
     MessageFilterForm,
     MuteForm,
     OverviewForm,
+    RecipientForm,
 )
 from monitoring.dashboard.overview import overview_context
 from monitoring.dashboard.paging import WindowPaginator
@@ -284,9 +286,11 @@ def execution_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     """Show one execution with its step timeline (inputs, outputs, errors) and actions."""
     execution = _owned(request, Execution.objects.select_related(
         "workspace", "flow", "contact", "version"), pk)
+    timeline = execution_timeline(execution)
     context = {
         "execution": execution,
-        "timeline": execution_timeline(execution),
+        "timeline": timeline,
+        "has_steps": any(item.step is not None for item in timeline),
         "data": pretty_json(execution.data),
         "duration": format_seconds(execution.duration_seconds),
         "can_cancel": execution.status in (Execution.Status.RUNNING, Execution.Status.WAITING),
@@ -354,6 +358,27 @@ def messages(request: HttpRequest, workspace: Workspace) -> HttpResponse:
         queryset = queryset.none()
     return _render(request, "dashboard/messages.html", workspace,
                    {"form": form, "page": _page_of(request, queryset)}, section="messages")
+
+
+@require_GET
+@dashboard_page
+def recipient(request: HttpRequest, workspace: Workspace) -> HttpResponse:
+    """Show everything sent to one address in a range (default: the last 30 days), with its
+    consent, suppressions and frequency-cap counts."""
+    form = RecipientForm(request.GET if "address" in request.GET else None)
+    context: dict[str, Any] = {"form": form}
+    if form.is_valid():
+        until = form.cleaned_data["until"] or timezone.now()
+        since = form.cleaned_data["since"] or until - timedelta(days=RECIPIENT_DAYS)
+        profile = recipient_profile(workspace=workspace, address=form.cleaned_data["address"],
+                                    since=since, until=until)
+        context.update(profile=profile, page=_page_of(request, profile.messages.select_related(
+            "contact")))
+    return _render(request, "dashboard/recipient.html", workspace, context, section="messages")
+
+
+# Without a `since`, the recipient page covers this many days.
+RECIPIENT_DAYS = 30
 
 
 @require_GET

@@ -147,6 +147,47 @@ def test_the_average_execution_time_covers_finished_executions_in_the_window(wor
     assert alerts.rule_measure(rule=rule, now=now) == 30.0
 
 
+def test_executions_stuck_past_their_due_time_fire_and_resolve_once_they_move(workspace):
+    rule = AlertRuleFactory(workspace=workspace, type="executions_stuck", threshold=2,
+                            window_seconds=300)
+    now = timezone.now()
+    late = now - timedelta(minutes=10)
+    timer = ExecutionFactory(workspace=workspace, status="waiting", wake_at=late)
+    ExecutionFactory(workspace=workspace, status="running", updated_at=late)  # nobody advances
+    ExecutionFactory(workspace=workspace, status="running", updated_at=late,
+                     lease_until=now + timedelta(seconds=30))  # a worker has it now
+    ExecutionFactory(workspace=workspace, status="waiting", wake_at=now - timedelta(minutes=1))
+    ExecutionFactory(workspace=workspace, status="waiting", wake_at=late, paused_at=late)
+    ExecutionFactory(workspace=WorkspaceFactory(), status="waiting", wake_at=late)
+
+    assert alerts.rule_measure(rule=rule, now=now) == 2.0
+    assert alerts.alert_rule_evaluate(rule_id=rule.pk, now=now) == "triggered"
+    event = AlertEvent.objects.get(rule=rule)
+    assert "executions stuck past their due time" in event.summary
+    timer.status = "completed"
+    timer.save()
+    assert alerts.alert_rule_evaluate(rule_id=rule.pk, now=now) == "resolved"
+
+
+def test_the_execution_success_rate_fires_when_it_falls_below_the_threshold(workspace):
+    flow = FlowFactory(workspace=workspace)
+    rule = AlertRuleFactory(workspace=workspace, type="execution_success_rate",
+                            threshold=80, flow=flow, min_samples=2)
+    done = timezone.now() - timedelta(minutes=1)
+    ExecutionFactory(workspace=workspace, flow=flow, status="completed", completed_at=done)
+    assert alerts.rule_measure(rule=rule) is None  # under min_samples
+    ExecutionFactory.create_batch(3, workspace=workspace, flow=flow, status="completed",
+                                  completed_at=done)
+    ExecutionFactory(workspace=workspace, flow=flow, status="cancelled", completed_at=done)
+    ExecutionFactory(workspace=workspace, status="failed", completed_at=done)  # another flow
+    assert alerts.rule_measure(rule=rule) == 100.0
+    assert not alerts.rule_breached(rule=rule, value=100.0)
+    ExecutionFactory.create_batch(2, workspace=workspace, flow=flow, status="failed",
+                                  completed_at=done)
+    assert alerts.rule_measure(rule=rule) == round(100 * 4 / 6, 2)
+    assert alerts.rule_breached(rule=rule, value=alerts.rule_measure(rule=rule))
+
+
 def test_rate_limit_events_count_the_deferrals_in_the_window(workspace):
     rule = AlertRuleFactory(workspace=workspace, type="rate_limit_events", threshold=3,
                             message_channel="sms")

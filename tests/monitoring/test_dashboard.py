@@ -194,6 +194,39 @@ def test_overview_counts_sent_failed_and_the_success_rate(staff, workspace):
     assert figures["dead_letters"].value == "1"
 
 
+def test_overview_shows_the_execution_success_rate_and_a_table_per_flow(staff, workspace):
+    now = timezone.now()
+    reminders = FlowFactory(workspace=workspace, name="Reminder")
+    welcome = FlowFactory(workspace=workspace, name="Welcome")
+    for seconds in (10, 20, 30, 40, 100):
+        ExecutionFactory(workspace=workspace, flow=reminders, status="completed",
+                         started_at=now - timedelta(hours=1, seconds=seconds),
+                         completed_at=now - timedelta(hours=1))
+    ExecutionFactory(workspace=workspace, flow=reminders, status="failed",
+                     started_at=now - timedelta(hours=2), completed_at=now - timedelta(hours=2))
+    ExecutionFactory(workspace=workspace, flow=welcome, status="failed",
+                     started_at=now - timedelta(hours=2), completed_at=now - timedelta(hours=2))
+    ExecutionFactory(workspace=workspace, flow=welcome, status="cancelled",
+                     started_at=now - timedelta(hours=2), completed_at=now - timedelta(hours=2))
+    ExecutionFactory(workspace=workspace, flow=welcome, status="completed",  # before the range
+                     started_at=now - timedelta(days=3), completed_at=now - timedelta(days=3))
+    ExecutionFactory(workspace=workspace, flow=welcome, status="running")
+
+    response = page(staff, "dashboard:overview", workspace, range="24h")
+
+    assert kpis(response)["execution_success_rate"].value == "71.4%"  # 5 of 7
+    rows = {row.name: row for row in response.context["flows"]}
+    assert list(rows) == ["Reminder", "Welcome"]
+    reminder, hello = rows["Reminder"], rows["Welcome"]
+    assert (reminder.finished, reminder.completed, reminder.failed) == (6, 5, 1)
+    assert (reminder.p50, reminder.p90) == (30.0, pytest.approx(76.0))
+    assert reminder.p99 == pytest.approx(97.6)
+    assert (hello.finished, hello.completed, hello.failed) == (2, 0, 1)
+    assert hello.p50 is None and hello.failure_rate == 1.0
+    html = response.content.decode()
+    assert f'data-flow="{reminders.pk}"' in html and "30.0 s" in html
+
+
 def test_delivery_latency_counts_from_the_schedule_when_a_message_was_scheduled(staff,
                                                                                  workspace):
     now = timezone.now()
@@ -308,8 +341,9 @@ def test_the_overview_uses_a_fixed_number_of_queries(staff, workspace,
         failed_message(workspace, created=now - timedelta(hours=hours))
         failed_execution(workspace, started=now - timedelta(hours=hours))
 
-    # (one of them: whether the user has two-factor sign-in, core.twofactor)
-    with django_assert_max_num_queries(15):
+    # (one of them: whether the user has two-factor sign-in, core.twofactor; three the
+    # execution success rate and the per-flow table, whatever the number of flows)
+    with django_assert_max_num_queries(18):
         response = page(staff, "dashboard:overview", workspace)
 
     assert response.status_code == 200
@@ -371,7 +405,10 @@ def test_an_execution_detail_shows_the_step_timeline(staff, workspace):
     html = response.content.decode()
 
     assert response.status_code == 200
-    assert html.count('class="tl-item') == 2
+    # started, the two steps, failed
+    assert html.count('class="tl-item') == 4
+    assert html.count('data-kind="step"') == 2
+    assert 'data-kind="started"' in html and 'data-kind="failed"' in html
     assert "webhook answered 502" in html
     assert "&quot;message_id&quot;: &quot;m-1&quot;" in html  # a step's output, as JSON
     assert f"Dead letter #{letter.pk}" in html

@@ -7,7 +7,10 @@ from typing import Any
 from django.db.models import Count, QuerySet
 
 from core.models import DeadLetter, Workspace
+from flows import timeline as flows_timeline
 from flows.models import Execution, Step
+from flows.timeline import Entry
+from messaging.models import Message
 from monitoring.dashboard.selectors.common import contact_filter, format_seconds, pretty_json
 
 
@@ -39,22 +42,36 @@ def executions_count_steps(executions: list[Execution]) -> list[Execution]:
 
 @dataclass
 class TimelineStep:
-    step: Step
+    """One entry of the page's timeline; the step's fields when the entry is a step."""
+
+    entry: Entry
+    step: Step | None
     input: str
     output: str
     duration: str
     can_retry: bool
     dead_letter: DeadLetter | None
+    message: Message | None
 
 
 def execution_timeline(execution: Execution) -> list[TimelineStep]:
-    """Return the execution's steps in order, with their JSON ready to show."""
-    steps = list(execution.steps.select_related("message").order_by("started_at", "id"))
+    """Return the execution's timeline (flows.timeline) with its JSON ready to show."""
+    entries = flows_timeline.execution_timeline(execution=execution)
+    steps = [entry.step for entry in entries if entry.step is not None]
     letters = {letter.source_id: letter for letter in DeadLetter.objects.filter(
         kind=DeadLetter.Kind.STEP, source_id__in=[str(step.pk) for step in steps])}
+    messages = Message.objects.in_bulk([step.message_id for step in steps if step.message_id])
     retryable = execution.status == Execution.Status.FAILED
-    return [TimelineStep(
-        step=step, input=pretty_json(step.input), output=pretty_json(step.output),
-        duration=format_seconds(None if step.duration_ms is None else step.duration_ms / 1000),
-        can_retry=retryable and step.status == Step.Status.FAILED,
-        dead_letter=letters.get(str(step.pk))) for step in steps]
+    items = []
+    for entry in entries:
+        step = entry.step
+        items.append(TimelineStep(
+            entry=entry, step=step,
+            input=pretty_json(step.input if step else entry.detail.get("data")),
+            output=pretty_json(step.output if step else None),
+            duration=format_seconds(None if step is None or step.duration_ms is None
+                                    else step.duration_ms / 1000),
+            can_retry=retryable and step is not None and step.status == Step.Status.FAILED,
+            dead_letter=letters.get(str(step.pk)) if step else None,
+            message=messages.get(step.message_id) if step and step.message_id else None))
+    return items

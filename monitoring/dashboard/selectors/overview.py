@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.db import connection
 from django.db.models import (
     Avg,
     Count,
@@ -182,6 +183,12 @@ def overview_kpis(workspace: Workspace, window: Window) -> list[Kpi]:
                                         "started_at", {
             "count": (lambda **kw: Count("id", **kw), Q()),
         })
+    # Executions by when they finished: the success rate of those that ended in the window.
+    finished = _period_aggregates(Execution.objects.filter(workspace=workspace), window,
+                                  "completed_at", {
+        "completed": (lambda **kw: Count("id", **kw), Q(status=Execution.Status.COMPLETED)),
+        "failed": (lambda **kw: Count("id", **kw), Q(status=Execution.Status.FAILED)),
+    })
     letters = _period_aggregates(DeadLetter.objects.filter(workspace=workspace), window,
                                  "created_at", {
         "open": (lambda **kw: Count("id", **kw), Q(status=DeadLetter.Status.OPEN)),
@@ -212,10 +219,94 @@ def overview_kpis(workspace: Workspace, window: Window) -> list[Kpi]:
         _kpi("executions", "Executions", executions["current"]["count"],
              executions["previous"].get("count"), fmt=num, better=None,
              has_previous=has_previous),
+        _kpi("execution_success_rate", "Execution success rate",
+             _rate(finished["current"]["completed"], finished["current"]["failed"]),
+             _rate(finished["previous"].get("completed", 0),
+                   finished["previous"].get("failed", 0)), fmt=percent, better=True,
+             points=True, has_previous=has_previous),
         _kpi("dead_letters", "Dead letters open", letters["current"]["open"],
              letters["previous"].get("open"), fmt=num, better=False,
              has_previous=has_previous),
     ]
+
+
+# --- per flow -------------------------------------------------------------------------------
+
+@dataclass
+class FlowFigures:
+    """One flow's executions that finished in the window: outcomes and how long they took
+    (completed ones; seconds from start to end, waits included)."""
+
+    flow_id: Any
+    name: str
+    finished: int
+    completed: int
+    failed: int
+    p50: float | None
+    p90: float | None
+    p99: float | None
+
+    @property
+    def failure_rate(self) -> float | None:
+        total = self.completed + self.failed
+        return self.failed / total if total else None
+
+
+# The flows the overview's table lists, most executions first.
+FLOWS_SHOWN = 20
+
+
+def flow_figures(workspace: Workspace, window: Window) -> list[FlowFigures]:
+    """Return, per flow, its executions finished in the window (completed, failed,
+    cancelled) and the 50th, 90th and 99th percentiles of the completed ones' durations.
+    PostgreSQL computes the percentiles (percentile_cont); elsewhere they are computed
+    here from the durations."""
+    finished = Execution.objects.filter(window.current("completed_at"), workspace=workspace,
+                                        completed_at__isnull=False)
+    rows = (finished.values("flow_id", "flow__name").annotate(
+        finished=Count("id"), completed=Count("id", filter=Q(status=Execution.Status.COMPLETED)),
+        failed=Count("id", filter=Q(status=Execution.Status.FAILED)))
+        .order_by("-finished", "flow__name")[:FLOWS_SHOWN])
+    figures = {row["flow_id"]: FlowFigures(row["flow_id"], row["flow__name"], row["finished"],
+                                           row["completed"], row["failed"], None, None, None)
+               for row in rows}
+    if not figures:
+        return []
+    for flow_id, (p50, p90, p99) in _duration_percentiles(
+            finished.filter(status=Execution.Status.COMPLETED, flow_id__in=list(figures))):
+        figures[flow_id].p50, figures[flow_id].p90, figures[flow_id].p99 = p50, p90, p99
+    return list(figures.values())
+
+
+PERCENTILES = (0.5, 0.9, 0.99)
+
+
+def _duration_percentiles(executions: QuerySet[Execution]) -> list[tuple[Any, tuple]]:
+    """Return (flow id, (p50, p90, p99) in seconds) for the executions' flows."""
+    if connection.vendor == "postgresql":
+        sql, params = executions.values("flow_id", "started_at",
+                                        "completed_at").query.sql_with_params()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT flow_id, percentile_cont(%s::float8[]) WITHIN GROUP (ORDER BY "
+                "EXTRACT(EPOCH FROM completed_at - started_at)) "
+                f"FROM ({sql}) AS done GROUP BY flow_id", [list(PERCENTILES), *params])
+            return [(flow_id, tuple(values)) for flow_id, values in cursor.fetchall()]
+    durations: dict[Any, list[float]] = {}
+    for flow_id, started, completed in executions.values_list("flow_id", "started_at",
+                                                              "completed_at"):
+        if completed is not None:  # the caller's filter: only finished ones come here
+            durations.setdefault(flow_id, []).append((completed - started).total_seconds())
+    return [(flow_id, tuple(_percentile(sorted(values), p) for p in PERCENTILES))
+            for flow_id, values in durations.items()]
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    """Return the interpolated percentile of sorted values (as percentile_cont does)."""
+    position = (len(values) - 1) * fraction
+    low = int(position)
+    high = min(low + 1, len(values) - 1)
+    return values[low] + (values[high] - values[low]) * (position - low)
 
 
 # --- charts ---------------------------------------------------------------------------------

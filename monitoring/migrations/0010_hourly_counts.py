@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('monitoring', '0008_alert_type_provider_down'),
+        ('monitoring', '0009_alert_types_executions'),
     ]
 
     operations = [

@@ -111,7 +111,7 @@ def uninstall(apps, schema_editor) -> None:
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("monitoring", "0009_hourly_counts"),
+        ("monitoring", "0010_hourly_counts"),
         ("messaging", "0013_message_lost_before_call"),
         ("flows", "0006_execution_pause"),
     ]
