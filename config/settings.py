@@ -283,8 +283,17 @@ CELERY_TIMEZONE = "UTC"
 CELERY_ENABLE_UTC = True
 # Beat keeps schedules in the database so they show and can be edited in Django admin.
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
-# A hard ceiling so a hung provider call cannot hold a worker forever.
+# A hard ceiling so a hung provider call cannot hold a worker forever: the fallback for a
+# queue without a limit of its own below.
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 300)
+# Each queue's hard limit (TASK_TIME_LIMIT_<QUEUE>, seconds), set on every task published to
+# it (core.tasklimits): light periodic work on `default` should never need minutes, while an
+# AI batch waits on slow completions and a flows task may start a bulk batch.
+TASK_TIME_LIMIT_DEFAULTS = {DEFAULT_QUEUE: 120, "ai": 600, "flows": 600}
+TASK_TIME_LIMITS: dict[str, int] = {
+    queue: env_int(f"TASK_TIME_LIMIT_{queue.upper()}",
+                   TASK_TIME_LIMIT_DEFAULTS.get(queue, CELERY_TASK_TIME_LIMIT))
+    for queue in ALL_QUEUES}
 CELERY_TASK_ALWAYS_EAGER = False
 # Celery's Django fixup closes the database connection after every task unless told to
 # reuse it; a fresh connection per task cost more than the task. Close every 2×N tasks.
