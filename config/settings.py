@@ -553,6 +553,9 @@ CELERY_BEAT_SCHEDULE.update({
 # A wake-up fires occurrences at most this old; older missed ones follow the schedule's
 # catch_up ("skip" records them as skipped, "run_once" starts the latest once).
 SCHEDULE_CATCH_UP_GRACE_SECONDS = env_int("SCHEDULE_CATCH_UP_GRACE_SECONDS", 300)
+# How long a flow start with `mode: "immediate"` walks inside the request before the rest
+# goes on in the background (a request must not hold a web worker for long).
+FLOW_IMMEDIATE_SECONDS = env_float("FLOW_IMMEDIATE_SECONDS", 5.0)
 # A running schedule run idle this long had its batch task lost: the sweep requeues it.
 SCHEDULE_RUN_REQUEUE_SECONDS = env_int("SCHEDULE_RUN_REQUEUE_SECONDS", 120)
 # A run still unfinished this long after firing is failed (and its counters say so).
