@@ -131,6 +131,31 @@ def queue_resume(*, queue: str, workspace: Workspace | None, actor: Actor) -> Ou
                          f"released in order.")
 
 
+def queue_retry_failed(*, queue: str, workspace: Workspace, actor: Actor) -> Outcome:
+    """Replay the open dead letters of the queue's failed messages in the workspace."""
+    report = services.queue_retry_failed(queue=queue, workspace=workspace, actor=actor)
+    if not report.matched:
+        return Outcome(False, f"{queue} has no failed message to retry.")
+    text = f"{report.replayed} failed {queue} message(s) queued again"
+    if report.refused:
+        text += f", {report.refused} refused"
+    if report.remaining:
+        text += f", {report.remaining} left for another retry"
+    return Outcome(report.refused == 0, text + ".")
+
+
+def queue_clean(*, queue: str, workspace: Workspace, older_than: str, actor: Actor) -> Outcome:
+    """Delete the workspace's completed messages of the queue older than the age given."""
+    try:
+        age = services.parse_age(older_than)
+    except ValueError as exc:
+        return Outcome(False, f"Not cleaned: {exc}")
+    deleted = services.queue_clean_completed(queue=queue, workspace=workspace, older_than=age,
+                                             actor=actor)
+    return Outcome(True, f"{deleted} completed {queue} message(s) older than {older_than} "
+                         f"deleted.")
+
+
 def execution_pause(*, execution: Execution, actor: Actor, resume: bool = False) -> Outcome:
     """Pause (or resume) an execution through the flow operations."""
     operation = operations.execution_resume if resume else operations.execution_pause

@@ -41,6 +41,7 @@ from core.audit import Actor, actor_of
 from core.models import DeadLetter, Membership, Workspace
 from flows.models import Execution, FlowSchedule, Step
 from messaging import ratelimit
+from messaging.channels import QUEUE_CHANNELS
 from messaging.events import endpoints as event_endpoints
 from messaging.models import Message, MessageStatus, WebhookEndpoint
 from messaging.selectors import timeline_list
@@ -464,7 +465,7 @@ def _actor(request: HttpRequest) -> Actor:
 @dashboard_page
 def queues(request: HttpRequest, workspace: Workspace) -> HttpResponse:
     """Show each channel queue: paused or not (for this workspace or for all, since when, by
-    whom, why), the messages it holds, and pause/resume buttons."""
+    whom, why), the messages it holds, its jobs per state, and pause/resume buttons."""
     context = {"rows": queue_rows(workspace),
                "can_act": can_act(request.user, workspace),
                "can_act_globally": can_act_globally(request.user)}
@@ -488,6 +489,48 @@ def queue_pause(request: HttpRequest, workspace: Workspace, queue: str) -> HttpR
                                       reason=request.POST.get("reason", "")[:500])
     _report(request, outcome)
     return _back(request, _with_workspace(reverse("dashboard:queues"), workspace.pk))
+
+
+# Ages offered by the queue pages' "clean completed older than" button.
+CLEAN_AGES = ("1h", "1d", "7d", "30d")
+
+
+@require_GET
+@dashboard_page
+def queue_detail(request: HttpRequest, workspace: Workspace, queue: str) -> HttpResponse:
+    """Show one queue's messages in each state (waiting, active, scheduled, failed) with
+    their counts, and its retry and clean buttons."""
+    if queue not in QUEUE_CHANNELS:
+        raise Http404("No such queue.")
+    detail = monitoring_selectors.queue_detail(queue=queue, workspace=workspace)
+    states = [(state, detail["counts"][state], detail["messages"][state])
+              for state in monitoring_selectors.QUEUE_LISTED_STATES]
+    return _render(request, "dashboard/queue_detail.html", workspace,
+                   {"detail": detail, "states": states, "clean_ages": CLEAN_AGES},
+                   section="queues")
+
+
+@require_POST
+@dashboard_page
+def queue_action(request: HttpRequest, workspace: Workspace, queue: str) -> HttpResponse:
+    """Retry the queue's failed messages (action=retry) or delete its completed ones older
+    than `older_than` (action=clean), for the workspace."""
+    if queue not in QUEUE_CHANNELS:
+        raise Http404("No such queue.")
+    if request.POST.get("action") == "retry":
+        _allow(request, workspace, roles.REPLAY)
+        outcome = actions.queue_retry_failed(queue=queue, workspace=workspace,
+                                             actor=_actor(request))
+    elif request.POST.get("action") == "clean":
+        _allow(request, workspace, roles.DISCARD)
+        outcome = actions.queue_clean(queue=queue, workspace=workspace,
+                                      older_than=request.POST.get("older_than", ""),
+                                      actor=_actor(request))
+    else:
+        return HttpResponseBadRequest("action must be retry or clean")
+    _report(request, outcome)
+    return _back(request, _with_workspace(reverse("dashboard:queue-detail", args=[queue]),
+                                          workspace.pk))
 
 
 # --- audit log ---------------------------------------------------------------------------------
