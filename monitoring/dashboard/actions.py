@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import redis
 from django.db.models import QuerySet
@@ -93,6 +94,25 @@ def dead_letters_retry(*, queryset: QuerySet[DeadLetter], actor: Actor) -> Outco
     if report.refusals:
         text += f". First refusal: {report.refusals[0]['reason']}"
     return Outcome(report.refused == 0, text + ".")
+
+
+def schedule_save(*, schedule: FlowSchedule | None, workspace: Workspace,
+                  values: dict[str, Any]) -> Outcome:
+    """Create a schedule, or change one, through the schedules service (beat follows)."""
+    try:
+        if schedule is None:
+            schedules.schedule_create(workspace=workspace, **values)
+            return Outcome(True, "Schedule created.")
+        schedules.schedule_update(schedule=schedule, **values)
+    except ValueError as exc:  # CronError: checked by the form; a race may still refuse it
+        return Outcome(False, f"Not saved: {exc}")
+    return Outcome(True, "Schedule saved.")
+
+
+def schedule_delete(*, schedule: FlowSchedule) -> Outcome:
+    """Delete a schedule with its beat task and runs."""
+    schedules.schedule_delete(schedule=schedule)
+    return Outcome(True, "Schedule deleted.")
 
 
 def schedule_toggle(*, schedule: FlowSchedule, enabled: bool) -> Outcome:

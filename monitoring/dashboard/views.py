@@ -58,6 +58,7 @@ from monitoring.dashboard.forms import (
     MessageFilterForm,
     MuteForm,
     OverviewForm,
+    ScheduleForm,
 )
 from monitoring.dashboard.overview import overview_context
 from monitoring.dashboard.selectors.alerts import alerts_context
@@ -74,7 +75,7 @@ from monitoring.dashboard.selectors.messages import messages_list
 from monitoring.dashboard.selectors.outbox import console_in_use, outbox_item, outbox_messages
 from monitoring.dashboard.selectors.queues import queue_rows
 from monitoring.dashboard.selectors.rate_limits import rate_limit_panels
-from monitoring.dashboard.selectors.schedules import schedule_rows, schedule_runs
+from monitoring.dashboard.selectors.schedules import cron_preview, schedule_rows, schedule_runs
 from monitoring.dashboard.selectors.windows import REFRESH_CHOICES, window_for
 from monitoring.models import AlertRule
 
@@ -551,11 +552,77 @@ def audit_log(request: HttpRequest, workspace: Workspace) -> HttpResponse:
 @require_GET
 @dashboard_page
 def schedules(request: HttpRequest, workspace: Workspace) -> HttpResponse:
-    """List the workspace's flow schedules with next runs and counters."""
+    """List the workspace's flow schedules with next runs, counters, success rate and last
+    runs; ?refresh= reloads the page on its own."""
+    refresh = REFRESH_CHOICES.get(request.GET.get("refresh", ""), REFRESH_CHOICES["off"])[1]
     context = {"rows": schedule_rows(workspace),
-               "runs": schedule_runs(workspace)}
+               "runs": schedule_runs(workspace), "refresh_seconds": refresh,
+               "refresh_choices": [(key, label) for key, (label, _) in REFRESH_CHOICES.items()],
+               "refresh": request.GET.get("refresh", "off")}
     return _render(request, "dashboard/schedules.html", workspace, context,
                    section="schedules")
+
+
+def _schedule_form_page(request: HttpRequest, workspace: Workspace, form: ScheduleForm,
+                        schedule: FlowSchedule | None, *, status: int = 200) -> HttpResponse:
+    """Render the schedule form with the preview of the cron it holds."""
+    cron_text = form["cron"].value() or ""
+    zone = form["timezone"].value() or workspace.timezone
+    context = {"form": form, "schedule": schedule,
+               "preview": cron_preview(str(cron_text), str(zone)) if cron_text else None}
+    response = _render(request, "dashboard/schedule_form.html", workspace, context,
+                       section="schedules")
+    response.status_code = status
+    return response
+
+
+def _schedule_saved(request: HttpRequest, workspace: Workspace, form: ScheduleForm,
+                    schedule: FlowSchedule | None) -> HttpResponse:
+    """Preview (the form again, with the cron's next runs) or save, then go to the list."""
+    if "preview" in request.POST or not form.is_valid():
+        status = 400 if form.is_bound and "preview" not in request.POST else 200
+        return _schedule_form_page(request, workspace, form, schedule, status=status)
+    outcome = actions.schedule_save(schedule=schedule, workspace=workspace,
+                                    values=form.cleaned_data)
+    _report(request, outcome)
+    if not outcome.ok:
+        return _schedule_form_page(request, workspace, form, schedule, status=400)
+    return HttpResponseRedirect(_with_workspace(reverse("dashboard:schedules"), workspace.pk))
+
+
+@require_http_methods(["GET", "POST"])
+@dashboard_page
+def schedule_create(request: HttpRequest, workspace: Workspace) -> HttpResponse:
+    """Create a schedule: cron (previewed before saving), time zone, flow, audience."""
+    _allow(request, workspace, roles.EDIT)
+    form = ScheduleForm(request.POST or None, workspace=workspace)
+    if request.method == "GET":
+        return _schedule_form_page(request, workspace, form, None)
+    return _schedule_saved(request, workspace, form, None)
+
+
+@require_http_methods(["GET", "POST"])
+@member_required
+def schedule_edit(request: HttpRequest, pk: str) -> HttpResponse:
+    """Change a schedule; beat follows without a restart."""
+    schedule = _target(request, FlowSchedule.objects.all(), pk, roles.EDIT)
+    initial = {"flow": schedule.flow_id, "cron": schedule.cron, "timezone": schedule.timezone,
+               "audience": schedule.audience, "trigger_data": schedule.data,
+               "catch_up": schedule.catch_up, "enabled": schedule.enabled}
+    form = ScheduleForm(request.POST or None, initial=initial, workspace=schedule.workspace)
+    if request.method == "GET":
+        return _schedule_form_page(request, schedule.workspace, form, schedule)
+    return _schedule_saved(request, schedule.workspace, form, schedule)
+
+
+@require_POST
+@member_required
+def schedule_delete(request: HttpRequest, pk: str) -> HttpResponse:
+    """Delete a schedule, its beat task and its runs."""
+    schedule = _target(request, FlowSchedule.objects.all(), pk, roles.EDIT)
+    workspace_id = schedule.workspace_id
+    _report(request, actions.schedule_delete(schedule=schedule))
+    return HttpResponseRedirect(_with_workspace(reverse("dashboard:schedules"), workspace_id))
 
 
 @require_POST
