@@ -335,6 +335,7 @@ SPECTACULAR_SETTINGS = {
         "ChannelEnum": "messaging.models.Channel",
         "MessageStatusEnum": "messaging.models.MessageStatus",
         "ExecutionStatusEnum": "flows.models.Execution.Status",
+        "FlowStartModeEnum": "flows.api.views.START_MODES",
         "DeadLetterStatusEnum": "core.models.DeadLetter.Status",
         "TimelineKindEnum": "messaging.models.TimelineKind",
         # The dead letters' kind had the name to itself before timelines came.
