@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install lint audit bench chaos fuzz clean
+.PHONY: run test install lint secrets-baseline audit bench chaos fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,12 +37,19 @@ fuzz: $(STAMP)
 
 # ruff (style and bugs), mypy (types, with the Django and DRF plugins), lint-imports (the
 # app layers declared in pyproject.toml: lower layers never import higher ones, no circles),
-# openapi-spec-validator (the OpenAPI schema the API serves is a valid OpenAPI document).
+# openapi-spec-validator (the OpenAPI schema the API serves is a valid OpenAPI document),
+# detect-secrets (no secret in a tracked file but the test values in .secrets.baseline).
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	SECRET_KEY=$${SECRET_KEY:-lint-only-secret} $(BIN)/mypy
 	$(BIN)/lint-imports
 	SECRET_KEY=$${SECRET_KEY:-lint-only-secret} $(BIN)/python manage.py spectacular --format openapi-json --fail-on-warn | $(BIN)/openapi-spec-validator -
+	$(BIN)/python scripts/check_secrets.py
+
+# After adding a test value that looks like a secret on purpose: list it in the baseline
+# (keeps the audit marks of the ones already there), then commit .secrets.baseline.
+secrets-baseline: $(STAMP)
+	$(BIN)/detect-secrets scan --baseline .secrets.baseline
 
 # Installed packages against PyPI's vulnerability database (pip-audit): fails on a known
 # vulnerability with a fixed release, and (exit 2) when it could not look at all.

@@ -283,8 +283,17 @@ CELERY_TIMEZONE = "UTC"
 CELERY_ENABLE_UTC = True
 # Beat keeps schedules in the database so they show and can be edited in Django admin.
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
-# A hard ceiling so a hung provider call cannot hold a worker forever.
+# A hard ceiling so a hung provider call cannot hold a worker forever: the fallback for a
+# queue without a limit of its own below.
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 300)
+# Each queue's hard limit (TASK_TIME_LIMIT_<QUEUE>, seconds), set on every task published to
+# it (core.tasklimits): light periodic work on `default` should never need minutes, while an
+# AI batch waits on slow completions and a flows task may start a bulk batch.
+TASK_TIME_LIMIT_DEFAULTS = {DEFAULT_QUEUE: 120, "ai": 600, "flows": 600}
+TASK_TIME_LIMITS: dict[str, int] = {
+    queue: env_int(f"TASK_TIME_LIMIT_{queue.upper()}",
+                   TASK_TIME_LIMIT_DEFAULTS.get(queue, CELERY_TASK_TIME_LIMIT))
+    for queue in ALL_QUEUES}
 CELERY_TASK_ALWAYS_EAGER = False
 # Celery's Django fixup closes the database connection after every task unless told to
 # reuse it; a fresh connection per task cost more than the task. Close every 2×N tasks.
@@ -326,6 +335,7 @@ SPECTACULAR_SETTINGS = {
         "ChannelEnum": "messaging.models.Channel",
         "MessageStatusEnum": "messaging.models.MessageStatus",
         "ExecutionStatusEnum": "flows.models.Execution.Status",
+        "FlowStartModeEnum": "flows.api.views.START_MODES",
         "DeadLetterStatusEnum": "core.models.DeadLetter.Status",
         "TimelineKindEnum": "messaging.models.TimelineKind",
         # The dead letters' kind had the name to itself before timelines came.
@@ -544,6 +554,9 @@ CELERY_BEAT_SCHEDULE.update({
 # A wake-up fires occurrences at most this old; older missed ones follow the schedule's
 # catch_up ("skip" records them as skipped, "run_once" starts the latest once).
 SCHEDULE_CATCH_UP_GRACE_SECONDS = env_int("SCHEDULE_CATCH_UP_GRACE_SECONDS", 300)
+# How long a flow start with `mode: "immediate"` walks inside the request before the rest
+# goes on in the background (a request must not hold a web worker for long).
+FLOW_IMMEDIATE_SECONDS = env_float("FLOW_IMMEDIATE_SECONDS", 5.0)
 # A running schedule run idle this long had its batch task lost: the sweep requeues it.
 SCHEDULE_RUN_REQUEUE_SECONDS = env_int("SCHEDULE_RUN_REQUEUE_SECONDS", 120)
 # A run still unfinished this long after firing is failed (and its counters say so).

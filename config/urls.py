@@ -11,7 +11,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from core import twofactor_views
 from core.accounts import GuardedPasswordChangeView
 from messaging.views import UnsubscribeView
-from monitoring import health
+from monitoring import health, health_views
 
 # Admin's "View site" link and `/` lead to the operator dashboard (the service has no
 # public site of its own).
@@ -46,7 +46,7 @@ urlpatterns = [
     path("admin/password_change/", RedirectView.as_view(pattern_name="password_change"),
          name="admin-password-change"),
     path("admin/", admin.site.urls),
-    path("health", health.health, name="health"),
+    path("health", health_views.health, name="health"),
     # Email unsubscribe links (List-Unsubscribe, {{ unsubscribe_url }}): short, no login.
     path("u/<str:token>", UnsubscribeView.as_view(), name="unsubscribe"),
     path("health/live", health.live, name="health-live"),

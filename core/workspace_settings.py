@@ -13,6 +13,9 @@ removes it). Both run the checks of this module, so they refuse the same values.
   `callbackEndpoint` on /api/schedule-job is appended to it.
 - `compat_workspace_ids`: the older client's (a CRM's) own ids for this workspace, strings
   or integers; `workspaceId` may name one of them as well as the workspace's id or slug.
+- `compat_callback_shape`: "job" (default: `{jobId, type, data}`) or "flat" (the older
+  engine's `{jobId, result, nodeId, executionId, flowId, contactId, workspaceId}`): the body
+  an /api/schedule-job callback gets when the request does not name one (`callbackShape`).
 - `rate_limits`: {rate key: "5/s"} (core.parsing.Rate; "" means no limit).
 - `require_two_factor`: true: every member must sign in with two-factor (core.twofactor).
 - `providers`: {settings key: {"name": provider, ...its config}}; the name must be one of the
@@ -42,6 +45,7 @@ from core.parsing import Cap, Rate, parse_clock
 
 CALLBACK_BASE_URL = "callback_base_url"
 COMPAT_WORKSPACE_IDS = "compat_workspace_ids"
+COMPAT_CALLBACK_SHAPE = "compat_callback_shape"
 QUIET_HOURS = "quiet_hours"
 FREQUENCY_CAPS = "frequency_caps"
 FREQUENCY_CAP_ACTION = "frequency_cap_action"
@@ -53,6 +57,8 @@ REQUIRE_TWO_FACTOR = "require_two_factor"
 FAILOVER_ON_UNKNOWN_OUTCOME = "failover_on_unknown_outcome"
 
 CAP_ACTIONS = ("defer", "suppress")
+# The bodies an /api/schedule-job callback can get: today's, or the older engine's flat one.
+CALLBACK_SHAPES = ("job", "flat")
 CAP_LISTS = ("sms", "email")  # the suppression lists: sms counts mms too
 KEYWORDS = ("stop", "start", "help")
 MAX_KEYWORD_REPLY = 320  # two SMS segments
@@ -84,9 +90,15 @@ def callback_base_url(workspace: Workspace) -> str:
 
 
 def compat_workspace_ids(workspace: Workspace) -> set[str]:
-    """Return the older client's ids for the workspace, as text (66338 and "66338" match)."""
+    """Return the older client's ids for the workspace, as text (10001 and "10001" match)."""
     ids = (workspace.settings or {}).get(COMPAT_WORKSPACE_IDS) or []
     return {str(value) for value in ids} if isinstance(ids, list) else set()
+
+
+def compat_callback_shape(workspace: Workspace) -> str:
+    """Return the workspace's schedule-job callback body ("job" unless set to "flat")."""
+    shape = (workspace.settings or {}).get(COMPAT_CALLBACK_SHAPE)
+    return shape if shape in CALLBACK_SHAPES else CALLBACK_SHAPES[0]
 
 
 def is_plain_id(value: Any) -> bool:
@@ -166,6 +178,13 @@ def _parsed(parse: Callable[[str], Any], example: str) -> Callable[[Any, str], E
             return {path: [str(exc)]}
         return {}
     return check
+
+
+def _check_callback_shape(value: Any, path: str) -> Errors:
+    """Refuse a callback shape the service does not build."""
+    if value in CALLBACK_SHAPES:
+        return {}
+    return {path: [f"{COMPAT_CALLBACK_SHAPE} must be one of {', '.join(CALLBACK_SHAPES)}."]}
 
 
 def _check_quiet_hours(value: Any, path: str) -> Errors:
@@ -263,6 +282,7 @@ CHECKS: dict[str, Callable[[Any, str], Errors]] = {
     KEYWORD_REPLIES_BY_PROVIDER: _check_bool,
     CALLBACK_BASE_URL: _check_base_url,
     COMPAT_WORKSPACE_IDS: _check_compat_ids,
+    COMPAT_CALLBACK_SHAPE: _check_callback_shape,
     RATE_LIMITS: _check_rate_limits,
     PROVIDERS: _check_providers,
     REQUIRE_TWO_FACTOR: _check_bool,

@@ -1,8 +1,10 @@
 """Writes for flows: save, publish, activate, start executions, bulk starts, events."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, Max, Q, QuerySet
 from django.utils import timezone
@@ -105,8 +107,10 @@ def flow_startable_version(*, flow: Flow) -> FlowVersion:
 
 
 def execution_start(*, flow: Flow, contact: Contact, data: dict | None = None,
-                    source: str = Execution.Source.API) -> Execution:
-    """Start the flow's live version for one contact (re-entry and concurrency enforced)."""
+                    source: str = Execution.Source.API, publish_advance: bool = True
+                    ) -> Execution:
+    """Start the flow's live version for one contact (re-entry and concurrency enforced);
+    a worker walks it unless `publish_advance` is False (the caller walks it itself)."""
     version = flow_startable_version(flow=flow)
     allow_reentry, max_concurrent = _limits(version, source)
     graph = engine.graph_of(version.pk)
@@ -124,8 +128,35 @@ def execution_start(*, flow: Flow, contact: Contact, data: dict | None = None,
             data=data or {}, source=source, current_node=graph.start,
             visits={graph.start: 1}, enqueued_at=timezone.now())
         flow_events.executions_emit(executions=[execution], type=EXECUTION_STARTED)
-        schedule_advance(execution.pk)
+        if publish_advance:
+            schedule_advance(execution.pk)
     return execution
+
+
+# What an immediate start answers: the walk stopped at a node that waits, or ended; or it
+# goes on in the background ("running": the time or node bound was reached).
+IMMEDIATE_OUTCOMES = ("waiting", "completed", "failed", "running")
+
+
+def execution_start_immediate(*, flow: Flow, contact: Contact, data: dict | None = None,
+                              source: str = Execution.Source.API) -> tuple[Execution, str]:
+    """Start the flow and walk it inside the caller: the nodes that need no waiting run now,
+    for at most FLOW_IMMEDIATE_SECONDS; what is left continues in the background as after a
+    queued start. Return the execution as it stands and one of IMMEDIATE_OUTCOMES."""
+    execution = execution_start(flow=flow, contact=contact, data=data, source=source,
+                                publish_advance=False)
+    deadline = time.monotonic() + settings.FLOW_IMMEDIATE_SECONDS
+    outcome = "unwalked"
+    try:
+        # A walk stops after MAX_INLINE_NODES and publishes its continuation ("yielded"); the
+        # next walk here takes it over unless a worker already has (its lease: "skipped").
+        while outcome == "unwalked" or (outcome == "yielded" and time.monotonic() < deadline):
+            outcome = engine.advance(execution_id=str(execution.pk))
+    finally:
+        if outcome in ("unwalked", "error"):
+            publish([execution.pk])  # the walk broke here: a worker tries it again
+    execution.refresh_from_db()
+    return execution, outcome if outcome in IMMEDIATE_OUTCOMES else "running"
 
 
 def executions_start_many(*, flow: Flow, contacts: list[Contact], data: dict | None,

@@ -1,4 +1,4 @@
-"""Health endpoints: /health (compatible), /health/live, /health/ready.
+"""Health checks and the endpoints /health/live, /health/ready (/health: health_views).
 
 Worker liveness is measured by consumption, not by a process existing: beat sends a
 heartbeat task to every queue every WORKER_HEARTBEAT_SECONDS and the worker that consumes it
@@ -21,7 +21,6 @@ import redis
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
-from django.utils import timezone
 from kombu import Connection
 
 from core.env import redis_url_for_kombu
@@ -150,18 +149,6 @@ def run_checks(checks: dict[str, Callable[[], dict | None]]) -> tuple[bool, dict
             report[name] = {"status": "up", **(details or {})}
         report[name]["latency_ms"] = round((time.perf_counter() - start) * 1000, 2)
     return healthy, report
-
-
-def health(request: HttpRequest) -> JsonResponse:
-    """Answer like the older service: {"status": "ok", ...}, 503 when a dependency is down."""
-    healthy, report = run_checks(readiness_checks())
-    body = {
-        "status": "ok" if healthy else "error",
-        "timestamp": timezone.now().isoformat(),
-        "uptime_seconds": round(time.monotonic() - STARTED_AT, 1),
-        "checks": report,
-    }
-    return JsonResponse(body, status=200 if healthy else 503)
 
 
 def live(request: HttpRequest) -> JsonResponse:

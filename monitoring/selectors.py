@@ -441,3 +441,45 @@ def alert_events_list(*, workspace: Workspace, rule_id: int | None = None,
     if firing is not None:
         events = events.filter(resolved_at__isnull=firing)
     return events
+
+
+# One queue's jobs in the older service's states: what each message status is to the queue.
+QUEUE_JOB_STATES: dict[str, tuple[str, ...]] = {
+    "waiting": (MessageStatus.QUEUED,),
+    "active": (MessageStatus.SENDING,),
+    "scheduled": (MessageStatus.SCHEDULED, MessageStatus.RETRYING),
+    "failed": (MessageStatus.FAILED, MessageStatus.UNDELIVERED),
+    "completed": (MessageStatus.SENT, MessageStatus.DELIVERED),
+}
+# The states whose messages a queue's detail lists (completed ones are only counted).
+QUEUE_LISTED_STATES = ("waiting", "active", "scheduled", "failed")
+QUEUE_DETAIL_LIMIT = 20  # messages listed per state unless asked for more
+QUEUE_DETAIL_MAX = 100
+
+
+def queue_detail(*, queue: str, workspace: Workspace | None,
+                 limit: int = QUEUE_DETAIL_LIMIT) -> dict[str, Any]:
+    """Return one channel queue: its channels, whether it is paused, the count of messages
+    in each state and the newest `limit` messages of each listed state (scoped to the
+    workspace when one is given; limit=0 lists none)."""
+    messages = Message.objects.filter(channel__in=channels.QUEUE_CHANNELS[queue])
+    if workspace is not None:
+        messages = messages.filter(workspace=workspace)
+    counts = messages.aggregate(**{state: Count("pk", filter=Q(status__in=statuses))
+                                   for state, statuses in QUEUE_JOB_STATES.items()})
+    listed = {state: [_queue_job(message) for message in messages.filter(
+        status__in=QUEUE_JOB_STATES[state]).order_by("-created_at")[:limit]] if limit else []
+        for state in QUEUE_LISTED_STATES}
+    pause = pauses.pauses_of(workspace).get(queue)
+    return {"queue": queue, "channels": list(channels.QUEUE_CHANNELS[queue]),
+            "paused": pause is not None, "pause": pause_info(pause), "counts": counts,
+            "messages": listed}
+
+
+def _queue_job(message: Message) -> dict[str, Any]:
+    """Return what a queue's detail shows of one message."""
+    return {"id": str(message.pk), "workspace": str(message.workspace_id),
+            "channel": message.channel, "to": message.to, "status": message.status,
+            "attempts": message.attempts, "last_error": message.last_error or None,
+            "created_at": message.created_at,
+            "scheduled_for": message.scheduled_for, "due_at": message.due_at}

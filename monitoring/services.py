@@ -32,6 +32,7 @@ from core.models import DeadLetter, Workspace
 from flows import engine, operations
 from flows.models import Execution, ScheduleRun, Step
 from messaging import publishing
+from messaging.channels import QUEUE_CHANNELS
 from messaging.delivery import sweeper
 from messaging.models import (
     FAILURE_STATUSES,
@@ -388,6 +389,40 @@ def _delete_in_batches(queryset: QuerySet, kind: str,
             totals[label] = totals.get(label, 0) + count
         if on_batch is not None:
             on_batch(kind, len(ids))
+
+
+# --- one queue's actions (API and dashboard) ---------------------------------------------------
+
+# Dead letters one "retry failed" replays: each is its own transaction, so a request that
+# asks for more than this replays this many and says how many remain.
+QUEUE_RETRY_LIMIT = 500
+
+
+def queue_retry_failed(*, queue: str, workspace: Workspace | None,
+                       actor: Actor | str) -> BulkReplayReport:
+    """Replay the open dead letters of the queue's failed messages (the workspace's, or all
+    with None), oldest first, up to QUEUE_RETRY_LIMIT; each is re-queued as its replay is."""
+    letters = dead_letters_filter(workspace=workspace, kind=DeadLetter.Kind.MESSAGE,
+                                  status=Letter.OPEN).filter(channel__in=QUEUE_CHANNELS[queue])
+    return dead_letters_replay(queryset=letters, actor=actor, limit=QUEUE_RETRY_LIMIT)
+
+
+def queue_clean_completed(*, queue: str, workspace: Workspace | None, older_than: timedelta,
+                          actor: Actor | str, now: datetime | None = None) -> int:
+    """Delete the queue's completed messages (sent or delivered) last changed before
+    `older_than` ago, with their attempts, PURGE_BATCH at a time; return how many. The
+    workspace's only, or every workspace's with None; audited."""
+    cutoff = (now or timezone.now()) - older_than
+    completed = Message.objects.filter(channel__in=QUEUE_CHANNELS[queue],
+                                       status__in=SUCCESS_STATUSES, updated_at__lt=cutoff)
+    if workspace is not None:
+        completed = completed.filter(workspace=workspace)
+    deleted = _delete_in_batches(completed, "messages", None).get(Message._meta.label, 0)
+    with transaction.atomic():
+        audit(actor=actor, action="queue.clean", workspace=workspace, target_type="queue",
+              target_id=queue, detail={"older_than_seconds": int(older_than.total_seconds()),
+                                       "deleted": deleted})
+    return deleted
 
 
 def parse_age(text: str) -> timedelta:

@@ -235,10 +235,19 @@ def test_flows_versions_and_executions_read_back_typed(transactional_db, contrac
     assert versions.count == 1
     # Every list refuses a page size of 0 with the documented error, none answers a bare list.
     call(contract, "v1_flows_versions_list", "Error", client=client, id=flow.id, page_size=0)
-    execution = call(contract, "v1_flows_executions_create", "Execution", client=client,
+    execution = call(contract, "v1_flows_executions_create", "ExecutionStart", client=client,
                      id=flow.id, body=models.StartRequest(contact_id=contact.id))
+    assert (execution.mode, execution.steps) == ("queued", [])
+    immediate = call(contract, "v1_flows_executions_create", "ExecutionStart", client=client,
+                     id=flow.id, body=models.StartRequest(
+                         contact_id=call(contract, "v1_contacts_create", "Contact",
+                                         client=client, body=models.ContactRequest(
+                                             first_name="Bo", phone="+14155552672")).id,
+                         mode=models.FlowStartModeEnum("immediate")))
+    assert (immediate.mode, immediate.outcome) == ("immediate", "waiting")
+    assert [step.node_id for step in immediate.steps] == ["hi"]
     executions = call(contract, "v1_executions_list", "PaginatedExecutionList", client=client)
-    assert [e.id for e in executions.results] == [execution.id]
+    assert {e.id for e in executions.results} == {execution.id, immediate.id}
     call(contract, "v1_executions_retrieve", "ExecutionDetail", client=client, id=execution.id)
     ingested = call(contract, "v1_events_create", "EventIngested", client=client,
                     body=models.EventRequest(name="signed_up", contact_id=contact.id))

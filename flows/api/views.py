@@ -3,6 +3,7 @@ executions and step retries."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import django_filters
@@ -170,9 +171,17 @@ class ExecutionTimelineEntrySerializer(serializers.Serializer):
                                    "resumed: status, node; failed: error.")
 
 
+START_MODES = ("queued", "immediate")
+
+
 class StartSerializer(serializers.Serializer):
     contact_id = serializers.UUIDField(required=False)
     contact_external_id = StrictCharField(required=False, max_length=200)
+    mode = serializers.ChoiceField(
+        choices=START_MODES, default="queued",
+        help_text="queued: a worker walks the flow. immediate: the nodes that need no "
+                  "waiting run inside the request (at most FLOW_IMMEDIATE_SECONDS) and the "
+                  "answer says where the walk stopped; the rest goes on in the background.")
     # The serializer metaclass pops declared fields off the class, so this does not
     # replace Serializer.data at runtime; the stubs see a shadowed property.
     data = serializers.DictField(required=False, default=dict)  # type: ignore[assignment]
@@ -180,6 +189,36 @@ class StartSerializer(serializers.Serializer):
     def validate(self, attrs: dict) -> dict:
         attrs["contact"] = find_contact(self.context["workspace"], attrs)
         return attrs
+
+
+@dataclass
+class Started:
+    """A started execution with what ran inside the request (ExecutionStartSerializer)."""
+
+    execution: Execution
+    start_mode: str
+    start_outcome: str | None
+    start_steps: list[Step]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.execution, name)
+
+
+class ExecutionStartSerializer(ExecutionSerializer):
+    """A started execution, with what ran inside the request."""
+
+    mode = serializers.ChoiceField(choices=START_MODES, source="start_mode", read_only=True)
+    outcome = serializers.ChoiceField(
+        choices=services.IMMEDIATE_OUTCOMES, source="start_outcome", read_only=True,
+        allow_null=True,
+        help_text="Where the immediate walk stopped: waiting (at a node that waits: a send, "
+                  "a delay, an event), completed, failed, or running (the bound was reached; "
+                  "it goes on in the background). null when queued.")
+    steps = StepSerializer(many=True, read_only=True, source="start_steps",
+                           help_text="The steps run inside the request ([] when queued).")
+
+    class Meta(ExecutionSerializer.Meta):
+        fields = [*ExecutionSerializer.Meta.fields, "mode", "outcome", "steps"]
 
 
 class BulkSerializer(serializers.Serializer):
@@ -361,22 +400,29 @@ class FlowViewSet(WorkspaceScoped, viewsets.ModelViewSet):
         """Stop new starts; running executions go on."""
         return self._set_status(Flow.Status.PAUSED)
 
-    @extend_schema(request=StartSerializer, responses={201: ExecutionSerializer})
+    @extend_schema(request=StartSerializer, responses={201: ExecutionStartSerializer})
     @action(detail=True, methods=["post"], url_path="executions")
     def start(self, request: Request, pk: str | None = None) -> Response:
-        """Start the flow for one contact."""
+        """Start the flow for one contact; `mode: "immediate"` walks it inside the request."""
         flow = self.get_object()
 
         def handler() -> Response:
             serializer = StartSerializer(data=request.data, context=self._context())
             serializer.is_valid(raise_exception=True)
+            values = serializer.validated_data
+            start = {"flow": flow, "contact": values["contact"], "data": values["data"],
+                     "source": Execution.Source.API}
+            outcome = None
             try:
-                execution = services.execution_start(
-                    flow=flow, contact=serializer.validated_data["contact"],
-                    data=serializer.validated_data["data"], source=Execution.Source.API)
+                if values["mode"] == "immediate":
+                    execution, outcome = services.execution_start_immediate(**start)
+                else:
+                    execution = services.execution_start(**start)
             except services.StartRefused as exc:
                 raise ApiError(409, str(exc), code="start_refused") from exc
-            return Response(ExecutionSerializer(execution).data, status=201)
+            steps = list(execution.steps.order_by("started_at", "id")) if outcome else []
+            started = Started(execution, values["mode"], outcome, steps)
+            return Response(ExecutionStartSerializer(started).data, status=201)
         return idempotent(request, handler)
 
     @extend_schema(request=BulkSerializer, responses={202: BulkStartSerializer})

@@ -9,8 +9,9 @@ key's (its id, slug or one of its `compat_workspace_ids`) answers 403.
 """
 from __future__ import annotations
 
+import re
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -26,7 +27,9 @@ from core.auth import workspace_of
 from core.models import Contact, Scope
 from core.workspace_settings import (
     CALLBACK_BASE_URL,
+    CALLBACK_SHAPES,
     callback_base_url,
+    compat_callback_shape,
     compat_workspace_ids,
     is_plain_id,
 )
@@ -36,7 +39,7 @@ from messaging.channels import EMAIL, MMS, SMS, WEBHOOK
 from messaging.compose import MAX_DELAY_SECONDS, message_compose, metadata_key_reserved
 from messaging.delivery import creation
 from messaging.models import Message, MessageStatus
-from messaging.providers.shared import COMPAT_IDS
+from messaging.providers.shared import CALLBACK_SHAPE_FIELD, COMPAT_IDS
 
 # The older service's job states (BullMQ) for each message status.
 JOB_STATES: dict[str, str] = {
@@ -54,11 +57,15 @@ OLD_NAMES = {"body": "message", "delay_seconds": "delay", "media_urls": "mediaUr
              "contact_id": "contactId", "url": "callbackEndpoint", "payload": "data",
              "send_at": "scheduledFor", "status_callback_url": "callbackUrl"}
 # The fields each endpoint takes; any other is ignored and named in `ignored_fields`.
-SMS_FIELDS = frozenset({"to", "message", "contactId", "workspaceId", "delay", "scheduledFor",
-                        "metadata", "mediaUrl", "callbackUrl"})
+SMS_FIELDS = frozenset({"to", "phoneNumber", "message", "contactId", "workspaceId", "delay",
+                        "scheduledFor", "metadata", "mediaUrl", "callbackUrl"})
 EMAIL_FIELDS = frozenset({"to", "subject", "html", "text", "contactId", "workspaceId",
                           "delay", "scheduledFor", "metadata", "callbackUrl"})
-JOB_FIELDS = frozenset({"type", "data", "callbackEndpoint", "delay"})
+JOB_FIELDS = frozenset({"type", "data", "callbackEndpoint", "delay", "callbackShape"})
+# The ids the older engine's flat job callback carries at its top level, taken from `data`.
+FLAT_JOB_IDS = ("nodeId", "executionId", "flowId", "contactId", "workspaceId")
+# An ISO 8601 date and time (the time part required: a bare date is no instant).
+ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
 
 
 def _invalid(field: str, message: str) -> ApiError:
@@ -91,24 +98,38 @@ def _delay_ms(data: dict) -> float:
 
 
 def _send_at(data: dict, *, scheduled_for: bool = True) -> dict[str, str]:
-    """Return the v1 send_at for `delay` (ms from now) or `scheduledFor` (an ISO time with
-    an offset, checked by the composer like send_at); null scheduledFor is no schedule.
+    """Return the v1 send_at for `delay` (ms from now) or `scheduledFor` (an ISO time; null
+    is no schedule).
 
-    A delay other than 0 beside scheduledFor is refused (which one the client meant cannot
-    be told); `delay: 0` is no delay, and QueueService.js sends it with every request.
+    As the older service did, a scheduledFor without an offset is UTC, and one already past
+    sends at once. A delay other than 0 beside scheduledFor is refused (which one the client
+    meant cannot be told); `delay: 0` is no delay, and QueueService.js sends it with every
+    request.
     """
     when = data.get("scheduledFor") if scheduled_for else None
     if when is not None:
         if data.get("delay") not in (None, 0):
             raise _invalid("scheduledFor", "Give delay or scheduledFor, not both.")
-        if not isinstance(when, str):
-            raise _invalid("scheduledFor", "Must be an ISO 8601 time with an offset "
-                                           "(2030-01-01T09:00:00+01:00 or ...Z).")
-        return {"send_at": when}
+        instant = _scheduled_for(when)
+        return {"send_at": instant.isoformat()} if instant > timezone.now() else {}
     delay_ms = _delay_ms(data)
     if not delay_ms:
         return {}
     return {"send_at": (timezone.now() + timedelta(milliseconds=delay_ms)).isoformat()}
+
+
+def _scheduled_for(when: Any) -> datetime:
+    """Return the instant an older client's scheduledFor names (no offset: UTC)."""
+    problem = _invalid("scheduledFor", "Must be an ISO 8601 date and time "
+                                       "(2030-01-01T09:00:00+01:00, ...Z, or without an "
+                                       "offset for UTC).")
+    if not isinstance(when, str) or not ISO_DATETIME.match(when.strip()):
+        raise problem
+    try:
+        instant = datetime.fromisoformat(when.strip())
+    except ValueError:
+        raise problem from None
+    return instant if instant.tzinfo else instant.replace(tzinfo=UTC)
 
 
 def _contact_ref(request: Request, contact_id: Any) -> dict:
@@ -152,6 +173,14 @@ def _compat_ids(data: dict) -> dict[str, Any]:
     return {COMPAT_IDS: _client_ids(data)}
 
 
+def _recipient(data: dict) -> dict[str, Any]:
+    """Return the v1 `to` from `to`, or from `phoneNumber` (the older SMS schema's name)."""
+    to, phone = data.get("to"), data.get("phoneNumber")
+    if to and phone and to != phone:
+        raise _invalid("phoneNumber", "Give to or phoneNumber, not two different numbers.")
+    return {"to": to or phone} if (to or phone) else {}
+
+
 def _callback_url(request: Request, endpoint: Any) -> Any:
     """Return the callback as given, or a relative one ("/api/job-completed", the older
     client's default) appended to the workspace's callback_base_url."""
@@ -191,13 +220,34 @@ def _schedule(request: Request, v1: dict, ignored: list[str], *, job: bool = Fal
         fields = {names.get(k, k): v for k, v in error_fields(exc).items()}
         raise ApiError(400, "Invalid input.", fields=fields) from exc
     if job:
-        message.content["payload"] = {"jobId": str(message.id), **message.content["payload"]}
+        message.content["payload"] = _job_body(message)
     creation.message_create_many(messages=[message], origin=origin_of(request))
     scheduled = message.scheduled_for or message.created_at
     return Response({"success": True, "jobId": str(message.id),
                      "scheduledTime": scheduled.isoformat().replace("+00:00", "Z"),
                      "status": JOB_STATES[message.status], "ignored_fields": ignored},
                     status=201)
+
+
+def _job_shape(request: Request, data: dict) -> str:
+    """Return the callback body a job asked for (callbackShape), else the workspace's."""
+    shape = data.get("callbackShape")
+    if shape is None:
+        return compat_callback_shape(workspace_of(request))
+    if shape not in CALLBACK_SHAPES:
+        raise _invalid("callbackShape", f"Must be one of {', '.join(CALLBACK_SHAPES)}.")
+    return str(shape)
+
+
+def _job_body(message: Message) -> dict[str, Any]:
+    """Return a job's callback body with its id: today's {jobId, type, data}, or the older
+    engine's flat {jobId, result, nodeId, executionId, flowId, contactId, workspaceId}, whose
+    ids come from `data` (null when it has none) and whose result is {type, data}."""
+    job = message.content["payload"]
+    if (message.metadata or {}).get(CALLBACK_SHAPE_FIELD) != "job_flat":
+        return {"jobId": str(message.id), **job}
+    ids = {name: job["data"].get(name) for name in FLAT_JOB_IDS}
+    return {"jobId": str(message.id), "result": job, **ids}
 
 
 def _body(request: Request) -> dict:
@@ -219,8 +269,8 @@ class ScheduleSmsView(APIView):
 
     @extend_schema(request=None, responses={201: CompatResponse, 403: OpenApiResponse()})
     def post(self, request: Request) -> Response:
-        """Schedule an SMS (MMS with mediaUrl): to, message, contactId, workspaceId, delay
-        or scheduledFor."""
+        """Schedule an SMS (MMS with mediaUrl): to (or phoneNumber), message, contactId,
+        workspaceId, delay or scheduledFor (past: at once; no offset: UTC), metadata."""
         def handler() -> Response:
             data = _body(request)
             _check_workspace(request, data.get("workspaceId"))
@@ -230,8 +280,7 @@ class ScheduleSmsView(APIView):
             v1 = {"channel": MMS if media_urls else SMS, "body": data.get("message"),
                   "metadata": metadata, **_contact_ref(request, data.get("contactId")),
                   **_send_at(data), **_status_callback(data)}
-            if data.get("to"):
-                v1["to"] = data["to"]
+            v1.update(_recipient(data))
             if media_urls:
                 v1["media_urls"] = media_urls
             return _schedule(request, v1, _ignored(data, SMS_FIELDS), reserved=reserved)
@@ -268,7 +317,9 @@ class ScheduleJobView(APIView):
     def post(self, request: Request) -> Response:
         """Schedule a generic job: when due, POST {jobId, type, data} to callbackEndpoint
         (an absolute URL, or a path joined to the setting callback_base_url), signed like
-        every webhook."""
+        every webhook; callbackShape "flat" (or the setting compat_callback_shape) posts the
+        older engine's {jobId, result, nodeId, executionId, flowId, contactId,
+        workspaceId}."""
         def handler() -> Response:
             data = _body(request)
             job_data = data.get("data")
@@ -277,12 +328,15 @@ class ScheduleJobView(APIView):
                     **({} if data.get("type") else {"type": ["This field is required."]}),
                     **({} if isinstance(job_data, dict) else {"data": ["Must be an object."]})})
             _check_workspace(request, job_data.get("workspaceId"))
+            shape = _job_shape(request, data)
             v1 = {"channel": WEBHOOK,
                   "url": _callback_url(request, data.get("callbackEndpoint")),
                   "payload": {"type": data["type"], "data": job_data},
                   "metadata": {"jobType": str(data["type"])[:100]},
                   **_send_at(data, scheduled_for=False)}
-            return _schedule(request, v1, _ignored(data, JOB_FIELDS), job=True)
+            reserved = {CALLBACK_SHAPE_FIELD: "job_flat" if shape == "flat" else "job"}
+            return _schedule(request, v1, _ignored(data, JOB_FIELDS), job=True,
+                             reserved=reserved)
         return idempotent(request, handler)
 
 

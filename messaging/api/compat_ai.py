@@ -5,10 +5,15 @@ The body is that queue's job payload (`workspace_id`, `contact_id`, `message_id`
 did. It becomes an `ai` message answered like the other compatible endpoints; the reply goes
 to `callback_url` as `{workspace_id, message_id, job_id, response_text}` in the client's own
 ids, and `rate_limit_key` is the message's own rate key inside its workspace's `ai` limit.
+
+The queue's other callback body, the SMS endpoint's `{to, message, workspaceId}`, is sent
+when `callback_shape` is "sms" or the callback_url is a `/send-sms` endpoint; a job may also
+come in that shape (`to`, `message`, `workspaceId` for `message_text` and `workspace_id`).
 """
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.request import Request
@@ -30,7 +35,7 @@ from messaging.api.compat import (
 )
 from messaging.api.idempotency import idempotent
 from messaging.channels import AI
-from messaging.delivery.ai_callbacks import AI_RESPONSE_SHAPE, CALLBACK_SHAPE_FIELD
+from messaging.delivery.ai_callbacks import AI_RESPONSE_SHAPE, AI_SMS_SHAPE, CALLBACK_SHAPE_FIELD
 from messaging.ratelimit import RATE_KEY_FIELD
 
 REQUIRED = ("message_text", "callback_url")
@@ -38,7 +43,11 @@ REQUIRED = ("message_text", "callback_url")
 CLIENT_IDS = ("workspace_id", "contact_id", "message_id")
 MAX_CLIENT_ID = 200
 # The job payload's fields; any other is ignored and named in `ignored_fields`.
-AI_FIELDS = frozenset({*REQUIRED, *CLIENT_IDS, "rate_limit_key"})
+AI_FIELDS = frozenset({*REQUIRED, *CLIENT_IDS, "rate_limit_key", "callback_shape", "to",
+                       "message", "workspaceId"})
+# The SMS shape's names for the job payload's own (a job may come in either).
+SMS_NAMES = {"message": "message_text", "workspaceId": "workspace_id"}
+CALLBACK_SHAPES = (AI_RESPONSE_SHAPE, AI_SMS_SHAPE)
 # The payload's names for the v1 fields, to report errors in the client's own words.
 PAYLOAD_NAMES = {"prompt": "message_text"}
 
@@ -67,6 +76,42 @@ def _client_ids(request: Request, data: dict) -> dict[str, Any]:
     return ids
 
 
+def _from_sms_shape(data: dict) -> dict:
+    """Return the job with the SMS shape's names read as the payload's own ones."""
+    both = [old for old, new in SMS_NAMES.items()
+            if data.get(old) is not None and data.get(new) is not None]
+    if both:
+        raise ApiError(400, "Invalid input.", fields={
+            old: [f"Give {old} or {SMS_NAMES[old]}, not both."] for old in both})
+    return {**data, **{new: data[old] for old, new in SMS_NAMES.items()
+                       if data.get(old) is not None}}
+
+
+def _callback_shape(data: dict) -> str:
+    """Return the reply's callback body: as asked (callback_shape), the SMS one for a
+    /send-sms endpoint (the older worker chose by the endpoint), the dedicated one otherwise."""
+    shape = data.get("callback_shape")
+    if shape is not None:
+        if shape not in CALLBACK_SHAPES:
+            raise ApiError(400, "Invalid input.", fields={"callback_shape": [
+                f"Must be one of {', '.join(CALLBACK_SHAPES)}."]})
+        return str(shape)
+    url = data.get("callback_url")
+    path = urlsplit(url).path if isinstance(url, str) else ""
+    return AI_SMS_SHAPE if path.rstrip("/").endswith("/send-sms") else AI_RESPONSE_SHAPE
+
+
+def _to(data: dict) -> dict[str, Any]:
+    """Return the SMS shape's `to` as sent (a phone or the client's contact id)."""
+    to = data.get("to")
+    if to is None:
+        return {}
+    if not is_plain_id(to) or not str(to) or len(str(to)) > MAX_CLIENT_ID:
+        raise ApiError(400, "Invalid input.", fields={"to": [
+            f"Must be a string or number of 1 to {MAX_CLIENT_ID} characters."]})
+    return {"to": to}
+
+
 def _rate_key(data: dict) -> dict[str, str]:
     """Return the metadata naming the job's own rate key, if it gives a valid one."""
     key = data.get("rate_limit_key")
@@ -84,16 +129,19 @@ class ScheduleAiResponseView(APIView):
     @extend_schema(request=None, responses={201: CompatResponse, 403: OpenApiResponse()})
     def post(self, request: Request) -> Response:
         """Schedule an AI reply to message_text, POSTed to callback_url as {workspace_id,
-        message_id, job_id, response_text} like the older AI queue's worker did."""
+        message_id, job_id, response_text} like the older AI queue's worker did, or in the
+        SMS shape {to, message, workspaceId, jobId} (callback_shape "sms", or a /send-sms
+        callback_url)."""
         def handler() -> Response:
-            data = _body(request)
+            sent = _body(request)
+            data = _from_sms_shape(sent)
             _check_workspace(request, data.get("workspace_id"))
             _require(data)
-            metadata = _client_ids(request, data)
-            reserved = {**_rate_key(data), CALLBACK_SHAPE_FIELD: AI_RESPONSE_SHAPE}
+            metadata = {**_client_ids(request, data), **_to(data)}
+            reserved = {**_rate_key(data), CALLBACK_SHAPE_FIELD: _callback_shape(data)}
             v1 = {"channel": AI, "prompt": data["message_text"],
                   "callback_url": data["callback_url"], "metadata": metadata,
                   **_contact_ref(request, data.get("contact_id"))}
-            return _schedule(request, v1, _ignored(data, AI_FIELDS), reserved=reserved,
+            return _schedule(request, v1, _ignored(sent, AI_FIELDS), reserved=reserved,
                              names=PAYLOAD_NAMES)
         return idempotent(request, handler)

@@ -7,14 +7,16 @@ from messaging.channels import WEBHOOK
 from messaging.delivery.creation import message_build, message_create_many
 from messaging.models import Message
 from messaging.providers.base import Receipt
+from messaging.providers.shared import CALLBACK_SHAPE_FIELD
 from messaging.ratelimit import RATE_KEY_FIELD
 
-# Metadata asking for another AI callback body; AI_RESPONSE_SHAPE is the older AI queue's
-# dedicated one, {workspace_id, message_id, job_id, response_text}, for its clients' jobs.
-CALLBACK_SHAPE_FIELD = "_callback_shape"
+__all__ = ["AI_RESPONSE_SHAPE", "AI_SMS_SHAPE", "CALLBACK_SHAPE_FIELD", "ai_callback_create"]
 
-
+# The older AI queue's two callback bodies for its clients' jobs: its dedicated one,
+# {workspace_id, message_id, job_id, response_text}, and the SMS endpoint's,
+# {to, message, workspaceId}, which let a reply go straight to a /send-sms callback.
 AI_RESPONSE_SHAPE = "ai_response"
+AI_SMS_SHAPE = "sms"
 
 
 def ai_callback_create(message: Message, url: str, receipt: Receipt) -> None:
@@ -36,6 +38,9 @@ def _ai_callback_payload(message: Message, text: str) -> dict[str, Any]:
     """Return the callback body: the older AI queue's shape, in its client's own ids, for a
     job it scheduled (only that endpoint can write the mark), today's shape otherwise."""
     metadata = message.metadata or {}
+    if metadata.get(CALLBACK_SHAPE_FIELD) == AI_SMS_SHAPE:
+        return {"to": metadata.get("to", metadata.get("contact_id")), "message": text,
+                "workspaceId": metadata.get("workspace_id"), "jobId": str(message.id)}
     if metadata.get(CALLBACK_SHAPE_FIELD) == AI_RESPONSE_SHAPE:
         return {"workspace_id": metadata.get("workspace_id"),
                 "message_id": metadata.get("message_id"), "job_id": str(message.id),

@@ -16,6 +16,12 @@ from messaging.providers.base import Outbound
 # "workspaceId"}, as sent): only the older endpoints may write it (the composer refuses it
 # from anyone else), and its presence marks a message that came through them.
 COMPAT_IDS = "_compat"
+# Metadata asking for another callback body than today's: the older AI queue's (ai_response,
+# sms) for an AI reply, the older engine's for a schedule-job callback (job, job_flat). Only
+# the older endpoints write it; the webhook provider reads it to explain a 400 (below).
+CALLBACK_SHAPE_FIELD = "_callback_shape"
+JOB_SHAPES = {"job": "{jobId, type, data}",
+              "job_flat": "{jobId, result, nodeId, executionId, flowId, contactId, workspaceId}"}
 
 _BLOCK_END = re.compile(r"(?i)<\s*(br\s*/?|/p|/div|/li|/tr|/h[1-6])\s*>")
 _DROPPED = re.compile(r"(?is)<(script|style|head)\b.*?</\1\s*>")

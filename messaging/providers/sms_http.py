@@ -1,7 +1,9 @@
 """A generic HTTP SMS API for sms and mms: POST <api_url>/send-sms with a JSON body.
 
 Config: api_url, api_key (sent as a Bearer token when set). Body: to, message, contactId,
-workspaceId, mediaUrl, mediaUrls (see shared.contact_fields for whose ids those are).
+workspaceId, mediaUrl, mediaUrls (see shared.contact_fields for whose ids those are), and
+metadata: the sender's own, as the older queue service passed a job's metadata on (the
+service's reserved keys left out).
 """
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from typing import Any
 
 from django.conf import settings
 
+from messaging.models import metadata_public
 from messaging.providers import http
 from messaging.providers.base import Outbound, ProviderError, Receipt
 from messaging.providers.shared import (
@@ -42,6 +45,7 @@ class HttpSmsProvider:
             **contact_fields(outbound),
             "mediaUrl": urls[0] if urls else None,
             "mediaUrls": urls,
+            "metadata": metadata_public(outbound.metadata),
         }
         response = http.request("POST", f"{api_url.rstrip('/')}/send-sms",
                                 guarded=False,  # operator-configured host

@@ -17,6 +17,7 @@ import requests
 
 from messaging.providers import http
 from messaging.providers.base import Outbound, ProviderError, Receipt
+from messaging.providers.shared import CALLBACK_SHAPE_FIELD, JOB_SHAPES
 
 # Headers the signature and the body depend on: a user header must never replace them.
 RESERVED_HEADERS = {"content-type", "content-length", "host", "transfer-encoding",
@@ -75,6 +76,23 @@ def post(url: str, body: bytes, headers: dict[str, str]) -> requests.Response:
                             code="invalid_request") from exc
 
 
+def _explained(error: ProviderError, outbound: Outbound) -> ProviderError:
+    """Return the error, saying so when a job's callback refused the body with 400: an older
+    CRM answers 400 to a shape it cannot read, and retrying the same body cannot help, so it
+    still fails for good, but the dead letter names the cause and the way out."""
+    shape = outbound.metadata.get(CALLBACK_SHAPE_FIELD)
+    if error.status_code != 400 or shape not in JOB_SHAPES:
+        return error
+    other = "flat" if shape == "job" else "job"
+    error.message = (
+        f"callback_shape: the callback answered 400 to the {shape} body {JOB_SHAPES[shape]}; "
+        f"if it cannot read that shape, send callbackShape \"{other}\" or set the workspace "
+        f"setting compat_callback_shape to \"{other}\", then replay. {error.message}")
+    error.args = (error.message,)
+    error.code = "callback_shape"
+    return error
+
+
 class WebhookProvider:
     """POST a signed JSON payload to a workspace's URL, through the SSRF guard."""
 
@@ -94,7 +112,10 @@ class WebhookProvider:
             raise ProviderError(f"webhook: bad signing secret: {exc}", permanent=True,
                                 code="config") from exc
         response = post(url, body, headers)
-        http.raise_for_response(response)
+        try:
+            http.raise_for_response(response)
+        except ProviderError as exc:
+            raise _explained(exc, outbound) from None
         return Receipt(provider_message_id=outbound.message_id,
                        status_code=response.status_code,
                        response=http.excerpt(response, RESPONSE_EXCERPT_BYTES))

@@ -27,7 +27,7 @@ from core.models import ApiKey, Workspace
 from messaging import ratelimit
 from messaging.delivery import pauses
 from messaging.models import QueuePause
-from monitoring import selectors
+from monitoring import selectors, services
 
 WINDOW = OpenApiParameter("window", OpenApiTypes.STR,
                           description="15m, 1h (default), 24h, 7d or seconds")
@@ -204,3 +204,128 @@ class QueueResumeView(OperatorView):
         still = pauses.pauses_of(workspace).get(queue)
         return Response(_pause_body(queue, workspace, still, changed=released is not None,
                                     released=released or 0))
+
+
+# --- one queue: its jobs, retry failed, clean completed ----------------------------------------
+
+class QueueJobSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    workspace = serializers.UUIDField()
+    channel = serializers.CharField()
+    to = serializers.CharField()
+    status = serializers.CharField()
+    attempts = serializers.IntegerField()
+    last_error = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    scheduled_for = serializers.DateTimeField(allow_null=True)
+    due_at = serializers.DateTimeField(allow_null=True)
+
+
+class QueueCountsSerializer(serializers.Serializer):
+    waiting = serializers.IntegerField(help_text="queued: ready for a worker")
+    active = serializers.IntegerField(help_text="sending: claimed by a worker")
+    scheduled = serializers.IntegerField(help_text="scheduled or retrying: waiting for a time")
+    failed = serializers.IntegerField(help_text="failed or undelivered")
+    completed = serializers.IntegerField(help_text="sent or delivered")
+
+
+class QueueJobsSerializer(serializers.Serializer):
+    waiting = QueueJobSerializer(many=True)
+    active = QueueJobSerializer(many=True)
+    scheduled = QueueJobSerializer(many=True)
+    failed = QueueJobSerializer(many=True)
+
+
+class QueueDetailSerializer(serializers.Serializer):
+    queue = serializers.CharField()
+    channels = serializers.ListField(child=serializers.CharField())
+    paused = serializers.BooleanField()
+    pause = serializers.DictField(allow_null=True, help_text="scope, since, by whom, why")
+    counts = QueueCountsSerializer()
+    messages = QueueJobsSerializer(help_text="The newest `limit` messages of each state.")
+
+
+class QueueRetryFailedSerializer(serializers.Serializer):
+    queue = serializers.CharField()
+    matched = serializers.IntegerField(help_text="open dead letters of the queue's messages")
+    replayed = serializers.IntegerField()
+    refused = serializers.IntegerField()
+    remaining = serializers.IntegerField(help_text="left for another request (at most "
+                                                   f"{services.QUEUE_RETRY_LIMIT} a request)")
+    refusals = serializers.ListField(child=serializers.DictField())
+
+
+class QueueCleanSerializer(serializers.Serializer):
+    older_than = serializers.CharField(max_length=20,
+                                       help_text="30d, 12h, 90m, 45s or 2w")
+
+    def validate_older_than(self, value: str) -> Any:
+        try:
+            return services.parse_age(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from exc
+
+
+class QueueCleanedSerializer(serializers.Serializer):
+    queue = serializers.CharField()
+    older_than_seconds = serializers.IntegerField()
+    deleted = serializers.IntegerField(help_text="completed messages deleted")
+
+
+LIMIT = OpenApiParameter("limit", OpenApiTypes.INT,
+                         description=f"messages listed per state (default "
+                                     f"{selectors.QUEUE_DETAIL_LIMIT}, at most "
+                                     f"{selectors.QUEUE_DETAIL_MAX})")
+
+
+class QueueDetailView(OperatorView):
+    """GET /api/v1/queues/{queue}: the key's workspace; staff: ?workspace= or all."""
+
+    @extend_schema(parameters=[LIMIT], responses={200: QueueDetailSerializer},
+                   operation_id="queues_retrieve_one")
+    def get(self, request: Request, queue: str) -> Response:
+        """Return one channel queue: its messages counted per state (waiting, active,
+        scheduled, failed, completed) and the newest of each state but completed."""
+        queue = _checked_queue(queue)
+        raw = request.query_params.get("limit", str(selectors.QUEUE_DETAIL_LIMIT))
+        if not raw.isdigit() or not 0 < int(raw) <= selectors.QUEUE_DETAIL_MAX:
+            message = f"limit must be 1 to {selectors.QUEUE_DETAIL_MAX}."
+            raise ApiError(400, message, fields={"limit": [message]})
+        body = selectors.queue_detail(queue=queue, workspace=self.scope(request),
+                                      limit=int(raw))
+        return Response(QueueDetailSerializer(body).data)
+
+
+class QueueRetryFailedView(OperatorView):
+    """POST /api/v1/queues/{queue}/retry-failed: the key's workspace; staff: ?workspace= or
+    all."""
+
+    @extend_schema(request=None, responses={200: QueueRetryFailedSerializer},
+                   operation_id="queues_retry_failed")
+    def post(self, request: Request, queue: str) -> Response:
+        """Replay the open dead letters of the queue's failed messages, oldest first: each
+        is queued again under its own id, as a dead letter's replay is."""
+        queue = _checked_queue(queue)
+        report = services.queue_retry_failed(queue=queue, workspace=self.scope(request),
+                                             actor=actor_of(request, "api"))
+        return Response(QueueRetryFailedSerializer({"queue": queue, **report.as_dict()}).data)
+
+
+class QueueCleanView(OperatorView):
+    """POST /api/v1/queues/{queue}/clean: the key's workspace; staff: ?workspace= or all."""
+
+    @extend_schema(request=QueueCleanSerializer, responses={200: QueueCleanedSerializer},
+                   operation_id="queues_clean")
+    def post(self, request: Request, queue: str) -> Response:
+        """Delete the queue's completed messages (sent or delivered) older than
+        `older_than`, with their delivery attempts (audited)."""
+        queue = _checked_queue(queue)
+        serializer = QueueCleanSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        older_than = serializer.validated_data["older_than"]
+        deleted = services.queue_clean_completed(
+            queue=queue, workspace=self.scope(request), older_than=older_than,
+            actor=actor_of(request, "api"))
+        return Response(QueueCleanedSerializer({
+            "queue": queue, "older_than_seconds": int(older_than.total_seconds()),
+            "deleted": deleted}).data)

@@ -6,10 +6,13 @@ from monitoring.api.alerts import AlertEventViewSet, AlertRuleViewSet
 from monitoring.api.audit import AuditLogViewSet
 from monitoring.api.dead_letters import DeadLetterViewSet
 from monitoring.api.queues import (
+    QueueCleanView,
+    QueueDetailView,
     QueueHealthView,
     QueueMetricsView,
     QueuePauseView,
     QueueResumeView,
+    QueueRetryFailedView,
     QueueStatisticsView,
     RateLimitResetView,
     RateLimitView,
@@ -30,6 +33,11 @@ urlpatterns = [
     path("api/v1/queues/statistics", QueueStatisticsView.as_view(), name="queues-statistics"),
     path("api/v1/queues/<str:queue>/pause", QueuePauseView.as_view(), name="queues-pause"),
     path("api/v1/queues/<str:queue>/resume", QueueResumeView.as_view(), name="queues-resume"),
+    path("api/v1/queues/<str:queue>/retry-failed", QueueRetryFailedView.as_view(),
+         name="queues-retry-failed"),
+    path("api/v1/queues/<str:queue>/clean", QueueCleanView.as_view(), name="queues-clean"),
+    # After health, metrics and statistics, which are not queues.
+    path("api/v1/queues/<str:queue>", QueueDetailView.as_view(), name="queues-detail"),
     path("api/v1/rate-limits", RateLimitView.as_view(), name="rate-limits"),
     path("api/v1/rate-limits/reset", RateLimitResetView.as_view(), name="rate-limits-reset"),
     *router.urls,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import redis
 from django.db.models import QuerySet
@@ -95,6 +96,25 @@ def dead_letters_retry(*, queryset: QuerySet[DeadLetter], actor: Actor) -> Outco
     return Outcome(report.refused == 0, text + ".")
 
 
+def schedule_save(*, schedule: FlowSchedule | None, workspace: Workspace,
+                  values: dict[str, Any]) -> Outcome:
+    """Create a schedule, or change one, through the schedules service (beat follows)."""
+    try:
+        if schedule is None:
+            schedules.schedule_create(workspace=workspace, **values)
+            return Outcome(True, "Schedule created.")
+        schedules.schedule_update(schedule=schedule, **values)
+    except ValueError as exc:  # CronError: checked by the form; a race may still refuse it
+        return Outcome(False, f"Not saved: {exc}")
+    return Outcome(True, "Schedule saved.")
+
+
+def schedule_delete(*, schedule: FlowSchedule) -> Outcome:
+    """Delete a schedule with its beat task and runs."""
+    schedules.schedule_delete(schedule=schedule)
+    return Outcome(True, "Schedule deleted.")
+
+
 def schedule_toggle(*, schedule: FlowSchedule, enabled: bool) -> Outcome:
     """Enable or disable a flow schedule through the schedules service, so beat follows."""
     try:
@@ -129,6 +149,31 @@ def queue_resume(*, queue: str, workspace: Workspace | None, actor: Actor) -> Ou
         return Outcome(False, f"{queue} was not paused for {scope}.")
     return Outcome(True, f"{queue} resumed for {scope}; {released} waiting message(s) "
                          f"released in order.")
+
+
+def queue_retry_failed(*, queue: str, workspace: Workspace, actor: Actor) -> Outcome:
+    """Replay the open dead letters of the queue's failed messages in the workspace."""
+    report = services.queue_retry_failed(queue=queue, workspace=workspace, actor=actor)
+    if not report.matched:
+        return Outcome(False, f"{queue} has no failed message to retry.")
+    text = f"{report.replayed} failed {queue} message(s) queued again"
+    if report.refused:
+        text += f", {report.refused} refused"
+    if report.remaining:
+        text += f", {report.remaining} left for another retry"
+    return Outcome(report.refused == 0, text + ".")
+
+
+def queue_clean(*, queue: str, workspace: Workspace, older_than: str, actor: Actor) -> Outcome:
+    """Delete the workspace's completed messages of the queue older than the age given."""
+    try:
+        age = services.parse_age(older_than)
+    except ValueError as exc:
+        return Outcome(False, f"Not cleaned: {exc}")
+    deleted = services.queue_clean_completed(queue=queue, workspace=workspace, older_than=age,
+                                             actor=actor)
+    return Outcome(True, f"{deleted} completed {queue} message(s) older than {older_than} "
+                         f"deleted.")
 
 
 def execution_pause(*, execution: Execution, actor: Actor, resume: bool = False) -> Outcome:

@@ -9,7 +9,8 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from core.models import DeadLetter, Workspace
-from flows.models import Execution, Flow
+from flows.models import Execution, Flow, FlowSchedule
+from flows.schedule_api import ScheduleInputSerializer
 from messaging.models import Channel, MessageStatus
 from messaging.selectors import RecipientField
 from monitoring import alerts
@@ -169,3 +170,45 @@ MUTE_CHOICES = [("1", "1 hour"), ("8", "8 hours"), ("24", "1 day"), ("168", "1 w
 
 class MuteForm(forms.Form):
     hours = forms.TypedChoiceField(choices=[("0", "unmute"), *MUTE_CHOICES], coerce=int)
+
+
+class ScheduleForm(forms.Form):
+    """Create or edit a flow schedule, checked by the same rules as the API
+    (flows.schedule_api.ScheduleInputSerializer): cron, time zone, audience, flow."""
+
+    flow = forms.ModelChoiceField(queryset=Flow.objects.none())
+    cron = forms.CharField(max_length=120, help_text='Five fields, e.g. "0 9 * * 1-5".')
+    timezone = forms.CharField(max_length=64, help_text="e.g. Europe/Berlin")
+    audience = forms.JSONField(help_text='{"contact_id": id}, {"contact_ids": [id, ...]} or '
+                                         '{"filter": rules}', widget=forms.Textarea(
+                                             attrs={"rows": 3}))
+    # "data" in the API; a form's own `data` is what was posted.
+    trigger_data = forms.JSONField(
+        required=False, initial=dict, label="Data", widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="What each run's executions get as trigger data.")
+    catch_up = forms.ChoiceField(choices=FlowSchedule.CatchUp.choices,
+                                 initial=FlowSchedule.CatchUp.SKIP)
+    enabled = forms.BooleanField(required=False, initial=True)
+
+    def __init__(self, *args: Any, workspace: Workspace, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.workspace = workspace
+        flow_field = cast(forms.ModelChoiceField, self.fields["flow"])
+        flow_field.queryset = Flow.objects.filter(workspace=workspace).order_by("name")
+        self.fields["timezone"].initial = workspace.timezone
+
+    def clean(self) -> dict[str, Any]:
+        """Check the schedule as the API would; each problem goes under its field."""
+        cleaned = super().clean() or {}
+        if self.errors:
+            return cleaned
+        body = {**{k: v for k, v in cleaned.items() if k != "trigger_data"},
+                "flow": str(cleaned["flow"].pk), "data": cleaned.get("trigger_data") or {}}
+        serializer = ScheduleInputSerializer(data=body, context={"workspace": self.workspace})
+        if not serializer.is_valid():
+            for name, messages in serializer.errors.items():
+                for message in messages if isinstance(messages, list) else [messages]:
+                    field = "trigger_data" if name == "data" else name
+                    self.add_error(field if field in self.fields else None, str(message))
+            return cleaned
+        return dict(serializer.validated_data)

@@ -41,6 +41,7 @@ from core.audit import Actor, actor_of
 from core.models import DeadLetter, Membership, Workspace
 from flows.models import Execution, Flow, FlowSchedule, Step
 from messaging import ratelimit
+from messaging.channels import QUEUE_CHANNELS
 from messaging.events import endpoints as event_endpoints
 from messaging.models import Message, MessageStatus, WebhookEndpoint
 from messaging.recipients.profile import recipient_profile
@@ -59,6 +60,7 @@ from monitoring.dashboard.forms import (
     MuteForm,
     OverviewForm,
     RecipientForm,
+    ScheduleForm,
 )
 from monitoring.dashboard.overview import overview_context
 from monitoring.dashboard.paging import WindowPaginator
@@ -81,7 +83,7 @@ from monitoring.dashboard.selectors.messages import messages_list
 from monitoring.dashboard.selectors.outbox import console_in_use, outbox_item, outbox_messages
 from monitoring.dashboard.selectors.queues import queue_rows
 from monitoring.dashboard.selectors.rate_limits import rate_limit_panels
-from monitoring.dashboard.selectors.schedules import schedule_rows, schedule_runs
+from monitoring.dashboard.selectors.schedules import cron_preview, schedule_rows, schedule_runs
 from monitoring.dashboard.selectors.windows import REFRESH_CHOICES, window_for
 from monitoring.models import AlertRule
 
@@ -507,7 +509,7 @@ def _actor(request: HttpRequest) -> Actor:
 @dashboard_page
 def queues(request: HttpRequest, workspace: Workspace) -> HttpResponse:
     """Show each channel queue: paused or not (for this workspace or for all, since when, by
-    whom, why), the messages it holds, and pause/resume buttons."""
+    whom, why), the messages it holds, its jobs per state, and pause/resume buttons."""
     context = {"rows": queue_rows(workspace),
                "can_act": can_act(request.user, workspace),
                "can_act_globally": can_act_globally(request.user)}
@@ -533,6 +535,48 @@ def queue_pause(request: HttpRequest, workspace: Workspace, queue: str) -> HttpR
     return _back(request, _with_workspace(reverse("dashboard:queues"), workspace.pk))
 
 
+# Ages offered by the queue pages' "clean completed older than" button.
+CLEAN_AGES = ("1h", "1d", "7d", "30d")
+
+
+@require_GET
+@dashboard_page
+def queue_detail(request: HttpRequest, workspace: Workspace, queue: str) -> HttpResponse:
+    """Show one queue's messages in each state (waiting, active, scheduled, failed) with
+    their counts, and its retry and clean buttons."""
+    if queue not in QUEUE_CHANNELS:
+        raise Http404("No such queue.")
+    detail = monitoring_selectors.queue_detail(queue=queue, workspace=workspace)
+    states = [(state, detail["counts"][state], detail["messages"][state])
+              for state in monitoring_selectors.QUEUE_LISTED_STATES]
+    return _render(request, "dashboard/queue_detail.html", workspace,
+                   {"detail": detail, "states": states, "clean_ages": CLEAN_AGES},
+                   section="queues")
+
+
+@require_POST
+@dashboard_page
+def queue_action(request: HttpRequest, workspace: Workspace, queue: str) -> HttpResponse:
+    """Retry the queue's failed messages (action=retry) or delete its completed ones older
+    than `older_than` (action=clean), for the workspace."""
+    if queue not in QUEUE_CHANNELS:
+        raise Http404("No such queue.")
+    if request.POST.get("action") == "retry":
+        _allow(request, workspace, roles.REPLAY)
+        outcome = actions.queue_retry_failed(queue=queue, workspace=workspace,
+                                             actor=_actor(request))
+    elif request.POST.get("action") == "clean":
+        _allow(request, workspace, roles.DISCARD)
+        outcome = actions.queue_clean(queue=queue, workspace=workspace,
+                                      older_than=request.POST.get("older_than", ""),
+                                      actor=_actor(request))
+    else:
+        return HttpResponseBadRequest("action must be retry or clean")
+    _report(request, outcome)
+    return _back(request, _with_workspace(reverse("dashboard:queue-detail", args=[queue]),
+                                          workspace.pk))
+
+
 # --- audit log ---------------------------------------------------------------------------------
 
 @require_GET
@@ -551,11 +595,77 @@ def audit_log(request: HttpRequest, workspace: Workspace) -> HttpResponse:
 @require_GET
 @dashboard_page
 def schedules(request: HttpRequest, workspace: Workspace) -> HttpResponse:
-    """List the workspace's flow schedules with next runs and counters."""
+    """List the workspace's flow schedules with next runs, counters, success rate and last
+    runs; ?refresh= reloads the page on its own."""
+    refresh = REFRESH_CHOICES.get(request.GET.get("refresh", ""), REFRESH_CHOICES["off"])[1]
     context = {"rows": schedule_rows(workspace),
-               "runs": schedule_runs(workspace)}
+               "runs": schedule_runs(workspace), "refresh_seconds": refresh,
+               "refresh_choices": [(key, label) for key, (label, _) in REFRESH_CHOICES.items()],
+               "refresh": request.GET.get("refresh", "off")}
     return _render(request, "dashboard/schedules.html", workspace, context,
                    section="schedules")
+
+
+def _schedule_form_page(request: HttpRequest, workspace: Workspace, form: ScheduleForm,
+                        schedule: FlowSchedule | None, *, status: int = 200) -> HttpResponse:
+    """Render the schedule form with the preview of the cron it holds."""
+    cron_text = form["cron"].value() or ""
+    zone = form["timezone"].value() or workspace.timezone
+    context = {"form": form, "schedule": schedule,
+               "preview": cron_preview(str(cron_text), str(zone)) if cron_text else None}
+    response = _render(request, "dashboard/schedule_form.html", workspace, context,
+                       section="schedules")
+    response.status_code = status
+    return response
+
+
+def _schedule_saved(request: HttpRequest, workspace: Workspace, form: ScheduleForm,
+                    schedule: FlowSchedule | None) -> HttpResponse:
+    """Preview (the form again, with the cron's next runs) or save, then go to the list."""
+    if "preview" in request.POST or not form.is_valid():
+        status = 400 if form.is_bound and "preview" not in request.POST else 200
+        return _schedule_form_page(request, workspace, form, schedule, status=status)
+    outcome = actions.schedule_save(schedule=schedule, workspace=workspace,
+                                    values=form.cleaned_data)
+    _report(request, outcome)
+    if not outcome.ok:
+        return _schedule_form_page(request, workspace, form, schedule, status=400)
+    return HttpResponseRedirect(_with_workspace(reverse("dashboard:schedules"), workspace.pk))
+
+
+@require_http_methods(["GET", "POST"])
+@dashboard_page
+def schedule_create(request: HttpRequest, workspace: Workspace) -> HttpResponse:
+    """Create a schedule: cron (previewed before saving), time zone, flow, audience."""
+    _allow(request, workspace, roles.EDIT)
+    form = ScheduleForm(request.POST or None, workspace=workspace)
+    if request.method == "GET":
+        return _schedule_form_page(request, workspace, form, None)
+    return _schedule_saved(request, workspace, form, None)
+
+
+@require_http_methods(["GET", "POST"])
+@member_required
+def schedule_edit(request: HttpRequest, pk: str) -> HttpResponse:
+    """Change a schedule; beat follows without a restart."""
+    schedule = _target(request, FlowSchedule.objects.all(), pk, roles.EDIT)
+    initial = {"flow": schedule.flow_id, "cron": schedule.cron, "timezone": schedule.timezone,
+               "audience": schedule.audience, "trigger_data": schedule.data,
+               "catch_up": schedule.catch_up, "enabled": schedule.enabled}
+    form = ScheduleForm(request.POST or None, initial=initial, workspace=schedule.workspace)
+    if request.method == "GET":
+        return _schedule_form_page(request, schedule.workspace, form, schedule)
+    return _schedule_saved(request, schedule.workspace, form, schedule)
+
+
+@require_POST
+@member_required
+def schedule_delete(request: HttpRequest, pk: str) -> HttpResponse:
+    """Delete a schedule, its beat task and its runs."""
+    schedule = _target(request, FlowSchedule.objects.all(), pk, roles.EDIT)
+    workspace_id = schedule.workspace_id
+    _report(request, actions.schedule_delete(schedule=schedule))
+    return HttpResponseRedirect(_with_workspace(reverse("dashboard:schedules"), workspace_id))
 
 
 @require_POST

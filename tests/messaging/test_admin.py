@@ -57,11 +57,11 @@ def change_workspace(staff, workspace, settings: str):
 def test_an_operator_sets_the_compat_settings_on_the_workspace_page(staff, workspace):
     response = change_workspace(staff, workspace, '{"callback_base_url": '
                                 '"https://crm.example.com/hooks", '
-                                '"compat_workspace_ids": ["66338", 12]}')
+                                '"compat_workspace_ids": ["10001", 12]}')
     assert response.status_code == 302, response.context["adminform"].form.errors
     workspace.refresh_from_db()
     assert workspace.settings == {"callback_base_url": "https://crm.example.com/hooks",
-                                  "compat_workspace_ids": ["66338", 12]}
+                                  "compat_workspace_ids": ["10001", 12]}
 
 
 @pytest.mark.parametrize("settings,named", [
@@ -69,10 +69,10 @@ def test_an_operator_sets_the_compat_settings_on_the_workspace_page(staff, works
     ('{"callback_base_url": "crm.example.com/hooks"}', "callback_base_url"),
     ('{"callback_base_url": "https://crm.example.com/?a=1"}', "callback_base_url"),
     ('{"callback_base_url": 7}', "callback_base_url"),
-    ('{"compat_workspace_ids": "66338"}', "compat_workspace_ids"),
+    ('{"compat_workspace_ids": "10001"}', "compat_workspace_ids"),
     ('{"compat_workspace_ids": [true]}', "compat_workspace_ids"),
     ('{"compat_workspace_ids": [""]}', "compat_workspace_ids"),
-    ('["66338"]', "JSON object"),
+    ('["10001"]', "JSON object"),
 ])
 def test_the_workspace_page_refuses_bad_compat_settings(staff, workspace, settings, named):
     before = workspace.settings

@@ -19,7 +19,7 @@ GOOD_SETTINGS = [
                          "help": "Reply STOP to stop."}),
     ("keyword_replies_by_provider", True),
     ("callback_base_url", "https://crm.example.com/hooks"),
-    ("compat_workspace_ids", ["66338", 12]),
+    ("compat_workspace_ids", ["10001", 12]),
     ("rate_limits", {"sms": "5/s", "email": "20/min burst 5"}),
     ("providers", {"sms": {"name": "twilio", "account_sid": "AC1", "auth_token": "t0k"},
                    "email": {"name": "smtp", "username": "u", "password": "pw"}}),

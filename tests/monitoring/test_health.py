@@ -31,6 +31,30 @@ def test_health_is_seed_compatible(client):
     assert body["checks"]["database"]["status"] == "up"
 
 
+def test_health_has_the_older_monitors_keys_beside_todays(client):
+    body = client.get("/health").json()
+    assert body["redis"] == {"connected": True}
+    assert body["queues"] in ("healthy", "degraded")
+    # Today's shape is all still there.
+    assert {"status", "timestamp", "uptime_seconds", "checks"} <= set(body)
+    assert body["checks"]["redis"]["status"] == "up"
+
+
+def test_health_says_the_queues_are_degraded_with_a_stale_waiting_message(client, workspace,
+                                                                          settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tests.factories import MessageFactory
+
+    settings.HEALTH_QUEUE_STALE_SECONDS = 60
+    MessageFactory(workspace=workspace, status="queued",
+                   created_at=timezone.now() - timedelta(minutes=10),
+                   enqueued_at=timezone.now() - timedelta(minutes=10))
+    assert client.get("/health").json()["queues"] == "degraded"
+
+
 def test_live_answers_without_checking_dependencies(client):
     with override_settings(REDIS_URL="redis://127.0.0.1:1/0"):
         assert client.get("/health/live").json() == {"status": "ok"}
@@ -59,7 +83,9 @@ def test_ready_answers_503_naming_redis_when_it_stops(client, tmp_path):
             response = client.get("/health/ready")
             assert response.status_code == 503
             assert response.json()["failing"] == ["redis"]
-            assert client.get("/health").json()["status"] == "error"
+            body = client.get("/health").json()
+            assert body["status"] == "error"
+            assert body["redis"] == {"connected": False}
     finally:
         proc.kill()
 

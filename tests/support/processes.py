@@ -33,14 +33,20 @@ def child_env(**extra: str) -> dict[str, str]:
             "DJANGO_SETTINGS_MODULE": "config.settings", **extra}
 
 
-def start_worker(concurrency: int = 1, **env: str) -> subprocess.Popen:
-    """Start a prefork Celery worker in its own process group."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", QUEUES,
-         "--concurrency", str(concurrency), "-P", "prefork", "--without-gossip",
-         "--without-mingle", "--without-heartbeat", "-l", "warning"],
-        cwd=ROOT, env=child_env(**env), start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def start_worker(concurrency: int = 1, log: Path | None = None,
+                 **env: str) -> subprocess.Popen:
+    """Start a prefork Celery worker in its own process group (its log to `log` if given)."""
+    out = log.open("ab") if log else subprocess.DEVNULL
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", QUEUES,
+             "--concurrency", str(concurrency), "-P", "prefork", "--without-gossip",
+             "--without-mingle", "--without-heartbeat", "-l", "warning"],
+            cwd=ROOT, env=child_env(**env), start_new_session=True,
+            stdout=out, stderr=out)
+    finally:
+        if log:
+            out.close()
 
 
 def kill(process: subprocess.Popen, sig: int = signal.SIGKILL) -> None:

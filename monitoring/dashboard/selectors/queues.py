@@ -1,7 +1,8 @@
-"""Reads behind the queues page: per channel queue, the pause in force and what it holds."""
+"""Reads behind the queues page: per channel queue, the pause in force, what it holds and
+its messages counted per state."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.db.models import Count
@@ -10,6 +11,7 @@ from core.models import Workspace
 from messaging.channels import CHANNEL_QUEUES, QUEUE_CHANNELS
 from messaging.delivery import pauses
 from messaging.models import QueuePause
+from monitoring.selectors import queue_detail
 
 
 @dataclass(frozen=True)
@@ -19,6 +21,8 @@ class QueueRow:
     own: QueuePause | None  # the workspace's own pause
     everywhere: QueuePause | None  # the pause for every workspace
     held: int
+    # waiting, active, scheduled, failed, completed (monitoring.selectors.QUEUE_JOB_STATES)
+    counts: dict[str, int] = field(default_factory=dict)
 
     @property
     def paused(self) -> bool:
@@ -38,5 +42,6 @@ def queue_rows(workspace: Workspace) -> list[QueueRow]:
         held[queue] = held.get(queue, 0) + row["count"]
     return [QueueRow(queue=queue, channels=QUEUE_CHANNELS[queue],
                      own=found.get((queue, workspace.pk)), everywhere=found.get((queue, None)),
-                     held=held.get(queue, 0))
+                     held=held.get(queue, 0),
+                     counts=queue_detail(queue=queue, workspace=workspace, limit=0)["counts"])
             for queue in CHANNEL_QUEUES]

@@ -9,7 +9,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from core.models import Workspace
-from flows.cron import occurrences_after, zone_get
+from flows.cron import cron_describe, occurrences_after, zone_get
 from flows.models import Flow, FlowSchedule, ScheduleRun
 
 
@@ -27,9 +27,37 @@ class ScheduleRow:
     successes: int
     failures: int
     upcoming: list[datetime]
+    recent: list[ScheduleRun]  # its last runs, newest first
+
+    @property
+    def success_rate(self) -> float | None:
+        """Return the share of finished runs that succeeded, in percent (None: no run)."""
+        done = self.successes + self.failures
+        return round(100 * self.successes / done, 1) if done else None
 
 
 NEXT_RUNS = 3
+LAST_RUNS = 5  # runs shown per schedule
+PREVIEW_RUNS = 5  # occurrences the form's cron preview shows
+
+
+@dataclass(frozen=True)
+class CronPreview:
+    description: str
+    upcoming: list[datetime]
+    error: str = ""
+
+
+def cron_preview(cron: str, zone_name: str) -> CronPreview:
+    """Return what a cron expression means and its next occurrences in the zone, or why it
+    cannot be read (the form's preview)."""
+    try:
+        zone = zone_get(zone_name or "UTC")
+        upcoming = list(itertools.islice(occurrences_after(
+            cron=" ".join(cron.split()), zone=zone, after=timezone.now()), PREVIEW_RUNS))
+        return CronPreview(cron_describe(cron), upcoming)
+    except ValueError as exc:  # CronError
+        return CronPreview("", [], str(exc))
 
 
 def _upcoming(schedule: FlowSchedule) -> list[datetime]:
@@ -51,7 +79,15 @@ def schedule_rows(workspace: Workspace) -> list[ScheduleRow]:
     return [ScheduleRow(
         schedule, schedule.flow, schedule.cron, schedule.timezone, schedule.enabled,
         schedule.next_run_at, schedule.last_run_at, schedule.last_run_status, schedule.runs,
-        schedule.successes, schedule.failures, _upcoming(schedule)) for schedule in queryset]
+        schedule.successes, schedule.failures, _upcoming(schedule), _recent(schedule))
+        for schedule in queryset]
+
+
+def _recent(schedule: FlowSchedule) -> list[ScheduleRun]:
+    """Return the schedule's last LAST_RUNS runs, newest first (a workspace has few
+    schedules; each read is one indexed query)."""
+    return list(ScheduleRun.objects.filter(schedule=schedule)
+                .order_by("-occurrence_at", "-pk")[:LAST_RUNS])
 
 
 def schedule_runs(workspace: Workspace, limit: int = 20) -> list[ScheduleRun]:

@@ -23,7 +23,7 @@ def test_sms_posts_exact_json_with_bearer_and_idempotency(
     assert (request.method, request.path) == ("POST", "/base/send-sms")
     assert request.json() == {"to": "+14155550100", "message": "Hello",
                               "contactId": "contact-1", "workspaceId": "ws-1",
-                              "mediaUrl": None, "mediaUrls": []}
+                              "mediaUrl": None, "mediaUrls": [], "metadata": {}}
     assert request.header("Authorization") == "Bearer k1"
     assert request.header("Idempotency-Key") == "msg-0001"
     assert request.header("Content-Type") == "application/json"
@@ -33,14 +33,14 @@ def test_sms_posts_exact_json_with_bearer_and_idempotency(
 def test_a_compat_sms_sends_the_clients_ids_and_ours_under_relay_names(
         stub_server: StubServer, make_outbound: Callable[..., Outbound]) -> None:
     outbound = make_outbound(config={"api_url": stub_server.url}, metadata={
-        "_compat": {"contactId": "crm-7", "workspaceId": 66338}})
+        "_compat": {"contactId": "crm-7", "workspaceId": 10001}})
 
     HttpSmsProvider().send(outbound)
 
     assert stub_server.requests[0].json() == {
-        "to": "+14155550100", "message": "Hello", "contactId": "crm-7", "workspaceId": 66338,
+        "to": "+14155550100", "message": "Hello", "contactId": "crm-7", "workspaceId": 10001,
         "relayMessageId": "msg-0001", "relayWorkspaceId": "ws-1",
-        "relayContactId": "contact-1", "mediaUrl": None, "mediaUrls": []}
+        "relayContactId": "contact-1", "mediaUrl": None, "mediaUrls": [], "metadata": {}}
 
 
 def test_a_compat_message_without_client_ids_falls_back_to_ours(
