@@ -109,6 +109,8 @@ INSTALLED_APPS = [
     "core",
     "messaging",
     "flows",
+    # Contact imports, segments, broadcasts: what reaches many contacts at once.
+    "audiences",
     "monitoring",
     "processes",
 ]
@@ -505,6 +507,21 @@ CELERY_BEAT_SCHEDULE.update({
     # Republishes executions whose advance task was lost and finishes steps whose message
     # finished while the notification was lost; 30 s bounds that recovery time.
     "sweep-flows": {"task": "flows.tasks.sweep_flows", "schedule": 30.0},
+})
+
+# --- Audiences ------------------------------------------------------------------------------
+# Contact imports (README.md, "Contact imports"): the largest upload taken, and the most rows
+# one file may hold (it is counted before anything is written).
+IMPORT_MAX_BYTES = env_int("IMPORT_MAX_BYTES", 256 * 1024 * 1024)
+IMPORT_MAX_ROWS = env_int("IMPORT_MAX_ROWS", 1_000_000)
+# One import task works this long, then hands the rest to a fresh task on the queue.
+IMPORT_TASK_SECONDS = env_int("IMPORT_TASK_SECONDS", 60)
+# A pending import not started, or a running one without a batch for this long, had its
+# task lost (a killed worker, a broker flush): the sweep queues it again.
+IMPORT_STALL_SECONDS = env_int("IMPORT_STALL_SECONDS", 120)
+CELERY_BEAT_SCHEDULE.update({
+    # Imports run for minutes; a lost task found within a minute costs little.
+    "sweep-imports": {"task": "audiences.tasks.sweep_imports", "schedule": 60.0},
 })
 
 # --- Monitoring -----------------------------------------------------------------------------

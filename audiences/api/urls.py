@@ -1,0 +1,8 @@
+from audiences.api.imports import ContactImportViewSet
+from core.api import Router
+
+router = Router()
+# Before messaging's contacts/{id} route, which would take "imports" for an id.
+router.register("contacts/imports", ContactImportViewSet, basename="contact-import")
+
+urlpatterns = [*router.urls]

@@ -1,0 +1,12 @@
+"""Reads for audiences, each scoped to one workspace."""
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from audiences.models import ContactImport
+from core.models import Workspace
+
+
+def contact_imports_list(*, workspace: Workspace) -> QuerySet[ContactImport]:
+    """Return the workspace's contact imports, newest first."""
+    return ContactImport.objects.filter(workspace=workspace).order_by("-created_at")
