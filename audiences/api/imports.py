@@ -2,7 +2,6 @@
 its error file (README.md, "Contact imports")."""
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import django_filters
@@ -38,14 +37,6 @@ class ImportUploadSerializer(serializers.Serializer):
     default_region = serializers.CharField(
         required=False, allow_blank=True, max_length=2,
         help_text="Region for phone numbers written without +country code (DE, US).")
-
-    def validate_mapping(self, value: Any) -> Any:
-        if isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except ValueError as exc:
-                raise serializers.ValidationError("Must be a JSON object.") from exc
-        return value
 
 
 class ImportRowErrorSerializer(serializers.ModelSerializer):
