@@ -341,7 +341,7 @@ def contacts_insert(contacts: list[Contact]) -> None:
         Contact.objects.bulk_create(contacts, batch_size=IMPORT_BATCH)
         return
     columns = ", ".join(COPY_COLUMNS)
-    with connection.cursor() as cursor, cursor.cursor.copy(  # type: ignore[attr-defined]
+    with connection.cursor() as cursor, cursor.cursor.copy(
             f"COPY {Contact._meta.db_table} ({columns}) FROM STDIN") as copy:
         for contact in contacts:
             copy.write_row((contact.pk, contact.workspace_id, contact.external_id,

@@ -90,3 +90,72 @@ class ContactImportError(models.Model):
 
     def __str__(self) -> str:
         return f"row {self.row}: {self.message}"
+
+
+class Broadcast(models.Model):
+    """One message to every contact of an audience, sent through the message pipeline at a
+    pace (audiences.broadcasts)."""
+
+    class Status(models.TextChoices):
+        DRAFT = "draft"
+        SCHEDULED = "scheduled"
+        SENDING = "sending"
+        COMPLETED = "completed"
+        CANCELLED = "cancelled"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    workspace = models.ForeignKey("core.Workspace", on_delete=models.CASCADE,
+                                  related_name="broadcasts")
+    name = models.CharField(max_length=200)
+    channel = models.CharField(max_length=10)
+    content = models.JSONField(default=dict)  # the channel's content fields, as for a message
+    category = models.CharField(max_length=13, default="marketing")
+    # The audience: explicit contacts (deduplicated), or every contact matching rules in the
+    # flows' condition language (None: not used).
+    contact_ids = models.JSONField(null=True, blank=True)
+    rules = models.JSONField(null=True, blank=True)
+    send_at = models.DateTimeField(null=True, blank=True)
+    throttle = models.CharField(max_length=40, blank=True, default="")  # "1000/min"
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
+    # When the first message is due (send_at, or the launch); message n is due n / rate later.
+    start_at = models.DateTimeField(null=True, blank=True)
+    # Creating the messages: the last contact id done, and whether every batch is done.
+    cursor = models.CharField(max_length=64, blank=True, default="")
+    created_all = models.BooleanField(default=False)
+    targeted = models.PositiveIntegerField(default=0)
+    # Contacts of the audience without an address on the channel: no message was made.
+    skipped = models.PositiveIntegerField(default=0)
+    # The counts by message status, kept when the broadcast ends (live ones are counted).
+    final_stats = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    launched_at = models.DateTimeField(null=True, blank=True)
+    # Refreshed by every batch: the sweep requeues a sending broadcast whose task was lost.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["workspace", "-created_at"]),
+                   models.Index(fields=["status"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.status})"
+
+
+class BroadcastRecipient(models.Model):
+    """A contact a broadcast targeted, once (unique), with the message made for it."""
+
+    broadcast = models.ForeignKey(Broadcast, on_delete=models.CASCADE,
+                                  related_name="recipients")
+    contact = models.ForeignKey("core.Contact", on_delete=models.CASCADE, related_name="+")
+    message = models.ForeignKey("messaging.Message", on_delete=models.SET_NULL, null=True,
+                                blank=True, related_name="+")
+    position = models.PositiveIntegerField()  # 0 = the first contact sent to
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["broadcast", "contact"],
+                                               name="broadcast_recipient_unique_contact")]
+
+    def __str__(self) -> str:
+        return f"{self.broadcast_id} → {self.contact_id}"

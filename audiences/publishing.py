@@ -11,6 +11,7 @@ from messaging.channels import DEFAULT_QUEUE
 logger = logging.getLogger(__name__)
 
 RUN_IMPORT = "audiences.tasks.run_import"
+RUN_BROADCAST = "audiences.tasks.run_broadcast"
 
 
 def send(task_name: str, *args: str) -> None:

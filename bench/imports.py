@@ -14,7 +14,7 @@ from pathlib import Path
 
 import requests
 
-from bench.harness import VAR, Cluster
+from bench.harness import VAR, Cluster, rss_of_tree
 
 
 def write_csv(path: Path, n: int, prefix: str) -> int:
@@ -34,8 +34,6 @@ class PeakRss:
     """Sample the resident memory of some process trees every 0.2 s; keep the peak."""
 
     def __init__(self, pids: list[int]) -> None:
-        from bench.run import rss_of_tree
-
         self.measure = lambda: sum(rss_of_tree(pid) for pid in pids)
         self.before = self.measure()
         self.peak = self.before

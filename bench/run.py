@@ -19,7 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.harness import ROOT, Cluster
+from bench.harness import ROOT, Cluster, rss_of_tree
 from bench.load import accept_batch, closed_loop, open_loop, percentile, wait_for
 from messaging.channels import SMS
 
@@ -219,15 +219,6 @@ def schedule(cluster: Cluster, n: int) -> None:
 
 
 # --- 5. memory with many pending --------------------------------------------------------------
-
-def rss_of_tree(pid: int) -> int:
-    """Return the resident set (bytes) of a process and its children."""
-    import subprocess
-
-    out = subprocess.run(["ps", "-o", "rss=", "--ppid", str(pid), "-p", str(pid)],
-                         capture_output=True, text=True).stdout
-    return sum(int(x) for x in out.split()) * 1024
-
 
 def memory(cluster: Cluster, n: int) -> None:
     import redis

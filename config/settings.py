@@ -519,9 +519,15 @@ IMPORT_TASK_SECONDS = env_int("IMPORT_TASK_SECONDS", 60)
 # A pending import not started, or a running one without a batch for this long, had its
 # task lost (a killed worker, a broker flush): the sweep queues it again.
 IMPORT_STALL_SECONDS = env_int("IMPORT_STALL_SECONDS", 120)
+# A scheduled or sending broadcast without a batch made for this long had its task lost:
+# the tick queues it again.
+BROADCAST_STALL_SECONDS = env_int("BROADCAST_STALL_SECONDS", 120)
 CELERY_BEAT_SCHEDULE.update({
     # Imports run for minutes; a lost task found within a minute costs little.
     "sweep-imports": {"task": "audiences.tasks.sweep_imports", "schedule": 60.0},
+    # Starts broadcasts whose send_at came and completes finished ones (broadcast.completed
+    # goes out within this long of the last message); a few indexed queries each time.
+    "broadcasts-tick": {"task": "audiences.tasks.broadcasts_tick", "schedule": 5.0},
 })
 
 # --- Monitoring -----------------------------------------------------------------------------
