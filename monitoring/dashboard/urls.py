@@ -28,6 +28,7 @@ urlpatterns = [
     path("queues/<str:queue>/pause/", views.queue_pause, name="queue-pause"),
     path("audit-log/", views.audit_log, name="audit-log"),
     path("schedules/", views.schedules, name="schedules"),
+    path("broadcasts/", views.broadcasts, name="broadcasts"),
     path("schedules/<str:pk>/toggle/", views.schedule_toggle, name="schedule-toggle"),
     path("alerts/", views.alerts, name="alerts"),
     path("endpoints/", views.endpoints, name="endpoints"),
