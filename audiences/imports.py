@@ -326,29 +326,52 @@ def _apply(contact: Contact, row: Row) -> None:
         contact.attributes = {**(contact.attributes or {}), **row.attributes}
 
 
-# The columns a new contact gets from an import, in COPY order.
+# The columns a new contact gets from an import, in COPY order; an update writes the same
+# but the workspace and creation time.
 COPY_COLUMNS = ("id", "workspace_id", "external_id", "first_name", "last_name", "phone",
                 "email", "timezone", "attributes", "sms_subscribed", "email_subscribed",
                 "created_at", "updated_at")
+UPDATE_COLUMNS = tuple(c for c in COPY_COLUMNS if c not in ("workspace_id", "created_at"))
+# Rows of one batch's updates, dropped at commit (one per connection, made when first used).
+UPDATE_TABLE = """CREATE TEMP TABLE IF NOT EXISTS audiences_contact_update (
+    id uuid, external_id varchar(200), first_name varchar(100), last_name varchar(100),
+    phone varchar(20), email varchar(254), timezone varchar(64), attributes jsonb,
+    sms_subscribed boolean, email_subscribed boolean, updated_at timestamptz
+) ON COMMIT DELETE ROWS"""
 
 
-def contacts_insert(contacts: list[Contact]) -> None:
-    """Insert new contacts: with COPY on PostgreSQL (a third of bulk_create's time for a
-    batch: no per-value SQL parameters), else bulk_create."""
-    if not contacts:
-        return
-    if connection.vendor != "postgresql":
-        Contact.objects.bulk_create(contacts, batch_size=IMPORT_BATCH)
-        return
-    columns = ", ".join(COPY_COLUMNS)
-    with connection.cursor() as cursor, cursor.cursor.copy(
-            f"COPY {Contact._meta.db_table} ({columns}) FROM STDIN") as copy:
+def _row_of(contact: Contact, columns: tuple[str, ...]) -> tuple[Any, ...]:
+    values = {"attributes": json.dumps(contact.attributes)}
+    return tuple(values[c] if c in values else getattr(contact, c) for c in columns)
+
+
+def _copy(cursor: Any, table: str, columns: tuple[str, ...], contacts: list[Contact]) -> None:
+    with cursor.cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
         for contact in contacts:
-            copy.write_row((contact.pk, contact.workspace_id, contact.external_id,
-                            contact.first_name, contact.last_name, contact.phone,
-                            contact.email, contact.timezone, json.dumps(contact.attributes),
-                            contact.sms_subscribed, contact.email_subscribed,
-                            contact.created_at, contact.updated_at))
+            copy.write_row(_row_of(contact, columns))
+
+
+def contacts_write(fresh: list[Contact], old: list[Contact]) -> None:
+    """Insert the new contacts and update the matched ones: on PostgreSQL with COPY (new
+    rows straight into the table; updates into a temporary table, then one UPDATE ... FROM),
+    which takes a fraction of bulk_create's time and avoids bulk_update's CASE per row;
+    elsewhere with bulk_create and bulk_update."""
+    if connection.vendor != "postgresql":
+        Contact.objects.bulk_create(fresh, batch_size=IMPORT_BATCH)
+        Contact.objects.bulk_update(old, [*FIELDS, "attributes", "updated_at"],
+                                    batch_size=IMPORT_BATCH)
+        return
+    table = Contact._meta.db_table
+    with connection.cursor() as cursor:
+        if fresh:
+            _copy(cursor, table, COPY_COLUMNS, fresh)
+        if old:
+            cursor.execute(UPDATE_TABLE)
+            _copy(cursor, "audiences_contact_update", UPDATE_COLUMNS, old)
+            assignments = ", ".join(f"{c} = u.{c}" for c in UPDATE_COLUMNS if c != "id")
+            cursor.execute(f"UPDATE {table} AS c SET {assignments} "  # noqa: S608 (our names)
+                           "FROM audiences_contact_update AS u WHERE c.id = u.id")
+            cursor.execute("DELETE FROM audiences_contact_update")
 
 
 def batch_write(*, job: ContactImport, rows: list[Row], failed: list[ContactImportError],
@@ -376,10 +399,7 @@ def batch_write(*, job: ContactImport, rows: list[Row], failed: list[ContactImpo
             touched[id(contact)] = contact
         fresh = [c for c in touched.values() if c._state.adding]
         old = [c for c in touched.values() if not c._state.adding]
-        contacts_insert(fresh)
-        if old:
-            Contact.objects.bulk_update(old, [*FIELDS, "attributes", "updated_at"],
-                                        batch_size=IMPORT_BATCH)
+        contacts_write(fresh, old)
         ContactImportError.objects.bulk_create(failed)
         moved = ContactImport.objects.filter(pk=job.pk, rows_done=done_before).update(
             rows_done=done_before + len(rows) + len(failed),

@@ -3,7 +3,7 @@
     python -m bench.run [--scenario NAME[,NAME]] [--n N] [--out var/bench/latest.json]
 
 Scenarios: ingest, e2e, latency, schedule, memory, flows, cron, policy, events, metrics,
-timeline, import. Every figure is measured in the same run as its baseline, and printed
+timeline, import, broadcast. Every figure is measured in the same run as its baseline, and printed
 with the ratio.
 BENCH_DATABASE_NAME names the database the run drops and creates (default relay_bench).
 """
@@ -373,10 +373,11 @@ def events(cluster: Cluster, n: int) -> None:
 
 
 SCENARIOS = ("ingest", "e2e", "latency", "schedule", "memory", "flows", "cron", "policy",
-             "events", "metrics", "timeline", "import")
+             "events", "metrics", "timeline", "import", "broadcast")
 DEFAULT_N = {"ingest": 4000, "e2e": 10000, "latency": 3000, "schedule": 10000,
              "memory": 1_000_000, "flows": 5000, "cron": 1000, "policy": 10000,
-             "events": 5000, "metrics": 2_000_000, "timeline": 4000, "import": 100_000}
+             "events": 5000, "metrics": 2_000_000, "timeline": 4000, "import": 100_000,
+             "broadcast": 100_000}
 
 
 def machine() -> dict[str, Any]:
@@ -460,6 +461,10 @@ def main() -> None:
                 from bench.policy import policy
 
                 policy(cluster, size, row)
+            elif name == "broadcast":
+                from bench.broadcast import broadcast
+
+                broadcast(cluster, size, row, delivery_rate)
             elif name == "import":
                 from bench.imports import contact_import
 
