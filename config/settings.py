@@ -334,6 +334,8 @@ SPECTACULAR_SETTINGS = {
         "KindEnum": "core.models.DeadLetter.Kind",
         "ProviderCallOutcomeEnum": "messaging.delivery.failover.CALL_OUTCOMES",
         "ProviderStateEnum": "messaging.providers.breaker.STATES",
+        "ContactImportStatusEnum": "audiences.models.ContactImport.Status",
+        "BroadcastStatusEnum": "audiences.models.Broadcast.Status",
     },
     # Swagger UI from the drf-spectacular-sidecar package (collected into STATIC_ROOT), so
     # /api/docs/ needs no CDN and its version is pinned with the other dependencies.
