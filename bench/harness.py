@@ -334,3 +334,10 @@ class Cluster:
             **({"rate_limits": rate_limits} if rate_limits else {})})
         _, key = api_key_create(workspace=workspace)
         return workspace, key
+
+
+def rss_of_tree(pid: int) -> int:
+    """Return the resident set (bytes) of a process and its children."""
+    out = subprocess.run(["ps", "-o", "rss=", "--ppid", str(pid), "-p", str(pid)],
+                         capture_output=True, text=True).stdout
+    return sum(int(x) for x in out.split()) * 1024

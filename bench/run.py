@@ -3,8 +3,8 @@
     python -m bench.run [--scenario NAME[,NAME]] [--n N] [--out var/bench/latest.json]
 
 Scenarios: ingest, e2e, latency, schedule, memory, flows, cron, policy, events, metrics,
-timeline, journeys. Every figure is measured in the same run as its baseline, and printed
-with the ratio.
+timeline, dashboard, journeys, import, broadcast. Every figure is measured in the same run as
+its baseline, and printed with the ratio.
 BENCH_DATABASE_NAME names the database the run drops and creates (default relay_bench).
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.harness import ROOT, Cluster
+from bench.harness import ROOT, Cluster, rss_of_tree
 from bench.load import accept_batch, closed_loop, open_loop, percentile, wait_for
 from messaging.channels import SMS
 
@@ -220,15 +220,6 @@ def schedule(cluster: Cluster, n: int) -> None:
 
 # --- 5. memory with many pending --------------------------------------------------------------
 
-def rss_of_tree(pid: int) -> int:
-    """Return the resident set (bytes) of a process and its children."""
-    import subprocess
-
-    out = subprocess.run(["ps", "-o", "rss=", "--ppid", str(pid), "-p", str(pid)],
-                         capture_output=True, text=True).stdout
-    return sum(int(x) for x in out.split()) * 1024
-
-
 def memory(cluster: Cluster, n: int) -> None:
     import redis
     from django.db import connection
@@ -382,11 +373,11 @@ def events(cluster: Cluster, n: int) -> None:
 
 
 SCENARIOS = ("ingest", "e2e", "latency", "schedule", "memory", "flows", "cron", "policy",
-             "events", "metrics", "timeline", "dashboard", "journeys")
+             "events", "metrics", "timeline", "dashboard", "journeys", "import", "broadcast")
 DEFAULT_N = {"ingest": 4000, "e2e": 10000, "latency": 3000, "schedule": 10000,
              "memory": 1_000_000, "flows": 5000, "cron": 1000, "policy": 10000,
              "events": 5000, "metrics": 2_000_000, "timeline": 4000, "dashboard": 10_000_000,
-             "journeys": 10000}
+             "journeys": 10000, "import": 100_000, "broadcast": 100_000}
 
 
 def machine() -> dict[str, Any]:
@@ -474,6 +465,14 @@ def main() -> None:
                 from bench.dashboard_pages import dashboard
 
                 dashboard(cluster, size, row)
+            elif name == "broadcast":
+                from bench.broadcast import broadcast
+
+                broadcast(cluster, size, row, delivery_rate)
+            elif name == "import":
+                from bench.imports import contact_import
+
+                contact_import(cluster, size, row)
             elif name == "timeline":
                 from bench.timeline import timeline
 

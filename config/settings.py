@@ -109,6 +109,8 @@ INSTALLED_APPS = [
     "core",
     "messaging",
     "flows",
+    # Contact imports, segments, broadcasts: what reaches many contacts at once.
+    "audiences",
     "monitoring",
     "processes",
 ]
@@ -342,6 +344,8 @@ SPECTACULAR_SETTINGS = {
         "KindEnum": "core.models.DeadLetter.Kind",
         "ProviderCallOutcomeEnum": "messaging.delivery.failover.CALL_OUTCOMES",
         "ProviderStateEnum": "messaging.providers.breaker.STATES",
+        "ContactImportStatusEnum": "audiences.models.ContactImport.Status",
+        "BroadcastStatusEnum": "audiences.models.Broadcast.Status",
     },
     # Swagger UI from the drf-spectacular-sidecar package (collected into STATIC_ROOT), so
     # /api/docs/ needs no CDN and its version is pinned with the other dependencies.
@@ -515,6 +519,27 @@ CELERY_BEAT_SCHEDULE.update({
     # Republishes executions whose advance task was lost and finishes steps whose message
     # finished while the notification was lost; 30 s bounds that recovery time.
     "sweep-flows": {"task": "flows.tasks.sweep_flows", "schedule": 30.0},
+})
+
+# --- Audiences ------------------------------------------------------------------------------
+# Contact imports (README.md, "Contact imports"): the largest upload taken, and the most rows
+# one file may hold (it is counted before anything is written).
+IMPORT_MAX_BYTES = env_int("IMPORT_MAX_BYTES", 256 * 1024 * 1024)
+IMPORT_MAX_ROWS = env_int("IMPORT_MAX_ROWS", 1_000_000)
+# One import task works this long, then hands the rest to a fresh task on the queue.
+IMPORT_TASK_SECONDS = env_int("IMPORT_TASK_SECONDS", 60)
+# A pending import not started, or a running one without a batch for this long, had its
+# task lost (a killed worker, a broker flush): the sweep queues it again.
+IMPORT_STALL_SECONDS = env_int("IMPORT_STALL_SECONDS", 120)
+# A scheduled or sending broadcast without a batch made for this long had its task lost:
+# the tick queues it again.
+BROADCAST_STALL_SECONDS = env_int("BROADCAST_STALL_SECONDS", 120)
+CELERY_BEAT_SCHEDULE.update({
+    # Imports run for minutes; a lost task found within a minute costs little.
+    "sweep-imports": {"task": "audiences.tasks.sweep_imports", "schedule": 60.0},
+    # Starts broadcasts whose send_at came and completes finished ones (broadcast.completed
+    # goes out within this long of the last message); a few indexed queries each time.
+    "broadcasts-tick": {"task": "audiences.tasks.broadcasts_tick", "schedule": 5.0},
 })
 
 # --- Monitoring -----------------------------------------------------------------------------

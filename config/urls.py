@@ -60,6 +60,8 @@ urlpatterns = [
     path("api/docs/", csp_replace({"style-src": [SELF, UNSAFE_INLINE]})(
         SpectacularSwaggerSplitView.as_view(url_name="schema", permission_classes=[],
                                             authentication_classes=[])), name="docs"),
+    # Audiences first: its contacts/imports routes would otherwise match contacts/{id}.
+    path("api/v1/", include("audiences.api.urls")),
     path("api/v1/", include("messaging.api.urls")),
     path("api/v1/", include("flows.api.urls")),
     path("api/v1/", include("flows.schedule_urls")),

@@ -1,14 +1,17 @@
 """API-wide pieces: one error shape, pagination, the workspace scope of every view."""
 from __future__ import annotations
 
-from collections.abc import Callable
+import csv
+import json
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.db.models import Model, QuerySet
-from django.http import Http404, HttpRequest, JsonResponse
+from django.http import Http404, HttpRequest, JsonResponse, StreamingHttpResponse
 from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import PageNumberPagination
+from rest_framework.renderers import BaseRenderer
 from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -211,3 +214,31 @@ class WorkspaceScoped(_GenericView):
     def perform_create(self, serializer: serializers.BaseSerializer) -> None:
         """Save a new row into the key's workspace, whatever the body said."""
         serializer.save(workspace=self.workspace)
+
+
+class CSVRenderer(BaseRenderer):
+    """Names text/csv for the views that stream CSV; an error answer is still JSON text."""
+
+    media_type = "text/csv"
+    format = "csv"
+    charset = "utf-8"
+
+    def render(self, data: Any, accepted_media_type: str | None = None,
+               renderer_context: Mapping[str, Any] | None = None) -> bytes:
+        return json.dumps(data).encode() if data is not None else b""
+
+
+class _Echo:
+    """A file-like object whose write returns the line, for csv.writer in a stream."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def csv_stream(rows: Iterator[list[Any]], filename: str) -> StreamingHttpResponse:
+    """Answer rows as a streamed CSV download (one row in memory at a time)."""
+    writer = csv.writer(_Echo())
+    response = StreamingHttpResponse((writer.writerow(row) for row in rows),
+                                     content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response

@@ -501,6 +501,19 @@ def _send_at(values: dict) -> datetime | None:
 
 # --- the composer ---------------------------------------------------------------------------
 
+def content_check(*, data: Any) -> None:
+    """Raise MessageInvalid unless `data` (channel, content, category...) would make a
+    message once a recipient is added: what a sender to many contacts checks once, before
+    it composes for each (audiences.broadcasts)."""
+    if not isinstance(data, dict):
+        raise MessageInvalid({"non_field_errors": ["Expected a JSON object."]})
+    values = _parse(data)
+    spec = CHANNELS[values["channel"]]
+    _check_field_names(data, spec)
+    _check_reserved_metadata(values)
+    _require_content(values, spec)
+
+
 def message_compose(*, workspace: Workspace, data: Any, source: str = "api",
                     contacts_cache: dict | None = None,
                     reserved: dict[str, Any] | None = None) -> Message:

@@ -6,17 +6,20 @@ from typing import Any
 import django_filters
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
-from drf_spectacular.utils import extend_schema
+from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.api import WorkspaceScoped
+from core.api import CSVRenderer, WorkspaceScoped, csv_stream
 from core.models import Contact, Workspace, validate_timezone
 from core.phones import normalize_phone
 from core.services import contact_upsert
-from messaging.selectors import contacts_list
+from messaging.selectors import EXPORT_COLUMNS, contacts_export_rows, contacts_list
 
 
 class ContactSerializer(serializers.ModelSerializer):
@@ -103,6 +106,17 @@ class ContactViewSet(WorkspaceScoped, viewsets.ModelViewSet):
 
     def scoped_queryset(self, *, workspace: Workspace) -> QuerySet[Contact]:
         return contacts_list(workspace=workspace)
+
+    @extend_schema(responses={(200, "text/csv"): OpenApiResponse(
+        OpenApiTypes.STR, description="One row per contact: " + ", ".join(EXPORT_COLUMNS)
+        + " (attributes as a JSON object).")})
+    @action(detail=False, methods=["get"], url_path="export",
+            renderer_classes=[JSONRenderer, CSVRenderer])
+    def export(self, request: Request) -> StreamingHttpResponse:
+        """Download the contacts as CSV, streamed; the list's filters, search and ordering
+        apply."""
+        contacts = self.filter_queryset(self.get_queryset())
+        return csv_stream(contacts_export_rows(contacts=contacts), "contacts.csv")
 
     @extend_schema(request=ContactUpsertSerializer,
                    responses={200: ContactSerializer, 201: ContactSerializer})

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework.request import Request
@@ -28,8 +29,23 @@ ABANDONED_AFTER = timedelta(minutes=5)
 
 
 def _fingerprint(request: Request) -> str:
-    body = json.dumps(request.data, sort_keys=True, separators=(",", ":"), default=str)
+    data = request.data
+    if request.FILES:
+        # An upload counts by its content, so another file under the same name is another
+        # request (answered 422), the same file again a replay.
+        data = {key: request.POST.getlist(key) for key in request.POST}
+        data["files"] = {name: _digest(upload) for name, upload in request.FILES.items()}
+    body = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(f"{request.method} {request.path}\n{body}".encode()).hexdigest()
+
+
+def _digest(upload: UploadedFile) -> str:
+    """Return the SHA-256 of an uploaded file, read in chunks and rewound after."""
+    digest = hashlib.sha256()
+    for chunk in upload.chunks():
+        digest.update(chunk)
+    upload.seek(0)
+    return digest.hexdigest()
 
 
 def _claim(workspace: Workspace, key: str, fingerprint: str) -> IdempotencyRecord | Response:

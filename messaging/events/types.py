@@ -23,6 +23,7 @@ EXECUTION_EXITED = "execution.exited"
 EXECUTION_CONVERTED = "execution.converted"
 SCHEDULE_RUN_FAILED = "schedule.run_failed"
 DEAD_LETTER_CREATED = "dead_letter.created"
+BROADCAST_COMPLETED = "broadcast.completed"
 # The only list of event types (the API refuses any other; "*" subscribes to all), each with
 # the version of its payload schema (docs/events/<type>.schema.json): bump it, and the
 # schema file, whenever a builder changes the payload's shape (tests/messaging/
@@ -31,7 +32,7 @@ SCHEMA_VERSIONS: dict[str, int] = {
     MESSAGE_QUEUED: 1, MESSAGE_SENT: 1, MESSAGE_DELIVERED: 1, MESSAGE_UNDELIVERED: 1,
     MESSAGE_FAILED: 1, MESSAGE_SUPPRESSED: 1, MESSAGE_RECEIVED: 1, EXECUTION_STARTED: 1,
     EXECUTION_COMPLETED: 1, EXECUTION_FAILED: 1, EXECUTION_EXITED: 1, EXECUTION_CONVERTED: 1,
-    SCHEDULE_RUN_FAILED: 1, DEAD_LETTER_CREATED: 1}
+    SCHEDULE_RUN_FAILED: 1, DEAD_LETTER_CREATED: 1, BROADCAST_COMPLETED: 1}
 EVENT_TYPES: tuple[str, ...] = tuple(SCHEMA_VERSIONS)
 ALL_EVENTS = "*"
 # Message sources of event deliveries: they emit no events of their own, or a failing

@@ -35,6 +35,7 @@ urlpatterns = [
     path("schedules/new/", views.schedule_create, name="schedule-create"),
     path("schedules/<str:pk>/edit/", views.schedule_edit, name="schedule-edit"),
     path("schedules/<str:pk>/delete/", views.schedule_delete, name="schedule-delete"),
+    path("broadcasts/", views.broadcasts, name="broadcasts"),
     path("schedules/<str:pk>/toggle/", views.schedule_toggle, name="schedule-toggle"),
     path("alerts/", views.alerts, name="alerts"),
     path("endpoints/", views.endpoints, name="endpoints"),

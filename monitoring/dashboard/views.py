@@ -65,6 +65,7 @@ from monitoring.dashboard.forms import (
 from monitoring.dashboard.overview import overview_context
 from monitoring.dashboard.paging import WindowPaginator
 from monitoring.dashboard.selectors.alerts import alerts_context
+from monitoring.dashboard.selectors.broadcasts import broadcast_row, broadcasts_page_rows
 from monitoring.dashboard.selectors.common import (
     as_uuid,
     format_seconds,
@@ -591,6 +592,16 @@ def audit_log(request: HttpRequest, workspace: Workspace) -> HttpResponse:
 
 
 # --- schedules, alerts, rate limits -----------------------------------------------------------
+
+@require_GET
+@dashboard_page
+def broadcasts(request: HttpRequest, workspace: Workspace) -> HttpResponse:
+    """List the workspace's broadcasts with a progress bar and their stats."""
+    page = _page_of(request, broadcasts_page_rows(workspace))
+    return _render(request, "dashboard/broadcasts.html", workspace,
+                   {"page": page, "items": [broadcast_row(b) for b in page]},
+                   section="broadcasts")
+
 
 @require_GET
 @dashboard_page

@@ -110,3 +110,43 @@ def test_it_updates_and_deletes(api, workspace):
                      format="json").status_code == 400
     assert api.delete(f"/api/v1/contacts/{contact.id}").status_code == 204
     assert not Contact.objects.filter(id=contact.id).exists()
+
+
+def _export(api, **params):
+    import csv
+    import io
+
+    response = api.get("/api/v1/contacts/export", params)
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/csv")
+    assert response.streaming
+    return list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+
+
+def test_the_export_streams_the_workspaces_contacts_as_csv(api, workspace):
+    ada = ContactFactory(workspace=workspace, external_id="e-1", phone="+14155552671",
+                         attributes={"city": "Zürich", "vip": True})
+    ContactFactory(workspace=workspace, external_id="e-2", sms_subscribed=False)
+    ContactFactory(external_id="elsewhere")  # another workspace's
+    rows = _export(api, ordering="created_at")
+    assert [row["external_id"] for row in rows] == ["e-1", "e-2"]
+    assert rows[0]["id"] == str(ada.id)
+    assert rows[0]["phone"] == "+14155552671"
+    assert rows[0]["attributes"] == '{"city": "Zürich", "vip": true}'
+    assert rows[1]["sms_subscribed"] == "False"
+    assert list(rows[0]) == ["id", "external_id", "first_name", "last_name", "phone", "email",
+                             "timezone", "sms_subscribed", "email_subscribed", "attributes",
+                             "created_at", "updated_at"]
+
+
+def test_the_export_takes_the_lists_filters(api, workspace):
+    ContactFactory(workspace=workspace, external_id="f-1", sms_subscribed=False)
+    ContactFactory(workspace=workspace, external_id="f-2")
+    assert [row["external_id"] for row in _export(api, sms_subscribed="false")] == ["f-1"]
+    assert _export(api, search="f-2")[0]["external_id"] == "f-2"
+
+
+def test_an_export_with_a_bad_filter_answers_400(api):
+    response = api.get("/api/v1/contacts/export", {"created_after": "yesterday"})
+    assert response.status_code == 400
+    assert "created_after" in response.json()["error"]["fields"]

@@ -75,6 +75,22 @@ def closed_objects(node: Any, path: str = "$") -> list[str]:
     return found
 
 
+def broadcast_completed_emit(workspace) -> None:
+    """Complete a broadcast of two messages, one sent, one suppressed."""
+    from audiences import broadcasts
+    from audiences.models import Broadcast, BroadcastRecipient
+
+    broadcast = Broadcast.objects.create(workspace=workspace, name="news", channel="sms",
+                                         content={"body": "hi"}, status="sending",
+                                         created_all=True, targeted=2, skipped=1)
+    for status in ("sent", "suppressed"):
+        message = MessageFactory(workspace=workspace, status=status)
+        BroadcastRecipient.objects.create(broadcast=broadcast, contact=message.contact,
+                                          message=message, position=0 if status == "sent"
+                                          else 1)
+    assert broadcasts.broadcasts_tick()["completed"] == 1
+
+
 @pytest.fixture
 def payloads(workspace) -> dict[str, list[dict[str, Any]]]:
     """Build one payload of every event type from real rows, through the emitters."""
@@ -102,6 +118,7 @@ def payloads(workspace) -> dict[str, list[dict[str, Any]]]:
                                      status=ScheduleRun.Status.FAILED, error="boom")
     flow_events.schedule_run_failed_emit(run=run)
     dead_letter_emit(letter=DeadLetterFactory(workspace=workspace))
+    broadcast_completed_emit(workspace)
     built: dict[str, list[dict[str, Any]]] = {}
     for delivery in Message.objects.filter(webhook_endpoint=endpoint):
         body = delivery.content["payload"]

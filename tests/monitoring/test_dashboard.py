@@ -38,7 +38,7 @@ pytestmark = pytest.mark.django_db
 
 PAGES = ["dashboard:overview", "dashboard:executions", "dashboard:messages",
          "dashboard:dead-letters", "dashboard:schedules", "dashboard:alerts",
-         "dashboard:rate-limits"]
+         "dashboard:rate-limits", "dashboard:broadcasts"]
 
 
 @pytest.fixture

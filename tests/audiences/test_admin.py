@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from audiences.models import Broadcast, ContactImport, ContactImportError
+from tests.factories import ContactFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff(client):
+    user = get_user_model().objects.create_superuser("root", "root@example.com", "pw")
+    client.force_login(user)
+    return client
+
+
+def test_the_import_and_broadcast_pages_render(staff, workspace):
+    job = ContactImport.objects.create(workspace=workspace, format="csv", filename="a.csv")
+    ContactImportError.objects.create(contact_import=job, row=2, field="phone",
+                                      message="'1' is not a valid phone number.")
+    broadcast = Broadcast.objects.create(workspace=workspace, name="news", channel="sms",
+                                         content={"body": "hi"})
+    for url in ["/admin/audiences/contactimport/",
+                f"/admin/audiences/contactimport/{job.pk}/change/",
+                "/admin/audiences/broadcast/",
+                f"/admin/audiences/broadcast/{broadcast.pk}/change/"]:
+        response = staff.get(url)
+        assert response.status_code == 200, url
+    page = staff.get(f"/admin/audiences/contactimport/{job.pk}/change/").content.decode()
+    assert "is not a valid phone number" in page
+    assert staff.get("/admin/audiences/contactimport/add/").status_code == 403
+
+
+def test_the_admin_cancels_a_broadcast(staff, workspace):
+    contact = ContactFactory(workspace=workspace)
+    broadcast = Broadcast.objects.create(workspace=workspace, name="news", channel="sms",
+                                         content={"body": "hi"}, contact_ids=[str(contact.pk)],
+                                         status="sending")
+    done = Broadcast.objects.create(workspace=workspace, name="old", channel="sms",
+                                    content={"body": "hi"}, status="completed")
+    staff.post("/admin/audiences/broadcast/", {"action": "cancel",
+                                               "_selected_action": [broadcast.pk, done.pk]})
+    assert Broadcast.objects.get(pk=broadcast.pk).status == "cancelled"
+    assert Broadcast.objects.get(pk=done.pk).status == "completed"
