@@ -483,7 +483,9 @@ def sweep(*, now: datetime | None = None) -> dict[str, int]:
         MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.UNDELIVERED,
         MessageStatus.FAILED, MessageStatus.SUPPRESSED]).exclude(
         # A send waiting for its outcome keeps waiting on a sent message (receipt or timer).
-        input__wait_for="delivered", message__status=MessageStatus.SENT,
+        # has_key, not a key comparison: a missing key compares as NULL, and NOT (NULL AND
+        # true) would leave out every other step whose message was sent.
+        input__has_key="wait_for", message__status=MessageStatus.SENT,
     ).values_list("message_id", flat=True)[:1000]
     for message_id in list(orphans):
         on_message_finished(message_id=message_id)

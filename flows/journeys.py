@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from core.models import Contact
@@ -161,12 +161,9 @@ def executions_exit(*, ids: list[Any], reason: str, now: datetime) -> list[Any]:
             "status": ExecStatus.EXITED, "exit_reason": reason[:110], "completed_at": now,
             "wake_at": None, "waiting_event": "", "paused_at": None, "paused_by": "",
             "lease_until": None, "updated_at": now}
-        if goal:
-            fields["converted_at"] = now
+        if goal:  # with the node each one had reached (its cursor stays where it was)
+            fields.update(converted_at=now, converted_node=F("current_node"))
         Execution.objects.filter(pk__in=list(locked)).update(**fields)
-        if goal:  # the node each one had reached
-            for node, group in _by_node(locked).items():
-                Execution.objects.filter(pk__in=group).update(converted_node=node)
         waiting_steps_end(execution_ids=list(locked), now=now,
                           reason=f"execution exited ({reason})")
         ended = list(Execution.objects.filter(pk__in=list(locked)))

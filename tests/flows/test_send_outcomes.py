@@ -175,3 +175,25 @@ def refused_on_publish(api, nodes: list, edges: list, words: str) -> None:
     response = api.post(f"/api/v1/flows/{flow['id']}/publish")
     assert response.status_code == 400
     assert words in str(response.json()["error"]["fields"]["graph"])
+
+
+def test_the_sweeper_finishes_a_plain_send_but_leaves_an_outcome_wait_on_a_sent_message(
+        api, workspace, providers):
+    """The sweeper completes steps whose message finished while nobody was told (a worker
+    killed); a send waiting for its outcome keeps waiting while its message is only sent."""
+    from flows import engine
+
+    plain = make_flow(api, [{"id": "s", "type": "send_sms", "data": {"body": "x"}}], [])
+    outcome = make_flow(api, [{"id": "s", "type": "send_sms", "data": {
+        "body": "x", "wait_for": "delivered", "timeout": "1h"}}], [])
+    ids = [start(api, flow["id"], ContactFactory(workspace=workspace))
+           for flow in (plain, outcome)]
+    for execution_id in ids:
+        assert engine.advance(execution_id=execution_id) == "waiting"
+    Message.objects.update(status="sent")
+
+    assert engine.sweep()["steps_finished"] == 1
+
+    assert Execution.objects.get(pk=ids[0]).status == "completed"
+    assert Execution.objects.get(pk=ids[1]).status == "waiting"
+    assert Step.objects.get(execution_id=ids[1]).status == "waiting"
