@@ -53,7 +53,7 @@ def task_queue(message: Message, kind: str) -> str:
 
 def _publish_now(messages: list[Message], *, now: datetime | None = None) -> int:
     now = now or timezone.now()
-    groups: dict[tuple[str, str, float], list[Message]] = {}
+    groups: dict[tuple[str, str, str, float], list[Message]] = {}
     for message in messages:
         countdown = 0.0
         if message.due_at is not None:

@@ -172,9 +172,10 @@ def _claim_next(lane: str, limit: int, now: datetime) -> list[Any]:
     table = Message._meta.db_table
     workspaces = Workspace._meta.db_table
     due = now + timedelta(milliseconds=50)  # publishing rounds countdowns up to 50 ms
-    params = {"lane": lane, "queued": MessageStatus.QUEUED, "limit": limit, "due": due,
-              "sending": MessageStatus.SENDING, "now": now,
-              "lease": now + timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)}
+    params: dict[str, Any] = {
+        "lane": lane, "queued": MessageStatus.QUEUED, "limit": limit, "due": due,
+        "sending": MessageStatus.SENDING, "now": now,
+        "lease": now + timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)}
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [CLAIM_LOCK, lane])
         cursor.execute(f"""
