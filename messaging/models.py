@@ -219,8 +219,8 @@ class Message(models.Model):
                          condition=Q(status__in=["queued", "sending"])),
             # A delivery task's claim: the workspaces with queued rows in a lane (a skip
             # scan), then each one's oldest (messaging.delivery.sending._claim_next).
-            models.Index(fields=["lane", "workspace", "created_at"], name="message_claim_idx",
-                         condition=Q(status="queued")),
+            models.Index(fields=["lane", "workspace", "created_at", "id"],
+                         name="message_claim_idx", condition=Q(status="queued")),
             # Inbound routing on the shared number asks which workspace last texted a phone
             # (messaging.incoming.inbound); partial, so email and webhook rows (long `to`) stay out.
             models.Index(fields=["to", "-created_at"], name="message_sms_to_recent_idx",

@@ -165,10 +165,12 @@ def _claim_next(lane: str, limit: int, now: datetime) -> list[Any]:
 
     One statement: a skip scan of the claim index finds the workspaces with queued rows in
     the lane, each gives its oldest `limit` (an index range), the best `limit` of those are
-    claimed. Claims of a lane take turns on an advisory lock for that statement's few
-    milliseconds, so two never pick the same rows and come back short (a short claim would
-    leave rows without a task until the sweeper). Rows not yet due (a countdown task's)
-    wait for their own task."""
+    claimed. Every ORDER BY is the index's own column order: ordered by workspace alone,
+    the planner may walk the workspace foreign key's index through every sent row instead
+    (100 ms against 0.4 ms with a 7,000-row backlog). Claims of a lane take turns on an
+    advisory lock for that statement's few milliseconds, so two never pick the same rows
+    and come back short (a short claim would leave rows without a task until the sweeper).
+    Rows not yet due (a countdown task's) wait for their own task."""
     table = Message._meta.db_table
     workspaces = Workspace._meta.db_table
     due = now + timedelta(milliseconds=50)  # publishing rounds countdowns up to 50 ms
@@ -181,11 +183,11 @@ def _claim_next(lane: str, limit: int, now: datetime) -> list[Any]:
         cursor.execute(f"""
             WITH RECURSIVE owners(workspace_id) AS (
                 (SELECT workspace_id FROM {table} WHERE status = %(queued)s
-                 AND lane = %(lane)s ORDER BY workspace_id LIMIT 1)
+                 AND lane = %(lane)s ORDER BY workspace_id, created_at, id LIMIT 1)
               UNION ALL
                 SELECT (SELECT m.workspace_id FROM {table} m WHERE m.status = %(queued)s
                         AND m.lane = %(lane)s AND m.workspace_id > o.workspace_id
-                        ORDER BY m.workspace_id LIMIT 1)
+                        ORDER BY m.workspace_id, m.created_at, m.id LIMIT 1)
                 FROM owners o WHERE o.workspace_id IS NOT NULL
             ), picks AS (
                 SELECT p.id, p.created_at, (p.turn - 1) / {_WEIGHT} AS rank

@@ -33,6 +33,6 @@ class Migration(migrations.Migration):
         migrations.RunPython(lanes_of_live_rows, migrations.RunPython.noop, elidable=True),
         migrations.AddIndex(
             model_name='message',
-            index=models.Index(condition=models.Q(('status', 'queued')), fields=['lane', 'workspace', 'created_at'], name='message_claim_idx'),
+            index=models.Index(condition=models.Q(('status', 'queued')), fields=['lane', 'workspace', 'created_at', 'id'], name='message_claim_idx'),
         ),
     ]
