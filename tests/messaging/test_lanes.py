@@ -34,7 +34,7 @@ def backlog(workspace, count: int, category: str = "marketing", **extra) -> list
 
 
 @contextmanager
-def worker_started() -> Iterator[None]:
+def worker_started(queues: list[str] | None = None) -> Iterator[None]:
     """A live Celery worker (threads, like the live_worker fixture) started only now, so
     the tasks published before it are all waiting when it takes its first."""
     from celery.contrib.testing.worker import start_worker
@@ -43,7 +43,7 @@ def worker_started() -> Iterator[None]:
     from messaging.channels import ALL_QUEUES
 
     with start_worker(app, pool="threads", concurrency=4, perform_ping_check=False,
-                      queues=list(ALL_QUEUES), shutdown_timeout=30):
+                      queues=queues or list(ALL_QUEUES), shutdown_timeout=30):
         yield
 
 
@@ -162,6 +162,24 @@ def test_a_second_workspace_is_served_while_the_first_has_a_backlog(
     assert before <= 4 * 50, before
     assert len({r.header("Idempotency-Key") for r in stub_server.requests}) == 660
     assert len(stub_server.requests) == 660
+
+
+@pytest.mark.timeout(60)
+def test_a_priority_lane_queue_is_served_by_the_workers_kept_for_it(
+        workspace, stub_server, empty_broker, settings):
+    from config.celery import app
+
+    settings.PRIORITY_LANE_QUEUE = "priority"
+    http_sms(workspace, stub_server)
+    [offer] = backlog(workspace, 1)
+    [code] = backlog(workspace, 1, category="transactional")
+    try:
+        with worker_started(queues=["priority"]):  # a worker for that queue alone
+            wait_until(lambda: Message.objects.get(pk=code.pk).status == "sent")
+        assert Message.objects.get(pk=offer.pk).status == "queued"  # its task is on sms
+        assert [r.json()["message"] for r in stub_server.requests] == ["transactional 0"]
+    finally:
+        app.control.purge()
 
 
 @pytest.mark.timeout(60)
