@@ -507,10 +507,18 @@ CELERY_BEAT_SCHEDULE.update({
     # task vanished. Every 15 s keeps recovery well under a minute at trivial cost.
     "sweep-messages": {"task": "messaging.tasks.sweep_messages", "schedule": 15.0},
 })
-# Redis has no native priorities; kombu emulates them with one list per step.
+# Redis has no native priorities; kombu emulates them with one list per step, and a worker
+# takes from the lowest step first: priority-lane tasks at 0, bulk ones at 6 (messaging.lanes).
 CELERY_BROKER_TRANSPORT_OPTIONS.update({
     "priority_steps": [0, 3, 6], "sep": ":", "queue_order_strategy": "priority",
 })
+# Lanes (README.md, "Lanes"): empty (default), a priority-lane task goes to its channel's
+# queue ahead of the bulk ones (every worker serves both lanes, priority first); a queue
+# name sends every channel's priority-lane tasks there instead, for workers kept for them
+# (Procfile: worker-priority). Measured both ways in docs/benchmarks.md ("lanes").
+PRIORITY_LANE_QUEUE = env_str("PRIORITY_LANE_QUEUE", "")
+if PRIORITY_LANE_QUEUE:
+    CELERY_TASK_QUEUES.append(Queue(PRIORITY_LANE_QUEUE))
 
 # --- Flows ----------------------------------------------------------------------------------
 # How long one worker owns an execution while advancing it (light nodes are milliseconds).
@@ -572,7 +580,7 @@ CELERY_BEAT_SCHEDULE.update({
         "task": "monitoring.tasks.heartbeat", "schedule": float(WORKER_HEARTBEAT_SECONDS),
         "args": [queue], "options": {"queue": queue, "priority": 0,
                                      "expire_seconds": WORKER_HEARTBEAT_SECONDS}}
-       for queue in ALL_QUEUES},
+       for queue in (*ALL_QUEUES, *([PRIORITY_LANE_QUEUE] if PRIORITY_LANE_QUEUE else []))},
 })
 
 # --- Flow schedules -------------------------------------------------------------------------

@@ -25,6 +25,9 @@ removes it). Both run the checks of this module, so they refuse the same values.
   request was sent) fails over to the next provider too, accepting that the recipient may
   get the message twice; false (default): it is retried on the same provider, whose
   idempotency key can deduplicate it.
+- `delivery_weight`: an integer from 1 to 100 (default 1): the workspace's share of a
+  delivery lane against the other workspaces with messages waiting in it (README.md,
+  "Lanes"); 3 takes three turns for another's one.
 
 Credentials (keys naming a token, key, password or secret) are write-only: `mask_secrets`
 hides them from every reader, and a change that sends the mask back keeps the stored value.
@@ -55,6 +58,8 @@ RATE_LIMITS = "rate_limits"
 PROVIDERS = "providers"
 REQUIRE_TWO_FACTOR = "require_two_factor"
 FAILOVER_ON_UNKNOWN_OUTCOME = "failover_on_unknown_outcome"
+DELIVERY_WEIGHT = "delivery_weight"
+MAX_DELIVERY_WEIGHT = 100
 
 CAP_ACTIONS = ("defer", "suppress")
 # The bodies an /api/schedule-job callback can get: today's, or the older engine's flat one.
@@ -224,6 +229,13 @@ def _check_bool(value: Any, path: str) -> Errors:
     return {} if isinstance(value, bool) else {path: ["Must be true or false."]}
 
 
+def _check_weight(value: Any, path: str) -> Errors:
+    if isinstance(value, int) and not isinstance(value, bool) and \
+            1 <= value <= MAX_DELIVERY_WEIGHT:
+        return {}
+    return {path: [f"Must be an integer from 1 to {MAX_DELIVERY_WEIGHT}."]}
+
+
 def _check_rate(value: Any, path: str) -> Errors:
     return {} if value == "" else _parsed(Rate.parse, "5/s")(value, path)
 
@@ -287,6 +299,7 @@ CHECKS: dict[str, Callable[[Any, str], Errors]] = {
     PROVIDERS: _check_providers,
     REQUIRE_TWO_FACTOR: _check_bool,
     FAILOVER_ON_UNKNOWN_OUTCOME: _check_bool,
+    DELIVERY_WEIGHT: _check_weight,
 }
 
 

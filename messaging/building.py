@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from core import logcontext
 from core.models import Contact, Workspace
+from messaging.lanes import lane_for
 from messaging.models import Category, Message, MessageStatus, WebhookEndpoint
 
 # A message's category when its sender names none: flow (and so schedule) sends are
@@ -48,10 +49,11 @@ def message_build(*, channel: str, to: str, content: dict[str, Any],
     scheduled = send_at is not None and send_at > now
     owner: dict[str, Any] = ({"workspace": workspace} if workspace is not None
                              else {"workspace_id": workspace_id})
+    category = category or DEFAULT_CATEGORY.get(source, Category.TRANSACTIONAL)
     return Message(
         **owner, contact=contact, channel=channel, to=to, content=content,
         metadata=metadata or {}, priority=priority, source=source, parent=parent,
-        category=category or DEFAULT_CATEGORY.get(source, Category.TRANSACTIONAL),
+        category=category, lane=lane_for(channel=channel, category=category, priority=priority),
         status=MessageStatus.SCHEDULED if scheduled else MessageStatus.QUEUED,
         scheduled_for=send_at, due_at=send_at if scheduled else now,
         enqueued_at=None if scheduled else now,

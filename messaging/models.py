@@ -151,6 +151,9 @@ class Message(models.Model):
     priority = models.CharField(max_length=6, choices=Priority.choices, default=Priority.NORMAL)
     category = models.CharField(max_length=13, choices=Category.choices,
                                 default=Category.TRANSACTIONAL)
+    # The delivery lane it is claimed from, "<queue>:priority" or "<queue>:bulk" (set by
+    # messaging.building from the channel, category and priority: messaging.lanes).
+    lane = models.CharField(max_length=40, blank=True, default="")
     direction = models.CharField(max_length=8, choices=Direction.choices,
                                  default=Direction.OUTBOUND)
     # Who sent it: the recipient's phone for an inbound message ("" for outbound).
@@ -218,6 +221,10 @@ class Message(models.Model):
                          condition=Q(status__in=["scheduled", "retrying"])),
             models.Index(fields=["status", "enqueued_at"], name="message_live_idx",
                          condition=Q(status__in=["queued", "sending"])),
+            # A delivery task's claim: the workspaces with queued rows in a lane (a skip
+            # scan), then each one's oldest (messaging.delivery.sending._claim_next).
+            models.Index(fields=["lane", "workspace", "created_at", "id"],
+                         name="message_claim_idx", condition=Q(status="queued")),
             # Inbound routing on the shared number asks which workspace last texted a phone
             # (messaging.incoming.inbound); partial, so email and webhook rows (long `to`) stay out.
             models.Index(fields=["to", "-created_at"], name="message_sms_to_recent_idx",

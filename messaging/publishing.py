@@ -10,15 +10,16 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from celery import current_app
+from django.conf import settings
 from django.utils import timezone
 
 from core.publishing import hold
 from messaging.channels import queue_for
+from messaging.lanes import BROKER_PRIORITY, PRIORITY, kind_of, lane_of
 from messaging.models import Message
 
 logger = logging.getLogger(__name__)
 
-PRIORITY_STEPS = {"high": 0, "normal": 3, "low": 6}
 # Message ids per delivery task: one claim, one read and one outcome transaction serve the
 # whole batch, and its provider calls run concurrently; 50 keeps a task under a second
 # with a healthy provider while cutting database commits per message by ~50x.
@@ -41,23 +42,39 @@ def publish(messages: Iterable[Message], *, now: datetime | None = None) -> int:
     return _publish_now(messages, now=now)
 
 
+def task_queue(message: Message, kind: str) -> str:
+    """Return the Celery queue of a message's delivery task (`kind`: its lane's, priority
+    or bulk): its channel's, or the priority lane's own queue when PRIORITY_LANE_QUEUE
+    names one (workers kept for it)."""
+    if settings.PRIORITY_LANE_QUEUE and kind == PRIORITY:
+        return str(settings.PRIORITY_LANE_QUEUE)
+    return queue_for(message.channel)
+
+
 def _publish_now(messages: list[Message], *, now: datetime | None = None) -> int:
     now = now or timezone.now()
-    groups: dict[tuple[str, int, float], list[Message]] = {}
+    groups: dict[tuple[str, str, str, float], list[Message]] = {}
     for message in messages:
         countdown = 0.0
         if message.due_at is not None:
             # Messages due within the same 50 ms share a task; rounding up, never early.
             countdown = math.ceil(max(0.0, (message.due_at - now).total_seconds()) * 20) / 20
-        key = (queue_for(message.channel), PRIORITY_STEPS.get(message.priority, 3), countdown)
+        # A row without a lane (written before lanes: a dead letter replayed) is claimed
+        # by its id, at the priority its fields give.
+        kind = kind_of(lane_of(message))
+        key = (task_queue(message, kind), message.lane, kind, countdown)
         groups.setdefault(key, []).append(message)
     count = 0
     try:
-        for (queue, priority, countdown), batch in groups.items():
+        for (queue, lane, kind, countdown), batch in groups.items():
             for offset in range(0, len(batch), PUBLISH_BATCH):
+                # The task claims up to PUBLISH_BATCH of its lane's next rows (these or
+                # others: the workspaces take turns); one task per batch published keeps
+                # a claim coming for every row.
                 chunk = batch[offset:offset + PUBLISH_BATCH]
                 current_app.send_task(DELIVER_TASK, args=[[str(m.id) for m in chunk]],
-                                      queue=queue, priority=priority,
+                                      kwargs={"lane": lane} if lane else None, queue=queue,
+                                      priority=BROKER_PRIORITY[kind],
                                       countdown=countdown or None, headers=_headers(chunk))
                 count += len(chunk)
     except Exception:  # the broker is down: the sweeper republishes from the database

@@ -26,11 +26,13 @@ def _drop_broken_connections(**kwargs: Any) -> None:
 
 
 @shared_task(name=publishing.DELIVER_TASK, acks_late=True)
-def deliver_messages(message_ids: list[str]) -> dict[str, str]:
-    """Deliver a batch of messages; ids another task already claimed are skipped. What the
-    batch's outcomes publish (the flow steps they resume, events) goes out together."""
+def deliver_messages(message_ids: list[str], lane: str = "") -> dict[str, str]:
+    """Deliver a batch of messages: with a lane, the lane's next rows (its workspaces
+    taking turns), as many as the task was published with or more; without one (a task
+    published before lanes), these ids, those another task already claimed skipped. What
+    the batch's outcomes publish (the flow steps they resume, events) goes out together."""
     with grouped():
-        return sending.messages_deliver(message_ids=message_ids,
+        return sending.messages_deliver(message_ids=message_ids, lane=lane,
                                          task_id=deliver_messages.request.id or "")
 
 

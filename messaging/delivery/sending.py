@@ -22,6 +22,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from core import logcontext, tracing
+from core.models import Workspace
 from messaging import ratelimit
 from messaging.channels import rate_key_for
 from messaging.delivery import failover, pauses
@@ -40,12 +41,16 @@ from messaging.models import (
 )
 from messaging.providers.base import Outbound, ProviderError, Receipt
 from messaging.providers.registry import providers_for
+from messaging.publishing import PUBLISH_BATCH
 from messaging.ratelimit import RATE_KEY_FIELD
 from messaging.recipients import policy
 from messaging.recipients.unsubscribe import list_unsubscribe_headers
 from messaging.timeline import counted_write, entries_write, entry
 
 logger = logging.getLogger(__name__)
+
+# The advisory lock space of delivery claims (pg_advisory_xact_lock(CLAIM_LOCK, lane hash)).
+CLAIM_LOCK = 2023
 
 
 # Provider answers that arrive within this long of the first one waited for are recorded in
@@ -54,9 +59,12 @@ logger = logging.getLogger(__name__)
 RECORD_WINDOW_SECONDS = 0.02
 
 
-def messages_deliver(*, message_ids: list[str], task_id: str = "") -> dict[str, str]:
+def messages_deliver(*, message_ids: list[str], lane: str = "",
+                     task_id: str = "") -> dict[str, str]:
     """Claim the messages, respect rate limits, call providers, record the outcomes.
 
+    With a lane, claim that lane's next CLAIM_BATCH rows instead of the ids given, the
+    workspaces taking turns (_claim_next); the ids only say how many were published.
     Return {message id: skipped (not ours) | paused | deferred | suppressed | sent | retrying
     | failed | stale}. A paused queue holds its messages first (messaging.delivery.pauses), then the
     recipients' rules (messaging.recipients.policy) decide, then the rate limit.
@@ -64,7 +72,10 @@ def messages_deliver(*, message_ids: list[str], task_id: str = "") -> dict[str, 
     provider calls (see _send_and_record); the calls run outside any transaction.
     """
     now = timezone.now()
-    claimed = _claim(message_ids, now)
+    if lane and connection.vendor == "postgresql":
+        claimed = _claim_next(lane, max(CLAIM_BATCH, len(message_ids)), now)
+    else:
+        claimed = _claim(message_ids, now)
     outcomes = {str(mid): "skipped" for mid in message_ids}
     if not claimed:
         return outcomes
@@ -134,6 +145,65 @@ def _claim(message_ids: list[str], now: datetime) -> list[Any]:
             f"UPDATE {table} SET status = %s, lease_until = %s, updated_at = %s, "
             f"attempts = attempts + 1, status_reason = '' "
             f"WHERE id IN ({placeholders}) AND status = %s RETURNING id", params)
+        return [row[0] for row in cursor.fetchall()]
+
+
+# A lane task claims up to this many rows: what it was published with (PUBLISH_BATCH) or
+# fewer; each published task claims at least as many rows as it names, so every queued
+# row has a claim coming (the sweeper republishes any that lost theirs).
+CLAIM_BATCH = PUBLISH_BATCH
+# A workspace's share of its lane against the others with queued rows: its settings'
+# delivery_weight (core.workspace_settings), 1 when unset.
+_WEIGHT = ("GREATEST(COALESCE(CASE WHEN jsonb_typeof(w.settings -> 'delivery_weight') = "
+           "'number' THEN (w.settings ->> 'delivery_weight')::float END, 1), 1)")
+
+
+def _claim_next(lane: str, limit: int, now: datetime) -> list[Any]:
+    """Claim up to `limit` due queued messages of a lane, the workspaces with queued rows
+    taking turns (weighted fair queueing: a workspace's n-th oldest row ranks
+    (n - 1) / its weight), each one's oldest first; return the ids claimed.
+
+    One statement: a skip scan of the claim index finds the workspaces with queued rows in
+    the lane, each gives its oldest `limit` (an index range), the best `limit` of those are
+    claimed. Every ORDER BY is the index's own column order: ordered by workspace alone,
+    the planner may walk the workspace foreign key's index through every sent row instead
+    (100 ms against 0.4 ms with a 7,000-row backlog). Claims of a lane take turns on an
+    advisory lock for that statement's few milliseconds, so two never pick the same rows
+    and come back short (a short claim would leave rows without a task until the sweeper).
+    Rows not yet due (a countdown task's) wait for their own task."""
+    table = Message._meta.db_table
+    workspaces = Workspace._meta.db_table
+    due = now + timedelta(milliseconds=50)  # publishing rounds countdowns up to 50 ms
+    params: dict[str, Any] = {
+        "lane": lane, "queued": MessageStatus.QUEUED, "limit": limit, "due": due,
+        "sending": MessageStatus.SENDING, "now": now,
+        "lease": now + timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)}
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [CLAIM_LOCK, lane])
+        cursor.execute(f"""
+            WITH RECURSIVE owners(workspace_id) AS (
+                (SELECT workspace_id FROM {table} WHERE status = %(queued)s
+                 AND lane = %(lane)s ORDER BY workspace_id, created_at, id LIMIT 1)
+              UNION ALL
+                SELECT (SELECT m.workspace_id FROM {table} m WHERE m.status = %(queued)s
+                        AND m.lane = %(lane)s AND m.workspace_id > o.workspace_id
+                        ORDER BY m.workspace_id, m.created_at, m.id LIMIT 1)
+                FROM owners o WHERE o.workspace_id IS NOT NULL
+            ), picks AS (
+                SELECT p.id, p.created_at, (p.turn - 1) / {_WEIGHT} AS rank
+                FROM owners o JOIN {workspaces} w ON w.id = o.workspace_id
+                CROSS JOIN LATERAL (
+                    SELECT m.id, m.created_at,
+                           row_number() OVER (ORDER BY m.created_at, m.id) AS turn
+                    FROM {table} m WHERE m.status = %(queued)s AND m.lane = %(lane)s
+                    AND m.workspace_id = o.workspace_id
+                    AND (m.due_at IS NULL OR m.due_at <= %(due)s)
+                    ORDER BY m.created_at, m.id LIMIT %(limit)s) p
+            )
+            UPDATE {table} AS t SET status = %(sending)s, lease_until = %(lease)s,
+                updated_at = %(now)s, attempts = t.attempts + 1, status_reason = ''
+            FROM (SELECT id FROM picks ORDER BY rank, created_at LIMIT %(limit)s) c
+            WHERE t.id = c.id AND t.status = %(queued)s RETURNING t.id""", params)
         return [row[0] for row in cursor.fetchall()]
 
 

@@ -97,7 +97,7 @@ def _republish_stale(now: datetime) -> int:
         stale = list(Message.objects.select_for_update(skip_locked=True)
                      .filter(status=MessageStatus.QUEUED)
                      .filter(Q(enqueued_at__lt=cutoff) | Q(enqueued_at__isnull=True))
-                     .only("id", "channel", "priority")[:SWEEP_BATCH])
+                     .only("id", "channel", "priority", "category", "lane")[:SWEEP_BATCH])
         Message.objects.filter(pk__in=[m.pk for m in stale]).update(enqueued_at=now)
         for message in stale:
             message.due_at = None

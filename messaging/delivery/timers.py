@@ -30,8 +30,8 @@ def dispatch_due(*, now: datetime | None = None, batch: int = DISPATCH_BATCH) ->
         due = list(Message.objects.select_for_update(skip_locked=True)
                    .filter(status__in=TIMER_STATUSES, due_at__lte=horizon)
                    .order_by("due_at")
-                   .only("id", "channel", "due_at", "priority", "workspace_id",
-                         "request_id")[:batch])
+                   .only("id", "channel", "due_at", "priority", "category", "lane",
+                         "workspace_id", "request_id")[:batch])
         if not due:
             return 0
         Message.objects.filter(pk__in=[m.pk for m in due], status__in=TIMER_STATUSES).update(

@@ -45,5 +45,6 @@ urlpatterns = [
     path("alerts/<int:pk>/mute/", views.alert_rule_mute, name="alert-rule-mute"),
     path("alerts/<int:pk>/test/", views.alert_rule_test, name="alert-rule-test"),
     path("rate-limits/", views.rate_limits, name="rate-limits"),
+    path("providers/", views.providers, name="providers"),
     path("rate-limits/reset/", views.rate_limits_reset, name="rate-limits-reset"),
 ]

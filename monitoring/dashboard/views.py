@@ -44,6 +44,7 @@ from messaging import ratelimit
 from messaging.channels import QUEUE_CHANNELS
 from messaging.events import endpoints as event_endpoints
 from messaging.models import Message, MessageStatus, WebhookEndpoint
+from messaging.providers.health import provider_health
 from messaging.recipients.profile import recipient_profile
 from messaging.selectors import timeline_list
 from monitoring import selectors as monitoring_selectors
@@ -810,6 +811,21 @@ def rate_limits(request: HttpRequest, workspace: Workspace) -> HttpResponse:
     context.update(rate_limit_panels(counts, events))
     return _render(request, "dashboard/rate_limits.html", workspace, context,
                    section="rate-limits")
+
+
+@require_GET
+@dashboard_page
+def providers(request: HttpRequest, workspace: Workspace) -> HttpResponse:
+    """Show each provider of the workspace in failover order: its circuit breaker's state,
+    the workspace's sent and failed calls through it and their latency percentiles (what
+    GET /api/v1/providers/health answers)."""
+    context: dict[str, Any] = {"error": ""}
+    try:
+        context["providers"] = provider_health(workspace=workspace)
+    except redis.RedisError as exc:
+        context["providers"], context["error"] = [], str(exc)
+    return _render(request, "dashboard/providers.html", workspace, context,
+                   section="providers")
 
 
 def _configured_limits(workspace: Workspace) -> list[tuple[str, str, str]]:

@@ -38,7 +38,7 @@ pytestmark = pytest.mark.django_db
 
 PAGES = ["dashboard:overview", "dashboard:executions", "dashboard:messages",
          "dashboard:dead-letters", "dashboard:schedules", "dashboard:alerts",
-         "dashboard:rate-limits", "dashboard:broadcasts"]
+         "dashboard:rate-limits", "dashboard:broadcasts", "dashboard:providers"]
 
 
 @pytest.fixture
@@ -857,3 +857,36 @@ def test_the_rate_limit_page_survives_redis_being_down(staff, workspace, setting
 
     assert response.status_code == 200
     assert b"Redis is unavailable" in response.content
+
+
+def test_the_providers_page_shows_each_providers_breaker_counts_and_latencies(
+        staff, workspace, settings):
+    from messaging.providers import breaker
+    from messaging.providers.health import provider_health
+
+    settings.PROVIDER_BREAKER_FAILURES = 3
+    workspace.settings = {"providers": {"sms": [
+        {"name": "http", "api_url": f"https://sms-{uuid.uuid4().hex}.example"},
+        {"name": "twilio", "account_sid": f"AC{uuid.uuid4().hex}", "auth_token": "t"}]}}
+    workspace.save()
+    first, second = (row["breaker_id"] for row in provider_health(workspace=workspace)
+                     if row["channel"] == "sms")
+    for latency in (0.010, 0.020, 0.030, 0.040):
+        breaker.record(first, workspace_id=str(workspace.pk), kind=breaker.SUCCESS,
+                       latency=latency)
+    for _ in range(3):
+        breaker.record(second, workspace_id=str(workspace.pk), kind=breaker.FAILURE,
+                       latency=0.5)
+    try:
+        response = page(staff, "dashboard:providers", workspace)
+    finally:
+        breaker.reset(first)
+        breaker.reset(second)
+    html = response.content.decode()
+    rows = [row for row in response.context["providers"] if row["channel"] == "sms"]
+    assert [(r["name"], r["state"], r["sent"], r["failed"]) for r in rows] == [
+        ("http", "closed", 4, 0), ("twilio", "open", 0, 3)]
+    assert html.count('class="provider"') == len(response.context["providers"])
+    assert 'data-state="open"' in html
+    assert "30 ms" in html and "500 ms" in html  # p50 of the first's, p95 of the second's
+    assert 'aria-current="page">Providers</a>' in html
