@@ -523,6 +523,22 @@ HEALTH_WORKER_MAX_AGE_SECONDS = env_int("HEALTH_WORKER_MAX_AGE_SECONDS", 120)
 # /api/v1/queues/health calls a queue degraded when its oldest waiting row or heartbeat is
 # older than this.
 HEALTH_QUEUE_STALE_SECONDS = env_int("HEALTH_QUEUE_STALE_SECONDS", 300)
+# Retention (README.md, "Retention"): beat purges history older than each kind's age, in
+# days (0 keeps that kind forever), RETENTION_BATCH_SIZE rows per short transaction, every
+# RETENTION_INTERVAL_SECONDS (0: no periodic purge). The audit log is kept longest.
+RETENTION_DAYS = {
+    kind: env_float(f"RETENTION_{kind.upper()}_DAYS", default)
+    for kind, default in (("messages", 30.0), ("event_deliveries", 14.0), ("steps", 30.0),
+                          ("executions", 90.0), ("schedule_runs", 90.0),
+                          ("dead_letters", 90.0), ("alert_events", 90.0),
+                          ("audit_log", 365.0))
+}
+RETENTION_BATCH_SIZE = max(1, env_int("RETENTION_BATCH_SIZE", 500))
+RETENTION_INTERVAL_SECONDS = env_int("RETENTION_INTERVAL_SECONDS", 3600)
+if RETENTION_INTERVAL_SECONDS > 0:
+    CELERY_BEAT_SCHEDULE["purge-history"] = {
+        "task": "monitoring.tasks.purge_history",
+        "schedule": float(RETENTION_INTERVAL_SECONDS)}
 CELERY_BEAT_SCHEDULE.update({
     # Alert windows are minutes long; once a minute bounds detection delay to a minute for a
     # few aggregate queries per enabled rule.
