@@ -136,9 +136,14 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Content-Security-Policy on every answer, with a fresh nonce per request.
     "csp.middleware.CSPMiddleware",
+    # A view that meets an unavailable database (a restart, a failover) answers 503 with
+    # Retry-After instead of 500 (README.md, "Database outages").
+    "core.api.DatabaseUnavailableMiddleware",
     # Last, as axes asks: turns a refused (locked-out) sign-in into the lockout answer.
     "axes.middleware.AxesMiddleware",
 ]
+# Seconds a 503 for an unavailable database asks the client to wait (Retry-After).
+DATABASE_RETRY_AFTER_SECONDS = env_int("DATABASE_RETRY_AFTER_SECONDS", 5)
 
 ROOT_URLCONF = "config.urls"
 # API paths have no trailing slash; never answer a POST with a redirect.
