@@ -717,7 +717,7 @@ def many(run: Run) -> None:
         received = run.received()
         per_run = Counter(runs.values_list("schedule_id", "occurrence_at"))
         fired = runs.exclude(status=ScheduleRun.Status.SKIPPED)
-        runs_per_schedule = Counter(fired.values_list("schedule_id", flat=True))
+        runs_per_schedule = Counter(map(str, fired.values_list("schedule_id", flat=True)))
         audience = {str(p): str(schedule.pk) for schedule in FlowSchedule.objects.filter(
             flow=cron_flow) for p in schedule.audience["contact_ids"]}
         cron_starts = Counter(map(str, Execution.objects.filter(flow=cron_flow).values_list(
