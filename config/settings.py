@@ -540,6 +540,8 @@ RETENTION_DAYS = {
 }
 RETENTION_BATCH_SIZE = max(1, env_int("RETENTION_BATCH_SIZE", 500))
 RETENTION_INTERVAL_SECONDS = env_int("RETENTION_INTERVAL_SECONDS", 3600)
+# A run stops after this long (inside the task's time limit); the next run goes on.
+RETENTION_RUN_SECONDS = env_float("RETENTION_RUN_SECONDS", 240.0)
 if RETENTION_INTERVAL_SECONDS > 0:
     CELERY_BEAT_SCHEDULE["purge-history"] = {
         "task": "monitoring.tasks.purge_history",

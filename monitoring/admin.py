@@ -138,7 +138,7 @@ class AlertEventAdmin(admin.ModelAdmin):
 class HistoryPurgeAdmin(admin.ModelAdmin):
     """The retention purge's runs (read-only: beat and `purge_history --retention` write)."""
 
-    list_display = ["started_at", "finished_at", "rows", "deleted", "error"]
+    list_display = ["started_at", "finished_at", "rows", "deleted", "complete", "error"]
     date_hierarchy = "started_at"
     readonly_fields = [f.name for f in HistoryPurge._meta.fields]
 

@@ -256,12 +256,17 @@ class RelayCollector:
         ok = GaugeMetricFamily("relay_history_purge_last_ok",
                                "1 when the last history purge completed without an error.")
         ok.add_metric([], 1.0 if last.ok else 0.0)
+        complete = GaugeMetricFamily(
+            "relay_history_purge_last_complete",
+            "1 when the last history purge deleted everything due (0: it stopped at "
+            "RETENTION_RUN_SECONDS and the next run goes on).")
+        complete.add_metric([], 1.0 if last.complete else 0.0)
         deleted = GaugeMetricFamily("relay_history_purge_last_deleted_rows",
                                     "Rows of each kind the last history purge deleted.",
                                     labels=["kind"])
         for kind, count in sorted(last.deleted.items()):
             deleted.add_metric([kind], count)
-        return [finished, ok, deleted]
+        return [finished, ok, complete, deleted]
 
     def signins(self) -> Iterable[Metric]:
         """Failed sign-ins and lockouts per form (login, admin, password), counted in Redis

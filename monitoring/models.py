@@ -143,6 +143,8 @@ class HistoryPurge(models.Model):
     # Every row deleted, dependent rows (attempts, timeline entries, steps) included.
     rows = models.BigIntegerField(default=0)
     error = models.TextField(blank=True, default="")
+    # False when the run stopped at RETENTION_RUN_SECONDS with history left for the next.
+    complete = models.BooleanField(default=True)
 
     class Meta:
         ordering = ["-started_at", "-id"]

@@ -15,6 +15,7 @@ import csv
 import io
 import json
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -417,11 +418,16 @@ def retention_purge(*, now: datetime | None = None,
         logger.info("history purge skipped: another run holds the lock")
         return None
     record = HistoryPurge.objects.create(started_at=now)
+    # Inside the task's time limit: what is left waits for the next run.
+    deadline = time.monotonic() + settings.RETENTION_RUN_SECONDS
     try:
         for kind, queryset in _purgeable(cutoffs).items():
+            if time.monotonic() >= deadline:
+                record.complete = False
+                break
             label = queryset.model._meta.label
             counts = _delete_in_batches(queryset, kind, on_batch,
-                                        batch=settings.RETENTION_BATCH_SIZE)
+                                        batch=settings.RETENTION_BATCH_SIZE, deadline=deadline)
             record.deleted[kind] = counts.get(label, 0)
             record.rows += sum(counts.values())
             redis.expire(PURGE_LOCK_KEY, settings.CELERY_TASK_TIME_LIMIT)
@@ -430,7 +436,8 @@ def retention_purge(*, now: datetime | None = None,
         record.error = f"{type(exc).__name__}: {exc}"
     finally:
         record.finished_at = timezone.now()
-        record.save(update_fields=["deleted", "rows", "error", "finished_at"])
+        record.complete = record.complete and time.monotonic() < deadline
+        record.save(update_fields=["deleted", "rows", "error", "finished_at", "complete"])
         if redis.get(PURGE_LOCK_KEY) == token:
             redis.delete(PURGE_LOCK_KEY)
     logger.info("history purge: %d row(s) deleted %s", record.rows, record.deleted)
@@ -439,11 +446,12 @@ def retention_purge(*, now: datetime | None = None,
 
 def _delete_in_batches(queryset: QuerySet, kind: str,
                        on_batch: Callable[[str, int], None] | None, *,
-                       batch: int) -> dict[str, int]:
+                       batch: int, deadline: float | None = None) -> dict[str, int]:
     """Delete the queryset's rows `batch` at a time, each batch its own short transaction
-    that checks the rows still qualify (a row that changed meanwhile is left alone)."""
+    that checks the rows still qualify (a row that changed meanwhile is left alone); stop
+    at `deadline` (time.monotonic()) if given."""
     totals: dict[str, int] = {queryset.model._meta.label: 0}
-    while True:
+    while deadline is None or time.monotonic() < deadline:
         ids = list(queryset.order_by().values_list("pk", flat=True)[:batch])
         if not ids:
             return totals
@@ -455,6 +463,7 @@ def _delete_in_batches(queryset: QuerySet, kind: str,
             on_batch(kind, len(ids))
         if not per_model.get(queryset.model._meta.label):
             return totals  # the batch no longer qualified: stop rather than spin
+    return totals
 
 
 def parse_age(text: str) -> timedelta:

@@ -163,6 +163,7 @@ def test_metrics_and_the_dashboard_show_the_last_purge(workspace, client, settin
     stamp = families["relay_history_purge_last_run_timestamp_seconds"][0].value
     assert stamp == pytest.approx(record.finished_at.timestamp())
     assert families["relay_history_purge_last_ok"][0].value == 1
+    assert families["relay_history_purge_last_complete"][0].value == 1
     deleted = {s.labels["kind"]: s.value
                for s in families["relay_history_purge_last_deleted_rows"]}
     assert deleted["messages"] == 1 and deleted["audit_log"] == 0
@@ -189,3 +190,19 @@ def test_an_error_is_recorded_and_reported(workspace, monkeypatch, client, setti
     body = client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-token").content.decode()
     assert "relay_history_purge_last_ok 0.0" in body
     assert DeadLetter.objects.count() == 0
+
+
+def test_a_run_stops_at_its_time_budget_and_the_next_goes_on(workspace, settings, client):
+    old = sent(workspace, 31)
+    settings.RETENTION_RUN_SECONDS = 0
+    stopped = services.retention_purge()
+    assert stopped is not None and stopped.ok and not stopped.complete
+    assert stopped.rows == 0 and Message.objects.filter(pk=old.pk).exists()
+    client.force_login(StaffUserFactory())
+    html = client.get(reverse("dashboard:overview"),
+                      {"workspace": str(workspace.pk)}).content.decode()
+    assert "stopped at its time budget, the next run goes on" in html
+    settings.RETENTION_RUN_SECONDS = 240
+    finished = services.retention_purge()
+    assert finished is not None and finished.complete
+    assert not Message.objects.filter(pk=old.pk).exists()
