@@ -1,7 +1,7 @@
 """make chaos: inject faults while messages flow; count lost and duplicated (Jepsen-style).
 
     python -m bench.chaos [--scenario kill,redis,postgres,publish,provider,visibility,
-                                      sigterm,sigterm-group,provider-outage]
+                                      sigterm,sigterm-group,provider-outage,many]
                           [--n 10000] [--broker redis|amqp] [--out var/bench/chaos.json]
 
 Every scenario sends N SMS through the API to the recording stand-in provider (which
@@ -288,9 +288,11 @@ def postgres(run: Run) -> None:
     """Stop the run's private PostgreSQL cluster (-m fast) a third of the way through a
     stream of single POSTs, keep it down PG_OUTAGE_SECONDS, start it again.
 
-    Answers during the outage may be errors; a 201 must mean a stored row that is sent.
-    Details: 5xx (and connection errors) during the outage, the first 201 after the
-    start, and rows stored although the client got no 201.
+    Answers during the outage must be 503 with Retry-After (or a refused connection), never
+    500 or another 5xx: the scenario fails on any. A 201 must mean a stored row that is sent.
+    Details: 5xx, 503s and connection errors during the outage, 5xx other than 503 over the
+    whole run (`500s`), 503s without Retry-After, the first 201 after the start, and rows
+    stored although the client got no 201.
     """
     from django.db import connections
 
@@ -332,6 +334,8 @@ def post_stream(run: Run, log: list[tuple[float, float, int | str, str | None]],
                 response = conn.getresponse()
                 answer = json.loads(response.read() or b"null")
                 status: int | str = response.status
+                if status == 503 and not (response.getheader("Retry-After") or "").isdigit():
+                    status = "503 without Retry-After"
             except (OSError, ValueError, http.client.HTTPException) as exc:
                 conn.close()
                 conn = Connection("127.0.0.1", port, timeout=30)
@@ -367,7 +371,13 @@ def outage_report(run: Run, log: list[tuple[float, float, int | str, str | None]
             "first_201_after_restart_s": round(back - up, 2) if back else None,
             "requests_in_outage": len(window),
             "5xx_in_outage": sum(1 for s in window if isinstance(s, int) and s >= 500),
-            "connection_errors_in_outage": sum(1 for s in window if isinstance(s, str)),
+            # The outage must answer 503 with Retry-After, never another 5xx (a 500 is a bug).
+            "503_in_outage": sum(1 for s in window if s == 503),
+            "500s": sum(1 for _, _, s, _ in log if isinstance(s, int) and s >= 500 and s != 503),
+            "503_without_retry_after": sum(1 for _, _, s, _ in log
+                                           if s == "503 without Retry-After"),
+            "connection_errors_in_outage": sum(1 for s in window if isinstance(s, str)
+                                               and s != "503 without Retry-After"),
             "stored_without_201": stored - len(set(run.accepted))}
 
 
@@ -627,6 +637,132 @@ def visibility(run: Run) -> None:
     run.last_fault = time.time()
 
 
+MANY_SCHEDULES = 4  # cron schedules firing every minute, each for its own contacts
+MANY_SCHEDULE_CONTACTS = 10
+MANY_OCCURRENCES = 2  # minute boundaries every schedule must have fired
+
+
+def many(run: Run) -> None:
+    """Two of every process against one PostgreSQL and one Redis: two gunicorn workers,
+    two Celery workers, two dispatchers and two beats (django-celery-beat's scheduler, each
+    with its own state file), plus the driver's own sweep loop. While N single-message
+    sends stream in through the API, a bulk start runs a journey (send, 2 s delay, send)
+    for N/10 contacts, and MANY_SCHEDULES cron schedules (`* * * * *`) start a sending flow
+    for their contacts at every minute until each fired MANY_OCCURRENCES times.
+
+    Every accepted send must reach the provider exactly once (the provider counts a key
+    asked twice), every cron occurrence must run once per schedule and start each of its
+    contacts once, every journey must complete with its two messages sent once. Details
+    list what broke (`broken`, which fails the scenario)."""
+    from collections import Counter
+
+    from core.models import Contact, Workspace
+    from flows import schedules, services
+    from flows.models import Execution, Flow, FlowSchedule, ScheduleRun
+    from messaging.models import Message
+
+    c = run.cluster
+    c.spawn("dispatcher-2", [sys.executable, "manage.py", "run_dispatcher"])
+    for name in ("beat-1", "beat-2"):
+        c.spawn(name, [sys.executable, "-m", "celery", "-A", "config", "beat", "-l", "warning",
+                       "-s", str(ROOT / "var" / "bench" / f"{c.db_name}-{name}.db")])
+    workspace = Workspace.objects.get(name=run.name)
+    journeys = max(10, run.n // 10)
+    people = Contact.objects.bulk_create(
+        [Contact(workspace=workspace, external_id=f"m{i}", phone="+14155552671")
+         for i in range(journeys + MANY_SCHEDULES * MANY_SCHEDULE_CONTACTS)])
+    journey = Flow.objects.create(
+        workspace=workspace, name="journey", trigger={"type": "manual"},
+        nodes=[{"id": "s1", "type": "send_sms", "data": {"body": "first"}},
+               {"id": "d", "type": "delay", "data": {"seconds": 2}},
+               {"id": "s2", "type": "send_sms", "data": {"body": "second"}}],
+        edges=[{"id": "a", "source": "s1", "target": "d"},
+               {"id": "b", "source": "d", "target": "s2"}])
+    cron_flow = Flow.objects.create(
+        workspace=workspace, name="cron", trigger={"type": "schedule"},
+        nodes=[{"id": "s", "type": "send_sms", "data": {"body": "cron"}}], edges=[])
+    for flow in (journey, cron_flow):
+        services.flow_set_status(flow=flow, status=Flow.Status.ACTIVE)
+    cron_people = people[journeys:]
+    for i in range(MANY_SCHEDULES):
+        group = cron_people[i * MANY_SCHEDULE_CONTACTS:(i + 1) * MANY_SCHEDULE_CONTACTS]
+        schedules.schedule_create(workspace=workspace, flow=cron_flow, cron="* * * * *",
+                                  timezone="UTC",
+                                  audience={"contact_ids": [str(p.pk) for p in group]})
+    sender = in_background(lambda: run.send(seconds=max(10.0, run.n / 100)))
+    services.bulk_start_create(flow=journey, contact_ids=[str(p.pk) for p in people[:journeys]],
+                               rules=None, data={})
+    sender.join()
+    runs = ScheduleRun.objects.filter(schedule__flow=cron_flow)
+    deadline = time.monotonic() + 60 * (MANY_OCCURRENCES + 2)
+    while time.monotonic() < deadline and len({
+            occurrence for occurrence, n in Counter(runs.values_list(
+                "occurrence_at", flat=True)).items()
+            if n >= MANY_SCHEDULES}) < MANY_OCCURRENCES:
+        time.sleep(2)
+    for schedule in FlowSchedule.objects.filter(flow=cron_flow):
+        schedules.schedule_update(schedule=schedule, enabled=False)
+    run.last_fault = time.time()
+    flows_done = Execution.objects.filter(flow__in=[journey, cron_flow]).exclude(
+        status="completed")
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and (flows_done.exists() or Execution.objects.filter(
+            flow=journey).count() < journeys):
+        time.sleep(2)
+
+    def account() -> None:
+        broken: list[str] = []
+        flow_messages = set(map(str, Message.objects.filter(workspace=workspace).exclude(
+            pk__in=run.accepted).values_list("pk", flat=True)))
+        received = run.received()
+        per_run = Counter(runs.values_list("schedule_id", "occurrence_at"))
+        fired = runs.exclude(status=ScheduleRun.Status.SKIPPED)
+        runs_per_schedule = Counter(map(str, fired.values_list("schedule_id", flat=True)))
+        audience = {str(p): str(schedule.pk) for schedule in FlowSchedule.objects.filter(
+            flow=cron_flow) for p in schedule.audience["contact_ids"]}
+        cron_starts = Counter(map(str, Execution.objects.filter(flow=cron_flow).values_list(
+            "contact_id", flat=True)))
+        executions = Execution.objects.filter(flow=journey)
+        journey_starts = Counter(executions.values_list("contact_id", flat=True))
+        occurrences = sorted({occurrence for _, occurrence in per_run})
+        expected_cron = sum(runs_per_schedule[schedule] for schedule in audience.values())
+        details = {
+            "processes": sorted(c.procs), "journeys": journeys,
+            "journeys_completed": executions.filter(status="completed").count(),
+            "cron_occurrences": len(occurrences), "cron_runs": len(per_run),
+            "cron_executions": sum(cron_starts.values()),
+            "flow_messages": len(flow_messages),
+            "flow_messages_lost": len(flow_messages - received),
+        }
+        if details["journeys_completed"] != journeys:
+            broken.append(f"{journeys - details['journeys_completed']} journeys unfinished")
+        if any(n > 1 for n in journey_starts.values()):
+            broken.append("a journey started twice for one contact")
+        if any(n > 1 for n in per_run.values()):
+            broken.append("a cron occurrence ran twice")
+        if any(cron_starts[contact] != runs_per_schedule[schedule]
+               for contact, schedule in audience.items()):
+            broken.append("a cron contact was not started exactly once per occurrence")
+        if len(occurrences) < MANY_OCCURRENCES:
+            broken.append(f"only {len(occurrences)} cron occurrences fired")
+        if len(flow_messages) != 2 * journeys + expected_cron:
+            broken.append(f"{len(flow_messages)} flow messages, "
+                          f"{2 * journeys + expected_cron} expected")
+        if details["flow_messages_lost"]:
+            broken.append(f"{details['flow_messages_lost']} flow messages never sent")
+        details["broken"] = broken
+        run.details.update(details)
+
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        wanted = set(map(str, Message.objects.filter(workspace=workspace).values_list(
+            "pk", flat=True)))
+        if wanted <= run.received():
+            break
+        time.sleep(2)
+    run.after_drain = account
+
+
 SCENARIOS: dict[str, tuple[Callable[[Run], None], dict]] = {
     "kill": (kill, {}),
     "redis": (redis, {}),
@@ -638,10 +774,13 @@ SCENARIOS: dict[str, tuple[Callable[[Run], None], dict]] = {
     "sigterm-group": (sigterm_group, {}),
     # A short cool-down so the breaker is seen to probe and close within the run.
     "provider-outage": (provider_outage, {"env": {"PROVIDER_BREAKER_COOLDOWN_SECONDS": "5"}}),
+    # No fault but the duplication itself, so the production lease: a slow batch on a busy
+    # machine must not be taken back (a repeat would be the lease's doing, not the copies').
+    "many": (many, {"env": {"DELIVERY_LEASE_SECONDS": "90", "REQUEUE_AFTER_SECONDS": "120"}}),
 }
 BROKERS = ("redis", "amqp")
 # Scenarios whose promise is exactly once at the provider, not only nothing lost.
-EXACTLY_ONCE = {"sigterm", "provider-outage"}
+EXACTLY_ONCE = {"sigterm", "provider-outage", "many"}
 
 
 def run_scenario(name: str, n: int, broker: str = "redis") -> dict[str, Any]:
@@ -719,15 +858,18 @@ def run_isolated(name: str, n: int, broker: str = "redis") -> dict[str, Any]:
 
 def failed(report: dict[str, Any]) -> bool:
     """A scenario fails when it lost a message, answered 201 without a row, accepted
-    nothing at all (then it proved nothing), or, where its promise is exactly once,
-    reached the provider twice with one message. A skipped one (a part it needs is not on
+    nothing at all (then it proved nothing), answered a 5xx other than 503 or a 503 without
+    Retry-After (the postgres scenario), or, where its promise is exactly once, reached the
+    provider twice with one message. A skipped one (a part it needs is not on
     this machine) is reported, not failed."""
     if report.get("skipped"):
         return False
     return bool(report["lost"] is None or report["lost"] or report["accepted_not_persisted"]
                 or not report["accepted"]
                 or (report["scenario"] in EXACTLY_ONCE and report["duplicate_requests"])
-                or report["details"].get("broken"))
+                or report["details"].get("broken")
+                or report["details"].get("500s") or report["details"].get(
+                    "503_without_retry_after"))
 
 
 def table(reports: list[dict[str, Any]]) -> str:

@@ -138,9 +138,14 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Content-Security-Policy on every answer, with a fresh nonce per request.
     "csp.middleware.CSPMiddleware",
+    # A view that meets an unavailable database (a restart, a failover) answers 503 with
+    # Retry-After instead of 500 (README.md, "Database outages").
+    "core.api.DatabaseUnavailableMiddleware",
     # Last, as axes asks: turns a refused (locked-out) sign-in into the lockout answer.
     "axes.middleware.AxesMiddleware",
 ]
+# Seconds a 503 for an unavailable database asks the client to wait (Retry-After).
+DATABASE_RETRY_AFTER_SECONDS = env_int("DATABASE_RETRY_AFTER_SECONDS", 5)
 
 ROOT_URLCONF = "config.urls"
 # API paths have no trailing slash; never answer a POST with a redirect.
@@ -566,6 +571,24 @@ HEALTH_WORKER_MAX_AGE_SECONDS = env_int("HEALTH_WORKER_MAX_AGE_SECONDS", 120)
 # /api/v1/queues/health calls a queue degraded when its oldest waiting row or heartbeat is
 # older than this.
 HEALTH_QUEUE_STALE_SECONDS = env_int("HEALTH_QUEUE_STALE_SECONDS", 300)
+# Retention (README.md, "Retention"): beat purges history older than each kind's age, in
+# days (0 keeps that kind forever), RETENTION_BATCH_SIZE rows per short transaction, every
+# RETENTION_INTERVAL_SECONDS (0: no periodic purge). The audit log is kept longest.
+RETENTION_DAYS = {
+    kind: env_float(f"RETENTION_{kind.upper()}_DAYS", default)
+    for kind, default in (("messages", 30.0), ("event_deliveries", 14.0), ("steps", 30.0),
+                          ("executions", 90.0), ("schedule_runs", 90.0),
+                          ("dead_letters", 90.0), ("alert_events", 90.0),
+                          ("audit_log", 365.0))
+}
+RETENTION_BATCH_SIZE = max(1, env_int("RETENTION_BATCH_SIZE", 500))
+RETENTION_INTERVAL_SECONDS = env_int("RETENTION_INTERVAL_SECONDS", 3600)
+# A run stops after this long (inside the task's time limit); the next run goes on.
+RETENTION_RUN_SECONDS = env_float("RETENTION_RUN_SECONDS", 240.0)
+if RETENTION_INTERVAL_SECONDS > 0:
+    CELERY_BEAT_SCHEDULE["purge-history"] = {
+        "task": "monitoring.tasks.purge_history",
+        "schedule": float(RETENTION_INTERVAL_SECONDS)}
 CELERY_BEAT_SCHEDULE.update({
     # Alert windows are minutes long; once a minute bounds detection delay to a minute for a
     # few aggregate queries per enabled rule.

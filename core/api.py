@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.db.models import Model, QuerySet
-from django.http import Http404, HttpRequest, JsonResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.renderers import BaseRenderer
@@ -18,6 +21,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from core.auth import workspace_of
 from core.models import ApiKey, Workspace
+from core.outage import DATABASE_ERRORS
 
 if TYPE_CHECKING:
     # Imported for the type checker only: loading DRF's generic views reads the pagination
@@ -25,6 +29,11 @@ if TYPE_CHECKING:
     from rest_framework.generics import GenericAPIView as _GenericView
 else:
     _GenericView = object
+
+logger = logging.getLogger(__name__)
+# An unavailable database (core.outage) is transient: the answer is 503 with Retry-After,
+# never a 500.
+DATABASE_UNAVAILABLE = "The database is unavailable; try again shortly."
 
 CODES = {
     400: "validation_error",
@@ -102,6 +111,10 @@ def _message_for(exc: Exception) -> str:
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     """Turn every API exception into {"error": {"code", "message", "fields"}}."""
+    if isinstance(exc, DATABASE_ERRORS):
+        logger.warning("database unavailable, answering 503: %s", exc)
+        return Response(error_body(503, DATABASE_UNAVAILABLE, code="database_unavailable"),
+                        status=503, headers={"Retry-After": _retry_after()})
     if isinstance(exc, RequestDataTooBig):
         return Response(error_body(400, "Request body is too large.", code="request_too_large"),
                         status=400)
@@ -142,10 +155,45 @@ def json_404(request: HttpRequest, exception: Exception | None = None) -> JsonRe
     return JsonResponse(error_body(404, "Not found."), status=status.HTTP_404_NOT_FOUND)
 
 
-def json_500(request: HttpRequest) -> JsonResponse:  # noqa: ARG001
-    """Answer unhandled errors with the API's error shape (details go to the log)."""
+def json_500(request: HttpRequest) -> JsonResponse:
+    """Answer unhandled errors with the API's error shape (details go to the log); one the
+    database raised while it is unavailable (in a middleware, before any view) is a 503."""
+    if isinstance(sys.exc_info()[1], DATABASE_ERRORS):
+        return database_unavailable(request)
     return JsonResponse(error_body(500, "Internal server error.", code="server_error"),
                         status=500)
+
+
+def _retry_after() -> str:
+    return str(settings.DATABASE_RETRY_AFTER_SECONDS)
+
+
+def database_unavailable(request: HttpRequest) -> JsonResponse:  # noqa: ARG001
+    """503 with Retry-After and the error shape: the database is restarting or unreachable;
+    nothing was written, so the client may send the same request again."""
+    response = JsonResponse(error_body(503, DATABASE_UNAVAILABLE, code="database_unavailable"),
+                            status=503)
+    response["Retry-After"] = _retry_after()
+    return response
+
+
+class DatabaseUnavailableMiddleware:
+    """Answer 503 with Retry-After, not 500, when a view (the dashboard, admin, the older
+    endpoints) meets a database that is unavailable; API views answer the same through
+    exception_handler, and errors raised before any view through json_500."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest,
+                          exception: Exception) -> HttpResponse | None:
+        if not isinstance(exception, DATABASE_ERRORS):
+            return None
+        logger.warning("database unavailable, answering 503: %s", exception)
+        return database_unavailable(request)
 
 
 class Router(SimpleRouter):

@@ -48,6 +48,13 @@ DESCRIPTIONS = {
          "Idempotency-Key is still running.",
     422: "This Idempotency-Key was used with a different request body.",
     429: "Too many requests for this API key; see `Retry-After`.",
+    503: "The database is unavailable (a restart or a failover): nothing was done; send the "
+         "same request again after `Retry-After` seconds (code `database_unavailable`).",
+}
+# The answers that carry Retry-After, and what it means in each.
+RETRY_AFTER = {
+    429: "Seconds until the key may send again.",
+    503: "Seconds to wait before sending the request again.",
 }
 WRITE_METHODS = {"post", "put", "patch", "delete"}
 
@@ -55,15 +62,16 @@ WRITE_METHODS = {"post", "put", "patch", "delete"}
 def _error_statuses(path: str, method: str, operation: dict[str, Any]) -> list[int]:
     """Return the error statuses an operation can answer, by the rules every view shares.
 
-    Every request can be malformed (400). An operation that requires a key answers 401
-    without one, 403 when the key may not act, 429 over the key's rate limit. A path with an
+    Every request can be malformed (400) or meet an unavailable database (503). An
+    operation that requires a key answers 401 without one, 403 when the key may not act,
+    429 over the key's rate limit. A path with an
     id answers 404, and so does a list asked for a page past its end. Keyed writes may meet
     a state that refuses them (409), and keyed POSTs honour Idempotency-Key (409 while the
     first request runs, 422 for another body).
     """
     security = operation.get("security") or []
     needs_key = bool(security) and {} not in security
-    statuses = [400]
+    statuses = [400, 503]
     if needs_key:
         statuses += [401, 403, 429]
     pages = any(parameter.get("name") == "page" for parameter in operation.get("parameters", []))
@@ -99,4 +107,9 @@ def postprocess_error_responses(result: dict[str, Any], generator: Any, request:
                     if response.get("description") in (None, "", "No response body"):
                         response["description"] = DESCRIPTIONS.get(int(status), "Error.")
                     response["content"] = {"application/json": {"schema": reference}}
+                own = response.get("content", {}).get("application/json", {}).get("schema")
+                if status.isdigit() and int(status) in RETRY_AFTER and own == reference:
+                    response.setdefault("headers", {}).setdefault("Retry-After", {
+                        "schema": {"type": "integer", "minimum": 0},
+                        "description": RETRY_AFTER[int(status)]})
     return result

@@ -13,6 +13,7 @@ from celery import shared_task
 from celery.signals import beat_init
 from django.db import DatabaseError
 
+from core.outage import TASK_RETRY
 from flows import schedules
 from flows.publishing import QUEUE
 
@@ -21,13 +22,13 @@ logger = logging.getLogger(__name__)
 RUN_TASK_SECONDS = 20
 
 
-@shared_task(name="flows.schedule_tasks.fire_schedule", acks_late=True)
+@shared_task(name="flows.schedule_tasks.fire_schedule", acks_late=True, **TASK_RETRY)
 def fire_schedule(schedule_id: str) -> int:
     """Start the schedule's due occurrences (beat's wake-up; duplicates start nothing)."""
     return len(schedules.schedule_fire(schedule_id=schedule_id))
 
 
-@shared_task(name="flows.schedule_tasks.run_schedule_batch", acks_late=True)
+@shared_task(name="flows.schedule_tasks.run_schedule_batch", acks_late=True, **TASK_RETRY)
 def run_schedule_batch(run_id: int) -> None:
     """Start batches of a run's audience for up to RUN_TASK_SECONDS, then queue the rest.
 

@@ -9,6 +9,7 @@ import time
 
 from celery import shared_task
 
+from core.outage import TASK_RETRY
 from flows import (
     engine,
     schedule_tasks,  # noqa: F401  (autodiscovery imports only tasks.py)
@@ -21,13 +22,13 @@ from flows.publishing import QUEUE
 BULK_TASK_SECONDS = 20
 
 
-@shared_task(name="flows.tasks.advance_executions", acks_late=True)
+@shared_task(name="flows.tasks.advance_executions", acks_late=True, **TASK_RETRY)
 def advance_executions(execution_ids: list[str]) -> dict[str, str]:
     """Advance a batch of executions, one after the other, in one transaction."""
     return engine.advance_many(execution_ids=execution_ids)
 
 
-@shared_task(name="flows.tasks.run_bulk_start", acks_late=True)
+@shared_task(name="flows.tasks.run_bulk_start", acks_late=True, **TASK_RETRY)
 def run_bulk_start(job_id: str) -> None:
     """Start batches of a bulk start for up to BULK_TASK_SECONDS, then queue the rest.
 

@@ -7,6 +7,7 @@ from celery import shared_task
 from celery.signals import task_prerun
 from django.db import connections
 
+from core.outage import TASK_RETRY
 from core.publishing import grouped
 from messaging import publishing
 from messaging.delivery import sending, sweeper
@@ -25,7 +26,7 @@ def _drop_broken_connections(**kwargs: Any) -> None:
             conn.close_if_unusable_or_obsolete()
 
 
-@shared_task(name=publishing.DELIVER_TASK, acks_late=True)
+@shared_task(name=publishing.DELIVER_TASK, acks_late=True, **TASK_RETRY)
 def deliver_messages(message_ids: list[str], lane: str = "") -> dict[str, str]:
     """Deliver a batch of messages: with a lane, the lane's next rows (its workspaces
     taking turns), as many as the task was published with or more; without one (a task

@@ -9,7 +9,7 @@ from django.http import HttpRequest, StreamingHttpResponse
 from core.audit import Actor, actor_of
 from core.models import DeadLetter
 from monitoring import alerts, services
-from monitoring.models import AlertEvent, AlertRule
+from monitoring.models import AlertEvent, AlertRule, HistoryPurge
 
 
 def _actor(request: HttpRequest) -> Actor:
@@ -131,4 +131,19 @@ class AlertEventAdmin(admin.ModelAdmin):
     list_select_related = ["rule", "workspace"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(HistoryPurge)
+class HistoryPurgeAdmin(admin.ModelAdmin):
+    """The retention purge's runs (read-only: beat and `purge_history --retention` write)."""
+
+    list_display = ["started_at", "finished_at", "rows", "deleted", "complete", "error"]
+    date_hierarchy = "started_at"
+    readonly_fields = [f.name for f in HistoryPurge._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False

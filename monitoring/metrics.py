@@ -47,7 +47,7 @@ from flows.models import Execution, Step
 from messaging import ratelimit
 from messaging.models import DeliveryAttempt, Message
 from monitoring import counters, health, selectors
-from monitoring.models import AlertEvent
+from monitoring.models import AlertEvent, HistoryPurge
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ class RelayCollector:
             history = [lambda c=counts: self.counted(c)]  # type: ignore[misc]
         parts: list[Callable[[], Iterable[Metric]]] = [
             self.workspaces, *history, self.dead_letters, self.queues, self.dispatcher_lag,
-            self.deferrals, self.alerts, self.signins]
+            self.deferrals, self.alerts, self.signins, self.history_purge]
         for part in parts:
             try:
                 yield from list(part())
@@ -243,6 +243,30 @@ class RelayCollector:
             family.add_metric([str(row["workspace_id"])], row["n"])
         return [family]
 
+
+    def history_purge(self) -> Iterable[Metric]:
+        """The last finished retention purge: when, whether it completed, what it deleted."""
+        last = HistoryPurge.objects.filter(finished_at__isnull=False).first()
+        if last is None or last.finished_at is None:
+            return []
+        finished = GaugeMetricFamily(
+            "relay_history_purge_last_run_timestamp_seconds",
+            "When the last history purge (retention) finished, Unix time.")
+        finished.add_metric([], last.finished_at.timestamp())
+        ok = GaugeMetricFamily("relay_history_purge_last_ok",
+                               "1 when the last history purge completed without an error.")
+        ok.add_metric([], 1.0 if last.ok else 0.0)
+        complete = GaugeMetricFamily(
+            "relay_history_purge_last_complete",
+            "1 when the last history purge deleted everything due (0: it stopped at "
+            "RETENTION_RUN_SECONDS and the next run goes on).")
+        complete.add_metric([], 1.0 if last.complete else 0.0)
+        deleted = GaugeMetricFamily("relay_history_purge_last_deleted_rows",
+                                    "Rows of each kind the last history purge deleted.",
+                                    labels=["kind"])
+        for kind, count in sorted(last.deleted.items()):
+            deleted.add_metric([kind], count)
+        return [finished, ok, complete, deleted]
 
     def signins(self) -> Iterable[Metric]:
         """Failed sign-ins and lockouts per form (login, admin, password), counted in Redis

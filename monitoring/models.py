@@ -169,3 +169,34 @@ class HourlyDelta(HourlyCounted):
     """A change to an HourlyCount, appended by a trigger; counters_compact folds them."""
 
     id = models.BigAutoField(primary_key=True)
+
+
+class HistoryPurge(models.Model):
+    """One run of the retention purge (monitoring.services.retention_purge): when, what it
+    deleted per kind, and the error that stopped it, if any. /metrics and the dashboard
+    show the last one."""
+
+    started_at = models.DateTimeField(db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Per kind (messages, steps, executions, ...): the rows of that kind deleted.
+    deleted = models.JSONField(default=dict, blank=True)
+    # Every row deleted, dependent rows (attempts, timeline entries, steps) included.
+    rows = models.BigIntegerField(default=0)
+    error = models.TextField(blank=True, default="")
+    # False when the run stopped at RETENTION_RUN_SECONDS with history left for the next.
+    complete = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"history purge at {self.started_at:%Y-%m-%d %H:%M}: {self.rows} row(s)"
+
+    @property
+    def ok(self) -> bool:
+        return self.finished_at is not None and not self.error
+
+    @property
+    def deleted_items(self) -> list[tuple[str, int]]:
+        """(kind, rows) by kind name (the JSON column keeps no order)."""
+        return sorted(self.deleted.items())

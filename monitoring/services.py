@@ -15,6 +15,7 @@ import csv
 import io
 import json
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,12 +29,13 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from core.audit import Actor, as_actor, audit
-from core.models import DeadLetter, Workspace
+from core.models import AuditEntry, DeadLetter, Workspace
 from flows import engine, operations
 from flows.models import Execution, ScheduleRun, Step
-from messaging import publishing
+from messaging import publishing, ratelimit
 from messaging.channels import QUEUE_CHANNELS
 from messaging.delivery import sweeper
+from messaging.events.types import EVENT_SOURCE
 from messaging.models import (
     FAILURE_STATUSES,
     FINAL_STATUSES,
@@ -41,7 +43,7 @@ from messaging.models import (
     Message,
     MessageStatus,
 )
-from monitoring.models import AlertEvent
+from monitoring.models import AlertEvent, HistoryPurge
 
 logger = logging.getLogger(__name__)
 
@@ -326,25 +328,43 @@ def stuck_requeue(*, now: datetime | None = None) -> dict[str, dict[str, int]]:
 
 # --- retention ------------------------------------------------------------------------------
 
-def _purgeable(cutoff: datetime) -> dict[str, QuerySet]:
-    """Return, per kind, the rows past retention (entries still open for replay are kept)."""
+# The kinds of history retention purges, in the order a run deletes them (children first:
+# the messages an execution sent go before the execution, its steps before it too).
+HISTORY_KINDS = ("event_deliveries", "messages", "steps", "executions", "schedule_runs",
+                 "dead_letters", "alert_events", "audit_log")
+# Final message statuses retention may delete: every final one, and inbound messages.
+PURGEABLE_MESSAGE_STATUSES = (*FINAL_STATUSES, MessageStatus.RECEIVED)
+PURGE_LOCK_KEY = "relay:retention:purge"
+
+
+def _purgeable(cutoffs: dict[str, datetime]) -> dict[str, QuerySet]:
+    """Return, per kind named in `cutoffs`, the rows older than its cutoff (what an open
+    dead letter needs to be replayed is kept: its message, and its step's execution)."""
     open_letters = DeadLetter.objects.filter(status=Letter.OPEN)
     open_messages = [source for source in open_letters.filter(
         kind=DeadLetter.Kind.MESSAGE).values_list("source_id", flat=True) if _is_uuid(source)]
     open_steps = [int(source) for source in open_letters.filter(
         kind=DeadLetter.Kind.STEP).values_list("source_id", flat=True) if source.isdigit()]
     kept_executions = Step.objects.filter(pk__in=open_steps).values("execution_id")
-    return {
-        "messages": Message.objects.filter(status__in=FINAL_STATUSES, updated_at__lt=cutoff)
-        .exclude(pk__in=open_messages),
-        "executions": Execution.objects.filter(status__in=FINISHED_EXECUTION,
-                                               updated_at__lt=cutoff)
-        .exclude(pk__in=kept_executions),
-        "dead_letters": DeadLetter.objects.exclude(status=Letter.OPEN)
-        .filter(created_at__lt=cutoff),
-        "alert_events": AlertEvent.objects.filter(resolved_at__lt=cutoff),
-        "schedule_runs": ScheduleRun.objects.filter(occurrence_at__lt=cutoff),
+    final_messages = Message.objects.filter(status__in=PURGEABLE_MESSAGE_STATUSES).exclude(
+        pk__in=open_messages)
+    finished = Execution.objects.filter(status__in=FINISHED_EXECUTION).exclude(
+        pk__in=kept_executions)
+    kinds: dict[str, Callable[[datetime], QuerySet]] = {
+        "event_deliveries": lambda cut: final_messages.filter(source=EVENT_SOURCE,
+                                                              updated_at__lt=cut),
+        "messages": lambda cut: final_messages.exclude(source=EVENT_SOURCE).filter(
+            updated_at__lt=cut),
+        "steps": lambda cut: Step.objects.filter(
+            execution__in=finished.filter(updated_at__lt=cut)),
+        "executions": lambda cut: finished.filter(updated_at__lt=cut),
+        "schedule_runs": lambda cut: ScheduleRun.objects.filter(occurrence_at__lt=cut),
+        "dead_letters": lambda cut: DeadLetter.objects.exclude(status=Letter.OPEN).filter(
+            created_at__lt=cut),
+        "alert_events": lambda cut: AlertEvent.objects.filter(resolved_at__lt=cut),
+        "audit_log": lambda cut: AuditEntry.objects.filter(created_at__lt=cut),
     }
+    return {kind: kinds[kind](cutoffs[kind]) for kind in HISTORY_KINDS if kind in cutoffs}
 
 
 def _is_uuid(text: str) -> bool:
@@ -360,35 +380,91 @@ def history_purge(*, older_than: timedelta, now: datetime | None = None,
                   on_batch: Callable[[str, int], None] | None = None) -> dict[str, int]:
     """Delete finished history older than `older_than`, PURGE_BATCH parents at a time.
 
-    Final messages (with their delivery attempts), finished executions (with their steps),
-    schedule runs, replayed/discarded dead letters and resolved alert events. Messages and
-    steps of open dead letters are kept so they stay replayable.
+    Final messages (with their delivery attempts and timelines; event deliveries too),
+    finished executions (with their steps), schedule runs, replayed/discarded dead letters
+    and resolved alert events; not the audit log, which only the periodic purge ages out
+    (retention_purge, RETENTION_AUDIT_LOG_DAYS). Messages and steps of open dead letters are
+    kept so they stay replayable.
     Return the deleted (or, with dry_run, deletable) rows per model label.
     """
     cutoff = (now or timezone.now()) - older_than
+    cutoffs = {kind: cutoff for kind in HISTORY_KINDS if kind not in ("audit_log", "steps")}
     totals: dict[str, int] = {}
-    for kind, queryset in _purgeable(cutoff).items():
+    for kind, queryset in _purgeable(cutoffs).items():
         if dry_run:
-            totals[queryset.model._meta.label] = queryset.count()
+            label = queryset.model._meta.label
+            totals[label] = totals.get(label, 0) + queryset.count()
             continue
-        for label, count in _delete_in_batches(queryset, kind, on_batch).items():
+        for label, count in _delete_in_batches(queryset, kind, on_batch,
+                                               batch=PURGE_BATCH).items():
             totals[label] = totals.get(label, 0) + count
     return totals
 
 
+def retention_purge(*, now: datetime | None = None,
+                    on_batch: Callable[[str, int], None] | None = None) -> HistoryPurge | None:
+    """Run the periodic purge: each kind older than its RETENTION_<KIND>_DAYS (0: kept),
+    RETENTION_BATCH_SIZE rows per short transaction, recorded as a HistoryPurge row.
+
+    One run at a time across every beat and worker (a Redis lock): a run that finds another
+    under way returns None and deletes nothing. An error stops the run; what it deleted
+    until then stays deleted and the row records the error.
+    """
+    now = now or timezone.now()
+    cutoffs = {kind: now - timedelta(days=days)
+               for kind, days in settings.RETENTION_DAYS.items() if days > 0}
+    redis = ratelimit.client()
+    token = uuid.uuid4().hex
+    if not redis.set(PURGE_LOCK_KEY, token, nx=True, ex=settings.CELERY_TASK_TIME_LIMIT):
+        logger.info("history purge skipped: another run holds the lock")
+        return None
+    record = HistoryPurge.objects.create(started_at=now)
+    # Inside the task's time limit: what is left waits for the next run.
+    deadline = time.monotonic() + settings.RETENTION_RUN_SECONDS
+    try:
+        for kind, queryset in _purgeable(cutoffs).items():
+            if time.monotonic() >= deadline:
+                record.complete = False
+                break
+            label = queryset.model._meta.label
+            counts = _delete_in_batches(queryset, kind, on_batch,
+                                        batch=settings.RETENTION_BATCH_SIZE, deadline=deadline)
+            record.deleted[kind] = counts.get(label, 0)
+            record.rows += sum(counts.values())
+            redis.expire(PURGE_LOCK_KEY, settings.CELERY_TASK_TIME_LIMIT)
+    except Exception as exc:
+        logger.exception("history purge failed")
+        record.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        record.finished_at = timezone.now()
+        record.complete = record.complete and time.monotonic() < deadline
+        record.save(update_fields=["deleted", "rows", "error", "finished_at", "complete"])
+        if redis.get(PURGE_LOCK_KEY) == token:
+            redis.delete(PURGE_LOCK_KEY)
+    logger.info("history purge: %d row(s) deleted %s", record.rows, record.deleted)
+    return record
+
+
 def _delete_in_batches(queryset: QuerySet, kind: str,
-                       on_batch: Callable[[str, int], None] | None) -> dict[str, int]:
+                       on_batch: Callable[[str, int], None] | None, *,
+                       batch: int, deadline: float | None = None) -> dict[str, int]:
+    """Delete the queryset's rows `batch` at a time, each batch its own short transaction
+    that checks the rows still qualify (a row that changed meanwhile is left alone); stop
+    at `deadline` (time.monotonic()) if given."""
     totals: dict[str, int] = {queryset.model._meta.label: 0}
-    while True:
-        ids = list(queryset.values_list("pk", flat=True)[:PURGE_BATCH])
+    while deadline is None or time.monotonic() < deadline:
+        ids = list(queryset.order_by().values_list("pk", flat=True)[:batch])
         if not ids:
             return totals
         with transaction.atomic():
-            _, per_model = queryset.model.objects.filter(pk__in=ids).delete()
+            _, per_model = queryset.filter(pk__in=ids).delete()
         for label, count in per_model.items():
             totals[label] = totals.get(label, 0) + count
         if on_batch is not None:
             on_batch(kind, len(ids))
+        if not per_model.get(queryset.model._meta.label):
+            return totals  # the batch no longer qualified: stop rather than spin
+    return totals
 
 
 # --- one queue's actions (API and dashboard) ---------------------------------------------------
@@ -417,7 +493,8 @@ def queue_clean_completed(*, queue: str, workspace: Workspace | None, older_than
                                        status__in=SUCCESS_STATUSES, updated_at__lt=cutoff)
     if workspace is not None:
         completed = completed.filter(workspace=workspace)
-    deleted = _delete_in_batches(completed, "messages", None).get(Message._meta.label, 0)
+    deleted = _delete_in_batches(completed, "messages", None, batch=PURGE_BATCH).get(
+        Message._meta.label, 0)
     with transaction.atomic():
         audit(actor=actor, action="queue.clean", workspace=workspace, target_type="queue",
               target_id=queue, detail={"older_than_seconds": int(older_than.total_seconds()),

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from monitoring import alerts, counters, health
+from monitoring import alerts, counters, health, services
 
 
 @shared_task(name="monitoring.tasks.evaluate_alerts")
@@ -22,3 +22,10 @@ def heartbeat(queue: str = "default") -> None:
 def compact_metric_counts() -> int:
     """Fold the counters' pending deltas into their totals (beat: every 30 s)."""
     return counters.counters_compact()
+
+
+@shared_task(name="monitoring.tasks.purge_history", acks_late=False)
+def purge_history() -> dict[str, int] | None:
+    """Purge history past its retention (beat: every RETENTION_INTERVAL_SECONDS)."""
+    record = services.retention_purge()
+    return None if record is None else {**record.deleted, "rows": record.rows}

@@ -1,6 +1,6 @@
 """The short chaos run CI does: kill workers, flush/restart Redis, lose every publish, roll
-the workers with SIGTERM mid-batch, restart PostgreSQL, and the recovery runs again with
-RabbitMQ as the broker.
+the workers with SIGTERM mid-batch, restart PostgreSQL, run two of every process, and the
+recovery runs again with RabbitMQ as the broker.
 
 Each scenario runs the real processes (gunicorn, two prefork workers, the dispatcher, a
 private Redis, the recording provider) against its own PostgreSQL database.
@@ -76,6 +76,31 @@ def test_postgres_restart_never_answers_201_without_a_row():
     assert report["lost"] == 0, report
     assert report["sent"] == report["accepted"], report
     assert details["first_201_after_restart_s"] is not None, report  # it came back
+    # The outage answered 503 with Retry-After (or refused the connection), never a 500.
+    assert details["500s"] == 0 and details["503_without_retry_after"] == 0, report
+    assert details["requests_in_outage"] > 0, report
+
+
+def test_the_postgres_report_fails_a_500_or_a_503_without_retry_after(db):
+    """The postgres scenario's verdict, from a request log as its posters write it."""
+    from types import SimpleNamespace
+
+    from bench.chaos import failed, outage_report
+
+    run = SimpleNamespace(name="no-such-workspace", accepted=[])
+    base = {"scenario": "postgres", "lost": 0, "accepted_not_persisted": 0, "accepted": 1}
+    stop, up = 100.0, 103.0
+    clean = [(99.0, 99.1, 201, "a"), (100.5, 100.6, 503, None), (101.0, 101.0, "OSError", None),
+             (103.5, 103.6, 201, "b")]
+    details = outage_report(run, clean, stop, up)
+    assert (details["503_in_outage"], details["500s"], details["requests_in_outage"]) == (1, 0, 3)
+    assert details["first_201_after_restart_s"] == 0.6
+    assert not failed({**base, "details": details})
+    with_500 = outage_report(run, [*clean, (100.7, 100.8, 500, None)], stop, up)
+    assert with_500["500s"] == 1 and failed({**base, "details": with_500})
+    bare = outage_report(run, [*clean, (100.7, 100.8, "503 without Retry-After", None)],
+                         stop, up)
+    assert bare["503_without_retry_after"] == 1 and failed({**base, "details": bare})
 
 
 def test_a_provider_outage_fails_over_and_sends_every_message_once():
@@ -87,3 +112,16 @@ def test_a_provider_outage_fails_over_and_sends_every_message_once():
     assert details["sent_by_both"] == 0 and details["dead_letters"] == 0, details
     assert details["sent_by_secondary"] > 0 and details["breaker_closed"] >= 1, details
     assert details["alert_fired"], details
+
+
+def test_two_of_every_process_lose_nothing_and_send_nothing_twice():
+    """Two web workers, workers, dispatchers and beats at once: sends, a journey and cron
+    schedules each happen exactly once."""
+    report = run("many", 300)
+    assert_none_lost(report, 300)
+    assert report["duplicate_requests"] == 0, report
+    details = report["details"]
+    assert details["broken"] == [], details
+    assert {"beat-1", "beat-2", "dispatcher", "dispatcher-2", "worker-a",
+            "worker-b"} <= set(details["processes"]), details
+    assert details["cron_occurrences"] >= 2 and details["journeys_completed"] == 30, details

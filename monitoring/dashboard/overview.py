@@ -18,6 +18,7 @@ from monitoring.dashboard.selectors.overview import (
     MESSAGE_COLORS,
     execution_series,
     flow_figures,
+    last_history_purge,
     message_series,
     overview_kpis,
     recent_failures,
@@ -74,6 +75,7 @@ def overview_context(workspace: Workspace, window: Window) -> dict[str, Any]:
     ] if has_messages else []
     return {
         "kpis": overview_kpis(workspace, window),
+        "last_purge": last_history_purge(),
         "message_pie": message_pie,
         "message_legend": message_legend,
         "execution_pie": execution_pie,

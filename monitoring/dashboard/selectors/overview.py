@@ -29,6 +29,7 @@ from monitoring.dashboard.selectors.windows import (
     bucket_label,
     bucket_starts,
 )
+from monitoring.models import HistoryPurge
 from monitoring.rollups import Hourly, hour_start, hourly_rows, rollups_cover
 
 # Hourly totals answer for windows that start on an hour (window_for makes every window
@@ -434,3 +435,8 @@ def recent_failures(workspace: Workspace, window: Window,
                      reverse("dashboard:execution-detail", args=[e.pk])) for e in executions]
     rows.sort(key=lambda row: row.when or timezone.now(), reverse=True)
     return rows[:limit]
+
+
+def last_history_purge() -> HistoryPurge | None:
+    """The latest retention purge that finished (the service's, not one workspace's)."""
+    return HistoryPurge.objects.filter(finished_at__isnull=False).first()
