@@ -30,6 +30,8 @@ SEND = {
     ("FlowViewSet", "start"), ("FlowViewSet", "bulk"),
     ("ExecutionViewSet", "cancel"), ("ExecutionViewSet", "retry_step"),
     ("EventView", "post"), ("InboundView", "post"), ("EmailEventView", "post"),
+    ("BroadcastViewSet", "create"), ("BroadcastViewSet", "send"),
+    ("BroadcastViewSet", "cancel"),
 }
 # POSTs that change nothing (checks and dry runs): a read-only key may make them.
 READ = {("FlowViewSet", "test"), ("ValidateCronView", "post")}
