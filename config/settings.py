@@ -314,6 +314,9 @@ REST_FRAMEWORK = {
     # HasScope: a key's scopes (read, send, manage) decide which requests it may make.
     "DEFAULT_PERMISSION_CLASSES": ["core.auth.HasWorkspace", "core.auth.HasScope"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # `?format=` is a field of this API (an import's file format, an export's csv or json),
+    # never DRF's renderer switch: that one answered 404 to `?format=csv` on a JSON list.
+    "URL_FORMAT_OVERRIDE": None,
     # DRF's JSONParser, refusing (400, naming the field) NULs, lone surrogates and JSON
     # nested deeper than core.api_parsers.MAX_JSON_DEPTH, which PostgreSQL or Python cannot take.
     "DEFAULT_PARSER_CLASSES": ["core.api_parsers.SafeJSONParser"],

@@ -5,7 +5,7 @@ import csv
 import json
 import logging
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -13,6 +13,7 @@ from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.db.models import Model, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from rest_framework import exceptions, serializers, status
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.renderers import BaseRenderer
 from rest_framework.response import Response
@@ -262,6 +263,18 @@ class WorkspaceScoped(_GenericView):
     def perform_create(self, serializer: serializers.BaseSerializer) -> None:
         """Save a new row into the key's workspace, whatever the body said."""
         serializer.save(workspace=self.workspace)
+
+
+class ExportNegotiation(DefaultContentNegotiation):
+    """Negotiation for the views that stream a download: always the first renderer (JSON),
+    so an error (401, 403, 404) answers the API's JSON error shape as application/json,
+    and `?format=` is left to the view (DRF would read it as its renderer override and
+    answer 404 for a value it does not know). The download streams its own body."""
+
+    def select_renderer(self, request: Any, renderers: Iterable[BaseRenderer],
+                        format_suffix: str | None = None) -> tuple[BaseRenderer, str]:
+        first = next(iter(renderers))
+        return first, first.media_type
 
 
 class CSVRenderer(BaseRenderer):

@@ -20,7 +20,7 @@ from rest_framework.reverse import reverse
 from audiences import imports
 from audiences.models import ContactImport, ContactImportError
 from audiences.selectors import contact_imports_list
-from core.api import ApiError, CSVRenderer, WorkspaceScoped, csv_stream
+from core.api import ApiError, CSVRenderer, ExportNegotiation, WorkspaceScoped, csv_stream
 from core.models import Workspace
 from messaging.api.idempotency import idempotent
 
@@ -131,7 +131,8 @@ class ContactImportViewSet(WorkspaceScoped, mixins.ListModelMixin, mixins.Retrie
         OpenApiTypes.STR, description="row, field, error, then the row's own columns "
                                       "(CSV) or the JSON line as `record`.")})
     @action(detail=True, methods=["get"], url_path="errors.csv", url_name="error-file",
-            renderer_classes=[JSONRenderer, CSVRenderer])
+            renderer_classes=[JSONRenderer, CSVRenderer],
+            content_negotiation_class=ExportNegotiation)
     def error_file(self, request: Request, pk: str | None = None) -> StreamingHttpResponse:
         """Download the import's failed rows as CSV, with why each failed."""
         job = self.get_object()

@@ -15,7 +15,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.api import CSVRenderer, WorkspaceScoped, csv_stream
+from core.api import CSVRenderer, ExportNegotiation, WorkspaceScoped, csv_stream
 from core.models import Contact, Workspace, validate_timezone
 from core.phones import normalize_phone
 from core.services import contact_upsert
@@ -111,7 +111,8 @@ class ContactViewSet(WorkspaceScoped, viewsets.ModelViewSet):
         OpenApiTypes.STR, description="One row per contact: " + ", ".join(EXPORT_COLUMNS)
         + " (attributes as a JSON object).")})
     @action(detail=False, methods=["get"], url_path="export",
-            renderer_classes=[JSONRenderer, CSVRenderer])
+            renderer_classes=[JSONRenderer, CSVRenderer],
+            content_negotiation_class=ExportNegotiation)
     def export(self, request: Request) -> StreamingHttpResponse:
         """Download the contacts as CSV, streamed; the list's filters, search and ordering
         apply."""

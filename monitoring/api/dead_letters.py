@@ -1,8 +1,6 @@
 """Dead letters REST API: list/filter, replay one or many, discard, export (CSV or JSON)."""
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.db.models import QuerySet
@@ -11,11 +9,10 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, renderers, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.api import ApiError, WorkspaceScoped
+from core.api import ApiError, CSVRenderer, ExportNegotiation, WorkspaceScoped
 from core.audit import Actor, actor_of
 from core.models import DeadLetter, Workspace
 from core.serializers import DeadLetterSerializer
@@ -54,30 +51,6 @@ class BulkReplaySerializer(DeadLetterFilterSerializer):
         if unknown:
             raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
         return super().to_internal_value(data)
-
-
-class ExportNegotiation(DefaultContentNegotiation):
-    """Leave `?format=` to the export, which answers 400 for a value it does not know.
-
-    DRF reads `format` as its renderer override and answers 404 for any other value.
-    """
-
-    def select_renderer(self, request: Request, renderers: Iterable[renderers.BaseRenderer],
-                        format_suffix: str | None = None) -> tuple[renderers.BaseRenderer, str]:
-        first = next(iter(renderers))
-        return first, first.media_type
-
-
-class PassthroughCsvRenderer(renderers.BaseRenderer):
-    """Let `?format=csv` through content negotiation; the export streams its own body."""
-
-    media_type = "text/csv"
-    format = "csv"
-    charset = "utf-8"
-
-    def render(self, data: Any, accepted_media_type: str | None = None,
-               renderer_context: Mapping[str, Any] | None = None) -> bytes:
-        return json.dumps(data).encode() if not isinstance(data, bytes) else data
 
 
 FILTER_PARAMETERS = [
@@ -174,7 +147,7 @@ class DeadLetterViewSet(WorkspaceScoped, mixins.ListModelMixin, mixins.RetrieveM
                    (200, "application/json"): {"type": "array",
                                                "items": {"type": "object"}}})
     @action(detail=False, methods=["get"], content_negotiation_class=ExportNegotiation,
-            renderer_classes=[renderers.JSONRenderer, PassthroughCsvRenderer])
+            renderer_classes=[renderers.JSONRenderer, CSVRenderer])
     def export(self, request: Request) -> StreamingHttpResponse:
         """Download the matching dead letters as CSV or a JSON array (streamed)."""
         fmt = request.query_params.get("format", "csv")
