@@ -122,8 +122,8 @@ def broadcast_create(*, workspace: Workspace, name: str, channel: str, content: 
     given = [name for name, value in (("contact_ids", contact_ids), ("rules", rules),
                                       ("segment_id", segment)) if value is not None]
     if len(given) != 1:
-        raise BroadcastInvalid({given[-1] if given else "contact_ids": [
-            "Give one of contact_ids, rules or segment_id."]})
+        raise BroadcastInvalid({name: ["Give one of contact_ids, rules or segment_id."]
+                                for name in given or ["contact_ids"]})
     if segment is not None:
         if segment.workspace_id != workspace.pk:
             raise BroadcastInvalid({"segment_id": ["No such segment in this workspace."]})
