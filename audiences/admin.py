@@ -76,13 +76,13 @@ class SegmentForm(forms.ModelForm):
 
     def clean(self):  # type: ignore[no-untyped-def]
         """Check the rules as the API does (unknown segments, cycles, bad conditions)."""
-        data = super().clean()
+        data = super().clean() or {}
         workspace, rules = data.get("workspace"), data.get("rules")
         if workspace is not None and rules is not None:
             try:
                 segments.rules_expand(workspace=workspace, rules=rules,
-                                      segment_id=str(self.instance.pk)
-                                      if self.instance._state.adding is False else None)
+                                      segment_id=None if self.instance._state.adding
+                                      else str(self.instance.pk))
             except segments.SegmentInvalid as exc:
                 self.add_error("rules", "; ".join(exc.fields["rules"]))
         return data

@@ -54,8 +54,9 @@ def _expand(workspace: Workspace, group: Any, path: str, seen: tuple[str, ...],
         item_path = f"{path}.{key}[{index}]"
         if _is_reference(item):
             target = str(item["segment"])
-            segment = Segment.objects.filter(workspace=workspace, pk=_uuid(target)).first() \
-                if _uuid(target) else None
+            pk = _uuid(target)
+            segment = Segment.objects.filter(workspace=workspace, pk=pk).first() if pk \
+                else None
             if segment is None:
                 errors.append(f"{item_path}.segment: no segment '{target}' in this workspace")
                 continue
