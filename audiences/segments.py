@@ -24,7 +24,7 @@ PREVIEW_SIZE = 20
 SCAN_BATCH = 2000
 
 
-class SegmentInvalid(Exception):
+class SegmentInvalid(ValueError):
     """The segment cannot be saved; `fields` maps each refused input to its reasons."""
 
     def __init__(self, fields: dict[str, Any]) -> None:
@@ -101,10 +101,26 @@ def segment_rules(segment: Segment) -> dict:
                         segment_id=str(segment.pk))
 
 
+def _check_includers(segment: Segment) -> None:
+    """Raise SegmentInvalid on `rules` when a segment that includes this one (saved in the
+    current transaction) no longer expands: nested deeper than the rules allow."""
+    for other in Segment.objects.filter(workspace=segment.workspace).exclude(pk=segment.pk):
+        if not any(True for _ in _names(other.rules)):
+            continue
+        try:
+            segment_rules(other)
+        except SegmentInvalid as exc:
+            raise SegmentInvalid({"rules": [
+                f"segment '{other.name}' includes this one and would no longer be valid: "
+                f"{problem}" for problem in exc.fields["rules"]]}) from exc
+
+
 def _save(segment: Segment, actor: Actor | None, action: str) -> Segment:
     try:
         with transaction.atomic():
             segment.save()
+            if action == "segment.update":
+                _check_includers(segment)
             if actor is not None:
                 audit(actor=actor, action=action, workspace=segment.workspace,
                       target_type="segment", target_id=segment.pk,

@@ -66,7 +66,7 @@ def audience_context(contact: Contact) -> dict:
 # How a bulk start's `segment_id` becomes rules. Segments belong to the audiences app,
 # above flows, which registers the lookup when it loads (audiences.apps): (workspace,
 # segment id) -> the segment's expanded rules, or None when the workspace has no such
-# segment.
+# segment; ValueError (with the reason) when its rules cannot be used.
 SegmentLookup = Callable[[Workspace, str], "dict[str, Any] | None"]
 _segment_lookups: list[SegmentLookup] = []
 

@@ -238,8 +238,11 @@ class BulkSerializer(serializers.Serializer):
             raise serializers.ValidationError(
                 "Give one of contact_ids, filter (attribute rules) or segment_id.")
         if "segment_id" in attrs:
-            rules = services.segment_rules_of(workspace=self.context["workspace"],
-                                              segment_id=str(attrs["segment_id"]))
+            try:
+                rules = services.segment_rules_of(workspace=self.context["workspace"],
+                                                  segment_id=str(attrs["segment_id"]))
+            except ValueError as exc:
+                raise serializers.ValidationError({"segment_id": [str(exc)]}) from exc
             if rules is None:
                 raise serializers.ValidationError(
                     {"segment_id": ["No such segment in this workspace."]})

@@ -195,3 +195,18 @@ def test_a_flows_bulk_start_takes_a_segment(api, workspace):
     assert response.status_code == 400
     assert "segment_id" in response.json()["error"]["fields"]
     assert BulkStart.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_a_change_that_would_nest_an_including_segment_too_deep_is_refused(api, workspace):
+    inner = create(api, "Inner").json()
+    outer = inner
+    for depth in range(8):  # each inclusion nests one group deeper
+        outer = create(api, f"Level {depth}", {"all": [{"segment": outer["id"]}]}).json()
+    assert api.get(f"{URL}/{outer['id']}/preview").status_code == 200
+    deeper = {"all": [{"any": [{"all": [BERLIN]}]}]}
+    response = api.patch(f"{URL}/{inner['id']}", {"rules": deeper}, format="json")
+    assert response.status_code == 400, response.json()
+    assert "Level" in response.json()["error"]["fields"]["rules"][0]
+    assert Segment.objects.get(pk=inner["id"]).rules == BERLIN
+    assert api.get(f"{URL}/{outer['id']}/preview").status_code == 200
