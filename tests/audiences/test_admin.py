@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.contrib.auth import get_user_model
 
@@ -55,7 +57,7 @@ def test_the_admin_edits_segments_checking_their_rules(staff, workspace):
     assert segment.rules["all"][0]["value"] == "Berlin"
     cycle = staff.post(f"/admin/audiences/segment/{segment.pk}/change/", {
         "workspace": workspace.pk, "name": "Berlin",
-        "rules": '{"all": [{"segment": "%s"}]}' % segment.pk})
+        "rules": json.dumps({"all": [{"segment": str(segment.pk)}]})})
     assert cycle.status_code == 200 and "cycle" in cycle.content.decode()
     bad = staff.post("/admin/audiences/segment/add/", {
         "workspace": workspace.pk, "name": "Bad", "rules": '{"all": [{"field": "x.y"}]}'})
