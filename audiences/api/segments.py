@@ -18,6 +18,7 @@ from core.api import ApiError, StrictCharField, WorkspaceScoped
 from core.audit import actor_of
 from core.models import Workspace
 from messaging.api.contacts import ContactSerializer
+from messaging.api.idempotency import idempotent
 
 RULES_HELP = ("The flows' condition language over contact.* (fields, attributes, "
               "consent.sms and consent.email); an item {\"segment\": \"<id>\"} stands for "
@@ -62,17 +63,19 @@ class SegmentViewSet(WorkspaceScoped, mixins.ListModelMixin, mixins.RetrieveMode
     @extend_schema(request=SegmentSerializer, responses={201: SegmentSerializer})
     def create(self, request: Request) -> Response:
         """Create a segment (400 naming `rules` for bad rules, an unknown segment or a
-        cycle; `name` for one taken)."""
-        serializer = SegmentSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        try:
-            segment = segments.segment_create(workspace=self.workspace, name=data["name"],
-                                              rules=data["rules"],
-                                              actor=actor_of(request, "api"))
-        except segments.SegmentInvalid as exc:
-            raise ApiError(400, "Invalid input.", fields=exc.fields) from exc
-        return Response(SegmentSerializer(segment).data, status=201)
+        cycle; `name` for one taken). Honours Idempotency-Key."""
+        def handler() -> Response:
+            serializer = SegmentSerializer(data=request.data)
+            serializer.is_valid(raise_exception=True)
+            data = serializer.validated_data
+            try:
+                segment = segments.segment_create(workspace=self.workspace, name=data["name"],
+                                                  rules=data["rules"],
+                                                  actor=actor_of(request, "api"))
+            except segments.SegmentInvalid as exc:
+                raise ApiError(400, "Invalid input.", fields=exc.fields) from exc
+            return Response(SegmentSerializer(segment).data, status=201)
+        return idempotent(request, handler)
 
     @extend_schema(request=SegmentUpdateSerializer, responses={200: SegmentSerializer})
     def partial_update(self, request: Request, pk: str | None = None) -> Response:

@@ -210,3 +210,17 @@ def test_a_change_that_would_nest_an_including_segment_too_deep_is_refused(api, 
     assert "Level" in response.json()["error"]["fields"]["rules"][0]
     assert Segment.objects.get(pk=inner["id"]).rules == BERLIN
     assert api.get(f"{URL}/{outer['id']}/preview").status_code == 200
+
+
+@pytest.mark.django_db
+def test_the_same_idempotency_key_creates_one_segment(api, workspace):
+    body = {"name": "Berlin", "rules": BERLIN}
+    first = api.post(URL, body, format="json", HTTP_IDEMPOTENCY_KEY="seg-1")
+    again = api.post(URL, body, format="json", HTTP_IDEMPOTENCY_KEY="seg-1")
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.json()["id"] == first.json()["id"]
+    assert again.headers["Idempotent-Replayed"] == "true"
+    other = api.post(URL, {**body, "name": "Paris"}, format="json",
+                     HTTP_IDEMPOTENCY_KEY="seg-1")
+    assert other.status_code == 422
+    assert Segment.objects.count() == 1
