@@ -83,6 +83,8 @@ class SegmentForm(forms.ModelForm):
                 segments.rules_expand(workspace=workspace, rules=rules,
                                       segment_id=None if self.instance._state.adding
                                       else str(self.instance.pk))
+                if not self.instance._state.adding:
+                    segments.segment_change_check(segment=self.instance, rules=rules)
             except segments.SegmentInvalid as exc:
                 self.add_error("rules", "; ".join(exc.fields["rules"]))
         return data

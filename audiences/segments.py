@@ -115,6 +115,22 @@ def _check_includers(segment: Segment) -> None:
                 f"{problem}" for problem in exc.fields["rules"]]}) from exc
 
 
+class _Undo(Exception):
+    """Rolls back a trial change (segment_change_check)."""
+
+
+def segment_change_check(*, segment: Segment, rules: Any) -> None:
+    """Raise SegmentInvalid if the saved segment's rules changed to `rules` would break a
+    segment that includes it; writes nothing (the trial change is rolled back)."""
+    try:
+        with transaction.atomic():
+            Segment.objects.filter(pk=segment.pk).update(rules=rules)
+            _check_includers(segment)
+            raise _Undo
+    except _Undo:
+        pass
+
+
 def _save(segment: Segment, actor: Actor | None, action: str) -> Segment:
     try:
         with transaction.atomic():

@@ -64,3 +64,17 @@ def test_the_admin_edits_segments_checking_their_rules(staff, workspace):
     assert bad.status_code == 200 and "missing operator" in bad.content.decode()
     assert Segment.objects.count() == 1
     assert staff.get("/admin/audiences/segment/").status_code == 200
+
+
+def test_the_admin_refuses_a_change_that_breaks_an_including_segment(staff, workspace):
+    rules = {"all": [{"field": "contact.attributes.city", "op": "eq", "value": "Berlin"}]}
+    inner = Segment.objects.create(workspace=workspace, name="Inner", rules=rules)
+    outer = inner
+    for depth in range(8):
+        outer = Segment.objects.create(workspace=workspace, name=f"Level {depth}",
+                                       rules={"all": [{"segment": str(outer.pk)}]})
+    response = staff.post(f"/admin/audiences/segment/{inner.pk}/change/", {
+        "workspace": workspace.pk, "name": "Inner",
+        "rules": json.dumps({"all": [{"any": [{"all": [rules]}]}]})})
+    assert response.status_code == 200 and "Level" in response.content.decode()
+    assert Segment.objects.get(pk=inner.pk).rules == rules
