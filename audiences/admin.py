@@ -1,13 +1,14 @@
-"""Admin for contact imports (follow one, read its failed rows) and broadcasts (follow,
-cancel); both start from the API."""
+"""Admin for contact imports (follow one, read its failed rows), broadcasts (follow,
+cancel), both started from the API, and segments (edited here too, checked as by the API)."""
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from audiences import broadcasts
-from audiences.models import Broadcast, ContactImport, ContactImportError
+from audiences import broadcasts, segments
+from audiences.models import Broadcast, ContactImport, ContactImportError, Segment
 from core.audit import actor_of
 
 
@@ -66,3 +67,33 @@ class BroadcastAdmin(admin.ModelAdmin):
             except broadcasts.NotCancellable:
                 continue
         self.message_user(request, f"{done} broadcast(s) cancelled.", messages.SUCCESS)
+
+
+class SegmentForm(forms.ModelForm):
+    class Meta:
+        model = Segment
+        fields = ["workspace", "name", "rules"]
+
+    def clean(self):  # type: ignore[no-untyped-def]
+        """Check the rules as the API does (unknown segments, cycles, bad conditions)."""
+        data = super().clean() or {}
+        workspace, rules = data.get("workspace"), data.get("rules")
+        if workspace is not None and rules is not None:
+            try:
+                segments.rules_expand(workspace=workspace, rules=rules,
+                                      segment_id=None if self.instance._state.adding
+                                      else str(self.instance.pk))
+                if not self.instance._state.adding:
+                    segments.segment_change_check(segment=self.instance, rules=rules)
+            except segments.SegmentInvalid as exc:
+                self.add_error("rules", "; ".join(exc.fields["rules"]))
+        return data
+
+
+@admin.register(Segment)
+class SegmentAdmin(admin.ModelAdmin):
+    form = SegmentForm
+    list_display = ["name", "workspace", "created_at", "updated_at"]
+    search_fields = ["name", "id"]
+    list_filter = ["workspace"]
+    readonly_fields = ["id", "created_at", "updated_at"]

@@ -22,8 +22,9 @@ from django.db import transaction
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from audiences.models import Broadcast, BroadcastRecipient
+from audiences.models import Broadcast, BroadcastRecipient, Segment
 from audiences.publishing import RUN_BROADCAST, send, send_on_commit
+from audiences.segments import SegmentInvalid, segment_rules
 from core.audit import Actor, audit
 from core.models import Contact, Workspace
 from core.parsing import Rate
@@ -110,19 +111,33 @@ def _check(*, channel: str, content: Any, category: str, rules: Any,
 
 def broadcast_create(*, workspace: Workspace, name: str, channel: str, content: Any,
                      category: str = Category.MARKETING, contact_ids: list[str] | None = None,
-                     rules: dict | None = None, send_at: Any = None, throttle: str = "",
-                     draft: bool = False, actor: Actor | None = None) -> Broadcast:
+                     rules: dict | None = None, segment: Segment | None = None,
+                     send_at: Any = None, throttle: str = "", draft: bool = False,
+                     actor: Actor | None = None) -> Broadcast:
     """Record a broadcast and launch it (a draft waits for broadcast_launch); raise
-    BroadcastInvalid, having written nothing, for bad content, rules or throttle."""
-    if (contact_ids is None) == (rules is None):
-        raise BroadcastInvalid({"contact_ids": ["Give contact_ids or rules (not both)."]})
+    BroadcastInvalid, having written nothing, for bad content, rules or throttle.
+
+    The audience is one of contact_ids, rules or a segment of the workspace (whose rules,
+    other segments expanded, are copied into the broadcast's)."""
+    given = [name for name, value in (("contact_ids", contact_ids), ("rules", rules),
+                                      ("segment_id", segment)) if value is not None]
+    if len(given) != 1:
+        raise BroadcastInvalid({name: ["Give one of contact_ids, rules or segment_id."]
+                                for name in given or ["contact_ids"]})
+    if segment is not None:
+        if segment.workspace_id != workspace.pk:
+            raise BroadcastInvalid({"segment_id": ["No such segment in this workspace."]})
+        try:
+            rules = segment_rules(segment)
+        except SegmentInvalid as exc:
+            raise BroadcastInvalid({"segment_id": exc.fields["rules"]}) from exc
     _check(channel=channel, content=content, category=category, rules=rules,
            throttle=throttle)
     ids = list(dict.fromkeys(str(pk) for pk in contact_ids)) if contact_ids is not None else None
     with transaction.atomic():
         broadcast = Broadcast.objects.create(
             workspace=workspace, name=name, channel=channel, content=content,
-            category=category, contact_ids=ids, rules=rules, send_at=send_at,
+            category=category, contact_ids=ids, rules=rules, segment=segment, send_at=send_at,
             throttle=throttle)
         if actor is not None:
             audit(actor=actor, action="broadcast.create", workspace=workspace,

@@ -114,6 +114,10 @@ class Broadcast(models.Model):
     # flows' condition language (None: not used).
     contact_ids = models.JSONField(null=True, blank=True)
     rules = models.JSONField(null=True, blank=True)
+    # The segment the audience came from: its rules (other segments expanded) are copied
+    # into `rules` when the broadcast is made.
+    segment = models.ForeignKey("Segment", on_delete=models.SET_NULL, null=True, blank=True,
+                                related_name="broadcasts")
     send_at = models.DateTimeField(null=True, blank=True)
     throttle = models.CharField(max_length=40, blank=True, default="")  # "1000/min"
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
@@ -159,3 +163,25 @@ class BroadcastRecipient(models.Model):
 
     def __str__(self) -> str:
         return f"{self.broadcast_id} → {self.contact_id}"
+
+
+class Segment(models.Model):
+    """A named audience: every contact matching rules in the flows' condition language
+    (over contact.*, consent included), which may name other segments (audiences.segments).
+    Evaluated when used: a broadcast or bulk start takes the rules as they are then."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    workspace = models.ForeignKey("core.Workspace", on_delete=models.CASCADE,
+                                  related_name="segments")
+    name = models.CharField(max_length=200)
+    rules = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["workspace", "name"],
+                                               name="segment_unique_name")]
+
+    def __str__(self) -> str:
+        return self.name

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from audiences.models import Broadcast, ContactImport
+from audiences.models import Broadcast, ContactImport, Segment
 from core.models import Workspace
 
 
@@ -15,3 +15,8 @@ def contact_imports_list(*, workspace: Workspace) -> QuerySet[ContactImport]:
 def broadcasts_list(*, workspace: Workspace) -> QuerySet[Broadcast]:
     """Return the workspace's broadcasts, newest first."""
     return Broadcast.objects.filter(workspace=workspace).order_by("-created_at")
+
+
+def segments_list(*, workspace: Workspace) -> QuerySet[Segment]:
+    """Return the workspace's segments by name."""
+    return Segment.objects.filter(workspace=workspace).order_by("name")

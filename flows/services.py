@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -55,8 +56,29 @@ def trigger_filter_context(*, contact: Contact, name: str, properties: dict) -> 
 
 
 def audience_context(contact: Contact) -> dict:
-    """Return what an audience filter (bulk start, schedule) sees (AUDIENCE_ROOTS)."""
-    return {"contact": contact_context(contact)}
+    """Return what an audience filter (bulk start, schedule, broadcast, segment) sees
+    (AUDIENCE_ROOTS): the contact as templates see it, plus its consent per channel."""
+    return {"contact": {**contact_context(contact),
+                        "consent": {"sms": contact.sms_subscribed,
+                                    "email": contact.email_subscribed}}}
+
+
+# How a bulk start's `segment_id` becomes rules. Segments belong to the audiences app,
+# above flows, which registers the lookup when it loads (audiences.apps): (workspace,
+# segment id) -> the segment's expanded rules, or None when the workspace has no such
+# segment; ValueError (with the reason) when its rules cannot be used.
+SegmentLookup = Callable[[Workspace, str], "dict[str, Any] | None"]
+_segment_lookups: list[SegmentLookup] = []
+
+
+def segment_lookup_register(lookup: SegmentLookup) -> None:
+    """Install the segment lookup (once; a second call replaces the first)."""
+    _segment_lookups[:] = [lookup]
+
+
+def segment_rules_of(*, workspace: Workspace, segment_id: str) -> dict | None:
+    """Return the rules of the workspace's segment `segment_id` (None: no such segment)."""
+    return _segment_lookups[0](workspace, segment_id) if _segment_lookups else None
 
 
 def flow_publish(*, flow: Flow) -> FlowVersion:

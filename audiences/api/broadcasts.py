@@ -13,7 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from audiences import broadcasts
-from audiences.models import Broadcast
+from audiences.models import Broadcast, Segment
 from audiences.selectors import broadcasts_list
 from core.api import ApiError, StrictCharField, WorkspaceScoped
 from core.audit import actor_of
@@ -37,6 +37,9 @@ class BroadcastCreateSerializer(serializers.Serializer):
     rules = serializers.JSONField(
         required=False, help_text="The audience instead of contact_ids: every contact "
         "matching these rules (the flows' condition language over contact.*).")
+    segment_id = serializers.UUIDField(
+        required=False, help_text="The audience instead of contact_ids or rules: the "
+        "segment's contacts (its rules as they are when the broadcast is made).")
     send_at = serializers.DateTimeField(required=False, allow_null=True)
     throttle = serializers.CharField(required=False, allow_blank=True, max_length=40,
                                      help_text='The most messages per period, e.g. '
@@ -60,12 +63,15 @@ class BroadcastStatsSerializer(serializers.Serializer):
 
 class BroadcastSerializer(serializers.ModelSerializer):
     stats = serializers.SerializerMethodField()
+    segment_id = serializers.UUIDField(
+        read_only=True, allow_null=True,
+        help_text="the segment the audience came from (null once deleted, or none)")
 
     class Meta:
         model = Broadcast
         fields = ["id", "name", "status", "channel", "content", "category", "contact_ids",
-                  "rules", "send_at", "throttle", "stats", "created_at", "launched_at",
-                  "completed_at", "cancelled_at"]
+                  "rules", "segment_id", "send_at", "throttle", "stats", "created_at",
+                  "launched_at", "completed_at", "cancelled_at"]
         read_only_fields = fields
 
     @extend_schema_field(BroadcastStatsSerializer)
@@ -108,12 +114,19 @@ class BroadcastViewSet(WorkspaceScoped, mixins.ListModelMixin, mixins.RetrieveMo
             serializer.is_valid(raise_exception=True)
             data = serializer.validated_data
             ids = data.get("contact_ids")
+            segment = None
+            if "segment_id" in data:
+                segment = Segment.objects.filter(workspace=self.workspace,
+                                                 pk=data["segment_id"]).first()
+                if segment is None:
+                    raise ApiError(400, "Invalid input.", fields={
+                        "segment_id": ["No such segment in this workspace."]})
             try:
                 broadcast = broadcasts.broadcast_create(
                     workspace=self.workspace, name=data["name"], channel=data["channel"],
                     content=data["content"], category=data["category"],
                     contact_ids=[str(pk) for pk in ids] if ids is not None else None,
-                    rules=data.get("rules"), send_at=data.get("send_at"),
+                    rules=data.get("rules"), segment=segment, send_at=data.get("send_at"),
                     throttle=data.get("throttle", ""), draft=data["draft"],
                     actor=actor_of(request, "api"))
             except broadcasts.BroadcastInvalid as exc:

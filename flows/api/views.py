@@ -225,13 +225,28 @@ class BulkSerializer(serializers.Serializer):
     contact_ids = serializers.ListField(child=serializers.UUIDField(), required=False,
                                         max_length=100_000)
     filter = serializers.JSONField(required=False)
+    segment_id = serializers.UUIDField(
+        required=False, help_text="The audience instead of contact_ids or filter: a segment "
+        "of the workspace (its rules as they are when the bulk start is made).")
     # The serializer metaclass pops declared fields off the class, so this does not
     # replace Serializer.data at runtime; the stubs see a shadowed property.
     data = serializers.DictField(required=False, default=dict)  # type: ignore[assignment]
 
     def validate(self, attrs: dict) -> dict:
-        if ("contact_ids" in attrs) == ("filter" in attrs):
-            raise serializers.ValidationError("Give contact_ids or filter (attribute rules).")
+        given = [name for name in ("contact_ids", "filter", "segment_id") if name in attrs]
+        if len(given) != 1:
+            raise serializers.ValidationError(
+                "Give one of contact_ids, filter (attribute rules) or segment_id.")
+        if "segment_id" in attrs:
+            try:
+                rules = services.segment_rules_of(workspace=self.context["workspace"],
+                                                  segment_id=str(attrs["segment_id"]))
+            except ValueError as exc:
+                raise serializers.ValidationError({"segment_id": [str(exc)]}) from exc
+            if rules is None:
+                raise serializers.ValidationError(
+                    {"segment_id": ["No such segment in this workspace."]})
+            attrs["filter"] = rules
         if "filter" in attrs:
             errors = validate_rules(attrs["filter"], "filter") or unknown_roots(
                 attrs["filter"], AUDIENCE_ROOTS, "an audience", "filter")
@@ -432,7 +447,8 @@ class FlowViewSet(WorkspaceScoped, viewsets.ModelViewSet):
         flow = self.get_object()
 
         def handler() -> Response:
-            serializer = BulkSerializer(data=request.data)
+            serializer = BulkSerializer(data=request.data,
+                                        context={"workspace": self.workspace})
             serializer.is_valid(raise_exception=True)
             data = serializer.validated_data
             ids = [str(i) for i in data["contact_ids"]] if "contact_ids" in data else None

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.contrib.auth import get_user_model
 
-from audiences.models import Broadcast, ContactImport, ContactImportError
+from audiences.models import Broadcast, ContactImport, ContactImportError, Segment
 from tests.factories import ContactFactory
 
 pytestmark = pytest.mark.django_db
@@ -44,3 +46,35 @@ def test_the_admin_cancels_a_broadcast(staff, workspace):
                                                "_selected_action": [broadcast.pk, done.pk]})
     assert Broadcast.objects.get(pk=broadcast.pk).status == "cancelled"
     assert Broadcast.objects.get(pk=done.pk).status == "completed"
+
+
+def test_the_admin_edits_segments_checking_their_rules(staff, workspace):
+    rules = '{"all": [{"field": "contact.attributes.city", "op": "eq", "value": "Berlin"}]}'
+    response = staff.post("/admin/audiences/segment/add/", {
+        "workspace": workspace.pk, "name": "Berlin", "rules": rules})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    segment = Segment.objects.get()
+    assert segment.rules["all"][0]["value"] == "Berlin"
+    cycle = staff.post(f"/admin/audiences/segment/{segment.pk}/change/", {
+        "workspace": workspace.pk, "name": "Berlin",
+        "rules": json.dumps({"all": [{"segment": str(segment.pk)}]})})
+    assert cycle.status_code == 200 and "cycle" in cycle.content.decode()
+    bad = staff.post("/admin/audiences/segment/add/", {
+        "workspace": workspace.pk, "name": "Bad", "rules": '{"all": [{"field": "x.y"}]}'})
+    assert bad.status_code == 200 and "missing operator" in bad.content.decode()
+    assert Segment.objects.count() == 1
+    assert staff.get("/admin/audiences/segment/").status_code == 200
+
+
+def test_the_admin_refuses_a_change_that_breaks_an_including_segment(staff, workspace):
+    rules = {"all": [{"field": "contact.attributes.city", "op": "eq", "value": "Berlin"}]}
+    inner = Segment.objects.create(workspace=workspace, name="Inner", rules=rules)
+    outer = inner
+    for depth in range(8):
+        outer = Segment.objects.create(workspace=workspace, name=f"Level {depth}",
+                                       rules={"all": [{"segment": str(outer.pk)}]})
+    response = staff.post(f"/admin/audiences/segment/{inner.pk}/change/", {
+        "workspace": workspace.pk, "name": "Inner",
+        "rules": json.dumps({"all": [{"any": [{"all": [rules]}]}]})})
+    assert response.status_code == 200 and "Level" in response.content.decode()
+    assert Segment.objects.get(pk=inner.pk).rules == rules

@@ -125,4 +125,6 @@ def test_the_documented_roots_are_the_contexts_rules_evaluate_against(workspace)
     assert tuple(services.trigger_filter_context(
         contact=contact, name="order", properties={})) == rules.TRIGGER_FILTER_ROOTS
     assert tuple(services.audience_context(contact)) == rules.AUDIENCE_ROOTS
-    assert services.audience_context(contact)["contact"] == contact_context(contact)
+    assert services.audience_context(contact)["contact"] == {
+        **contact_context(contact),
+        "consent": {"sms": contact.sms_subscribed, "email": contact.email_subscribed}}
