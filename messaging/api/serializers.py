@@ -67,7 +67,8 @@ class MessageSerializer(serializers.ModelSerializer):
     waiting_for = BlankAsNullChoiceField(choices=WaitReason.choices, read_only=True,
                                          allow_null=True)
     # The subscription topic's key (README.md, "Subscription topics"), or null.
-    topic: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="key", read_only=True, allow_null=True)
+    topic: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="key", read_only=True, allow_null=True)
     # Without the service's own keys (README.md, "Messages"); flow_context is not answered.
     metadata = PublicMetadataField(read_only=True)
 
