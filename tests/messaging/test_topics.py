@@ -130,6 +130,9 @@ def test_a_message_names_its_topic_and_an_unknown_one_is_refused(api, workspace)
                                          "contact_id": str(contact.id)}, format="json")
     assert sent.status_code == 201 and sent.json()["topic"] == "reminders"
     assert api.get(f"/api/v1/messages/{sent.json()['id']}").json()["topic"] == "reminders"
+    assert [m["id"] for m in api.get("/api/v1/messages?topic=reminders").json()["results"]] \
+        == [sent.json()["id"]]
+    assert api.get("/api/v1/messages?topic=promotions").json()["results"] == []
 
     refused = api.post("/api/v1/messages", {"channel": "sms", "body": "Hi",
                                             "topic": "promotions",
