@@ -524,10 +524,11 @@ def _send_at(values: dict) -> datetime | None:
 
 # --- the composer ---------------------------------------------------------------------------
 
-def content_check(*, data: Any) -> None:
+def content_check(*, data: Any, workspace: Workspace | None = None) -> None:
     """Raise MessageInvalid unless `data` (channel, content, category...) would make a
     message once a recipient is added: what a sender to many contacts checks once, before
-    it composes for each (audiences.broadcasts)."""
+    it composes for each (audiences.broadcasts). With the workspace, a `topic` must be
+    one of its topics."""
     if not isinstance(data, dict):
         raise MessageInvalid({"non_field_errors": ["Expected a JSON object."]})
     values = _parse(data)
@@ -535,6 +536,8 @@ def content_check(*, data: Any) -> None:
     _check_field_names(data, spec)
     _check_reserved_metadata(values)
     _require_content(values, spec)
+    if workspace is not None:
+        _topic(workspace, values, {})
 
 
 def message_compose(*, workspace: Workspace, data: Any, source: str = "api",

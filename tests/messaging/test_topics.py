@@ -266,3 +266,26 @@ def test_emails_can_link_to_the_preference_page(api, workspace, stub_server, liv
     link = text.removeprefix("Choose: ")
     assert link.startswith("https://relay.test/p/")
     assert preferences.contact_of(link.rsplit("/", 1)[1]) == contact
+
+
+def test_a_broadcast_names_a_topic_in_its_content(api, workspace):
+    from audiences import broadcasts
+    from audiences.models import Broadcast, BroadcastRecipient
+
+    topic(workspace, "promotions")
+    topic(WorkspaceFactory(), "elsewhere")
+    contact = ContactFactory(workspace=workspace, phone="+14155550131")
+    refused = api.post("/api/v1/broadcasts", {
+        "name": "Sale", "channel": "sms", "contact_ids": [str(contact.pk)],
+        "content": {"body": "Hi", "topic": "elsewhere"}}, format="json")
+    assert refused.status_code == 400
+    assert list(refused.json()["error"]["fields"]["content"]) == ["topic"]
+
+    made = api.post("/api/v1/broadcasts", {
+        "name": "Sale", "channel": "sms", "contact_ids": [str(contact.pk)],
+        "content": {"body": "Hi", "topic": "promotions"}}, format="json")
+    assert made.status_code == 201, made.json()
+    while broadcasts.broadcast_run_batch(broadcast=Broadcast.objects.get(pk=made.json()["id"])):
+        pass  # the task's loop, in the test's process
+    [row] = BroadcastRecipient.objects.filter(broadcast_id=made.json()["id"])
+    assert row.message.topic.key == "promotions"
