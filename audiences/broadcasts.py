@@ -81,7 +81,7 @@ def throttle_clean(text: str) -> Rate | None:
         raise BroadcastInvalid({"throttle": [str(exc)]}) from exc
 
 
-def _check(*, channel: str, content: Any, category: str, rules: Any,
+def _check(*, workspace: Workspace, channel: str, content: Any, category: str, rules: Any,
            throttle: str) -> None:
     """Raise BroadcastInvalid naming every bad input."""
     errors: dict[str, Any] = {}
@@ -89,7 +89,8 @@ def _check(*, channel: str, content: Any, category: str, rules: Any,
         errors["content"] = ["Must be a JSON object of the channel's content fields."]
     else:
         try:
-            content_check(data={**content, "channel": channel, "category": category})
+            content_check(data={**content, "channel": channel, "category": category},
+                          workspace=workspace)
         except MessageInvalid as exc:
             for name, problems in exc.fields.items():
                 if name in CONTENT_KEYS:
@@ -131,8 +132,8 @@ def broadcast_create(*, workspace: Workspace, name: str, channel: str, content: 
             rules = segment_rules(segment)
         except SegmentInvalid as exc:
             raise BroadcastInvalid({"segment_id": exc.fields["rules"]}) from exc
-    _check(channel=channel, content=content, category=category, rules=rules,
-           throttle=throttle)
+    _check(workspace=workspace, channel=channel, content=content, category=category,
+           rules=rules, throttle=throttle)
     ids = list(dict.fromkeys(str(pk) for pk in contact_ids)) if contact_ids is not None else None
     with transaction.atomic():
         broadcast = Broadcast.objects.create(

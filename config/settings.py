@@ -354,6 +354,8 @@ SPECTACULAR_SETTINGS = {
         "ProviderStateEnum": "messaging.providers.breaker.STATES",
         "ContactImportStatusEnum": "audiences.models.ContactImport.Status",
         "BroadcastStatusEnum": "audiences.models.Broadcast.Status",
+        # The lists (sms, email): suppressions' and topic preferences' channel.
+        "SuppressionChannelEnum": "messaging.api.suppressions.list_choices",
     },
     # Swagger UI from the drf-spectacular-sidecar package (collected into STATIC_ROOT), so
     # /api/docs/ needs no CDN and its version is pinned with the other dependencies.

@@ -10,7 +10,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from core import twofactor_views
 from core.accounts import GuardedPasswordChangeView
-from messaging.views import UnsubscribeView
+from messaging.views import PreferencesView, UnsubscribeView
 from monitoring import health, health_views
 
 # Admin's "View site" link and `/` lead to the operator dashboard (the service has no
@@ -49,6 +49,8 @@ urlpatterns = [
     path("health", health_views.health, name="health"),
     # Email unsubscribe links (List-Unsubscribe, {{ unsubscribe_url }}): short, no login.
     path("u/<str:token>", UnsubscribeView.as_view(), name="unsubscribe"),
+    # A contact's subscription topics ({{ preferences_url }}): signed link, no login.
+    path("p/<str:token>", PreferencesView.as_view(), name="preferences"),
     path("health/live", health.live, name="health-live"),
     path("health/ready", health.ready, name="health-ready"),
     path("api/schema/", SpectacularAPIView.as_view(permission_classes=[],

@@ -22,6 +22,8 @@ from messaging.models import (
     Message,
     QueuePause,
     Suppression,
+    Topic,
+    TopicPreference,
     WebhookEndpoint,
 )
 
@@ -84,6 +86,25 @@ class SuppressionAdmin(admin.ModelAdmin):
     search_fields = ["address", "source"]
     list_select_related = ["workspace"]
     readonly_fields = ["created_at"]
+
+
+@admin.register(Topic)
+class TopicAdmin(admin.ModelAdmin):
+    list_display = ["key", "name", "default_opt_in", "critical", "workspace", "created_at"]
+    list_filter = ["critical", "default_opt_in", "workspace"]
+    search_fields = ["key", "name"]
+    list_select_related = ["workspace"]
+    readonly_fields = ["created_at", "updated_at"]
+
+
+@admin.register(TopicPreference)
+class TopicPreferenceAdmin(admin.ModelAdmin):
+    list_display = ["contact", "topic", "channel", "opted_in", "updated_at"]
+    list_filter = ["channel", "opted_in"]
+    search_fields = ["topic__key", "contact__email", "contact__phone"]
+    list_select_related = ["contact", "topic"]
+    raw_id_fields = ["contact", "topic"]
+    readonly_fields = ["updated_at"]
 
 
 class DeliveryInline(admin.TabularInline):

@@ -38,14 +38,22 @@ from messaging.channels import CHANNELS, CONTENT_FIELDS, ChannelSpec, ContentFie
 from messaging.delivery import ai_callbacks, creation
 from messaging.events.endpoints import callback_url_check
 from messaging.events.types import EVENT_TYPE_FIELD
-from messaging.models import INTERNAL_METADATA_PREFIX, Category, Channel, Message, Priority
+from messaging.models import (
+    INTERNAL_METADATA_PREFIX,
+    Category,
+    Channel,
+    Message,
+    Priority,
+    Topic,
+)
 from messaging.providers.shared import COMPAT_IDS
 from messaging.providers.ssrf import UnsafeURL, check_url_literal
 from messaging.providers.webhook import EVENT_ID_FIELD
 
 MAX_DELAY_SECONDS = 366 * 24 * 3600
 COMMON_FIELDS = ("channel", "to", "contact_id", "contact_external_id", "send_at",
-                 "delay_seconds", "metadata", "priority", "category", "status_callback_url")
+                 "delay_seconds", "metadata", "priority", "category", "topic",
+                 "status_callback_url")
 # (field, lookup) pairs that name a contact, in the order they are tried.
 CONTACT_REFS = (("contact_id", "pk"), ("contact_external_id", "external_id"))
 
@@ -326,6 +334,7 @@ def _inputs(content: tuple[ContentField, ...]) -> Mapping[str, InputField]:
         InputField("priority", "choice", choices=tuple(Priority.choices),
                    default=Priority.NORMAL),
         InputField("category", "choice", choices=tuple(Category.choices)),
+        InputField("topic", "text", max_length=64),
         InputField("status_callback_url", "text", max_length=URL_MAX_LENGTH),
     )
     return MappingProxyType({field.name: field for field in fields})
@@ -448,6 +457,20 @@ def _contact(workspace: Workspace, values: dict, cache: dict) -> Contact | None:
     return None
 
 
+def _topic(workspace: Workspace, values: dict, cache: dict) -> Topic | None:
+    """Return the workspace's topic the message names by key (looked up once per cache),
+    or None when it names none."""
+    key = values.get("topic")
+    if not key:
+        return None
+    ref = ("topic", key)
+    if ref not in cache:
+        cache[ref] = Topic.objects.filter(workspace=workspace, key=key).first()
+    if cache[ref] is None:
+        raise MessageInvalid({"topic": ["No such topic in this workspace."]})
+    return cache[ref]
+
+
 def _phone_recipient(values: dict, contact: Contact | None) -> str:
     """Return `to` or the contact's phone in E.164; a phone channel cannot go without."""
     to = values.get("to", "") or (contact.phone if contact else "")
@@ -501,10 +524,11 @@ def _send_at(values: dict) -> datetime | None:
 
 # --- the composer ---------------------------------------------------------------------------
 
-def content_check(*, data: Any) -> None:
+def content_check(*, data: Any, workspace: Workspace | None = None) -> None:
     """Raise MessageInvalid unless `data` (channel, content, category...) would make a
     message once a recipient is added: what a sender to many contacts checks once, before
-    it composes for each (audiences.broadcasts)."""
+    it composes for each (audiences.broadcasts). With the workspace, a `topic` must be
+    one of its topics."""
     if not isinstance(data, dict):
         raise MessageInvalid({"non_field_errors": ["Expected a JSON object."]})
     values = _parse(data)
@@ -512,6 +536,8 @@ def content_check(*, data: Any) -> None:
     _check_field_names(data, spec)
     _check_reserved_metadata(values)
     _require_content(values, spec)
+    if workspace is not None:
+        _topic(workspace, values, {})
 
 
 def message_compose(*, workspace: Workspace, data: Any, source: str = "api",
@@ -535,12 +561,16 @@ def message_compose(*, workspace: Workspace, data: Any, source: str = "api",
     _check_field_names(data, spec)
     _check_reserved_metadata(values)
     send_at = _send_at(values)
-    contact = _contact(workspace, values, {} if contacts_cache is None else contacts_cache)
+    cache = {} if contacts_cache is None else contacts_cache
+    contact = _contact(workspace, values, cache)
+    topic = _topic(workspace, values, cache)
     to = RECIPIENTS[spec.recipient](values, contact)
     _require_content(values, spec)
-    return creation.message_build(
+    message = creation.message_build(
         workspace=workspace, channel=spec.name, to=to, contact=contact, send_at=send_at,
         content={name: values[name] for name in spec.field_names if name in values},
         metadata={**(values.get("metadata") or {}), **(reserved or {})},
         priority=values["priority"], source=source, category=values.get("category"),
         status_callback_url=values.get("status_callback_url", ""))
+    message.topic = topic
+    return message

@@ -52,6 +52,7 @@ class SuppressedReason(models.TextChoices):
     BOUNCED = "bounced"
     COMPLAINED = "complained"
     FREQUENCY_CAP = "frequency_cap"
+    PREFERENCE = "preference"  # the contact opted out of the message's topic
 
 
 class WaitReason(models.TextChoices):
@@ -144,6 +145,10 @@ class Message(models.Model):
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="messages")
     contact = models.ForeignKey(Contact, on_delete=models.SET_NULL, null=True, blank=True,
                                 related_name="messages")
+    # The subscription topic it belongs to (README.md, "Subscription topics"); the policy
+    # asks the contact's preference for it.
+    topic = models.ForeignKey("Topic", on_delete=models.SET_NULL, null=True, blank=True,
+                              related_name="messages")
     channel = models.CharField(max_length=10, choices=Channel.choices)
     to = models.CharField(max_length=2048, blank=True, default="")
     status = models.CharField(max_length=12, choices=MessageStatus.choices,
@@ -321,6 +326,51 @@ class Suppression(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel} {self.address} ({self.reason})"
+
+
+class Topic(models.Model):
+    """A subscription topic of a workspace (`promotions`, `reminders`): its contacts choose,
+    per channel, whether its messages reach them. `default_opt_in` answers for a contact
+    who never chose; a `critical` topic cannot be turned off (README.md, "Subscription
+    topics")."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="topics")
+    key = models.SlugField(max_length=64)
+    name = models.CharField(max_length=200)
+    description = models.CharField(max_length=500, blank=True, default="")
+    default_opt_in = models.BooleanField(default=True)
+    critical = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["key"]
+        constraints = [models.UniqueConstraint(fields=["workspace", "key"],
+                                               name="topic_key_unique")]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class TopicPreference(models.Model):
+    """A contact's choice for one topic on one channel's list (sms covers mms)."""
+
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE,
+                                related_name="topic_preferences")
+    topic = models.ForeignKey(Topic, on_delete=models.CASCADE, related_name="preferences")
+    channel = models.CharField(max_length=10, choices=[("sms", "sms"), ("email", "email")])
+    opted_in = models.BooleanField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["topic__key", "channel"]
+        constraints = [models.UniqueConstraint(fields=["contact", "topic", "channel"],
+                                               name="topic_preference_unique")]
+        indexes = [models.Index(fields=["topic", "contact"], name="topic_pref_topic_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.contact_id} {self.topic_id} {self.channel}: {self.opted_in}"
 
 
 class IdempotencyRecord(models.Model):

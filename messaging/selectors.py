@@ -25,6 +25,7 @@ from messaging.models import (
     Message,
     Suppression,
     TimelineEntry,
+    Topic,
     WebhookEndpoint,
 )
 
@@ -59,7 +60,7 @@ def contacts_export_rows(*, contacts: QuerySet[Contact]) -> Iterator[list[Any]]:
 def messages_list(*, workspace: Workspace, with_attempts: bool = False) -> QuerySet[Message]:
     """Return the workspace's messages; with_attempts also fetches each one's delivery
     attempts in order (what a message's detail shows), in one more query."""
-    queryset = Message.objects.filter(workspace=workspace)
+    queryset = Message.objects.filter(workspace=workspace).select_related("topic")
     if with_attempts:
         queryset = queryset.prefetch_related(_attempts_in_order())
     return queryset
@@ -91,6 +92,11 @@ def messages_to(queryset: QuerySet[Message], recipient: str) -> QuerySet[Message
 def suppressions_list(*, workspace: Workspace) -> QuerySet[Suppression]:
     """Return the workspace's suppression list."""
     return Suppression.objects.filter(workspace=workspace)
+
+
+def topics_list(*, workspace: Workspace) -> QuerySet[Topic]:
+    """Return the workspace's subscription topics."""
+    return Topic.objects.filter(workspace=workspace)
 
 
 def webhook_endpoints_list(*, workspace: Workspace) -> QuerySet[WebhookEndpoint]:

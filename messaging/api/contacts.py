@@ -19,6 +19,7 @@ from core.api import CSVRenderer, ExportNegotiation, WorkspaceScoped, csv_stream
 from core.models import Contact, Workspace, validate_timezone
 from core.phones import normalize_phone
 from core.services import contact_upsert
+from messaging.api.topics import PreferencesSerializer, preferences_answer, preferences_update
 from messaging.selectors import EXPORT_COLUMNS, contacts_export_rows, contacts_list
 
 
@@ -133,3 +134,18 @@ class ContactViewSet(WorkspaceScoped, viewsets.ModelViewSet):
                                           external_id=external_id, data=data)
         return Response(ContactSerializer(contact).data,
                         status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+    @extend_schema(methods=["GET"], operation_id="v1_contacts_preferences_retrieve",
+                   request=None, responses={200: PreferencesSerializer})
+    @extend_schema(methods=["PUT"], operation_id="v1_contacts_preferences_update",
+                   request=PreferencesSerializer, responses={200: PreferencesSerializer})
+    @action(detail=True, methods=["get", "put"], url_path="preferences")
+    def preferences(self, request: Request, pk: str | None = None) -> Response:
+        """The contact's preference per subscription topic and channel (README.md,
+        "Subscription topics"). PUT sets the choices it lists; a topic not listed keeps its
+        value. An unknown topic, or turning a critical topic off, answers 400 and changes
+        nothing."""
+        contact = self.get_object()
+        if request.method == "PUT":
+            return Response(preferences_update(contact, request.data))
+        return Response(preferences_answer(contact))

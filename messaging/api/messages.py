@@ -133,6 +133,7 @@ class MessageFilter(django_filters.FilterSet):
     direction = django_filters.ChoiceFilter(choices=Direction.choices)
     suppressed_reason = django_filters.ChoiceFilter(choices=SuppressedReason.choices)
     contact_id = django_filters.UUIDFilter(field_name="contact_id")
+    topic = django_filters.CharFilter(field_name="topic__key", help_text="A topic's key.")
     created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
     scheduled_after = django_filters.IsoDateTimeFilter(field_name="scheduled_for",

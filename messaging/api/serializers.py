@@ -66,6 +66,9 @@ class MessageSerializer(serializers.ModelSerializer):
     # Why a `scheduled` or `retrying` message waits (docs/glossary.md); null otherwise.
     waiting_for = BlankAsNullChoiceField(choices=WaitReason.choices, read_only=True,
                                          allow_null=True)
+    # The subscription topic's key (README.md, "Subscription topics"), or null.
+    topic: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="key", read_only=True, allow_null=True)
     # Without the service's own keys (README.md, "Messages"); flow_context is not answered.
     metadata = PublicMetadataField(read_only=True)
 
@@ -73,7 +76,7 @@ class MessageSerializer(serializers.ModelSerializer):
         model = Message
         fields = ["id", "channel", "direction", "status", "status_reason", "waiting_for",
                   "suppressed_reason",
-                  "category",
+                  "category", "topic",
                   "to", "sender", "contact_id", "priority", "content",
                   "rendered", "metadata", "scheduled_for", "due_at", "attempts",
                   "max_attempts", "provider", "provider_message_id", "response", "last_error",

@@ -14,6 +14,7 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
+from messaging.recipients.preferences import preferences_url
 from messaging.recipients.unsubscribe import unsubscribe_url
 
 if TYPE_CHECKING:
@@ -79,7 +80,8 @@ def render_data(value: Any, context: dict[str, Any]) -> Any:
 
 def render_context(message: Message) -> dict[str, Any]:
     """Return what templates may use: contact fields and attributes, metadata, a flow
-    send's trigger and steps, and for an email with a recipient its `unsubscribe_url`."""
+    send's trigger and steps, and for an email with a recipient its `unsubscribe_url` (and,
+    with a contact, its `preferences_url`)."""
     contact = message.contact
     context: dict[str, Any] = {"metadata": message.metadata or {}}
     if contact is not None:
@@ -87,6 +89,9 @@ def render_context(message: Message) -> dict[str, Any]:
     url = unsubscribe_url(message)
     if url:
         context["unsubscribe_url"] = url
+    url = preferences_url(message)
+    if url:
+        context["preferences_url"] = url
     # A row written by a process still on the code before flow_context (a rolling deploy)
     # keeps its flow data in metadata["_context"], which the API no longer accepts.
     context.update(message.flow_context or (message.metadata or {}).get("_context") or {})

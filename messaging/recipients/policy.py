@@ -13,11 +13,14 @@ counts. The checks run in this order, and the first that does not allow decides:
    a contact with `email_subscribed` off gets no marketing email; a suppressed address gets
    no email at all when it bounced, complained, texted STOP or was added by hand, and no
    marketing email when it unsubscribed.
-3. Quiet hours (marketing, channels whose spec says `quiet_hours`: sms/mms): inside the
+3. Subscription topics (recipients.preferences): a message naming a topic its contact
+   opted out of on the message's channel, or whose topic defaults to out with no opt-in,
+   is suppressed (`preference`), whatever its category; critical topics always pass.
+4. Quiet hours (marketing, channels whose spec says `quiet_hours`: sms/mms): inside the
    workspace's window, in the contact's
    time zone (else the workspace's), the message is deferred to the window's end plus a
    per-message jitter.
-4. Frequency caps (marketing only): over the workspace's cap for the channel, the message
+5. Frequency caps (marketing only): over the workspace's cap for the channel, the message
    is deferred until the rolling window allows it, or suppressed when the workspace's
    `frequency_cap_action` is `suppress`.
 
@@ -39,6 +42,7 @@ from core.parsing import Cap, parse_clock
 from messaging.channels import list_of, spec_of
 from messaging.models import Category, Message, SuppressedReason, Suppression
 from messaging.recipients import caps
+from messaging.recipients.preferences import refused_by_preference
 
 ALLOWED, DEFERRED, SUPPRESSED = "allowed", "deferred", "suppressed"
 # Sources whose messages do not go to the workspace's contacts as such: alerts go to staff,
@@ -129,8 +133,9 @@ def _decide_batch(messages: list[Message], listed: dict[tuple[Any, str, str], st
     round trip for the batch, not one per message)."""
     decisions: dict[Any, Decision] = {}
     capped: list[tuple[Message, str, Cap]] = []
+    unwanted = refused_by_preference(messages)
     for message in messages:
-        early = _before_caps(message, listed, now)
+        early = _before_caps(message, listed, now, unwanted)
         wanted = _cap_of(message) if early is None else None
         if wanted is not None:
             capped.append((message, *wanted))
@@ -143,13 +148,15 @@ def _decide_batch(messages: list[Message], listed: dict[tuple[Any, str, str], st
 
 
 def _before_caps(message: Message, listed: dict[tuple[Any, str, str], str],
-                 now: datetime) -> Decision | None:
+                 now: datetime, unwanted: set[Any]) -> Decision | None:
     """Return the decision of the checks before the caps, or None to ask the caps."""
     if not is_contact_facing(message):
         return ALLOW
     refused = _consent(message, listed)
     if refused is not None:
         return refused
+    if message.pk in unwanted:
+        return _suppress(SuppressedReason.PREFERENCE, check="preference")
     if message.category != Category.MARKETING:
         return ALLOW
     return _quiet_hours(message, now)

@@ -58,16 +58,17 @@ class Target:
 
 
 def make_token(*, workspace_id: Any, contact_id: Any, address: str,
-               channel: str = EMAIL) -> str:
-    """Return the signed, URL-safe token naming who to unsubscribe."""
+               channel: str = EMAIL, salt: str = SALT) -> str:
+    """Return the signed, URL-safe token naming who to unsubscribe (or, with another salt,
+    whose page another link opens: recipients.preferences)."""
     data = [str(workspace_id), str(contact_id or ""), address or "", channel]
-    return signing.Signer(salt=SALT).sign_object(data, compress=True)
+    return signing.Signer(salt=salt).sign_object(data, compress=True)
 
 
-def read_token(token: str) -> Target:
+def read_token(token: str, *, salt: str = SALT) -> Target:
     """Return the token's target; raise BadToken when it is malformed or tampered with."""
     try:
-        data = signing.Signer(salt=SALT).unsign_object(token)
+        data = signing.Signer(salt=salt).unsign_object(token)
     except (signing.BadSignature, ValueError, TypeError) as exc:
         raise BadToken("This unsubscribe link is not valid.") from exc
     if not (isinstance(data, list) and len(data) == 4 and all(isinstance(v, str) for v in data)
@@ -140,10 +141,10 @@ class Recipient:
     channel: str = EMAIL
 
 
-def recipient_of(token: str) -> Recipient:
+def recipient_of(token: str, *, salt: str = SALT) -> Recipient:
     """Return the workspace, contact and address a token names; raise BadToken when it is
     invalid or names nothing that still exists."""
-    target = read_token(token)
+    target = read_token(token, salt=salt)
     try:
         workspace = Workspace.objects.filter(pk=target.workspace_id).first()
         contact = Contact.objects.filter(pk=target.contact_id, workspace=workspace).first() \
