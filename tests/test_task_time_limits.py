@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from celery.signals import task_prerun
 
+from config.celery import app
 from messaging.models import Message
 from tests.support.processes import kill, start_worker
 from tests.support.stub_server import Reply, StubServer
@@ -64,6 +65,10 @@ def test_a_prefork_worker_ends_a_task_past_its_queue_s_limit(api, workspace, set
     # The provider answers after 30 s, inside the worker's read timeout: only the limit ends
     # the call.
     stub_server.script("/send-sms", Reply(200, {"id": "late"}, delay=30))
+    # Tasks earlier tests left in the broker would reach the worker first; a delivery task
+    # claims its lane's next due rows, so one of them (published with the sms queue's
+    # usual limit) could take this message and call past 2 s.
+    app.control.purge()
     log = tmp_path / "worker.log"
     worker = start_worker(log=log, PROVIDER_TIMEOUT_SECONDS="60")
     try:

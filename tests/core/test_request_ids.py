@@ -69,7 +69,9 @@ def test_one_message_is_followed_by_its_ids_through_web_dispatcher_and_worker(
                        format="json", HTTP_X_REQUEST_ID="req-follow-1")
     message_id = created.json()["id"]
     wait_until(lambda: timezone.now() >= send_at)
-    assert timers.dispatch_due() == 1  # the dispatcher's pass, once the timer is due
+    # The dispatcher's pass, once the timer is due (another dispatcher loop of this process
+    # may have made it first: its lines are captured all the same).
+    timers.dispatch_due()
     wait_until(lambda: Message.objects.get(pk=message_id).status == "sent")
 
     lines = {r.getMessage(): r for r in logged.about(message_id)}
