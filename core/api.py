@@ -205,6 +205,15 @@ class Router(SimpleRouter):
         self.trailing_slash = "/?"
 
 
+class StrictBooleanField(serializers.BooleanField):
+    """A BooleanField that takes JSON true and false only, not 0, 1 or "yes"."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
 class StrictCharField(serializers.CharField):
     """A CharField that refuses numbers and booleans instead of coercing them to text."""
 

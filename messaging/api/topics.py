@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import django_filters
+from django.core.validators import validate_slug
 from django.db.models import QuerySet
 from rest_framework import serializers, viewsets
 
-from core.api import ApiError, StrictCharField, WorkspaceScoped
+from core.api import ApiError, StrictBooleanField, StrictCharField, WorkspaceScoped
 from core.models import Contact, Workspace
 from messaging.models import Topic
 from messaging.recipients.preferences import (
@@ -21,13 +22,13 @@ from messaging.selectors import topics_list
 
 
 class TopicSerializer(serializers.ModelSerializer):
-    key = serializers.SlugField(max_length=64, help_text=(
+    key = StrictCharField(max_length=64, validators=[validate_slug], help_text=(
         "What a message names in its `topic` field; unique in the workspace."))
     name = StrictCharField(max_length=200)
     description = StrictCharField(max_length=500, required=False, allow_blank=True)
-    default_opt_in = serializers.BooleanField(required=False, default=True, help_text=(
+    default_opt_in = StrictBooleanField(required=False, default=True, help_text=(
         "Whether a contact who never chose receives the topic's messages."))
-    critical = serializers.BooleanField(required=False, default=False, help_text=(
+    critical = StrictBooleanField(required=False, default=False, help_text=(
         "A critical topic cannot be turned off: its messages always pass."))
 
     class Meta:
@@ -74,10 +75,11 @@ class TopicViewSet(WorkspaceScoped, viewsets.ModelViewSet):
 class PreferenceSerializer(serializers.Serializer):
     """A contact's choice for a topic on a channel."""
 
-    topic = serializers.SlugField(max_length=64, help_text="The topic's key.")
+    topic = StrictCharField(max_length=64, validators=[validate_slug],
+                            help_text="The topic's key.")
     channel = serializers.ChoiceField(choices=preference_channels(),
                                       help_text="sms covers mms.")
-    opted_in = serializers.BooleanField()
+    opted_in = StrictBooleanField()
 
 
 class PreferencesSerializer(serializers.Serializer):
