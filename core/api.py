@@ -136,7 +136,7 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, exceptions.ValidationError):
         fields = exc.detail if not isinstance(exc.detail, str) else None
         if isinstance(fields, dict) and set(fields) == {"non_field_errors"}:
-            errors = fields["non_field_errors"]
+            errors = next(iter(fields.values()))
             message = str(errors[0] if isinstance(errors, list) else errors)
             fields = None
             response.data = error_body(400, message)

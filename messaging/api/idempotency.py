@@ -34,7 +34,11 @@ def _fingerprint(request: Request) -> str:
         # An upload counts by its content, so another file under the same name is another
         # request (answered 422), the same file again a replay.
         data = {key: request.POST.getlist(key) for key in request.POST}
-        data["files"] = {name: _digest(upload) for name, upload in request.FILES.items()}
+        data["files"] = {
+            name: _digest(upload)
+            for name, upload in request.FILES.items()
+            if isinstance(upload, UploadedFile)
+        }
     body = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(f"{request.method} {request.path}\n{body}".encode()).hexdigest()
 
