@@ -12,12 +12,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# The documentation site's scripts from the npm registry (package-lock.json), where npm is
+# installed; without it the site builds with its diagrams as text.
+NODE_STAMP := node_modules/.installed
+NODE_DEPS := $(if $(shell command -v npm),$(NODE_STAMP))
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+install: $(STAMP) $(NODE_DEPS)
 
 run: $(STAMP)
 	./scripts/run.sh
 
-test: $(STAMP)
+test: $(STAMP) $(NODE_DEPS)
 	SECRET_KEY=$${SECRET_KEY:-test-only-secret} $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # make bench [SCENARIO=ingest,e2e,...] [N=size]: prints a table, writes var/bench/latest.json
@@ -54,7 +63,7 @@ secrets-baseline: $(STAMP)
 # The documentation site (mkdocs.yml) from docs/ into var/site, offline and strict: a broken
 # link, a missing page or a schema warning fails. The API reference is generated from
 # `manage.py spectacular` during the build (scripts/docs_hooks.py).
-docs: $(STAMP)
+docs: $(STAMP) $(NODE_DEPS)
 	NO_MKDOCS_2_WARNING=1 SECRET_KEY=$${SECRET_KEY:-docs-only-secret} $(BIN)/mkdocs build --strict --quiet
 
 # Installed packages against PyPI's vulnerability database (pip-audit): fails on a known
@@ -64,4 +73,4 @@ audit: $(STAMP)
 	$(BIN)/python scripts/audit_deps.py $(AUDIT_ARGS)
 
 clean:
-	rm -rf var .pytest_cache
+	rm -rf var .pytest_cache node_modules

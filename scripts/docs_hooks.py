@@ -5,6 +5,11 @@ The API reference is generated at build time from the schema the service itself 
 Markdown page per resource (operations, parameters, request and answer bodies) plus one
 page of the schema's components, so the reference needs no JavaScript viewer and no
 network. The schema file itself is published beside the pages (`openapi.json`).
+
+The diagrams' script (mermaid) is a package of the npm registry, pinned in package.json and
+package-lock.json and installed by `npm ci` (make install, make docs): this hook copies its
+bundle and licence from node_modules into the site, where mkdocs.yml's `extra_javascript`
+loads it. Without node_modules the site still builds; its diagrams stay as source text.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from mkdocs.structure.files import File, Files
+from mkdocs.utils import log
 
 ROOT = Path(__file__).resolve().parent.parent
 API_DIR = "reference/api"
@@ -204,7 +210,26 @@ def pages(schema: dict[str, Any]) -> dict[str, str]:
     return out
 
 
+# Files of npm packages the site serves: node_modules path -> path in the site.
+NPM_ASSETS = {
+    "mermaid/dist/mermaid.min.js": "assets/javascripts/mermaid.min.js",
+    "mermaid/LICENSE": "assets/javascripts/mermaid.LICENSE",
+}
+
+
+def npm_assets(files: Files, config: Any) -> None:
+    """Add NPM_ASSETS to the site, or say why the diagrams will not be drawn."""
+    modules = ROOT / "node_modules"
+    for source, target in NPM_ASSETS.items():
+        path = modules / source
+        if not path.is_file():
+            log.info("docs: %s is missing (run `npm ci`); diagrams stay as text", path)
+            continue
+        files.append(File.generated(config, target, abs_src_path=str(path)))
+
+
 def on_files(files: Files, config: Any) -> Files:
+    npm_assets(files, config)
     schema = load_schema()
     for name, content in pages(schema).items():
         files.append(File.generated(config, f"{API_DIR}/{name}", content=content))

@@ -1,4 +1,5 @@
-// Draws the site's ```mermaid blocks (<div class="diagram">) with the vendored mermaid.js,
+// Draws the site's ```mermaid blocks (<div class="diagram">) with mermaid.js (from the npm
+// registry, copied into the site by scripts/docs_hooks.py),
 // on the first load and after every instant navigation of the theme.
 (function () {
   function draw() {
