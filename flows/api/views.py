@@ -513,6 +513,9 @@ def _uuid_or_404(value: str | None) -> str:
 class ExecutionFilter(django_filters.FilterSet):
     flow = django_filters.UUIDFilter(field_name="flow_id")
     contact = django_filters.UUIDFilter(field_name="contact_id")
+    parent = django_filters.UUIDFilter(
+        field_name="parent_id", help_text="the parallel branches this execution forked (the "
+                                          "list shows executions contacts entered otherwise)")
     status = django_filters.MultipleChoiceFilter(choices=Execution.Status.choices)
     started_after = django_filters.IsoDateTimeFilter(field_name="started_at",
                                                      lookup_expr="gte")
@@ -538,7 +541,10 @@ class ExecutionViewSet(WorkspaceScoped, mixins.ListModelMixin, mixins.RetrieveMo
     model = Execution
 
     def scoped_queryset(self, *, workspace: Workspace) -> QuerySet[Execution]:
-        return executions_list(workspace=workspace, with_steps=self.action == "retrieve")
+        queryset = executions_list(workspace=workspace, with_steps=self.action == "retrieve")
+        if self.action == "list" and "parent" not in self.request.query_params:
+            queryset = queryset.filter(root__isnull=True)  # branches: ?parent=<id>
+        return queryset
 
     def get_serializer_class(self) -> type[serializers.Serializer]:
         return ExecutionDetailSerializer if self.action == "retrieve" else ExecutionSerializer

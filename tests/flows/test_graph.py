@@ -312,17 +312,16 @@ def drop_edge(index: int) -> Callable[[Graphish], None]:
          [{"node": "n3", "edge": None, "message": "condition node n3 needs a 'false' exit"},
           {"node": None, "edge": None,
            "message": "more than one start node (nodes without incoming edges): n1, n5"}]),
-        (replace_edge(3, sourceHandle="true"),
-         [{"node": "n3", "edge": None,
-           "message": "condition node n3 has 2 'true' exits (one allowed)"},
-          {"node": "n3", "edge": None, "message": "condition node n3 needs a 'false' exit"}]),
+        (replace_edge(3, sourceHandle="true"),  # two 'true' edges fork: the 'false' is missing
+         [{"node": "n3", "edge": None, "message": "condition node n3 needs a 'false' exit"}]),
         (replace_edge(3, sourceHandle="maybe"),
          [{"node": None, "edge": "e4",
            "message": "edge e4 from condition node n3 needs sourceHandle 'true' or 'false'"},
           {"node": "n3", "edge": None, "message": "condition node n3 needs a 'false' exit"}]),
-        (add_edge(id="e5", source="n1", target="n4"),
-         [{"node": "n1", "edge": None,
-           "message": "send_sms node n1 has 2 outgoing edges (at most one)"}]),
+        (lambda graph: graph["nodes"].append({"id": "j", "type": "join"}) or graph[
+            "edges"].append(edge("n4", "j")),
+         [{"node": "j", "edge": None, "message": "join node j is not reached by two or more "
+           "parallel branches (several edges leaving one node)"}]),
         (lambda graph: graph["nodes"][4].update(type="end", data={}) or graph["edges"].append(
             edge("n5", "n4")),
          [{"node": "n5", "edge": None, "message": "end node n5 cannot have outgoing edges"}]),
