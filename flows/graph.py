@@ -260,6 +260,18 @@ def _check_exits(by_id: dict[str, dict], links: list[_Link], errors: list[dict])
         elif node_type in NODE_TYPES and REGISTRY[node_type].final and exits:
             message = f"{shown} node {node_id} cannot have outgoing edges"
             errors.append(_error(message, node=node_id))
+        errors.extend(_repeated_edges(node_id, shown, exits, allowed is not None))
+
+
+def _repeated_edges(node_id: str, shown: Any, exits: list[_Link],
+                    branching: bool) -> list[dict]:
+    """Report a second edge from the same exit to the same node (a fork into one node
+    twice is no parallel branch)."""
+    counts = Counter((link.handle if branching and isinstance(link.handle, str) else None,
+                      link.target) for link in exits)
+    return [_error(f"{shown} node {node_id} has {count} edges to {target} from the same exit",
+                   node=node_id)
+            for (_, target), count in counts.items() if count > 1]
 
 
 def _branch_problems(node_id: str, node_type: str, exits: list[_Link],

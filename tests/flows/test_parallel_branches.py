@@ -11,6 +11,7 @@ from flows.engine import advance
 from flows.models import Execution, Step
 from messaging.models import Message
 from tests.factories import ContactFactory
+from tests.flows.conftest import readme_journey
 from tests.flows.test_engine_end_to_end import make_flow, start
 from tests.flows.test_journeys import post_event
 from tests.support.waiting import wait_until
@@ -172,17 +173,19 @@ def test_pause_and_cancel_act_on_every_branch(api, workspace, providers, live_wo
 
 
 def test_the_dry_run_shows_every_branch_then_the_join(api):
-    flow = api.post("/api/v1/flows", {"name": "f", **FORK_JOIN}, format="json").json()
+    flow = api.post("/api/v1/flows", readme_journey("Order shipped"), format="json").json()
+    assert flow["warnings"] == []
 
-    answer = api.post(f"/api/v1/flows/{flow['id']}/test", {"contact": {"phone": "+15550100"}},
-                      format="json").json()
+    answer = api.post(f"/api/v1/flows/{flow['id']}/test", {
+        "contact": {"phone": "+15550100", "email": "ada@example.com"},
+        "data": {"properties": {"url": "https://example.com/t/1"}}}, format="json").json()
 
     assert [(step["node_id"], step.get("branch")) for step in answer["path"]] == [
         ("hello", None), ("hello/fork", None), ("fast", "fast"), ("slow", "slow"),
         ("late", "slow"), ("meet", None), ("after", None)]
     assert answer["path"][1]["output"] == {"branches": ["fast", "slow"]}
-    assert [m["content"]["body"] for m in answer["messages"]] == [
-        "Hello", "Fast", "Late", "After"]
+    assert [m["channel"] for m in answer["messages"]] == ["sms", "sms", "email", "sms"]
+    assert answer["messages"][1]["content"]["body"] == "Track it: https://example.com/t/1"
     assert (answer["completed"], answer["truncated"]) == (True, False)
 
 
