@@ -8,24 +8,8 @@ that is no branch, and publishing refuses a join fewer than two branches of one 
 """
 from __future__ import annotations
 
-from typing import Any
+from flows.nodes.base import NodeType, accept_any, run_nothing, show_nothing
 
-from flows.nodes.base import NodeType, Preview, Result
-
-
-def check(data: dict) -> list[str]:
-    """Accept any data: a join needs no configuration."""
-    return []
-
-
-def run(node: dict, context: dict, execution: Any) -> Result:
-    """Go on: a branch's arrival is the walker's (it ends the branch here)."""
-    return Result()
-
-
-def dry_run(node: dict, context: dict, events: list[str]) -> Preview:
-    """Show the join once every branch before it has been shown (the dry run's order)."""
-    return Preview(output={})
-
-
-JOIN = NodeType(name="join", check=check, run=run, dry_run=dry_run)
+# Run in an execution that is no branch it passes; a branch's arrival is the walker's (it
+# ends the branch there), and the dry run shows it once every branch before it is shown.
+JOIN = NodeType(name="join", check=accept_any, run=run_nothing, dry_run=show_nothing)

@@ -14,6 +14,7 @@ from tests.factories import ContactFactory
 from tests.flows.conftest import readme_journey
 from tests.flows.test_engine_end_to_end import make_flow, start
 from tests.flows.test_journeys import post_event
+from tests.flows.test_send_outcomes import refused_on_publish
 from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
@@ -198,11 +199,4 @@ def test_the_dry_run_shows_every_branch_then_the_join(api):
      "the branches leaving node a meet at more than one join (j, k)"),
 ])
 def test_a_join_that_cannot_run_is_warned_of_and_refused_on_publish(api, nodes, edges, words):
-    flow = api.post("/api/v1/flows", {"name": "f", "nodes": nodes, "edges": edges},
-                    format="json").json()
-    assert words in str(flow["warnings"])
-
-    response = api.post(f"/api/v1/flows/{flow['id']}/publish")
-
-    assert response.status_code == 400
-    assert words in str(response.json()["error"]["fields"]["graph"])
+    refused_on_publish(api, nodes, edges, words)
