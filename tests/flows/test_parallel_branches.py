@@ -5,9 +5,11 @@ on every branch; the dry run shows them all; publishing refuses a join that cann
 from __future__ import annotations
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
 
-from flows.engine import advance
+from flows.branches import executions_finished
+from flows.engine import advance, dispatch_timers
 from flows.models import Execution, Step
 from messaging.models import Message
 from tests.factories import ContactFactory
@@ -117,6 +119,39 @@ def test_a_fork_starts_its_branches_once_however_often_its_walk_is_repeated(
         "branches": ["x", "y"]}
 
 
+def test_the_last_branch_to_arrive_moves_the_parent_once(api, workspace, providers):
+    nodes = [{"id": "up", "type": "update_contact", "data": {"attributes": {"seen": True}}},
+             {"id": "x", "type": "delay", "data": {"seconds": 3600}},
+             {"id": "y", "type": "delay", "data": {"seconds": 3600}},
+             {"id": "meet", "type": "join"}, sms("after", "After")]
+    flow = make_flow(api, nodes, [edge("up", "x"), edge("up", "y"), edge("x", "meet"),
+                                  edge("y", "meet"), edge("meet", "after")])
+    execution_id = start(api, flow["id"], ContactFactory(workspace=workspace))
+    assert advance(execution_id=execution_id) == "waiting"
+    branches = list(Execution.objects.filter(parent_id=execution_id).order_by(
+        "current_node"))
+    for branch in branches:
+        assert advance(execution_id=str(branch.pk)) == "waiting"
+    Execution.objects.filter(parent_id=execution_id).update(wake_at=timezone.now())
+    assert dispatch_timers() == 2  # both delays over: each branch runs on to the join
+
+    first, last = branches
+    assert advance(execution_id=str(first.pk)) == "completed"
+    assert Execution.objects.get(pk=execution_id).status == "waiting"
+    assert advance(execution_id=str(last.pk)) == "completed"
+
+    root = Execution.objects.get(pk=execution_id)
+    assert (root.status, root.current_node) == ("running", "after")
+    # The last arrival's notice again (a redelivery): the parent is past the fork already.
+    last.refresh_from_db()
+    with transaction.atomic():
+        executions_finished(executions=[last], status="completed")
+    root.refresh_from_db()
+    assert (root.status, root.current_node, root.current_visit) == ("running", "after", 1)
+    assert Step.objects.filter(execution=root, node_id="meet").count() == 1
+    assert advance(execution_id=execution_id) == "waiting"  # the text after the join
+
+
 def test_an_exit_event_mid_fork_cancels_both_branches_pending_sends(
         api, workspace, providers, live_worker, dispatcher):
     # The queue is paused: the worker holds both branches' texts in line.
@@ -156,7 +191,6 @@ def test_pause_and_cancel_act_on_every_branch(api, workspace, providers, live_wo
     assert all(b.paused_at is not None for b in branches)
     # A paused branch's due timer waits.
     branches.update(wake_at=timezone.now())
-    from flows.engine import dispatch_timers
     assert dispatch_timers() == 0
     resumed = api.post(f"/api/v1/executions/{execution_id}/resume").json()
     assert resumed["paused_at"] is None
