@@ -388,6 +388,10 @@ def _check_joins(by_id: dict[str, dict], links: list[_Link], errors: list[dict])
         for join, count in met.items():
             if count > 1:
                 owners[join].append(fork[0])
+            elif len(met) == 1:  # the branch would go on past the join its parent waits at
+                errors.append(_error(f"only one of the branches leaving node {fork[0]} "
+                                     f"reaches join node {join}: two or more must",
+                                     node=fork[0]))
     for join in sorted(forks.joins):
         if not owners[join]:
             errors.append(_error(f"join node {join} is not reached by two or more parallel "

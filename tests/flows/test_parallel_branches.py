@@ -231,6 +231,12 @@ def test_the_dry_run_shows_every_branch_then_the_join(api):
       {"id": "k", "type": "join"}],
      [edge("a", "b"), edge("a", "c"), edge("b", "j"), edge("c", "k")],
      "the branches leaving node a meet at more than one join (j, k)"),
+    # b forks again, and only c of its branches reaches the join its parent a's fork meets at
+    ([sms("a", "A"), sms("b", "B"), sms("c", "C"), sms("d", "D"), sms("e", "E"),
+      {"id": "j", "type": "join"}],
+     [edge("a", "b"), edge("a", "e"), edge("e", "j"), edge("b", "c"), edge("b", "d"),
+      edge("c", "j")],
+     "only one of the branches leaving node b reaches join node j: two or more must"),
 ])
 def test_a_join_that_cannot_run_is_warned_of_and_refused_on_publish(api, nodes, edges, words):
     refused_on_publish(api, nodes, edges, words)

@@ -145,3 +145,11 @@ def test_migrate_moves_an_execution_with_its_parallel_branches(
     family.filter(root_id=execution_id).update(wake_at=timezone.now())
     wait_until(lambda: finished(execution_id), timeout=30)
     assert [r.json()["message"] for r in providers.requests] == ["hello", "v2 text"]
+
+
+def test_another_workspaces_flow_cannot_be_migrated(api, other_api, workspace):
+    flow = make_flow(api, graph("v1 text", 60)["nodes"], graph("v1 text", 60)["edges"])
+    assert other_api.post(f"/api/v1/flows/{flow['id']}/migrate", {},
+                          format="json").status_code == 404
+    assert api.post(f"/api/v1/flows/{flow['id']}/migrate", {}, format="json").json() == {
+        "moved": 0, "version": 1}
