@@ -9,7 +9,6 @@ twice, and a worker that dies leaves the execution where its last completed step
 """
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import uuid
@@ -24,11 +23,10 @@ from django.utils import timezone
 
 from core import logcontext
 from core.publishing import grouped
-from flows import events as flow_events
-from flows import walker
-from flows.graph import Graph, parse
-from flows.models import Execution, FlowVersion, Step
+from flows import branches, walker
+from flows.models import Execution, Step
 from flows.publishing import publish, schedule_advance
+from flows.versions import graph_of
 from messaging.channels import EMAIL
 from messaging.delivery.creation import messages_cancel_many
 from messaging.delivery.templating import contact_context
@@ -44,13 +42,6 @@ MAX_INLINE_NODES = 200
 
 class Stop(Exception):
     """The walk cannot continue in this task (lost a race, or waiting)."""
-
-
-@functools.lru_cache(maxsize=512)
-def graph_of(version_id: int) -> Graph:
-    """Return the parsed graph of a frozen version (versions never change: cache them)."""
-    version = FlowVersion.objects.get(pk=version_id)
-    return parse(version.nodes, version.edges)
 
 
 def lease_seconds() -> int:
@@ -90,6 +81,7 @@ def advance_many(*, execution_ids: list[str]) -> dict[str, str]:
         steps: dict[str, list[Step]] = {pk: [] for pk in claimed}
         for step in Step.objects.filter(execution_id__in=claimed).order_by("started_at", "id"):
             steps[str(step.execution_id)].append(step)
+        inherited = _inherited_steps(executions.values())
         walks: dict[str, tuple[walker.Walk, tuple[str, int]]] = {}
         for execution_id in claimed:
             execution = executions[uuid.UUID(execution_id)]
@@ -97,7 +89,8 @@ def advance_many(*, execution_ids: list[str]) -> dict[str, str]:
             with logcontext.bind(execution_id=execution_id,
                                  workspace_id=execution.workspace_id):
                 try:
-                    walks[execution_id] = (_walk(execution, steps[execution_id]),
+                    walks[execution_id] = (_walk(execution, steps[execution_id],
+                                                 inherited),
                                            (execution.current_node, execution.current_visit))
                 except walker.Conflict:
                     results[execution_id] = "stale"
@@ -111,9 +104,22 @@ def advance_many(*, execution_ids: list[str]) -> dict[str, str]:
     return results
 
 
-def _walk(execution: Execution, existing: list[Step]) -> walker.Walk:
+def _walk(execution: Execution, existing: list[Step],
+          inherited: dict[Any, list[Step]]) -> walker.Walk:
+    before = [*inherited.get(execution.root_id, []), *inherited.get(execution.parent_id, [])]
     return walker.walk(execution, graph_of(execution.version_id),
-                       _context(execution, existing), existing, MAX_INLINE_NODES)
+                       _context(execution, [*before, *existing]), existing, MAX_INLINE_NODES)
+
+
+def _inherited_steps(executions: Any) -> dict[Any, list[Step]]:
+    """Return the steps of the branches' root and parent executions (what a condition or
+    template in a branch sees of the path before the fork): no query when none is one."""
+    ancestors = {pk for e in executions for pk in (e.root_id, e.parent_id) if pk is not None}
+    found: dict[Any, list[Step]] = {}
+    if ancestors:
+        for step in Step.objects.filter(execution_id__in=ancestors).order_by("started_at", "id"):
+            found.setdefault(step.execution_id, []).append(step)
+    return found
 
 
 def _persist(walks: dict[str, tuple[walker.Walk, tuple[str, int]]]) -> dict[str, str]:
@@ -192,7 +198,7 @@ def _move(execution: Execution, next_node: str | None, now: datetime, **fields: 
         status__in=[ExecStatus.RUNNING, ExecStatus.WAITING]).update(**update)
     if moved and next_node is None:
         # In the caller's transaction, like the move itself.
-        flow_events.execution_finished_emit(execution=execution, status=ExecStatus.COMPLETED)
+        branches.executions_finished(executions=[execution], status=ExecStatus.COMPLETED)
     return moved
 
 
@@ -228,7 +234,7 @@ def _fail_step(execution: Execution, step: Step, error: str, node: dict) -> None
             wake_at=None, waiting_event="", updated_at=now)
         if changed:
             walker.dead_letter(execution=execution, step=step, node=node, error=error)
-            flow_events.execution_finished_emit(execution=execution, status=ExecStatus.FAILED)
+            branches.executions_finished(executions=[execution], status=ExecStatus.FAILED)
 
 
 # --- resuming waiting steps ---------------------------------------------------------------
@@ -345,7 +351,7 @@ def _resume_together(steps: list[Step], messages: dict[Any, Message],
             transaction.set_rollback(True)  # another path got to one of them first
             return steps
     ended = [executions[m.execution_id] for m in moves if m.status == ExecStatus.COMPLETED]
-    flow_events.executions_finished_emit(executions=ended, status=ExecStatus.COMPLETED)
+    branches.executions_finished(executions=ended, status=ExecStatus.COMPLETED)
     onward = [m.execution_id for m in moves if m.status == ExecStatus.RUNNING]
     transaction.on_commit(lambda: publish(onward))
     return [step for step in steps if together.get(step.execution_id) is not step]

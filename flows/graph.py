@@ -5,8 +5,11 @@ A graph is `{"nodes": [{"id", "type", "data", ...}], "edges": [{"id", "source", 
 and ignored. The start is the one node no edge points to. `condition` nodes leave through the
 handles "true"/"false", `wait_for_event` nodes through "event"/"timeout", a send node that
 waits for its outcome (`wait_for`) through "delivered"/"failed"/"timeout" (each optional);
-every other node has at most one outgoing edge (its handle is ignored). An execution ends
-where no edge leads on.
+every other node's edges leave it as one exit (their handle is ignored). An execution ends
+where no edge leads on. Several edges from one exit are parallel branches (a fork: the
+walker runs them all), which a `join` node may bring together; a split's or a condition's
+handles still choose one exit. A join must be reached by two or more branches of one fork,
+and a fork's branches may meet at one join only (`_check_joins`).
 
 The older builder's node names (`send-message`, `send-email`, and `delay`/`condition` with the
 builder's data fields) are accepted as aliases of the engine's types (flows.nodes.aliases):
@@ -50,27 +53,53 @@ class Graph:
     start: str
 
     def node(self, node_id: str) -> dict:
-        """Return the node dict with this id (KeyError if there is none)."""
-        return self.nodes[node_id]
+        """Return the node dict with this id (KeyError if there is none); a fork's id
+        (fork_id) gives a `fork` node whose data lists the branches' first nodes."""
+        if node_id in self.nodes:
+            return self.nodes[node_id]
+        return self.forks[node_id]
 
     def next(self, node_id: str, handle: str | None = None) -> str | None:
         """Return the target of the node's outgoing edge (for condition: handle "true"/"false";
-        for wait_for_event: "event"/"timeout"); None when there is none (the execution ends)."""
+        for wait_for_event: "event"/"timeout"); None when there is none (the execution ends).
+        Several edges from that exit make a fork: its id (fork_id), which the walker runs as a
+        node that starts one branch per edge."""
         exits = exits_of(self.nodes[node_id])
         if exits is None:
             handle = None
         elif handle not in exits:
             raise ValueError(f"node {node_id} leaves through {sorted(exits)}, not {handle!r}")
-        return self._targets.get((node_id, handle))
+        targets = self._targets.get((node_id, handle), [])
+        if len(targets) > 1:
+            return fork_id(node_id, handle)
+        return targets[0] if targets else None
 
     @cached_property
-    def _targets(self) -> dict[tuple[str, str | None], str]:
-        targets: dict[tuple[str, str | None], str] = {}
+    def _targets(self) -> dict[tuple[str, str | None], list[str]]:
+        targets: dict[tuple[str, str | None], list[str]] = {}
         for edge in self.edges:
             source = edge["source"]
             branching = exits_of(self.nodes[source]) is not None
-            targets[(source, edge.get("sourceHandle") if branching else None)] = edge["target"]
+            targets.setdefault((source, edge.get("sourceHandle") if branching else None),
+                               []).append(edge["target"])
         return targets
+
+    @cached_property
+    def forks(self) -> dict[str, dict]:
+        """The graph's forks by id (fork_id): several edges leaving one exit."""
+        return {fork_id(source, handle): {"id": fork_id(source, handle), "type": FORK,
+                                          "data": {"source": source, "targets": targets}}
+                for (source, handle), targets in self._targets.items() if len(targets) > 1}
+
+
+# The node a walk runs where several edges leave one exit: it is no node of the graph (the
+# builder never draws it) but has a step of its own, so a fork starts its branches once.
+FORK = "fork"
+
+
+def fork_id(node_id: str, handle: str | None) -> str:
+    """Return the id of the fork after this exit of this node ("n3/fork", "n3/fork/true")."""
+    return f"{node_id}/{FORK}" if handle is None else f"{node_id}/{FORK}/{handle}"
 
 
 def parse(nodes: Any, edges: Any) -> Graph:
@@ -96,6 +125,7 @@ def validate(nodes: Any, edges: Any) -> list[dict]:
     _check_exits(by_id, links, errors)
     _check_start(by_id, links, errors)
     _check_cycles(by_id, links, errors)
+    _check_joins(by_id, links, errors)
     return errors
 
 
@@ -230,9 +260,18 @@ def _check_exits(by_id: dict[str, dict], links: list[_Link], errors: list[dict])
         elif node_type in NODE_TYPES and REGISTRY[node_type].final and exits:
             message = f"{shown} node {node_id} cannot have outgoing edges"
             errors.append(_error(message, node=node_id))
-        elif node_type in NODE_TYPES and len(exits) > 1:
-            message = f"{shown} node {node_id} has {len(exits)} outgoing edges (at most one)"
-            errors.append(_error(message, node=node_id))
+        errors.extend(_repeated_edges(node_id, shown, exits, allowed is not None))
+
+
+def _repeated_edges(node_id: str, shown: Any, exits: list[_Link],
+                    branching: bool) -> list[dict]:
+    """Report a second edge from the same exit to the same node (a fork into one node
+    twice is no parallel branch)."""
+    counts = Counter((link.handle if branching and isinstance(link.handle, str) else None,
+                      link.target) for link in exits)
+    return [_error(f"{shown} node {node_id} has {count} edges to {target} from the same exit",
+                   node=node_id)
+            for (_, target), count in counts.items() if count > 1]
 
 
 def _branch_problems(node_id: str, node_type: str, exits: list[_Link],
@@ -249,10 +288,9 @@ def _branch_problems(node_id: str, node_type: str, exits: list[_Link],
     for handle, (fewest, most) in allowed.items():
         if counts[handle] < fewest:
             message = f"{node_type} node {node_id} needs a '{handle}' exit"
-        elif counts[handle] > most:
+        elif counts[handle] and not most:  # several edges from one exit fork
             count = counts[handle]
-            allowed_text = "none allowed" if most == 0 else "one allowed"
-            message = f"{node_type} node {node_id} has {count} '{handle}' exits ({allowed_text})"
+            message = f"{node_type} node {node_id} has {count} '{handle}' exits (none allowed)"
         else:
             continue
         problems.append(_error(message, node=node_id))
@@ -280,6 +318,88 @@ def _check_start(by_id: dict[str, dict], links: list[_Link], errors: list[dict])
         _error(f"node {node_id} is not reachable from the start node {starts[0]}", node=node_id)
         for node_id in by_id if node_id not in reached
     )
+
+
+class _Forks:
+    """The graph's forks (several edges from one exit) and the join each one's branches
+    meet at, found by following every branch: at a join the branch ends; a fork nested in
+    it continues after its own join, as its execution does."""
+
+    def __init__(self, by_id: dict[str, dict], links: list[_Link]) -> None:
+        self.joins = {node_id for node_id, node in by_id.items() if _node_type(node) == "join"}
+        self.exits: dict[str, dict[Any, list[str]]] = defaultdict(dict)
+        for link in links:
+            node = by_id[link.source]
+            branching = exits_of({"type": _node_type(node), "data": node.get("data")})
+            key = link.handle if branching is not None and isinstance(link.handle, str) else None
+            self.exits[link.source].setdefault(key, []).append(link.target)
+        self.forks = [(source, key) for source, exits in self.exits.items()
+                      for key, targets in exits.items() if len(targets) > 1]
+        self.met: dict[tuple[str, Any], dict[str, int]] = {}
+
+    def meeting(self, fork: tuple[str, Any]) -> dict[str, int]:
+        """Return {join: how many of the fork's branches reach it}."""
+        if fork not in self.met:
+            self.met[fork] = {}  # a fork reached again inside itself counts no join
+            counts: Counter[str] = Counter()
+            for target in self.exits[fork[0]][fork[1]]:
+                counts.update(self._arrivals(target))
+            self.met[fork] = dict(counts)
+        return self.met[fork]
+
+    def join_of(self, fork: tuple[str, Any]) -> str | None:
+        met = self.meeting(fork)
+        return next(iter(met)) if len(met) == 1 else None
+
+    def _arrivals(self, start: str) -> set[str]:
+        found: set[str] = set()
+        seen: set[str] = set()
+        stack = [start]
+        while stack:
+            node = stack.pop()
+            if node in seen:
+                continue
+            seen.add(node)
+            if node in self.joins:
+                found.add(node)
+                continue
+            for key, targets in self.exits.get(node, {}).items():
+                if len(targets) < 2:
+                    stack.extend(targets)
+                elif (join := self.join_of((node, key))) is not None:
+                    stack.extend(t for after in self.exits.get(join, {}).values()
+                                 for t in after)
+        return found
+
+
+def _check_joins(by_id: dict[str, dict], links: list[_Link], errors: list[dict]) -> None:
+    """Report forks whose branches meet at more than one join, joins fewer than two
+    branches of a fork reach, and joins that would gather the branches of several forks."""
+    forks = _Forks(by_id, links)
+    if not forks.joins:
+        return
+    owners: dict[str, list[str]] = defaultdict(list)
+    for fork in forks.forks:
+        met = forks.meeting(fork)
+        if len(met) > 1:
+            names = ", ".join(sorted(met))
+            errors.append(_error(f"the branches leaving node {fork[0]} meet at more than one "
+                                 f"join ({names}): they may meet at one", node=fork[0]))
+        for join, count in met.items():
+            if count > 1:
+                owners[join].append(fork[0])
+            elif len(met) == 1:  # the branch would go on past the join its parent waits at
+                errors.append(_error(f"only one of the branches leaving node {fork[0]} "
+                                     f"reaches join node {join}: two or more must",
+                                     node=fork[0]))
+    for join in sorted(forks.joins):
+        if not owners[join]:
+            errors.append(_error(f"join node {join} is not reached by two or more parallel "
+                                 "branches (several edges leaving one node)", node=join))
+        elif len(owners[join]) > 1:
+            names = ", ".join(owners[join])
+            errors.append(_error(f"join node {join} gathers the branches of more than one "
+                                 f"fork ({names}): each fork needs its own join", node=join))
 
 
 def _reachable(start: str, links: list[_Link]) -> set[str]:

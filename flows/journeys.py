@@ -28,6 +28,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from core.models import Contact
+from flows import branches
 from flows import events as flow_events
 from flows.models import Execution, FlowVersion, Step
 from flows.nodes.checks import DURATION_HELP, duration_seconds
@@ -122,7 +123,9 @@ def event_apply(*, workspace_id: Any, contact: Contact, name: str, properties: d
         return {"exited": 0, "converted": 0}
     now = now or timezone.now()
     longest = timedelta(seconds=max(goals.values(), default=0))
-    candidates = Execution.objects.filter(workspace_id=workspace_id, contact_id=contact.pk)
+    # The executions the contact entered; their branches end with them (executions_exit).
+    candidates = Execution.objects.filter(workspace_id=workspace_id, contact_id=contact.pk,
+                                          root__isnull=True)
     active = Q(status__in=ACTIVE, version_id__in=[*goals, *exits])
     finished = Q(status__in=[ExecStatus.COMPLETED, ExecStatus.EXITED], converted_at__isnull=True,
                  version_id__in=[pk for pk, window in goals.items() if window],
@@ -149,11 +152,15 @@ def event_apply(*, workspace_id: Any, contact: Contact, name: str, properties: d
 def executions_exit(*, ids: list[Any], reason: str, now: datetime) -> list[Any]:
     """End the running or waiting executions among ids with status `exited` and this reason
     (a goal also converts them), skip their waiting steps and cancel the messages those
-    queued and not yet sent; emit execution.exited (and execution.converted). Return the ids
-    ended. One transaction; the executions are locked first, in id order."""
+    queued and not yet sent; emit execution.exited (and execution.converted). Their
+    parallel branches end with them (the same status, no events of their own). Return the
+    ids ended. One transaction; the executions are locked first, branches before the ones
+    the contacts entered (a branch ending locks its parent after itself), in id order."""
     with transaction.atomic():
-        locked = dict(Execution.objects.select_for_update().filter(
-            pk__in=ids, status__in=ACTIVE).order_by("pk").values_list("pk", "current_node"))
+        family = dict(Execution.objects.select_for_update().filter(
+            branches.family(ids), status__in=ACTIVE).order_by(
+            F("root_id").asc(nulls_last=True), "pk").values_list("pk", "root_id"))
+        locked = [pk for pk, root in family.items() if root is None]
         if not locked:
             return []
         goal = reason == GOAL
@@ -163,14 +170,16 @@ def executions_exit(*, ids: list[Any], reason: str, now: datetime) -> list[Any]:
             "lease_until": None, "updated_at": now}
         if goal:  # with the node each one had reached (its cursor stays where it was)
             fields.update(converted_at=now, converted_node=F("current_node"))
-        Execution.objects.filter(pk__in=list(locked)).update(**fields)
-        waiting_steps_end(execution_ids=list(locked), now=now,
+        Execution.objects.filter(pk__in=[pk for pk in family if pk not in locked]).update(
+            **{key: value for key, value in fields.items() if not key.startswith("converted")})
+        Execution.objects.filter(pk__in=locked).update(**fields)
+        waiting_steps_end(execution_ids=list(family), now=now,
                           reason=f"execution exited ({reason})")
-        ended = list(Execution.objects.filter(pk__in=list(locked)))
+        ended = list(Execution.objects.filter(pk__in=locked))
         flow_events.journey_emit(executions=ended, type=EXECUTION_EXITED)
         if goal:
             flow_events.journey_emit(executions=ended, type=EXECUTION_CONVERTED)
-    return list(locked)
+    return locked
 
 
 def executions_convert(*, ids: list[Any], now: datetime) -> list[Any]:

@@ -116,6 +116,13 @@ class Execution(models.Model):
     exit_reason = models.CharField(max_length=110, blank=True, default="")
     converted_at = models.DateTimeField(null=True, blank=True)
     converted_node = models.CharField(max_length=100, blank=True, default="")
+    # Parallel branches (README.md, "Parallel branches"): a node with several outgoing edges
+    # starts one branch execution per edge, `parent` the execution that forked (it waits at
+    # the fork until they all end) and `root` the one the contact entered (null for that).
+    parent = models.ForeignKey("self", on_delete=models.CASCADE, null=True, blank=True,
+                               related_name="branches")
+    root = models.ForeignKey("self", on_delete=models.CASCADE, null=True, blank=True,
+                             related_name="+")
     started_at = models.DateTimeField(auto_now_add=True)
     completed_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)

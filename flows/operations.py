@@ -32,18 +32,24 @@ class NotPausable(Exception):
 
 
 def execution_cancel(*, execution: Execution, actor: Actor | str | None = None) -> Execution:
-    """Cancel a running or waiting execution and the messages its steps still wait for."""
+    """Cancel a running or waiting execution, every branch of it (a branch's cancel is its
+    root's) and the messages their steps still wait for. Branches are changed before the
+    root: a branch ending locks its parent after itself, so the same order never waits in
+    a circle."""
     now = timezone.now()
+    root = execution.root_id or execution.pk
     with transaction.atomic():
-        changed = Execution.objects.filter(pk=execution.pk, status__in=ACTIVE).update(
-            status=ExecStatus.CANCELLED, completed_at=now, wake_at=None, waiting_event="",
-            paused_at=None, updated_at=now)
+        fields = {"status": ExecStatus.CANCELLED, "completed_at": now, "wake_at": None,
+                  "waiting_event": "", "paused_at": None, "updated_at": now}
+        Execution.objects.filter(root_id=root, status__in=ACTIVE).update(**fields)
+        changed = Execution.objects.filter(pk=root, status__in=ACTIVE).update(**fields)
         if changed:
-            waiting_steps_end(execution_ids=[execution.pk], now=now, reason=(
+            branches = Execution.objects.filter(root_id=root).values_list("pk", flat=True)
+            waiting_steps_end(execution_ids=[root, *branches], now=now, reason=(
                 f"execution {execution.pk} cancelled by {as_actor(actor or COMMAND).label}"))
             audit(actor=actor or COMMAND, action="execution.cancel",
                   workspace=execution.workspace_id, target_type="execution",
-                  target_id=execution.pk, detail={"flow_id": str(execution.flow_id)})
+                  target_id=root, detail={"flow_id": str(execution.flow_id)})
     execution.refresh_from_db()
     return execution
 
@@ -53,8 +59,11 @@ def execution_pause(*, execution: Execution, actor: Actor) -> Execution:
     it is resumed. Pausing a paused execution changes nothing."""
     now = timezone.now()
     with transaction.atomic():
-        changed = Execution.objects.filter(pk=execution.pk, status__in=ACTIVE,
-                                           paused_at__isnull=True).update(
+        Execution.objects.filter(root_id=execution.root_id or execution.pk, status__in=ACTIVE,
+                                 paused_at__isnull=True).update(
+            paused_at=now, paused_by=actor.name[:150], updated_at=now)
+        changed = Execution.objects.filter(pk=execution.root_id or execution.pk,
+                                           status__in=ACTIVE, paused_at__isnull=True).update(
             paused_at=now, paused_by=actor.name[:150], updated_at=now)
         execution.refresh_from_db()
         if execution.status not in ACTIVE:
@@ -71,22 +80,31 @@ def execution_resume(*, execution: Execution, actor: Actor) -> Execution:
     waiting one's fired timer goes on the next dispatcher pass, and a step whose message
     finished meanwhile completes now. Resuming one that is not paused changes nothing."""
     with transaction.atomic():
-        locked = Execution.objects.select_for_update().get(pk=execution.pk)
+        for branch in Execution.objects.select_for_update().filter(
+                root_id=execution.root_id or execution.pk, status__in=ACTIVE,
+                paused_at__isnull=False).order_by("pk"):
+            _unpause(branch)
+        locked = Execution.objects.select_for_update().get(pk=execution.root_id or execution.pk)
         if locked.status not in ACTIVE:
             raise NotPausable(f"A {locked.status} execution cannot be resumed.")
         if locked.paused_at is not None:
             paused_for = timezone.now() - locked.paused_at
-            Execution.objects.filter(pk=locked.pk).update(
-                paused_at=None, paused_by="", updated_at=timezone.now(),
-                enqueued_at=timezone.now() if locked.status == ExecStatus.RUNNING
-                else locked.enqueued_at)
+            _unpause(locked)
             audit(actor=actor, action="execution.resume", workspace=locked.workspace_id,
                   target_type="execution", target_id=locked.pk,
                   detail={"status": locked.status, "node": locked.current_node,
                           "paused_seconds": round(paused_for.total_seconds())})
-            _continue(locked)
     execution.refresh_from_db()
     return execution
+
+
+def _unpause(locked: Execution) -> None:
+    """Clear a locked execution's pause and set it going again."""
+    Execution.objects.filter(pk=locked.pk).update(
+        paused_at=None, paused_by="", updated_at=timezone.now(),
+        enqueued_at=timezone.now() if locked.status == ExecStatus.RUNNING
+        else locked.enqueued_at)
+    _continue(locked)
 
 
 def _continue(execution: Execution) -> None:

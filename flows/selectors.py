@@ -44,10 +44,11 @@ def flow_stats(*, flow: Flow, since: datetime | None = None) -> dict[str, Any]:
     how many visits entered, completed and failed, and how many executions exited there;
     per split branch, the executions that took it, their messages sent and delivered, and
     their conversions. A few grouped queries, whatever the number of executions."""
-    executions = Execution.objects.filter(flow=flow)
+    family = Execution.objects.filter(flow=flow)  # with parallel branches, their steps
     if since is not None:
-        executions = executions.filter(started_at__gte=since)
-    steps = Step.objects.filter(execution__in=executions)
+        family = family.filter(started_at__gte=since)
+    executions = family.filter(root__isnull=True)
+    steps = Step.objects.filter(execution__in=family)
     nodes: dict[str, dict[str, Any]] = {}
     for row in steps.values("node_id", "node_type").annotate(
             entered=Count("pk"), completed=Count("pk", filter=Q(status=Step.Status.COMPLETED)),
@@ -55,7 +56,7 @@ def flow_stats(*, flow: Flow, since: datetime | None = None) -> dict[str, Any]:
         nodes[row["node_id"]] = {"node_id": row["node_id"], "type": row["node_type"],
                                  "entered": row["entered"], "completed": row["completed"],
                                  "failed": row["failed"], "exited": 0}
-    for node_id, count in executions.filter(status=Execution.Status.EXITED).values_list(
+    for node_id, count in family.filter(status=Execution.Status.EXITED).values_list(
             "current_node").annotate(n=Count("pk")).order_by():
         if node_id in nodes:
             nodes[node_id]["exited"] = count

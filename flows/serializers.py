@@ -18,13 +18,18 @@ class ExecutionSerializer(serializers.ModelSerializer):
     converted_node = serializers.CharField(
         read_only=True, help_text="the node it had reached when the goal arrived")
     time_to_convert_seconds = serializers.FloatField(read_only=True, allow_null=True)
+    parent_id = serializers.UUIDField(
+        read_only=True, allow_null=True,
+        help_text="a parallel branch's: the execution that forked it (null for one a contact "
+                  "entered)")
 
     class Meta:
         model = Execution
         fields = ["id", "flow_id", "version", "contact_id", "status", "source", "data",
                   "current_node", "wake_at", "waiting_event", "paused_at", "paused_by",
                   "error", "exit_reason", "converted_at", "converted_node",
-                  "time_to_convert_seconds", "started_at", "completed_at", "duration_seconds"]
+                  "time_to_convert_seconds", "parent_id", "started_at", "completed_at",
+                  "duration_seconds"]
 
 
 class ScheduleRunSerializer(serializers.ModelSerializer):

@@ -19,9 +19,8 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from core.models import Contact, DeadLetter
-from flows import events as flow_events
-from flows import nodes
-from flows.graph import Graph
+from flows import branches, nodes
+from flows.graph import FORK, Graph
 from flows.models import Execution, Step
 from messaging.delivery import creation
 from messaging.events.outbox import dead_letter_emit
@@ -52,6 +51,7 @@ class Walk:
     failed_step: Step | None = None
     failed_node: dict | None = None
     more: bool = False  # stopped at the node limit; continue in a new task
+    forks: list[str] = field(default_factory=list)  # first nodes of the branches to start
 
     def move(self, next_node: str | None) -> None:
         """Advance the cursor to next_node (None ends the execution)."""
@@ -91,6 +91,12 @@ def walk(execution: Execution, graph: Graph, context: dict, existing: list[Step]
             state.retry_rows[(state.node, state.visit)] = row
         node = graph.node(state.node)
         started = timezone.now()
+        if node["type"] == FORK:  # the cursor waits here until the branches have ended
+            targets = node["data"]["targets"]
+            state.step(node, StepStatus.COMPLETED, started,
+                       nodes.Result(output={"branches": targets}))
+            state.status, state.forks = ExecStatus.WAITING, list(targets)
+            return state
         result = nodes.run(node, context, execution=execution)
         if _settle(state, graph, node, result, started, context):
             return state
@@ -121,6 +127,9 @@ def _settle(state: Walk, graph: Graph, node: dict, result: nodes.Result, started
                                     "error": ""}
     if nodes.REGISTRY[node["type"]].final:
         state.node, state.status = None, ExecStatus.COMPLETED
+        return True
+    if node["type"] == branches.JOIN and state.execution.parent_id is not None:
+        state.status = ExecStatus.COMPLETED  # a branch arrived: it ends on the join
         return True
     state.move(graph.next(node["id"], result.handle))
     return state.node is None
@@ -154,6 +163,9 @@ def persist_many(walks: list[tuple[Walk, tuple[str, int]]]) -> list[bool]:
             state.message.pk: {"execution_source": state.execution.source}
             for state in kept if state.message is not None})
     _write_steps([row for state in kept for row in state.steps], now)
+    forks = [(state.execution, state.forks) for state in kept if state.forks]
+    if forks:
+        branches.fork(forks)
     attributes: dict[Any, dict[str, Any]] = {}
     for state in kept:
         if state.attributes:
@@ -167,7 +179,7 @@ def persist_many(walks: list[tuple[Walk, tuple[str, int]]]) -> list[bool]:
         if _final(state):
             finished.setdefault(state.status, []).append(state.execution)
     for status, executions in finished.items():
-        flow_events.executions_finished_emit(executions=executions, status=status)
+        branches.executions_finished(executions=executions, status=status)
     return written
 
 

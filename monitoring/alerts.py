@@ -77,7 +77,8 @@ def _failure_rate(rule: AlertRule, since: datetime) -> float | None:
     channel cannot feed its own alert.
     """
     if rule.flow_id:
-        counts = Execution.objects.filter(flow_id=rule.flow_id, completed_at__gte=since) \
+        counts = Execution.objects.filter(flow_id=rule.flow_id, completed_at__gte=since,
+                                          root__isnull=True) \
             .aggregate(bad=Count("pk", filter=Q(status=Execution.Status.FAILED)),
                        good=Count("pk", filter=Q(status=Execution.Status.COMPLETED)))
     else:
@@ -119,7 +120,7 @@ def _queue_backlog(rule: AlertRule, now: datetime) -> float:
 
 def _avg_execution_time(rule: AlertRule, since: datetime) -> float | None:
     executions = Execution.objects.filter(
-        workspace_id=rule.workspace_id, completed_at__gte=since,
+        workspace_id=rule.workspace_id, completed_at__gte=since, root__isnull=True,
         status__in=[Execution.Status.COMPLETED, Execution.Status.FAILED])
     if rule.flow_id:
         executions = executions.filter(flow_id=rule.flow_id)
@@ -129,9 +130,10 @@ def _avg_execution_time(rule: AlertRule, since: datetime) -> float | None:
 
 def _execution_success_rate(rule: AlertRule, since: datetime) -> float | None:
     """Return the % of executions finished in the window that completed (None under
-    min_samples). Cancelled ones are an operator's choice, not a failure: left out."""
+    min_samples). Cancelled ones are an operator's choice, not a failure: left out; so
+    are parallel branches (their execution's outcome counts, once)."""
     executions = Execution.objects.filter(workspace_id=rule.workspace_id,
-                                          completed_at__gte=since)
+                                          completed_at__gte=since, root__isnull=True)
     if rule.flow_id:
         executions = executions.filter(flow_id=rule.flow_id)
     counts = executions.aggregate(

@@ -20,9 +20,10 @@ from core.api import ApiError, StrictCharField, WorkspaceScoped
 from core.audit import actor_of
 from core.auth import workspace_of
 from core.models import Contact, Scope, Workspace
-from flows import dry_run, journeys, operations, services, timeline
+from flows import dry_run, journeys, operations, services, timeline, versions
 from flows.graph import GraphError
 from flows.models import BulkStart, Execution, Flow, FlowVersion, Step
+from flows.nodes import REGISTRY
 from flows.rules import AUDIENCE_ROOTS, TRIGGER_FILTER_ROOTS, unknown_roots, validate_rules
 from flows.selectors import executions_list, flow_stats, flows_list
 from flows.serializers import ExecutionSerializer
@@ -45,10 +46,16 @@ class GraphProblemSerializer(serializers.Serializer):
     message = serializers.CharField()
 
 
+NODES_HELP = ('[{"id", "type", "data"}], type one of: ' + ", ".join(sorted(REGISTRY))
+              + ' (README.md, "Flows")')
+EDGES_HELP = ('[{"id", "source", "target", "sourceHandle"}]; several edges leaving one exit '
+              'run as parallel branches, which a "join" node gathers')
+
+
 class FlowSerializer(serializers.ModelSerializer):
     name = StrictCharField(max_length=200)
-    nodes = serializers.JSONField()
-    edges = serializers.JSONField()
+    nodes = serializers.JSONField(help_text=NODES_HELP)
+    edges = serializers.JSONField(help_text=EDGES_HELP)
     trigger = serializers.JSONField(required=False)
     settings = serializers.JSONField(required=False)
     version = serializers.SerializerMethodField()
@@ -334,6 +341,20 @@ class FlowStatsSerializer(serializers.Serializer):
     splits = SplitStatsSerializer(many=True)
 
 
+class MigrateSerializer(serializers.Serializer):
+    version = serializers.IntegerField(required=False, min_value=1, max_value=2**31 - 1,
+                                       help_text="the version to move onto (default: the latest)")
+    node_map = serializers.DictField(
+        child=StrictCharField(max_length=100), required=False, default=dict,
+        help_text='{"old node id": "new node id"}; a node left out keeps its id')
+
+
+class MigratedSerializer(serializers.Serializer):
+    moved = serializers.IntegerField(help_text="waiting executions moved (with their "
+                                               "parallel branches)")
+    version = serializers.IntegerField(help_text="the version they now run")
+
+
 class FlowFilter(django_filters.FilterSet):
     class Meta:
         model = Flow
@@ -392,6 +413,24 @@ class FlowViewSet(WorkspaceScoped, viewsets.ModelViewSet):
         except GraphError as exc:
             raise graph_error(exc) from exc
         return Response(FlowVersionSerializer(version).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=MigrateSerializer, responses=MigratedSerializer)
+    @action(detail=True, methods=["post"])
+    def migrate(self, request: Request, pk: str | None = None) -> Response:
+        """Move the flow's waiting executions onto a published version (README.md,
+        "Versions"): each waiting node keeps its id or takes the node_map's; 400 naming
+        every node that has no place in that version, and then nothing moves."""
+        flow = self.get_object()
+        serializer = MigrateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        try:
+            version, moved = versions.executions_migrate(
+                flow=flow, number=data.get("version"), node_map=data["node_map"])
+        except versions.MigrationRefused as exc:
+            raise ApiError(400, "The executions cannot move onto that version.",
+                           fields=exc.problems) from exc
+        return Response(MigratedSerializer({"moved": moved, "version": version.number}).data)
 
     def _set_status(self, status_: str) -> Response:
         flow = self.get_object()
@@ -513,6 +552,9 @@ def _uuid_or_404(value: str | None) -> str:
 class ExecutionFilter(django_filters.FilterSet):
     flow = django_filters.UUIDFilter(field_name="flow_id")
     contact = django_filters.UUIDFilter(field_name="contact_id")
+    parent = django_filters.UUIDFilter(
+        field_name="parent_id", help_text="the parallel branches this execution forked (the "
+                                          "list shows executions contacts entered otherwise)")
     status = django_filters.MultipleChoiceFilter(choices=Execution.Status.choices)
     started_after = django_filters.IsoDateTimeFilter(field_name="started_at",
                                                      lookup_expr="gte")
@@ -538,7 +580,10 @@ class ExecutionViewSet(WorkspaceScoped, mixins.ListModelMixin, mixins.RetrieveMo
     model = Execution
 
     def scoped_queryset(self, *, workspace: Workspace) -> QuerySet[Execution]:
-        return executions_list(workspace=workspace, with_steps=self.action == "retrieve")
+        queryset = executions_list(workspace=workspace, with_steps=self.action == "retrieve")
+        if self.action == "list" and "parent" not in self.request.query_params:
+            queryset = queryset.filter(root__isnull=True)  # branches: ?parent=<id>
+        return queryset
 
     def get_serializer_class(self) -> type[serializers.Serializer]:
         return ExecutionDetailSerializer if self.action == "retrieve" else ExecutionSerializer

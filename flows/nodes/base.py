@@ -81,3 +81,18 @@ def exits_of(node: dict, registry: dict[str, NodeType]) -> dict[str, tuple[int, 
 def data_of(node: dict) -> dict:
     """Return the node's configuration (absent or empty data reads as an empty object)."""
     return node.get("data") or {}
+
+
+def accept_any(data: dict) -> list[str]:
+    """Accept any data: for a node that needs no configuration (end, join)."""
+    return []
+
+
+def run_nothing(node: dict, context: dict, execution: Any) -> Result:
+    """Do nothing: what the walk does at the node is its type's (final, or a join's wait)."""
+    return Result()
+
+
+def show_nothing(node: dict, context: dict, events: list[str]) -> Preview:
+    """Show an empty step."""
+    return Preview(output={})

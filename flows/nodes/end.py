@@ -1,24 +1,7 @@
 """The `end` node: stop the execution here."""
 from __future__ import annotations
 
-from typing import Any
+from flows.nodes.base import NodeType, accept_any, run_nothing, show_nothing
 
-from flows.nodes.base import NodeType, Preview, Result
-
-
-def check(data: dict) -> list[str]:
-    """Accept any data: `end` needs no configuration."""
-    return []
-
-
-def run(node: dict, context: dict, execution: Any) -> Result:
-    """Do nothing; the walk ends because the type is final."""
-    return Result()
-
-
-def dry_run(node: dict, context: dict, events: list[str]) -> Preview:
-    """Show an empty step; the dry run ends here too."""
-    return Preview(output={})
-
-
-END = NodeType(name="end", check=check, run=run, dry_run=dry_run, final=True)
+# The walk (and the dry run) ends at it because the type is final.
+END = NodeType(name="end", check=accept_any, run=run_nothing, dry_run=show_nothing, final=True)

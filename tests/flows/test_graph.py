@@ -143,7 +143,7 @@ def test_edge_ids_may_be_absent() -> None:
 def test_type_tables_cover_every_node_type() -> None:
     assert NODE_TYPES == set(REGISTRY)
     assert REGISTRY["send_sms"].channel == "sms"
-    assert len(NODE_TYPES) == 10
+    assert len(NODE_TYPES) == 11
 
 
 @pytest.mark.parametrize(
@@ -312,17 +312,16 @@ def drop_edge(index: int) -> Callable[[Graphish], None]:
          [{"node": "n3", "edge": None, "message": "condition node n3 needs a 'false' exit"},
           {"node": None, "edge": None,
            "message": "more than one start node (nodes without incoming edges): n1, n5"}]),
-        (replace_edge(3, sourceHandle="true"),
-         [{"node": "n3", "edge": None,
-           "message": "condition node n3 has 2 'true' exits (one allowed)"},
-          {"node": "n3", "edge": None, "message": "condition node n3 needs a 'false' exit"}]),
+        (replace_edge(3, sourceHandle="true"),  # two 'true' edges fork: the 'false' is missing
+         [{"node": "n3", "edge": None, "message": "condition node n3 needs a 'false' exit"}]),
         (replace_edge(3, sourceHandle="maybe"),
          [{"node": None, "edge": "e4",
            "message": "edge e4 from condition node n3 needs sourceHandle 'true' or 'false'"},
           {"node": "n3", "edge": None, "message": "condition node n3 needs a 'false' exit"}]),
-        (add_edge(id="e5", source="n1", target="n4"),
-         [{"node": "n1", "edge": None,
-           "message": "send_sms node n1 has 2 outgoing edges (at most one)"}]),
+        (lambda graph: graph["nodes"].append({"id": "j", "type": "join"}) or graph[
+            "edges"].append(edge("n4", "j")),
+         [{"node": "j", "edge": None, "message": "join node j is not reached by two or more "
+           "parallel branches (several edges leaving one node)"}]),
         (lambda graph: graph["nodes"][4].update(type="end", data={}) or graph["edges"].append(
             edge("n5", "n4")),
          [{"node": "n5", "edge": None, "message": "end node n5 cannot have outgoing edges"}]),
@@ -350,13 +349,12 @@ def test_unknown_target_is_reported_with_the_edge_id() -> None:
     ("edges", "fragment"),
     [
         ([], "needs a 'event' exit"),
-        ([edge("w", "a", "event"), edge("w", "b", "event", "second")], "2 'event' exits"),
         ([edge("w", "a", "event"), edge("w", "b", "timeout"), edge("w", "b", "timeout", "t2")],
-         "2 'timeout' exits"),
+         "2 edges to b from the same exit"),
     ],
 )
-def test_wait_for_event_needs_one_event_exit_and_at_most_one_timeout(edges: list[dict],
-                                                                     fragment: str) -> None:
+def test_wait_for_event_needs_an_event_exit_and_no_repeated_edge(edges: list[dict],
+                                                                 fragment: str) -> None:
     nodes = [node("w", "wait_for_event", event="paid", timeout_seconds=60),
              node("a", "end"), node("b", "end")]
     if not edges:
@@ -483,3 +481,15 @@ def test_junk_input_returns_errors_instead_of_raising(nodes: Any, edges: Any) ->
 def test_graph_error_message_lists_every_problem() -> None:
     with pytest.raises(GraphError, match="a flow needs at least one node; edges must be a list"):
         parse([], None)
+
+
+def test_several_edges_from_one_exit_fork_and_other_exits_still_choose_one() -> None:
+    nodes = [node("w", "wait_for_event", event="paid", timeout_seconds=60),
+             node("a", "end"), node("b", "end"), node("c", "end")]
+    graph = parse(nodes, [edge("w", "a", "event"), edge("w", "b", "event", "second"),
+                          edge("w", "c", "timeout")])
+
+    assert graph.next("w", "event") == "w/fork/event"
+    assert graph.node("w/fork/event") == {"id": "w/fork/event", "type": "fork",
+                                          "data": {"source": "w", "targets": ["a", "b"]}}
+    assert graph.next("w", "timeout") == "c"

@@ -133,12 +133,12 @@ def test_problems_with_an_engine_shaped_delay_keep_the_engine_names() -> None:
         "delay data.seconds must be a number above 0 and at most 31622400"]
 
 
-def test_graph_problems_name_the_node_type_the_client_gave() -> None:
+def test_the_older_builders_several_edges_from_one_node_are_parallel_branches() -> None:
     graph_nodes = [builder("send-message", messageText="x"),
                    {"id": "a", "type": "end"}, {"id": "b", "type": "end"}]
     edges = [{"id": "1", "source": "n", "target": "a"}, {"id": "2", "source": "n", "target": "b"}]
-    assert [error["message"] for error in validate(graph_nodes, edges)] == [
-        "send-message node n has 2 outgoing edges (at most one)"]
+    assert validate(graph_nodes, edges) == []
+    assert parse(graph_nodes, edges).next("n") == "n/fork"
 
 
 @pytest.mark.parametrize("node_type", ["send-sms", "send_message", "Send-Message", "email"])

@@ -115,6 +115,12 @@ def test_a_flow_failure_rate_counts_its_executions(workspace):
     ExecutionFactory(workspace=workspace, flow=flow, status="completed", completed_at=done)
     ExecutionFactory(workspace=workspace, status="failed", completed_at=done)  # another flow
     assert alerts.rule_measure(rule=rule) == 75.0
+    # Parallel branches are parts of an execution: only its own outcome counts.
+    parent = ExecutionFactory(workspace=workspace, flow=flow, status="completed",
+                              completed_at=done)
+    ExecutionFactory.create_batch(2, workspace=workspace, flow=flow, status="failed",
+                                  completed_at=done, parent=parent, root=parent)
+    assert alerts.rule_measure(rule=rule) == 60.0
 
 
 def test_the_dead_letter_count_skips_failed_alert_notifications(workspace):

@@ -1,0 +1,242 @@
+"""Parallel branches (README.md, "Parallel branches"): several edges leaving one exit run
+every branch, each in a branch execution; a join waits for all of them, and the execution
+the contact entered completes only once they have all ended. Cancel, pause and exits act
+on every branch; the dry run shows them all; publishing refuses a join that cannot run."""
+from __future__ import annotations
+
+import pytest
+from django.db import transaction
+from django.utils import timezone
+
+from flows.branches import executions_finished
+from flows.engine import advance, dispatch_timers
+from flows.models import Execution, Step
+from messaging.models import Message
+from tests.factories import ContactFactory
+from tests.flows.conftest import readme_journey
+from tests.flows.test_engine_end_to_end import make_flow, start
+from tests.flows.test_journeys import post_event
+from tests.flows.test_send_outcomes import refused_on_publish
+from tests.support.waiting import wait_until
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
+
+
+def sms(node_id: str, body: str) -> dict:
+    return {"id": node_id, "type": "send_sms", "data": {"body": body}}
+
+
+def edge(source: str, target: str, **extra) -> dict:
+    return {"id": f"{source}-{target}", "source": source, "target": target, **extra}
+
+
+# hello forks into a fast text and a slow branch (an hour's delay, then a text); both meet
+# at the join, and one text follows it.
+FORK_JOIN = {
+    "nodes": [sms("hello", "Hello"), sms("fast", "Fast"),
+              {"id": "slow", "type": "delay", "data": {"seconds": 3600}},
+              sms("late", "Late"), {"id": "meet", "type": "join"}, sms("after", "After")],
+    "edges": [edge("hello", "fast"), edge("hello", "slow"), edge("slow", "late"),
+              edge("fast", "meet"), edge("late", "meet"), edge("meet", "after")],
+}
+# A moment's delay, then two texts at once (no join: each branch ends on its own).
+TWO_TEXTS = {
+    "nodes": [{"id": "wait", "type": "delay", "data": {"seconds": 1}}, sms("a", "Text A"),
+              sms("b", "Text B")],
+    "edges": [edge("wait", "a"), edge("wait", "b")],
+}
+# Two branches that wait an hour each.
+TWO_WAITS = {
+    "nodes": [sms("hello", "Hello"), {"id": "x", "type": "delay", "data": {"seconds": 3600}},
+              {"id": "y", "type": "delay", "data": {"seconds": 3600}}],
+    "edges": [edge("hello", "x"), edge("hello", "y")],
+}
+
+
+def branches_of(execution_id: str) -> dict[str, Execution]:
+    """The branch executions of this one, by the node each started at."""
+    return {Step.objects.filter(execution=branch).order_by("started_at", "id").first().node_id:
+            branch for branch in Execution.objects.filter(parent_id=execution_id)}
+
+
+def bodies(providers) -> list[str]:
+    return sorted(r.json()["message"] for r in providers.requests if r.path == "/send-sms")
+
+
+def test_a_fork_sends_both_and_the_join_waits_for_the_slower_branch_then_goes_on_once(
+        api, workspace, providers, live_worker, dispatcher):
+    flow = make_flow(api, FORK_JOIN["nodes"], FORK_JOIN["edges"])
+    contact = ContactFactory(workspace=workspace)
+    execution_id = start(api, flow["id"], contact)
+    wait_until(lambda: Execution.objects.filter(parent_id=execution_id, status="completed",
+                                                current_node="meet").exists()
+               and Execution.objects.filter(parent_id=execution_id, status="waiting").exists())
+
+    # The fast branch has arrived; the slow one waits in its delay, and so does the root.
+    assert bodies(providers) == ["Fast", "Hello"]
+    root = Execution.objects.get(pk=execution_id)
+    assert (root.status, root.current_node, root.completed_at) == ("waiting", "hello/fork", None)
+    branches = branches_of(execution_id)
+    assert set(branches) == {"fast", "slow"}
+    assert all(b.root_id == root.pk for b in branches.values())
+    # The hour passes (the timer is due now): the slow branch sends and arrives.
+    Execution.objects.filter(pk=branches["slow"].pk).update(wake_at=timezone.now())
+    wait_until(lambda: Execution.objects.get(pk=execution_id).status == "completed")
+
+    assert bodies(providers) == ["After", "Fast", "Hello", "Late"]
+    assert Message.objects.filter(contact=contact, content__body="After").count() == 1
+    join = Step.objects.get(execution_id=execution_id, node_id="meet")
+    assert (join.status, join.output) == ("completed", {"branches": 2})
+    assert [(s.node_id, s.status) for s in Step.objects.filter(
+        execution_id=execution_id).order_by("started_at", "id")] == [
+        ("hello", "completed"), ("hello/fork", "completed"), ("meet", "completed"),
+        ("after", "completed")]
+    assert {b.status for b in Execution.objects.filter(parent_id=execution_id)} == {
+        "completed"}
+    # The list shows the execution the contact entered; its branches answer by parent.
+    listed = api.get("/api/v1/executions", {"flow": flow["id"]}).json()["results"]
+    assert [(e["id"], e["parent_id"]) for e in listed] == [(execution_id, None)]
+    forked = api.get("/api/v1/executions", {"parent": execution_id}).json()["results"]
+    assert sorted(e["status"] for e in forked) == ["completed", "completed"]
+
+
+def test_a_fork_starts_its_branches_once_however_often_its_walk_is_repeated(
+        api, workspace, providers):
+    nodes = [{"id": "up", "type": "update_contact", "data": {"attributes": {"seen": True}}},
+             *TWO_WAITS["nodes"][1:]]
+    flow = make_flow(api, nodes, [edge("up", "x"), edge("up", "y")])
+    contact = ContactFactory(workspace=workspace)
+    execution_id = start(api, flow["id"], contact)
+    assert advance(execution_id=execution_id) == "waiting"
+    assert Execution.objects.filter(parent_id=execution_id).count() == 2
+    # A second worker walking from the same place (a redelivered advance that claimed it
+    # before the first committed) meets the fork's step and writes nothing.
+    Execution.objects.filter(pk=execution_id).update(status="running")
+
+    assert advance(execution_id=execution_id) == "stale"
+    assert Execution.objects.filter(parent_id=execution_id).count() == 2
+    assert Step.objects.get(execution_id=execution_id, node_id="up/fork").output == {
+        "branches": ["x", "y"]}
+
+
+def test_the_last_branch_to_arrive_moves_the_parent_once(api, workspace, providers):
+    nodes = [{"id": "up", "type": "update_contact", "data": {"attributes": {"seen": True}}},
+             {"id": "x", "type": "delay", "data": {"seconds": 3600}},
+             {"id": "y", "type": "delay", "data": {"seconds": 3600}},
+             {"id": "meet", "type": "join"}, sms("after", "After")]
+    flow = make_flow(api, nodes, [edge("up", "x"), edge("up", "y"), edge("x", "meet"),
+                                  edge("y", "meet"), edge("meet", "after")])
+    execution_id = start(api, flow["id"], ContactFactory(workspace=workspace))
+    assert advance(execution_id=execution_id) == "waiting"
+    branches = list(Execution.objects.filter(parent_id=execution_id).order_by(
+        "current_node"))
+    for branch in branches:
+        assert advance(execution_id=str(branch.pk)) == "waiting"
+    Execution.objects.filter(parent_id=execution_id).update(wake_at=timezone.now())
+    assert dispatch_timers() == 2  # both delays over: each branch runs on to the join
+
+    first, last = branches
+    assert advance(execution_id=str(first.pk)) == "completed"
+    assert Execution.objects.get(pk=execution_id).status == "waiting"
+    assert advance(execution_id=str(last.pk)) == "completed"
+
+    root = Execution.objects.get(pk=execution_id)
+    assert (root.status, root.current_node) == ("running", "after")
+    # The last arrival's notice again (a redelivery): the parent is past the fork already.
+    last.refresh_from_db()
+    with transaction.atomic():
+        executions_finished(executions=[last], status="completed")
+    root.refresh_from_db()
+    assert (root.status, root.current_node, root.current_visit) == ("running", "after", 1)
+    assert Step.objects.filter(execution=root, node_id="meet").count() == 1
+    assert advance(execution_id=execution_id) == "waiting"  # the text after the join
+
+
+def test_an_exit_event_mid_fork_cancels_both_branches_pending_sends(
+        api, workspace, providers, live_worker, dispatcher):
+    # The queue is paused: the worker holds both branches' texts in line.
+    assert api.post("/api/v1/queues/sms/pause", format="json").status_code == 200
+    flow = make_flow(api, TWO_TEXTS["nodes"], TWO_TEXTS["edges"],
+                     settings={"exit_on": [{"event": "unsubscribed"}]})
+    contact = ContactFactory(workspace=workspace)
+    execution_id = start(api, flow["id"], contact)
+    wait_until(lambda: Message.objects.filter(contact=contact, status="scheduled").count() == 2)
+
+    answer = post_event(api, contact, "unsubscribed")
+
+    assert answer["exited"] == 1
+    assert set(Message.objects.filter(contact=contact).values_list("status", flat=True)) == {
+        "cancelled"}
+    family = Execution.objects.filter(pk=execution_id) | Execution.objects.filter(
+        root_id=execution_id)
+    assert sorted((e.status, e.exit_reason) for e in family) == [
+        ("exited", "event:unsubscribed")] * 3
+    assert set(Step.objects.filter(execution__root_id=execution_id).values_list(
+        "status", flat=True)) == {"skipped"}
+    assert api.post("/api/v1/queues/sms/resume", format="json").json()["released"] == 0
+    assert providers.requests == []
+
+
+def test_pause_and_cancel_act_on_every_branch(api, workspace, providers, live_worker,
+                                              dispatcher):
+    flow = make_flow(api, TWO_WAITS["nodes"], TWO_WAITS["edges"])
+    contact = ContactFactory(workspace=workspace)
+    execution_id = start(api, flow["id"], contact)
+    wait_until(lambda: Execution.objects.filter(parent_id=execution_id,
+                                                status="waiting").count() == 2)
+
+    paused = api.post(f"/api/v1/executions/{execution_id}/pause").json()
+    assert paused["paused_at"] is not None
+    branches = Execution.objects.filter(parent_id=execution_id)
+    assert all(b.paused_at is not None for b in branches)
+    # A paused branch's due timer waits.
+    branches.update(wake_at=timezone.now())
+    assert dispatch_timers() == 0
+    resumed = api.post(f"/api/v1/executions/{execution_id}/resume").json()
+    assert resumed["paused_at"] is None
+    assert all(b.paused_at is None for b in Execution.objects.filter(parent_id=execution_id))
+    branches.filter(status="waiting").update(wake_at=timezone.now() + timezone.timedelta(
+        hours=1))
+
+    cancelled = api.post(f"/api/v1/executions/{execution_id}/cancel").json()
+
+    assert cancelled["status"] == "cancelled"
+    assert {b.status for b in Execution.objects.filter(parent_id=execution_id)} == {
+        "cancelled"}
+    assert set(Step.objects.filter(execution__parent_id=execution_id).values_list(
+        "status", flat=True)) == {"skipped"}
+
+
+def test_the_dry_run_shows_every_branch_then_the_join(api):
+    flow = api.post("/api/v1/flows", readme_journey("Order shipped"), format="json").json()
+    assert flow["warnings"] == []
+
+    answer = api.post(f"/api/v1/flows/{flow['id']}/test", {
+        "contact": {"phone": "+15550100", "email": "ada@example.com"},
+        "data": {"properties": {"url": "https://example.com/t/1"}}}, format="json").json()
+
+    assert [(step["node_id"], step.get("branch")) for step in answer["path"]] == [
+        ("hello", None), ("hello/fork", None), ("fast", "fast"), ("slow", "slow"),
+        ("late", "slow"), ("meet", None), ("after", None)]
+    assert answer["path"][1]["output"] == {"branches": ["fast", "slow"]}
+    assert [m["channel"] for m in answer["messages"]] == ["sms", "sms", "email", "sms"]
+    assert answer["messages"][1]["content"]["body"] == "Track it: https://example.com/t/1"
+    assert (answer["completed"], answer["truncated"]) == (True, False)
+
+
+@pytest.mark.parametrize(("nodes", "edges", "words"), [
+    ([sms("a", "A"), {"id": "meet", "type": "join"}], [edge("a", "meet")],
+     "join node meet is not reached by two or more parallel branches"),
+    ([sms("a", "A"), sms("b", "B"), sms("c", "C"), {"id": "j", "type": "join"},
+      {"id": "k", "type": "join"}],
+     [edge("a", "b"), edge("a", "c"), edge("b", "j"), edge("c", "k")],
+     "the branches leaving node a meet at more than one join (j, k)"),
+    # b forks again, and only c of its branches reaches the join its parent a's fork meets at
+    ([sms("a", "A"), sms("b", "B"), sms("c", "C"), sms("d", "D"), sms("e", "E"),
+      {"id": "j", "type": "join"}],
+     [edge("a", "b"), edge("a", "e"), edge("e", "j"), edge("b", "c"), edge("b", "d"),
+      edge("c", "j")],
+     "only one of the branches leaving node b reaches join node j: two or more must"),
+])
+def test_a_join_that_cannot_run_is_warned_of_and_refused_on_publish(api, nodes, edges, words):
+    refused_on_publish(api, nodes, edges, words)
