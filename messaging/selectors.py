@@ -24,6 +24,8 @@ from messaging.models import (
     Direction,
     Message,
     Suppression,
+    Template,
+    TemplateVersion,
     TimelineEntry,
     Topic,
     WebhookEndpoint,
@@ -41,7 +43,7 @@ def contacts_list(*, workspace: Workspace) -> QuerySet[Contact]:
 
 
 EXPORT_COLUMNS = ("id", "external_id", "first_name", "last_name", "phone", "email", "timezone",
-                  "sms_subscribed", "email_subscribed", "attributes", "created_at",
+                  "locale", "sms_subscribed", "email_subscribed", "attributes", "created_at",
                   "updated_at")
 # Contacts read per round trip of an export: a server-side cursor keeps memory flat.
 EXPORT_CHUNK = 2000
@@ -60,7 +62,8 @@ def contacts_export_rows(*, contacts: QuerySet[Contact]) -> Iterator[list[Any]]:
 def messages_list(*, workspace: Workspace, with_attempts: bool = False) -> QuerySet[Message]:
     """Return the workspace's messages; with_attempts also fetches each one's delivery
     attempts in order (what a message's detail shows), in one more query."""
-    queryset = Message.objects.filter(workspace=workspace).select_related("topic")
+    queryset = (Message.objects.filter(workspace=workspace)
+                .select_related("topic", "template_version"))
     if with_attempts:
         queryset = queryset.prefetch_related(_attempts_in_order())
     return queryset
@@ -97,6 +100,16 @@ def suppressions_list(*, workspace: Workspace) -> QuerySet[Suppression]:
 def topics_list(*, workspace: Workspace) -> QuerySet[Topic]:
     """Return the workspace's subscription topics."""
     return Topic.objects.filter(workspace=workspace)
+
+
+def templates_list(*, workspace: Workspace) -> QuerySet[Template]:
+    """Return the workspace's templates with their current version (and its topic)."""
+    return Template.objects.filter(workspace=workspace).select_related("current__topic")
+
+
+def template_versions_list(*, template: Template) -> QuerySet[TemplateVersion]:
+    """Return a template's versions, newest first."""
+    return TemplateVersion.objects.filter(template=template).select_related("topic")
 
 
 def webhook_endpoints_list(*, workspace: Workspace) -> QuerySet[WebhookEndpoint]:
