@@ -177,8 +177,8 @@ def template_update(*, template: Template, changes: dict[str, Any],
         _name_check(template.workspace, changes["name"], template)
     found = _check(workspace=template.workspace, channel=template.channel, **wanted)
     with transaction.atomic():
-        template = Template.objects.select_for_update().select_related("current").get(
-            pk=template.pk)
+        template = (Template.objects.select_for_update(of=("self",))
+                    .select_related("current").get(pk=template.pk))
         if "name" in changes and changes["name"] != template.name:
             template.name = changes["name"]
             template.save(update_fields=["name", "updated_at"])
