@@ -45,6 +45,8 @@ def contacts_list(*, workspace: Workspace) -> QuerySet[Contact]:
 EXPORT_COLUMNS = ("id", "external_id", "first_name", "last_name", "phone", "email", "timezone",
                   "locale", "sms_subscribed", "email_subscribed", "attributes", "created_at",
                   "updated_at")
+_ATTRIBUTES = EXPORT_COLUMNS.index("attributes")
+_TIMES = (EXPORT_COLUMNS.index("created_at"), EXPORT_COLUMNS.index("updated_at"))
 # Contacts read per round trip of an export: a server-side cursor keeps memory flat.
 EXPORT_CHUNK = 2000
 
@@ -54,8 +56,9 @@ def contacts_export_rows(*, contacts: QuerySet[Contact]) -> Iterator[list[Any]]:
     yield list(EXPORT_COLUMNS)
     for values in contacts.values_list(*EXPORT_COLUMNS).iterator(chunk_size=EXPORT_CHUNK):
         row = list(values)
-        row[9] = json.dumps(row[9], ensure_ascii=False, sort_keys=True)  # attributes
-        row[10], row[11] = row[10].isoformat(), row[11].isoformat()  # the times
+        row[_ATTRIBUTES] = json.dumps(row[_ATTRIBUTES], ensure_ascii=False, sort_keys=True)
+        for index in _TIMES:
+            row[index] = row[index].isoformat()
         yield row
 
 
