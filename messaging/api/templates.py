@@ -18,8 +18,7 @@ from core.audit import actor_of
 from core.models import Contact, Workspace
 from messaging import templates
 from messaging.api.idempotency import idempotent
-from messaging.channels import CHANNELS
-from messaging.models import Template, TemplateVersion
+from messaging.models import Channel, Template, TemplateVersion
 from messaging.selectors import template_versions_list, templates_list
 
 VARIANTS_HELP = ("Locale (a language tag: \"en\", \"de-AT\") -> the channel's content "
@@ -33,7 +32,7 @@ TOPIC_HELP = ("A topic's key: the messages made from the template belong to it u
 
 class TemplateInputSerializer(serializers.Serializer):
     name = StrictCharField(max_length=200)
-    channel = serializers.ChoiceField(choices=sorted(CHANNELS))
+    channel = serializers.ChoiceField(choices=Channel.choices)
     variants = serializers.DictField(child=serializers.DictField(), help_text=VARIANTS_HELP)
     default_locale = StrictCharField(max_length=35, help_text=DEFAULT_LOCALE_HELP)
     topic = StrictCharField(max_length=64, required=False, allow_null=True,
@@ -42,7 +41,7 @@ class TemplateInputSerializer(serializers.Serializer):
 
 class TemplateUpdateSerializer(TemplateInputSerializer):
     name = StrictCharField(max_length=200, required=False)
-    channel = serializers.ChoiceField(choices=sorted(CHANNELS), required=False,
+    channel = serializers.ChoiceField(choices=Channel.choices, required=False,
                                       help_text="Cannot change (400 if it differs).")
     variants = serializers.DictField(child=serializers.DictField(), required=False,
                                      help_text=VARIANTS_HELP)
@@ -101,7 +100,7 @@ class TemplatePreviewSerializer(serializers.Serializer):
 
 class TemplateFilter(django_filters.FilterSet):
     name = django_filters.CharFilter()
-    channel = django_filters.ChoiceFilter(choices=[(name, name) for name in sorted(CHANNELS)])
+    channel = django_filters.ChoiceFilter(choices=Channel.choices)
 
     class Meta:
         model = Template
