@@ -90,7 +90,7 @@ def _variants_errors(channel: str, variants: Any, default_locale: Any) -> dict[s
         problems = _variant_errors(channel, content)
         if problems:
             errors[locale] = problems
-    found = {"variants": errors} if errors else {}
+    found: dict[str, Any] = {"variants": errors} if errors else {}
     if default_locale not in variants:
         found["default_locale"] = ["Must be one of the variants' locales."]
     return found
