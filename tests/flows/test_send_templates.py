@@ -64,3 +64,18 @@ def test_a_send_node_naming_a_template_needs_no_content():
         {"template": "8c3f1d7e-2a4b-4c5d-9e6f-0a1b2c3d4e5f"}) == []
     assert REGISTRY["send_email"].check(
         {"template": "8c3f1d7e-2a4b-4c5d-9e6f-0a1b2c3d4e5f", "to": "a@example.com"}) == []
+
+
+def test_a_dry_run_shows_the_variant_of_the_sample_contacts_locale(api):
+    made = template(api)
+    flow = api.post("/api/v1/flows", {
+        "name": "hello", "trigger": {"type": "manual"},
+        "nodes": [{"id": "s", "type": "send_sms", "data": {"template": made["id"]}}],
+        "edges": []}, format="json")
+    assert flow.status_code == 201, flow.json()
+    answer = api.post(f"/api/v1/flows/{flow.json()['id']}/test", {"contact": {
+        "first_name": "Ada", "phone": "+14155550100", "locale": "de-AT"}}, format="json")
+    assert answer.status_code == 200, answer.json()
+    (message,) = answer.json()["messages"]
+    assert message["content"]["body"] == "Hallo Ada"
+    assert message["policy"]["outcome"] == "allowed"
