@@ -192,6 +192,16 @@ def template_update(*, template: Template, changes: dict[str, Any],
     return template
 
 
+def template_delete(*, template: Template, actor: Actor | None = None) -> None:
+    """Delete a template and its versions; its messages keep their content, unlinked."""
+    with transaction.atomic():
+        if actor is not None:
+            audit(actor=actor, action="template.delete", workspace=template.workspace_id,
+                  target_type="template", target_id=template.pk,
+                  detail={"name": template.name})
+        template.delete()
+
+
 def template_preview(*, template: Template, contact: Contact,
                      number: int | None = None) -> tuple[TemplateVersion, str, dict[str, Any]]:
     """Return the version (the current one, or `number`), the locale and the content the

@@ -112,7 +112,7 @@ def _invalid(exc: templates.TemplateInvalid) -> ApiError:
 
 
 class TemplateViewSet(WorkspaceScoped, mixins.ListModelMixin, mixins.RetrieveModelMixin,
-                      mixins.DestroyModelMixin, viewsets.GenericViewSet):
+                      viewsets.GenericViewSet):
     """The key's workspace's message templates."""
 
     serializer_class = TemplateSerializer
@@ -158,6 +158,13 @@ class TemplateViewSet(WorkspaceScoped, mixins.ListModelMixin, mixins.RetrieveMod
             raise _invalid(exc) from exc
         return Response(TemplateSerializer(templates_list(workspace=self.workspace)
                                            .get(pk=template.pk)).data)
+
+    @extend_schema(request=None, responses={204: None})
+    def destroy(self, request: Request, pk: str | None = None) -> Response:
+        """Delete a template and its versions; messages made from it keep their content
+        (answering `template_id: null`)."""
+        templates.template_delete(template=self.get_object(), actor=actor_of(request, "api"))
+        return Response(status=204)
 
     @extend_schema(responses={200: TemplateVersionSerializer(many=True)})
     @action(detail=True, methods=["get"], filter_backends=[])

@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 
+from core.models import AuditEntry
 from messaging.models import Message, Template, TemplateVersion, Topic, TopicPreference
 from tests.factories import ContactFactory, WorkspaceFactory
 from tests.support.waiting import wait_until
@@ -60,6 +61,8 @@ def test_every_change_of_content_makes_a_new_version(api, other_api):
     assert api.put(url, {"name": "x"}, format="json").status_code == 405
     assert api.delete(url).status_code == 204
     assert not TemplateVersion.objects.exists()
+    assert AuditEntry.objects.filter(action="template.delete",
+                                     target_id=template["id"]).exists()
 
 
 def test_an_email_template_carries_subject_and_body(api):
@@ -188,6 +191,12 @@ def test_a_send_by_template_takes_the_contacts_variant_and_records_the_version(a
     assert (first["template_version"], first["content"]) == (
         1, {"body": "Hallo {{ contact.first_name }}"})
     assert Message.objects.get(pk=body["id"]).template_version.number == 1
+
+    # Deleting the template leaves its messages' content, unlinked.
+    assert api.delete(f"{URL}/{template['id']}").status_code == 204
+    gone = api.get(f"/api/v1/messages/{body['id']}").json()
+    assert (gone["template_id"], gone["template_version"], gone["content"]) == (
+        None, None, {"body": "Hallo {{ contact.first_name }}"})
 
 
 def test_a_batch_sends_by_template_and_refuses_it_whole_for_one_bad_item(api, workspace):
