@@ -10,7 +10,7 @@ from flows import services
 from flows.nodes import REGISTRY
 from flows.tasks import advance_executions
 from messaging.models import Message, Topic
-from tests.factories import ContactFactory, FlowFactory
+from tests.factories import ContactFactory, FlowFactory, WorkspaceFactory
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
 
@@ -79,3 +79,30 @@ def test_a_dry_run_shows_the_variant_of_the_sample_contacts_locale(api):
     (message,) = answer.json()["messages"]
     assert message["content"]["body"] == "Hallo Ada"
     assert message["policy"]["outcome"] == "allowed"
+
+
+def test_a_flow_naming_a_template_or_topic_the_workspace_lacks_does_not_publish(
+        api, other_api):
+    Topic.objects.create(workspace=WorkspaceFactory(), key="elsewhere", name="Elsewhere")
+    stranger = template(other_api)
+    email = api.post("/api/v1/templates", {
+        "name": "mail", "channel": "email", "default_locale": "en",
+        "variants": {"en": {"subject": "Hi", "text": "Hi"}}}, format="json").json()
+    answer = api.post("/api/v1/flows", {
+        "name": "refs", "trigger": {"type": "manual"}, "edges": [
+            {"id": "e1", "source": "a", "target": "b"},
+            {"id": "e2", "source": "b", "target": "c"}],
+        "nodes": [{"id": "a", "type": "send_sms", "data": {"template": stranger["id"]}},
+                  {"id": "b", "type": "send_sms", "data": {"template": email["id"]}},
+                  {"id": "c", "type": "send_sms", "data": {"body": "Hi",
+                                                          "topic": "elsewhere"}}]},
+        format="json")
+    assert answer.status_code == 201, answer.json()
+    flow = answer.json()
+    assert [(w["node"], w["message"]) for w in flow["warnings"]] == [
+        ("a", "send_sms data.template is no template of this workspace"),
+        ("b", "send_sms data.template is for the email channel"),
+        ("c", "send_sms data.topic is no topic of this workspace")]
+    refused = api.post(f"/api/v1/flows/{flow['id']}/publish")
+    assert refused.status_code == 400
+    assert refused.json()["error"]["fields"]["graph"] == flow["warnings"]
