@@ -56,7 +56,8 @@ def _send_reference_problems(workspace: Workspace, nodes: list[dict]) -> list[di
              if engine_type(node.get("type")) in send.CHANNELS]
     wanted = {key: {data_of(found)[key] for _, found in sends if key in data_of(found)}
               for key in ("template", "topic")}
-    channels = dict(Template.objects.filter(workspace=workspace, pk__in=wanted["template"])
+    channels = dict(Template.objects.filter(workspace=workspace, pk__in=wanted["template"],
+                                            deleted_at__isnull=True)
                     .values_list("pk", "channel")) if wanted["template"] else {}
     topics = set(Topic.objects.filter(workspace=workspace, key__in=wanted["topic"])
                  .values_list("key", flat=True)) if wanted["topic"] else set()

@@ -115,11 +115,12 @@ class TemplateAdmin(admin.ModelAdmin):
     """Templates and every version; content changes go through the API, which checks the
     variables and writes the next version (README.md, "Templates")."""
 
-    list_display = ["name", "channel", "current", "workspace", "updated_at"]
-    list_filter = ["channel", "workspace"]
+    list_display = ["name", "channel", "current", "workspace", "updated_at", "deleted_at"]
+    list_filter = ["channel", "workspace", ("deleted_at", admin.EmptyFieldListFilter)]
     search_fields = ["name"]
     list_select_related = ["workspace", "current"]
-    readonly_fields = ["workspace", "channel", "current", "created_at", "updated_at"]
+    readonly_fields = ["workspace", "channel", "current", "created_at", "updated_at",
+                       "deleted_at"]
     inlines = [TemplateVersionInline]
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -482,6 +482,7 @@ def _template_version(workspace: Workspace, values: dict, cache: dict) -> Templa
     if ref not in cache:
         cache[ref] = (TemplateVersion.objects.select_related("template", "topic")
                       .filter(template__workspace=workspace, template__pk=values["template"],
+                              template__deleted_at__isnull=True,
                               template__current=models.F("pk")).first())
     if cache[ref] is None:
         raise MessageInvalid({"template": ["No such template in this workspace."]})

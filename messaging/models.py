@@ -391,10 +391,14 @@ class Template(models.Model):
                                 blank=True, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # A deleted template is kept (hidden from the API and from sends), so the messages and
+    # broadcasts made from it keep the version they took.
+    deleted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["name"]
         constraints = [models.UniqueConstraint(fields=["workspace", "name"],
+                                               condition=Q(deleted_at__isnull=True),
                                                name="template_unique_name")]
 
     def __str__(self) -> str:

@@ -107,7 +107,8 @@ def topics_list(*, workspace: Workspace) -> QuerySet[Topic]:
 
 def templates_list(*, workspace: Workspace) -> QuerySet[Template]:
     """Return the workspace's templates with their current version (and its topic)."""
-    return Template.objects.filter(workspace=workspace).select_related("current__topic")
+    return (Template.objects.filter(workspace=workspace, deleted_at__isnull=True)
+            .select_related("current__topic"))
 
 
 def template_versions_list(*, template: Template) -> QuerySet[TemplateVersion]:

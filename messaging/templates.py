@@ -121,7 +121,7 @@ def _check(*, workspace: Workspace, channel: str, variants: Any, default_locale:
 
 def _name_check(workspace: Workspace, name: str, template: Template | None = None) -> None:
     """Refuse a name another template of the workspace has."""
-    taken = Template.objects.filter(workspace=workspace, name=name)
+    taken = Template.objects.filter(workspace=workspace, name=name, deleted_at__isnull=True)
     if template is not None:
         taken = taken.exclude(pk=template.pk)
     if taken.exists():
@@ -193,13 +193,15 @@ def template_update(*, template: Template, changes: dict[str, Any],
 
 
 def template_delete(*, template: Template, actor: Actor | None = None) -> None:
-    """Delete a template and its versions; its messages keep their content, unlinked."""
+    """Delete a template for the API and for sends, keeping its rows: the messages made
+    from it still answer the version they took, and a broadcast still sending keeps taking
+    its version. Its name is free again."""
     with transaction.atomic():
         if actor is not None:
             audit(actor=actor, action="template.delete", workspace=template.workspace_id,
                   target_type="template", target_id=template.pk,
                   detail={"name": template.name})
-        template.delete()
+        Template.objects.filter(pk=template.pk).update(deleted_at=timezone.now())
 
 
 def template_preview(*, template: Template, contact: Contact,

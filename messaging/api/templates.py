@@ -161,8 +161,8 @@ class TemplateViewSet(WorkspaceScoped, mixins.ListModelMixin, mixins.RetrieveMod
 
     @extend_schema(request=None, responses={204: None})
     def destroy(self, request: Request, pk: str | None = None) -> Response:
-        """Delete a template and its versions; messages made from it keep their content
-        (answering `template_id: null`)."""
+        """Delete a template: gone from the API and from sends; what was made from it keeps
+        its version."""
         templates.template_delete(template=self.get_object(), actor=actor_of(request, "api"))
         return Response(status=204)
 

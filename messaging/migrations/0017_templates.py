@@ -21,6 +21,7 @@ class Migration(migrations.Migration):
                 ('channel', models.CharField(choices=[('sms', 'Sms'), ('mms', 'Mms'), ('email', 'Email'), ('ai', 'Ai'), ('webhook', 'Webhook')], max_length=10)),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
                 ('updated_at', models.DateTimeField(auto_now=True)),
+                ('deleted_at', models.DateTimeField(blank=True, null=True)),
                 ('workspace', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='templates', to='core.workspace')),
             ],
             options={
@@ -58,6 +59,6 @@ class Migration(migrations.Migration):
         ),
         migrations.AddConstraint(
             model_name='template',
-            constraint=models.UniqueConstraint(fields=('workspace', 'name'), name='template_unique_name'),
+            constraint=models.UniqueConstraint(condition=models.Q(('deleted_at__isnull', True)), fields=('workspace', 'name'), name='template_unique_name'),
         ),
     ]

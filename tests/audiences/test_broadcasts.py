@@ -222,9 +222,11 @@ def test_a_broadcast_by_template_sends_each_contact_its_locale_of_the_version_it
     assert response.status_code == 201, response.json()
     assert (response.json()["template_id"], response.json()["template_version"]) == (
         template["id"], 1)
-    # A change after the broadcast was made does not reach its messages.
+    # A change after the broadcast was made does not reach its messages, nor does deleting
+    # the template stop them.
     api.patch(f"/api/v1/templates/{template['id']}", {"variants": {"en": {"body": "v2"}}},
               format="json")
+    assert api.delete(f"/api/v1/templates/{template['id']}").status_code == 204
     make_all(response.json()["id"])
     made = {m.contact_id: m for m in messages_of(response.json()["id"])}
     assert made[de.pk].content == {"body": "Ausverkauf, {{ contact.first_name }}"}

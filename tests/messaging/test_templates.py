@@ -60,7 +60,10 @@ def test_every_change_of_content_makes_a_new_version(api, other_api):
     assert other_api.get(URL).json()["results"] == []
     assert api.put(url, {"name": "x"}, format="json").status_code == 405
     assert api.delete(url).status_code == 204
-    assert not TemplateVersion.objects.exists()
+    assert api.get(url).status_code == 404
+    assert api.get(URL).json()["results"] == []
+    assert TemplateVersion.objects.filter(template_id=template["id"]).count() == 2  # kept
+    assert create(api, name="hello")["version"] == 1  # the name is free again
     assert AuditEntry.objects.filter(action="template.delete",
                                      target_id=template["id"]).exists()
 
@@ -192,11 +195,13 @@ def test_a_send_by_template_takes_the_contacts_variant_and_records_the_version(a
         1, {"body": "Hallo {{ contact.first_name }}"})
     assert Message.objects.get(pk=body["id"]).template_version.number == 1
 
-    # Deleting the template leaves its messages' content, unlinked.
+    # A deleted template's messages keep their version; it can no longer be sent.
     assert api.delete(f"{URL}/{template['id']}").status_code == 204
-    gone = api.get(f"/api/v1/messages/{body['id']}").json()
-    assert (gone["template_id"], gone["template_version"], gone["content"]) == (
-        None, None, {"body": "Hallo {{ contact.first_name }}"})
+    kept = api.get(f"/api/v1/messages/{body['id']}").json()
+    assert (kept["template_id"], kept["template_version"]) == (template["id"], 1)
+    refused = send(api, template=template["id"], contact_id=str(de.pk))
+    assert refused.status_code == 400 and list(refused.json()["error"]["fields"]) == [
+        "template"]
 
 
 def test_a_batch_sends_by_template_and_refuses_it_whole_for_one_bad_item(api, workspace):
