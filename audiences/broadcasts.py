@@ -38,7 +38,7 @@ from messaging.delivery.creation import (
 )
 from messaging.events.outbox import event_emit
 from messaging.events.types import BROADCAST_COMPLETED
-from messaging.models import CANCELLABLE_STATUSES, Category, MessageStatus
+from messaging.models import CANCELLABLE_STATUSES, Category, MessageStatus, Template
 
 # One batch: one contacts query, N composes, one messages INSERT (with their timeline and
 # events) and one recipients INSERT; ~500 keeps a transaction near the API's batch size.
@@ -52,7 +52,8 @@ STAT_OF: dict[str, str] = {S.SCHEDULED: "pending", S.QUEUED: "pending", S.SENDIN
            S.UNDELIVERED: "failed", S.FAILED: "failed", S.SUPPRESSED: "suppressed",
            S.CANCELLED: "cancelled"}
 STATS = ("pending", "sent", "delivered", "failed", "suppressed", "cancelled")
-CONTENT_KEYS = ("channel", "category")
+# Errors of these inputs are answered under their own name, the others under `content`.
+CONTENT_KEYS = ("channel", "category", "template")
 
 
 class BroadcastInvalid(Exception):
@@ -82,15 +83,16 @@ def throttle_clean(text: str) -> Rate | None:
 
 
 def _check(*, workspace: Workspace, channel: str, content: Any, category: str, rules: Any,
-           throttle: str) -> None:
+           throttle: str, template: Any = None) -> None:
     """Raise BroadcastInvalid naming every bad input."""
     errors: dict[str, Any] = {}
     if not isinstance(content, dict):
         errors["content"] = ["Must be a JSON object of the channel's content fields."]
     else:
+        named = {"template": str(template)} if template is not None else {}
         try:
-            content_check(data={**content, "channel": channel, "category": category},
-                          workspace=workspace)
+            content_check(data={**content, **named, "channel": channel,
+                                "category": category}, workspace=workspace)
         except MessageInvalid as exc:
             for name, problems in exc.fields.items():
                 if name in CONTENT_KEYS:
@@ -114,12 +116,14 @@ def broadcast_create(*, workspace: Workspace, name: str, channel: str, content: 
                      category: str = Category.MARKETING, contact_ids: list[str] | None = None,
                      rules: dict | None = None, segment: Segment | None = None,
                      send_at: Any = None, throttle: str = "", draft: bool = False,
-                     actor: Actor | None = None) -> Broadcast:
+                     template: Any = None, actor: Actor | None = None) -> Broadcast:
     """Record a broadcast and launch it (a draft waits for broadcast_launch); raise
     BroadcastInvalid, having written nothing, for bad content, rules or throttle.
 
     The audience is one of contact_ids, rules or a segment of the workspace (whose rules,
-    other segments expanded, are copied into the broadcast's)."""
+    other segments expanded, are copied into the broadcast's). Instead of content, a
+    `template` id: its current version is kept, and each message takes its variant for the
+    contact's locale."""
     given = [name for name, value in (("contact_ids", contact_ids), ("rules", rules),
                                       ("segment_id", segment)) if value is not None]
     if len(given) != 1:
@@ -133,13 +137,15 @@ def broadcast_create(*, workspace: Workspace, name: str, channel: str, content: 
         except SegmentInvalid as exc:
             raise BroadcastInvalid({"segment_id": exc.fields["rules"]}) from exc
     _check(workspace=workspace, channel=channel, content=content, category=category,
-           rules=rules, throttle=throttle)
+           rules=rules, throttle=throttle, template=template)
+    version = (Template.objects.get(workspace=workspace, pk=template).current
+               if template is not None else None)
     ids = list(dict.fromkeys(str(pk) for pk in contact_ids)) if contact_ids is not None else None
     with transaction.atomic():
         broadcast = Broadcast.objects.create(
             workspace=workspace, name=name, channel=channel, content=content,
-            category=category, contact_ids=ids, rules=rules, segment=segment, send_at=send_at,
-            throttle=throttle)
+            template_version=version, category=category, contact_ids=ids, rules=rules,
+            segment=segment, send_at=send_at, throttle=throttle)
         if actor is not None:
             audit(actor=actor, action="broadcast.create", workspace=workspace,
                   target_type="broadcast", target_id=broadcast.pk,
@@ -179,6 +185,10 @@ def _compose(broadcast: Broadcast, contacts: list[Contact], position: int,
     messages, recipients, skipped = [], [], 0
     base = {**broadcast.content, "channel": broadcast.channel,
             "category": broadcast.category}
+    version = broadcast.template_version
+    if version is not None:  # the version kept at creation, not the template's newest
+        base["template"] = str(version.template_id)
+        cache[("template", base["template"])] = version
     for contact in contacts:
         due = broadcast.start_at or now
         if rate is not None:

@@ -31,7 +31,7 @@ from django.utils import timezone
 
 from audiences.models import ContactImport, ContactImportChunk, ContactImportError
 from audiences.publishing import RUN_IMPORT, send, send_on_commit
-from core.models import Contact, Workspace, validate_timezone
+from core.models import Contact, Workspace, validate_locale, validate_timezone
 from core.phones import normalize_phone
 
 # One stored piece of an upload: a 100 MB file is 100 inserts, and a worker holds one.
@@ -44,7 +44,7 @@ FIRST_ERRORS = 20
 
 TEXT_FIELDS = {"external_id": 200, "first_name": 100, "last_name": 100}
 BOOL_FIELDS = ("sms_subscribed", "email_subscribed")
-FIELDS = (*TEXT_FIELDS, "phone", "email", "timezone", *BOOL_FIELDS)
+FIELDS = (*TEXT_FIELDS, "phone", "email", "timezone", "locale", *BOOL_FIELDS)
 ATTRIBUTE_PREFIX = "attributes."
 KEYS = ("external_id", "phone", "email")
 TRUE = {"true", "yes", "y", "1", "t", "on"}
@@ -286,6 +286,8 @@ def _value_clean(name: str, value: Any, region: str) -> Any:
             return text.lower()
         if name == "timezone":
             validate_timezone(text)
+        if name == "locale":
+            validate_locale(text)
     except ValidationError as exc:
         raise RowInvalid(name, exc.messages[0]) from exc
     if name in TEXT_FIELDS and len(text) > TEXT_FIELDS[name]:
@@ -329,13 +331,14 @@ def _apply(contact: Contact, row: Row) -> None:
 # The columns a new contact gets from an import, in COPY order; an update writes the same
 # but the workspace and creation time.
 COPY_COLUMNS = ("id", "workspace_id", "external_id", "first_name", "last_name", "phone",
-                "email", "timezone", "attributes", "sms_subscribed", "email_subscribed",
-                "created_at", "updated_at")
+                "email", "timezone", "locale", "attributes", "sms_subscribed",
+                "email_subscribed", "created_at", "updated_at")
 UPDATE_COLUMNS = tuple(c for c in COPY_COLUMNS if c not in ("workspace_id", "created_at"))
 # Rows of one batch's updates, dropped at commit (one per connection, made when first used).
 UPDATE_TABLE = """CREATE TEMP TABLE IF NOT EXISTS audiences_contact_update (
     id uuid, external_id varchar(200), first_name varchar(100), last_name varchar(100),
-    phone varchar(20), email varchar(254), timezone varchar(64), attributes jsonb,
+    phone varchar(20), email varchar(254), timezone varchar(64), locale varchar(35),
+    attributes jsonb,
     sms_subscribed boolean, email_subscribed boolean, updated_at timestamptz
 ) ON COMMIT DELETE ROWS"""
 

@@ -109,6 +109,10 @@ class Broadcast(models.Model):
     name = models.CharField(max_length=200)
     channel = models.CharField(max_length=10)
     content = models.JSONField(default=dict)  # the channel's content fields, as for a message
+    # Or a template: the version current when the broadcast was made, which every message
+    # takes (in its contact's locale), whatever the template becomes while it sends.
+    template_version = models.ForeignKey("messaging.TemplateVersion", on_delete=models.SET_NULL,
+                                         null=True, blank=True, related_name="+")
     category = models.CharField(max_length=13, default="marketing")
     # The audience: explicit contacts (deduplicated), or every contact matching rules in the
     # flows' condition language (None: not used).

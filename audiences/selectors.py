@@ -14,7 +14,8 @@ def contact_imports_list(*, workspace: Workspace) -> QuerySet[ContactImport]:
 
 def broadcasts_list(*, workspace: Workspace) -> QuerySet[Broadcast]:
     """Return the workspace's broadcasts, newest first."""
-    return Broadcast.objects.filter(workspace=workspace).order_by("-created_at")
+    return (Broadcast.objects.filter(workspace=workspace).select_related("template_version")
+            .order_by("-created_at"))
 
 
 def segments_list(*, workspace: Workspace) -> QuerySet[Segment]:

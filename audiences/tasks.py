@@ -35,7 +35,9 @@ def run_broadcast(broadcast_id: str) -> None:
     queue a fresh task for the rest."""
     deadline = time.monotonic() + BROADCAST_TASK_SECONDS
     while time.monotonic() < deadline:
-        broadcast = Broadcast.objects.select_related("workspace").get(pk=broadcast_id)
+        broadcast = Broadcast.objects.select_related(
+            "workspace", "template_version__template", "template_version__topic").get(
+            pk=broadcast_id)
         if not broadcasts.broadcast_run_batch(broadcast=broadcast):
             return
     send(RUN_BROADCAST, broadcast_id)

@@ -118,7 +118,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
 class ContactAdmin(admin.ModelAdmin):
     list_display = ["__str__", "workspace", "first_name", "last_name", "phone", "email",
                     "created_at"]
-    list_filter = ["workspace", "sms_subscribed", "email_subscribed"]
+    list_filter = ["workspace", "sms_subscribed", "email_subscribed", "locale"]
     search_fields = ["external_id", "first_name", "last_name", "phone", "email"]
     readonly_fields = ["id", "created_at", "updated_at"]
     list_select_related = ["workspace"]

@@ -3,6 +3,7 @@ dead letters of whatever failed for good. The bottom layer: it imports no other 
 from __future__ import annotations
 
 import base64
+import re
 import secrets
 import uuid
 import zoneinfo
@@ -17,6 +18,17 @@ def validate_timezone(value: str) -> None:
     """Refuse names that are not IANA time zones."""
     if value not in zoneinfo.available_timezones():
         raise ValidationError(f"'{value}' is not a valid IANA time zone.")
+
+
+# A BCP 47 language tag as templates use them: a language, then an optional script and
+# region ("de", "de-AT", "zh-Hant-TW", "es-419"); compared without regard to case.
+LOCALE = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z]{4})?(-([A-Za-z]{2}|[0-9]{3}))?")
+
+
+def validate_locale(value: str) -> None:
+    """Refuse text that is no language tag (README.md, "Templates")."""
+    if not isinstance(value, str) or not LOCALE.fullmatch(value):
+        raise ValidationError(f"'{value}' is not a language tag (e.g. de or de-AT).")
 
 
 def new_webhook_secret() -> str:
@@ -103,6 +115,10 @@ class Contact(models.Model):
     email = models.EmailField(blank=True, default="", db_index=True)
     timezone = models.CharField(max_length=64, blank=True, default="",
                                 validators=[validate_timezone])
+    # The language a template is rendered in ("de-AT", falling back to "de", then the
+    # template's default); blank: the default.
+    locale = models.CharField(max_length=35, blank=True, default="",
+                              validators=[validate_locale])
     attributes = models.JSONField(default=dict, blank=True)
     sms_subscribed = models.BooleanField(default=True)
     email_subscribed = models.BooleanField(default=True)

@@ -13,6 +13,7 @@ from flows.models import Flow
 from flows.nodes.join import JOIN
 from messaging.channels import WEBHOOK
 from messaging.compose import MessageInvalid, message_compose
+from messaging.delivery.templating import render_fields, variant_pick
 from messaging.recipients import policy
 
 # A cycle through a delay would walk forever when delays are skipped.
@@ -37,7 +38,7 @@ def walk(*, flow: Flow, contact: dict[str, Any], data: dict[str, Any],
                                "flow_id": str(flow.pk)}
     sample = contact_row or sample_contact(flow.workspace, contact)
     run = _DryRun(graph, context, events,
-                  lambda message: with_policy(message, flow.workspace, sample))
+                  lambda message: with_policy(message, flow.workspace, sample, context))
     run.follow(graph.start, None)
     return {"path": run.path, "messages": run.messages, "sent": 0,
             "completed": not run.truncated, "truncated": run.truncated}
@@ -91,16 +92,18 @@ def sample_contact(workspace: Workspace, sample: dict[str, Any]) -> Contact:
     return Contact(workspace=workspace, phone=str(sample.get("phone") or ""),
                    email=str(sample.get("email") or ""),
                    timezone=str(sample.get("timezone") or ""),
+                   locale=str(sample.get("locale") or ""),
                    sms_subscribed=sample.get("sms_subscribed") is not False,
                    email_subscribed=sample.get("email_subscribed") is not False)
 
 
-def with_policy(preview: dict[str, Any], workspace: Workspace,
-                contact: Contact) -> dict[str, Any]:
+def with_policy(preview: dict[str, Any], workspace: Workspace, contact: Contact,
+                context: dict[str, Any]) -> dict[str, Any]:
     """Return the previewed message with `policy`: what the pre-send policy would decide if
     it were sent now (caps are read, not counted). The message is composed as the send node
     composes it (a flow send is marketing unless the node says otherwise); one the composer
-    refuses has `policy` null and the composer's `errors`."""
+    refuses has `policy` null and the composer's `errors`. A send naming a template shows
+    the variant the contact's locale takes, rendered as the send would render it."""
     payload = {**preview["content"], "channel": preview["channel"]}
     if preview["channel"] != WEBHOOK:
         payload["to"] = preview["to"]
@@ -109,6 +112,12 @@ def with_policy(preview: dict[str, Any], workspace: Workspace,
     except MessageInvalid as exc:
         return {**preview, "policy": None, "errors": exc.message_dict}
     message.contact = contact
+    version = message.template_version
+    if version is not None:
+        _locale, variant = variant_pick(version.variants, version.default_locale,
+                                        contact.locale)
+        preview = {**preview, "content": {**preview["content"],
+                                          **render_fields(variant, context)}}
     decision = policy.decide_all([message], count=False, now=timezone.now())[message.pk]
     return {**preview, "policy": {"outcome": decision.outcome, "reason": decision.reason or None,
                                   "until": decision.until.isoformat() if decision.until

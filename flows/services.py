@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -15,11 +16,14 @@ from flows import engine, journeys
 from flows import events as flow_events
 from flows.graph import GraphError, validate
 from flows.models import BulkStart, Execution, Flow, FlowVersion
+from flows.nodes import send
 from flows.nodes.aliases import engine_node, engine_type
+from flows.nodes.base import data_of
 from flows.publishing import RUN_BULK_START, publish, schedule_advance, send_on_commit
 from flows.rules import CONDITION_ROOTS, evaluate, unknown_roots
 from messaging.delivery.templating import contact_context
 from messaging.events.types import EXECUTION_STARTED
+from messaging.models import Template, Topic
 
 # One bulk-start batch: one query for the contacts, one for their live executions, one
 # bulk INSERT and N publishes; ~50 ms per 500 contacts on PostgreSQL.
@@ -31,20 +35,52 @@ class StartRefused(Exception):
     """The flow cannot start for this contact (not active, re-entry, concurrency)."""
 
 
-def flow_graph_problems(*, nodes: Any, edges: Any) -> list[dict]:
+def flow_graph_problems(*, nodes: Any, edges: Any,
+                        workspace: Workspace | None = None) -> list[dict]:
     """Return every problem of the graph ({node, edge, message}), its condition fields that
     do not start with what conditions see included (checked on save and publish only: see
-    unknown_roots); empty when it can be published."""
+    unknown_roots) and, given the workspace, the templates and topics its sends name that
+    the workspace lacks; empty when it can be published."""
     return validate(nodes, edges) or [
         {"node": node["id"], "edge": None, "message": problem}
         for node in nodes if engine_type(node.get("type")) == "condition"
         for problem in unknown_roots(engine_node(node).get("data", {}).get("rules"),
-                                     CONDITION_ROOTS, "a condition", "data.rules")]
+                                     CONDITION_ROOTS, "a condition", "data.rules")
+    ] + (_send_reference_problems(workspace, nodes) if workspace is not None else [])
 
 
-def flow_check_graph(*, nodes: Any, edges: Any) -> None:
-    """Raise GraphError with every problem unless the graph can be published."""
-    errors = flow_graph_problems(nodes=nodes, edges=edges)
+def _send_reference_problems(workspace: Workspace, nodes: list[dict]) -> list[dict]:
+    """Return the send nodes naming a template or topic the workspace does not have, or a
+    template of another channel (one query for each kind, and none without any)."""
+    sends = [(node["id"], engine_node(node)) for node in nodes
+             if engine_type(node.get("type")) in send.CHANNELS]
+    wanted = {key: {data_of(found)[key] for _, found in sends if key in data_of(found)}
+              for key in ("template", "topic")}
+    channels = dict(Template.objects.filter(workspace=workspace, pk__in=wanted["template"],
+                                            deleted_at__isnull=True)
+                    .values_list("pk", "channel")) if wanted["template"] else {}
+    topics = set(Topic.objects.filter(workspace=workspace, key__in=wanted["topic"])
+                 .values_list("key", flat=True)) if wanted["topic"] else set()
+    problems = []
+    for node_id, found in sends:
+        data, kind = data_of(found), found["type"]
+        if "template" in data:
+            channel = channels.get(uuid.UUID(data["template"]))
+            if channel is None:
+                problems.append((node_id, f"{kind} data.template is no template of this "
+                                          "workspace"))
+            elif channel != send.channel_of(found):
+                problems.append((node_id, f"{kind} data.template is for the {channel} channel"))
+        if "topic" in data and data["topic"] not in topics:
+            problems.append((node_id, f"{kind} data.topic is no topic of this workspace"))
+    return [{"node": node_id, "edge": None, "message": message}
+            for node_id, message in problems]
+
+
+def flow_check_graph(*, nodes: Any, edges: Any, workspace: Workspace | None = None) -> None:
+    """Raise GraphError with every problem unless the graph can be published (in the
+    workspace, when given: its sends' templates and topics must be there)."""
+    errors = flow_graph_problems(nodes=nodes, edges=edges, workspace=workspace)
     if errors:
         raise GraphError(errors)
 
@@ -84,7 +120,7 @@ def segment_rules_of(*, workspace: Workspace, segment_id: str) -> dict | None:
 def flow_publish(*, flow: Flow) -> FlowVersion:
     """Freeze the flow's current graph as its next version; raise GraphError with every
     problem when it cannot run (a draft saves with them: README.md, "Drafts")."""
-    flow_check_graph(nodes=flow.nodes, edges=flow.edges)
+    flow_check_graph(nodes=flow.nodes, edges=flow.edges, workspace=flow.workspace)
     with transaction.atomic():
         Flow.objects.select_for_update().filter(pk=flow.pk).first()
         number = (flow.versions.aggregate(n=Max("number"))["n"] or 0) + 1

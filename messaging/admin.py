@@ -22,6 +22,8 @@ from messaging.models import (
     Message,
     QueuePause,
     Suppression,
+    Template,
+    TemplateVersion,
     Topic,
     TopicPreference,
     WebhookEndpoint,
@@ -95,6 +97,34 @@ class TopicAdmin(admin.ModelAdmin):
     search_fields = ["key", "name"]
     list_select_related = ["workspace"]
     readonly_fields = ["created_at", "updated_at"]
+
+
+class TemplateVersionInline(admin.TabularInline):
+    model = TemplateVersion
+    extra = 0
+    can_delete = False
+    fields = ("number", "default_locale", "topic", "variants", "created_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # a version is written by a change through the API, checked there
+
+
+@admin.register(Template)
+class TemplateAdmin(admin.ModelAdmin):
+    """Templates and every version; content changes go through the API, which checks the
+    variables and writes the next version (README.md, "Templates")."""
+
+    list_display = ["name", "channel", "current", "workspace", "updated_at", "deleted_at"]
+    list_filter = ["channel", "workspace", ("deleted_at", admin.EmptyFieldListFilter)]
+    search_fields = ["name"]
+    list_select_related = ["workspace", "current"]
+    readonly_fields = ["workspace", "channel", "current", "created_at", "updated_at",
+                       "deleted_at"]
+    inlines = [TemplateVersionInline]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # made through the API, which checks the variants
 
 
 @admin.register(TopicPreference)

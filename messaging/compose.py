@@ -28,6 +28,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator, URLValidator
+from django.db import models
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -36,6 +37,7 @@ from core.phones import normalize_phone
 from messaging import ratelimit
 from messaging.channels import CHANNELS, CONTENT_FIELDS, ChannelSpec, ContentField
 from messaging.delivery import ai_callbacks, creation
+from messaging.delivery.templating import variant_pick
 from messaging.events.endpoints import callback_url_check
 from messaging.events.types import EVENT_TYPE_FIELD
 from messaging.models import (
@@ -44,6 +46,7 @@ from messaging.models import (
     Channel,
     Message,
     Priority,
+    TemplateVersion,
     Topic,
 )
 from messaging.providers.shared import COMPAT_IDS
@@ -51,7 +54,7 @@ from messaging.providers.ssrf import UnsafeURL, check_url_literal
 from messaging.providers.webhook import EVENT_ID_FIELD
 
 MAX_DELAY_SECONDS = 366 * 24 * 3600
-COMMON_FIELDS = ("channel", "to", "contact_id", "contact_external_id", "send_at",
+COMMON_FIELDS = ("channel", "to", "contact_id", "contact_external_id", "template", "send_at",
                  "delay_seconds", "metadata", "priority", "category", "topic",
                  "status_callback_url")
 # (field, lookup) pairs that name a contact, in the order they are tried.
@@ -327,6 +330,7 @@ def _inputs(content: tuple[ContentField, ...]) -> Mapping[str, InputField]:
         InputField("to", "text", max_length=320),
         InputField("contact_id", "uuid"),
         InputField("contact_external_id", "text", max_length=200),
+        InputField("template", "uuid"),
         *(InputField(spec.name, spec.kind, max_length=spec.max_length) for spec in content),
         InputField("send_at", "datetime"),
         InputField("delay_seconds", "integer", min_value=0, max_value=MAX_DELAY_SECONDS),
@@ -471,6 +475,40 @@ def _topic(workspace: Workspace, values: dict, cache: dict) -> Topic | None:
     return cache[ref]
 
 
+def _template_version(workspace: Workspace, values: dict, cache: dict) -> TemplateVersion:
+    """Return the current version of the workspace's template the message names (looked up
+    once per cache: a sender to many contacts may put a pinned version there)."""
+    ref = ("template", str(values["template"]))
+    if ref not in cache:
+        cache[ref] = (TemplateVersion.objects.select_related("template", "topic")
+                      .filter(template__workspace=workspace, template__pk=values["template"],
+                              template__deleted_at__isnull=True,
+                              template__current=models.F("pk")).first())
+    if cache[ref] is None:
+        raise MessageInvalid({"template": ["No such template in this workspace."]})
+    return cache[ref]
+
+
+def _apply_template(workspace: Workspace, values: dict, spec: ChannelSpec, cache: dict,
+                    contact: Contact | None) -> TemplateVersion | None:
+    """Put the content of the named template's variant for the contact's locale into
+    `values` and return its version (None when the message names no template)."""
+    if "template" not in values:
+        return None
+    given = [name for name in spec.field_names if name in values]
+    if given:
+        raise MessageInvalid({"template": [f"Give a template or the content "
+                                           f"({', '.join(given)}), not both."]})
+    version = _template_version(workspace, values, cache)
+    if version.template.channel != spec.name:
+        raise MessageInvalid({"channel": [f"The template is for the "
+                                          f"{version.template.channel} channel."]})
+    _locale, content = variant_pick(version.variants, version.default_locale,
+                                    contact.locale if contact else "")
+    values.update(content)
+    return version
+
+
 def _phone_recipient(values: dict, contact: Contact | None) -> str:
     """Return `to` or the contact's phone in E.164; a phone channel cannot go without."""
     to = values.get("to", "") or (contact.phone if contact else "")
@@ -535,9 +573,12 @@ def content_check(*, data: Any, workspace: Workspace | None = None) -> None:
     spec = CHANNELS[values["channel"]]
     _check_field_names(data, spec)
     _check_reserved_metadata(values)
-    _require_content(values, spec)
     if workspace is not None:
         _topic(workspace, values, {})
+        _apply_template(workspace, values, spec, {}, None)
+    elif "template" in values:
+        raise ValueError("a template needs the workspace")  # a caller's mistake
+    _require_content(values, spec)
 
 
 def message_compose(*, workspace: Workspace, data: Any, source: str = "api",
@@ -547,9 +588,10 @@ def message_compose(*, workspace: Workspace, data: Any, source: str = "api",
     ValidationError mapping each field to its messages).
 
     `data` holds the v1 API fields (channel, to or a contact reference, the channel's
-    content, send_at or delay_seconds, metadata, priority). Pass one `contacts_cache`
-    for many messages to look each contact up once. `reserved` holds the RESERVED_METADATA
-    keys the calling endpoint itself writes; `data` may never carry them.
+    content or a `template`, send_at or delay_seconds, metadata, priority). Pass one
+    `contacts_cache` for many messages to look each contact (and template) up once.
+    `reserved` holds the RESERVED_METADATA keys the calling endpoint itself writes; `data`
+    may never carry them.
     """
     unknown = set(reserved or ()) - set(RESERVED_METADATA)
     if unknown:  # a caller's mistake, not the sender's
@@ -564,6 +606,7 @@ def message_compose(*, workspace: Workspace, data: Any, source: str = "api",
     cache = {} if contacts_cache is None else contacts_cache
     contact = _contact(workspace, values, cache)
     topic = _topic(workspace, values, cache)
+    version = _apply_template(workspace, values, spec, cache, contact)
     to = RECIPIENTS[spec.recipient](values, contact)
     _require_content(values, spec)
     message = creation.message_build(
@@ -572,5 +615,7 @@ def message_compose(*, workspace: Workspace, data: Any, source: str = "api",
         metadata={**(values.get("metadata") or {}), **(reserved or {})},
         priority=values["priority"], source=source, category=values.get("category"),
         status_callback_url=values.get("status_callback_url", ""))
-    message.topic = topic
+    # A topic the send names wins over its template's.
+    message.topic = topic or (version.topic if version else None)
+    message.template_version = version
     return message

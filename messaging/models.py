@@ -149,6 +149,9 @@ class Message(models.Model):
     # asks the contact's preference for it.
     topic = models.ForeignKey("Topic", on_delete=models.SET_NULL, null=True, blank=True,
                               related_name="messages")
+    # The template version its content was taken from (README.md, "Templates"), or None.
+    template_version = models.ForeignKey("TemplateVersion", on_delete=models.SET_NULL,
+                                         null=True, blank=True, related_name="messages")
     channel = models.CharField(max_length=10, choices=Channel.choices)
     to = models.CharField(max_length=2048, blank=True, default="")
     status = models.CharField(max_length=12, choices=MessageStatus.choices,
@@ -371,6 +374,57 @@ class TopicPreference(models.Model):
 
     def __str__(self) -> str:
         return f"{self.contact_id} {self.topic_id} {self.channel}: {self.opted_in}"
+
+
+class Template(models.Model):
+    """A named message content of a workspace in several languages (README.md,
+    "Templates"). Its content lives in versions: every change adds one, and a message keeps
+    the version it was made from."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE,
+                                  related_name="templates")
+    name = models.CharField(max_length=200)
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    # The newest version (what a send takes), kept here so a send reads one row.
+    current = models.ForeignKey("TemplateVersion", on_delete=models.SET_NULL, null=True,
+                                blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    # A deleted template is kept (hidden from the API and from sends), so the messages and
+    # broadcasts made from it keep the version they took.
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["workspace", "name"],
+                                               condition=Q(deleted_at__isnull=True),
+                                               name="template_unique_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TemplateVersion(models.Model):
+    """One version of a template, never changed once written: its variants (locale ->
+    the channel's content fields), default locale and topic."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    template = models.ForeignKey(Template, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()  # 1, 2, ... per template
+    variants = models.JSONField()
+    default_locale = models.CharField(max_length=35)
+    topic = models.ForeignKey(Topic, on_delete=models.SET_NULL, null=True, blank=True,
+                              related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["template", "-number"]
+        constraints = [models.UniqueConstraint(fields=["template", "number"],
+                                               name="template_version_unique_number")]
+
+    def __str__(self) -> str:
+        return f"{self.template_id} v{self.number}"
 
 
 class IdempotencyRecord(models.Model):

@@ -24,6 +24,8 @@ from messaging.models import (
     Direction,
     Message,
     Suppression,
+    Template,
+    TemplateVersion,
     TimelineEntry,
     Topic,
     WebhookEndpoint,
@@ -41,8 +43,10 @@ def contacts_list(*, workspace: Workspace) -> QuerySet[Contact]:
 
 
 EXPORT_COLUMNS = ("id", "external_id", "first_name", "last_name", "phone", "email", "timezone",
-                  "sms_subscribed", "email_subscribed", "attributes", "created_at",
+                  "locale", "sms_subscribed", "email_subscribed", "attributes", "created_at",
                   "updated_at")
+_ATTRIBUTES = EXPORT_COLUMNS.index("attributes")
+_TIMES = (EXPORT_COLUMNS.index("created_at"), EXPORT_COLUMNS.index("updated_at"))
 # Contacts read per round trip of an export: a server-side cursor keeps memory flat.
 EXPORT_CHUNK = 2000
 
@@ -52,15 +56,17 @@ def contacts_export_rows(*, contacts: QuerySet[Contact]) -> Iterator[list[Any]]:
     yield list(EXPORT_COLUMNS)
     for values in contacts.values_list(*EXPORT_COLUMNS).iterator(chunk_size=EXPORT_CHUNK):
         row = list(values)
-        row[9] = json.dumps(row[9], ensure_ascii=False, sort_keys=True)  # attributes
-        row[10], row[11] = row[10].isoformat(), row[11].isoformat()  # the times
+        row[_ATTRIBUTES] = json.dumps(row[_ATTRIBUTES], ensure_ascii=False, sort_keys=True)
+        for index in _TIMES:
+            row[index] = row[index].isoformat()
         yield row
 
 
 def messages_list(*, workspace: Workspace, with_attempts: bool = False) -> QuerySet[Message]:
     """Return the workspace's messages; with_attempts also fetches each one's delivery
     attempts in order (what a message's detail shows), in one more query."""
-    queryset = Message.objects.filter(workspace=workspace).select_related("topic")
+    queryset = (Message.objects.filter(workspace=workspace)
+                .select_related("topic", "template_version"))
     if with_attempts:
         queryset = queryset.prefetch_related(_attempts_in_order())
     return queryset
@@ -97,6 +103,17 @@ def suppressions_list(*, workspace: Workspace) -> QuerySet[Suppression]:
 def topics_list(*, workspace: Workspace) -> QuerySet[Topic]:
     """Return the workspace's subscription topics."""
     return Topic.objects.filter(workspace=workspace)
+
+
+def templates_list(*, workspace: Workspace) -> QuerySet[Template]:
+    """Return the workspace's templates with their current version (and its topic)."""
+    return (Template.objects.filter(workspace=workspace, deleted_at__isnull=True)
+            .select_related("current__topic"))
+
+
+def template_versions_list(*, template: Template) -> QuerySet[TemplateVersion]:
+    """Return a template's versions, newest first."""
+    return TemplateVersion.objects.filter(template=template).select_related("topic")
 
 
 def webhook_endpoints_list(*, workspace: Workspace) -> QuerySet[WebhookEndpoint]:

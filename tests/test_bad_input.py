@@ -20,6 +20,7 @@ from core.api_parsers import MAX_JSON_DEPTH, deep_path, first_unstorable
 from core.models import Contact
 from flows.models import Execution
 from messaging.models import Message
+from messaging.templates import template_create
 from tests.factories import ContactFactory, FlowFactory, FlowScheduleFactory
 
 pytestmark = pytest.mark.django_db
@@ -204,7 +205,10 @@ def path_with_ids(path: str, workspace: Any) -> str:
     schedule = FlowScheduleFactory(workspace=workspace)  # its flow has a schedule to edit
     objects = {"contacts": lambda: ContactFactory(workspace=workspace).id,
                "flows": lambda: schedule.flow_id,
-               "schedules": lambda: schedule.id}
+               "schedules": lambda: schedule.id,
+               "templates": lambda: template_create(
+                   workspace=workspace, name="t", channel="sms", default_locale="en",
+                   variants={"en": {"body": "Hi"}}).id}
     parts = path.split("/")
     for index, part in enumerate(parts):
         if part.startswith("{"):

@@ -27,8 +27,12 @@ class BroadcastCreateSerializer(serializers.Serializer):
     name = StrictCharField(max_length=200)
     channel = serializers.ChoiceField(choices=sorted(CHANNELS))
     content = serializers.JSONField(
+        required=False, default=dict,
         help_text="The channel's content fields, as for POST /api/v1/messages "
                   '(e.g. {"body": "Hi {{ contact.first_name }}"}).')
+    template = serializers.UUIDField(
+        required=False, help_text="Instead of content: a template of the channel (its "
+        "current version, each contact getting the variant for their locale).")
     category = serializers.ChoiceField(choices=Category.choices, default=Category.MARKETING)
     contact_ids = serializers.ListField(child=serializers.UUIDField(), required=False,
                                         max_length=1_000_000, allow_empty=False,
@@ -63,13 +67,20 @@ class BroadcastStatsSerializer(serializers.Serializer):
 
 class BroadcastSerializer(serializers.ModelSerializer):
     stats = serializers.SerializerMethodField()
+    template_id = serializers.UUIDField(source="template_version.template_id", read_only=True,
+                                        allow_null=True, default=None,
+                                        help_text="the template its messages take, or null")
+    template_version = serializers.IntegerField(source="template_version.number",
+                                                read_only=True, allow_null=True, default=None,
+                                                help_text="the template's version they take")
     segment_id = serializers.UUIDField(
         read_only=True, allow_null=True,
         help_text="the segment the audience came from (null once deleted, or none)")
 
     class Meta:
         model = Broadcast
-        fields = ["id", "name", "status", "channel", "content", "category", "contact_ids",
+        fields = ["id", "name", "status", "channel", "content", "template_id",
+                  "template_version", "category", "contact_ids",
                   "rules", "segment_id", "send_at", "throttle", "stats", "created_at",
                   "launched_at", "completed_at", "cancelled_at"]
         read_only_fields = fields
@@ -128,7 +139,7 @@ class BroadcastViewSet(WorkspaceScoped, mixins.ListModelMixin, mixins.RetrieveMo
                     contact_ids=[str(pk) for pk in ids] if ids is not None else None,
                     rules=data.get("rules"), segment=segment, send_at=data.get("send_at"),
                     throttle=data.get("throttle", ""), draft=data["draft"],
-                    actor=actor_of(request, "api"))
+                    template=data.get("template"), actor=actor_of(request, "api"))
             except broadcasts.BroadcastInvalid as exc:
                 raise ApiError(400, "Invalid input.", fields=exc.fields) from exc
             return Response(self.get_serializer(broadcast).data, status=201)

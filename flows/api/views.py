@@ -75,7 +75,8 @@ class FlowSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(GraphProblemSerializer(many=True))
     def get_warnings(self, flow: Flow) -> list[dict]:
-        return services.flow_graph_problems(nodes=flow.nodes, edges=flow.edges)
+        return services.flow_graph_problems(nodes=flow.nodes, edges=flow.edges,
+                                            workspace=flow.workspace)
 
     def validate_trigger(self, value: object) -> dict:
         if not isinstance(value, dict) or value.get("type") not in TRIGGER_TYPES:
@@ -119,7 +120,8 @@ class FlowSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError(shapeless)
         if not draft:
             try:
-                services.flow_check_graph(nodes=nodes, edges=edges)
+                services.flow_check_graph(nodes=nodes, edges=edges,
+                                          workspace=self.context["workspace"])
             except GraphError as exc:
                 raise graph_error(exc) from exc
         return attrs

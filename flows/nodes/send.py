@@ -6,6 +6,7 @@ and this module is the one place a flow composes a message (with the API's compo
 """
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -14,6 +15,7 @@ from django.utils import timezone
 from flows.nodes.base import Check, NodeType, Preview, Result, data_of
 from flows.nodes.checks import DURATION_HELP, duration_seconds, is_str, is_text, is_url, optional
 from messaging.channels import AI, EMAIL, MMS, SMS, WEBHOOK
+from messaging.channels import CHANNELS as CHANNEL_SPECS
 from messaging.compose import MessageInvalid, message_compose
 from messaging.delivery.templating import render_fields
 
@@ -21,7 +23,12 @@ MAX_MEDIA_URLS = 10
 ON_FAILURE_CHOICES = ("continue", "stop")
 # Node data keys passed on to the message API, per channel.
 SEND_FIELDS = ("to", "body", "media_urls", "subject", "html", "text", "url", "payload",
-               "headers", "prompt", "system", "model", "callback_url", "priority", "category")
+               "headers", "prompt", "system", "model", "callback_url", "priority", "category",
+               "template", "topic")
+# A template id (checked against the workspace's templates when the node sends) and a
+# topic key (a slug, as the topics API takes it).
+_UUID = re.compile(r"[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}")
+_SLUG = re.compile(r"[-a-zA-Z0-9_]{1,64}")
 # A send node's category when it names none is the composer's default for flows: marketing.
 CATEGORY_CHOICES = ("transactional", "marketing")
 # A send that waits for its outcome (data.wait_for "delivered", data.timeout) leaves by one
@@ -173,10 +180,26 @@ def dry_run(node: dict, context: dict, events: list[str]) -> Preview:
         handle="delivered" if "wait_for" in data else None)
 
 
+def check_template(name: str, data: dict) -> list[str]:
+    """Check a send that names a template instead of its content: a template id, none of
+    the channel's content fields beside it (the recipient may still be given)."""
+    problems = [] if isinstance(data["template"], str) and _UUID.fullmatch(
+        data["template"]) else [f"{name} data.template must be a template id"]
+    content = [key for key in CHANNEL_SPECS[CHANNELS[name]].field_names if key in data]
+    if content:
+        problems.append(f"{name} names a template and its content "
+                        f"({', '.join(content)}): give one")
+    return problems + optional(data, "to", is_text, f"{name} data.to must be a non-empty "
+                               "string")
+
+
 def _with_on_failure(name: str, check: Check) -> Check:
-    """Return the check followed by the on_failure check every send node shares."""
+    """Return the check (a template's instead when the node names one) followed by those
+    every send node shares: on_failure, category, topic and the outcome."""
     def checked(data: dict) -> list[str]:
-        problems = check(data)
+        problems = check_template(name, data) if "template" in data else check(data)
+        problems += optional(data, "topic", lambda value: isinstance(value, str) and bool(
+            _SLUG.fullmatch(value)), f"{name} data.topic must be a topic's key")
         if data.get("on_failure", "stop") not in ON_FAILURE_CHOICES:
             problems.append(f"{name} data.on_failure must be 'continue' or 'stop'")
         if data.get("category", "marketing") not in CATEGORY_CHOICES:

@@ -16,7 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from core.api import CSVRenderer, ExportNegotiation, WorkspaceScoped, csv_stream
-from core.models import Contact, Workspace, validate_timezone
+from core.models import Contact, Workspace, validate_locale, validate_timezone
 from core.phones import normalize_phone
 from core.services import contact_upsert
 from messaging.api.topics import PreferencesSerializer, preferences_answer, preferences_update
@@ -26,13 +26,17 @@ from messaging.selectors import EXPORT_COLUMNS, contacts_export_rows, contacts_l
 class ContactSerializer(serializers.ModelSerializer):
     phone = serializers.CharField(required=False, allow_blank=True, max_length=32)
     timezone = serializers.CharField(required=False, allow_blank=True, max_length=64)
+    locale = serializers.CharField(required=False, allow_blank=True, max_length=35,
+                                   help_text='A language tag ("de", "de-AT"): the variant '
+                                             "of a template the contact gets.")
     external_id = serializers.CharField(required=False, allow_null=True, max_length=200)
 
     class Meta:
         model = Contact
         fields = [
             "id", "external_id", "first_name", "last_name", "phone", "email", "timezone",
-            "attributes", "sms_subscribed", "email_subscribed", "created_at", "updated_at",
+            "locale", "attributes", "sms_subscribed", "email_subscribed", "created_at",
+            "updated_at",
         ]
         read_only_fields = ["id", "created_at", "updated_at"]
 
@@ -48,6 +52,14 @@ class ContactSerializer(serializers.ModelSerializer):
         if value:
             try:
                 validate_timezone(value)
+            except DjangoValidationError as exc:
+                raise serializers.ValidationError(exc.messages[0]) from exc
+        return value
+
+    def validate_locale(self, value: str) -> str:
+        if value:
+            try:
+                validate_locale(value)
             except DjangoValidationError as exc:
                 raise serializers.ValidationError(exc.messages[0]) from exc
         return value

@@ -69,6 +69,11 @@ class MessageSerializer(serializers.ModelSerializer):
     # The subscription topic's key (README.md, "Subscription topics"), or null.
     topic: serializers.SlugRelatedField = serializers.SlugRelatedField(
         slug_field="key", read_only=True, allow_null=True)
+    # The template and version its content came from (README.md, "Templates"), or null.
+    template_id = serializers.UUIDField(source="template_version.template_id", read_only=True,
+                                        allow_null=True, default=None)
+    template_version = serializers.IntegerField(source="template_version.number",
+                                                read_only=True, allow_null=True, default=None)
     # Without the service's own keys (README.md, "Messages"); flow_context is not answered.
     metadata = PublicMetadataField(read_only=True)
 
@@ -76,7 +81,7 @@ class MessageSerializer(serializers.ModelSerializer):
         model = Message
         fields = ["id", "channel", "direction", "status", "status_reason", "waiting_for",
                   "suppressed_reason",
-                  "category", "topic",
+                  "category", "topic", "template_id", "template_version",
                   "to", "sender", "contact_id", "priority", "content",
                   "rendered", "metadata", "scheduled_for", "due_at", "attempts",
                   "max_attempts", "provider", "provider_message_id", "response", "last_error",

@@ -9,6 +9,7 @@ from messaging.api.provider_callbacks import TwilioInboundView, TwilioStatusView
 from messaging.api.providers_health import ProvidersHealthView
 from messaging.api.recipients import RecipientView
 from messaging.api.suppressions import SuppressionViewSet
+from messaging.api.templates import TemplateViewSet
 from messaging.api.topics import TopicViewSet
 from messaging.api.webhook_endpoints import WebhookEndpointViewSet
 from messaging.api.workspace import WebhookSecretRotateView, WorkspaceView
@@ -17,6 +18,7 @@ router = Router()
 router.register("contacts", ContactViewSet, basename="contact")
 router.register("messages", MessageViewSet, basename="message")
 router.register("suppressions", SuppressionViewSet, basename="suppression")
+router.register("templates", TemplateViewSet, basename="template")
 router.register("topics", TopicViewSet, basename="topic")
 router.register("webhook-endpoints", WebhookEndpointViewSet, basename="webhook-endpoint")
 

@@ -5,7 +5,8 @@ a flow dry run renders exactly what a delivery would without loading the pipelin
 
 Only dotted lookups into plain data are supported (no tags, filters or attribute access on
 Python objects), so user templates cannot reach anything but the context they are given.
-A missing variable renders as an empty string.
+A missing variable renders as an empty string when a message is sent; a saved template is
+checked first (`template_problems`), so a misspelt variable or a filter is refused then.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def contact_context(contact: Any) -> dict[str, Any]:
     return {"id": str(contact.id), "external_id": contact.external_id or "",
             "first_name": contact.first_name, "last_name": contact.last_name,
             "phone": contact.phone, "email": contact.email, "timezone": contact.timezone,
-            "attributes": contact.attributes or {}}
+            "locale": contact.locale, "attributes": contact.attributes or {}}
 
 
 def lookup(context: dict[str, Any], path: str) -> Any:
@@ -43,6 +44,60 @@ def lookup(context: dict[str, Any], path: str) -> Any:
         else:
             return _MISSING
     return value
+
+
+# Every {{ ... }} written, well-formed or not, and every {% ... %} tag (none is supported).
+_PLACEHOLDER = re.compile(r"{{(.*?)}}|{%(.*?)%}", re.DOTALL)
+# What a template may name: the contact's fields (CONTACT_FIELDS; any attribute under
+# contact.attributes), any metadata key, a flow send's trigger and steps, and the links.
+CONTACT_FIELDS = ("id", "external_id", "first_name", "last_name", "phone", "email",
+                  "timezone", "locale", "attributes")
+OPEN_ROOTS = ("metadata", "trigger", "steps")
+LEAF_ROOTS = ("unsubscribe_url", "preferences_url")
+
+
+def template_problems(template: str) -> list[str]:
+    """Return why a template could not render as written: each filter, tag or variable
+    it names that the renderer does not know (an empty list when it is sound)."""
+    problems = []
+    for match in _PLACEHOLDER.finditer(template):
+        inner = (match.group(1) if match.group(1) is not None else "").strip()
+        if match.group(2) is not None:
+            problems.append(f"Unknown tag '{{% {match.group(2).strip()} %}}': templates "
+                            "take only {{ variables }}.")
+        elif "|" in inner:
+            name = inner.split("|", 1)[1].split(":", 1)[0].strip()
+            problems.append(f"Unknown filter '{name}' in '{{{{ {inner} }}}}': templates "
+                            "take no filters.")
+        elif not VARIABLE.fullmatch(match.group(0)) or not _known(inner):
+            problems.append(f"Unknown variable '{inner}'.")
+    return problems
+
+
+def _known(path: str) -> bool:
+    """Tell whether a dotted path names something a message's context can hold."""
+    root, _, rest = path.partition(".")
+    if root == "contact":
+        return not rest or rest.split(".", 1)[0] in CONTACT_FIELDS
+    return root in OPEN_ROOTS or (root in LEAF_ROOTS and not rest)
+
+
+def locale_chain(locale: str) -> list[str]:
+    """Return the locales to try for a contact's, most specific first, lower-case:
+    "de-AT" -> ["de-at", "de"] (the template's default comes after them)."""
+    parts = locale.lower().split("-") if locale else []
+    return ["-".join(parts[:size]) for size in range(len(parts), 0, -1)]
+
+
+def variant_pick(variants: dict[str, Any], default_locale: str,
+                 locale: str) -> tuple[str, Any]:
+    """Return the locale and content of the variant a contact of `locale` gets: the first
+    of its locale_chain the variants have, else the default."""
+    by_lower = {key.lower(): key for key in variants}
+    for candidate in locale_chain(locale):
+        if candidate in by_lower:
+            return by_lower[candidate], variants[by_lower[candidate]]
+    return default_locale, variants[default_locale]
 
 
 def _to_text(value: Any) -> str:

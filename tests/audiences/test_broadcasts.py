@@ -205,3 +205,48 @@ def test_another_workspaces_broadcast_is_not_found(api, other_api, workspace):
     assert other_api.get(URL).json()["count"] == 0
     assert api.get(URL, {"status": "draft"}).json()["count"] == 1
     assert api.get(URL, {"status": "sending"}).json()["count"] == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_broadcast_by_template_sends_each_contact_its_locale_of_the_version_it_kept(
+        api, workspace):
+    template = api.post("/api/v1/templates", {
+        "name": "sale", "channel": "sms", "default_locale": "en",
+        "variants": {"en": {"body": "Sale, {{ contact.first_name }}"},
+                     "de": {"body": "Ausverkauf, {{ contact.first_name }}"}}},
+        format="json").json()
+    de = ContactFactory(workspace=workspace, first_name="Jo", locale="de-AT")
+    en = ContactFactory(workspace=workspace, first_name="Al", locale="")
+    response = api.post(URL, {"name": "Sale", "channel": "sms", "template": template["id"],
+                              "contact_ids": [str(de.pk), str(en.pk)]}, format="json")
+    assert response.status_code == 201, response.json()
+    assert (response.json()["template_id"], response.json()["template_version"]) == (
+        template["id"], 1)
+    # A change after the broadcast was made does not reach its messages, nor does deleting
+    # the template stop them.
+    api.patch(f"/api/v1/templates/{template['id']}", {"variants": {"en": {"body": "v2"}}},
+              format="json")
+    assert api.delete(f"/api/v1/templates/{template['id']}").status_code == 204
+    make_all(response.json()["id"])
+    made = {m.contact_id: m for m in messages_of(response.json()["id"])}
+    assert made[de.pk].content == {"body": "Ausverkauf, {{ contact.first_name }}"}
+    assert made[en.pk].content == {"body": "Sale, {{ contact.first_name }}"}
+    assert {m.template_version.number for m in made.values()} == {1}
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"content": {"body": "Hi"}}, "template"),  # both
+    ({"template": "00000000-0000-0000-0000-000000000000"}, "template"),
+    ({"channel": "email"}, "channel"),
+])
+@pytest.mark.django_db(transaction=True)
+def test_a_bad_broadcast_template_answers_400_naming_the_field(api, workspace, body, field):
+    template = api.post("/api/v1/templates", {
+        "name": "sale", "channel": "sms", "default_locale": "en",
+        "variants": {"en": {"body": "Sale"}}}, format="json").json()
+    contact = ContactFactory(workspace=workspace)
+    answer = api.post(URL, {"name": "Sale", "channel": "sms", "template": template["id"],
+                            "contact_ids": [str(contact.pk)], **body}, format="json")
+    assert answer.status_code == 400, answer.json()
+    assert list(answer.json()["error"]["fields"]) == [field]
+    assert not Broadcast.objects.exists()

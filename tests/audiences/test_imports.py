@@ -107,6 +107,18 @@ def test_a_second_import_updates_the_contacts_it_matches(api, workspace):
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_locale_column_sets_and_updates_the_contacts_locale(api, workspace):
+    ContactFactory(workspace=workspace, external_id="l-1", locale="en")
+    content = "external_id,locale\nl-1,de-AT\nl-2,fr\nl-3,deutsch\n"
+    job = run(upload(api, content).json()["id"])
+    assert (job.rows_created, job.rows_updated, job.rows_failed) == (1, 1, 1)
+    locales = dict(Contact.objects.filter(workspace=workspace)
+                   .values_list("external_id", "locale"))
+    assert locales == {"l-1": "de-AT", "l-2": "fr"}
+    assert ContactImportError.objects.get(contact_import=job).field == "locale"
+
+
+@pytest.mark.django_db(transaction=True)
 def test_rows_repeated_in_one_file_make_one_contact(api, workspace):
     content = "external_id,first_name\nr-1,A\nr-1,B\nr-2,C\n"
     job = run(upload(api, content).json()["id"])

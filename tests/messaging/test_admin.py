@@ -9,6 +9,7 @@ from core.models import ApiKey, DeadLetter
 from core.services import api_key_create
 from messaging.delivery import creation
 from messaging.models import Message
+from messaging.templates import template_create, template_update
 from tests.messaging.test_workspace_api import BAD_SETTINGS, GOOD_SETTINGS
 
 pytestmark = pytest.mark.django_db
@@ -103,3 +104,14 @@ def test_the_workspace_page_takes_every_known_setting(staff, workspace):
     assert response.status_code == 302, response.context["adminform"].form.errors
     workspace.refresh_from_db()
     assert workspace.settings == settings
+
+
+def test_the_template_pages_show_every_version_and_add_none(staff, workspace):
+    template = template_create(workspace=workspace, name="welcome", channel="sms",
+                               default_locale="en", variants={"en": {"body": "Hi v1"}})
+    template_update(template=template, changes={"variants": {"en": {"body": "Hi v2"}}})
+    assert staff.get("/admin/messaging/template/").status_code == 200
+    page = staff.get(f"/admin/messaging/template/{template.pk}/change/")
+    assert page.status_code == 200
+    assert "Hi v1" in page.content.decode() and "Hi v2" in page.content.decode()
+    assert staff.get("/admin/messaging/template/add/").status_code == 403

@@ -135,8 +135,8 @@ def test_the_export_streams_the_workspaces_contacts_as_csv(api, workspace):
     assert rows[0]["attributes"] == '{"city": "Zürich", "vip": true}'
     assert rows[1]["sms_subscribed"] == "False"
     assert list(rows[0]) == ["id", "external_id", "first_name", "last_name", "phone", "email",
-                             "timezone", "sms_subscribed", "email_subscribed", "attributes",
-                             "created_at", "updated_at"]
+                             "timezone", "locale", "sms_subscribed", "email_subscribed",
+                             "attributes", "created_at", "updated_at"]
 
 
 def test_the_export_takes_the_lists_filters(api, workspace):
