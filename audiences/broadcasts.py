@@ -28,8 +28,8 @@ from audiences.segments import SegmentInvalid, segment_rules
 from core.audit import Actor, audit
 from core.models import Contact, Workspace
 from core.parsing import Rate
-from flows.rules import AUDIENCE_ROOTS, evaluate, unknown_roots, validate_rules
-from flows.services import audience, audience_context
+from flows.rules import AUDIENCE_ROOTS, unknown_roots, validate_rules
+from flows.services import audience, audience_batch
 from messaging.compose import MessageInvalid, content_check, message_compose
 from messaging.delivery.creation import (
     CANCEL_BATCH,
@@ -203,19 +203,16 @@ def broadcast_run_batch(*, broadcast: Broadcast) -> bool:
     if broadcast.created_all or broadcast.status not in (Broadcast.Status.SCHEDULED,
                                                          Broadcast.Status.SENDING):
         return False
-    candidates = _candidates(broadcast)
-    batch_qs = candidates.filter(pk__gt=broadcast.cursor) if broadcast.cursor else candidates
-    batch = list(batch_qs[:BROADCAST_BATCH])
-    rules = broadcast.rules
-    matched = [c for c in batch if not rules or evaluate(rules, audience_context(c))]
+    last, read, matched = audience_batch(contacts=_candidates(broadcast), rules=broadcast.rules,
+                                         cursor=broadcast.cursor, size=BROADCAST_BATCH)
     messages, recipients, skipped = _compose(broadcast, matched, broadcast.targeted,
                                              throttle_clean(broadcast.throttle))
-    done = len(batch) < BROADCAST_BATCH
+    done = read < BROADCAST_BATCH
     with transaction.atomic():
         moved = Broadcast.objects.filter(
             pk=broadcast.pk, cursor=broadcast.cursor, created_all=False,
             status__in=(Broadcast.Status.SCHEDULED, Broadcast.Status.SENDING)).update(
-            cursor=str(batch[-1].pk) if batch else broadcast.cursor, created_all=done,
+            cursor=last or broadcast.cursor, created_all=done,
             targeted=broadcast.targeted + len(messages),
             skipped=broadcast.skipped + skipped, heartbeat_at=timezone.now())
         if not moved:

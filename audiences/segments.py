@@ -16,11 +16,13 @@ from django.db import IntegrityError, transaction
 from audiences.models import Segment
 from core.audit import Actor, audit
 from core.models import Contact, Workspace
-from flows.rules import AUDIENCE_ROOTS, MAX_DEPTH, evaluate, unknown_roots, validate_rules
-from flows.services import audience, audience_context
+from flows.rules import AUDIENCE_ROOTS, MAX_DEPTH, unknown_roots, validate_rules
+from flows.rules_sql import rules_filter
+from flows.services import audience, audience_batch
 
 PREVIEW_SIZE = 20
-# Contacts read per query while counting (rules are evaluated per contact).
+# Contacts read per query while counting a segment whose rules the database cannot decide
+# alone (flows.rules_sql): they are evaluated per contact.
 SCAN_BATCH = 2000
 
 
@@ -193,28 +195,25 @@ def segment_delete(*, segment: Segment, actor: Actor | None = None) -> None:
         segment.delete()
 
 
-def segment_members(*, segment: Segment) -> Iterator[Contact]:
-    """Yield the segment's contacts in id order, reading SCAN_BATCH at a time."""
+def segment_preview(*, segment: Segment) -> tuple[int, list[Contact]]:
+    """Return the segment's live count and its first PREVIEW_SIZE contacts (in id order).
+
+    The database counts them when it can decide the rules alone (flows.rules_sql); else
+    the contacts it narrows to are evaluated SCAN_BATCH at a time.
+    """
     rules = segment_rules(segment)
     contacts = audience(workspace=segment.workspace, contact_ids=None)
-    cursor = None
-    while True:
-        batch = list((contacts.filter(pk__gt=cursor) if cursor else contacts)[:SCAN_BATCH])
-        for contact in batch:
-            if evaluate(rules, audience_context(contact)):
-                yield contact
-        if len(batch) < SCAN_BATCH:
-            return
-        cursor = batch[-1].pk
-
-
-def segment_preview(*, segment: Segment) -> tuple[int, list[Contact]]:
-    """Return the segment's live count and its first PREVIEW_SIZE contacts."""
-    count, first = 0, []
-    for contact in segment_members(segment=segment):
-        if count < PREVIEW_SIZE:
-            first.append(contact)
-        count += 1
+    where, exact = rules_filter(rules)
+    if exact:
+        members = contacts.filter(where)
+        return members.count(), list(members[:PREVIEW_SIZE])
+    first: list[Contact] = []
+    count, cursor, read = 0, None, SCAN_BATCH
+    while read == SCAN_BATCH:
+        cursor, read, matched = audience_batch(contacts=contacts.filter(where), rules=rules,
+                                               cursor=cursor, size=SCAN_BATCH)
+        first.extend(matched[:PREVIEW_SIZE - len(first)])
+        count += len(matched)
     return count, first
 
 
