@@ -56,9 +56,7 @@ def _expand(workspace: Workspace, group: Any, path: str, seen: tuple[str, ...],
         item_path = f"{path}.{key}[{index}]"
         if _is_reference(item):
             target = str(item["segment"])
-            pk = _uuid(target)
-            segment = Segment.objects.filter(workspace=workspace, pk=pk).first() if pk \
-                else None
+            segment = _segment_of(workspace, target)
             if segment is None:
                 errors.append(f"{item_path}.segment: no segment '{target}' in this workspace")
                 continue
@@ -75,11 +73,13 @@ def _expand(workspace: Workspace, group: Any, path: str, seen: tuple[str, ...],
     return {key: expanded}
 
 
-def _uuid(text: str) -> str | None:
+def _segment_of(workspace: Workspace, segment_id: str) -> Segment | None:
+    """Return the workspace's segment with this id (None: no such segment, or no uuid)."""
     try:
-        return str(uuid.UUID(text))
+        pk = uuid.UUID(segment_id)
     except ValueError:
         return None
+    return Segment.objects.filter(workspace=workspace, pk=pk).first()
 
 
 def rules_expand(*, workspace: Workspace, rules: Any, segment_id: str | None = None,
@@ -220,6 +220,5 @@ def segment_preview(*, segment: Segment) -> tuple[int, list[Contact]]:
 def segment_rules_for(workspace: Workspace, segment_id: str) -> dict | None:
     """Return the expanded rules of the workspace's segment `segment_id` (None when the
     workspace has no such segment): what a flow's bulk start with segment_id uses."""
-    pk = _uuid(str(segment_id))
-    segment = Segment.objects.filter(workspace=workspace, pk=pk).first() if pk else None
+    segment = _segment_of(workspace, str(segment_id))
     return segment_rules(segment) if segment is not None else None
