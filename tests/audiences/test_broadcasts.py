@@ -3,6 +3,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from audiences import broadcasts
@@ -205,3 +207,19 @@ def test_another_workspaces_broadcast_is_not_found(api, other_api, workspace):
     assert other_api.get(URL).json()["count"] == 0
     assert api.get(URL, {"status": "draft"}).json()["count"] == 1
     assert api.get(URL, {"status": "sending"}).json()["count"] == 0
+
+
+@pytest.mark.django_db
+def test_the_list_counts_a_page_of_stats_in_one_query(api, workspace):
+    contacts = [ContactFactory(workspace=workspace) for _ in range(3)]
+    post(api, contact_ids=[str(contacts[0].pk)], throttle="1/h")
+    with CaptureQueriesContext(connection) as one:
+        assert api.get(URL).status_code == 200
+    for contact in contacts[1:]:
+        post(api, contact_ids=[str(contact.pk)], throttle="1/h")
+    for broadcast in Broadcast.objects.all():
+        make_all(str(broadcast.pk))
+    with CaptureQueriesContext(connection) as three:
+        listed = api.get(URL).json()["results"]
+    assert [item["stats"]["pending"] for item in listed] == [1, 1, 1]
+    assert len(three.captured_queries) == len(one.captured_queries)
