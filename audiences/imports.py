@@ -20,7 +20,7 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import IO, Any
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -535,12 +535,3 @@ def error_rows(*, job: ContactImport) -> Iterator[list[Any]]:
         else:
             values = [json.dumps(error.record)]
         yield [error.row, error.field, error.message, *values]
-
-
-def file_chunks(stream: IO[bytes]) -> Iterator[bytes]:
-    """Yield an open binary file in CHUNK_BYTES pieces."""
-    while True:
-        piece = stream.read(CHUNK_BYTES)
-        if not piece:
-            return
-        yield piece
