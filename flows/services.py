@@ -276,10 +276,10 @@ def event_ingest(*, workspace: Workspace, contact: Contact, name: str,
     """End the contact's executions whose goal or exit condition the event meets (flows.
     journeys), start every active flow it triggers and wake waits for it; return the
     executions started, the waits woken and {"exited", "converted"}."""
-    ended = journeys.event_apply(workspace_id=workspace.pk, contact=contact, name=name,
-                                 properties=properties)
-    started: list[Execution] = []
     context = trigger_filter_context(contact=contact, name=name, properties=properties)
+    ended = journeys.event_apply(workspace_id=workspace.pk, contact=contact, name=name,
+                                 context=context)
+    started: list[Execution] = []
     flows = Flow.objects.filter(workspace=workspace, status=Flow.Status.ACTIVE,
                                 trigger__type="event", trigger__event=name)
     for flow in flows:
