@@ -26,7 +26,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q
+from django.db.models import F, Q, Window
+from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from audiences.models import ContactImport, ContactImportChunk, ContactImportError
@@ -522,6 +523,18 @@ def imports_sweep() -> int:
     for job_id in ids:
         send(RUN_IMPORT, str(job_id))
     return len(ids)
+
+
+def first_errors_of(jobs: Iterable[ContactImport]) -> dict[Any, list[ContactImportError]]:
+    """Return the first FIRST_ERRORS failed rows of each import by id, in row order, in one
+    query (for a page of imports, not one per import)."""
+    found: dict[Any, list[ContactImportError]] = {job.pk: [] for job in jobs}
+    rank = Window(RowNumber(), partition_by=[F("contact_import_id")], order_by=F("row").asc())
+    rows = (ContactImportError.objects.filter(contact_import_id__in=list(found))
+            .annotate(rank=rank).filter(rank__lte=FIRST_ERRORS).order_by("row"))
+    for error in rows:
+        found[error.contact_import_id].append(error)
+    return found
 
 
 def error_rows(*, job: ContactImport) -> Iterator[list[Any]]:

@@ -6,7 +6,6 @@ from typing import Any
 
 import django_filters
 from django.db.models import QuerySet
-from django.db.models.manager import BaseManager
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
@@ -16,7 +15,7 @@ from rest_framework.response import Response
 from audiences import broadcasts
 from audiences.models import Broadcast, Segment
 from audiences.selectors import broadcasts_list
-from core.api import ApiError, StrictCharField, WorkspaceScoped
+from core.api import ApiError, PageRead, StrictCharField, WorkspaceScoped
 from core.audit import actor_of
 from core.models import Scope, Workspace
 from messaging.api.idempotency import idempotent
@@ -62,18 +61,9 @@ class BroadcastStatsSerializer(serializers.Serializer):
                                                 "broadcast makes (an estimate until made)")
 
 
-class BroadcastListSerializer(serializers.ListSerializer):
-    """Count the stats of a page of broadcasts in one query, not one per row."""
-
-    def to_representation(self, data: Any) -> list[dict[str, Any]]:
-        page = list(data.all() if isinstance(data, BaseManager) else data)
-        self.child.stats_counted = broadcasts.stats_of_many(page)  # type: ignore[union-attr]
-        return super().to_representation(page)
-
-
 class BroadcastSerializer(serializers.ModelSerializer):
     stats = serializers.SerializerMethodField()
-    # Set by BroadcastListSerializer for the page it answers.
+    # The page's stats, when a list answers (PageRead).
     stats_counted: dict[Any, dict[str, Any]] | None = None
     segment_id = serializers.UUIDField(
         read_only=True, allow_null=True,
@@ -85,7 +75,11 @@ class BroadcastSerializer(serializers.ModelSerializer):
                   "rules", "segment_id", "send_at", "throttle", "stats", "created_at",
                   "launched_at", "completed_at", "cancelled_at"]
         read_only_fields = fields
-        list_serializer_class = BroadcastListSerializer
+        list_serializer_class = PageRead
+
+    def page_read(self, rows: list[Broadcast]) -> None:
+        """Count the page's stats in one query."""
+        self.stats_counted = broadcasts.stats_of_many(rows)
 
     @extend_schema_field(BroadcastStatsSerializer)
     def get_stats(self, broadcast: Broadcast) -> dict[str, Any]:
