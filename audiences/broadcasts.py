@@ -28,8 +28,8 @@ from audiences.segments import SegmentInvalid, segment_rules
 from core.audit import Actor, audit
 from core.models import Contact, Workspace
 from core.parsing import Rate
-from flows.rules import AUDIENCE_ROOTS, evaluate, unknown_roots, validate_rules
-from flows.services import audience, audience_context
+from flows.rules import AUDIENCE_ROOTS, unknown_roots, validate_rules
+from flows.services import audience, audience_batch
 from messaging.compose import MessageInvalid, content_check, message_compose
 from messaging.delivery.creation import (
     CANCEL_BATCH,
@@ -213,19 +213,16 @@ def broadcast_run_batch(*, broadcast: Broadcast) -> bool:
     if broadcast.created_all or broadcast.status not in (Broadcast.Status.SCHEDULED,
                                                          Broadcast.Status.SENDING):
         return False
-    candidates = _candidates(broadcast)
-    batch_qs = candidates.filter(pk__gt=broadcast.cursor) if broadcast.cursor else candidates
-    batch = list(batch_qs[:BROADCAST_BATCH])
-    rules = broadcast.rules
-    matched = [c for c in batch if not rules or evaluate(rules, audience_context(c))]
+    last, read, matched = audience_batch(contacts=_candidates(broadcast), rules=broadcast.rules,
+                                         cursor=broadcast.cursor, size=BROADCAST_BATCH)
     messages, recipients, skipped = _compose(broadcast, matched, broadcast.targeted,
                                              throttle_clean(broadcast.throttle))
-    done = len(batch) < BROADCAST_BATCH
+    done = read < BROADCAST_BATCH
     with transaction.atomic():
         moved = Broadcast.objects.filter(
             pk=broadcast.pk, cursor=broadcast.cursor, created_all=False,
             status__in=(Broadcast.Status.SCHEDULED, Broadcast.Status.SENDING)).update(
-            cursor=str(batch[-1].pk) if batch else broadcast.cursor, created_all=done,
+            cursor=last or broadcast.cursor, created_all=done,
             targeted=broadcast.targeted + len(messages),
             skipped=broadcast.skipped + skipped, heartbeat_at=timezone.now())
         if not moved:
@@ -265,22 +262,29 @@ def broadcast_cancel(*, broadcast: Broadcast, actor: Actor | None = None) -> Bro
     return broadcast
 
 
-def stats_count(broadcast: Broadcast) -> dict[str, int]:
-    """Return the broadcast's messages counted by what became of them (STATS)."""
-    counts: Counter[str] = Counter()
-    rows = (BroadcastRecipient.objects.filter(broadcast=broadcast)
-            .values("message__status").annotate(n=Count("pk")))
+def _stats_counted(ids: list[Any]) -> dict[Any, dict[str, int]]:
+    """Return the messages of each broadcast of `ids` counted by what became of them
+    (STATS), in one grouped query."""
+    counts: dict[Any, Counter[str]] = {pk: Counter() for pk in ids}
+    rows = (BroadcastRecipient.objects.filter(broadcast_id__in=ids)
+            .values("broadcast_id", "message__status").annotate(n=Count("pk")))
     for row in rows:
         stat = STAT_OF.get(row["message__status"])
         if stat:
-            counts[stat] += row["n"]
-    return {name: counts[name] for name in STATS}
+            counts[row["broadcast_id"]][stat] += row["n"]
+    return {pk: {name: counted[name] for name in STATS} for pk, counted in counts.items()}
 
 
-def stats_of(broadcast: Broadcast) -> dict[str, Any]:
-    """Return targeted, skipped, the STATS counts and progress (messages finished of all
-    the broadcast will make: an estimate until every batch is made)."""
-    counts = broadcast.final_stats or stats_count(broadcast)
+def stats_count(broadcast: Broadcast) -> dict[str, int]:
+    """Return the broadcast's messages counted by what became of them (STATS)."""
+    return _stats_counted([broadcast.pk])[broadcast.pk]
+
+
+def stats_of(broadcast: Broadcast, counts: dict[str, int] | None = None) -> dict[str, Any]:
+    """Return targeted, skipped, the STATS counts (`counts` when the caller counted them)
+    and progress (messages finished of all the broadcast will make: an estimate until
+    every batch is made)."""
+    counts = broadcast.final_stats or counts or stats_count(broadcast)
     finished = broadcast.targeted - counts["pending"]
     total = broadcast.targeted
     if not broadcast.created_all and broadcast.status != Broadcast.Status.CANCELLED:
@@ -289,6 +293,13 @@ def stats_of(broadcast: Broadcast) -> dict[str, Any]:
     progress = 1.0 if ended else (finished / total if total else 0.0)
     return {"targeted": broadcast.targeted, "skipped": broadcast.skipped, **counts,
             "progress": round(progress, 4)}
+
+
+def stats_of_many(broadcasts: list[Broadcast]) -> dict[Any, dict[str, Any]]:
+    """Return stats_of each broadcast by id, counting those not ended in one query (a
+    page of a list, not a query per row)."""
+    counted = _stats_counted([b.pk for b in broadcasts if not b.final_stats])
+    return {b.pk: stats_of(b, counted.get(b.pk)) for b in broadcasts}
 
 
 def broadcast_data(broadcast: Broadcast) -> dict[str, Any]:

@@ -20,13 +20,14 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import IO, Any
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q
+from django.db.models import F, Q, Window
+from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from audiences.models import ContactImport, ContactImportChunk, ContactImportError
@@ -527,6 +528,18 @@ def imports_sweep() -> int:
     return len(ids)
 
 
+def first_errors_of(jobs: Iterable[ContactImport]) -> dict[Any, list[ContactImportError]]:
+    """Return the first FIRST_ERRORS failed rows of each import by id, in row order, in one
+    query (for a page of imports, not one per import)."""
+    found: dict[Any, list[ContactImportError]] = {job.pk: [] for job in jobs}
+    rank = Window(RowNumber(), partition_by=[F("contact_import_id")], order_by=F("row").asc())
+    rows = (ContactImportError.objects.filter(contact_import_id__in=list(found))
+            .annotate(rank=rank).filter(rank__lte=FIRST_ERRORS).order_by("row"))
+    for error in rows:
+        found[error.contact_import_id].append(error)
+    return found
+
+
 def error_rows(*, job: ContactImport) -> Iterator[list[Any]]:
     """Yield the error file's rows: row, field, error, then the row as read (the CSV's
     columns, or the JSON line as one `record` column)."""
@@ -538,12 +551,3 @@ def error_rows(*, job: ContactImport) -> Iterator[list[Any]]:
         else:
             values = [json.dumps(error.record)]
         yield [error.row, error.field, error.message, *values]
-
-
-def file_chunks(stream: IO[bytes]) -> Iterator[bytes]:
-    """Yield an open binary file in CHUNK_BYTES pieces."""
-    while True:
-        piece = stream.read(CHUNK_BYTES)
-        if not piece:
-            return
-        yield piece

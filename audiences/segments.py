@@ -16,11 +16,13 @@ from django.db import IntegrityError, transaction
 from audiences.models import Segment
 from core.audit import Actor, audit
 from core.models import Contact, Workspace
-from flows.rules import AUDIENCE_ROOTS, MAX_DEPTH, evaluate, unknown_roots, validate_rules
-from flows.services import audience, audience_context
+from flows.rules import AUDIENCE_ROOTS, MAX_DEPTH, unknown_roots, validate_rules
+from flows.rules_sql import rules_filter
+from flows.services import audience, audience_batch
 
 PREVIEW_SIZE = 20
-# Contacts read per query while counting (rules are evaluated per contact).
+# Contacts read per query while counting a segment whose rules the database cannot decide
+# alone (flows.rules_sql): they are evaluated per contact.
 SCAN_BATCH = 2000
 
 
@@ -54,9 +56,7 @@ def _expand(workspace: Workspace, group: Any, path: str, seen: tuple[str, ...],
         item_path = f"{path}.{key}[{index}]"
         if _is_reference(item):
             target = str(item["segment"])
-            pk = _uuid(target)
-            segment = Segment.objects.filter(workspace=workspace, pk=pk).first() if pk \
-                else None
+            segment = _segment_of(workspace, target)
             if segment is None:
                 errors.append(f"{item_path}.segment: no segment '{target}' in this workspace")
                 continue
@@ -73,11 +73,13 @@ def _expand(workspace: Workspace, group: Any, path: str, seen: tuple[str, ...],
     return {key: expanded}
 
 
-def _uuid(text: str) -> str | None:
+def _segment_of(workspace: Workspace, segment_id: str) -> Segment | None:
+    """Return the workspace's segment with this id (None: no such segment, or no uuid)."""
     try:
-        return str(uuid.UUID(text))
+        pk = uuid.UUID(segment_id)
     except ValueError:
         return None
+    return Segment.objects.filter(workspace=workspace, pk=pk).first()
 
 
 def rules_expand(*, workspace: Workspace, rules: Any, segment_id: str | None = None,
@@ -193,34 +195,30 @@ def segment_delete(*, segment: Segment, actor: Actor | None = None) -> None:
         segment.delete()
 
 
-def segment_members(*, segment: Segment) -> Iterator[Contact]:
-    """Yield the segment's contacts in id order, reading SCAN_BATCH at a time."""
+def segment_preview(*, segment: Segment) -> tuple[int, list[Contact]]:
+    """Return the segment's live count and its first PREVIEW_SIZE contacts (in id order).
+
+    The database counts them when it can decide the rules alone (flows.rules_sql); else
+    the contacts it narrows to are evaluated SCAN_BATCH at a time.
+    """
     rules = segment_rules(segment)
     contacts = audience(workspace=segment.workspace, contact_ids=None)
-    cursor = None
-    while True:
-        batch = list((contacts.filter(pk__gt=cursor) if cursor else contacts)[:SCAN_BATCH])
-        for contact in batch:
-            if evaluate(rules, audience_context(contact)):
-                yield contact
-        if len(batch) < SCAN_BATCH:
-            return
-        cursor = batch[-1].pk
-
-
-def segment_preview(*, segment: Segment) -> tuple[int, list[Contact]]:
-    """Return the segment's live count and its first PREVIEW_SIZE contacts."""
-    count, first = 0, []
-    for contact in segment_members(segment=segment):
-        if count < PREVIEW_SIZE:
-            first.append(contact)
-        count += 1
+    where, exact = rules_filter(rules)
+    if exact:
+        members = contacts.filter(where)
+        return members.count(), list(members[:PREVIEW_SIZE])
+    first: list[Contact] = []
+    count, cursor, read = 0, None, SCAN_BATCH
+    while read == SCAN_BATCH:
+        cursor, read, matched = audience_batch(contacts=contacts.filter(where), rules=rules,
+                                               cursor=cursor, size=SCAN_BATCH)
+        first.extend(matched[:PREVIEW_SIZE - len(first)])
+        count += len(matched)
     return count, first
 
 
 def segment_rules_for(workspace: Workspace, segment_id: str) -> dict | None:
     """Return the expanded rules of the workspace's segment `segment_id` (None when the
     workspace has no such segment): what a flow's bulk start with segment_id uses."""
-    pk = _uuid(str(segment_id))
-    segment = Segment.objects.filter(workspace=workspace, pk=pk).first() if pk else None
+    segment = _segment_of(workspace, str(segment_id))
     return segment_rules(segment) if segment is not None else None

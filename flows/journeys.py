@@ -34,7 +34,6 @@ from flows.models import Execution, FlowVersion, Step
 from flows.nodes.checks import DURATION_HELP, duration_seconds
 from flows.rules import TRIGGER_FILTER_ROOTS, evaluate, unknown_roots, validate_rules
 from messaging.delivery.creation import messages_cancel_many
-from messaging.delivery.templating import contact_context
 from messaging.events.types import EXECUTION_CONVERTED, EXECUTION_EXITED
 
 ExecStatus = Execution.Status
@@ -111,13 +110,12 @@ def _reactions(workspace_id: Any, name: str,
     return goals, exits
 
 
-def event_apply(*, workspace_id: Any, contact: Contact, name: str, properties: dict,
+def event_apply(*, workspace_id: Any, contact: Contact, name: str, context: dict,
                 now: datetime | None = None) -> dict[str, int]:
-    """End the contact's executions whose goal or exit condition this event meets, and
-    count the goal for those that finished within its attribution window; return
+    """End the contact's executions whose goal or exit condition this event meets (their
+    filters see `context`, what a trigger's filter sees: services.trigger_filter_context),
+    and count the goal for those that finished within its attribution window; return
     {"exited": n, "converted": m}. Runs in the caller's transaction when there is one."""
-    context = {"event": {"name": name, "properties": properties}, "properties": properties,
-               "contact": contact_context(contact)}
     goals, exits = _reactions(workspace_id, name, context)
     if not goals and not exits:
         return {"exited": 0, "converted": 0}

@@ -21,6 +21,7 @@ from flows.nodes.aliases import engine_node, engine_type
 from flows.nodes.base import data_of
 from flows.publishing import RUN_BULK_START, publish, schedule_advance, send_on_commit
 from flows.rules import CONDITION_ROOTS, evaluate, unknown_roots
+from flows.rules_sql import rules_filter
 from messaging.delivery.templating import contact_context
 from messaging.events.types import EXECUTION_STARTED
 from messaging.models import Template, Topic
@@ -254,6 +255,27 @@ def audience(*, workspace: Workspace, contact_ids: list | None) -> QuerySet[Cont
     return queryset
 
 
+def audience_batch(*, contacts: QuerySet[Contact], rules: dict | None, cursor: str | None,
+                   size: int) -> tuple[str | None, int, list[Contact]]:
+    """Return the last id of the next `size` candidates after `cursor` (None: none left),
+    how many they are, and those the rules match in id order.
+
+    Only the ids of the candidates are read; the database selects the matching rows (flows.
+    rules_sql) and the rules are evaluated here only on what it could not decide.
+    """
+    window = contacts.filter(pk__gt=cursor) if cursor else contacts
+    if not rules:
+        batch = list(window[:size])
+        return (str(batch[-1].pk) if batch else None), len(batch), batch
+    ids = list(window.values_list("pk", flat=True)[:size])
+    if not ids:
+        return None, 0, []
+    where, exact = rules_filter(rules)
+    matched = window.filter(where, pk__lte=ids[-1])
+    return str(ids[-1]), len(ids), [
+        contact for contact in matched if exact or evaluate(rules, audience_context(contact))]
+
+
 def bulk_start_create(*, flow: Flow, contact_ids: list | None, rules: dict | None,
                       data: dict | None, source: str = "api") -> BulkStart:
     """Record a bulk start and queue its first batch."""
@@ -271,20 +293,15 @@ def bulk_start_run_batch(*, job: BulkStart) -> bool:
         job.total = contacts.count() if not job.filter else 0
         job.status = BulkStart.Status.RUNNING
         job.save(update_fields=["total", "status"])
-    batch_qs = contacts.filter(pk__gt=job.cursor) if job.cursor else contacts
-    batch = list(batch_qs[:BULK_BATCH])
-    if job.filter:
-        matched = [c for c in batch if evaluate(job.filter, audience_context(c))]
-    else:
-        matched = batch
+    last, read, matched = audience_batch(contacts=contacts, rules=job.filter,
+                                         cursor=job.cursor, size=BULK_BATCH)
     started, refused = executions_start_many(flow=job.flow, contacts=matched, data=job.data,
                                              source=job.source) if matched else ([], 0)
-    skipped = refused + (len(batch) - len(matched) if job.filter else 0)
-    done = len(batch) < BULK_BATCH
+    skipped = refused + read - len(matched)
+    done = read < BULK_BATCH
     BulkStart.objects.filter(pk=job.pk).update(
         started=job.started + len(started), skipped=job.skipped + skipped,
-        refused=job.refused + refused,
-        cursor=str(batch[-1].pk) if batch else job.cursor,
+        refused=job.refused + refused, cursor=last or job.cursor,
         total=job.total if not job.filter else job.total + len(matched),
         status=BulkStart.Status.COMPLETED if done else BulkStart.Status.RUNNING,
         finished_at=timezone.now() if done else None)
@@ -296,10 +313,10 @@ def event_ingest(*, workspace: Workspace, contact: Contact, name: str,
     """End the contact's executions whose goal or exit condition the event meets (flows.
     journeys), start every active flow it triggers and wake waits for it; return the
     executions started, the waits woken and {"exited", "converted"}."""
-    ended = journeys.event_apply(workspace_id=workspace.pk, contact=contact, name=name,
-                                 properties=properties)
-    started: list[Execution] = []
     context = trigger_filter_context(contact=contact, name=name, properties=properties)
+    ended = journeys.event_apply(workspace_id=workspace.pk, contact=contact, name=name,
+                                 context=context)
+    started: list[Execution] = []
     flows = Flow.objects.filter(workspace=workspace, status=Flow.Status.ACTIVE,
                                 trigger__type="event", trigger__event=name)
     for flow in flows:

@@ -562,17 +562,25 @@ def _send_at(values: dict) -> datetime | None:
 
 # --- the composer ---------------------------------------------------------------------------
 
-def content_check(*, data: Any, workspace: Workspace | None = None) -> None:
-    """Raise MessageInvalid unless `data` (channel, content, category...) would make a
-    message once a recipient is added: what a sender to many contacts checks once, before
-    it composes for each (audiences.broadcasts). With the workspace, a `topic` must be
-    one of its topics."""
+def _fields_checked(data: Any) -> tuple[dict[str, Any], ChannelSpec]:
+    """Return the parsed values of `data` and its channel's spec; raise MessageInvalid for
+    what is not a JSON object, a bad value, a field the channel does not take or reserved
+    metadata (the checks every message and every broadcast's content pass)."""
     if not isinstance(data, dict):
         raise MessageInvalid({"non_field_errors": ["Expected a JSON object."]})
     values = _parse(data)
     spec = CHANNELS[values["channel"]]
     _check_field_names(data, spec)
     _check_reserved_metadata(values)
+    return values, spec
+
+
+def content_check(*, data: Any, workspace: Workspace | None = None) -> None:
+    """Raise MessageInvalid unless `data` (channel, content, category...) would make a
+    message once a recipient is added: what a sender to many contacts checks once, before
+    it composes for each (audiences.broadcasts). With the workspace, a `topic` must be
+    one of its topics."""
+    values, spec = _fields_checked(data)
     if workspace is not None:
         _topic(workspace, values, {})
         _apply_template(workspace, values, spec, {}, None)
@@ -596,12 +604,7 @@ def message_compose(*, workspace: Workspace, data: Any, source: str = "api",
     unknown = set(reserved or ()) - set(RESERVED_METADATA)
     if unknown:  # a caller's mistake, not the sender's
         raise ValueError(f"not reserved metadata keys: {sorted(unknown)}")
-    if not isinstance(data, dict):
-        raise MessageInvalid({"non_field_errors": ["Expected a JSON object."]})
-    values = _parse(data)
-    spec = CHANNELS[values["channel"]]
-    _check_field_names(data, spec)
-    _check_reserved_metadata(values)
+    values, spec = _fields_checked(data)
     send_at = _send_at(values)
     cache = {} if contacts_cache is None else contacts_cache
     contact = _contact(workspace, values, cache)

@@ -7,11 +7,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.test import Client
 from rest_framework.test import APIClient
 
 from config import embedded_redis
 from messaging.channels import ALL_QUEUES
-from tests.factories import WorkspaceFactory
+from tests.factories import StaffUserFactory, WorkspaceFactory
 from tests.support.stub_server import StubServer
 
 _started_redis = False
@@ -46,6 +47,13 @@ def api(api_key) -> APIClient:
     """An API client authenticated as `workspace`."""
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key}")
+    return client
+
+
+@pytest.fixture
+def staff(client: Client) -> Client:
+    """A test client logged in as a staff superuser (admin and dashboard pages)."""
+    client.force_login(StaffUserFactory())
     return client
 
 

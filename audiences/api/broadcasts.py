@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from audiences import broadcasts
 from audiences.models import Broadcast, Segment
 from audiences.selectors import broadcasts_list
-from core.api import ApiError, StrictCharField, WorkspaceScoped
+from core.api import ApiError, PageRead, StrictCharField, WorkspaceScoped
 from core.audit import actor_of
 from core.models import Scope, Workspace
 from messaging.api.idempotency import idempotent
@@ -73,6 +73,8 @@ class BroadcastSerializer(serializers.ModelSerializer):
     template_version = serializers.IntegerField(source="template_version.number",
                                                 read_only=True, allow_null=True, default=None,
                                                 help_text="the template's version they take")
+    # The page's stats, when a list answers (PageRead).
+    stats_counted: dict[Any, dict[str, Any]] | None = None
     segment_id = serializers.UUIDField(
         read_only=True, allow_null=True,
         help_text="the segment the audience came from (null once deleted, or none)")
@@ -84,10 +86,16 @@ class BroadcastSerializer(serializers.ModelSerializer):
                   "rules", "segment_id", "send_at", "throttle", "stats", "created_at",
                   "launched_at", "completed_at", "cancelled_at"]
         read_only_fields = fields
+        list_serializer_class = PageRead
+
+    def page_read(self, rows: list[Broadcast]) -> None:
+        """Count the page's stats in one query."""
+        self.stats_counted = broadcasts.stats_of_many(rows)
 
     @extend_schema_field(BroadcastStatsSerializer)
     def get_stats(self, broadcast: Broadcast) -> dict[str, Any]:
-        return broadcasts.stats_of(broadcast)
+        counted = self.stats_counted or {}
+        return counted.get(broadcast.pk) or broadcasts.stats_of(broadcast)
 
 
 class BroadcastFilter(django_filters.FilterSet):

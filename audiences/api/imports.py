@@ -20,7 +20,14 @@ from rest_framework.reverse import reverse
 from audiences import imports
 from audiences.models import ContactImport, ContactImportError
 from audiences.selectors import contact_imports_list
-from core.api import ApiError, CSVRenderer, ExportNegotiation, WorkspaceScoped, csv_stream
+from core.api import (
+    ApiError,
+    CSVRenderer,
+    ExportNegotiation,
+    PageRead,
+    WorkspaceScoped,
+    csv_stream,
+)
 from core.models import Workspace
 from messaging.api.idempotency import idempotent
 
@@ -51,6 +58,8 @@ class ContactImportSerializer(serializers.ModelSerializer):
                   "after the header); all of them are in error_file.")
     error_file = serializers.SerializerMethodField(
         help_text="Where to download every failed row as CSV.")
+    # The page's first errors, when a list answers (PageRead).
+    errors_read: dict[Any, list[ContactImportError]] | None = None
 
     class Meta:
         model = ContactImport
@@ -59,11 +68,16 @@ class ContactImportSerializer(serializers.ModelSerializer):
                   "rows_updated", "rows_failed", "error", "first_errors", "error_file",
                   "created_at", "started_at", "finished_at"]
         read_only_fields = fields
+        list_serializer_class = PageRead
+
+    def page_read(self, rows: list[ContactImport]) -> None:
+        """Read the page's first errors in one query."""
+        self.errors_read = imports.first_errors_of(rows)
 
     @extend_schema_field(ImportRowErrorSerializer(many=True))
     def get_first_errors(self, job: ContactImport) -> list[dict[str, Any]]:
-        rows = job.row_errors.order_by("row")[:imports.FIRST_ERRORS]
-        return list(ImportRowErrorSerializer(rows, many=True).data)
+        errors = (self.errors_read or imports.first_errors_of([job]))[job.pk]
+        return list(ImportRowErrorSerializer(errors, many=True).data)
 
     @extend_schema_field(serializers.URLField())
     def get_error_file(self, job: ContactImport) -> str:

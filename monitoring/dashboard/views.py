@@ -66,7 +66,7 @@ from monitoring.dashboard.forms import (
 from monitoring.dashboard.overview import overview_context
 from monitoring.dashboard.paging import WindowPaginator
 from monitoring.dashboard.selectors.alerts import alerts_context
-from monitoring.dashboard.selectors.broadcasts import broadcast_row, broadcasts_page_rows
+from monitoring.dashboard.selectors.broadcasts import broadcast_rows, broadcasts_page_rows
 from monitoring.dashboard.selectors.common import (
     as_uuid,
     format_seconds,
@@ -600,7 +600,7 @@ def broadcasts(request: HttpRequest, workspace: Workspace) -> HttpResponse:
     """List the workspace's broadcasts with a progress bar and their stats."""
     page = _page_of(request, broadcasts_page_rows(workspace))
     return _render(request, "dashboard/broadcasts.html", workspace,
-                   {"page": page, "items": [broadcast_row(b) for b in page]},
+                   {"page": page, "items": broadcast_rows(page)},
                    section="broadcasts")
 
 

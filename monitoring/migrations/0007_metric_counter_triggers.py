@@ -11,6 +11,8 @@ compares the two.
 """
 from django.db import migrations
 
+from monitoring.migrations._statement_triggers import trigger_sql, triggers_drop
+
 DELIVERY_BOUNDS = "ARRAY[0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0]"
 STEP_BOUNDS = "ARRAY[0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 3600.0, 86400.0]"
 
@@ -101,32 +103,11 @@ def _insert(parts: str, rows: str) -> str:
 
 def _trigger_sql(table: str) -> str:
     parts, columns = COUNTED[table]
-    new = ", ".join(f"n.{c}" for c in columns)
-    old = ", ".join(f"o.{c}" for c in columns)
-    changed = (f"SELECT n.*, 1 AS s FROM new_rows n JOIN old_rows o ON o.id = n.id "
-               f"WHERE ({new}) IS DISTINCT FROM ({old}) UNION ALL "
-               f"SELECT o.*, -1 AS s FROM new_rows n JOIN old_rows o ON o.id = n.id "
-               f"WHERE ({new}) IS DISTINCT FROM ({old})")
-    function = f"relay_metric_{table}"
-    return f"""
-CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  IF TG_OP = 'INSERT' THEN{_insert(parts, "SELECT *, 1 AS s FROM new_rows")}
-  ELSIF TG_OP = 'DELETE' THEN{_insert(parts, "SELECT *, -1 AS s FROM old_rows")}
-  ELSE{_insert(parts, changed)}
-  END IF;
-  RETURN NULL;
-END $$;
-CREATE TRIGGER {function}_insert AFTER INSERT ON {table}
-  REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION {function}();
-CREATE TRIGGER {function}_update AFTER UPDATE ON {table}
-  REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-  FOR EACH STATEMENT EXECUTE FUNCTION {function}();
-CREATE TRIGGER {function}_delete AFTER DELETE ON {table}
-  REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION {function}();
--- Start from what is there: the trigger's lock keeps writers out until this commits.
-{_insert(parts, f"SELECT *, 1 AS s FROM {table}")}
-"""
+    return trigger_sql(
+        function=f"relay_metric_{table}", table=table, columns=columns,
+        insert=lambda rows: _insert(parts, rows),
+        start_note="-- Start from what is there: the trigger's lock keeps writers out until "
+                   "this commits.\n")
 
 
 def install(apps, schema_editor) -> None:
@@ -144,10 +125,7 @@ def uninstall(apps, schema_editor) -> None:
         return
     with schema_editor.connection.cursor() as cursor:
         for table in COUNTED:
-            function = f"relay_metric_{table}"
-            for event in ("insert", "update", "delete"):
-                cursor.execute(f"DROP TRIGGER IF EXISTS {function}_{event} ON {table}")
-            cursor.execute(f"DROP FUNCTION IF EXISTS {function}()")
+            triggers_drop(cursor, function=f"relay_metric_{table}", table=table)
         cursor.execute("DROP FUNCTION IF EXISTS relay_metric_compact(); "
                        "DROP FUNCTION IF EXISTS relay_metric_step_parts; "
                        "DROP FUNCTION IF EXISTS relay_metric_message_parts; "

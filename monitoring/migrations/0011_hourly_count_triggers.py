@@ -1,10 +1,13 @@
 """Triggers that keep monitoring_hourlycount true as messages and executions change
-(PostgreSQL only), the way 0007 keeps the /metrics counters: statement-level, with
+(PostgreSQL only), the way 0007 keeps the /metrics counters (the same builder,
+_statement_triggers): statement-level, with
 transition tables, one INSERT into monitoring_hourlydelta per statement grouped by workspace,
 hour and status; an UPDATE counts only rows whose counted columns changed. The totals start
 from one scan, taken while CREATE TRIGGER's lock keeps writers out.
 """
 from django.db import migrations
+
+from monitoring.migrations._statement_triggers import trigger_sql, triggers_drop
 
 # table -> (kind, the hour's column, the timed-row seconds over a row alias r, counted columns)
 ROLLED = {
@@ -57,32 +60,8 @@ def _insert(table: str, rows: str) -> str:
 
 
 def _trigger_sql(table: str) -> str:
-    columns = ROLLED[table][4]
-    new = ", ".join(f"n.{c}" for c in columns)
-    old = ", ".join(f"o.{c}" for c in columns)
-    changed = (f"SELECT n.*, 1 AS s FROM new_rows n JOIN old_rows o ON o.id = n.id "
-               f"WHERE ({new}) IS DISTINCT FROM ({old}) UNION ALL "
-               f"SELECT o.*, -1 AS s FROM new_rows n JOIN old_rows o ON o.id = n.id "
-               f"WHERE ({new}) IS DISTINCT FROM ({old})")
-    function = f"relay_hourly_{table}"
-    return f"""
-CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  IF TG_OP = 'INSERT' THEN{_insert(table, "SELECT *, 1 AS s FROM new_rows")}
-  ELSIF TG_OP = 'DELETE' THEN{_insert(table, "SELECT *, -1 AS s FROM old_rows")}
-  ELSE{_insert(table, changed)}
-  END IF;
-  RETURN NULL;
-END $$;
-CREATE TRIGGER {function}_insert AFTER INSERT ON {table}
-  REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION {function}();
-CREATE TRIGGER {function}_update AFTER UPDATE ON {table}
-  REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-  FOR EACH STATEMENT EXECUTE FUNCTION {function}();
-CREATE TRIGGER {function}_delete AFTER DELETE ON {table}
-  REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION {function}();
-{_insert(table, f"SELECT *, 1 AS s FROM {table}")}
-"""
+    return trigger_sql(function=f"relay_hourly_{table}", table=table, columns=ROLLED[table][4],
+                       insert=lambda rows: _insert(table, rows))
 
 
 def install(apps, schema_editor) -> None:
@@ -100,10 +79,7 @@ def uninstall(apps, schema_editor) -> None:
         return
     with schema_editor.connection.cursor() as cursor:
         for table in ROLLED:
-            function = f"relay_hourly_{table}"
-            for event in ("insert", "update", "delete"):
-                cursor.execute(f"DROP TRIGGER IF EXISTS {function}_{event} ON {table}")
-            cursor.execute(f"DROP FUNCTION IF EXISTS {function}()")
+            triggers_drop(cursor, function=f"relay_hourly_{table}", table=table)
         cursor.execute("DROP FUNCTION IF EXISTS relay_hourly_compact(); "
                        "DELETE FROM monitoring_hourlydelta; DELETE FROM monitoring_hourlycount")
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from audiences import broadcasts
@@ -250,3 +252,19 @@ def test_a_bad_broadcast_template_answers_400_naming_the_field(api, workspace, b
     assert answer.status_code == 400, answer.json()
     assert list(answer.json()["error"]["fields"]) == [field]
     assert not Broadcast.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_list_counts_a_page_of_stats_in_one_query(api, workspace):
+    contacts = [ContactFactory(workspace=workspace) for _ in range(3)]
+    post(api, contact_ids=[str(contacts[0].pk)], throttle="1/h")
+    with CaptureQueriesContext(connection) as one:
+        assert api.get(URL).status_code == 200
+    for contact in contacts[1:]:
+        post(api, contact_ids=[str(contact.pk)], throttle="1/h")
+    for broadcast in Broadcast.objects.all():
+        make_all(str(broadcast.pk))
+    with CaptureQueriesContext(connection) as three:
+        listed = api.get(URL).json()["results"]
+    assert [item["stats"]["pending"] for item in listed] == [1, 1, 1]
+    assert len(three.captured_queries) == len(one.captured_queries)

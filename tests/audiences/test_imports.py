@@ -6,6 +6,8 @@ import json
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from audiences import imports
 from audiences.models import ContactImport, ContactImportChunk, ContactImportError
@@ -281,3 +283,29 @@ def test_the_error_rows_of_a_json_lines_import_carry_the_line(workspace):
                                       message="bad", record={"phone": "1"})
     assert list(imports.error_rows(job=job)) == [
         ["row", "field", "error", "record"], [2, "phone", "bad", '{"phone": "1"}']]
+
+
+def failed_import(workspace, errors: int) -> ContactImport:
+    """Return a completed import with `errors` failed rows (rows 2, 3, ...)."""
+    job = ContactImport.objects.create(workspace=workspace, format="csv", status="completed",
+                                       rows_total=errors, rows_done=errors,
+                                       rows_failed=errors)
+    ContactImportError.objects.bulk_create([
+        ContactImportError(contact_import=job, row=row, field="phone", message="bad")
+        for row in range(2, errors + 2)])
+    return job
+
+
+@pytest.mark.django_db
+def test_the_list_reads_a_pages_first_errors_in_one_query(api, workspace):
+    failed_import(workspace, imports.FIRST_ERRORS + 5)
+    api.get(URL)  # the key's first use of the test is recorded once
+    with CaptureQueriesContext(connection) as one:
+        assert api.get(URL).status_code == 200
+    failed_import(workspace, 2)
+    ContactImport.objects.create(workspace=workspace, format="csv", status="completed")
+    with CaptureQueriesContext(connection) as three:
+        listed = api.get(URL).json()["results"]
+    assert [[e["row"] for e in item["first_errors"]] for item in listed] == [
+        [], [2, 3], list(range(2, imports.FIRST_ERRORS + 2))]
+    assert len(three.captured_queries) == len(one.captured_queries)

@@ -38,6 +38,22 @@ def test_a_segment_counts_and_previews_its_contacts_live(api, workspace):
 
 
 @pytest.mark.django_db
+def test_rules_the_database_cannot_decide_count_across_batches(api, workspace,
+                                                               monkeypatch):
+    monkeypatch.setattr(segments, "SCAN_BATCH", 2)
+    adults = [ContactFactory(workspace=workspace, attributes={"age": age})
+              for age in (18, "21", 40.5, " 30")]
+    for age in (17, "17", "adult", None):
+        ContactFactory(workspace=workspace, attributes={"age": age})
+    ContactFactory(workspace=workspace, attributes={})
+    response = create(api, "Adults", {"all": [
+        {"field": "contact.attributes.age", "op": "gte", "value": 18}]})
+    preview = api.get(f"{URL}/{response.json()['id']}/preview").json()
+    assert preview["count"] == 4
+    assert [c["id"] for c in preview["contacts"]] == sorted(str(c.pk) for c in adults)
+
+
+@pytest.mark.django_db
 def test_rules_see_consent_and_other_segments(api, workspace):
     both = ContactFactory(workspace=workspace, attributes={"city": "Berlin"})
     ContactFactory(workspace=workspace, attributes={"city": "Berlin"}, sms_subscribed=False)

@@ -3,7 +3,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from django.contrib.auth import get_user_model
 
 from core.models import ApiKey, DeadLetter
 from core.services import api_key_create
@@ -13,13 +12,6 @@ from messaging.templates import template_create, template_update
 from tests.messaging.test_workspace_api import BAD_SETTINGS, GOOD_SETTINGS
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def staff(client):
-    user = get_user_model().objects.create_superuser("root", "root@example.com", "pw")
-    client.force_login(user)
-    return client
 
 
 def test_admin_pages_render(staff, workspace):

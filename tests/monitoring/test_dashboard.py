@@ -41,12 +41,6 @@ PAGES = ["dashboard:overview", "dashboard:executions", "dashboard:messages",
          "dashboard:rate-limits", "dashboard:broadcasts", "dashboard:providers"]
 
 
-@pytest.fixture
-def staff(client: Client) -> Client:
-    client.force_login(StaffUserFactory())
-    return client
-
-
 def page(client: Client, name: str, workspace, **params) -> object:
     return client.get(reverse(name), {"workspace": str(workspace.pk), **params})
 

@@ -8,15 +8,9 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from tests.factories import MessageFactory, StaffUserFactory, WorkspaceFactory
+from tests.factories import MessageFactory, WorkspaceFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def staff(client: Client) -> Client:
-    client.force_login(StaffUserFactory())
-    return client
 
 
 def shown_workspace(client: Client, path: str = "/dashboard/", **params: str) -> str:

@@ -10,12 +10,6 @@ from tests.factories import MembershipFactory, StaffUserFactory, WorkspaceFactor
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def staff(client):
-    client.force_login(StaffUserFactory())
-    return client
-
-
 def outbox(client, workspace):
     return client.get(reverse("dashboard:outbox"), {"workspace": str(workspace.pk)})
 

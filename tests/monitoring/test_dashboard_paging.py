@@ -9,17 +9,11 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from tests.factories import ExecutionFactory, MessageFactory, StaffUserFactory, StepFactory
+from tests.factories import ExecutionFactory, MessageFactory, StepFactory
 
 pytestmark = pytest.mark.django_db
 
 PAGE_SIZE = 25
-
-
-@pytest.fixture
-def staff(client: Client) -> Client:
-    client.force_login(StaffUserFactory())
-    return client
 
 
 def open_page(staff: Client, name: str, workspace, **params) -> tuple[object, list[str]]:

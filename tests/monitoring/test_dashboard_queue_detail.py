@@ -4,7 +4,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.test import Client
 from django.utils import timezone
 
 from core.models import DeadLetter, Membership
@@ -13,17 +12,10 @@ from tests.factories import (
     DeadLetterFactory,
     MembershipFactory,
     MessageFactory,
-    StaffUserFactory,
     WorkspaceFactory,
 )
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def staff(client: Client) -> Client:
-    client.force_login(StaffUserFactory())
-    return client
 
 
 def test_the_queues_page_counts_each_queues_jobs_and_links_its_page(staff, workspace):

@@ -7,7 +7,6 @@ from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from django.test import Client
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
@@ -18,17 +17,10 @@ from tests.factories import (
     FlowFactory,
     FlowScheduleFactory,
     MembershipFactory,
-    StaffUserFactory,
     WorkspaceFactory,
 )
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def staff(client: Client) -> Client:
-    client.force_login(StaffUserFactory())
-    return client
 
 
 def form_body(flow, contact, **extra) -> dict:

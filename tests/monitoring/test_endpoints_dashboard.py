@@ -2,20 +2,13 @@
 from __future__ import annotations
 
 import pytest
-from django.test import Client
 from django.urls import reverse
 
 from messaging.events.outbox import event_emit
 from messaging.models import Message, MessageStatus, WebhookEndpoint
-from tests.factories import StaffUserFactory, WorkspaceFactory
+from tests.factories import WorkspaceFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def staff(client: Client) -> Client:
-    client.force_login(StaffUserFactory(is_superuser=True))
-    return client
 
 
 @pytest.fixture

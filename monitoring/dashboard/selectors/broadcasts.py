@@ -1,12 +1,13 @@
 """Reads behind the broadcasts page: each broadcast with its stats and progress."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import QuerySet
 
-from audiences.broadcasts import stats_of
+from audiences.broadcasts import stats_of_many
 from audiences.models import Broadcast
 from audiences.selectors import broadcasts_list
 from core.models import Workspace
@@ -28,6 +29,9 @@ def broadcasts_page_rows(workspace: Workspace) -> QuerySet[Broadcast]:
     return broadcasts_list(workspace=workspace)
 
 
-def broadcast_row(broadcast: Broadcast) -> BroadcastRow:
-    """Return one broadcast with its stats (one counting query while it runs)."""
-    return BroadcastRow(broadcast=broadcast, stats=stats_of(broadcast))
+def broadcast_rows(broadcasts: Iterable[Broadcast]) -> list[BroadcastRow]:
+    """Return a page of broadcasts with their stats (one counting query for those that
+    run)."""
+    page = list(broadcasts)
+    stats = stats_of_many(page)
+    return [BroadcastRow(broadcast=broadcast, stats=stats[broadcast.pk]) for broadcast in page]
