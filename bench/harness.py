@@ -341,3 +341,17 @@ def rss_of_tree(pid: int) -> int:
     out = subprocess.run(["ps", "-o", "rss=", "--ppid", str(pid), "-p", str(pid)],
                          capture_output=True, text=True).stdout
     return sum(int(x) for x in out.split()) * 1024
+
+
+def cpu_of_tree(pid: int) -> float:
+    """Return the CPU seconds (user + system) a process and its live children have used:
+    what a scenario compares on a shared machine, where wall time is noise."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    pids = [pid, *(int(p) for p in subprocess.run(
+        ["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout.split())]
+    total = 0
+    for one in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks

@@ -92,16 +92,22 @@ def _matches(condition: Any, name: str, context: dict) -> bool:
     return not rules or evaluate(rules, context)
 
 
-def _reactions(workspace_id: Any, name: str,
-               context: dict) -> tuple[dict[int, int], dict[int, str]]:
-    """Return, for the workspace's versions this event concerns, {version id: attribution
-    window seconds} for those whose goal it meets and {version id: exit reason} for those
-    it ends on an exit condition only."""
-    goals: dict[int, int] = {}
-    exits: dict[int, str] = {}
+def _reactions(workspace_id: Any) -> list[tuple[int, dict]]:
+    """Return (version id, settings) of the workspace's versions with a goal or an exit
+    condition: read once for a whole batch of events."""
     rows = FlowVersion.objects.filter(flow__workspace_id=workspace_id,
                                       settings__has_any_keys=["goal", "exit_on"])
-    for pk, settings in rows.values_list("pk", "settings"):
+    return list(rows.values_list("pk", "settings"))
+
+
+def _met(versions: list[tuple[int, dict]], name: str,
+         context: dict) -> tuple[dict[int, int], dict[int, str]]:
+    """Return, for the versions this event concerns, {version id: attribution window
+    seconds} for those whose goal it meets and {version id: exit reason} for those it ends
+    on an exit condition only."""
+    goals: dict[int, int] = {}
+    exits: dict[int, str] = {}
+    for pk, settings in versions:
         goal = settings.get("goal")
         if _matches(goal, name, context):
             goals[pk] = duration_seconds(goal.get("within", 0)) or 0
@@ -110,40 +116,82 @@ def _reactions(workspace_id: Any, name: str,
     return goals, exits
 
 
+# One contact's event: (contact, name, properties).
+ContactEvent = tuple[Contact, str, dict]
+
+
 def event_apply(*, workspace_id: Any, contact: Contact, name: str, properties: dict,
                 now: datetime | None = None) -> dict[str, int]:
     """End the contact's executions whose goal or exit condition this event meets, and
     count the goal for those that finished within its attribution window; return
     {"exited": n, "converted": m}. Runs in the caller's transaction when there is one."""
-    context = {"event": {"name": name, "properties": properties}, "properties": properties,
-               "contact": contact_context(contact)}
-    goals, exits = _reactions(workspace_id, name, context)
-    if not goals and not exits:
-        return {"exited": 0, "converted": 0}
+    return events_apply(workspace_id=workspace_id, events=[(contact, name, properties)],
+                        now=now)[0]
+
+
+def events_apply(*, workspace_id: Any, events: list[ContactEvent],
+                 now: datetime | None = None) -> list[dict[str, int]]:
+    """event_apply for many events of distinct contacts at once, set-wise: one read of the
+    versions, one of the candidate executions, and one exit (lock, end, skip, cancel) per
+    exit reason, whatever the number of events; return each event's counts, in order.
+
+    Distinct contacts, because a contact's events must apply one after the other (an
+    event that starts a flow, then one that exits it): services.events_ingest splits a
+    batch into rounds where no contact repeats."""
+    counts = [{"exited": 0, "converted": 0} for _ in events]
+    versions = _reactions(workspace_id)
+    if not versions:
+        return counts
+    met: dict[Any, tuple[int, dict[int, int], dict[int, str]]] = {}
+    for index, (contact, name, properties) in enumerate(events):
+        context = {"event": {"name": name, "properties": properties},
+                   "properties": properties, "contact": contact_context(contact)}
+        goals, exits = _met(versions, name, context)
+        if goals or exits:
+            met[contact.pk] = (index, goals, exits)
+    if not met:
+        return counts
     now = now or timezone.now()
-    longest = timedelta(seconds=max(goals.values(), default=0))
-    candidates = Execution.objects.filter(workspace_id=workspace_id, contact_id=contact.pk)
-    active = Q(status__in=ACTIVE, version_id__in=[*goals, *exits])
-    finished = Q(status__in=[ExecStatus.COMPLETED, ExecStatus.EXITED], converted_at__isnull=True,
-                 version_id__in=[pk for pk, window in goals.items() if window],
-                 completed_at__gte=now - longest)
-    rows = list(candidates.filter(active | finished if longest else active)
-                .values_list("pk", "status", "version_id", "completed_at"))
     ending: dict[str, list[Any]] = {}
     attributed = []
-    for pk, status, version_id, completed_at in rows:
+    owner: dict[Any, int] = {}
+    for pk, contact_id, status, version_id, completed_at in _candidates(workspace_id, met, now):
+        index, goals, exits = met[contact_id]
         if status in ACTIVE:
-            ending.setdefault(GOAL if version_id in goals else exits[version_id], []).append(pk)
-        elif completed_at and completed_at >= now - timedelta(seconds=goals[version_id]):
+            if version_id in goals or version_id in exits:
+                ending.setdefault(GOAL if version_id in goals else exits[version_id],
+                                  []).append(pk)
+                owner[pk] = index
+        elif (version_id in goals and goals[version_id] and completed_at
+              and completed_at >= now - timedelta(seconds=goals[version_id])):
             attributed.append(pk)
-    exited = converted = 0
+            owner[pk] = index
     with transaction.atomic():
         for reason, ids in ending.items():
-            ended = executions_exit(ids=ids, reason=reason, now=now)
-            exited += len(ended)
-            converted += len(ended) if reason == GOAL else 0
-        converted += len(executions_convert(ids=attributed, now=now))
-    return {"exited": exited, "converted": converted}
+            for pk in executions_exit(ids=ids, reason=reason, now=now):
+                counts[owner[pk]]["exited"] += 1
+                counts[owner[pk]]["converted"] += reason == GOAL
+        for pk in executions_convert(ids=attributed, now=now):
+            counts[owner[pk]]["converted"] += 1
+    return counts
+
+
+def _candidates(workspace_id: Any, met: dict[Any, tuple[int, dict[int, int], dict[int, str]]],
+                now: datetime) -> list[tuple[Any, Any, str, int, datetime | None]]:
+    """Return (id, contact id, status, version id, completed_at) of the executions of these
+    contacts that an event may end (running or waiting on a version it concerns) or convert
+    (finished, not converted, on a version whose goal has a window, within the longest)."""
+    ended = {pk for _, goals, exits in met.values() for pk in [*goals, *exits]}
+    windows = {pk: window for _, goals, _ in met.values()
+               for pk, window in goals.items() if window}
+    candidates = Execution.objects.filter(workspace_id=workspace_id, contact_id__in=list(met))
+    active = Q(status__in=ACTIVE, version_id__in=ended)
+    if windows:
+        active |= Q(status__in=[ExecStatus.COMPLETED, ExecStatus.EXITED],
+                    converted_at__isnull=True, version_id__in=list(windows),
+                    completed_at__gte=now - timedelta(seconds=max(windows.values())))
+    return list(candidates.filter(active).values_list(
+        "pk", "contact_id", "status", "version_id", "completed_at"))
 
 
 def executions_exit(*, ids: list[Any], reason: str, now: datetime) -> list[Any]:

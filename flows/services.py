@@ -259,13 +259,49 @@ def event_ingest(*, workspace: Workspace, contact: Contact, name: str,
     """End the contact's executions whose goal or exit condition the event meets (flows.
     journeys), start every active flow it triggers and wake waits for it; return the
     executions started, the waits woken and {"exited", "converted"}."""
-    ended = journeys.event_apply(workspace_id=workspace.pk, contact=contact, name=name,
-                                 properties=properties)
+    return events_ingest(workspace=workspace, events=[(contact, name, properties)])[0]
+
+
+def events_ingest(*, workspace: Workspace, events: list[journeys.ContactEvent]
+                  ) -> list[tuple[list[Execution], int, dict[str, int]]]:
+    """event_ingest for many events, each as if alone and in order, but set-wise: the
+    events go in rounds where no contact repeats (a contact's second event waits for the
+    next round, after its first took effect), and a round's exits, flow lookups and wakes
+    are a few statements whatever its size. Return what event_ingest returns, per event."""
+    answers: list[tuple[list[Execution], int, dict[str, int]]] = []
+    triggered: dict[str, list[Flow]] = {}
+    for round_ in _rounds(events):
+        ended = journeys.events_apply(workspace_id=workspace.pk, events=round_)
+        started = [_trigger(workspace, triggered, *event) for event in round_]
+        woken = engine.deliver_events(workspace_id=workspace.pk, events=round_)
+        answers += zip(started, woken, ended, strict=True)
+    return answers
+
+
+def _rounds(events: list[journeys.ContactEvent]) -> list[list[journeys.ContactEvent]]:
+    """Split the events, in order, into runs where no contact repeats."""
+    rounds: list[list[journeys.ContactEvent]] = [[]]
+    seen: set[Any] = set()
+    for event in events:
+        if event[0].pk in seen:
+            rounds.append([])
+            seen.clear()
+        rounds[-1].append(event)
+        seen.add(event[0].pk)
+    return [round_ for round_ in rounds if round_]
+
+
+def _trigger(workspace: Workspace, triggered: dict[str, list[Flow]], contact: Contact,
+             name: str, properties: dict) -> list[Execution]:
+    """Start every active flow this event triggers for the contact (the flows of an event
+    name read once per batch, in `triggered`); return the executions started."""
+    if name not in triggered:
+        triggered[name] = list(Flow.objects.filter(
+            workspace=workspace, status=Flow.Status.ACTIVE, trigger__type="event",
+            trigger__event=name))
     started: list[Execution] = []
     context = trigger_filter_context(contact=contact, name=name, properties=properties)
-    flows = Flow.objects.filter(workspace=workspace, status=Flow.Status.ACTIVE,
-                                trigger__type="event", trigger__event=name)
-    for flow in flows:
+    for flow in triggered[name]:
         rules = (flow.trigger or {}).get("filter")
         if rules and not evaluate(rules, context):
             continue
@@ -274,6 +310,4 @@ def event_ingest(*, workspace: Workspace, contact: Contact, name: str,
                 "event": name, "properties": properties}, source=Execution.Source.EVENT))
         except StartRefused:
             continue
-    woken = engine.deliver_event(workspace_id=workspace.pk, contact_id=contact.pk, name=name,
-                                 properties=properties)
-    return started, woken, ended
+    return started
