@@ -346,12 +346,15 @@ def rss_of_tree(pid: int) -> int:
 def cpu_of_tree(pid: int) -> float:
     """Return the CPU seconds (user + system) a process and its live children have used:
     what a scenario compares on a shared machine, where wall time is noise."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    pids = [pid, *(int(p) for p in subprocess.run(
-        ["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout.split())]
-    total = 0
-    for one in pids:
-        with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / ticks
+    children = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True,
+                              text=True).stdout.split()
+    return sum(cpu_of(one) for one in [pid, *map(int, children)])
+
+
+def cpu_of(pid: int) -> float:
+    """Return the CPU seconds (user + system) one process has used (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime

@@ -108,7 +108,7 @@ def _met(versions: list[tuple[int, dict]], name: str,
     goals: dict[int, int] = {}
     exits: dict[int, str] = {}
     for pk, settings in versions:
-        goal = settings.get("goal")
+        goal: Any = settings.get("goal")
         if _matches(goal, name, context):
             goals[pk] = duration_seconds(goal.get("within", 0)) or 0
         elif any(_matches(item, name, context) for item in settings.get("exit_on") or []):

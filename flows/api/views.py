@@ -693,7 +693,8 @@ class EventBatchView(APIView):
             outer = EventBatchSerializer(data=request.data)
             outer.is_valid(raise_exception=True)
             workspace = workspace_of(request)
-            items, errors = {}, {}
+            items: dict[int, dict] = {}
+            errors: dict[str, Any] = {}
             for index, item in enumerate(outer.validated_data["events"]):
                 serializer = EventFieldsSerializer(data=item)
                 if serializer.is_valid():

@@ -9,8 +9,8 @@ from flows.models import Execution, Step
 from messaging.models import Message
 from tests.factories import ContactFactory
 from tests.flows.conftest import create_flow, readme_journey
-from tests.flows.test_journeys import cart_flow
 from tests.flows.test_engine_end_to_end import start
+from tests.flows.test_journeys import cart_flow
 from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
