@@ -352,9 +352,11 @@ def cpu_of_tree(pid: int) -> float:
 
 
 def cpu_of(pid: int) -> float:
-    """Return the CPU seconds (user + system) one process has used (0 once it is gone)."""
+    """Return the CPU seconds (user + system) one process and its children that ended
+    have used (0 once it is gone): a prefork pool's replaced children still count."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    # utime, stime, cutime, cstime
+    return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")

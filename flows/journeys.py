@@ -201,7 +201,7 @@ def executions_exit(*, ids: list[Any], reason: str, now: datetime) -> list[Any]:
     ended. One transaction; the executions are locked first, in id order."""
     with transaction.atomic():
         locked = dict(Execution.objects.select_for_update().filter(
-            pk__in=ids, status__in=ACTIVE).order_by("pk").values_list("pk", "current_node"))
+            pk__in=ids, status__in=ACTIVE).order_by("pk").values_list("pk", "workspace_id"))
         if not locked:
             return []
         goal = reason == GOAL
@@ -214,10 +214,8 @@ def executions_exit(*, ids: list[Any], reason: str, now: datetime) -> list[Any]:
         Execution.objects.filter(pk__in=list(locked)).update(**fields)
         waiting_steps_end(execution_ids=list(locked), now=now,
                           reason=f"execution exited ({reason})")
-        ended = list(Execution.objects.filter(pk__in=list(locked)))
-        flow_events.journey_emit(executions=ended, type=EXECUTION_EXITED)
-        if goal:
-            flow_events.journey_emit(executions=ended, type=EXECUTION_CONVERTED)
+        flow_events.journey_emit(ids=locked, types=[EXECUTION_EXITED, *(
+            [EXECUTION_CONVERTED] if goal else [])])
     return list(locked)
 
 
@@ -227,9 +225,10 @@ def executions_convert(*, ids: list[Any], now: datetime) -> list[Any]:
     if not ids:
         return []
     with transaction.atomic():
-        rows = dict(Execution.objects.select_for_update().filter(
+        found = list(Execution.objects.select_for_update().filter(
             pk__in=ids, converted_at__isnull=True).order_by("pk").values_list(
-            "pk", "current_node"))
+            "pk", "current_node", "workspace_id"))
+        rows = {pk: node for pk, node, _ in found}
         # A completed execution's cursor is past its end: the node reached is its last step's.
         for execution_id, node_id in Step.objects.filter(execution_id__in=[
                 pk for pk, node in rows.items() if not node]).order_by(
@@ -238,8 +237,8 @@ def executions_convert(*, ids: list[Any], now: datetime) -> list[Any]:
         for node, group in _by_node(rows).items():
             Execution.objects.filter(pk__in=group).update(converted_at=now, converted_node=node,
                                                           updated_at=now)
-        converted = list(Execution.objects.filter(pk__in=list(rows)))
-        flow_events.journey_emit(executions=converted, type=EXECUTION_CONVERTED)
+        flow_events.journey_emit(ids={pk: workspace for pk, _, workspace in found},
+                                 types=[EXECUTION_CONVERTED])
     return list(rows)
 
 
