@@ -460,7 +460,7 @@ def deliver_events(*, workspace_id: Any, events: list[tuple[Any, str, dict]]) ->
     index = {(contact.pk, name): i for i, (contact, name, _) in enumerate(events)}
     woken = [0] * len(events)
     waiting = Execution.objects.filter(
-        workspace_id=workspace_id, contact_id__in={contact.pk for contact, _, _ in events},
+        workspace_id=workspace_id, contact_id__any={contact.pk for contact, _, _ in events},
         status=ExecStatus.WAITING, waiting_event__in={name for _, name, _ in events})
     for execution in waiting:
         i = index.get((execution.contact_id, execution.waiting_event))

@@ -184,7 +184,7 @@ def _candidates(workspace_id: Any, met: dict[Any, tuple[int, dict[int, int], dic
     ended = {pk for _, goals, exits in met.values() for pk in [*goals, *exits]}
     windows = {pk: window for _, goals, _ in met.values()
                for pk, window in goals.items() if window}
-    candidates = Execution.objects.filter(workspace_id=workspace_id, contact_id__in=list(met))
+    candidates = Execution.objects.filter(workspace_id=workspace_id, contact_id__any=list(met))
     active = Q(status__in=ACTIVE, version_id__in=ended)
     if windows:
         active |= Q(status__in=[ExecStatus.COMPLETED, ExecStatus.EXITED],
@@ -201,7 +201,7 @@ def executions_exit(*, ids: list[Any], reason: str, now: datetime) -> list[Any]:
     ended. One transaction; the executions are locked first, in id order."""
     with transaction.atomic():
         locked = dict(Execution.objects.select_for_update().filter(
-            pk__in=ids, status__in=ACTIVE).order_by("pk").values_list("pk", "workspace_id"))
+            pk__any=ids, status__in=ACTIVE).order_by("pk").values_list("pk", "workspace_id"))
         if not locked:
             return []
         goal = reason == GOAL
@@ -211,7 +211,7 @@ def executions_exit(*, ids: list[Any], reason: str, now: datetime) -> list[Any]:
             "lease_until": None, "updated_at": now}
         if goal:  # with the node each one had reached (its cursor stays where it was)
             fields.update(converted_at=now, converted_node=F("current_node"))
-        Execution.objects.filter(pk__in=list(locked)).update(**fields)
+        Execution.objects.filter(pk__any=list(locked)).update(**fields)
         waiting_steps_end(execution_ids=list(locked), now=now,
                           reason=f"execution exited ({reason})")
         flow_events.journey_emit(ids=locked, types=[EXECUTION_EXITED, *(
@@ -226,7 +226,7 @@ def executions_convert(*, ids: list[Any], now: datetime) -> list[Any]:
         return []
     with transaction.atomic():
         found = list(Execution.objects.select_for_update().filter(
-            pk__in=ids, converted_at__isnull=True).order_by("pk").values_list(
+            pk__any=ids, converted_at__isnull=True).order_by("pk").values_list(
             "pk", "current_node", "workspace_id"))
         rows = {pk: node for pk, node, _ in found}
         # A completed execution's cursor is past its end: the node reached is its last step's.
@@ -252,7 +252,8 @@ def _by_node(positions: dict[Any, str]) -> dict[str, list[Any]]:
 def waiting_steps_end(*, execution_ids: list[Any], now: datetime, reason: str) -> int:
     """Skip the waiting steps of these (just ended) executions and cancel the messages they
     wait for that no provider has yet; return how many messages were cancelled."""
-    steps = Step.objects.filter(execution_id__in=execution_ids, status=StepStatus.WAITING)
+    steps = Step.objects.filter(execution_id__any=execution_ids,
+                                status=StepStatus.WAITING).order_by()
     message_ids = [pk for pk in steps.values_list("message_id", flat=True) if pk is not None]
     steps.update(status=StepStatus.SKIPPED, completed_at=now)
     return len(messages_cancel_many(ids=message_ids, reason=reason, now=now))

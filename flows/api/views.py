@@ -304,7 +304,7 @@ def find_contacts(workspace: Workspace, items: list[dict]) -> dict[int, Contact 
         if wanted:
             named[lookup] = {getattr(contact, lookup): contact for contact in
                              Contact.objects.filter(workspace=workspace,
-                                                    **{f"{lookup}__in": wanted})}
+                                                    **{f"{lookup}__any": wanted})}
     found: dict[int, Contact | dict] = {}
     for index, attrs in enumerate(items):
         field, lookup = next(((f, k) for f, k in (("contact_id", "pk"), (
