@@ -19,7 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.harness import ROOT, Cluster, rss_of_tree
+from bench.harness import ROOT, Cluster, cpu_of_tree, rss_of_tree
 from bench.load import accept_batch, closed_loop, open_loop, percentile, wait_for
 from messaging.channels import SMS
 
@@ -118,15 +118,25 @@ def e2e(cluster: Cluster, n: int) -> float:
     print(f"e2e: {n} SMS accepted by the API -> stub provider -> sent persisted", flush=True)
     workspace, key = cluster.workspace("e2e")
     before = plain_celery_drain(cluster, n)
+    cpu = _cpu(cluster)
     rate = delivery_rate(cluster, workspace, key, n)
+    cpu = _cpu(cluster) - cpu
     after = plain_celery_drain(cluster, n)
     baseline = (before + after) / 2
     row("e2e", "delivery throughput", rate, "msg/s", baseline,
         f"plain Celery draining {n} no-op tasks, mean of {before:.0f} before and "
         f"{after:.0f} after", "ratio >= 1.0")
+    row("e2e", "web + worker CPU per 1,000 SMS (accept to sent)", cpu / n * 1000, "s")
     stats = cluster.stub_stats()
     row("e2e", "duplicates at provider", stats["deduplicated"], "msgs", target="0")
     return rate
+
+
+def _cpu(cluster: Cluster) -> float:
+    """Return the CPU seconds gunicorn and the workers have spent so far (not the
+    dispatcher's: it polls for due timers, which these sends have none of, so its CPU
+    follows the run's length, not the messages)."""
+    return sum(cpu_of_tree(cluster.procs[name].pid) for name in ("web", "worker"))
 
 
 # --- 3. end-to-end latency --------------------------------------------------------------------

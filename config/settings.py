@@ -499,6 +499,7 @@ TIMELINE_ENABLED = env_bool("TIMELINE_ENABLED", True)
 SEND_AT_PAST_TOLERANCE_SECONDS = env_int("SEND_AT_PAST_TOLERANCE_SECONDS", 60)
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 MESSAGE_BATCH_LIMIT = 1000
+EVENT_BATCH_LIMIT = 1000
 # Marketing sms/mms held back by quiet hours go out at the window's end plus up to this many
 # seconds (each message its own stable offset), so a whole list does not fire in one second.
 QUIET_HOURS_JITTER_SECONDS = env_int("QUIET_HOURS_JITTER_SECONDS", 300)

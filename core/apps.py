@@ -11,6 +11,7 @@ class CoreConfig(AppConfig):
 
         from core import (
             logcontext,
+            lookups,  # noqa: F401  (registers field__any)
             schema,  # noqa: F401  (registers the OpenAPI auth extension)
             signin,  # noqa: F401  (audits and counts failed sign-ins, lockouts)
             tracing,

@@ -37,7 +37,7 @@ JOIN = "join"
 
 def family(ids: Sequence[Any]) -> Q:
     """Match these executions and every branch under them."""
-    return Q(pk__in=list(ids)) | Q(root_id__in=list(ids))
+    return Q(pk__any=list(ids)) | Q(root_id__any=list(ids))
 
 
 def fork(forks: Sequence[tuple[Execution, list[str]]]) -> list[Execution]:

@@ -459,19 +459,25 @@ def dispatch_timers(*, now: datetime | None = None, batch: int = 500) -> int:
     return len(due)
 
 
-def deliver_event(*, workspace_id: Any, contact_id: Any, name: str,
-                  properties: dict) -> int:
-    """Wake the executions of this contact waiting for this event; return how many."""
-    woken = 0
-    waiting = Execution.objects.filter(workspace_id=workspace_id, contact_id=contact_id,
-                                       status=ExecStatus.WAITING, waiting_event=name)
+def deliver_events(*, workspace_id: Any, events: list[tuple[Any, str, dict]]) -> list[int]:
+    """Wake the executions waiting for these events, of distinct contacts, (contact, name,
+    properties) each: one read finds every waiting execution they wake; return how many
+    each woke, in order."""
+    index = {(contact.pk, name): i for i, (contact, name, _) in enumerate(events)}
+    woken = [0] * len(events)
+    waiting = Execution.objects.filter(
+        workspace_id=workspace_id, contact_id__any={contact.pk for contact, _, _ in events},
+        status=ExecStatus.WAITING, waiting_event__in={name for _, name, _ in events})
     for execution in waiting:
+        i = index.get((execution.contact_id, execution.waiting_event))
+        if i is None:
+            continue  # another contact's event of that name
         step = Step.objects.filter(execution=execution, node_id=execution.current_node,
                                    visit=execution.current_visit,
                                    status=StepStatus.WAITING).first()
         if step and resume_step(step=step, outcome="completed", handle="event",
-                                output={"event": name, "properties": properties}):
-            woken += 1
+                                output={"event": events[i][1], "properties": events[i][2]}):
+            woken[i] += 1
     return woken
 
 

@@ -2,8 +2,8 @@
 
 A flow's settings may name a goal, `{"event", "filter", "within"}`, and exit conditions,
 `[{"event", "filter"}]`; they are frozen with each version, so an execution answers to the
-settings of the version it runs. When a contact's event is accepted (`event_apply`, called
-by services.event_ingest for `POST /api/v1/events` and inbound `message.received`), every
+settings of the version it runs. When a contact's event is accepted (`events_apply`, called
+by services.events_ingest for `POST /api/v1/events` and inbound `message.received`), every
 running or waiting execution of that contact whose version's goal or exit condition matches
 ends at once: status `exited`, `exit_reason` `goal` or `event:<name>`.
 
@@ -92,17 +92,23 @@ def _matches(condition: Any, name: str, context: dict) -> bool:
     return not rules or evaluate(rules, context)
 
 
-def _reactions(workspace_id: Any, name: str,
-               context: dict) -> tuple[dict[int, int], dict[int, str]]:
-    """Return, for the workspace's versions this event concerns, {version id: attribution
-    window seconds} for those whose goal it meets and {version id: exit reason} for those
-    it ends on an exit condition only."""
-    goals: dict[int, int] = {}
-    exits: dict[int, str] = {}
+def _reactions(workspace_id: Any) -> list[tuple[int, dict]]:
+    """Return (version id, settings) of the workspace's versions with a goal or an exit
+    condition: read once for a whole batch of events."""
     rows = FlowVersion.objects.filter(flow__workspace_id=workspace_id,
                                       settings__has_any_keys=["goal", "exit_on"])
-    for pk, settings in rows.values_list("pk", "settings"):
-        goal = settings.get("goal")
+    return list(rows.values_list("pk", "settings"))
+
+
+def _met(versions: list[tuple[int, dict]], name: str,
+         context: dict) -> tuple[dict[int, int], dict[int, str]]:
+    """Return, for the versions this event concerns, {version id: attribution window
+    seconds} for those whose goal it meets and {version id: exit reason} for those it ends
+    on an exit condition only."""
+    goals: dict[int, int] = {}
+    exits: dict[int, str] = {}
+    for pk, settings in versions:
+        goal: Any = settings.get("goal")
         if _matches(goal, name, context):
             goals[pk] = duration_seconds(goal.get("within", 0)) or 0
         elif any(_matches(item, name, context) for item in settings.get("exit_on") or []):
@@ -110,41 +116,76 @@ def _reactions(workspace_id: Any, name: str,
     return goals, exits
 
 
-def event_apply(*, workspace_id: Any, contact: Contact, name: str, context: dict,
-                now: datetime | None = None) -> dict[str, int]:
-    """End the contact's executions whose goal or exit condition this event meets (their
-    filters see `context`, what a trigger's filter sees: services.trigger_filter_context),
-    and count the goal for those that finished within its attribution window; return
-    {"exited": n, "converted": m}. Runs in the caller's transaction when there is one."""
-    goals, exits = _reactions(workspace_id, name, context)
-    if not goals and not exits:
-        return {"exited": 0, "converted": 0}
+# One contact's event: (contact, name, properties).
+ContactEvent = tuple[Contact, str, dict]
+
+
+def events_apply(*, workspace_id: Any, events: list[ContactEvent], contexts: list[dict],
+                 now: datetime | None = None) -> list[dict[str, int]]:
+    """End the executions whose goal or exit condition each event meets (their filters see
+    the event's context, what a trigger's filter sees: services.trigger_filter_context), and
+    count the goal for those that finished within its attribution window; return each
+    event's {"exited": n, "converted": m}, in order. Runs in the caller's transaction when
+    there is one. Set-wise: one read of the versions, one of the candidate executions, and
+    one exit (lock, end, skip, cancel) per exit reason, whatever the number of events.
+
+    Distinct contacts, because a contact's events must apply one after the other (an
+    event that starts a flow, then one that exits it): services.events_ingest splits a
+    batch into rounds where no contact repeats."""
+    counts = [{"exited": 0, "converted": 0} for _ in events]
+    versions = _reactions(workspace_id)
+    if not versions:
+        return counts
+    met: dict[Any, tuple[int, dict[int, int], dict[int, str]]] = {}
+    for index, ((contact, name, _), context) in enumerate(zip(events, contexts, strict=True)):
+        goals, exits = _met(versions, name, context)
+        if goals or exits:
+            met[contact.pk] = (index, goals, exits)
+    if not met:
+        return counts
     now = now or timezone.now()
-    longest = timedelta(seconds=max(goals.values(), default=0))
-    # The executions the contact entered; their branches end with them (executions_exit).
-    candidates = Execution.objects.filter(workspace_id=workspace_id, contact_id=contact.pk,
-                                          root__isnull=True)
-    active = Q(status__in=ACTIVE, version_id__in=[*goals, *exits])
-    finished = Q(status__in=[ExecStatus.COMPLETED, ExecStatus.EXITED], converted_at__isnull=True,
-                 version_id__in=[pk for pk, window in goals.items() if window],
-                 completed_at__gte=now - longest)
-    rows = list(candidates.filter(active | finished if longest else active)
-                .values_list("pk", "status", "version_id", "completed_at"))
     ending: dict[str, list[Any]] = {}
     attributed = []
-    for pk, status, version_id, completed_at in rows:
+    owner: dict[Any, int] = {}
+    for pk, contact_id, status, version_id, completed_at in _candidates(workspace_id, met, now):
+        index, goals, exits = met[contact_id]
         if status in ACTIVE:
-            ending.setdefault(GOAL if version_id in goals else exits[version_id], []).append(pk)
-        elif completed_at and completed_at >= now - timedelta(seconds=goals[version_id]):
+            if version_id in goals or version_id in exits:
+                ending.setdefault(GOAL if version_id in goals else exits[version_id],
+                                  []).append(pk)
+                owner[pk] = index
+        elif (version_id in goals and goals[version_id] and completed_at
+              and completed_at >= now - timedelta(seconds=goals[version_id])):
             attributed.append(pk)
-    exited = converted = 0
+            owner[pk] = index
     with transaction.atomic():
         for reason, ids in ending.items():
-            ended = executions_exit(ids=ids, reason=reason, now=now)
-            exited += len(ended)
-            converted += len(ended) if reason == GOAL else 0
-        converted += len(executions_convert(ids=attributed, now=now))
-    return {"exited": exited, "converted": converted}
+            for pk in executions_exit(ids=ids, reason=reason, now=now):
+                counts[owner[pk]]["exited"] += 1
+                counts[owner[pk]]["converted"] += reason == GOAL
+        for pk in executions_convert(ids=attributed, now=now):
+            counts[owner[pk]]["converted"] += 1
+    return counts
+
+
+def _candidates(workspace_id: Any, met: dict[Any, tuple[int, dict[int, int], dict[int, str]]],
+                now: datetime) -> list[tuple[Any, Any, str, int, datetime | None]]:
+    """Return (id, contact id, status, version id, completed_at) of the executions of these
+    contacts that an event may end (running or waiting on a version it concerns) or convert
+    (finished, not converted, on a version whose goal has a window, within the longest)."""
+    ended = {pk for _, goals, exits in met.values() for pk in [*goals, *exits]}
+    windows = {pk: window for _, goals, _ in met.values()
+               for pk, window in goals.items() if window}
+    # The executions the contacts entered; their branches end with them (executions_exit).
+    candidates = Execution.objects.filter(workspace_id=workspace_id, contact_id__any=list(met),
+                                          root__isnull=True)
+    active = Q(status__in=ACTIVE, version_id__in=ended)
+    if windows:
+        active |= Q(status__in=[ExecStatus.COMPLETED, ExecStatus.EXITED],
+                    converted_at__isnull=True, version_id__in=list(windows),
+                    completed_at__gte=now - timedelta(seconds=max(windows.values())))
+    return list(candidates.filter(active).values_list(
+        "pk", "contact_id", "status", "version_id", "completed_at"))
 
 
 def executions_exit(*, ids: list[Any], reason: str, now: datetime) -> list[Any]:
@@ -155,10 +196,11 @@ def executions_exit(*, ids: list[Any], reason: str, now: datetime) -> list[Any]:
     ids ended. One transaction; the executions are locked first, branches before the ones
     the contacts entered (a branch ending locks its parent after itself), in id order."""
     with transaction.atomic():
-        family = dict(Execution.objects.select_for_update().filter(
-            branches.family(ids), status__in=ACTIVE).order_by(
-            F("root_id").asc(nulls_last=True), "pk").values_list("pk", "root_id"))
-        locked = [pk for pk, root in family.items() if root is None]
+        family = {pk: (root, workspace) for pk, root, workspace in Execution.objects
+                  .select_for_update().filter(branches.family(ids), status__in=ACTIVE)
+                  .order_by(F("root_id").asc(nulls_last=True), "pk")
+                  .values_list("pk", "root_id", "workspace_id")}
+        locked = {pk: workspace for pk, (root, workspace) in family.items() if root is None}
         if not locked:
             return []
         goal = reason == GOAL
@@ -168,16 +210,14 @@ def executions_exit(*, ids: list[Any], reason: str, now: datetime) -> list[Any]:
             "lease_until": None, "updated_at": now}
         if goal:  # with the node each one had reached (its cursor stays where it was)
             fields.update(converted_at=now, converted_node=F("current_node"))
-        Execution.objects.filter(pk__in=[pk for pk in family if pk not in locked]).update(
+        Execution.objects.filter(pk__any=[pk for pk in family if pk not in locked]).update(
             **{key: value for key, value in fields.items() if not key.startswith("converted")})
-        Execution.objects.filter(pk__in=locked).update(**fields)
+        Execution.objects.filter(pk__any=list(locked)).update(**fields)
         waiting_steps_end(execution_ids=list(family), now=now,
                           reason=f"execution exited ({reason})")
-        ended = list(Execution.objects.filter(pk__in=locked))
-        flow_events.journey_emit(executions=ended, type=EXECUTION_EXITED)
-        if goal:
-            flow_events.journey_emit(executions=ended, type=EXECUTION_CONVERTED)
-    return locked
+        flow_events.journey_emit(ids=locked, types=[EXECUTION_EXITED, *(
+            [EXECUTION_CONVERTED] if goal else [])])
+    return list(locked)
 
 
 def executions_convert(*, ids: list[Any], now: datetime) -> list[Any]:
@@ -186,9 +226,10 @@ def executions_convert(*, ids: list[Any], now: datetime) -> list[Any]:
     if not ids:
         return []
     with transaction.atomic():
-        rows = dict(Execution.objects.select_for_update().filter(
-            pk__in=ids, converted_at__isnull=True).order_by("pk").values_list(
-            "pk", "current_node"))
+        found = list(Execution.objects.select_for_update().filter(
+            pk__any=ids, converted_at__isnull=True).order_by("pk").values_list(
+            "pk", "current_node", "workspace_id"))
+        rows = {pk: node for pk, node, _ in found}
         # A completed execution's cursor is past its end: the node reached is its last step's.
         for execution_id, node_id in Step.objects.filter(execution_id__in=[
                 pk for pk, node in rows.items() if not node]).order_by(
@@ -197,8 +238,8 @@ def executions_convert(*, ids: list[Any], now: datetime) -> list[Any]:
         for node, group in _by_node(rows).items():
             Execution.objects.filter(pk__in=group).update(converted_at=now, converted_node=node,
                                                           updated_at=now)
-        converted = list(Execution.objects.filter(pk__in=list(rows)))
-        flow_events.journey_emit(executions=converted, type=EXECUTION_CONVERTED)
+        flow_events.journey_emit(ids={pk: workspace for pk, _, workspace in found},
+                                 types=[EXECUTION_CONVERTED])
     return list(rows)
 
 
@@ -212,7 +253,8 @@ def _by_node(positions: dict[Any, str]) -> dict[str, list[Any]]:
 def waiting_steps_end(*, execution_ids: list[Any], now: datetime, reason: str) -> int:
     """Skip the waiting steps of these (just ended) executions and cancel the messages they
     wait for that no provider has yet; return how many messages were cancelled."""
-    steps = Step.objects.filter(execution_id__in=execution_ids, status=StepStatus.WAITING)
+    steps = Step.objects.filter(execution_id__any=execution_ids,
+                                status=StepStatus.WAITING).order_by()
     message_ids = [pk for pk in steps.values_list("message_id", flat=True) if pk is not None]
     steps.update(status=StepStatus.SKIPPED, completed_at=now)
     return len(messages_cancel_many(ids=message_ids, reason=reason, now=now))

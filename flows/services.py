@@ -313,13 +313,55 @@ def event_ingest(*, workspace: Workspace, contact: Contact, name: str,
     """End the contact's executions whose goal or exit condition the event meets (flows.
     journeys), start every active flow it triggers and wake waits for it; return the
     executions started, the waits woken and {"exited", "converted"}."""
-    context = trigger_filter_context(contact=contact, name=name, properties=properties)
-    ended = journeys.event_apply(workspace_id=workspace.pk, contact=contact, name=name,
-                                 context=context)
+    return events_ingest(workspace=workspace, events=[(contact, name, properties)])[0]
+
+
+def events_ingest(*, workspace: Workspace, events: list[journeys.ContactEvent]
+                  ) -> list[tuple[list[Execution], int, dict[str, int]]]:
+    """event_ingest for many events, each as if alone and in order, but set-wise: the
+    events go in rounds where no contact repeats (a contact's second event waits for the
+    next round, after its first took effect), and a round's exits, flow lookups and wakes
+    are a few statements whatever its size. Return what event_ingest returns, per event."""
+    answers: list[tuple[list[Execution], int, dict[str, int]]] = []
+    triggered: dict[str, list[Flow]] = {}
+    for round_ in _rounds(events):
+        # What the filters of goals, exits and triggers see, built once per event.
+        contexts = [trigger_filter_context(contact=contact, name=name, properties=properties)
+                    for contact, name, properties in round_]
+        ended = journeys.events_apply(workspace_id=workspace.pk, events=round_,
+                                      contexts=contexts)
+        started = [_trigger(workspace, triggered, event, context)
+                   for event, context in zip(round_, contexts, strict=True)]
+        woken = engine.deliver_events(workspace_id=workspace.pk, events=round_)
+        answers += zip(started, woken, ended, strict=True)
+    return answers
+
+
+def _rounds(events: list[journeys.ContactEvent]) -> list[list[journeys.ContactEvent]]:
+    """Split the events, in order, into runs where no contact repeats."""
+    rounds: list[list[journeys.ContactEvent]] = [[]]
+    seen: set[Any] = set()
+    for event in events:
+        if event[0].pk in seen:
+            rounds.append([])
+            seen.clear()
+        rounds[-1].append(event)
+        seen.add(event[0].pk)
+    return [round_ for round_ in rounds if round_]
+
+
+def _trigger(workspace: Workspace, triggered: dict[str, list[Flow]],
+             event: journeys.ContactEvent, context: dict) -> list[Execution]:
+    """Start every active flow this event triggers for the contact (the flows of an event
+    name read once per batch, in `triggered`; their filters see `context`); return the
+    executions started."""
+    contact, name, properties = event
+    if name not in triggered:
+        triggered[name] = list(Flow.objects.filter(
+            workspace=workspace, status=Flow.Status.ACTIVE, trigger__type="event",
+            trigger__event=name))
     started: list[Execution] = []
-    flows = Flow.objects.filter(workspace=workspace, status=Flow.Status.ACTIVE,
-                                trigger__type="event", trigger__event=name)
-    for flow in flows:
+    for flow in triggered[name]:
         rules = (flow.trigger or {}).get("filter")
         if rules and not evaluate(rules, context):
             continue
@@ -328,6 +370,4 @@ def event_ingest(*, workspace: Workspace, contact: Contact, name: str,
                 "event": name, "properties": properties}, source=Execution.Source.EVENT))
         except StartRefused:
             continue
-    woken = engine.deliver_event(workspace_id=workspace.pk, contact_id=contact.pk, name=name,
-                                 properties=properties)
-    return started, woken, ended
+    return started

@@ -1,7 +1,7 @@
 from django.urls import path
 
 from core.api import Router
-from flows.api.views import EventView, ExecutionViewSet, FlowViewSet
+from flows.api.views import EventBatchView, EventView, ExecutionViewSet, FlowViewSet
 
 router = Router()
 router.register("flows", FlowViewSet, basename="flow")
@@ -9,5 +9,6 @@ router.register("executions", ExecutionViewSet, basename="execution")
 
 urlpatterns = [
     path("events", EventView.as_view(), name="events"),
+    path("events/batch", EventBatchView.as_view(), name="events-batch"),
     *router.urls,
 ]

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import django_filters
+from django.conf import settings
+from django.db import transaction
 from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
@@ -282,28 +284,52 @@ class DryRunSerializer(serializers.Serializer):
     events = serializers.ListField(child=StrictCharField(), required=False, default=list)
 
 
-class EventSerializer(serializers.Serializer):
+class EventFieldsSerializer(serializers.Serializer):
+    """An event's fields, its contact not looked up: a batch finds its contacts at once."""
+
     name = StrictCharField(max_length=100)
     contact_id = serializers.UUIDField(required=False)
     contact_external_id = StrictCharField(required=False, max_length=200)
     properties = serializers.DictField(required=False, default=dict)
 
+
+class EventSerializer(EventFieldsSerializer):
     def validate(self, attrs: dict) -> dict:
         attrs["contact"] = find_contact(self.context["workspace"], attrs)
         return attrs
 
 
+class EventBatchSerializer(serializers.Serializer):
+    events = serializers.ListField(child=serializers.JSONField(), min_length=1,
+                                   max_length=settings.EVENT_BATCH_LIMIT)
+
+
+def find_contacts(workspace: Workspace, items: list[dict]) -> dict[int, Contact | dict]:
+    """Return, per index, the contact each item names by contact_id or contact_external_id,
+    or its field errors as find_contact raises them; two queries for any number."""
+    named: dict[str, dict[Any, Contact]] = {"pk": {}, "external_id": {}}
+    for lookup, field in (("pk", "contact_id"), ("external_id", "contact_external_id")):
+        wanted = {attrs[field] for attrs in items if field in attrs}
+        if wanted:
+            named[lookup] = {getattr(contact, lookup): contact for contact in
+                             Contact.objects.filter(workspace=workspace,
+                                                    **{f"{lookup}__any": wanted})}
+    found: dict[int, Contact | dict] = {}
+    for index, attrs in enumerate(items):
+        field, lookup = next(((f, k) for f, k in (("contact_id", "pk"), (
+            "contact_external_id", "external_id")) if f in attrs), ("contact_id", ""))
+        contact = named[lookup].get(attrs[field]) if lookup else None
+        found[index] = contact if contact is not None else {field: [
+            "No such contact." if lookup else "Give contact_id or contact_external_id."]}
+    return found
+
+
 def find_contact(workspace: Workspace, attrs: dict) -> Contact:
     """Return the contact named by contact_id or contact_external_id (400 if none)."""
-    for field, lookup in (("contact_id", "pk"), ("contact_external_id", "external_id")):
-        if field in attrs:
-            contact = Contact.objects.filter(workspace=workspace,
-                                             **{lookup: attrs[field]}).first()
-            if contact is None:
-                raise serializers.ValidationError({field: ["No such contact."]})
-            return contact
-    raise serializers.ValidationError({"contact_id": ["Give contact_id or "
-                                                      "contact_external_id."]})
+    found = find_contacts(workspace, [attrs])[0]
+    if isinstance(found, dict):
+        raise serializers.ValidationError(found)
+    return found
 
 
 class StatsQuerySerializer(serializers.Serializer):
@@ -680,5 +706,63 @@ class EventView(APIView):
                 properties=data["properties"])
             answer = EventIngestedSerializer({"executions": started, "started": len(started),
                                               "woken": woken, **ended})
+            return Response(answer.data, status=202)
+        return idempotent(request, handler)
+
+
+class EventCountsSerializer(serializers.Serializer):
+    """What one event of a batch did (the executions it started are counted, not listed)."""
+
+    started = serializers.IntegerField()
+    woken = serializers.IntegerField()
+    exited = serializers.IntegerField(help_text="executions the event ended (goal or exit_on)")
+    converted = serializers.IntegerField(
+        help_text="executions whose goal it is (exited now, or finished within the goal's "
+                  "attribution window)")
+
+
+class EventBatchIngestedSerializer(serializers.Serializer):
+    """The answer to a batch of events: how many, and each event's counts in order."""
+
+    count = serializers.IntegerField()
+    events = EventCountsSerializer(many=True)
+
+
+class EventBatchView(APIView):
+    write_scope = Scope.SEND
+
+    @extend_schema(request=EventBatchSerializer, responses={202: EventBatchIngestedSerializer})
+    def post(self, request: Request) -> Response:
+        """Record many contacts' events at once, each as POST /events would and in order
+        (a contact's later event applies after its earlier one): validate all (400 with
+        errors by index, nothing recorded), then apply all in one transaction."""
+        def handler() -> Response:
+            outer = EventBatchSerializer(data=request.data)
+            outer.is_valid(raise_exception=True)
+            workspace = workspace_of(request)
+            items: dict[int, dict] = {}
+            errors: dict[str, Any] = {}
+            for index, item in enumerate(outer.validated_data["events"]):
+                serializer = EventFieldsSerializer(data=item)
+                if serializer.is_valid():
+                    items[index] = serializer.validated_data
+                else:
+                    errors[str(index)] = serializer.errors
+            found = find_contacts(workspace, list(items.values()))
+            for index, contact in zip(items, found.values(), strict=True):
+                if isinstance(contact, dict):
+                    errors[str(index)] = contact
+                else:
+                    items[index]["contact"] = contact
+            if errors:
+                raise ApiError(400, f"{len(errors)} of {len(outer.validated_data['events'])} "
+                                    "events are invalid; nothing was recorded.",
+                               fields={"events": errors})
+            with transaction.atomic():
+                answers = services.events_ingest(workspace=workspace, events=[
+                    (item["contact"], item["name"], item["properties"]) for item in items.values()])
+            answer = EventBatchIngestedSerializer({"count": len(answers), "events": [
+                {"started": len(started), "woken": woken, **ended}
+                for started, woken, ended in answers]})
             return Response(answer.data, status=202)
         return idempotent(request, handler)

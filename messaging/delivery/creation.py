@@ -70,8 +70,8 @@ def messages_cancel_many(*, ids: list[Any], reason: str, now: Any = None) -> lis
     now = now or timezone.now()
     with transaction.atomic():
         pending = list(Message.objects.select_for_update().filter(
-            pk__in=ids, status__in=CANCELLABLE_STATUSES).values_list("pk", "status"))
-        Message.objects.filter(pk__in=[pk for pk, _ in pending]).update(
+            pk__any=ids, status__in=CANCELLABLE_STATUSES).values_list("pk", "status"))
+        Message.objects.filter(pk__any=[pk for pk, _ in pending]).update(
             status=MessageStatus.CANCELLED, cancelled_at=now, due_at=None, status_reason="",
             updated_at=now)
         entries_write(entries=[entry(message_id=pk, kind=TimelineKind.CANCELLED, at=now,

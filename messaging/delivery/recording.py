@@ -25,14 +25,13 @@ from messaging.models import (
     Message,
     MessageStatus,
     Suppression,
-    TimelineEntry,
     TimelineKind,
 )
 from messaging.providers.base import Outbound, ProviderError, Receipt
 from messaging.recipients import policy
 from messaging.recipients.suppressions import suppression_add
+from messaging.timeline import Entry, entries_write, entry, insert_sql
 from messaging.timeline import enabled as timeline_enabled
-from messaging.timeline import entries_write, entry, insert_sql
 from messaging.transitions import event_of
 
 logger = logging.getLogger(__name__)
@@ -119,14 +118,14 @@ def record_group(finished: list[Call], starting: list[Call],
         _save_attempts([call.attempt for call, outcome in recorded if outcome != "stale"]
                        + [call.attempt for call in starting if call.started],
                        [_call_entry(call, outcome) for call, outcome in recorded
-                        if outcome != "stale"])
+                        if outcome != "stale"] if timeline_enabled() else [])
         _emit_outcomes([(call.message, outcome) for call, outcome in recorded], endpoints)
     outcomes = {str(call.message.pk): outcome for call, outcome in recorded}
     outcomes.update({str(c.message.pk): "stale" for c in starting if not c.started})
     return outcomes
 
 
-def _call_entry(call: Call, outcome: str) -> TimelineEntry:
+def _call_entry(call: Call, outcome: str) -> Entry:
     """Return the timeline entry of one recorded provider call (or of a request that could
     not be built: no provider, no latency)."""
     attempt, result = call.attempt, call.result
@@ -171,12 +170,12 @@ def _lock_sending(ids: list[Any]) -> dict[Any, int]:
 
 
 def _save_attempts(attempts: list[DeliveryAttempt],
-                   entries: list[TimelineEntry] | None = None) -> None:
+                   entries: list[Entry] | None = None) -> None:
     """Insert the attempts about to start and those that never started (no call was made),
     and fill in the outcomes of the started ones, in one INSERT ... ON CONFLICT (message,
     number); with the finished calls' timeline entries in the same statement on PostgreSQL
     (a data-modifying WITH: no round trip of their own)."""
-    entries = (entries or []) if timeline_enabled() else []
+    entries = entries or []
     if not attempts:
         entries_write(entries=entries)
         return

@@ -35,7 +35,6 @@ from messaging.models import (
     DeliveryAttempt,
     Message,
     MessageStatus,
-    TimelineEntry,
     TimelineKind,
     WaitReason,
 )
@@ -45,7 +44,7 @@ from messaging.publishing import PUBLISH_BATCH
 from messaging.ratelimit import RATE_KEY_FIELD
 from messaging.recipients import policy
 from messaging.recipients.unsubscribe import list_unsubscribe_headers
-from messaging.timeline import counted_write, entries_write, entry
+from messaging.timeline import Entry, counted_write, entries_write, entry
 
 logger = logging.getLogger(__name__)
 
@@ -355,7 +354,7 @@ class Deferral:
     message: Message
     due: datetime
     fields: dict[str, Any]
-    entry: TimelineEntry
+    entry: Entry
 
 
 def _defer_for_rate_limit(message: Message, now: datetime) -> Deferral | None:
