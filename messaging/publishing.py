@@ -36,9 +36,11 @@ DELIVER_TASK = "messaging.tasks.deliver_messages"
 # (a full claim publishes one more: messaging.delivery.sending). This Redis key says one
 # waits; set when it is published, deleted by the task as it starts, before its claim.
 # Single-message requests then cost the workers a share of a task each instead of a task
-# each. It expires in case the task never starts (the sweeper republishes what it missed).
+# each. It expires after WAITING_MS in case the task never starts (taken by a worker that
+# was killed before it began): what joined it meanwhile waits for the sweeper, so the
+# window is short. A task that waits longer (a backlog) only lets more tasks be published.
 WAITING_KEY = "relay:lane-task-waiting:{lane}"
-WAITING_SECONDS = 10
+WAITING_MS = 1000
 
 
 def publish(messages: Iterable[Message], *, now: datetime | None = None,
@@ -124,14 +126,14 @@ def _task_waits(lane: str) -> bool:
     the caller is about to publish as waiting. Without Redis, say no: publish."""
     try:
         return not redis_client().set(WAITING_KEY.format(lane=lane), "1", nx=True,
-                                      ex=WAITING_SECONDS)
+                                      px=WAITING_MS)
     except redis.RedisError:
         return False
 
 
 def lane_task_started(lane: str) -> None:
     """Say that a task of the lane started (before its claim): what is queued from now on
-    needs a task of its own. A Redis failure leaves the key to expire (WAITING_SECONDS)."""
+    needs a task of its own. A Redis failure leaves the key to expire (WAITING_MS)."""
     try:
         redis_client().delete(WAITING_KEY.format(lane=lane))
     except redis.RedisError:

@@ -90,6 +90,11 @@ def test_they_follow_updates_deletes_and_compaction(monkeypatch):
     Execution.objects.filter(workspace=workspace, status="running").update(
         status="completed", completed_at=now)
     Message.objects.filter(workspace=workspace, status="suppressed").delete()
+    # Changes that only the hourly totals count, and only the /metrics counters (one
+    # trigger writes both: monitoring/migrations/0013).
+    Execution.objects.filter(workspace=workspace, status="completed").update(
+        started_at=now - timedelta(hours=5))
+    Message.objects.filter(workspace=workspace, channel="sms").update(channel="email")
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM monitoring_hourlydelta")
         assert cursor.fetchone()[0] > 0  # read before they were folded in
