@@ -1,7 +1,6 @@
 """The overview's hourly totals: messages by workspace, creation hour (UTC) and status, and
 executions by start hour and status, each with the rows that have a time (sent, finished)
-and their seconds. PostgreSQL triggers keep them (monitoring/migrations/0011; one function
-with the /metrics counters since 0013), so the
+and their seconds. PostgreSQL triggers keep them (monitoring/migrations/0011), so the
 overview reads a few hundred rows for a window however many messages it holds; elsewhere
 (SQLite, for development) it counts the tables themselves.
 """

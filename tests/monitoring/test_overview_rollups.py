@@ -90,8 +90,8 @@ def test_they_follow_updates_deletes_and_compaction(monkeypatch):
     Execution.objects.filter(workspace=workspace, status="running").update(
         status="completed", completed_at=now)
     Message.objects.filter(workspace=workspace, status="suppressed").delete()
-    # Changes that only the hourly totals count, and only the /metrics counters (one
-    # trigger writes both: monitoring/migrations/0013).
+    # A change only the hourly totals count (an execution's start hour), and one only the
+    # /metrics counters count (a message's channel): neither may move the other.
     Execution.objects.filter(workspace=workspace, status="completed").update(
         started_at=now - timedelta(hours=5))
     Message.objects.filter(workspace=workspace, channel="sms").update(channel="email")
