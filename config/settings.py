@@ -184,6 +184,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # behind a pooler in transaction mode that cannot keep prepared statements.
     DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = env_bool(
         "DB_SERVER_SIDE_BINDING", True)
+    # Django's backend with the health check's SELECT 1 only for a connection idle this
+    # long (core.postgresql.base): not one per request under load.
+    DATABASES["default"]["ENGINE"] = "core.postgresql"
+DB_HEALTH_CHECK_IDLE_SECONDS = env_float("DB_HEALTH_CHECK_IDLE_SECONDS", 1.0)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Concurrent web + worker processes share the file: wait for locks instead of failing.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
@@ -281,8 +285,11 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # One queue per channel so a slow provider cannot starve the others (messaging.channels).
 CELERY_TASK_QUEUES = [Queue(name) for name in ALL_QUEUES]
 CELERY_TASK_DEFAULT_QUEUE = DEFAULT_QUEUE
-# Events let Flower show task progress; they are cheap with Redis.
-CELERY_WORKER_SEND_TASK_EVENTS = True
+# Task events are a Redis publish per task state (received, started, succeeded): 8 % of a
+# worker's samples under single-message load. Off unless asked for: Flower turns them on
+# in every worker while it runs (its enable_events option, every few seconds), and off
+# again is a worker restart.
+CELERY_WORKER_SEND_TASK_EVENTS = env_bool("CELERY_WORKER_SEND_TASK_EVENTS", False)
 # A "sent" event is one more Redis publish per task published, 37% of a publish's cost in
 # the web process; Flower shows tasks from the worker's events without it.
 CELERY_TASK_SEND_SENT_EVENT = env_bool("CELERY_TASK_SEND_SENT_EVENT", False)

@@ -163,6 +163,19 @@ def _background_publishes_sent() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def _no_lane_task_waiting() -> Iterator[None]:
+    """Forget the lane tasks an earlier test published (messaging.publishing.WAITING_KEY):
+    the broker may have been purged since, and this test's messages must not join them."""
+    from messaging.publishing import WAITING_KEY
+    from messaging.ratelimit import client
+
+    keys = list(client().scan_iter(match=WAITING_KEY.format(lane="*")))
+    if keys:
+        client().delete(*keys)
+    yield
+
+
+@pytest.fixture(autouse=True)
 def _forget_parsed_graphs() -> Iterator[None]:
     """Forget the engine's parsed flow versions: ids come again after a test's database is
     flushed, and a version of an earlier test must not stand in for this one's."""

@@ -40,7 +40,7 @@ from messaging.models import (
 )
 from messaging.providers.base import Outbound, ProviderError, Receipt
 from messaging.providers.registry import providers_for
-from messaging.publishing import PUBLISH_BATCH
+from messaging.publishing import PUBLISH_BATCH, lane_task_started, publish_lane_more
 from messaging.ratelimit import RATE_KEY_FIELD
 from messaging.recipients import policy
 from messaging.recipients.unsubscribe import list_unsubscribe_headers
@@ -64,6 +64,7 @@ def messages_deliver(*, message_ids: list[str], lane: str = "",
 
     With a lane, claim that lane's next CLAIM_BATCH rows instead of the ids given, the
     workspaces taking turns (_claim_next); the ids only say how many were published.
+    A full claim publishes one more task for the lane (messaging.publishing.WAITING_KEY).
     Return {message id: skipped (not ours) | paused | deferred | suppressed | sent | retrying
     | failed | stale}. A paused queue holds its messages first (messaging.delivery.pauses), then the
     recipients' rules (messaging.recipients.policy) decide, then the rate limit.
@@ -71,8 +72,12 @@ def messages_deliver(*, message_ids: list[str], lane: str = "",
     provider calls (see _send_and_record); the calls run outside any transaction.
     """
     now = timezone.now()
+    full = False
     if lane and connection.vendor == "postgresql":
-        claimed = _claim_next(lane, max(CLAIM_BATCH, len(message_ids)), now)
+        lane_task_started(lane)  # before the claim: what is queued after it needs a task
+        limit = max(CLAIM_BATCH, len(message_ids))
+        claimed = _claim_next(lane, limit, now)
+        full = len(claimed) >= limit
     else:
         claimed = _claim(message_ids, now)
     outcomes = {str(mid): "skipped" for mid in message_ids}
@@ -81,6 +86,8 @@ def messages_deliver(*, message_ids: list[str], lane: str = "",
     # In due order, so rate-limit slots are booked in the order the messages were due.
     messages = list(Message.objects.select_related("workspace", "contact", "webhook_endpoint")
                     .filter(pk__in=claimed).order_by("due_at", "created_at", "id"))
+    if full:  # rows may be left whose publishes joined this task (messaging.publishing)
+        publish_lane_more(lane, messages[0])
     claimed_messages = list(messages)
     held = pauses.hold_paused(messages, now)
     outcomes.update({str(pk): "paused" for pk in held})

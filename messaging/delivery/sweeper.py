@@ -74,7 +74,7 @@ def _recover_expired_leases(now: datetime) -> int:
             requeue.append(message)
         messages_emit(changes=[(m, MESSAGE_FAILED) for m in lost])
         deliveries_recorded(outcomes=[(m, "failed") for m in lost], now=now)
-        transaction.on_commit(lambda: publish(requeue, now=now))
+        transaction.on_commit(lambda: publish(requeue, now=now, join_waiting=False))
         transaction.on_commit(lambda: notify_finals(failed))
     if expired:
         logger.warning("sweeper recovered %d messages from expired leases", len(expired))
@@ -101,7 +101,7 @@ def _republish_stale(now: datetime) -> int:
         Message.objects.filter(pk__in=[m.pk for m in stale]).update(enqueued_at=now)
         for message in stale:
             message.due_at = None
-        transaction.on_commit(lambda: publish(stale, now=now))
+        transaction.on_commit(lambda: publish(stale, now=now, join_waiting=False))
     if stale:
         logger.warning("sweeper republished %d queued messages", len(stale))
     return len(stale)

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 from celery.signals import task_retry
-from django.db import connection, connections
+from django.db import OperationalError, close_old_connections, connection, connections
 from django.test import Client
 
 from config.celery import app
@@ -144,3 +144,39 @@ def test_the_dispatcher_waits_and_reconnects(outage):
     assert dispatcher._pass() >= 1
     message.refresh_from_db()
     assert message.status == "queued"
+
+
+
+
+def _terminate_this_threads_connection() -> None:
+    """End this thread's database connection from the server's side (as a restart does),
+    through a second connection."""
+    pid = connection.connection.info.backend_pid
+    other = connections.create_connection("default")
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    finally:
+        other.close()
+
+
+def test_a_connection_idle_past_the_health_check_delay_is_checked_and_replaced(
+        outage, settings):
+    settings.DB_HEALTH_CHECK_IDLE_SECONDS = 0
+    assert Message.objects.count() == 0
+    _terminate_this_threads_connection()
+    close_old_connections()  # what a request's (or a task's) start does
+    assert Message.objects.count() == 0
+
+
+def test_a_connection_used_moments_ago_is_not_checked(outage, settings):
+    """No SELECT 1 before each request under load: a connection that died within the
+    delay fails one request (503 in the API, as in an outage), and is replaced after it."""
+    settings.DB_HEALTH_CHECK_IDLE_SECONDS = 3600
+    assert Message.objects.count() == 0
+    _terminate_this_threads_connection()
+    close_old_connections()
+    with pytest.raises(OperationalError):
+        Message.objects.count()
+    close_old_connections()  # the request's end
+    assert Message.objects.count() == 0

@@ -212,6 +212,69 @@ def test_a_message_without_a_lane_is_claimed_by_its_id(workspace, stub_server, e
         wait_until(lambda: Message.objects.get(pk=message.pk).status == "sent")
 
 
+# --- tasks waiting in the broker ---------------------------------------------------------------
+
+@contextmanager
+def tasks_published() -> Iterator[list[str]]:
+    """Collect the routing keys of the delivery tasks published inside the block."""
+    from celery.signals import before_task_publish
+
+    from messaging.publishing import DELIVER_TASK
+
+    published: list[str] = []
+
+    def collect(sender: str = "", routing_key: str = "", **kwargs) -> None:
+        if sender == DELIVER_TASK:
+            published.append(routing_key)
+
+    before_task_publish.connect(collect, weak=False)
+    try:
+        yield published
+    finally:
+        before_task_publish.disconnect(collect)
+
+
+@pytest.mark.timeout(60)
+def test_messages_queued_while_their_lane_task_waits_join_that_task(
+        workspace, stub_server, empty_broker):
+    http_sms(workspace, stub_server)
+    with tasks_published() as published:
+        first = backlog(workspace, 1)
+        more = backlog(workspace, 2)
+        other_lane = backlog(workspace, 1, category="transactional")
+    assert published == ["sms", "sms"]  # one for the bulk lane's three, one for priority
+    with worker_started():
+        wait_until(lambda: Message.objects.filter(status="sent").count() == 4)
+    assert {r.json()["message"] for r in stub_server.requests} == {
+        m.content["body"] for m in first + more + other_lane}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_message_queued_after_its_lane_task_started_gets_a_task_of_its_own(
+        workspace, stub_server, empty_broker):
+    http_sms(workspace, stub_server)
+    [first] = backlog(workspace, 1)
+    sending.messages_deliver(message_ids=[str(first.pk)], lane="sms:bulk")  # its task ran
+    with tasks_published() as published:
+        backlog(workspace, 1)
+    assert published == ["sms"]
+
+
+@pytest.mark.timeout(60)
+def test_a_full_claim_publishes_a_task_for_the_rows_it_left(workspace, stub_server,
+                                                            empty_broker):
+    http_sms(workspace, stub_server)
+    [first] = backlog(workspace, 1)
+    backlog(workspace, sending.CLAIM_BATCH)  # joins the waiting task: one row too many
+    with tasks_published() as published:
+        outcomes = sending.messages_deliver(message_ids=[str(first.pk)], lane="sms:bulk")
+    assert list(outcomes.values()).count("sent") == sending.CLAIM_BATCH
+    assert published == ["sms"]
+    with worker_started():
+        wait_until(lambda: Message.objects.filter(status="sent").count()
+                   == sending.CLAIM_BATCH + 1)
+
+
 @pytest.mark.django_db
 @pytest.mark.parametrize("weight", [0, 101, 2.5, "3", True])
 def test_a_delivery_weight_outside_1_to_100_is_refused(api, weight):

@@ -202,6 +202,8 @@ def test_the_counters_match_a_scan_through_inserts_updates_deletes_and_compactio
     execution.save()
     StepFactory(execution=execution, node_type="delay", status="completed",
                 started_at=now - timedelta(hours=2), completed_at=now)
+    # A change the hourly totals count and /metrics does not (an execution's start).
+    Execution.objects.filter(status="completed").update(started_at=now - timedelta(hours=5))
     # Purge: the attempts go first, then their messages (what purge_history does).
     Message.objects.filter(workspace=first, status="failed").delete()
     assert scan_and_counted()[1] == scan_and_counted()[0]

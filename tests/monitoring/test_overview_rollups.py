@@ -90,6 +90,11 @@ def test_they_follow_updates_deletes_and_compaction(monkeypatch):
     Execution.objects.filter(workspace=workspace, status="running").update(
         status="completed", completed_at=now)
     Message.objects.filter(workspace=workspace, status="suppressed").delete()
+    # A change only the hourly totals count (an execution's start hour), and one only the
+    # /metrics counters count (a message's channel): neither may move the other.
+    Execution.objects.filter(workspace=workspace, status="completed").update(
+        started_at=now - timedelta(hours=5))
+    Message.objects.filter(workspace=workspace, channel="sms").update(channel="email")
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM monitoring_hourlydelta")
         assert cursor.fetchone()[0] > 0  # read before they were folded in

@@ -1,0 +1,2 @@
+"""The PostgreSQL database backend: Django's, with a cheaper connection health check
+(core.postgresql.base)."""
