@@ -16,6 +16,7 @@ from django.apps import apps
 from rest_framework.test import APIClient
 from twilio.request_validator import RequestValidator
 
+from audiences.segments import segment_create
 from core.api_parsers import MAX_JSON_DEPTH, deep_path, first_unstorable
 from core.models import Contact
 from flows.models import Execution
@@ -168,9 +169,16 @@ def _resolve(schema: dict, node: dict) -> dict:
     return node
 
 
+# Keys of a schema node that describe it without narrowing what it takes.
+ANNOTATIONS = {"description", "title", "example", "default", "readOnly", "writeOnly",
+               "nullable"}
+
+
 def _free_form(node: dict) -> bool:
-    """Return whether a property takes any JSON object: `{}` or an object without fields."""
-    return node == {} or (node.get("type") == "object" and "properties" not in node)
+    """Return whether a property takes any JSON object: `{}` or an object without fields
+    (a description or other annotation beside them narrows nothing)."""
+    shape = {key: value for key, value in node.items() if key not in ANNOTATIONS}
+    return shape == {} or (shape.get("type") == "object" and "properties" not in shape)
 
 
 def free_form_fields() -> list[tuple[str, str, str]]:
@@ -206,6 +214,9 @@ def path_with_ids(path: str, workspace: Any) -> str:
     objects = {"contacts": lambda: ContactFactory(workspace=workspace).id,
                "flows": lambda: schedule.flow_id,
                "schedules": lambda: schedule.id,
+               "segments": lambda: segment_create(
+                   workspace=workspace, name="s",
+                   rules={"all": [{"field": "contact.phone", "op": "exists"}]}).id,
                "templates": lambda: template_create(
                    workspace=workspace, name="t", channel="sms", default_locale="en",
                    variants={"en": {"body": "Hi"}}).id}
