@@ -29,7 +29,8 @@ SEND = {
     ("ScheduleAiResponseView", "post"),
     ("FlowViewSet", "start"), ("FlowViewSet", "bulk"),
     ("ExecutionViewSet", "cancel"), ("ExecutionViewSet", "retry_step"),
-    ("EventView", "post"), ("InboundView", "post"), ("EmailEventView", "post"),
+    ("EventView", "post"), ("EventBatchView", "post"), ("InboundView", "post"),
+    ("EmailEventView", "post"),
     ("BroadcastViewSet", "create"), ("BroadcastViewSet", "send"),
     ("BroadcastViewSet", "cancel"),
 }

@@ -111,8 +111,9 @@ def payloads(workspace) -> dict[str, list[dict[str, Any]]]:
     exited = ExecutionFactory(workspace=workspace, status=Execution.Status.EXITED,
                               completed_at=now, exit_reason="goal", converted_at=now,
                               converted_node="n1")
-    flow_events.journey_emit(executions=[exited, done], type="execution.converted")
-    flow_events.journey_emit(executions=[exited], type="execution.exited")
+    flow_events.journey_emit(ids={exited.pk: workspace.pk, done.pk: workspace.pk},
+                             types=["execution.converted"])
+    flow_events.journey_emit(ids={exited.pk: workspace.pk}, types=["execution.exited"])
     schedule = FlowScheduleFactory(workspace=workspace)
     run = ScheduleRun.objects.create(schedule=schedule, occurrence_at=now, fired_at=now,
                                      status=ScheduleRun.Status.FAILED, error="boom")
