@@ -571,10 +571,22 @@ def sigterm_group(run: Run) -> None:
 INSPECT_EVERY = 0.2
 
 
+def _in_flight(active: list[dict]) -> list[str]:
+    """Return the ids of the messages these running delivery tasks hold: the ids a task was
+    published with, and for a lane task (published without ids, it claims its lane's next
+    rows) the messages it has claimed, which its delivery attempts name."""
+    from messaging.models import DeliveryAttempt
+
+    ids = {str(mid) for task in active for mid in task["args"][0]}
+    ids.update(str(mid) for mid in DeliveryAttempt.objects.filter(
+        task_id__in=[task["id"] for task in active]).values_list("message_id", flat=True))
+    return sorted(ids)
+
+
 def roll_worker(run: Run, name: str, *, group: bool = False,
                 timeout: float = 120.0) -> dict[str, Any]:
-    """Replace one worker while it runs a batch; return what was in flight and how its
-    warm shutdown went."""
+    """Replace one worker while it runs a batch (a delivery task holding messages); return
+    what was in flight and how its warm shutdown went."""
     from config.celery import app
     from messaging.models import Message
 
@@ -583,18 +595,19 @@ def roll_worker(run: Run, name: str, *, group: bool = False,
     active: list[dict] = []
     polls = replies = 0
     waited = time.monotonic()
-    while not active and time.monotonic() < deadline:
+    in_flight: list[str] = []
+    while not in_flight and time.monotonic() < deadline:
         answer = app.control.inspect(destination=[node], timeout=1.0).active() or {}
         polls, replies = polls + 1, replies + (node in answer)
         active = [task for task in answer.get(node, [])
                   if task.get("name") == "messaging.tasks.deliver_messages"]
-        if not active:
+        in_flight = _in_flight(active)
+        if not in_flight:
             # A worker answers at once, and every worker's event loop takes every broadcast:
             # polled in a tight loop (hundreds a second) the worker spent its loop answering
             # and took no task for the whole wait.
             time.sleep(INSPECT_EVERY)
     waited = time.monotonic() - waited
-    in_flight = sorted({mid for task in active for mid in task["args"][0]})
     run.cluster.start_worker(name)  # the new release; the supervisor now watches it
     signalled = time.monotonic()
     if group:
