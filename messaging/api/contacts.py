@@ -1,6 +1,7 @@
 """Contacts REST API: list/filter/search, CRUD and upsert by external_id."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import django_filters
@@ -49,20 +50,10 @@ class ContactSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError(exc.messages[0]) from exc
 
     def validate_timezone(self, value: str) -> str:
-        if value:
-            try:
-                validate_timezone(value)
-            except DjangoValidationError as exc:
-                raise serializers.ValidationError(exc.messages[0]) from exc
-        return value
+        return _model_checked(validate_timezone, value)
 
     def validate_locale(self, value: str) -> str:
-        if value:
-            try:
-                validate_locale(value)
-            except DjangoValidationError as exc:
-                raise serializers.ValidationError(exc.messages[0]) from exc
-        return value
+        return _model_checked(validate_locale, value)
 
     def validate_attributes(self, value: object) -> dict:
         if not isinstance(value, dict):
@@ -161,3 +152,14 @@ class ContactViewSet(WorkspaceScoped, viewsets.ModelViewSet):
         if request.method == "PUT":
             return Response(preferences_update(contact, request.data))
         return Response(preferences_answer(contact))
+
+
+def _model_checked(validator: Callable[[str], None], value: str) -> str:
+    """Return a non-empty value the model's validator accepts, its first message as the
+    field's error otherwise (blank stays blank)."""
+    if value:
+        try:
+            validator(value)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages[0]) from exc
+    return value
