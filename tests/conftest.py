@@ -11,7 +11,6 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from config import embedded_redis
-from messaging.channels import ALL_QUEUES
 from tests.factories import StaffUserFactory, WorkspaceFactory
 from tests.support.stub_server import StubServer
 
@@ -87,14 +86,11 @@ def second_stub_server() -> Iterator[StubServer]:
 @pytest.fixture
 def live_worker(transactional_db) -> Iterator[object]:
     """A Celery worker consuming every queue of the real broker, in this process."""
-    from celery.contrib.testing.worker import start_worker
-
     from config.celery import app
+    from tests.support.worker import threaded_worker
 
     app.control.purge()
-    with start_worker(app, pool="threads", concurrency=4, perform_ping_check=False,
-                      queues=list(ALL_QUEUES),
-                      shutdown_timeout=30) as worker:
+    with threaded_worker() as worker:
         yield worker
 
 
@@ -123,7 +119,9 @@ def dispatcher(transactional_db) -> Iterator[None]:
     thread.start()
     yield
     stop.set()
-    thread.join(10)
+    thread.join(30)
+    # A pass still running would write while the test database is flushed.
+    assert not thread.is_alive(), "the dispatcher thread did not stop"
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from messaging.delivery.creation import message_build, message_create_many
 from messaging.models import Message
 from tests.factories import WorkspaceFactory
 from tests.support.waiting import wait_until
+from tests.support.worker import threaded_worker
 
 PHONE = "+14155552671"
 
@@ -37,13 +38,7 @@ def backlog(workspace, count: int, category: str = "marketing", **extra) -> list
 def worker_started(queues: list[str] | None = None) -> Iterator[None]:
     """A live Celery worker (threads, like the live_worker fixture) started only now, so
     the tasks published before it are all waiting when it takes its first."""
-    from celery.contrib.testing.worker import start_worker
-
-    from config.celery import app
-    from messaging.channels import ALL_QUEUES
-
-    with start_worker(app, pool="threads", concurrency=4, perform_ping_check=False,
-                      queues=queues or list(ALL_QUEUES), shutdown_timeout=30):
+    with threaded_worker(queues):
         yield
 
 

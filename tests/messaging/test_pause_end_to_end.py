@@ -8,9 +8,9 @@ from datetime import timedelta
 
 import pytest
 
-from messaging.channels import ALL_QUEUES
 from messaging.models import DeliveryAttempt, Message
 from tests.support.waiting import wait_until
+from tests.support.worker import threaded_worker
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -18,12 +18,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @contextmanager
 def worker() -> Iterator[object]:
     """A Celery worker on the real broker, in this process, until the block ends."""
-    from celery.contrib.testing.worker import start_worker
-
-    from config.celery import app
-
-    with start_worker(app, pool="threads", concurrency=4, perform_ping_check=False,
-                      queues=list(ALL_QUEUES), shutdown_timeout=30) as running:
+    with threaded_worker() as running:
         yield running
 
 
