@@ -1,7 +1,8 @@
-"""Benchmark: broadcasts. Without a throttle, N contacts' SMS from the POST to the last
-`sent`, against the e2e delivery rate of N SMS through the batch API in the same run (target
-at least 0.9x); with a throttle of 6,000/min, the pace the messages are sent at (target
-100/s within 5 %), over THROTTLED contacts (6,000: a minute)."""
+"""Benchmark: broadcasts. `broadcast`: without a throttle, N contacts' SMS from the POST to
+the last `sent`, against the e2e delivery rate of N SMS through the batch API in the same run
+(target at least 0.9x). `broadcast-throttled`: a broadcast to N contacts with a throttle of
+6,000/min, the pace the messages are sent at from the first to the last (target 100/s
+within 5 %; at N = 100,000 it takes 17 minutes)."""
 from __future__ import annotations
 
 import time
@@ -15,7 +16,6 @@ from bench.load import wait_for
 
 THROTTLE = "6000/min"
 THROTTLE_PER_SECOND = 100.0
-THROTTLED = 6000
 EVERYONE = {"all": [{"field": "contact.phone", "op": "exists"}]}
 
 
@@ -62,12 +62,14 @@ def broadcast(cluster: Cluster, n: int, row: Callable[..., None],
     rate = n / (sent_times(workspace, n)[-1] - started)
     row("broadcast", f"{n} contacts, no throttle: POST to last sent", rate, "msg/s", e2e,
         f"e2e: {n} SMS through the batch API, same run", "ratio >= 0.9")
-    m = min(n, THROTTLED)
-    print(f"broadcast: {m} contacts at {THROTTLE}", flush=True)
+
+
+def broadcast_throttled(cluster: Cluster, n: int, row: Callable[..., None]) -> None:
+    print(f"broadcast: {n} contacts at {THROTTLE}", flush=True)
     workspace, key = cluster.workspace("broadcast-throttled")
-    contacts_make(workspace, m)
+    contacts_make(workspace, n)
     broadcast_post(cluster, key, THROTTLE)
-    times = sent_times(workspace, m)
+    times = sent_times(workspace, n)
     pace = (len(times) - 1) / (times[-1] - times[0])
-    row("broadcast", f"{m} contacts at {THROTTLE}: pace, first to last sent", pace, "msg/s",
-        THROTTLE_PER_SECOND, "the throttle", "ratio 0.95-1.05")
+    row("broadcast-throttled", f"{n} contacts at {THROTTLE}: pace, first to last sent", pace,
+        "msg/s", THROTTLE_PER_SECOND, "the throttle", "ratio 0.95-1.05")

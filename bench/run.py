@@ -3,8 +3,8 @@
     python -m bench.run [--scenario NAME[,NAME]] [--n N] [--out var/bench/latest.json]
 
 Scenarios: ingest, e2e, latency, schedule, memory, flows, cron, policy, events, metrics,
-timeline, dashboard, journeys, import, broadcast, lanes, segments. Every figure is measured
-in the same run as its baseline, and printed with the ratio.
+timeline, dashboard, journeys, import, broadcast, broadcast-throttled, lanes, segments.
+Every figure is measured in the same run as its baseline, and printed with the ratio.
 BENCH_DATABASE_NAME names the database the run drops and creates (default relay_bench).
 """
 from __future__ import annotations
@@ -384,11 +384,12 @@ def events(cluster: Cluster, n: int) -> None:
 
 SCENARIOS = ("ingest", "e2e", "latency", "schedule", "memory", "flows", "cron", "policy",
              "events", "metrics", "timeline", "dashboard", "journeys", "import", "broadcast",
-             "lanes", "segments")
+             "broadcast-throttled", "lanes", "segments")
 DEFAULT_N = {"ingest": 4000, "e2e": 10000, "latency": 3000, "schedule": 10000,
              "memory": 1_000_000, "flows": 5000, "cron": 1000, "policy": 10000,
              "events": 5000, "metrics": 2_000_000, "timeline": 4000, "dashboard": 10_000_000,
-             "journeys": 10000, "import": 100_000, "broadcast": 100_000, "lanes": 20000,
+             "journeys": 10000, "import": 100_000, "broadcast": 100_000,
+             "broadcast-throttled": 100_000, "lanes": 20000,
              "segments": 100_000}
 
 
@@ -481,6 +482,10 @@ def main() -> None:
                 from bench.broadcast import broadcast
 
                 broadcast(cluster, size, row, delivery_rate)
+            elif name == "broadcast-throttled":
+                from bench.broadcast import broadcast_throttled
+
+                broadcast_throttled(cluster, size, row)
             elif name == "import":
                 from bench.imports import contact_import
 
