@@ -168,17 +168,20 @@ def template_update(*, template: Template, changes: dict[str, Any],
     if "channel" in changes and changes["channel"] != template.channel:
         raise TemplateInvalid({"channel": ["A template's channel cannot change; make a new "
                                            "template."]})
-    current = template.current
-    assert current is not None  # written with the template
-    now = {"variants": current.variants, "default_locale": current.default_locale,
-           "topic": current.topic.key if current.topic else None}
-    wanted = {**now, **{key: changes[key] for key in VERSIONED if key in changes}}
-    if "name" in changes:
-        _name_check(template.workspace, changes["name"], template)
-    found = _check(workspace=template.workspace, channel=template.channel, **wanted)
+    workspace = template.workspace
     with transaction.atomic():
+        # What it holds now, read under the row lock: an update that committed since the
+        # caller read the template is kept, not overwritten with what the caller read.
         template = (Template.objects.select_for_update(of=("self",))
-                    .select_related("current").get(pk=template.pk))
+                    .select_related("current__topic").get(pk=template.pk))
+        current = template.current
+        assert current is not None  # written with the template
+        now = {"variants": current.variants, "default_locale": current.default_locale,
+               "topic": current.topic.key if current.topic else None}
+        wanted = {**now, **{key: changes[key] for key in VERSIONED if key in changes}}
+        if "name" in changes:
+            _name_check(workspace, changes["name"], template)
+        found = _check(workspace=workspace, channel=template.channel, **wanted)
         if "name" in changes and changes["name"] != template.name:
             template.name = changes["name"]
             template.save(update_fields=["name", "updated_at"])

@@ -9,6 +9,7 @@ import pytest
 
 from core.models import AuditEntry
 from messaging.models import Message, Template, TemplateVersion, Topic, TopicPreference
+from messaging.templates import template_create, template_update
 from tests.factories import ContactFactory, WorkspaceFactory
 from tests.support.waiting import wait_until
 
@@ -120,6 +121,20 @@ def test_a_bad_change_writes_no_version_and_the_channel_is_fixed(api):
     assert list(api.patch(url, {"name": "other"}, format="json").json()["error"][
         "fields"]) == ["name"]
     assert TemplateVersion.objects.filter(template_id=template["id"]).count() == 1
+
+
+def test_an_update_read_before_another_committed_keeps_the_others_change(workspace):
+    Topic.objects.create(workspace=workspace, key="promotions", name="Promos")
+    made = template_create(workspace=workspace, name="welcome", channel="sms",
+                           variants=VARIANTS, default_locale="en")
+    read_early = Template.objects.get(pk=made.pk)  # as the second update read it
+    template_update(template=Template.objects.get(pk=made.pk),
+                    changes={"variants": {"en": {"body": "Hey"}}})
+    template_update(template=read_early, changes={"topic": "promotions"})
+    current = Template.objects.select_related("current__topic").get(pk=made.pk).current
+    assert current is not None and current.topic is not None
+    assert (current.number, current.variants, current.topic.key) == (
+        3, {"en": {"body": "Hey"}}, "promotions")
 
 
 # --- locales and the preview ----------------------------------------------------------------
