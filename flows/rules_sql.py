@@ -32,10 +32,11 @@ from django.db.models.lookups import (
 )
 
 from flows.rules import OPERATORS, _as_number, _group_key, _is_condition
+from messaging.delivery.templating import CONTACT_COLUMNS
 
-# The columns audience_context shows as strings (messaging.delivery.templating.contact_context);
-# its id is left to Python (stored as a uuid on PostgreSQL, as 32 hex digits on SQLite).
-_COLUMNS = ("first_name", "last_name", "phone", "email", "timezone")
+# The columns audience_context shows as strings are contact_context's own (CONTACT_COLUMNS,
+# and external_id); its id is left to Python (stored as a uuid on PostgreSQL, as 32 hex
+# digits on SQLite).
 _CONSENT = {"sms": "sms_subscribed", "email": "email_subscribed"}
 # Attribute keys compiled into a JSON path: no quoting needed on either backend, and never a
 # list index (flows.rules.lookup reads digits as one, PostgreSQL's #> too, SQLite's $ not).
@@ -134,7 +135,7 @@ def _field(path: Any) -> _Field | None:
         return _Field(kind, kind)
     if name == "id" and not rest:
         raise LookupError(path)
-    if rest or name not in (*_COLUMNS, "external_id"):
+    if rest or name not in (*CONTACT_COLUMNS, "external_id"):
         return None
     text = Coalesce(F(name), Value("")) if name == "external_id" else F(name)
     return _Field(Value("string"), text)

@@ -42,19 +42,44 @@ def flow_graph_problems(*, nodes: Any, edges: Any,
     do not start with what conditions see included (checked on save and publish only: see
     unknown_roots) and, given the workspace, the templates and topics its sends name that
     the workspace lacks; empty when it can be published."""
-    return validate(nodes, edges) or [
+    return graphs_problems([(nodes, edges)], workspace=workspace)[0]
+
+
+def graphs_problems(graphs: list[tuple[Any, Any]],
+                    workspace: Workspace | None = None) -> list[list[dict]]:
+    """Return flow_graph_problems of each graph (nodes, edges) of the workspace, reading
+    the templates and topics their sends name once for all of them (a page of flows)."""
+    checked = [(nodes, validate(nodes, edges)) for nodes, edges in graphs]
+    sends = {index: _sends(nodes) for index, (nodes, errors) in enumerate(checked)
+             if not errors}
+    references = (_send_references(workspace, [s for found in sends.values() for s in found])
+                  if workspace is not None else None)
+    return [errors or [
         {"node": node["id"], "edge": None, "message": problem}
         for node in nodes if engine_type(node.get("type")) == "condition"
         for problem in unknown_roots(engine_node(node).get("data", {}).get("rules"),
                                      CONDITION_ROOTS, "a condition", "data.rules")
-    ] + (_send_reference_problems(workspace, nodes) if workspace is not None else [])
+    ] + (_send_reference_problems(sends[index], references) if references is not None
+         else [])
+        for index, (nodes, errors) in enumerate(checked)]
 
 
-def _send_reference_problems(workspace: Workspace, nodes: list[dict]) -> list[dict]:
-    """Return the send nodes naming a template or topic the workspace does not have, or a
-    template of another channel (one query for each kind, and none without any)."""
-    sends = [(node["id"], engine_node(node)) for node in nodes
-             if engine_type(node.get("type")) in send.CHANNELS]
+def _sends(nodes: list[dict]) -> list[tuple[str, dict]]:
+    """Return the send nodes of a sound graph: (id, the node in the engine's terms)."""
+    return [(node["id"], engine_node(node)) for node in nodes
+            if engine_type(node.get("type")) in send.CHANNELS]
+
+
+class _SendReferences:
+    """The templates (id -> channel) and topics (keys) of a workspace that sends name."""
+
+    def __init__(self, channels: dict[uuid.UUID, str], topics: set[str]) -> None:
+        self.channels, self.topics = channels, topics
+
+
+def _send_references(workspace: Workspace, sends: list[tuple[str, dict]]) -> _SendReferences:
+    """Read the workspace's templates and topics these sends name (one query for each kind,
+    and none without any)."""
     wanted = {key: {data_of(found)[key] for _, found in sends if key in data_of(found)}
               for key in ("template", "topic")}
     channels = dict(Template.objects.filter(workspace=workspace, pk__in=wanted["template"],
@@ -62,17 +87,24 @@ def _send_reference_problems(workspace: Workspace, nodes: list[dict]) -> list[di
                     .values_list("pk", "channel")) if wanted["template"] else {}
     topics = set(Topic.objects.filter(workspace=workspace, key__in=wanted["topic"])
                  .values_list("key", flat=True)) if wanted["topic"] else set()
+    return _SendReferences(channels, topics)
+
+
+def _send_reference_problems(sends: list[tuple[str, dict]],
+                             references: _SendReferences) -> list[dict]:
+    """Return the send nodes naming a template or topic the workspace does not have, or a
+    template of another channel."""
     problems = []
     for node_id, found in sends:
         data, kind = data_of(found), found["type"]
         if "template" in data:
-            channel = channels.get(uuid.UUID(data["template"]))
+            channel = references.channels.get(uuid.UUID(data["template"]))
             if channel is None:
                 problems.append((node_id, f"{kind} data.template is no template of this "
                                           "workspace"))
             elif channel != send.channel_of(found):
                 problems.append((node_id, f"{kind} data.template is for the {channel} channel"))
-        if "topic" in data and data["topic"] not in topics:
+        if "topic" in data and data["topic"] not in references.topics:
             problems.append((node_id, f"{kind} data.topic is no topic of this workspace"))
     return [{"node": node_id, "edge": None, "message": message}
             for node_id, message in problems]

@@ -40,3 +40,8 @@ def lane_of(message: Any) -> str:
 def kind_of(lane: str) -> str:
     """Return whether a lane is the priority or the bulk lane of its queue."""
     return lane.rpartition(":")[2]
+
+
+def queue_of(lane: str) -> str:
+    """Return the queue of the channel whose lane it is."""
+    return lane.rpartition(":")[0]

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from core.publishing import hold
 from messaging.channels import queue_for
-from messaging.lanes import BROKER_PRIORITY, PRIORITY, kind_of, lane_of
+from messaging.lanes import BROKER_PRIORITY, PRIORITY, kind_of, lane_of, queue_of
 from messaging.models import Message
 from messaging.ratelimit import client as redis_client
 
@@ -63,9 +63,14 @@ def task_queue(message: Message, kind: str) -> str:
     """Return the Celery queue of a message's delivery task (`kind`: its lane's, priority
     or bulk): its channel's, or the priority lane's own queue when PRIORITY_LANE_QUEUE
     names one (workers kept for it)."""
+    return _kind_queue(queue_for(message.channel), kind)
+
+
+def _kind_queue(queue: str, kind: str) -> str:
+    """Return the queue of a delivery task of this kind whose channel's queue is `queue`."""
     if settings.PRIORITY_LANE_QUEUE and kind == PRIORITY:
         return str(settings.PRIORITY_LANE_QUEUE)
-    return queue_for(message.channel)
+    return queue
 
 
 def _publish_all(messages: list[Message], *, now: datetime | None = None) -> int:
@@ -140,15 +145,15 @@ def lane_task_started(lane: str) -> None:
         logger.warning("could not clear the waiting task of lane %s", lane)
 
 
-def publish_lane_more(lane: str, message: Message) -> None:
-    """Publish one more task for the lane (the message's) now, not at the end of a
-    grouped() block, unless one waits: a claim that came back full may have left rows
-    whose publishes joined the task that made it."""
+def publish_lane_more(lane: str) -> None:
+    """Publish one more task for the lane now, not at the end of a grouped() block, unless
+    one waits: a claim that came back full may have left rows whose publishes joined the
+    task that made it."""
     if _task_waits(lane):
         return
     kind = kind_of(lane)
     try:
-        _send(task_queue(message, kind), lane, kind, 0.0, [])
+        _send(_kind_queue(queue_of(lane), kind), lane, kind, 0.0, [])
     except Exception:  # the broker is down: the sweeper republishes from the database
         lane_task_started(lane)
         logger.exception("publish of lane %s's next claim failed; the sweeper will retry",

@@ -11,10 +11,11 @@ points at the version it took (messaging.compose), so editing never rewrites wha
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from core.audit import Actor, audit
@@ -128,6 +129,20 @@ def _name_check(workspace: Workspace, name: str, template: Template | None = Non
         raise TemplateInvalid({"name": ["A template with this name already exists."]})
 
 
+@contextmanager
+def _name_kept(workspace: Workspace, name: str, template: Template | None = None
+               ) -> Iterator[None]:
+    """Write the block's template rows in a savepoint; refuse the name as _name_check does
+    when another template took it after the check (a concurrent create or rename: the
+    unique constraint refuses the second)."""
+    try:
+        with transaction.atomic():
+            yield
+    except IntegrityError:
+        _name_check(workspace, name, template)
+        raise
+
+
 def _version_add(template: Template, *, variants: dict, default_locale: str,
                  topic: Topic | None) -> TemplateVersion:
     """Write the template's next version and make it the current one (in the caller's
@@ -152,7 +167,9 @@ def template_create(*, workspace: Workspace, name: str, channel: str, variants: 
     found = _check(workspace=workspace, channel=channel, variants=variants,
                    default_locale=default_locale, topic=topic)
     with transaction.atomic():
-        template = Template.objects.create(workspace=workspace, name=name, channel=channel)
+        with _name_kept(workspace, name):
+            template = Template.objects.create(workspace=workspace, name=name,
+                                               channel=channel)
         _version_add(template, variants=variants, default_locale=default_locale, topic=found)
         if actor is not None:
             audit(actor=actor, action="template.create", workspace=workspace,
@@ -168,20 +185,24 @@ def template_update(*, template: Template, changes: dict[str, Any],
     if "channel" in changes and changes["channel"] != template.channel:
         raise TemplateInvalid({"channel": ["A template's channel cannot change; make a new "
                                            "template."]})
-    current = template.current
-    assert current is not None  # written with the template
-    now = {"variants": current.variants, "default_locale": current.default_locale,
-           "topic": current.topic.key if current.topic else None}
-    wanted = {**now, **{key: changes[key] for key in VERSIONED if key in changes}}
-    if "name" in changes:
-        _name_check(template.workspace, changes["name"], template)
-    found = _check(workspace=template.workspace, channel=template.channel, **wanted)
+    workspace = template.workspace
     with transaction.atomic():
+        # What it holds now, read under the row lock: an update that committed since the
+        # caller read the template is kept, not overwritten with what the caller read.
         template = (Template.objects.select_for_update(of=("self",))
-                    .select_related("current").get(pk=template.pk))
+                    .select_related("current__topic").get(pk=template.pk))
+        current = template.current
+        assert current is not None  # written with the template
+        now = {"variants": current.variants, "default_locale": current.default_locale,
+               "topic": current.topic.key if current.topic else None}
+        wanted = {**now, **{key: changes[key] for key in VERSIONED if key in changes}}
+        if "name" in changes:
+            _name_check(workspace, changes["name"], template)
+        found = _check(workspace=workspace, channel=template.channel, **wanted)
         if "name" in changes and changes["name"] != template.name:
             template.name = changes["name"]
-            template.save(update_fields=["name", "updated_at"])
+            with _name_kept(workspace, changes["name"], template):
+                template.save(update_fields=["name", "updated_at"])
         if wanted != now:
             _version_add(template, variants=wanted["variants"],
                          default_locale=wanted["default_locale"], topic=found)

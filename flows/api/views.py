@@ -10,6 +10,7 @@ import django_filters
 from django.conf import settings
 from django.db import transaction
 from django.db.models import QuerySet
+from django.db.models.manager import BaseManager
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, status, viewsets
@@ -27,7 +28,7 @@ from flows.graph import GraphError
 from flows.models import BulkStart, Execution, Flow, FlowVersion, Step
 from flows.nodes import REGISTRY
 from flows.rules import AUDIENCE_ROOTS, TRIGGER_FILTER_ROOTS, unknown_roots, validate_rules
-from flows.selectors import executions_list, flow_stats, flows_list
+from flows.selectors import executions_list, flow_stats, flows_list, live_version_numbers
 from flows.serializers import ExecutionSerializer
 from messaging.api.idempotency import idempotent
 from messaging.delivery.templating import contact_context
@@ -54,6 +55,36 @@ EDGES_HELP = ('[{"id", "source", "target", "sourceHandle"}]; several edges leavi
               'run as parallel branches, which a "join" node gathers')
 
 
+@dataclass(frozen=True)
+class _FlowPage:
+    """What a page of flows shows that is read for the whole page: each flow's live version
+    number and its graph's warnings, by flow id."""
+
+    versions: dict[Any, int]
+    warnings: dict[Any, list[dict]]
+
+
+class FlowListSerializer(serializers.ListSerializer):
+    """Flows shown together (a page of GET /flows): their version numbers and the templates
+    and topics their sends name are read once for all of them, not once for each."""
+
+    def to_representation(self, data: Any) -> list[dict]:
+        flows = list(data.all() if isinstance(data, BaseManager) else data)
+        groups: dict[Any, list[Flow]] = {}
+        for flow in flows:
+            groups.setdefault(flow.workspace_id, []).append(flow)
+        workspaces = Workspace.objects.in_bulk(list(groups))
+        warnings: dict[Any, list[dict]] = {}
+        for workspace_id, group in groups.items():
+            problems = services.graphs_problems([(flow.nodes, flow.edges) for flow in group],
+                                                workspace=workspaces[workspace_id])
+            warnings.update(zip((flow.pk for flow in group), problems, strict=True))
+        child = self.child
+        assert isinstance(child, FlowSerializer)  # Meta.list_serializer_class
+        child.page = _FlowPage(live_version_numbers(flows=flows), warnings)
+        return super().to_representation(flows)
+
+
 class FlowSerializer(serializers.ModelSerializer):
     name = StrictCharField(max_length=200)
     nodes = serializers.JSONField(help_text=NODES_HELP)
@@ -70,13 +101,21 @@ class FlowSerializer(serializers.ModelSerializer):
         fields = ["id", "name", "description", "status", "trigger", "nodes", "edges",
                   "settings", "version", "warnings", "created_at", "updated_at"]
         read_only_fields = ["id", "status", "version", "warnings", "created_at", "updated_at"]
+        list_serializer_class = FlowListSerializer
+
+    # Set by FlowListSerializer for the flows it shows.
+    page: _FlowPage | None = None
 
     def get_version(self, flow: Flow) -> int | None:
+        if self.page is not None:
+            return self.page.versions.get(flow.pk)
         version = flow.live_version
         return version.number if version else None
 
     @extend_schema_field(GraphProblemSerializer(many=True))
     def get_warnings(self, flow: Flow) -> list[dict]:
+        if self.page is not None:
+            return self.page.warnings[flow.pk]
         return services.flow_graph_problems(nodes=flow.nodes, edges=flow.edges,
                                             workspace=flow.workspace)
 

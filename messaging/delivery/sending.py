@@ -76,18 +76,21 @@ def messages_deliver(*, message_ids: list[str], lane: str = "",
     if lane and connection.vendor == "postgresql":
         lane_task_started(lane)  # before the claim: what is queued after it needs a task
         limit = max(CLAIM_BATCH, len(message_ids))
-        claimed = _claim_next(lane, limit, now)
-        full = len(claimed) >= limit
+        picked, claimed = _claim_next(lane, limit, now)
+        # Full by the rows picked, not the rows claimed: a row cancelled under the claim
+        # leaves it short while rows may be left whose publishes joined this task
+        # (messaging.publishing).
+        full = picked >= limit
     else:
         claimed = _claim(message_ids, now)
+    if full:
+        publish_lane_more(lane)
     outcomes = {str(mid): "skipped" for mid in message_ids}
     if not claimed:
         return outcomes
     # In due order, so rate-limit slots are booked in the order the messages were due.
     messages = list(Message.objects.select_related("workspace", "contact", "webhook_endpoint")
                     .filter(pk__in=claimed).order_by("due_at", "created_at", "id"))
-    if full:  # rows may be left whose publishes joined this task (messaging.publishing)
-        publish_lane_more(lane, messages[0])
     claimed_messages = list(messages)
     held = pauses.hold_paused(messages, now)
     outcomes.update({str(pk): "paused" for pk in held})
@@ -164,10 +167,12 @@ _WEIGHT = ("GREATEST(COALESCE(CASE WHEN jsonb_typeof(w.settings -> 'delivery_wei
            "'number' THEN (w.settings ->> 'delivery_weight')::float END, 1), 1)")
 
 
-def _claim_next(lane: str, limit: int, now: datetime) -> list[Any]:
+def _claim_next(lane: str, limit: int, now: datetime) -> tuple[int, list[Any]]:
     """Claim up to `limit` due queued messages of a lane, the workspaces with queued rows
     taking turns (weighted fair queueing: a workspace's n-th oldest row ranks
-    (n - 1) / its weight), each one's oldest first; return the ids claimed.
+    (n - 1) / its weight), each one's oldest first; return how many rows it picked and the
+    ids it claimed (fewer when a picked row stopped being queued before its update: one
+    cancelled meanwhile).
 
     One statement: a skip scan of the claim index finds the workspaces with queued rows in
     the lane, each gives its oldest `limit` (an index range), the best `limit` of those are
@@ -205,12 +210,16 @@ def _claim_next(lane: str, limit: int, now: datetime) -> list[Any]:
                     AND m.workspace_id = o.workspace_id
                     AND (m.due_at IS NULL OR m.due_at <= %(due)s)
                     ORDER BY m.created_at, m.id LIMIT %(limit)s) p
+            ), chosen AS (
+                SELECT id FROM picks ORDER BY rank, created_at LIMIT %(limit)s
+            ), claimed AS (
+                UPDATE {table} AS t SET status = %(sending)s, lease_until = %(lease)s,
+                    updated_at = %(now)s, attempts = t.attempts + 1, status_reason = ''
+                FROM chosen c WHERE t.id = c.id AND t.status = %(queued)s RETURNING t.id
             )
-            UPDATE {table} AS t SET status = %(sending)s, lease_until = %(lease)s,
-                updated_at = %(now)s, attempts = t.attempts + 1, status_reason = ''
-            FROM (SELECT id FROM picks ORDER BY rank, created_at LIMIT %(limit)s) c
-            WHERE t.id = c.id AND t.status = %(queued)s RETURNING t.id""", params)
-        return [row[0] for row in cursor.fetchall()]
+            SELECT (SELECT count(*) FROM chosen), ARRAY(SELECT id FROM claimed)""", params)
+        picked, claimed = cursor.fetchone()
+        return picked, list(claimed)
 
 
 _pool: tuple[int, ThreadPoolExecutor] | None = None

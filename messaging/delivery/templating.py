@@ -25,12 +25,17 @@ VARIABLE = re.compile(r"{{\s*([A-Za-z_][\w]*(?:\.[\w-]+)*)\s*}}")
 _MISSING = object()
 
 
+# The contact's text columns, shown as they are (its id and external_id are shown as strings,
+# its attributes as an object): what templates, conditions and audience rules compiled to
+# SQL (flows.rules_sql) read of its columns.
+CONTACT_COLUMNS = ("first_name", "last_name", "phone", "email", "timezone", "locale")
+
+
 def contact_context(contact: Any) -> dict[str, Any]:
     """Return what templates and flow conditions see of a contact."""
     return {"id": str(contact.id), "external_id": contact.external_id or "",
-            "first_name": contact.first_name, "last_name": contact.last_name,
-            "phone": contact.phone, "email": contact.email, "timezone": contact.timezone,
-            "locale": contact.locale, "attributes": contact.attributes or {}}
+            **{name: getattr(contact, name) for name in CONTACT_COLUMNS},
+            "attributes": contact.attributes or {}}
 
 
 def lookup(context: dict[str, Any], path: str) -> Any:
@@ -50,8 +55,7 @@ def lookup(context: dict[str, Any], path: str) -> Any:
 _PLACEHOLDER = re.compile(r"{{(.*?)}}|{%(.*?)%}", re.DOTALL)
 # What a template may name: the contact's fields (CONTACT_FIELDS; any attribute under
 # contact.attributes), any metadata key, a flow send's trigger and steps, and the links.
-CONTACT_FIELDS = ("id", "external_id", "first_name", "last_name", "phone", "email",
-                  "timezone", "locale", "attributes")
+CONTACT_FIELDS = ("id", "external_id", *CONTACT_COLUMNS, "attributes")
 OPEN_ROOTS = ("metadata", "trigger", "steps")
 LEAF_ROOTS = ("unsubscribe_url", "preferences_url")
 

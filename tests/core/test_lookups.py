@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 
 from messaging.models import Message
-from tests.factories import ContactFactory, WorkspaceFactory
+from tests.factories import ContactFactory, MessageFactory, WorkspaceFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -31,4 +31,7 @@ def test_any_finds_what_in_finds_with_one_parameter():
     sql, params = found.query.sql_with_params()
     if connection.vendor == "postgresql":
         assert "= ANY(%s)" in sql and list(params) == [wanted]
-    assert Message.objects.filter(contact_id__any=wanted).count() == 0
+    sent = [MessageFactory(workspace=workspace, contact=contact) for contact in contacts]
+    by_contact = Message.objects.filter(contact_id__any=wanted)
+    assert set(by_contact) == set(Message.objects.filter(contact_id__in=wanted)) == {
+        sent[0], sent[2]}

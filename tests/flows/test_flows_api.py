@@ -3,10 +3,13 @@ from __future__ import annotations
 import copy
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from flows.models import Execution, Flow, FlowVersion
-from messaging.models import Message
-from tests.factories import ContactFactory
+from messaging.models import Message, Topic
+from messaging.templates import template_create
+from tests.factories import ContactFactory, FlowFactory
 from tests.flows.conftest import BUILDER_GRAPH, GRAPH
 
 pytestmark = pytest.mark.django_db
@@ -279,3 +282,35 @@ def test_a_dry_run_of_a_builder_shaped_graph_renders_its_messages(api):
         "contact": {"attributes": {"vip": False}}}, format="json").json()
     assert [step["node_id"] for step in not_vip["path"]] == ["m", "d", "c", "x"]
     assert Message.objects.count() == 0 and Execution.objects.count() == 0
+
+
+def test_a_page_of_flows_costs_the_same_queries_for_two_flows_as_for_six(api, workspace):
+    """Version numbers, and the templates and topics the flows' sends name, are read once
+    for the page, not once for each flow."""
+    template = template_create(workspace=workspace, name="hi", channel="sms",
+                               variants={"en": {"body": "Hi"}}, default_locale="en")
+    Topic.objects.create(workspace=workspace, key="news", name="News")
+
+    def flows(count: int) -> None:
+        for index in range(count):
+            topic = "news" if index % 2 == 0 else "gone"
+            FlowFactory(workspace=workspace, publish=topic == "news", edges=[], nodes=[
+                {"id": "s", "type": "send_sms",
+                 "data": {"template": str(template.pk), "topic": topic}}])
+
+    def listed() -> tuple[list[dict], int]:
+        with CaptureQueriesContext(connection) as queries:
+            answer = api.get("/api/v1/flows")
+        assert answer.status_code == 200, answer.json()
+        return answer.json()["results"], len(queries)
+
+    flows(2)
+    listed()  # the key's first request reads what later ones find cached
+    two, two_queries = listed()
+    flows(4)
+    six, six_queries = listed()
+    assert len(two) == 2 and len(six) == 6
+    assert six_queries == two_queries
+    shown = [(flow["version"], [w["message"] for w in flow["warnings"]]) for flow in six]
+    assert shown.count((1, [])) == 3
+    assert shown.count((None, ["send_sms data.topic is no topic of this workspace"])) == 3

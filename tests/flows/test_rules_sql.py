@@ -9,6 +9,7 @@ from core.models import Contact
 from flows.rules import OPERATORS, evaluate
 from flows.rules_sql import rules_filter
 from flows.services import audience_context
+from messaging.delivery.templating import CONTACT_FIELDS
 from tests.factories import ContactFactory
 
 # Every JSON type, numbers and numeric strings in several spellings, text that orders
@@ -17,15 +18,16 @@ ATTRIBUTE_VALUES: list[Any] = [
     "gold", "Gold", "golden", "10", " 10", "10.0", 10, 10.0, 9, 11.5, True, False, None, "",
     ["gold", "x"], ["10"], [], {"level": "gold"}, {}, "2024-01-01", "2025-06-30T09:00:00Z",
     "zebra", "Zebra", "ärger", "_", "1e3"]
-FIELDS = [
+# Every field the contact context has (so a column it gains is checked too), and paths
+# into them and beside them.
+FIELDS = [f"contact.{name}" for name in CONTACT_FIELDS] + [
     "contact.attributes.tier", "contact.attributes.tier.level", "contact.attributes.other",
-    "contact.first_name", "contact.external_id", "contact.phone", "contact.id",
     "contact.consent.sms", "contact.consent.email", "contact.consent.push",
-    "contact.consent", "contact.attributes", "contact.attributes.tier.0", "contact.missing",
+    "contact.consent", "contact.attributes.tier.0", "contact.missing",
     "contact.first_name.x", "trigger.amount", "contact.attributes.Tier"]
 VALUES: list[Any] = [
     "gold", "Gold", "gol", "10", 10, 10.0, 9.5, "9", True, False, None, "", "2024-06-01",
-    "Zebra", "ä", ["gold", "x"], {"level": "gold"}, "_"]
+    "Zebra", "ä", ["gold", "x"], {"level": "gold"}, "_", "de"]
 # What must compile exactly (no evaluation in Python): (field, op, value).
 EXACT = [
     ("contact.attributes.tier", "eq", "gold"), ("contact.attributes.tier", "neq", True),
@@ -33,7 +35,8 @@ EXACT = [
     ("contact.attributes.tier", "gt", "2024-06-01"), ("contact.attributes.tier", "exists", True),
     ("contact.attributes.tier.level", "lte", "gold"), ("contact.first_name", "contains", "ol"),
     ("contact.external_id", "eq", ""), ("contact.consent.sms", "eq", True),
-    ("contact.missing", "neq", "gold"), ("contact.first_name", "gte", "Zebra")]
+    ("contact.missing", "neq", "gold"), ("contact.first_name", "gte", "Zebra"),
+    ("contact.locale", "neq", "de")]
 
 
 @pytest.fixture
@@ -42,7 +45,9 @@ def contacts(workspace) -> list[Contact]:
                            sms_subscribed=index % 2 == 0, email_subscribed=index % 3 == 0,
                            first_name=["gold", "Gold", "golden", "10", "", "zebra", "Zebra",
                                        "ärger"][index % 8],
-                           external_id=None if index % 4 == 0 else f"ext-{index}")
+                           external_id=None if index % 4 == 0 else f"ext-{index}",
+                           locale=["de", "en", "", "de-AT", "Zebra"][index % 5],
+                           timezone=["", "Europe/Berlin", "UTC"][index % 3])
             for index, value in enumerate(ATTRIBUTE_VALUES)]
     made.append(ContactFactory(workspace=workspace, attributes={}, external_id=""))
     made.append(ContactFactory(workspace=workspace, attributes={"other": 1}, first_name="10"))

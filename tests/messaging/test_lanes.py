@@ -14,6 +14,7 @@ from messaging.delivery import sending, sweeper
 from messaging.delivery.creation import message_build, message_create_many
 from messaging.models import Message
 from tests.factories import WorkspaceFactory
+from tests.support.locks import behind_a_lock
 from tests.support.waiting import wait_until
 from tests.support.worker import threaded_worker
 
@@ -273,6 +274,25 @@ def test_a_full_claim_publishes_a_task_for_the_rows_it_left(workspace, stub_serv
     with worker_started():
         wait_until(lambda: Message.objects.filter(status="sent").count()
                    == sending.CLAIM_BATCH + 1)
+
+
+@pytest.mark.timeout(60)
+def test_a_claim_left_short_by_a_cancel_publishes_a_task_for_the_rows_it_left(
+        workspace, stub_server, empty_broker):
+    """One of the rows a claim picked is cancelled before the claim's update reaches it: the
+    claim takes one row fewer than it picked, and is full all the same."""
+    http_sms(workspace, stub_server)
+    [first] = backlog(workspace, 1)
+    rest = backlog(workspace, sending.CLAIM_BATCH)  # joins the waiting task: one row too many
+    with tasks_published() as published:
+        outcomes = behind_a_lock(
+            f"UPDATE {Message._meta.db_table} SET status = 'cancelled' WHERE id = %s",
+            [first.pk],
+            lambda: sending.messages_deliver(message_ids=[str(first.pk)], lane="sms:bulk"))
+    assert outcomes[str(first.pk)] == "skipped"
+    assert list(outcomes.values()).count("sent") == sending.CLAIM_BATCH - 1
+    assert Message.objects.get(pk=rest[-1].pk).status == "queued"
+    assert published == ["sms"]  # a task for it
 
 
 @pytest.mark.django_db

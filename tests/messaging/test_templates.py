@@ -9,7 +9,9 @@ import pytest
 
 from core.models import AuditEntry
 from messaging.models import Message, Template, TemplateVersion, Topic, TopicPreference
+from messaging.templates import template_create, template_update
 from tests.factories import ContactFactory, WorkspaceFactory
+from tests.support.locks import behind_a_lock
 from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
@@ -119,6 +121,48 @@ def test_a_bad_change_writes_no_version_and_the_channel_is_fixed(api):
         "fields"]) == ["channel"]
     assert list(api.patch(url, {"name": "other"}, format="json").json()["error"][
         "fields"]) == ["name"]
+    assert TemplateVersion.objects.filter(template_id=template["id"]).count() == 1
+
+
+def test_an_update_read_before_another_committed_keeps_the_others_change(workspace):
+    Topic.objects.create(workspace=workspace, key="promotions", name="Promos")
+    made = template_create(workspace=workspace, name="welcome", channel="sms",
+                           variants=VARIANTS, default_locale="en")
+    read_early = Template.objects.get(pk=made.pk)  # as the second update read it
+    template_update(template=Template.objects.get(pk=made.pk),
+                    changes={"variants": {"en": {"body": "Hey"}}})
+    template_update(template=read_early, changes={"topic": "promotions"})
+    current = Template.objects.select_related("current__topic").get(pk=made.pk).current
+    assert current is not None and current.topic is not None
+    assert (current.number, current.variants, current.topic.key) == (
+        3, {"en": {"body": "Hey"}}, "promotions")
+
+
+def _template_insert(workspace, name: str) -> tuple[str, list]:
+    """Another request's insert of a template of this name (left uncommitted)."""
+    return (f"INSERT INTO {Template._meta.db_table} (id, workspace_id, name, channel, "
+            "created_at, updated_at) VALUES (%s, %s, %s, 'sms', now(), now())",
+            [uuid.uuid4(), workspace.pk, name])
+
+
+def test_a_create_racing_another_of_its_name_answers_400_naming_the_name(api, workspace):
+    answer = behind_a_lock(*_template_insert(workspace, "welcome"), lambda: api.post(
+        URL, {"name": "welcome", "channel": "sms", "variants": VARIANTS,
+              "default_locale": "en"}, format="json"))
+    assert answer.status_code == 400, answer.json()
+    assert answer.json()["error"]["fields"] == {
+        "name": ["A template with this name already exists."]}
+    assert Template.objects.count() == 1 and not TemplateVersion.objects.exists()
+
+
+def test_a_rename_racing_a_create_of_that_name_answers_400_naming_the_name(api, workspace):
+    template = create(api)
+    answer = behind_a_lock(*_template_insert(workspace, "hello"), lambda: api.patch(
+        f"{URL}/{template['id']}", {"name": "hello", "variants": {"en": {"body": "Hey"}}},
+        format="json"))
+    assert answer.status_code == 400, answer.json()
+    assert list(answer.json()["error"]["fields"]) == ["name"]
+    assert Template.objects.get(pk=template["id"]).name == "welcome"
     assert TemplateVersion.objects.filter(template_id=template["id"]).count() == 1
 
 
