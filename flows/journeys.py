@@ -177,8 +177,8 @@ def _candidates(workspace_id: Any, met: dict[Any, tuple[int, dict[int, int], dic
     windows = {pk: window for _, goals, _ in met.values()
                for pk, window in goals.items() if window}
     # The executions the contacts entered; their branches end with them (executions_exit).
-    candidates = Execution.objects.filter(workspace_id=workspace_id, contact_id__any=list(met),
-                                          root__isnull=True)
+    candidates = Execution.objects.entered().filter(workspace_id=workspace_id,
+                                                    contact_id__any=list(met))
     active = Q(status__in=ACTIVE, version_id__in=ended)
     if windows:
         active |= Q(status__in=[ExecStatus.COMPLETED, ExecStatus.EXITED],

@@ -12,7 +12,7 @@ from typing import Any
 from django.db.models import Count, Prefetch, Q, QuerySet
 
 from core.models import Workspace
-from flows.models import Execution, Flow, FlowSchedule, Step
+from flows.models import Execution, ExecutionQuerySet, Flow, FlowSchedule, Step
 from messaging.models import Message, MessageStatus
 
 # A message that reached its provider (what a split's comparison counts as sent).
@@ -24,7 +24,8 @@ def flows_list(*, workspace: Workspace) -> QuerySet[Flow]:
     return Flow.objects.filter(workspace=workspace)
 
 
-def executions_list(*, workspace: Workspace, with_steps: bool = False) -> QuerySet[Execution]:
+def executions_list(*, workspace: Workspace,
+                    with_steps: bool = False) -> ExecutionQuerySet:
     """Return the workspace's executions with their versions; with_steps also fetches each
     one's steps in the order they ran (what an execution's detail shows)."""
     queryset = Execution.objects.filter(workspace=workspace).select_related("version")
@@ -47,7 +48,7 @@ def flow_stats(*, flow: Flow, since: datetime | None = None) -> dict[str, Any]:
     family = Execution.objects.filter(flow=flow)  # with parallel branches, their steps
     if since is not None:
         family = family.filter(started_at__gte=since)
-    executions = family.filter(root__isnull=True)
+    executions = family.entered()
     steps = Step.objects.filter(execution__in=family)
     nodes: dict[str, dict[str, Any]] = {}
     for row in steps.values("node_id", "node_type").annotate(

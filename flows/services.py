@@ -177,7 +177,7 @@ def execution_start(*, flow: Flow, contact: Contact, data: dict | None = None,
         # Serialise starts per contact so two concurrent starts cannot both pass the checks.
         Contact.objects.select_for_update().filter(pk=contact.pk).first()
         # The executions it entered: parallel branches are parts of one.
-        previous = Execution.objects.filter(flow=flow, contact=contact, root__isnull=True)
+        previous = Execution.objects.entered().filter(flow=flow, contact=contact)
         if not allow_reentry and previous.exists():
             raise StartRefused("This contact has been through the flow; re-entry is off.")
         if previous.filter(status__in=ACTIVE_STATUSES).count() >= max_concurrent:
@@ -229,7 +229,7 @@ def executions_start_many(*, flow: Flow, contacts: list[Contact], data: dict | N
     ids = [c.pk for c in contacts]
     with transaction.atomic():
         list(Contact.objects.select_for_update().filter(pk__in=ids).values_list("pk"))
-        counts = (Execution.objects.filter(flow=flow, contact_id__in=ids, root__isnull=True)
+        counts = (Execution.objects.entered().filter(flow=flow, contact_id__in=ids)
                   .values("contact_id")
                   .annotate(total=Count("pk"),
                             active=Count("pk", filter=Q(status__in=ACTIVE_STATUSES))))
