@@ -324,12 +324,13 @@ def events_ingest(*, workspace: Workspace, events: list[journeys.ContactEvent]
     are a few statements whatever its size. Return what event_ingest returns, per event."""
     answers: list[tuple[list[Execution], int, dict[str, int]]] = []
     triggered: dict[str, list[Flow]] = {}
+    versions = journeys.reactions(workspace.pk)  # the goals and exits, for every round
     for round_ in _rounds(events):
         # What the filters of goals, exits and triggers see, built once per event.
         contexts = [trigger_filter_context(contact=contact, name=name, properties=properties)
                     for contact, name, properties in round_]
         ended = journeys.events_apply(workspace_id=workspace.pk, events=round_,
-                                      contexts=contexts)
+                                      contexts=contexts, versions=versions)
         started = [_trigger(workspace, triggered, event, context)
                    for event, context in zip(round_, contexts, strict=True)]
         woken = engine.deliver_events(workspace_id=workspace.pk, events=round_)
