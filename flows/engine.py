@@ -18,7 +18,7 @@ from typing import Any
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from core import logcontext
@@ -287,6 +287,11 @@ def _resume_completed(execution: Execution, step: Step, next_node: str | None,
     return True
 
 
+# What completes a waiting step, by step id: what its output gains, and the exit it leaves
+# by (None: its node's only one).
+Resumes = dict[Any, tuple[dict[str, Any], str | None]]
+
+
 def on_message_finished(*, message_id: Any) -> None:
     """Complete (or fail) the flow step waiting for this message."""
     on_messages_finished(message_ids=[message_id])
@@ -302,27 +307,32 @@ def on_messages_finished(*, message_ids: list[Any]) -> None:
         return
     messages = Message.objects.in_bulk([step.message_id for step in steps])
     executions = Execution.objects.in_bulk([step.execution_id for step in steps])
+    # A failed message fails its step, and a send waiting for its outcome leaves by the
+    # exit its message names: those go one by one.
+    resumes: Resumes = {step.pk: (_message_output(messages[step.message_id]), None)
+                        for step in steps
+                        if messages[step.message_id].status != MessageStatus.FAILED
+                        and not (step.input or {}).get("wait_for")}
     with grouped(), transaction.atomic():
-        for step in _resume_together(steps, messages, executions):
+        for step in _resume_together(steps, executions, resumes):
             with transaction.atomic():
                 _resume_for_message(step, messages[step.message_id],
                                     executions[step.execution_id])
 
 
-def _resume_together(steps: list[Step], messages: dict[Any, Message],
-                     executions: dict[Any, Execution]) -> list[Step]:
-    """Complete the steps whose message did not fail and whose execution is unpaused, not
-    finished and still at that step, and move their executions past them: one UPDATE of
-    the steps and one of the executions (PostgreSQL). Should any of them have moved
-    meanwhile, all of it rolls back. Return the steps left to resume one by one."""
+def _resume_together(steps: list[Step], executions: dict[Any, Execution],
+                     resumes: Resumes) -> list[Step]:
+    """Complete the steps `resumes` names whose execution is unpaused, not finished and
+    still at that step, and move their executions past them: one UPDATE of the steps and
+    one of the executions (PostgreSQL). Should any of them have moved meanwhile, all of it
+    rolls back. Return the steps left to resume one by one."""
     if connection.vendor != "postgresql":
         return steps
     now = timezone.now()
     together: dict[Any, Step] = {}
     for step in steps:
         execution = executions[step.execution_id]
-        if (messages[step.message_id].status != MessageStatus.FAILED
-                and not (step.input or {}).get("wait_for")  # its outcome picks the exit
+        if (step.pk in resumes
                 and execution.paused_at is None
                 and execution.status in (ExecStatus.RUNNING, ExecStatus.WAITING)
                 and (execution.current_node, execution.current_visit) == (
@@ -331,10 +341,9 @@ def _resume_together(steps: list[Step], messages: dict[Any, Message],
             together[step.execution_id] = step
     if not together:
         return steps
-    moves = [_move_past(executions[step.execution_id], step, now)
+    moves = [_move_past(executions[step.execution_id], step, resumes[step.pk][1], now)
              for step in together.values()]
-    outputs = [json.dumps({**(step.output or {}),
-                           **_message_output(messages[step.message_id])},
+    outputs = [json.dumps({**(step.output or {}), **resumes[step.pk][0]},
                           cls=DjangoJSONEncoder) for step in together.values()]
     with transaction.atomic():
         with connection.cursor() as cursor:
@@ -357,9 +366,11 @@ def _resume_together(steps: list[Step], messages: dict[Any, Message],
     return [step for step in steps if together.get(step.execution_id) is not step]
 
 
-def _move_past(execution: Execution, step: Step, now: datetime) -> walker.Move:
-    """Where the execution goes once its waiting step completes (as _move does)."""
-    next_node = graph_of(execution.version_id).next(step.node_id)
+def _move_past(execution: Execution, step: Step, handle: str | None,
+               now: datetime) -> walker.Move:
+    """Where the execution goes once its waiting step completes through this exit (as
+    _move does)."""
+    next_node = graph_of(execution.version_id).next(step.node_id, handle)
     node, visit, visits = _position(execution, next_node)
     ended = next_node is None
     return walker.Move(execution.pk, (step.node_id, step.visit),
@@ -461,23 +472,40 @@ def dispatch_timers(*, now: datetime | None = None, batch: int = 500) -> int:
 
 def deliver_events(*, workspace_id: Any, events: list[tuple[Any, str, dict]]) -> list[int]:
     """Wake the executions waiting for these events, of distinct contacts, (contact, name,
-    properties) each: one read finds every waiting execution they wake; return how many
-    each woke, in order."""
+    properties) each; return how many each woke, in order. Set-wise: one read finds the
+    waiting step of every execution they wake (the one at its cursor), one commit
+    completes them and moves their executions through the `event` exit (_resume_together:
+    two statements), and their next advances are published together. A paused execution
+    keeps waiting; should one have moved meanwhile, each is resumed alone, fenced as ever."""
     index = {(contact.pk, name): i for i, (contact, name, _) in enumerate(events)}
     woken = [0] * len(events)
-    waiting = Execution.objects.filter(
-        workspace_id=workspace_id, contact_id__any={contact.pk for contact, _, _ in events},
-        status=ExecStatus.WAITING, waiting_event__in={name for _, name, _ in events})
-    for execution in waiting:
-        i = index.get((execution.contact_id, execution.waiting_event))
-        if i is None:
-            continue  # another contact's event of that name
-        step = Step.objects.filter(execution=execution, node_id=execution.current_node,
-                                   visit=execution.current_visit,
-                                   status=StepStatus.WAITING).first()
-        if step and resume_step(step=step, outcome="completed", handle="event",
-                                output={"event": events[i][1], "properties": events[i][2]}):
-            woken[i] += 1
+    owner: dict[Any, int] = {}
+    steps: list[Step] = []
+    for step in Step.objects.select_related("execution").filter(
+            execution__workspace_id=workspace_id,
+            execution__contact_id__any=list({contact.pk for contact, _, _ in events}),
+            execution__status=ExecStatus.WAITING,
+            execution__waiting_event__in={name for _, name, _ in events},
+            node_id=F("execution__current_node"), visit=F("execution__current_visit"),
+            status=StepStatus.WAITING):
+        i = index.get((step.execution.contact_id, step.execution.waiting_event))
+        if i is not None:  # else another contact's event of that name
+            owner[step.pk] = i
+            steps.append(step)
+    if not steps:
+        return woken
+    resumes: Resumes = {step.pk: ({"event": events[owner[step.pk]][1],
+                                   "properties": events[owner[step.pk]][2]}, "event")
+                        for step in steps}
+    with grouped(), transaction.atomic():
+        alone = {step.pk for step in _resume_together(
+            steps, {step.execution_id: step.execution for step in steps}, resumes)}
+        for step in steps:
+            output, handle = resumes[step.pk]
+            # Alone: read again, so a paused or moved execution answers as it stands now.
+            if step.pk not in alone or resume_step(step=step, outcome="completed",
+                                                   handle=handle, output=output):
+                woken[owner[step.pk]] += 1
     return woken
 
 

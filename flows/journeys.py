@@ -92,15 +92,19 @@ def _matches(condition: Any, name: str, context: dict) -> bool:
     return not rules or evaluate(rules, context)
 
 
-def _reactions(workspace_id: Any) -> list[tuple[int, dict]]:
+# (version id, settings) of a workspace's versions with a goal or an exit condition.
+Reactions = list[tuple[int, dict]]
+
+
+def reactions(workspace_id: Any) -> Reactions:
     """Return (version id, settings) of the workspace's versions with a goal or an exit
-    condition: read once for a whole batch of events."""
+    condition: read once for a whole batch of events (events_apply takes them)."""
     rows = FlowVersion.objects.filter(flow__workspace_id=workspace_id,
                                       settings__has_any_keys=["goal", "exit_on"])
     return list(rows.values_list("pk", "settings"))
 
 
-def _met(versions: list[tuple[int, dict]], name: str,
+def _met(versions: Reactions, name: str,
          context: dict) -> tuple[dict[int, int], dict[int, str]]:
     """Return, for the versions this event concerns, {version id: attribution window
     seconds} for those whose goal it meets and {version id: exit reason} for those it ends
@@ -121,19 +125,19 @@ ContactEvent = tuple[Contact, str, dict]
 
 
 def events_apply(*, workspace_id: Any, events: list[ContactEvent], contexts: list[dict],
-                 now: datetime | None = None) -> list[dict[str, int]]:
+                 versions: Reactions, now: datetime | None = None) -> list[dict[str, int]]:
     """End the executions whose goal or exit condition each event meets (their filters see
     the event's context, what a trigger's filter sees: services.trigger_filter_context), and
     count the goal for those that finished within its attribution window; return each
     event's {"exited": n, "converted": m}, in order. Runs in the caller's transaction when
-    there is one. Set-wise: one read of the versions, one of the candidate executions, and
-    one exit (lock, end, skip, cancel) per exit reason, whatever the number of events.
+    there is one. Set-wise: `versions` are the workspace's reactions(), read once for a
+    whole batch; then one read of the candidate executions, and one exit (lock, end, skip,
+    cancel) per exit reason, whatever the number of events.
 
     Distinct contacts, because a contact's events must apply one after the other (an
     event that starts a flow, then one that exits it): services.events_ingest splits a
     batch into rounds where no contact repeats."""
     counts = [{"exited": 0, "converted": 0} for _ in events]
-    versions = _reactions(workspace_id)
     if not versions:
         return counts
     met: dict[Any, tuple[int, dict[int, int], dict[int, str]]] = {}
@@ -177,8 +181,8 @@ def _candidates(workspace_id: Any, met: dict[Any, tuple[int, dict[int, int], dic
     windows = {pk: window for _, goals, _ in met.values()
                for pk, window in goals.items() if window}
     # The executions the contacts entered; their branches end with them (executions_exit).
-    candidates = Execution.objects.filter(workspace_id=workspace_id, contact_id__any=list(met),
-                                          root__isnull=True)
+    candidates = Execution.objects.entered().filter(workspace_id=workspace_id,
+                                                    contact_id__any=list(met))
     active = Q(status__in=ACTIVE, version_id__in=ended)
     if windows:
         active |= Q(status__in=[ExecStatus.COMPLETED, ExecStatus.EXITED],

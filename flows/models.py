@@ -65,6 +65,18 @@ class FlowVersion(models.Model):
         return f"{self.flow} v{self.number}"
 
 
+# The executions contacts entered: a parallel branch (README.md, "Parallel branches") has
+# its `root` set and is a part of the one it belongs to, never an execution of its own in
+# a count, a rate or a list of what contacts entered.
+ENTERED = Q(root__isnull=True)
+
+
+class ExecutionQuerySet(models.QuerySet["Execution"]):
+    def entered(self) -> ExecutionQuerySet:
+        """Keep the executions contacts entered (ENTERED), leaving their branches out."""
+        return self.filter(ENTERED)
+
+
 class Execution(models.Model):
     """One run of a flow version for one contact."""
 
@@ -126,6 +138,8 @@ class Execution(models.Model):
     started_at = models.DateTimeField(auto_now_add=True)
     completed_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ExecutionQuerySet.as_manager()
 
     class Meta:
         ordering = ["-started_at"]

@@ -12,7 +12,7 @@ from typing import Any
 from django.db.models import Count, Max, Prefetch, Q, QuerySet
 
 from core.models import Workspace
-from flows.models import Execution, Flow, FlowSchedule, FlowVersion, Step
+from flows.models import Execution, ExecutionQuerySet, Flow, FlowSchedule, FlowVersion, Step
 from messaging.models import Message, MessageStatus
 
 # A message that reached its provider (what a split's comparison counts as sent).
@@ -31,7 +31,8 @@ def live_version_numbers(*, flows: list[Flow]) -> dict[Any, int]:
                 .annotate(number=Max("number")).values_list("flow_id", "number"))
 
 
-def executions_list(*, workspace: Workspace, with_steps: bool = False) -> QuerySet[Execution]:
+def executions_list(*, workspace: Workspace,
+                    with_steps: bool = False) -> ExecutionQuerySet:
     """Return the workspace's executions with their versions; with_steps also fetches each
     one's steps in the order they ran (what an execution's detail shows)."""
     queryset = Execution.objects.filter(workspace=workspace).select_related("version")
@@ -54,7 +55,7 @@ def flow_stats(*, flow: Flow, since: datetime | None = None) -> dict[str, Any]:
     family = Execution.objects.filter(flow=flow)  # with parallel branches, their steps
     if since is not None:
         family = family.filter(started_at__gte=since)
-    executions = family.filter(root__isnull=True)
+    executions = family.entered()
     steps = Step.objects.filter(execution__in=family)
     nodes: dict[str, dict[str, Any]] = {}
     for row in steps.values("node_id", "node_type").annotate(

@@ -209,7 +209,7 @@ def execution_start(*, flow: Flow, contact: Contact, data: dict | None = None,
         # Serialise starts per contact so two concurrent starts cannot both pass the checks.
         Contact.objects.select_for_update().filter(pk=contact.pk).first()
         # The executions it entered: parallel branches are parts of one.
-        previous = Execution.objects.filter(flow=flow, contact=contact, root__isnull=True)
+        previous = Execution.objects.entered().filter(flow=flow, contact=contact)
         if not allow_reentry and previous.exists():
             raise StartRefused("This contact has been through the flow; re-entry is off.")
         if previous.filter(status__in=ACTIVE_STATUSES).count() >= max_concurrent:
@@ -261,7 +261,7 @@ def executions_start_many(*, flow: Flow, contacts: list[Contact], data: dict | N
     ids = [c.pk for c in contacts]
     with transaction.atomic():
         list(Contact.objects.select_for_update().filter(pk__in=ids).values_list("pk"))
-        counts = (Execution.objects.filter(flow=flow, contact_id__in=ids, root__isnull=True)
+        counts = (Execution.objects.entered().filter(flow=flow, contact_id__in=ids)
                   .values("contact_id")
                   .annotate(total=Count("pk"),
                             active=Count("pk", filter=Q(status__in=ACTIVE_STATUSES))))
@@ -356,12 +356,13 @@ def events_ingest(*, workspace: Workspace, events: list[journeys.ContactEvent]
     are a few statements whatever its size. Return what event_ingest returns, per event."""
     answers: list[tuple[list[Execution], int, dict[str, int]]] = []
     triggered: dict[str, list[Flow]] = {}
+    versions = journeys.reactions(workspace.pk)  # the goals and exits, for every round
     for round_ in _rounds(events):
         # What the filters of goals, exits and triggers see, built once per event.
         contexts = [trigger_filter_context(contact=contact, name=name, properties=properties)
                     for contact, name, properties in round_]
         ended = journeys.events_apply(workspace_id=workspace.pk, events=round_,
-                                      contexts=contexts)
+                                      contexts=contexts, versions=versions)
         started = [_trigger(workspace, triggered, event, context)
                    for event, context in zip(round_, contexts, strict=True)]
         woken = engine.deliver_events(workspace_id=workspace.pk, events=round_)

@@ -10,7 +10,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from flows.graph import FORK, Graph, parse
-from flows.models import Execution, Flow, FlowVersion, Step
+from flows.models import ENTERED, Execution, Flow, FlowVersion, Step
 
 
 @functools.lru_cache(maxsize=512)
@@ -49,7 +49,7 @@ def executions_migrate(*, flow: Flow, number: int | None,
     target = graph_of(version.pk)
     with transaction.atomic():
         rows = list(Execution.objects.select_for_update(of=("self",)).filter(
-            Q(root__isnull=True, status=Execution.Status.WAITING)
+            ENTERED & Q(status=Execution.Status.WAITING)
             | Q(root__status=Execution.Status.WAITING), flow=flow).exclude(
             version=version).order_by(F("root_id").asc(nulls_last=True), "pk"))
         families = _families(rows)

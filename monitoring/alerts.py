@@ -77,8 +77,8 @@ def _failure_rate(rule: AlertRule, since: datetime) -> float | None:
     channel cannot feed its own alert.
     """
     if rule.flow_id:
-        counts = Execution.objects.filter(flow_id=rule.flow_id, completed_at__gte=since,
-                                          root__isnull=True) \
+        counts = Execution.objects.entered().filter(flow_id=rule.flow_id,
+                                                    completed_at__gte=since) \
             .aggregate(bad=Count("pk", filter=Q(status=Execution.Status.FAILED)),
                        good=Count("pk", filter=Q(status=Execution.Status.COMPLETED)))
     else:
@@ -119,8 +119,8 @@ def _queue_backlog(rule: AlertRule, now: datetime) -> float:
 
 
 def _avg_execution_time(rule: AlertRule, since: datetime) -> float | None:
-    executions = Execution.objects.filter(
-        workspace_id=rule.workspace_id, completed_at__gte=since, root__isnull=True,
+    executions = Execution.objects.entered().filter(
+        workspace_id=rule.workspace_id, completed_at__gte=since,
         status__in=[Execution.Status.COMPLETED, Execution.Status.FAILED])
     if rule.flow_id:
         executions = executions.filter(flow_id=rule.flow_id)
@@ -132,8 +132,8 @@ def _execution_success_rate(rule: AlertRule, since: datetime) -> float | None:
     """Return the % of executions finished in the window that completed (None under
     min_samples). Cancelled ones are an operator's choice, not a failure: left out; so
     are parallel branches (their execution's outcome counts, once)."""
-    executions = Execution.objects.filter(workspace_id=rule.workspace_id,
-                                          completed_at__gte=since, root__isnull=True)
+    executions = Execution.objects.entered().filter(workspace_id=rule.workspace_id,
+                                                    completed_at__gte=since)
     if rule.flow_id:
         executions = executions.filter(flow_id=rule.flow_id)
     counts = executions.aggregate(

@@ -190,7 +190,7 @@ class RelayCollector:
 
     def executions(self) -> Iterable[Metric]:
         family = _family(*COUNTED_FAMILIES[2])
-        rows = Execution.objects.values("workspace_id", "status").annotate(
+        rows = Execution.objects.entered().values("workspace_id", "status").annotate(
             n=Count("pk")).order_by()
         for row in rows:
             family.add_metric([str(row["workspace_id"]), row["status"]], row["n"])

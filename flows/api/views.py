@@ -649,7 +649,7 @@ class ExecutionViewSet(WorkspaceScoped, mixins.ListModelMixin, mixins.RetrieveMo
     def scoped_queryset(self, *, workspace: Workspace) -> QuerySet[Execution]:
         queryset = executions_list(workspace=workspace, with_steps=self.action == "retrieve")
         if self.action == "list" and "parent" not in self.request.query_params:
-            queryset = queryset.filter(root__isnull=True)  # branches: ?parent=<id>
+            queryset = queryset.entered()  # branches: ?parent=<id>
         return queryset
 
     def get_serializer_class(self) -> type[serializers.Serializer]:

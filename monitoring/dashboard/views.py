@@ -76,6 +76,7 @@ from monitoring.dashboard.selectors.common import (
 )
 from monitoring.dashboard.selectors.dead_letters import dead_letter_link
 from monitoring.dashboard.selectors.executions import (
+    execution_branches,
     execution_timeline,
     executions_count_steps,
     executions_list,
@@ -295,6 +296,7 @@ def execution_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
         "execution": execution,
         "timeline": timeline,
         "has_steps": any(item.step is not None for item in timeline),
+        "branches": execution_branches(execution),
         "data": pretty_json(execution.data),
         "duration": format_seconds(execution.duration_seconds),
         "can_cancel": execution.status in (Execution.Status.RUNNING, Execution.Status.WAITING),

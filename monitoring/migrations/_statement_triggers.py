@@ -1,5 +1,5 @@
 """Statement-level triggers with transition tables, shared by migrations 0007 (the /metrics
-counters) and 0011 (the hourly rollups).
+counters), 0011 (the hourly rollups) and 0013 (both, for the executions contacts entered).
 
 The leading underscore keeps Django's migration loader from taking this for a migration.
 Migrations are history: for a migration already applied, what this renders must never
@@ -26,16 +26,17 @@ def changed_rows(columns: Iterable[str]) -> str:
 
 
 def trigger_sql(*, function: str, table: str, columns: Iterable[str],
-                insert: Callable[[str], str], start_note: str = "") -> str:
+                insert: Callable[[str], str], start_note: str = "", where: str = "") -> str:
     """Return the trigger function `function` and its three statement triggers on `table`,
     then the INSERT counting what is there already; `insert(rows)` is the INSERT of the
-    deltas of `rows` (a SELECT with a sign column s)."""
+    deltas of `rows` (a SELECT with a sign column s). With `where` (a condition on the
+    table's columns, which no UPDATE may change) only the rows it holds for count."""
     return f"""
 CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  IF TG_OP = 'INSERT' THEN{insert("SELECT *, 1 AS s FROM new_rows")}
-  ELSIF TG_OP = 'DELETE' THEN{insert("SELECT *, -1 AS s FROM old_rows")}
-  ELSE{insert(changed_rows(columns))}
+  IF TG_OP = 'INSERT' THEN{insert(_kept("SELECT *, 1 AS s FROM new_rows", where))}
+  ELSIF TG_OP = 'DELETE' THEN{insert(_kept("SELECT *, -1 AS s FROM old_rows", where))}
+  ELSE{insert(_kept(changed_rows(columns), where))}
   END IF;
   RETURN NULL;
 END $$;
@@ -46,8 +47,13 @@ CREATE TRIGGER {function}_update AFTER UPDATE ON {table}
   FOR EACH STATEMENT EXECUTE FUNCTION {function}();
 CREATE TRIGGER {function}_delete AFTER DELETE ON {table}
   REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION {function}();
-{start_note}{insert(f"SELECT *, 1 AS s FROM {table}")}
+{start_note}{insert(_kept(f"SELECT *, 1 AS s FROM {table}", where))}
 """
+
+
+def _kept(rows: str, where: str) -> str:
+    """Return the rows `where` holds for (all of them without a condition)."""
+    return f"SELECT * FROM ({rows}) AS kept WHERE {where}" if where else rows
 
 
 def triggers_drop(cursor: Any, *, function: str, table: str) -> None:

@@ -138,7 +138,8 @@ def test_steps_resumed_together_roll_back_together_when_one_execution_moved(work
     messages = Message.objects.in_bulk([s.message_id for s in steps])
     loaded = Execution.objects.in_bulk([s.execution_id for s in steps])
     Execution.objects.filter(pk=steps[0].execution_id).update(current_node="n2")
-    assert engine._resume_together(steps, messages, loaded) == steps
+    resumes = {s.pk: (engine._message_output(messages[s.message_id]), None) for s in steps}
+    assert engine._resume_together(steps, loaded, resumes) == steps
     assert Step.objects.filter(node_id="n1", status="waiting").count() == 3
     assert Execution.objects.filter(current_node="n1", status="waiting").count() == 2
     assert broker_depths()["flows"] == 0

@@ -16,9 +16,10 @@ from monitoring.dashboard.selectors.common import contact_filter, format_seconds
 
 def executions_list(workspace: Workspace, *, flow: Any = None, status: str = "",
                     contact: str = "") -> QuerySet[Execution]:
-    """Return the workspace's executions, newest first, with what the list shows joined in
-    (their step counts come per page: executions_count_steps)."""
-    queryset = (Execution.objects.filter(workspace=workspace)
+    """Return the executions contacts entered in the workspace (an execution's parallel
+    branches are listed on its page: execution_branches), newest first, with what the list
+    shows joined in (their step counts come per page: executions_count_steps)."""
+    queryset = (Execution.objects.entered().filter(workspace=workspace)
                 .select_related("flow", "contact", "version").order_by("-started_at", "-id"))
     if flow is not None:
         queryset = queryset.filter(flow=flow)
@@ -27,6 +28,12 @@ def executions_list(workspace: Workspace, *, flow: Any = None, status: str = "",
     if contact:
         queryset = queryset.filter(contact_filter(contact))
     return queryset
+
+
+def execution_branches(execution: Execution) -> list[Execution]:
+    """Return the parallel branches the execution started, oldest first (the list shows the
+    executions contacts entered: a branch is found on the page of the one that forked)."""
+    return list(Execution.objects.filter(parent=execution).order_by("started_at", "id"))
 
 
 def executions_count_steps(executions: list[Execution]) -> list[Execution]:

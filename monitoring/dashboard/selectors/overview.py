@@ -20,7 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from core.models import DeadLetter, Workspace
-from flows.models import Execution
+from flows.models import Execution, ExecutionQuerySet
 from messaging.models import FAILURE_STATUSES, SUCCESS_STATUSES, Message, MessageStatus
 from monitoring.dashboard.selectors.common import format_seconds, seconds_of
 from monitoring.dashboard.selectors.windows import (
@@ -95,6 +95,12 @@ def _kpi(key: str, label: str, current: float | None, previous: float | None, *,
                                points=points)
     return Kpi(key, label, fmt(current), text, tone, arrow,
                fmt(previous) if has_previous else "")
+
+
+def _entered(workspace: Workspace) -> ExecutionQuerySet:
+    """The workspace's executions as the overview counts them: those contacts entered (a
+    parallel branch is a part of its execution, as in the hourly totals)."""
+    return Execution.objects.entered().filter(workspace=workspace)
 
 
 def _rate(sent: int, failed: int) -> float | None:
@@ -180,13 +186,11 @@ def overview_kpis(workspace: Workspace, window: Window) -> list[Kpi]:
                            Q(status=MessageStatus.SUPPRESSED)),
             "latency": (lambda **kw: Avg(DELIVERY_LATENCY, **kw), Q(sent_at__isnull=False)),
         })
-        executions = _period_aggregates(Execution.objects.filter(workspace=workspace), window,
-                                        "started_at", {
+        executions = _period_aggregates(_entered(workspace), window, "started_at", {
             "count": (lambda **kw: Count("id", **kw), Q()),
         })
     # Executions by when they finished: the success rate of those that ended in the window.
-    finished = _period_aggregates(Execution.objects.filter(workspace=workspace), window,
-                                  "completed_at", {
+    finished = _period_aggregates(_entered(workspace), window, "completed_at", {
         "completed": (lambda **kw: Count("id", **kw), Q(status=Execution.Status.COMPLETED)),
         "failed": (lambda **kw: Count("id", **kw), Q(status=Execution.Status.FAILED)),
     })
@@ -262,8 +266,8 @@ def flow_figures(workspace: Workspace, window: Window) -> list[FlowFigures]:
     cancelled) and the 50th, 90th and 99th percentiles of the completed ones' durations.
     PostgreSQL computes the percentiles (percentile_cont); elsewhere they are computed
     here from the durations."""
-    finished = Execution.objects.filter(window.current("completed_at"), workspace=workspace,
-                                        completed_at__isnull=False)
+    finished = _entered(workspace).filter(window.current("completed_at"),
+                                          completed_at__isnull=False)
     rows = (finished.values("flow_id", "flow__name").annotate(
         finished=Count("id"), completed=Count("id", filter=Q(status=Execution.Status.COMPLETED)),
         failed=Count("id", filter=Q(status=Execution.Status.FAILED)))
@@ -314,7 +318,8 @@ def _percentile(values: list[float], fraction: float) -> float:
 
 def status_counts(model: type[Message] | type[Execution], workspace: Workspace, window: Window,
                   stamp: str) -> list[tuple[str, int]]:
-    """Return (status, count) for the window, largest first."""
+    """Return (status, count) for the window, largest first (executions: those contacts
+    entered)."""
     if _rolled(window):
         counts: dict[str, int] = {}
         for hourly in _hours(workspace, window, "message" if model is Message else "execution"):
@@ -322,8 +327,10 @@ def status_counts(model: type[Message] | type[Execution], workspace: Workspace, 
                 counts[hourly.status] = counts.get(hourly.status, 0) + hourly.n
         return sorted(((status, n) for status, n in counts.items() if n),
                       key=lambda pair: (-pair[1], pair[0]))
-    rows = (model.objects.filter(window.current(stamp), workspace=workspace)
-            .values("status").annotate(n=Count("id")).order_by("-n", "status"))
+    counted: QuerySet[Any] = (Message.objects.filter(workspace=workspace)
+                              if model is Message else _entered(workspace))
+    rows = (counted.filter(window.current(stamp)).values("status").annotate(n=Count("id"))
+            .order_by("-n", "status"))
     return [(row["status"], row["n"]) for row in rows]
 
 
@@ -401,7 +408,7 @@ def execution_series(workspace: Workspace, window: Window) -> TimeSeries:
     if _rolled(window):
         return _rolled_series(_hours(workspace, window, "execution"), window,
                               {"started": None}, "duration")
-    return _series(Execution.objects.filter(workspace=workspace), window, "started_at", {
+    return _series(_entered(workspace), window, "started_at", {
         "started": Count("id"),
         "duration": Avg(EXECUTION_TIME, filter=Q(completed_at__isnull=False)),
     })
@@ -424,8 +431,8 @@ def recent_failures(workspace: Workspace, window: Window,
     messages = (Message.objects.filter(window.current("created_at"), FAILED_Q,
                                        workspace=workspace)
                 .select_related("contact").order_by("-updated_at")[:limit])
-    executions = (Execution.objects.filter(window.current("started_at"),
-                                           workspace=workspace, status=Execution.Status.FAILED)
+    executions = (_entered(workspace).filter(window.current("started_at"),
+                                             status=Execution.Status.FAILED)
                   .select_related("flow", "contact").order_by("-updated_at")[:limit])
     rows = [Failure(m.failed_at or m.updated_at, f"{m.channel} message",
                     f"to {m.to or m.contact or '—'}", m.last_error or m.error_code or m.status,
