@@ -8,6 +8,7 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
+from core.models import Contact
 from flows.branches import executions_finished
 from flows.engine import advance, dispatch_timers
 from flows.models import Execution, Step
@@ -150,6 +151,88 @@ def test_the_last_branch_to_arrive_moves_the_parent_once(api, workspace, provide
     assert (root.status, root.current_node, root.current_visit) == ("running", "after", 1)
     assert Step.objects.filter(execution=root, node_id="meet").count() == 1
     assert advance(execution_id=execution_id) == "waiting"  # the text after the join
+
+
+# s forks into a and b, which meet at j1; c texts after it and forks again into d and e.
+TWICE = [sms("s", "S"), sms("a", "A"), sms("b", "B"), {"id": "j1", "type": "join"},
+         sms("c", "C"), sms("d", "D"), sms("e", "E")]
+TWICE_EDGES = [edge("s", "a"), edge("s", "b"), edge("a", "j1"), edge("b", "j1"),
+               edge("j1", "c"), edge("c", "d"), edge("c", "e")]
+
+
+@pytest.mark.parametrize(("tail", "tail_edges", "after"), [
+    # d and e each end at an end node: the execution completes with the last of them.
+    ([{"id": "stop", "type": "end"}], [edge("d", "stop"), edge("e", "stop")], []),
+    # d and e meet at a second join, and one more text follows it.
+    ([{"id": "j2", "type": "join"}, sms("f", "F")],
+     [edge("d", "j2"), edge("e", "j2"), edge("j2", "f")], ["F"]),
+])
+def test_a_second_fork_gathers_only_its_own_branches_and_runs_to_the_end_once(
+        api, workspace, providers, live_worker, tail, tail_edges, after):
+    flow = make_flow(api, [*TWICE, *tail], [*TWICE_EDGES, *tail_edges])
+    contact = ContactFactory(workspace=workspace)
+    execution_id = start(api, flow["id"], contact)
+    # Done, or round again: the first fork's branches (on j1) taken for the second's.
+    wait_until(lambda: Execution.objects.get(pk=execution_id).status == "completed"
+               or Message.objects.filter(contact=contact, content__body="C").count() > 1)
+
+    assert bodies(providers) == sorted(["S", "A", "B", "C", "D", "E", *after])
+    root = Execution.objects.get(pk=execution_id)
+    assert (root.status, root.current_node) == ("completed", "")
+    assert Message.objects.filter(contact=contact).count() == 6 + len(after)
+    assert sorted((s.node_id, s.visit, s.output) for s in Step.objects.filter(
+        execution=root, node_type="join")) == [
+        ("j1", 1, {"branches": 2}), *([("j2", 1, {"branches": 2})] if after else [])]
+    # Each branch names the fork that started it.
+    assert sorted((b.fork_node, b.fork_visit, first) for first, b in branches_of(
+        execution_id).items()) == [("c/fork", 1, "d"), ("c/fork", 1, "e"),
+                                   ("s/fork", 1, "a"), ("s/fork", 1, "b")]
+
+
+def test_a_fork_in_a_loop_gathers_only_the_branches_of_its_own_visit(api, workspace,
+                                                                      providers):
+    # up forks into two delays that meet; after a pause, round again while `again` is set.
+    again = {"all": [{"field": "contact.attributes.again", "op": "eq", "value": True}]}
+    nodes = [{"id": "in", "type": "update_contact", "data": {"attributes": {"in": True}}},
+             {"id": "up", "type": "update_contact", "data": {"attributes": {"seen": True}}},
+             {"id": "x", "type": "delay", "data": {"seconds": 3600}},
+             {"id": "y", "type": "delay", "data": {"seconds": 3600}},
+             {"id": "meet", "type": "join"},
+             {"id": "pause", "type": "delay", "data": {"seconds": 3600}},
+             {"id": "check", "type": "condition", "data": {"rules": again}},
+             {"id": "done", "type": "end"}]
+    flow = make_flow(api, nodes, [
+        edge("in", "up"), edge("up", "x"), edge("up", "y"), edge("x", "meet"), edge("y", "meet"),
+        edge("meet", "pause"), edge("pause", "check"),
+        edge("check", "up", sourceHandle="true"), edge("check", "done", sourceHandle="false")])
+    contact = ContactFactory(workspace=workspace, attributes={"again": True})
+    execution_id = start(api, flow["id"], contact)
+
+    def wake(*ids) -> None:
+        Execution.objects.filter(pk__in=ids).update(wake_at=timezone.now())
+        assert dispatch_timers() == len(ids)
+
+    def round_of_branches() -> None:
+        branches = [str(pk) for pk in Execution.objects.filter(
+            parent_id=execution_id, status="running").values_list("pk", flat=True)]
+        assert [advance(execution_id=pk) for pk in branches] == ["waiting", "waiting"]
+        wake(*branches)
+        assert [advance(execution_id=pk) for pk in branches] == ["completed", "completed"]
+        assert advance(execution_id=execution_id) == "waiting"  # in the pause
+        wake(execution_id)
+
+    assert advance(execution_id=execution_id) == "waiting"  # at the fork
+    round_of_branches()
+    assert advance(execution_id=execution_id) == "waiting"  # round again: at the fork
+    Contact.objects.filter(pk=contact.pk).update(attributes={"again": False})
+    round_of_branches()
+    assert advance(execution_id=execution_id) == "completed"
+
+    assert [(s.visit, s.output) for s in Step.objects.filter(
+        execution_id=execution_id, node_id="meet").order_by("visit")] == [
+        (1, {"branches": 2}), (2, {"branches": 2})]
+    assert sorted(Execution.objects.filter(parent_id=execution_id).values_list(
+        "fork_node", "fork_visit")) == [("up/fork", 1)] * 2 + [("up/fork", 2)] * 2
 
 
 def test_an_exit_event_mid_fork_cancels_both_branches_pending_sends(
