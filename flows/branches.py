@@ -14,8 +14,10 @@ A branch ends at an `end`, where no edge leads on, or at a `join` (its cursor st
 join). Whenever one ends, the commit that ends it locks the parent and looks at its
 siblings of that fork: once none is running or waiting, the parent goes on, from the join
 they reached (its own join step records how many arrived), completes if none reached a
-join, or fails if one failed. The lock orders the last two arrivals, so exactly one of them
-moves the parent. Cancel, pause and exits act on the root and every branch under it.
+join, or fails if one failed (its cursor stays on the fork, where a retry of the failed
+branch's step puts it back to waiting: flows.operations.step_retry). The lock orders the
+last two arrivals, so exactly one of them moves the parent. Cancel, pause and exits act on
+the root and every branch under it.
 """
 from __future__ import annotations
 
@@ -105,9 +107,12 @@ def _gather(parent_id: str) -> None:
 
 
 def _end(parent: Execution, status: str, now: Any, error: str = "") -> None:
+    """End the parent: completed, its cursor cleared, or failed, its cursor left on the fork
+    (as a failed step leaves it on the node), which a retry of the branch goes back to."""
+    cursor = {"current_node": ""} if status == ExecStatus.COMPLETED else {}
     Execution.objects.filter(pk=parent.pk).update(
-        status=status, current_node="", error=error[:4000], completed_at=now, wake_at=None,
-        waiting_event="", lease_until=None, updated_at=now)
+        status=status, error=error[:4000], completed_at=now, wake_at=None,
+        waiting_event="", lease_until=None, updated_at=now, **cursor)
     parent.status, parent.error = status, error
     executions_finished(executions=[parent], status=status)
 

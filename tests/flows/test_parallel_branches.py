@@ -18,6 +18,7 @@ from tests.flows.conftest import readme_journey
 from tests.flows.test_engine_end_to_end import make_flow, start
 from tests.flows.test_journeys import post_event
 from tests.flows.test_send_outcomes import refused_on_publish
+from tests.support.stub_server import Reply
 from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
@@ -58,6 +59,15 @@ def branches_of(execution_id: str) -> dict[str, Execution]:
     """The branch executions of this one, by the node each started at."""
     return {Step.objects.filter(execution=branch).order_by("started_at", "id").first().node_id:
             branch for branch in Execution.objects.filter(parent_id=execution_id)}
+
+
+def email(node_id: str, subject: str) -> dict:
+    return {"id": node_id, "type": "send_email",
+            "data": {"subject": subject, "html": f"<p>{subject}</p>"}}
+
+
+def emails(providers) -> list[str]:
+    return [r.json()["subject"] for r in providers.requests if r.path == "/api/email/send"]
 
 
 def bodies(providers) -> list[str]:
@@ -233,6 +243,106 @@ def test_a_fork_in_a_loop_gathers_only_the_branches_of_its_own_visit(api, worksp
         (1, {"branches": 2}), (2, {"branches": 2})]
     assert sorted(Execution.objects.filter(parent_id=execution_id).values_list(
         "fork_node", "fork_visit")) == [("up/fork", 1)] * 2 + [("up/fork", 2)] * 2
+
+
+# hello forks into fast and inner; inner forks again into an email and a text that meet at
+# inner_meet; then both of hello's branches meet, and one text follows.
+NESTED = {
+    "nodes": [sms("hello", "Hello"), sms("fast", "Fast"), sms("inner", "Inner"),
+              email("mail", "Mail"), sms("text", "Text"), {"id": "inner_meet", "type": "join"},
+              {"id": "meet", "type": "join"}, sms("after", "After")],
+    "edges": [edge("hello", "fast"), edge("hello", "inner"), edge("inner", "mail"),
+              edge("inner", "text"), edge("mail", "inner_meet"), edge("text", "inner_meet"),
+              edge("inner_meet", "meet"), edge("fast", "meet"), edge("meet", "after")],
+}
+
+
+def test_retrying_a_failed_branch_step_resumes_the_executions_it_failed(
+        api, workspace, providers, live_worker):
+    providers.script("/api/email/send", Reply(400, {"error": "bad address"}))
+    flow = make_flow(api, NESTED["nodes"], NESTED["edges"])
+    contact = ContactFactory(workspace=workspace)
+    execution_id = start(api, flow["id"], contact)
+    wait_until(lambda: Execution.objects.get(pk=execution_id).status == "failed")
+    # The email's branch failed, then inner (once its text had arrived), then the root
+    # (once fast had arrived): each failed one's cursor stays on its fork.
+    inner = branches_of(execution_id)["inner"]
+    mail = branches_of(str(inner.pk))["mail"]
+    assert [(e.status, e.current_node) for e in Execution.objects.filter(
+        pk__in=[execution_id, inner.pk, mail.pk]).order_by("started_at")] == [
+        ("failed", "hello/fork"), ("failed", "inner/fork"), ("failed", "mail")]
+    step = Step.objects.get(execution=mail, node_id="mail", status="failed")
+
+    response = api.post(f"/api/v1/executions/{mail.pk}/steps/{step.pk}/retry")
+
+    assert response.status_code == 200, response.json()
+    wait_until(lambda: Execution.objects.get(pk=execution_id).status == "completed")
+    assert emails(providers) == ["Mail", "Mail"]
+    assert bodies(providers) == ["After", "Fast", "Hello", "Inner", "Text"]
+    assert [(e.status, e.error) for e in Execution.objects.filter(
+        pk__in=[execution_id, inner.pk, mail.pk])] == [("completed", "")] * 3
+    assert Step.objects.get(execution=inner, node_id="inner_meet").output == {"branches": 2}
+    assert Step.objects.get(execution_id=execution_id, node_id="meet").output == {
+        "branches": 2}
+
+
+def failed_beside_a_delay(api, workspace, providers) -> str:
+    """Start an execution whose fork's email branch fails while its other branch waits an
+    hour; return its id once both are so (the root waits at the fork)."""
+    providers.script("/api/email/send", Reply(400, {"error": "bad address"}))
+    flow = make_flow(api, [sms("hello", "Hello"), email("mail", "Mail"),
+                           {"id": "slow", "type": "delay", "data": {"seconds": 3600}}],
+                     [edge("hello", "mail"), edge("hello", "slow")])
+    execution_id = start(api, flow["id"], ContactFactory(workspace=workspace))
+    wait_until(lambda: Execution.objects.filter(parent_id=execution_id, status="failed")
+               .exists() and Execution.objects.filter(parent_id=execution_id,
+                                                      status="waiting").exists())
+    return execution_id
+
+
+def test_a_failed_branch_retried_while_its_family_is_paused_waits_for_the_resume(
+        api, workspace, providers, live_worker, dispatcher):
+    execution_id = failed_beside_a_delay(api, workspace, providers)
+    assert api.post(f"/api/v1/executions/{execution_id}/pause").status_code == 200
+    mail = branches_of(execution_id)["mail"]
+    step = Step.objects.get(execution=mail, node_id="mail")
+
+    assert api.post(f"/api/v1/executions/{mail.pk}/steps/{step.pk}/retry").status_code == 200
+
+    mail.refresh_from_db()
+    root = Execution.objects.get(pk=execution_id)
+    # The root still waits at its fork (its other branch is in its delay), paused: so is
+    # the retried branch, which no worker may advance until the resume.
+    assert (root.status, root.current_node) == ("waiting", "hello/fork")
+    assert root.paused_at is not None
+    assert (mail.status, mail.paused_at) == ("running", root.paused_at)
+    assert api.post(f"/api/v1/executions/{execution_id}/resume").status_code == 200
+    wait_until(lambda: Execution.objects.get(pk=mail.pk).status == "completed")
+    assert emails(providers) == ["Mail", "Mail"]
+    Execution.objects.filter(parent_id=execution_id, status="waiting").update(
+        wake_at=timezone.now())
+    wait_until(lambda: Execution.objects.get(pk=execution_id).status == "completed")
+
+
+def test_a_failed_branch_whose_parent_was_cancelled_cannot_be_retried(
+        api, workspace, providers, live_worker):
+    execution_id = failed_beside_a_delay(api, workspace, providers)
+    assert api.post(f"/api/v1/executions/{execution_id}/cancel").status_code == 200
+    mail = branches_of(execution_id)["mail"]
+    step = Step.objects.get(execution=mail, node_id="mail")
+
+    response = api.post(f"/api/v1/executions/{mail.pk}/steps/{step.pk}/retry")
+
+    assert response.status_code == 409
+    assert response.json()["error"] == {
+        "code": "not_retryable",
+        "message": f"The execution this branch forked from ({execution_id}) is cancelled "
+                   "and no longer waits at the fork hello/fork: the branch cannot run again."}
+    mail.refresh_from_db()
+    step.refresh_from_db()
+    assert (mail.status, step.status, step.retry_count) == ("failed", "failed", 0)
+    assert Execution.objects.get(pk=execution_id).status == "cancelled"
+    assert emails(providers) == ["Mail"]
 
 
 def test_an_exit_event_mid_fork_cancels_both_branches_pending_sends(
