@@ -4,6 +4,8 @@ the contact entered completes only once they have all ended. Cancel, pause and e
 on every branch; the dry run shows them all; publishing refuses a join that cannot run."""
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from django.db import transaction
 from django.utils import timezone
@@ -343,6 +345,26 @@ def test_a_failed_branch_whose_parent_was_cancelled_cannot_be_retried(
     assert (mail.status, step.status, step.retry_count) == ("failed", "failed", 0)
     assert Execution.objects.get(pk=execution_id).status == "cancelled"
     assert emails(providers) == ["Mail"]
+
+
+def test_a_branch_three_forks_deep_sees_the_steps_of_every_execution_above_it(
+        api, workspace, providers, live_worker):
+    # top forks into mid and a text; mid forks into low and a text; low forks into deep and
+    # a text: deep's branch is three forks down, under low's, under mid's, under the root.
+    seen = "{{ steps.top.status }} {{ steps.mid.status }} {{ steps.low.status }}"
+    flow = make_flow(api, [sms("top", "Top"), sms("mid", "Mid"), sms("low", "Low"),
+                           sms("deep", seen), sms("t1", "T1"), sms("t2", "T2"),
+                           sms("t3", "T3")],
+                     [edge("top", "mid"), edge("top", "t1"), edge("mid", "low"),
+                      edge("mid", "t2"), edge("low", "deep"), edge("low", "t3")])
+    execution_id = start(api, flow["id"], ContactFactory(workspace=workspace))
+    wait_until(lambda: Execution.objects.get(pk=execution_id).status == "completed")
+
+    assert bodies(providers) == sorted(["Top", "Mid", "Low", "T1", "T2", "T3",
+                                        "completed completed completed"])
+    deep = Execution.objects.get(root_id=execution_id, current_node="", fork_node="low/fork",
+                                 visits__has_key="deep")
+    assert deep.parent.parent.parent_id == uuid.UUID(execution_id)
 
 
 def test_an_exit_event_mid_fork_cancels_both_branches_pending_sends(
