@@ -407,11 +407,12 @@ def test_pause_and_cancel_act_on_every_branch(api, workspace, providers, live_wo
     # A paused branch's due timer waits.
     branches.update(wake_at=timezone.now())
     assert dispatch_timers() == 0
+    # Due in an hour again before the resume: the dispatcher would fire them at once and
+    # the branches, then the execution, would complete before the cancel.
+    branches.update(wake_at=timezone.now() + timezone.timedelta(hours=1))
     resumed = api.post(f"/api/v1/executions/{execution_id}/resume").json()
     assert resumed["paused_at"] is None
     assert all(b.paused_at is None for b in Execution.objects.filter(parent_id=execution_id))
-    branches.filter(status="waiting").update(wake_at=timezone.now() + timezone.timedelta(
-        hours=1))
 
     cancelled = api.post(f"/api/v1/executions/{execution_id}/cancel").json()
 
