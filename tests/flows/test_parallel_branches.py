@@ -5,8 +5,10 @@ on every branch; the dry run shows them all; publishing refuses a join that cann
 from __future__ import annotations
 
 import uuid
+from importlib import import_module
 
 import pytest
+from django.apps import apps as django_apps
 from django.db import transaction
 from django.utils import timezone
 
@@ -199,6 +201,26 @@ def test_a_second_fork_gathers_only_its_own_branches_and_runs_to_the_end_once(
     assert sorted((b.fork_node, b.fork_visit, first) for first, b in branches_of(
         execution_id).items()) == [("c/fork", 1, "d"), ("c/fork", 1, "e"),
                                    ("s/fork", 1, "a"), ("s/fork", 1, "b")]
+
+
+def test_the_migration_names_the_fork_of_each_branch_started_before_it(
+        api, workspace, providers, live_worker):
+    flow = make_flow(api, [*TWICE, {"id": "stop", "type": "end"}],
+                     [*TWICE_EDGES, edge("d", "stop"), edge("e", "stop")])
+    execution_id = start(api, flow["id"], ContactFactory(workspace=workspace))
+    wait_until(lambda: Execution.objects.get(pk=execution_id).status == "completed")
+    branches = Execution.objects.filter(parent_id=execution_id)
+    forks = {pk: (node, visit) for pk, node, visit in branches.values_list(
+        "pk", "fork_node", "fork_visit")}
+    assert sorted(forks.values()) == [("c/fork", 1)] * 2 + [("s/fork", 1)] * 2
+    branches.update(fork_node="", fork_visit=None)  # as branches were before it
+
+    import_module("flows.migrations.0009_execution_fork").forks_of_existing_branches(
+        django_apps, None)
+
+    assert {pk: (node, visit) for pk, node, visit in branches.values_list(
+        "pk", "fork_node", "fork_visit")} == forks
+    assert Execution.objects.get(pk=execution_id).fork_node == ""
 
 
 def test_a_fork_in_a_loop_gathers_only_the_branches_of_its_own_visit(api, workspace,
