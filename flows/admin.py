@@ -132,12 +132,19 @@ class ExecutionAdmin(admin.ModelAdmin):
     @admin.action(description="Retry the failed step of selected executions")
     def retry_failed_step(self, request: HttpRequest, queryset: QuerySet) -> None:
         retried = 0
+        refused: list[str] = []
         for execution in queryset.filter(status=Execution.Status.FAILED):
             step = execution.steps.filter(status=Step.Status.FAILED).order_by("-id").first()
             if step is not None:
-                operations.step_retry(step=step)
+                try:
+                    operations.step_retry(step=step)
+                except operations.NotRetryable as exc:
+                    refused.append(f"{execution.pk}: {exc}")
+                    continue
                 retried += 1
         self.message_user(request, f"Retried {retried} execution(s).", messages.INFO)
+        for reason in refused:
+            self.message_user(request, f"Not retried: {reason}", messages.WARNING)
 
 
 @admin.register(BulkStart)

@@ -3,22 +3,26 @@
 Several edges leaving one exit make a fork. The walker runs the fork as a node of its own
 (graph.FORK, a step like any other, so a redelivered advance never forks twice): the
 execution waits there, and one branch execution per edge starts in the same commit, each
-with `parent` the forking execution and `root` the one the contact entered. A branch is an
+with `parent` the forking execution, `root` the one the contact entered and `fork_node` /
+`fork_visit` the parent's place at that fork (a parent that forks again, at another node or
+at the same one in a loop, gathers only the branches of the fork it waits at). A branch is an
 execution like any other (its cursor, steps, timers, leases and fences are its own), so
 every path the engine has (sends, delays, waits, outcomes, the sweeper) runs it unchanged,
 and the single-branch path pays nothing.
 
 A branch ends at an `end`, where no edge leads on, or at a `join` (its cursor stays on the
 join). Whenever one ends, the commit that ends it locks the parent and looks at its
-siblings: once none is running or waiting, the parent goes on, from the join they reached
-(its own join step records how many arrived), completes if none reached a join, or fails
-if one failed. The lock orders the last two arrivals, so exactly one of them moves the
-parent. Cancel, pause and exits act on the root and every branch under it.
+siblings of that fork: once none is running or waiting, the parent goes on, from the join
+they reached (its own join step records how many arrived), completes if none reached a
+join, or fails if one failed (its cursor stays on the fork, where a retry of the failed
+branch's step puts it back to waiting: flows.operations.step_retry). The lock orders the
+last two arrivals, so exactly one of them moves the parent. Cancel, pause and exits act on
+the root and every branch under it.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import transaction
 from django.db.models import Q
@@ -40,7 +44,15 @@ def family(ids: Sequence[Any]) -> Q:
     return Q(pk__any=list(ids)) | Q(root_id__any=list(ids))
 
 
-def fork(forks: Sequence[tuple[Execution, list[str]]]) -> list[Execution]:
+class Fork(NamedTuple):
+    """An execution at a fork: the fork's node and visit, and its branches' first nodes."""
+    parent: Execution
+    node: str
+    visit: int
+    targets: list[str]
+
+
+def fork(forks: Sequence[Fork]) -> list[Execution]:
     """Start one running branch per first node for each forking execution (in the
     caller's transaction), and publish their advances once it commits."""
     now = timezone.now()
@@ -49,8 +61,9 @@ def fork(forks: Sequence[tuple[Execution, list[str]]]) -> list[Execution]:
                   version_id=parent.version_id, contact_id=parent.contact_id,
                   source=parent.source, data=parent.data, status=ExecStatus.RUNNING,
                   current_node=target, current_visit=1, visits={target: 1},
-                  parent_id=parent.pk, root_id=parent.root_id or parent.pk, enqueued_at=now)
-        for parent, targets in forks for target in targets])
+                  parent_id=parent.pk, root_id=parent.root_id or parent.pk,
+                  fork_node=node, fork_visit=visit, enqueued_at=now)
+        for parent, node, visit, targets in forks for target in targets])
     ids = [branch.pk for branch in started]
     transaction.on_commit(lambda: publish(ids))
     return started
@@ -67,13 +80,15 @@ def executions_finished(*, executions: Sequence[Execution], status: str) -> None
 
 
 def _gather(parent_id: str) -> None:
-    """Move the parent on if none of its branches is running or waiting any more."""
+    """Move the parent on if none of the branches of the fork it waits at is running or
+    waiting any more."""
     parent = Execution.objects.select_for_update().filter(pk=parent_id,
                                                           status__in=ACTIVE).first()
     if parent is None:
         return
-    branches = list(Execution.objects.filter(parent_id=parent.pk).values_list(
-        "status", "current_node", "error"))
+    branches = list(Execution.objects.filter(
+        parent_id=parent.pk, fork_node=parent.current_node,
+        fork_visit=parent.current_visit).values_list("status", "current_node", "error"))
     graph = graph_of(parent.version_id)
     if any(status in ACTIVE for status, _, _ in branches) or parent.current_node not in (
             graph.forks):
@@ -92,9 +107,12 @@ def _gather(parent_id: str) -> None:
 
 
 def _end(parent: Execution, status: str, now: Any, error: str = "") -> None:
+    """End the parent: completed, its cursor cleared, or failed, its cursor left on the fork
+    (as a failed step leaves it on the node), which a retry of the branch goes back to."""
+    cursor = {"current_node": ""} if status == ExecStatus.COMPLETED else {}
     Execution.objects.filter(pk=parent.pk).update(
-        status=status, current_node="", error=error[:4000], completed_at=now, wake_at=None,
-        waiting_event="", lease_until=None, updated_at=now)
+        status=status, error=error[:4000], completed_at=now, wake_at=None,
+        waiting_event="", lease_until=None, updated_at=now, **cursor)
     parent.status, parent.error = status, error
     executions_finished(executions=[parent], status=status)
 

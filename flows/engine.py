@@ -106,20 +106,50 @@ def advance_many(*, execution_ids: list[str]) -> dict[str, str]:
 
 def _walk(execution: Execution, existing: list[Step],
           inherited: dict[Any, list[Step]]) -> walker.Walk:
-    before = [*inherited.get(execution.root_id, []), *inherited.get(execution.parent_id, [])]
+    before = inherited.get(execution.pk, [])
     return walker.walk(execution, graph_of(execution.version_id),
                        _context(execution, [*before, *existing]), existing, MAX_INLINE_NODES)
 
 
 def _inherited_steps(executions: Any) -> dict[Any, list[Step]]:
-    """Return the steps of the branches' root and parent executions (what a condition or
-    template in a branch sees of the path before the fork): no query when none is one."""
-    ancestors = {pk for e in executions for pk in (e.root_id, e.parent_id) if pk is not None}
+    """Return, by branch, the steps of every execution above it, its root's first and its
+    parent's last (what a condition or template in a branch sees of the path before its
+    forks): no query when none is a branch, one when every branch's parent is its root,
+    and one more (walking every chain at once) when a branch is nested in another."""
+    branches = [e for e in executions if e.parent_id is not None]
+    if not branches:
+        return {}
+    above = _ancestors(branches)
     found: dict[Any, list[Step]] = {}
-    if ancestors:
-        for step in Step.objects.filter(execution_id__in=ancestors).order_by("started_at", "id"):
-            found.setdefault(step.execution_id, []).append(step)
-    return found
+    for step in Step.objects.filter(execution_id__in=above).order_by("started_at", "id"):
+        found.setdefault(step.execution_id, []).append(step)
+    inherited: dict[Any, list[Step]] = {}
+    for branch in branches:
+        chain, pk = [], branch.parent_id
+        while pk is not None:
+            chain.append(pk)
+            pk = above[pk]
+        inherited[branch.pk] = [step for pk in reversed(chain) for step in found.get(pk, [])]
+    return inherited
+
+
+def _ancestors(branches: list[Execution]) -> dict[Any, Any]:
+    """Map the branches' parents and every execution above them to their own parent (None
+    for a root): read from the branches when each one's parent is its root, else one
+    recursive query."""
+    parents = {branch.parent_id for branch in branches}
+    if all(branch.parent_id == branch.root_id for branch in branches):
+        return dict.fromkeys(parents)
+    table, key = Execution._meta.db_table, Execution._meta.pk
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH RECURSIVE chain(id, parent_id) AS (SELECT id, parent_id FROM {table} "
+            f"WHERE id IN ({', '.join(['%s'] * len(parents))}) UNION SELECT e.id, "
+            f"e.parent_id FROM {table} AS e JOIN chain AS c ON e.id = c.parent_id) "
+            "SELECT id, parent_id FROM chain",
+            [key.get_db_prep_value(pk, connection) for pk in parents])
+        return {key.to_python(pk): None if parent is None else key.to_python(parent)
+                for pk, parent in cursor.fetchall()}
 
 
 def _persist(walks: dict[str, tuple[walker.Walk, tuple[str, int]]]) -> dict[str, str]:

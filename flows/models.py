@@ -135,6 +135,11 @@ class Execution(models.Model):
                                related_name="branches")
     root = models.ForeignKey("self", on_delete=models.CASCADE, null=True, blank=True,
                              related_name="+")
+    # The fork that started a branch: the parent's position there (its fork node and that
+    # node's visit). The parent gathers only the branches of the fork it waits at, not those
+    # of an earlier fork of its own (another node, or the same one in a loop).
+    fork_node = models.CharField(max_length=100, blank=True, default="")
+    fork_visit = models.PositiveIntegerField(null=True, blank=True)
     started_at = models.DateTimeField(auto_now_add=True)
     completed_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -5,6 +5,9 @@ the admin and the dashboard call, and they reach the engine only through the que
 """
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -123,17 +126,54 @@ def _continue(execution: Execution) -> None:
 
 
 def step_retry(*, step: Step) -> Step:
-    """Run a failed step again: its execution resumes at that node."""
+    """Run a failed step again: its execution resumes at that node.
+
+    A failed branch failed the execution it forked from once its other branches had ended
+    (and that one its own parent, up to the root): in the same transaction they wait at
+    their forks again, so the branch's end moves them on. A branch whose parent has left
+    that fork (cancelled, exited, or failed before this was kept) cannot run again."""
     with transaction.atomic():
         execution = Execution.objects.select_for_update().get(pk=step.execution_id)
         if step.status != StepStatus.FAILED or execution.status != ExecStatus.FAILED:
             raise NotRetryable("Only a failed step of a failed execution can be retried.")
+        now = timezone.now()
+        waiting = _forks_reopen(branch=execution, now=now)
         Step.objects.filter(pk=step.pk).update(status=StepStatus.PENDING,
                                                retry_count=F("retry_count") + 1,
                                                completed_at=None)
+        # A branch of a paused family is paused with it (its resume advances it).
         Execution.objects.filter(pk=execution.pk).update(
             status=ExecStatus.RUNNING, current_node=step.node_id, current_visit=step.visit,
-            error="", completed_at=None, updated_at=timezone.now(), enqueued_at=timezone.now())
+            error="", completed_at=None, updated_at=now, enqueued_at=now,
+            paused_at=waiting.paused_at if waiting else None,
+            paused_by=waiting.paused_by if waiting else "")
         schedule_advance(execution.pk)
     step.refresh_from_db()
     return step
+
+
+def _forks_reopen(*, branch: Execution, now: datetime) -> Execution | None:
+    """Put the executions above a failed branch back to waiting at the forks that started
+    it and them, up to the first still waiting there (returned; None when the root was
+    reopened or the execution is no branch). Each is locked after the one below it, as a
+    branch ending locks its parent. NotRetryable when one is no longer at that fork."""
+    reopened: list[Any] = []
+    child = branch
+    while child.parent_id is not None:
+        parent = Execution.objects.select_for_update().get(pk=child.parent_id)
+        if (parent.status not in (ExecStatus.WAITING, ExecStatus.FAILED)
+                or (parent.current_node, parent.current_visit) != (child.fork_node,
+                                                                    child.fork_visit)):
+            raise NotRetryable(
+                f"The execution this branch forked from ({parent.pk}) is {parent.status} "
+                f"and no longer waits at the fork {child.fork_node or '(unknown)'}: the "
+                "branch cannot run again.")
+        if parent.status == ExecStatus.WAITING:
+            break
+        reopened.append(parent.pk)
+        child = parent
+    else:
+        parent = None
+    Execution.objects.filter(pk__in=reopened).update(
+        status=ExecStatus.WAITING, error="", completed_at=None, updated_at=now)
+    return parent

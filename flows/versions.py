@@ -115,5 +115,8 @@ def _move_onto(execution: Execution, version: FlowVersion, node_map: dict[str, s
     Step.objects.filter(execution=execution, node_id=execution.current_node,
                         visit=execution.current_visit,
                         status=Step.Status.WAITING).update(node_id=node)
+    # A branch's fork is its parent's position: it takes the same id as the parent's cursor.
+    fork = _mapped(execution.fork_node, node_map) if execution.fork_node else ""
     Execution.objects.filter(pk=execution.pk).update(
-        version=version, current_node=node, visits=visits, updated_at=timezone.now())
+        version=version, current_node=node, visits=visits, fork_node=fork,
+        updated_at=timezone.now())

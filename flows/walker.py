@@ -163,7 +163,8 @@ def persist_many(walks: list[tuple[Walk, tuple[str, int]]]) -> list[bool]:
             state.message.pk: {"execution_source": state.execution.source}
             for state in kept if state.message is not None})
     _write_steps([row for state in kept for row in state.steps], now)
-    forks = [(state.execution, state.forks) for state in kept if state.forks]
+    forks = [branches.Fork(state.execution, state.node or "", state.visit, state.forks)
+             for state in kept if state.forks]
     if forks:
         branches.fork(forks)
     attributes: dict[Any, dict[str, Any]] = {}

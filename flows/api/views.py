@@ -702,7 +702,10 @@ class ExecutionViewSet(WorkspaceScoped, mixins.ListModelMixin, mixins.RetrieveMo
     @action(detail=True, methods=["post"], url_path=r"steps/(?P<step_id>\d+)/retry")
     def retry_step(self, request: Request, pk: str | None = None,
                    step_id: str | None = None) -> Response:
-        """Retry a failed step; its execution resumes from there."""
+        """Retry a failed step; its execution resumes from there. A failed branch's step
+        also puts the executions its failure ended back to waiting at their forks (README.md,
+        "Parallel branches"). 409 `not_retryable` when the step or its execution has not
+        failed, or when the execution the branch forked from has left that fork."""
         execution = self.get_object()
         # The route always captures step_id; without one no step matches either.
         step = (None if step_id is None

@@ -116,32 +116,45 @@ def test_migrate_with_a_bad_node_map_answers_400_and_moves_nothing(
     assert Step.objects.get(execution=kept, status="waiting").node_id == "wait"
 
 
+def forked(text: str, hello: str = "hello") -> dict:
+    """A text, then two hour-long delays at once that meet at a join before a last text."""
+    return {"nodes": [{"id": hello, "type": "send_sms", "data": {"body": "hello"}},
+                      {"id": "x", "type": "delay", "data": {"seconds": 3600}},
+                      {"id": "y", "type": "delay", "data": {"seconds": 3600}},
+                      {"id": "meet", "type": "join"},
+                      {"id": "bye", "type": "send_sms", "data": {"body": text}}],
+            "edges": [{"id": "1", "source": hello, "target": "x"},
+                      {"id": "2", "source": hello, "target": "y"},
+                      {"id": "3", "source": "x", "target": "meet"},
+                      {"id": "4", "source": "y", "target": "meet"},
+                      {"id": "5", "source": "meet", "target": "bye"}]}
+
+
+@pytest.mark.parametrize(("hello", "node_map"), [
+    ("hello", {}),
+    # The forking node is renamed: the fork the parent waits at, and the one its branches
+    # name, both take the new id.
+    ("hi", {"hello": "hi"}),
+])
 def test_migrate_moves_an_execution_with_its_parallel_branches(
-        api, workspace, providers, live_worker, dispatcher):
-    def forked(text: str) -> dict:
-        return {"nodes": [{"id": "hello", "type": "send_sms", "data": {"body": "hello"}},
-                          {"id": "x", "type": "delay", "data": {"seconds": 3600}},
-                          {"id": "y", "type": "delay", "data": {"seconds": 3600}},
-                          {"id": "meet", "type": "join"},
-                          {"id": "bye", "type": "send_sms", "data": {"body": text}}],
-                "edges": [{"id": "1", "source": "hello", "target": "x"},
-                          {"id": "2", "source": "hello", "target": "y"},
-                          {"id": "3", "source": "x", "target": "meet"},
-                          {"id": "4", "source": "y", "target": "meet"},
-                          {"id": "5", "source": "meet", "target": "bye"}]}
+        api, workspace, providers, live_worker, dispatcher, hello, node_map):
     first = forked("v1 text")
     flow = make_flow(api, first["nodes"], first["edges"])
     execution_id = start(api, flow["id"], ContactFactory(workspace=workspace))
     wait_until(lambda: Execution.objects.filter(parent_id=execution_id,
                                                 status="waiting").count() == 2)
-    publish(api, flow, forked("v2 text"))
+    publish(api, flow, forked("v2 text", hello))
 
-    answer = api.post(f"/api/v1/flows/{flow['id']}/migrate", {}, format="json").json()
+    answer = api.post(f"/api/v1/flows/{flow['id']}/migrate", {"node_map": node_map},
+                      format="json").json()
 
     assert answer == {"moved": 1, "version": 2}
     family = Execution.objects.filter(pk=execution_id) | Execution.objects.filter(
         root_id=execution_id)
     assert {e.version.number for e in family} == {2}
+    assert {(e.current_node, e.fork_node) for e in family if e.parent_id is None} == {
+        (f"{hello}/fork", "")}
+    assert {e.fork_node for e in family if e.parent_id is not None} == {f"{hello}/fork"}
     family.filter(root_id=execution_id).update(wake_at=timezone.now())
     wait_until(lambda: finished(execution_id), timeout=30)
     assert [r.json()["message"] for r in providers.requests] == ["hello", "v2 text"]
