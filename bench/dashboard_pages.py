@@ -31,7 +31,10 @@ def _executions(workspace: object, n: int) -> int:
         _copy_rows(cursor, "flows_execution", template.pk, n - 1, {
             "id": "md5('execution' || i)::uuid",
             "status": "(ARRAY['completed','completed','failed','waiting'])[1 + i %% 4]",
-            "started_at": "now() - make_interval(secs => i %% 86400)"}, "executions")
+            "started_at": "now() - make_interval(secs => i %% 86400)",
+            # The completed and failed ones finished a few seconds after they started.
+            "completed_at": "CASE WHEN i %% 4 < 3 THEN now() - make_interval(secs => i %% 86400)"
+                            " + make_interval(secs => i %% 7) END"}, "executions")
         cursor.execute("UPDATE flows_step SET execution_id = md5('execution' || (1 + id %% %s))"
                        "::uuid", [n - 1])
         cursor.execute("ANALYZE flows_execution; ANALYZE flows_step")

@@ -157,6 +157,12 @@ class Execution(models.Model):
                          condition=Q(status="waiting") & ~Q(waiting_event="")),
             models.Index(fields=["status", "enqueued_at"], name="execution_running_idx",
                          condition=Q(status="running")),
+            # The dashboard overview at a large history: the newest failures, and what
+            # finished in a window (neither scans the workspace's executions).
+            models.Index(fields=["workspace", "-updated_at"], name="execution_failed_idx",
+                         condition=Q(status="failed")),
+            models.Index(fields=["workspace", "completed_at"], name="execution_finished_idx",
+                         condition=Q(completed_at__isnull=False)),
         ]
 
     def __str__(self) -> str:
