@@ -55,9 +55,6 @@ def _session_cookie(workspace_id: str) -> str:
 
 
 def dashboard(cluster: Cluster, n: int, row: Callable[..., None]) -> None:
-    from django.core.management import call_command
-
-    call_command("collectstatic", "--noinput", verbosity=0)  # the pages' manifest
     workspace, _ = cluster.workspace("dashboard")
     print(f"dashboard: pages with {n} messages, {n // 5} steps, {n // 50} executions",
           flush=True)

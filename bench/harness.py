@@ -263,6 +263,11 @@ class Cluster:
         wait_port(self.stub_port)
 
     def start_web(self, workers: int = 2) -> None:
+        from django.core.management import call_command
+
+        # The pages' static manifest, which gunicorn's workers read once when they start
+        # (collected after them, a fresh checkout's pages answered 500).
+        call_command("collectstatic", "--noinput", verbosity=0)
         self.spawn("web", [sys.executable, "-m", "gunicorn", "config.wsgi", "--bind",
                            f"127.0.0.1:{self.web_port}", "--workers", str(workers),
                            "--backlog", "2048"])
