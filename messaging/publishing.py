@@ -16,7 +16,6 @@ from django.db import connection
 from django.utils import timezone
 
 from core.publishing import hold
-from messaging.channels import queue_for
 from messaging.lanes import BROKER_PRIORITY, PRIORITY, kind_of, lane_of, queue_of
 from messaging.models import Message
 from messaging.ratelimit import client as redis_client
@@ -59,18 +58,12 @@ def publish(messages: Iterable[Message], *, now: datetime | None = None,
     return send(messages, now=now)
 
 
-def task_queue(message: Message, kind: str) -> str:
-    """Return the Celery queue of a message's delivery task (`kind`: its lane's, priority
-    or bulk): its channel's, or the priority lane's own queue when PRIORITY_LANE_QUEUE
-    names one (workers kept for it)."""
-    return _kind_queue(queue_for(message.channel), kind)
-
-
-def _kind_queue(queue: str, kind: str) -> str:
-    """Return the queue of a delivery task of this kind whose channel's queue is `queue`."""
-    if settings.PRIORITY_LANE_QUEUE and kind == PRIORITY:
+def lane_queue(lane: str) -> str:
+    """Return the Celery queue of a lane's delivery tasks: its channel's queue, or the
+    priority lane's own queue when PRIORITY_LANE_QUEUE names one (workers kept for it)."""
+    if settings.PRIORITY_LANE_QUEUE and kind_of(lane) == PRIORITY:
         return str(settings.PRIORITY_LANE_QUEUE)
-    return queue
+    return queue_of(lane)
 
 
 def _publish_all(messages: list[Message], *, now: datetime | None = None) -> int:
@@ -89,8 +82,9 @@ def _publish_now(messages: list[Message], *, now: datetime | None = None,
             countdown = math.ceil(max(0.0, (message.due_at - now).total_seconds()) * 20) / 20
         # A row without a lane (written before lanes: a dead letter replayed) is claimed
         # by its id, at the priority its fields give.
-        kind = kind_of(lane_of(message))
-        key = (task_queue(message, kind), message.lane, kind, countdown)
+        lane = lane_of(message)
+        kind = kind_of(lane)
+        key = (lane_queue(lane), message.lane, kind, countdown)
         groups.setdefault(key, []).append(message)
     count = 0
     try:
@@ -153,7 +147,7 @@ def publish_lane_more(lane: str) -> None:
         return
     kind = kind_of(lane)
     try:
-        _send(_kind_queue(queue_of(lane), kind), lane, kind, 0.0, [])
+        _send(lane_queue(lane), lane, kind, 0.0, [])
     except Exception:  # the broker is down: the sweeper republishes from the database
         lane_task_started(lane)
         logger.exception("publish of lane %s's next claim failed; the sweeper will retry",
