@@ -72,7 +72,6 @@ def messages_deliver(*, message_ids: list[str], lane: str = "",
     provider calls (see _send_and_record); the calls run outside any transaction.
     """
     now = timezone.now()
-    full = False
     if lane and connection.vendor == "postgresql":
         lane_task_started(lane)  # before the claim: what is queued after it needs a task
         limit = max(CLAIM_BATCH, len(message_ids))
@@ -80,11 +79,10 @@ def messages_deliver(*, message_ids: list[str], lane: str = "",
         # Full by the rows picked, not the rows claimed: a row cancelled under the claim
         # leaves it short while rows may be left whose publishes joined this task
         # (messaging.publishing).
-        full = picked >= limit
+        if picked >= limit:
+            publish_lane_more(lane)
     else:
         claimed = _claim(message_ids, now)
-    if full:
-        publish_lane_more(lane)
     outcomes = {str(mid): "skipped" for mid in message_ids}
     if not claimed:
         return outcomes
