@@ -70,18 +70,13 @@ class FlowListSerializer(serializers.ListSerializer):
 
     def to_representation(self, data: Any) -> list[dict]:
         flows = list(data.all() if isinstance(data, BaseManager) else data)
-        groups: dict[Any, list[Flow]] = {}
-        for flow in flows:
-            groups.setdefault(flow.workspace_id, []).append(flow)
-        workspaces = Workspace.objects.in_bulk(list(groups))
-        warnings: dict[Any, list[dict]] = {}
-        for workspace_id, group in groups.items():
-            problems = services.graphs_problems([(flow.nodes, flow.edges) for flow in group],
-                                                workspace=workspaces[workspace_id])
-            warnings.update(zip((flow.pk for flow in group), problems, strict=True))
+        # A page lists the flows of the key's workspace (core.api.WorkspaceScoped's context).
+        problems = services.graphs_problems([(flow.nodes, flow.edges) for flow in flows],
+                                            workspace=self.context["workspace"])
         child = self.child
         assert isinstance(child, FlowSerializer)  # Meta.list_serializer_class
-        child.page = _FlowPage(live_version_numbers(flows=flows), warnings)
+        child.page = _FlowPage(live_version_numbers(flows=flows),
+                               dict(zip((flow.pk for flow in flows), problems, strict=True)))
         return super().to_representation(flows)
 
 
