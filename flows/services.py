@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import transaction
@@ -70,11 +70,11 @@ def _sends(nodes: list[dict]) -> list[tuple[str, dict]]:
             if engine_type(node.get("type")) in send.CHANNELS]
 
 
-class _SendReferences:
+class _SendReferences(NamedTuple):
     """The templates (id -> channel) and topics (keys) of a workspace that sends name."""
 
-    def __init__(self, channels: dict[uuid.UUID, str], topics: set[str]) -> None:
-        self.channels, self.topics = channels, topics
+    channels: dict[uuid.UUID, str]
+    topics: set[str]
 
 
 def _send_references(workspace: Workspace, sends: list[tuple[str, dict]]) -> _SendReferences:
