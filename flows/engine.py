@@ -115,41 +115,29 @@ def _inherited_steps(executions: Any) -> dict[Any, list[Step]]:
     """Return, by branch, the steps of every execution above it, its root's first and its
     parent's last (what a condition or template in a branch sees of the path before its
     forks): no query when none is a branch, one when every branch's parent is its root,
-    and one more (walking every chain at once) when a branch is nested in another."""
+    and one more (the parents of the branches' families) when a branch is nested in
+    another."""
     branches = [e for e in executions if e.parent_id is not None]
     if not branches:
         return {}
-    above = _ancestors(branches)
-    found: dict[Any, list[Step]] = {}
-    for step in Step.objects.filter(execution_id__in=above).order_by("started_at", "id"):
-        found.setdefault(step.execution_id, []).append(step)
-    inherited: dict[Any, list[Step]] = {}
+    above: dict[Any, Any] = {branch.root_id: None for branch in branches}  # roots: no parent
+    if any(branch.parent_id != branch.root_id for branch in branches):
+        above.update(Execution.objects.filter(root_id__in=list(above))
+                     .values_list("pk", "parent_id"))
+    chains: dict[Any, list[Any]] = {}
     for branch in branches:
         chain, pk = [], branch.parent_id
         while pk is not None:
             chain.append(pk)
             pk = above[pk]
-        inherited[branch.pk] = [step for pk in reversed(chain) for step in found.get(pk, [])]
-    return inherited
-
-
-def _ancestors(branches: list[Execution]) -> dict[Any, Any]:
-    """Map the branches' parents and every execution above them to their own parent (None
-    for a root): read from the branches when each one's parent is its root, else one
-    recursive query."""
-    parents = {branch.parent_id for branch in branches}
-    if all(branch.parent_id == branch.root_id for branch in branches):
-        return dict.fromkeys(parents)
-    table, key = Execution._meta.db_table, Execution._meta.pk
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"WITH RECURSIVE chain(id, parent_id) AS (SELECT id, parent_id FROM {table} "
-            f"WHERE id IN ({', '.join(['%s'] * len(parents))}) UNION SELECT e.id, "
-            f"e.parent_id FROM {table} AS e JOIN chain AS c ON e.id = c.parent_id) "
-            "SELECT id, parent_id FROM chain",
-            [key.get_db_prep_value(pk, connection) for pk in parents])
-        return {key.to_python(pk): None if parent is None else key.to_python(parent)
-                for pk, parent in cursor.fetchall()}
+        chains[branch.pk] = chain[::-1]
+    found: dict[Any, list[Step]] = {}
+    for step in Step.objects.filter(
+            execution_id__in={pk for chain in chains.values() for pk in chain}
+    ).order_by("started_at", "id"):
+        found.setdefault(step.execution_id, []).append(step)
+    return {pk: [step for ancestor in chain for step in found.get(ancestor, [])]
+            for pk, chain in chains.items()}
 
 
 def _persist(walks: dict[str, tuple[walker.Walk, tuple[str, int]]]) -> dict[str, str]:
