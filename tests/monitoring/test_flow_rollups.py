@@ -1,6 +1,8 @@
 """The per-flow hourly totals of finished executions (monitoring/migrations/0014) say what the
-executions table says through inserts, updates, branch rows, deletes and compaction
-(PostgreSQL, where triggers keep the totals)."""
+executions table says through inserts, updates, branch rows, deletes and compaction; the
+overview's execution figures read from them match counting the rows: the counts exactly,
+the duration percentiles within the buckets' precision (PostgreSQL, where triggers keep
+the totals; elsewhere the overview counts the rows)."""
 from __future__ import annotations
 
 import importlib
@@ -11,16 +13,21 @@ from types import SimpleNamespace
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from flows.models import Execution
 from monitoring import counters, rollups
+from monitoring.dashboard.selectors import overview
+from monitoring.dashboard.selectors.windows import window_for
 from tests.factories import ExecutionFactory, FlowFactory, WorkspaceFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.skipif(
     connection.vendor != "postgresql", reason="the per-flow totals are PostgreSQL triggers")]
 
 migration = importlib.import_module("monitoring.migrations.0014_flow_hourly_counts")
+
+RANGES = ["24h", "7d", "30d", "all"]
 
 TOTALS = """
 SELECT workspace_id, flow_id, hour, status, bucket, sum(n) FROM (
@@ -132,3 +139,75 @@ def test_the_migration_counts_what_is_there_and_reverses():
     assert totals() == from_the_table() != expected
     ExecutionFactory(status="completed", completed_at=timezone.now())  # by the trigger
     assert totals() == from_the_table()
+
+
+def figures(workspace, key: str) -> tuple[list, list, list]:
+    window = window_for(workspace, key)
+    kpis = [(k.key, k.value, k.trend, k.previous)
+            for k in overview.overview_kpis(workspace, window)]
+    flows = overview.flow_figures(workspace, window)
+    return kpis, [(f.flow_id, f.name, f.finished, f.completed, f.failed) for f in flows], [
+        (f.p50, f.p90, f.p99, f.approximate) for f in flows]
+
+
+def rolled_and_scanned(workspace, key: str, monkeypatch) -> tuple[tuple, tuple]:
+    rolled = figures(workspace, key)
+    with monkeypatch.context() as patched:
+        patched.setattr(overview, "rollups_cover", lambda *args: False)
+        scanned = figures(workspace, key)
+    return rolled, scanned
+
+
+def assert_close(rolled: list, scanned: list) -> None:
+    """The percentiles from the buckets are within their precision of percentile_cont's."""
+    assert len(rolled) == len(scanned)
+    for (*from_buckets, approximate), (*exact, exactly) in zip(rolled, scanned, strict=True):
+        assert approximate and not exactly
+        for value, truth in zip(from_buckets, exact, strict=True):
+            if truth is None:
+                assert value is None
+            else:
+                assert abs(value - truth) <= (rollups.BUCKET_PRECISION * truth
+                                              + rollups.SMALLEST_SECONDS)
+
+
+@pytest.mark.parametrize("key", RANGES)
+def test_the_overview_execution_figures_from_the_totals_match_the_rows(key, monkeypatch):
+    workspace = WorkspaceFactory()
+    build(workspace)
+    build(WorkspaceFactory())  # another workspace's count for it alone
+    for _ in range(2):
+        (kpis, flows, percentiles), (exact_kpis, exact_flows, exact) = rolled_and_scanned(
+            workspace, key, monkeypatch)
+        assert kpis == exact_kpis
+        assert flows == exact_flows and flows
+        assert_close(percentiles, exact)
+        counters.counters_compact()
+
+
+def test_the_flows_shown_are_the_busiest_then_by_name(monkeypatch):
+    workspace = WorkspaceFactory()
+    now = timezone.now()
+    for name, finished in [("d", 1), ("c", 2), ("b", 2), ("a", 1), ("e", 3)]:
+        flow = FlowFactory(workspace=workspace, name=name)
+        for _ in range(finished):
+            ExecutionFactory(workspace=workspace, flow=flow, started_at=now - timedelta(hours=2),
+                             completed_at=now - timedelta(hours=1))
+    monkeypatch.setattr(overview, "FLOWS_SHOWN", 2)  # c ties with b, the second: b shows
+    rolled, scanned = rolled_and_scanned(workspace, "24h", monkeypatch)
+    assert [row[1] for row in rolled[1]] == ["e", "b"]
+    assert rolled[1] == scanned[1]
+
+
+def test_the_overview_reads_the_totals_not_the_executions(staff):
+    workspace = WorkspaceFactory()
+    build(workspace)
+    with CaptureQueriesContext(connection) as queries:
+        response = staff.get("/dashboard/", {"workspace": str(workspace.pk), "range": "24h"})
+    assert response.status_code == 200
+    counted = [q["sql"] for q in queries.captured_queries if "flows_execution" in q["sql"]
+               and ("COUNT(" in q["sql"].upper() or "percentile_cont" in q["sql"])]
+    assert counted == []
+    assert any("monitoring_flowhourlycount" in q["sql"] for q in queries.captured_queries)
+    html = response.content.decode()
+    assert "≈" in html and "approximate (within 4.4%)" in html
