@@ -80,6 +80,8 @@ def counters_compact() -> int:
     if not counters_enabled():
         return 0
     with connection.cursor() as cursor:
-        # The overview's hourly totals (monitoring.rollups) are folded on the same beat.
-        cursor.execute("SELECT relay_metric_compact() + relay_hourly_compact()")
+        # The overview's hourly and per-flow totals (monitoring.rollups) are folded on the
+        # same beat.
+        cursor.execute("SELECT relay_metric_compact() + relay_hourly_compact() "
+                       "+ relay_flow_hourly_compact()")
         return int(cursor.fetchone()[0])

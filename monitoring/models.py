@@ -171,6 +171,43 @@ class HourlyDelta(HourlyCounted):
     id = models.BigAutoField(primary_key=True)
 
 
+class FlowHourlyCounted(models.Model):
+    """How many of one workspace's executions of one flow (those contacts entered) finished
+    in one hour with one status and a duration in one bucket (monitoring.rollups: a log
+    scale, eight buckets per doubling)."""
+
+    workspace_id = models.UUIDField()
+    flow_id = models.UUIDField()
+    hour = models.DateTimeField()  # the UTC hour of completed_at
+    status = models.CharField(max_length=20)
+    bucket = models.SmallIntegerField()
+    n = models.BigIntegerField(default=0)
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return (f"{self.flow_id} {self.hour:%Y-%m-%d %H:00} {self.status} "
+                f"#{self.bucket} {self.n:+d}")
+
+
+class FlowHourlyCount(FlowHourlyCounted):
+    """The overview's per-flow totals of finished executions, kept like HourlyCount: PostgreSQL
+    triggers append FlowHourlyDelta rows and counters_compact folds them in, so the per-flow
+    table, its percentiles and the execution success rate read a few hundred rows."""
+
+    class Meta:
+        constraints = [models.UniqueConstraint(
+            fields=["workspace_id", "hour", "flow_id", "status", "bucket"],
+            name="flow_hourly_count_unique")]
+
+
+class FlowHourlyDelta(FlowHourlyCounted):
+    """A change to a FlowHourlyCount, appended by a trigger; counters_compact folds them."""
+
+    id = models.BigAutoField(primary_key=True)
+
+
 class HistoryPurge(models.Model):
     """One run of the retention purge (monitoring.services.retention_purge): when, what it
     deleted per kind, and the error that stopped it, if any. /metrics and the dashboard

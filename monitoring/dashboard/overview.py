@@ -25,6 +25,7 @@ from monitoring.dashboard.selectors.overview import (
     status_counts,
 )
 from monitoring.dashboard.selectors.windows import Window
+from monitoring.rollups import BUCKET_PRECISION
 
 FALLBACK_COLOR = "#a1a1aa"
 
@@ -97,4 +98,7 @@ def overview_context(workspace: Workspace, window: Window) -> dict[str, Any]:
             label="Average execution time", y_format=format_seconds),
         "failures": recent_failures(workspace, window),
         "flows": flow_figures(workspace, window),
+        # What a percentile marked ≈ is: read from the per-flow hourly totals.
+        "approximate_title": f"approximate (within {BUCKET_PRECISION:.1%}): read from the "
+                             "hourly totals' duration buckets",
     }

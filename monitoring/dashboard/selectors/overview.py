@@ -1,8 +1,11 @@
 """Reads behind the overview page: KPIs with trends, chart series and recent failures."""
 from __future__ import annotations
 
+from bisect import bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import accumulate
 from typing import Any
 
 from django.db import connection
@@ -20,7 +23,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from core.models import DeadLetter, Workspace
-from flows.models import Execution, ExecutionQuerySet
+from flows.models import Execution, ExecutionQuerySet, Flow
 from messaging.models import FAILURE_STATUSES, SUCCESS_STATUSES, Message, MessageStatus
 from monitoring.dashboard.selectors.common import format_seconds, seconds_of
 from monitoring.dashboard.selectors.windows import (
@@ -30,7 +33,15 @@ from monitoring.dashboard.selectors.windows import (
     bucket_starts,
 )
 from monitoring.models import HistoryPurge
-from monitoring.rollups import Hourly, hour_start, hourly_rows, rollups_cover
+from monitoring.rollups import (
+    Hourly,
+    bucket_seconds,
+    finished_hours,
+    flow_buckets,
+    hour_start,
+    hourly_rows,
+    rollups_cover,
+)
 
 # Hourly totals answer for windows that start on an hour (window_for makes every window
 # but the last hour's do): the all-time window reads from this.
@@ -169,6 +180,22 @@ def _rolled_periods(rows: list[Hourly], window: Window,
     return result
 
 
+FINISHED_COUNTED: dict[str, frozenset[str] | None] = {
+    "completed": frozenset({Execution.Status.COMPLETED}),
+    "failed": frozenset({Execution.Status.FAILED})}
+
+
+def _finished(workspace: Workspace, window: Window) -> dict[str, dict[str, Any]]:
+    """Count the executions that finished in the window and the previous one by outcome: the
+    success rate of those that ended in the window."""
+    if _rolled(window):
+        since = hour_start(window.previous_start or window.start or EPOCH)
+        return _rolled_periods(finished_hours(workspace.pk, since), window, FINISHED_COUNTED)
+    return _period_aggregates(_entered(workspace), window, "completed_at", {
+        name: (lambda **kw: Count("id", **kw), Q(status__in=statuses))
+        for name, statuses in FINISHED_COUNTED.items()})
+
+
 def overview_kpis(workspace: Workspace, window: Window) -> list[Kpi]:
     """Return the overview KPIs with their trend against the previous window."""
     if _rolled(window):
@@ -189,11 +216,7 @@ def overview_kpis(workspace: Workspace, window: Window) -> list[Kpi]:
         executions = _period_aggregates(_entered(workspace), window, "started_at", {
             "count": (lambda **kw: Count("id", **kw), Q()),
         })
-    # Executions by when they finished: the success rate of those that ended in the window.
-    finished = _period_aggregates(_entered(workspace), window, "completed_at", {
-        "completed": (lambda **kw: Count("id", **kw), Q(status=Execution.Status.COMPLETED)),
-        "failed": (lambda **kw: Count("id", **kw), Q(status=Execution.Status.FAILED)),
-    })
+    finished = _finished(workspace, window)
     letters = _period_aggregates(DeadLetter.objects.filter(workspace=workspace), window,
                                  "created_at", {
         "open": (lambda **kw: Count("id", **kw), Q(status=DeadLetter.Status.OPEN)),
@@ -250,6 +273,8 @@ class FlowFigures:
     p50: float | None
     p90: float | None
     p99: float | None
+    # Read from the per-flow hourly totals' duration buckets: within BUCKET_PRECISION.
+    approximate: bool = False
 
     @property
     def failure_rate(self) -> float | None:
@@ -264,8 +289,11 @@ FLOWS_SHOWN = 20
 def flow_figures(workspace: Workspace, window: Window) -> list[FlowFigures]:
     """Return, per flow, its executions finished in the window (completed, failed,
     cancelled) and the 50th, 90th and 99th percentiles of the completed ones' durations.
-    PostgreSQL computes the percentiles (percentile_cont); elsewhere they are computed
-    here from the durations."""
+    Where the per-flow hourly totals answer they give the counts and, from their duration
+    buckets, the percentiles (approximate); else PostgreSQL computes the percentiles
+    (percentile_cont), and elsewhere they are computed here from the durations."""
+    if _rolled(window):
+        return _rolled_flow_figures(workspace, window)
     finished = _entered(workspace).filter(window.current("completed_at"),
                                           completed_at__isnull=False)
     rows = (finished.values("flow_id", "flow__name").annotate(
@@ -283,7 +311,49 @@ def flow_figures(workspace: Workspace, window: Window) -> list[FlowFigures]:
     return list(figures.values())
 
 
+def _rolled_flow_figures(workspace: Workspace, window: Window) -> list[FlowFigures]:
+    """Return flow_figures from the per-flow hourly totals; the names are read for the flows
+    shown only (those tied with the last one shown too, which the name orders)."""
+    counts: dict[Any, dict[str, int]] = {}
+    buckets: dict[Any, dict[int, int]] = {}
+    for row in flow_buckets(workspace.pk, hour_start(window.start or EPOCH)):
+        flow = counts.setdefault(row.flow_id, {"finished": 0})
+        flow["finished"] += row.n
+        flow[row.status] = flow.get(row.status, 0) + row.n
+        if row.status == Execution.Status.COMPLETED:
+            buckets.setdefault(row.flow_id, {})[row.bucket] = row.n
+    ranked = sorted(counts, key=lambda flow_id: -counts[flow_id]["finished"])
+    if len(ranked) > FLOWS_SHOWN:
+        last = counts[ranked[FLOWS_SHOWN - 1]]["finished"]
+        ranked = [flow_id for flow_id in ranked if counts[flow_id]["finished"] >= last]
+    names = dict(Flow.objects.filter(pk__in=ranked).values_list("pk", "name"))
+    shown = sorted((flow_id for flow_id in ranked if flow_id in names),
+                   key=lambda flow_id: (-counts[flow_id]["finished"], names[flow_id]))
+    figures = []
+    for flow_id in shown[:FLOWS_SHOWN]:
+        p50, p90, p99 = _bucket_percentiles(buckets.get(flow_id, {}))
+        figures.append(FlowFigures(flow_id, names[flow_id], counts[flow_id]["finished"],
+                                   counts[flow_id].get(Execution.Status.COMPLETED, 0),
+                                   counts[flow_id].get(Execution.Status.FAILED, 0),
+                                   p50, p90, p99, approximate=True))
+    return figures
+
+
 PERCENTILES = (0.5, 0.9, 0.99)
+
+
+def _bucket_percentiles(buckets: dict[int, int]) -> tuple[float | None, ...]:
+    """Return the percentiles of the durations counted by bucket, each read as its bucket's
+    middle (monitoring.rollups.bucket_seconds); None without any."""
+    ordered = sorted(buckets)
+    if not ordered:
+        return (None,) * len(PERCENTILES)
+    below = list(accumulate(buckets[bucket] for bucket in ordered))  # ranks under each end
+
+    def ranked(rank: int) -> float:
+        return bucket_seconds(ordered[bisect_right(below, rank)])
+
+    return tuple(_percentile(below[-1], ranked, p) for p in PERCENTILES)
 
 
 def _duration_percentiles(executions: QuerySet[Execution]) -> list[tuple[Any, tuple]]:
@@ -302,16 +372,21 @@ def _duration_percentiles(executions: QuerySet[Execution]) -> list[tuple[Any, tu
                                                               "completed_at"):
         if completed is not None:  # the caller's filter: only finished ones come here
             durations.setdefault(flow_id, []).append((completed - started).total_seconds())
-    return [(flow_id, tuple(_percentile(sorted(values), p) for p in PERCENTILES))
-            for flow_id, values in durations.items()]
+    percentiles = []
+    for flow_id, values in durations.items():
+        ordered = sorted(values)
+        percentiles.append((flow_id, tuple(_percentile(len(ordered), ordered.__getitem__, p)
+                                           for p in PERCENTILES)))
+    return percentiles
 
 
-def _percentile(values: list[float], fraction: float) -> float:
-    """Return the interpolated percentile of sorted values (as percentile_cont does)."""
-    position = (len(values) - 1) * fraction
+def _percentile(count: int, ranked: Callable[[int], float], fraction: float) -> float:
+    """Return the interpolated percentile of `count` values, `ranked(i)` the i-th smallest
+    (as percentile_cont does)."""
+    position = (count - 1) * fraction
     low = int(position)
-    high = min(low + 1, len(values) - 1)
-    return values[low] + (values[high] - values[low]) * (position - low)
+    high = min(low + 1, count - 1)
+    return ranked(low) + (ranked(high) - ranked(low)) * (position - low)
 
 
 # --- charts ---------------------------------------------------------------------------------
