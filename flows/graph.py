@@ -64,7 +64,7 @@ class Graph:
         for wait_for_event: "event"/"timeout"); None when there is none (the execution ends).
         Several edges from that exit make a fork: its id (fork_id), which the walker runs as a
         node that starts one branch per edge."""
-        exits = exits_of(self.nodes[node_id])
+        exits = self._exits[node_id]
         if exits is None:
             handle = None
         elif handle not in exits:
@@ -75,11 +75,17 @@ class Graph:
         return targets[0] if targets else None
 
     @cached_property
+    def _exits(self) -> dict[str, dict[str, tuple[int, int]] | None]:
+        """Each node's exits (nodes.exits_of), worked out once per graph: a walk asks at
+        every node it leaves."""
+        return {node_id: exits_of(node) for node_id, node in self.nodes.items()}
+
+    @cached_property
     def _targets(self) -> dict[tuple[str, str | None], list[str]]:
         targets: dict[tuple[str, str | None], list[str]] = {}
         for edge in self.edges:
             source = edge["source"]
-            branching = exits_of(self.nodes[source]) is not None
+            branching = self._exits[source] is not None
             targets.setdefault((source, edge.get("sourceHandle") if branching else None),
                                []).append(edge["target"])
         return targets

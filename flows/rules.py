@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import operator
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 OPERATORS = ("eq", "neq", "gt", "gte", "lt", "lte", "contains", "in", "exists")
@@ -141,20 +141,6 @@ def _fields(group: Any, path: str, depth: int) -> list[tuple[str, str]]:
     return found
 
 
-def values_seen(rules: Any, context: dict) -> dict[str, Any]:
-    """Return what each field of the rules held when they were evaluated: its value, or
-    absent fields under "missing" (an execution's timeline shows why a branch was taken)."""
-    values: dict[str, Any] = {}
-    missing: list[str] = []
-    for _, field in _fields(rules, "rules", depth=1):
-        found, value = lookup(context, field)
-        if found:
-            values[field] = value
-        elif field not in missing:
-            missing.append(field)
-    return {"values": values, "missing": missing} if missing else {"values": values}
-
-
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
@@ -162,20 +148,49 @@ def _short(value: Any) -> str:
 
 def evaluate(rules: dict, context: dict) -> bool:
     """Evaluate a validated group against the context; raise ValueError on a malformed group."""
+    return _evaluate(rules, context, None)
+
+
+# What evaluate_seen records while it evaluates: the fields found, by value, and those
+# absent, in the order the rules name them.
+Seen = tuple[dict[str, Any], list[str]]
+
+
+def evaluate_seen(rules: dict, context: dict) -> tuple[bool, dict[str, Any]]:
+    """Evaluate a validated group as evaluate() does, and return with the answer what each
+    of its fields held: its value, or absent fields under "missing" (an execution's timeline
+    shows why a branch was taken). Every condition is evaluated (none skipped once its
+    group's answer is known), so each field is looked up once for both: a condition node
+    does this at every visit."""
+    seen: Seen = ({}, [])
+    matched = _evaluate(rules, context, seen)
+    values, missing = seen
+    return matched, {"values": values, "missing": missing} if missing else {"values": values}
+
+
+def _evaluate(rules: Any, context: dict, seen: Seen | None) -> bool:
+    """Evaluate a group; with `seen`, evaluate every condition and record its field there."""
     if not isinstance(rules, dict) or len(rules) != 1 or _group_key(rules) is None:
         raise ValueError(f"not a rules group: {_short(rules)}")
     items = next(iter(rules.values()))
     if not isinstance(items, list):
         raise ValueError(f"a rules group needs a list: {_short(rules)}")
-    results = (_evaluate_item(item, context) for item in items)
+    results: Iterable[bool] = (_evaluate_item(item, context, seen) for item in items)
+    if seen is not None:
+        results = list(results)
     return all(results) if _group_key(rules) == "all" else any(results)
 
 
-def _evaluate_item(item: Any, context: dict) -> bool:
+def _evaluate_item(item: Any, context: dict, seen: Seen | None) -> bool:
     if not _is_condition(item):
-        return evaluate(item, context)
-    op = item.get("op")
-    found, actual = lookup(context, item.get("field"))
+        return _evaluate(item, context, seen)
+    op, field = item.get("op"), item.get("field")
+    found, actual = lookup(context, field)
+    if seen is not None and isinstance(field, str):
+        if found:
+            seen[0][field] = actual
+        elif field not in seen[1]:
+            seen[1].append(field)
     if op == "exists":
         return (found and actual is not None) is bool(item.get("value", True))
     if not found:

@@ -63,13 +63,21 @@ class Walk:
 
     def step(self, node: dict, status: str, started: datetime, result: nodes.Result,
              error: str = "") -> Step:
-        """Record this visit's step (reusing a pending row left by a step retry)."""
-        row = self.retry_rows.get((node["id"], self.visit)) or Step(
-            execution=self.execution, node_id=node["id"], node_type=node["type"],
-            visit=self.visit)
-        row.status, row.output, row.input = status, result.output or {}, result.input or {}
-        row.error, row.started_at = error[:4000], started
-        row.message = result.message
+        """Record this visit's step (reusing a pending row left by a step retry).
+
+        A new row gets every field in its constructor: defaults computed only to be
+        replaced (started_at's clock read, empty input and output) cost a light node's
+        evaluation about a microsecond of its sixteen."""
+        fields = {"status": status, "output": result.output or {},
+                  "input": result.input or {}, "error": error[:4000], "started_at": started,
+                  "message": result.message}
+        row = self.retry_rows.get((node["id"], self.visit))
+        if row is None:
+            row = Step(execution=self.execution, node_id=node["id"], node_type=node["type"],
+                       visit=self.visit, **fields)
+        else:
+            for name, value in fields.items():
+                setattr(row, name, value)
         self.steps.append(row)
         return row
 

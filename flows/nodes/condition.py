@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from flows.nodes.base import NodeType, Preview, Result, data_of
-from flows.rules import evaluate, validate_rules, values_seen
+from flows.rules import evaluate, evaluate_seen, validate_rules
 
 
 def check(data: dict) -> list[str]:
@@ -14,23 +14,22 @@ def check(data: dict) -> list[str]:
     return validate_rules(data["rules"], "data.rules")
 
 
-def _decide(node: dict, context: dict) -> tuple[dict, str]:
-    """Return the output and exit, the same for a run and a dry run."""
-    matched = evaluate(data_of(node)["rules"], context)
+def _outcome(matched: bool) -> tuple[dict, str]:
+    """Return the output and exit of the rules' answer, the same for a run and a dry run."""
     return {"result": matched}, "true" if matched else "false"
 
 
 def run(node: dict, context: dict, execution: Any) -> Result:
     """Evaluate the rules and take the matching exit; the step's input keeps the values the
     rules saw, for the execution's timeline."""
-    output, handle = _decide(node, context)
-    return Result(output=output, handle=handle,
-                  input=values_seen(data_of(node)["rules"], context))
+    matched, seen = evaluate_seen(data_of(node)["rules"], context)
+    output, handle = _outcome(matched)
+    return Result(output=output, handle=handle, input=seen)
 
 
 def dry_run(node: dict, context: dict, events: list[str]) -> Preview:
     """Evaluate the rules against the sample contact, as a run would."""
-    output, handle = _decide(node, context)
+    output, handle = _outcome(evaluate(data_of(node)["rules"], context))
     return Preview(output=output, handle=handle)
 
 
