@@ -56,25 +56,23 @@ BUCKETS_PER_DOUBLING = 8
 SMALLEST_SECONDS = 2.0 ** -10
 BUCKET_PRECISION = 2 ** (0.5 / BUCKETS_PER_DOUBLING) - 1
 
-FINISHED_READ = """
-SELECT hour, status, sum(n) FROM (
-  SELECT hour, status, n FROM monitoring_flowhourlycount
+
+def _flow_totals_read(columns: str) -> str:
+    """Return the read of the per-flow totals since an hour, pending deltas included,
+    summed by `columns` (as READ does for the hourly totals)."""
+    return f"""
+SELECT {columns}, sum(n) FROM (
+  SELECT {columns}, n FROM monitoring_flowhourlycount
   WHERE workspace_id = %(workspace)s AND hour >= %(since)s
   UNION ALL
-  SELECT hour, status, n FROM monitoring_flowhourlydelta
+  SELECT {columns}, n FROM monitoring_flowhourlydelta
   WHERE workspace_id = %(workspace)s AND hour >= %(since)s) AS counted
-GROUP BY hour, status HAVING sum(n) <> 0
+GROUP BY {columns} HAVING sum(n) <> 0
 """
 
-FLOWS_READ = """
-SELECT flow_id, status, bucket, sum(n) FROM (
-  SELECT flow_id, status, bucket, n FROM monitoring_flowhourlycount
-  WHERE workspace_id = %(workspace)s AND hour >= %(since)s
-  UNION ALL
-  SELECT flow_id, status, bucket, n FROM monitoring_flowhourlydelta
-  WHERE workspace_id = %(workspace)s AND hour >= %(since)s) AS counted
-GROUP BY flow_id, status, bucket HAVING sum(n) <> 0
-"""
+
+FINISHED_READ = _flow_totals_read("hour, status")
+FLOWS_READ = _flow_totals_read("flow_id, status, bucket")
 
 
 @dataclass(frozen=True)
